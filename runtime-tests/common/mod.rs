@@ -1,0 +1,149 @@
+//! The test world: private state roots, a private netns dir, bundles made
+//! from the busybox rootfs that hack/mkbundle.sh prepares, and a guard that
+//! removes everything on drop.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn rcon_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rcon")
+}
+
+/// The busybox rootfs built by `hack/mkbundle.sh` (RCON_TEST_ROOTFS overrides).
+pub fn busybox_rootfs() -> PathBuf {
+    let p = std::env::var_os("RCON_TEST_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/.cache/busybox/rootfs"));
+    assert!(p.join("bin/busybox").exists(), "no busybox rootfs at {}: run hack/mkbundle.sh (make test does)", p.display());
+    p
+}
+
+pub fn require_root() {
+    assert!(nix::unistd::geteuid().is_root(), "runtime-tests need root");
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short prefix for kernel object names (netns, links) of one test.
+pub fn unique(tag: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    format!("rt{}{}{}", tag, std::process::id() % 100_000, n)
+}
+
+/// One test's private world: rcon state, data and netns dirs in a temp dir.
+pub struct World {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub netns_dir: PathBuf,
+    pub data_root: PathBuf,
+    /// Named namespaces made in the real /var/run/netns (ip netns interop), removed on drop.
+    pub system_netns: Vec<String>,
+}
+
+impl World {
+    pub fn new(tag: &str) -> World {
+        require_root();
+        let name = unique(tag);
+        let dir = tempfile::Builder::new().prefix(&format!("rcon-{name}-")).tempdir().unwrap();
+        let root = dir.path().join("run");
+        let netns_dir = dir.path().join("netns");
+        let data_root = dir.path().join("lib");
+        World { name, dir, root, netns_dir, data_root, system_netns: Vec::new() }
+    }
+
+    /// A `Command` for rcon with this world's roots in the environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(rcon_bin());
+        c.args(args)
+            .env("RCON_ROOT", &self.root)
+            .env("RCON_NETNS_DIR", &self.netns_dir)
+            .env("RCON_DATA_ROOT", &self.data_root)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn rcon(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("spawning rcon")
+    }
+
+    /// Run rcon and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.rcon(args);
+        assert!(
+            out.status.success(),
+            "rcon {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run rcon and require failure with exactly one line on stderr; returns it.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.rcon(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "rcon {args:?} succeeded but should fail: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "rcon {args:?}: error is not one line: {err:?}");
+        err
+    }
+
+    /// A bundle dir with a private copy of the busybox rootfs and a config
+    /// built from `rcon spec`, adjusted by `edit`.
+    pub fn bundle(&self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+        let b = self.dir.path().join("bundles").join(name);
+        std::fs::create_dir_all(&b).unwrap();
+        let st = Command::new("cp").arg("-a").arg(busybox_rootfs()).arg(b.join("rootfs")).status().unwrap();
+        assert!(st.success());
+        self.ok(&["spec", "--bundle", b.to_str().unwrap()]);
+        let path = b.join("config.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["process"]["terminal"] = false.into();
+        edit(&mut v);
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        b
+    }
+
+    /// Container ids known to this world's state root.
+    pub fn containers(&self) -> Vec<String> {
+        std::fs::read_dir(&self.root)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for id in self.containers() {
+            let _ = self.cmd(&["delete", "--force", &id]).output();
+        }
+        for name in &self.system_netns {
+            let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
+        }
+        // Unmount every netns bind mount, then the dir itself (rcon made it a mount point).
+        if let Ok(rd) = std::fs::read_dir(&self.netns_dir) {
+            for e in rd.flatten() {
+                let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        while nix::mount::umount2(&self.netns_dir, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    }
+}
+
+/// Run a shell command on the host side (e.g. `ip -n NS …`); panics on failure.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The root namespace's links, netns files and mounts, to compare before/after.
+pub fn host_snapshot() -> (String, String) {
+    let links = sh("ip -o link show | awk -F': ' '{print $2}' | sort");
+    let netns = sh("ls /var/run/netns 2>/dev/null | sort || true");
+    (links, netns)
+}

@@ -1,0 +1,113 @@
+//! Command-line front end. Clap structs live here; each command is a short
+//! file that calls one library function and prints the result.
+
+mod exec;
+mod lifecycle;
+mod logging;
+mod netns;
+mod run;
+mod spec;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rcon::Context;
+
+#[derive(Parser, Debug)]
+#[command(name = "rcon", version, about = "A small runc-like container runtime whose network subsystem is the point")]
+pub struct Cli {
+    /// Directory for container state (tmpfs, like runc).
+    #[arg(long, global = true, env = "RCON_ROOT", default_value = "/run/rcon")]
+    root: PathBuf,
+    /// Directory for named network namespaces (shared with `ip netns`).
+    #[arg(long, global = true, env = "RCON_NETNS_DIR", default_value = "/var/run/netns")]
+    netns_dir: PathBuf,
+    /// Directory for persistent data (networks, leases, images).
+    #[arg(long, global = true, env = "RCON_DATA_ROOT", default_value = "/var/lib/rcon")]
+    data_root: PathBuf,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility (cgroups are not managed by rcon yet).
+    #[arg(long, global = true, hide = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true, hide = true)]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a container from a bundle; its process waits for `start`.
+    Create(lifecycle::CreateArgs),
+    /// Start the user process of a created container.
+    Start(lifecycle::IdArg),
+    /// Print the OCI state of a container as JSON.
+    State(lifecycle::IdArg),
+    /// Send a signal to the container's init (or all its processes).
+    Kill(lifecycle::KillArgs),
+    /// Delete a container and its state.
+    Delete(lifecycle::DeleteArgs),
+    /// List containers.
+    List(lifecycle::ListArgs),
+    /// List the processes of a container.
+    Ps(lifecycle::PsArgs),
+    /// Run a new process inside a running container.
+    Exec(exec::ExecArgs),
+    /// Write a default config.json into a bundle.
+    Spec(spec::SpecArgs),
+    /// Create, start and wait for a container.
+    Run(run::RunArgs),
+    /// Named network namespaces (the `ip netns` contract).
+    #[command(subcommand)]
+    Netns(netns::NetnsCmd),
+}
+
+/// Parse, run, and turn any error into one line on stderr and a non-zero code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!("rcon: {e:#}");
+        return 1;
+    }
+    let ctx = Context { root: cli.root.clone(), netns_dir: cli.netns_dir.clone(), data_root: cli.data_root.clone() };
+    match dispatch(&ctx, cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            tracing::error!("{line}");
+            eprintln!("rcon: {line}");
+            1
+        }
+    }
+}
+
+fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Create(a) => lifecycle::create(ctx, a),
+        Command::Start(a) => lifecycle::start(ctx, a),
+        Command::State(a) => lifecycle::state(ctx, a),
+        Command::Kill(a) => lifecycle::kill(ctx, a),
+        Command::Delete(a) => lifecycle::delete(ctx, a),
+        Command::List(a) => lifecycle::list(ctx, a),
+        Command::Ps(a) => lifecycle::ps(ctx, a),
+        Command::Exec(a) => exec::exec(ctx, a),
+        Command::Spec(a) => spec::spec(a),
+        Command::Run(a) => run::run(ctx, a),
+        Command::Netns(c) => netns::netns(ctx, c),
+    }
+}

@@ -1,0 +1,4 @@
+//! The network subsystem: a library of its own (docs/ARCHITECTURE.md).
+
+pub mod link;
+pub mod netns;

@@ -1,0 +1,1 @@
+//! Named network namespaces, on the same on-disk contract as `ip netns`.

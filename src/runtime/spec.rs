@@ -1,0 +1,230 @@
+//! config.json: loading with errors that name the field, validation, defaults.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+
+use crate::store;
+
+/// A loaded bundle: its absolute directory, its spec and its absolute rootfs.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+}
+
+/// Load `bundle/config.json`, then check everything that can be checked
+/// before any side effect happens.
+pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
+    let dir = std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
+    if !dir.is_dir() {
+        bail!("bundle {}: not a directory", dir.display());
+    }
+    let config = dir.join("config.json");
+    if !config.exists() {
+        bail!("bundle {}: config.json not found", dir.display());
+    }
+    let spec: Spec = store::read_json(&config)?;
+    let root = spec.root().as_ref().context("config.json: field root: missing")?;
+    let rootfs = dir.join(root.path());
+    if !rootfs.is_dir() {
+        bail!("config.json: field root.path: {} is not a directory", rootfs.display());
+    }
+    let process = spec.process().as_ref().context("config.json: field process: missing")?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        bail!("config.json: field process.args: must name a command");
+    }
+    validate_namespaces(namespaces(&spec))?;
+    validate_sysctls(&spec)?;
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+pub fn namespaces(spec: &Spec) -> &[LinuxNamespace] {
+    spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or(&[])
+}
+
+/// Whether the spec asks for a new namespace of this type (listed, no path).
+pub fn creates_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    namespaces(spec).iter().any(|n| n.typ() == typ && n.path().is_none())
+}
+
+/// The /proc/PID/ns file name of a namespace type.
+pub fn ns_proc_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The clone flag of a namespace type.
+pub fn ns_flag(typ: LinuxNamespaceType) -> nix::sched::CloneFlags {
+    nix::sched::CloneFlags::from_bits_retain(typ as i32)
+}
+
+fn validate_namespaces(list: &[LinuxNamespace]) -> Result<()> {
+    let mut seen = HashSet::new();
+    for (i, ns) in list.iter().enumerate() {
+        let name = ns_proc_name(ns.typ());
+        if !seen.insert(ns.typ()) {
+            bail!("config.json: field linux.namespaces[{i}]: namespace {name:?} listed twice");
+        }
+        if ns.typ() == LinuxNamespaceType::User && ns.path().is_none() {
+            bail!("config.json: field linux.namespaces[{i}]: new user namespaces are not supported yet (join one by path)");
+        }
+        if let Some(path) = ns.path() {
+            check_ns_file(path, ns.typ())
+                .with_context(|| format!("config.json: field linux.namespaces[{i}].path"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Open a namespace file and check that it is a namespace of type `typ`.
+pub fn check_ns_file(path: &Path, typ: LinuxNamespaceType) -> Result<File> {
+    let f = File::open(path).with_context(|| format!("{}", path.display()))?;
+    // NS_GET_NSTYPE = _IO(0xb7, 0x3): returns the CLONE_NEW* type of the file.
+    let got = unsafe { libc::ioctl(f.as_raw_fd(), 0xb703 as _) };
+    if got < 0 || got != typ as i32 {
+        bail!("{} is not a {} namespace", path.display(), ns_proc_name(typ));
+    }
+    Ok(f)
+}
+
+/// Only namespaced sysctls, and only when the container has that namespace.
+fn validate_sysctls(spec: &Spec) -> Result<()> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    let has = |t| namespaces(spec).iter().any(|n| n.typ() == t);
+    for key in sysctl.keys() {
+        let ok = if key.starts_with("net.") {
+            has(LinuxNamespaceType::Network)
+        } else if key.starts_with("kernel.shm") || key.starts_with("kernel.msg") || key == "kernel.sem" || key.starts_with("fs.mqueue.") {
+            has(LinuxNamespaceType::Ipc)
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            has(LinuxNamespaceType::Uts)
+        } else {
+            false
+        };
+        if !ok {
+            bail!("config.json: field linux.sysctl.{key}: not namespaced, or the container does not have that namespace");
+        }
+        if key.contains("..") || key.contains('/') {
+            bail!("config.json: field linux.sysctl.{key}: invalid name");
+        }
+    }
+    Ok(())
+}
+
+/// A runc-like default: a busybox-friendly `sh` with a terminal and new
+/// pid, network, ipc, uts and mount namespaces.
+pub fn default_spec() -> Spec {
+    let mut spec = Spec::default();
+    spec.set_version(super::state::OCI_VERSION.to_string());
+    spec.set_hostname(Some("rcon".into()));
+    if let Some(p) = spec.process_mut() {
+        p.set_terminal(Some(true));
+    }
+    if let Some(linux) = spec.linux_mut() {
+        let keep: Vec<LinuxNamespace> = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.typ() != LinuxNamespaceType::User && n.typ() != LinuxNamespaceType::Cgroup)
+            .collect();
+        linux.set_namespaces(Some(keep));
+    }
+    spec
+}
+
+/// `rcon spec`: refuse to overwrite, like runc.
+pub fn write_default(bundle: &Path) -> Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        bail!("{} exists; remove it first", path.display());
+    }
+    store::write_json(&path, &default_spec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle_with(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        dir
+    }
+
+    fn default_json() -> serde_json::Value {
+        serde_json::to_value(default_spec()).unwrap()
+    }
+
+    #[test]
+    fn default_spec_loads_back() {
+        let d = bundle_with(&default_json().to_string());
+        let b = load_bundle(d.path()).unwrap();
+        assert!(creates_namespace(&b.spec, LinuxNamespaceType::Network));
+        assert!(b.rootfs.ends_with("rootfs"));
+    }
+
+    #[test]
+    fn unknown_namespace_type_names_the_field() {
+        let mut v = default_json();
+        v["linux"]["namespaces"][0]["type"] = "bogus".into();
+        let d = bundle_with(&v.to_string());
+        let err = format!("{:#}", load_bundle(d.path()).err().unwrap());
+        assert!(err.contains("linux.namespaces[0].type"), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_is_an_error() {
+        let d = bundle_with("{ not json");
+        let err = format!("{:#}", load_bundle(d.path()).err().unwrap());
+        assert!(err.contains("config.json"), "{err}");
+    }
+
+    #[test]
+    fn wrong_namespace_path_type_is_refused() {
+        let mut v = default_json();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": "/proc/self/ns/uts"}]);
+        let d = bundle_with(&v.to_string());
+        let err = format!("{:#}", load_bundle(d.path()).err().unwrap());
+        assert!(err.contains("not a net namespace"), "{err}");
+    }
+
+    #[test]
+    fn host_sysctl_is_refused() {
+        let mut v = default_json();
+        v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "10"});
+        let d = bundle_with(&v.to_string());
+        assert!(load_bundle(d.path()).is_err());
+        v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+        let d = bundle_with(&v.to_string());
+        assert!(load_bundle(d.path()).is_ok());
+    }
+
+    #[test]
+    fn missing_rootfs_and_args() {
+        let mut v = default_json();
+        v["root"]["path"] = "nope".into();
+        let d = bundle_with(&v.to_string());
+        assert!(format!("{:#}", load_bundle(d.path()).err().unwrap()).contains("root.path"));
+        let mut v = default_json();
+        v["process"]["args"] = serde_json::json!([]);
+        let d = bundle_with(&v.to_string());
+        assert!(format!("{:#}", load_bundle(d.path()).err().unwrap()).contains("process.args"));
+    }
+}

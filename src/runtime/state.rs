@@ -1,0 +1,197 @@
+//! Container state: the OCI `state` JSON plus what rcon needs to act later.
+//!
+//! The status is not stored but derived each time from the process and the
+//! start socket, so a crash can never leave a stale "running" on disk.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::store;
+
+pub const OCI_VERSION: &str = "1.2.0";
+pub const STATE_FILE: &str = "state.json";
+/// Present from create until start: the init waits on it (runc's exec fifo).
+pub const START_SOCKET: &str = "start.sock";
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The OCI state (ociVersion, id, status, pid, bundle, annotations) and rcon's extras.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub oci_version: String,
+    pub id: String,
+    pub status: Status,
+    pub pid: i32,
+    pub bundle: PathBuf,
+    #[serde(default)]
+    pub annotations: std::collections::HashMap<String, String>,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// Kernel start time of `pid` (jiffies since boot), to detect pid reuse.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pid_start_time: u64,
+    /// The container has a pid namespace of its own (so it dies with its init).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_pid_ns: bool,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl State {
+    pub fn load(dir: &Path) -> Result<State> {
+        store::read_json(&dir.join(STATE_FILE))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        store::write_json(&dir.join(STATE_FILE), self)
+    }
+
+    /// Work out the live status from the process and the start socket.
+    pub fn refresh(&mut self, dir: &Path) {
+        if self.status == Status::Creating && self.pid == 0 {
+            return;
+        }
+        self.status = if !process_alive(self.pid, self.pid_start_time) {
+            Status::Stopped
+        } else if dir.join(START_SOCKET).exists() {
+            Status::Created
+        } else {
+            Status::Running
+        };
+    }
+
+    /// The state as the OCI spec defines it (no rcon extras), for hooks.
+    pub fn oci_json(&self) -> String {
+        serde_json::json!({
+            "ociVersion": self.oci_version,
+            "id": self.id,
+            "status": self.status,
+            "pid": self.pid,
+            "bundle": self.bundle,
+            "annotations": self.annotations,
+        })
+        .to_string()
+    }
+}
+
+/// Field 22 of /proc/PID/stat, and whether the process is a zombie.
+pub fn proc_start_time(pid: i32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parens: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let zombie = matches!(fields.first(), Some(&"Z") | Some(&"X"));
+    Some((fields.get(19)?.parse().ok()?, zombie))
+}
+
+/// Alive, not a zombie, and the same process that was recorded.
+pub fn process_alive(pid: i32, start_time: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match proc_start_time(pid) {
+        Some((t, zombie)) => !zombie && (start_time == 0 || t == start_time),
+        None => false,
+    }
+}
+
+/// Read the parent pid of a process from /proc.
+pub fn proc_ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Format a duration since the epoch as RFC 3339 UTC with nanoseconds.
+pub fn rfc3339(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_nanos()
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default())
+}
+
+/// Load a container's state with its live status, or say clearly that it does not exist.
+pub fn load_live(dir: &Path, id: &str) -> Result<State> {
+    if !dir.join(STATE_FILE).exists() {
+        anyhow::bail!("container {id:?} does not exist");
+    }
+    let mut st = State::load(dir).with_context(|| format!("container {id:?}"))?;
+    st.refresh(dir);
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(Duration::from_secs(0)), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(Duration::new(1_795_305_600, 5)), "2026-11-22T00:00:00.000000005Z");
+        assert_eq!(rfc3339(Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn own_process_is_alive_and_start_time_checked() {
+        let pid = std::process::id() as i32;
+        let (t, zombie) = proc_start_time(pid).unwrap();
+        assert!(!zombie);
+        assert!(process_alive(pid, t));
+        assert!(!process_alive(pid, t + 1), "pid reuse not detected");
+        assert!(!process_alive(0, 0));
+    }
+
+    #[test]
+    fn status_serializes_lowercase() {
+        assert_eq!(serde_json::to_string(&Status::Created).unwrap(), "\"created\"");
+    }
+}

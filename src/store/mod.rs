@@ -1,0 +1,125 @@
+//! State on disk: atomic writes, advisory locks and id validation.
+//!
+//! Files are written to a temporary sibling and renamed into place, so a crash
+//! never leaves a half-written file; shared state is guarded with flock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use anyhow::{bail, Context as _, Result};
+use nix::fcntl::{Flock, FlockArg};
+
+/// Write `data` to `path` atomically (temp file in the same dir + fsync + rename).
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let tmp = dir.join(format!(".{}.tmp.{}", name, std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        e
+    })
+    .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Serialize `value` as pretty JSON and write it atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let data = serde_json::to_vec_pretty(value)?;
+    write_atomic(path, &data)
+}
+
+/// Read and parse a JSON file, naming the file and the field on error.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let de = &mut serde_json::Deserializer::from_slice(&data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        if field == "." {
+            anyhow::anyhow!("{}: {}", path.display(), e.inner())
+        } else {
+            anyhow::anyhow!("{}: field {}: {}", path.display(), field, e.inner())
+        }
+    })
+}
+
+/// An exclusive flock held until dropped.
+pub struct Lock(#[allow(dead_code)] Flock<File>);
+
+/// Take an exclusive lock on `path` (created if missing), blocking until free.
+pub fn lock(path: &Path) -> Result<Lock> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening lock {}", path.display()))?;
+    lock_file(f).with_context(|| format!("locking {}", path.display()))
+}
+
+/// Take an exclusive flock on an already open file or directory.
+pub fn lock_file(f: File) -> Result<Lock> {
+    let _ = f.as_fd();
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map(Lock)
+        .map_err(|(_, e)| anyhow::Error::from(e))
+}
+
+/// Container, namespace and pod names: a safe single path component.
+pub fn validate_id(kind: &str, id: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "_.+-".contains(c);
+    if id.is_empty() {
+        bail!("{kind} id must not be empty");
+    }
+    if id == "." || id == ".." || id.contains('/') || id.contains('\0') {
+        bail!("invalid {kind} id {id:?}: it must be a single path component, not holding '/' or '..'");
+    }
+    if id.len() > 1024 || !id.chars().all(ok_char) || !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        bail!("invalid {kind} id {id:?}: use letters, digits and _.+- and start with a letter or digit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("container", "abc-1.2_x").is_ok());
+        for bad in ["", ".", "..", "a/b", "../x", "-x", "a b", "é"] {
+            assert!(validate_id("container", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn atomic_json_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.json");
+        write_json(&p, &serde_json::json!({"a": 1})).unwrap();
+        let v: serde_json::Value = read_json(&p).unwrap();
+        assert_eq!(v["a"], 1);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
+    }
+
+    #[test]
+    fn json_error_names_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct S {
+            inner: Vec<u32>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.json");
+        fs::write(&p, r#"{"inner": [1, "x"]}"#).unwrap();
+        let err = read_json::<S>(&p).unwrap_err().to_string();
+        assert!(err.contains("inner[1]"), "{err}");
+    }
+}
