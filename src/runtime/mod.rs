@@ -1,16 +1,29 @@
 //! The OCI runtime: bundles, state, and the launch of container processes.
 //! It knows nothing of bridges; networks attach through `net` or hooks.
 
+mod console;
+mod container;
+mod exec;
+mod hooks;
+mod init;
+mod launch;
+mod procs;
+mod process;
+mod rootfs;
 pub mod signal;
 pub mod spec;
 pub mod state;
+mod supervise;
+mod sync;
 
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use nix::sys::signal::Signal;
 
 use crate::Context;
+pub use console::recv_fd;
 pub use state::{State, Status};
 
 /// What `create` and `run --bundle` take besides the id.
@@ -37,30 +50,70 @@ pub struct ExecOptions {
     pub args: Vec<String>,
 }
 
-pub fn create(_ctx: &Context, _id: &str, _o: &CreateOptions) -> Result<()> {
-    todo!()
+/// Create a container whose init waits for `start`.
+pub fn create(ctx: &Context, id: &str, o: &CreateOptions) -> Result<()> {
+    container::create(ctx, id, o, None).map(|_| ())
 }
-pub fn start(_ctx: &Context, _id: &str) -> Result<()> {
-    todo!()
+
+pub fn start(ctx: &Context, id: &str) -> Result<()> {
+    container::start(ctx, id).map(|_| ())
 }
-pub fn state(_ctx: &Context, _id: &str) -> Result<State> {
-    todo!()
+
+pub fn state(ctx: &Context, id: &str) -> Result<State> {
+    container::state(ctx, id)
 }
-pub fn kill(_ctx: &Context, _id: &str, _sig: Signal, _all: bool) -> Result<()> {
-    todo!()
+
+pub fn kill(ctx: &Context, id: &str, sig: Signal, all: bool) -> Result<()> {
+    container::kill(ctx, id, sig, all)
 }
-pub fn delete(_ctx: &Context, _id: &str, _force: bool) -> Result<()> {
-    todo!()
+
+pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
+    container::delete(ctx, id, force)
 }
-pub fn list(_ctx: &Context) -> Result<Vec<State>> {
-    todo!()
+
+pub fn list(ctx: &Context) -> Result<Vec<State>> {
+    container::list(ctx)
 }
-pub fn pids(_ctx: &Context, _id: &str) -> Result<Vec<i32>> {
-    todo!()
+
+pub fn pids(ctx: &Context, id: &str) -> Result<Vec<i32>> {
+    container::pids(ctx, id)
 }
-pub fn run(_ctx: &Context, _id: &str, _o: &CreateOptions, _detach: bool) -> Result<i32> {
-    todo!()
+
+pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
+    exec::exec(ctx, id, o)
 }
-pub fn exec(_ctx: &Context, _id: &str, _o: ExecOptions) -> Result<i32> {
-    todo!()
+
+/// create + start, then (unless detached) wait, remove the container and
+/// return its exit status. Without --console-socket, a terminal container
+/// gets its pty proxied to rcon's own stdio.
+pub fn run(ctx: &Context, id: &str, o: &CreateOptions, detach: bool) -> Result<i32> {
+    let (ours, theirs) = match (detach, &o.console_socket) {
+        (false, None) => {
+            let (a, b) = UnixStream::pair()?;
+            (Some(a), Some(b))
+        }
+        _ => (None, None),
+    };
+    if !detach {
+        supervise::prepare()?;
+    }
+    let st = container::create(ctx, id, o, theirs)?;
+    let terminal = container::load_spec(&ctx.container_dir(id))
+        .ok()
+        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false);
+    let pty = match (&ours, terminal) {
+        (Some(s), true) => Some(console::recv_fd(s)?),
+        _ => None,
+    };
+    if let Err(e) = container::start(ctx, id) {
+        let _ = container::delete(ctx, id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = supervise::wait(st.pid, pty)?;
+    container::delete(ctx, id, true)?;
+    Ok(code)
 }

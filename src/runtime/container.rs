@@ -1,0 +1,245 @@
+//! The lifecycle on disk: create, start, state, kill, delete, list.
+//!
+//! `<root>/<id>/` holds state.json, a copy of config.json (hooks still run
+//! if the bundle changes) and start.sock while the init waits for `start`.
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::hooks::{self, Kind};
+use super::init::{self, InitConfig};
+use super::launch::{self, Namespaces};
+use super::spec::{self, ns_flag};
+use super::state::{self, State, Status, START_SOCKET};
+use super::sync::Msg;
+use super::{procs, CreateOptions};
+use crate::{store, Context};
+
+const SPEC_COPY: &str = "config.json";
+
+/// The container dir, after checking that the id is a safe name.
+pub fn dir_of(ctx: &Context, id: &str) -> Result<PathBuf> {
+    store::validate_id("container", id)?;
+    Ok(ctx.container_dir(id))
+}
+
+/// A path to `name` inside `dir` that fits in sun_path however deep `dir` is.
+fn short_path(dir: &File, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+pub fn load_spec(dir: &Path) -> Result<Spec> {
+    store::read_json(&dir.join(SPEC_COPY))
+}
+
+/// Undo a half-done create: kill the init, remove the state dir.
+struct Undo {
+    dir: PathBuf,
+    pid: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
+            // Reap it if it became our child (run sets us as subreaper).
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Create the container; its init waits on the start socket. `console`
+/// overrides --console-socket (run uses an internal pair for its own pty).
+pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixStream>) -> Result<State> {
+    let dir = dir_of(ctx, id)?;
+    let bundle = spec::load_bundle(&o.bundle)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let console = match (terminal, console, &o.console_socket) {
+        (false, _, Some(_)) => bail!("--console-socket given but config.json process.terminal is false"),
+        (false, _, None) => None,
+        (true, Some(c), _) => Some(c),
+        (true, None, Some(path)) => Some(UnixStream::connect(path).with_context(|| format!("--console-socket {}", path.display()))?),
+        (true, None, None) => bail!("config.json process.terminal is true: --console-socket is required"),
+    };
+    if !spec::namespaces(&bundle.spec).iter().any(|n| n.typ() == LinuxNamespaceType::Mount) {
+        bail!("config.json: field linux.namespaces: a mount namespace is required");
+    }
+    let join = open_joins(&bundle.spec)?;
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(&ctx.root).with_context(|| format!("--root {}", ctx.root.display()))?;
+    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!("container {id:?} already exists"),
+        r => r.with_context(|| format!("creating {}", dir.display()))?,
+    }
+    let mut undo = Undo { dir: dir.clone(), pid: None, armed: true };
+    let mut st = State {
+        oci_version: state::OCI_VERSION.into(),
+        id: id.into(),
+        status: Status::Creating,
+        pid: 0,
+        bundle: bundle.dir.clone(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        created: state::now_rfc3339(),
+        pid_start_time: 0,
+        own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
+    };
+    st.save(&dir)?;
+    store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;
+    let dir_fd = File::open(&dir)?;
+    let start = UnixListener::bind(short_path(&dir_fd, START_SOCKET)).context("binding start socket")?;
+    let new = spec::namespaces(&bundle.spec)
+        .iter()
+        .filter(|n| n.path().is_none())
+        .fold(nix::sched::CloneFlags::empty(), |acc, n| acc | ns_flag(n.typ()));
+    let cfg = InitConfig {
+        spec: bundle.spec.clone(),
+        rootfs: bundle.rootfs.clone(),
+        no_pivot: o.no_pivot,
+        preserve_fds: o.preserve_fds,
+        console,
+        start,
+    };
+    let (pid, mut chan) = launch::spawn(Namespaces { join, new }, move |chan| init::run(cfg, chan))?;
+    undo.pid = Some(pid);
+    st.pid = pid;
+    st.pid_start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
+    st.save(&dir)?;
+    match chan.expect("mount setup")? {
+        Msg::Hooks => {}
+        other => bail!("container init: unexpected {other:?}"),
+    }
+    let json = st.oci_json();
+    hooks::run(&bundle.spec, Kind::Prestart, &json)?;
+    hooks::run(&bundle.spec, Kind::CreateRuntime, &json)?;
+    chan.send(&Msg::HooksDone { state: json })?;
+    match chan.expect("container setup")? {
+        Msg::Created => {}
+        other => bail!("container init: unexpected {other:?}"),
+    }
+    st.status = Status::Created;
+    st.save(&dir)?;
+    if let Some(p) = &o.pid_file {
+        store::write_atomic(p, pid.to_string().as_bytes()).context("--pid-file")?;
+    }
+    undo.armed = false;
+    Ok(st)
+}
+
+/// Open the namespace files to join, in an order that keeps later opens valid.
+fn open_joins(spec: &Spec) -> Result<Vec<(nix::sched::CloneFlags, File)>> {
+    let mut out = Vec::new();
+    for (i, ns) in spec::namespaces(spec).iter().enumerate() {
+        if let Some(path) = ns.path() {
+            let f = spec::check_ns_file(path, ns.typ()).with_context(|| format!("config.json: field linux.namespaces[{i}].path"))?;
+            out.push((ns_flag(ns.typ()), f));
+        }
+    }
+    // Joining the mount namespace last keeps the others' semantics simple.
+    out.sort_by_key(|(f, _)| *f == ns_flag(LinuxNamespaceType::Mount));
+    Ok(out)
+}
+
+pub fn start(ctx: &Context, id: &str) -> Result<State> {
+    let dir = dir_of(ctx, id)?;
+    let mut st = state::load_live(&dir, id)?;
+    let _lock = store::lock_file(File::open(&dir)?)?;
+    st.refresh(&dir);
+    if st.status != Status::Created {
+        bail!("container {id:?} is {}: only a created container can be started", st.status);
+    }
+    let spec = load_spec(&dir)?;
+    let dir_fd = File::open(&dir)?;
+    let sock = short_path(&dir_fd, START_SOCKET);
+    let mut conn = UnixStream::connect(&sock).with_context(|| format!("container {id:?}: init is gone"))?;
+    conn.write_all(b"s").context("signalling start")?;
+    // The init closes the connection by exec (close-on-exec) or writes why it could not.
+    let mut err = String::new();
+    let _ = conn.read_to_string(&mut err);
+    let _ = fs::remove_file(&sock);
+    if !err.is_empty() {
+        bail!("container {id:?}: {err}");
+    }
+    st.status = Status::Running;
+    hooks::run_warn(&spec, Kind::Poststart, &st.oci_json());
+    Ok(st)
+}
+
+pub fn state(ctx: &Context, id: &str) -> Result<State> {
+    state::load_live(&dir_of(ctx, id)?, id)
+}
+
+pub fn kill(ctx: &Context, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let st = state(ctx, id)?;
+    if !matches!(st.status, Status::Created | Status::Running) {
+        bail!("container {id:?} is {}: nothing to signal", st.status);
+    }
+    if all {
+        procs::signal_all(&st, sig);
+    } else {
+        send_signal(Pid::from_raw(st.pid), sig).with_context(|| format!("signalling pid {}", st.pid))?;
+    }
+    Ok(())
+}
+
+pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
+    let dir = dir_of(ctx, id)?;
+    if !dir.exists() {
+        bail!("container {id:?} does not exist");
+    }
+    let loaded = State::load(&dir);
+    let spec = load_spec(&dir).ok();
+    if let Ok(mut st) = loaded {
+        st.refresh(&dir);
+        match st.status {
+            Status::Running if !force => bail!("container {id:?} is running: stop it first or use --force"),
+            Status::Creating if st.pid != 0 && !force => bail!("container {id:?} is being created: use --force"),
+            Status::Stopped => {}
+            _ => {
+                procs::signal_all(&st, Signal::SIGKILL);
+                if !procs::wait_gone(&st, Duration::from_secs(10)) {
+                    bail!("container {id:?}: pid {} did not exit after SIGKILL", st.pid);
+                }
+            }
+        }
+        st.status = Status::Stopped;
+        if let Some(spec) = &spec {
+            hooks::run_warn(spec, Kind::Poststop, &st.oci_json());
+        }
+    } else if !force {
+        loaded.context("state is unreadable; use --force to remove it")?;
+    }
+    fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+}
+
+pub fn list(ctx: &Context) -> Result<Vec<State>> {
+    let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(Vec::new()) };
+    let mut out: Vec<State> = rd
+        .flatten()
+        .filter(|e| e.path().join(state::STATE_FILE).exists())
+        .filter_map(|e| {
+            let mut st = State::load(&e.path()).ok()?;
+            st.refresh(&e.path());
+            Some(st)
+        })
+        .collect();
+    out.sort_by(|a, b| a.created.cmp(&b.created));
+    Ok(out)
+}
+
+pub fn pids(ctx: &Context, id: &str) -> Result<Vec<i32>> {
+    Ok(procs::container_pids(&state(ctx, id)?))
+}

@@ -1,0 +1,113 @@
+//! OCI hooks: each gets the state JSON on stdin, runs with its own args and
+//! env, and is killed when its timeout passes.
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use oci_spec::runtime::{Hook, Spec};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Prestart => "prestart",
+            Kind::CreateRuntime => "createRuntime",
+            Kind::CreateContainer => "createContainer",
+            Kind::StartContainer => "startContainer",
+            Kind::Poststart => "poststart",
+            Kind::Poststop => "poststop",
+        }
+    }
+}
+
+#[allow(deprecated)]
+fn hooks_of(spec: &Spec, kind: Kind) -> &[Hook] {
+    let Some(h) = spec.hooks().as_ref() else { return &[] };
+    let list = match kind {
+        Kind::Prestart => h.prestart(),
+        Kind::CreateRuntime => h.create_runtime(),
+        Kind::CreateContainer => h.create_container(),
+        Kind::StartContainer => h.start_container(),
+        Kind::Poststart => h.poststart(),
+        Kind::Poststop => h.poststop(),
+    };
+    list.as_deref().unwrap_or(&[])
+}
+
+/// Run every hook of `kind` in order; the first failure stops and is returned.
+pub fn run(spec: &Spec, kind: Kind, state_json: &str) -> Result<()> {
+    for (i, hook) in hooks_of(spec, kind).iter().enumerate() {
+        run_one(hook, state_json).with_context(|| format!("{} hook {i} ({})", kind.name(), hook.path().display()))?;
+    }
+    Ok(())
+}
+
+/// Run the hooks whose failure the spec says to log and ignore.
+pub fn run_warn(spec: &Spec, kind: Kind, state_json: &str) {
+    for (i, hook) in hooks_of(spec, kind).iter().enumerate() {
+        if let Err(e) = run_one(hook, state_json) {
+            tracing::warn!("{} hook {i} ({}): {e:#}", kind.name(), hook.path().display());
+        }
+    }
+}
+
+fn run_one(hook: &Hook, state_json: &str) -> Result<()> {
+    let mut cmd = Command::new(hook.path());
+    if let Some(args) = hook.args().as_deref() {
+        if let Some(argv0) = args.first() {
+            cmd.arg0(argv0);
+        }
+        cmd.args(args.iter().skip(1));
+    }
+    cmd.env_clear();
+    for kv in hook.env().as_deref().unwrap_or(&[]) {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("spawning")?;
+    // A hook that never reads stdin must not block us: ignore EPIPE.
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(state_json.as_bytes());
+    }
+    let mut stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let timeout = hook.timeout().map(|t| Duration::from_secs(t.max(1) as u64));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {}s", timeout.unwrap_or_default().as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let err = reader.join().unwrap_or_default();
+    if !status.success() {
+        let last = err.trim().lines().last().unwrap_or("").to_string();
+        bail!("{status}{}{last}", if last.is_empty() { "" } else { ": " });
+    }
+    Ok(())
+}

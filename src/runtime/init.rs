@@ -1,0 +1,117 @@
+//! The container's init before it becomes the user's process: it builds the
+//! filesystem view, lets rcon run the runtime hooks, waits on the start
+//! socket, then execs. Errors travel back over the sync channel.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::hooks::{self, Kind};
+use super::sync::{Channel, Msg};
+use super::{console, process, rootfs, spec};
+
+/// Everything the init needs, prepared by rcon before the fork.
+pub struct InitConfig {
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub console: Option<UnixStream>,
+    pub start: UnixListener,
+}
+
+pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
+    nix::unistd::setsid().context("setsid")?;
+    let spec = &cfg.spec;
+    if spec::creates_namespace(spec, LinuxNamespaceType::Network) {
+        crate::net::link::loopback_up()?;
+    }
+    rootfs::prepare(spec, &cfg.rootfs)?;
+    apply_sysctls(spec)?;
+    if spec::creates_namespace(spec, LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            nix::unistd::sethostname(h).context("config.json: field hostname")?;
+        }
+        if let Some(d) = spec.domainname() {
+            set_domainname(d)?;
+        }
+    }
+    chan.send(&Msg::Hooks)?;
+    let state = match chan.expect("runtime hooks")? {
+        Msg::HooksDone { state } => state,
+        other => bail!("unexpected {other:?}"),
+    };
+    hooks::run(spec, Kind::CreateContainer, &state)?;
+    rootfs::enter(&cfg.rootfs, cfg.no_pivot)?;
+    rootfs::finish(spec)?;
+    let proc_ = spec.process().as_ref().context("config.json: field process: missing")?;
+    if let Some(console) = &cfg.console {
+        let size = proc_.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        console::setup(console, size)?;
+    }
+    drop(cfg.console);
+    let exec = process::resolve(proc_)?;
+    nix::unistd::chdir(proc_.cwd().as_path()).with_context(|| format!("config.json: field process.cwd ({})", proc_.cwd().display()))?;
+    chan.send(&Msg::Created)?;
+
+    let mut conn = wait_for_start(&cfg.start)?;
+    drop(cfg.start);
+    let result = (|| -> Result<Infallible> {
+        hooks::run(spec, Kind::StartContainer, &with_status(&state, "created"))?;
+        process::apply(proc_)?;
+        process::exec(&exec, cfg.preserve_fds as i32)
+    })();
+    let err = result.unwrap_err();
+    let _ = conn.write_all(format!("{err:#}").as_bytes());
+    Err(err)
+}
+
+/// Block until `rcon start` connects and sends its byte (runc's exec fifo).
+fn wait_for_start(listener: &UnixListener) -> Result<UnixStream> {
+    loop {
+        match listener.accept() {
+            Ok((mut conn, _)) => {
+                let mut b = [0u8; 1];
+                if conn.read(&mut b).unwrap_or(0) == 1 {
+                    return Ok(conn);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context("waiting for start"),
+        }
+    }
+}
+
+/// net.* lands in the container's own netns because /proc/sys/net follows the
+/// namespace of the process that opens it.
+fn apply_sysctls(spec: &Spec) -> Result<()> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
+    for (k, v) in sysctl {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, v).with_context(|| format!("config.json: field linux.sysctl.{k}"))?;
+    }
+    Ok(())
+}
+
+fn set_domainname(name: &str) -> Result<()> {
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).context("config.json: field domainname");
+    }
+    Ok(())
+}
+
+/// The state JSON with another status (hooks see the status of their stage).
+fn with_status(state: &str, status: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            v["status"] = status.into();
+            v.to_string()
+        }
+        Err(_) => state.to_string(),
+    }
+}

@@ -1,0 +1,176 @@
+//! The last steps before execve in the container: find the executable,
+//! then rlimits, ids, capabilities and no_new_privileges, in the order the
+//! kernel requires (bounding set while we still hold CAP_SETPCAP, ids with
+//! KEEPCAPS, then the capability sets, then ambient).
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context as _, Result};
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::unistd::{access, AccessFlags, Gid, Uid};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What execve needs, resolved up front so that a missing binary is
+/// reported by `create`, not lost after `start`.
+pub struct Exec {
+    pub path: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+}
+
+pub fn resolve(process: &Process) -> Result<Exec> {
+    let args = process.args().as_deref().unwrap_or(&[]);
+    let Some(cmd) = args.first() else { bail!("config.json: field process.args: must name a command") };
+    let env = process.env().as_deref().unwrap_or(&[]);
+    let search = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let path = find_executable(cmd, search, Path::new(process.cwd()))?;
+    let cstr = |s: &str| CString::new(s).with_context(|| format!("NUL byte in {s:?}"));
+    Ok(Exec {
+        path: CString::new(path.as_os_str().as_bytes())?,
+        args: args.iter().map(|a| cstr(a)).collect::<Result<_>>()?,
+        env: env.iter().map(|e| cstr(e)).collect::<Result<_>>()?,
+    })
+}
+
+fn find_executable(cmd: &str, search: &str, cwd: &Path) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = if cmd.contains('/') {
+        vec![cwd.join(cmd)]
+    } else {
+        search.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(cmd)).collect()
+    };
+    for c in &candidates {
+        if c.is_file() && access(c, AccessFlags::X_OK).is_ok() {
+            return Ok(c.clone());
+        }
+    }
+    bail!("executable {cmd:?} not found in the container (PATH={search})")
+}
+
+/// rlimits, oom score, ids, capabilities, no_new_privileges.
+pub fn apply(process: &Process) -> Result<()> {
+    for r in process.rlimits().as_deref().unwrap_or(&[]) {
+        let res = rlimit_resource(r.typ());
+        let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        if unsafe { libc::setrlimit(res as _, &lim) } != 0 {
+            bail!("setrlimit {:?}: {}", r.typ(), std::io::Error::last_os_error());
+        }
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).context("oom_score_adj")?;
+    }
+    let caps = process.capabilities().clone().unwrap_or_else(empty_caps);
+    drop_bounding(&caps)?;
+    set_ids(process)?;
+    set_caps(&caps)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().context("no_new_privileges")?;
+    }
+    Ok(())
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> u32 {
+    use PosixRlimitType::*;
+    match t {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+fn empty_caps() -> LinuxCapabilities {
+    let none = || Some(Default::default());
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(none()).set_effective(none()).set_inheritable(none()).set_permitted(none()).set_ambient(none());
+    c
+}
+
+/// oci-spec capability names are the kernel's `CAP_*` strings; so are caps'.
+pub fn convert(set: Option<&oci_spec::runtime::Capabilities>) -> CapsHashSet {
+    let mut out = HashSet::new();
+    for c in set.into_iter().flatten() {
+        let name = serde_json::to_value(c).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        match Capability::from_str(&name) {
+            Ok(cap) => {
+                out.insert(cap);
+            }
+            Err(_) => tracing::warn!(capability = %name, "unknown capability ignored"),
+        }
+    }
+    out
+}
+
+fn drop_bounding(caps: &LinuxCapabilities) -> Result<()> {
+    let keep = convert(caps.bounding().as_ref());
+    let supported = caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all());
+    for cap in supported.difference(&keep) {
+        caps::drop(None, CapSet::Bounding, *cap).with_context(|| format!("dropping {cap} from the bounding set"))?;
+    }
+    Ok(())
+}
+
+fn set_ids(process: &Process) -> Result<()> {
+    let user = process.user();
+    if let Some(mask) = user.umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    let gids: Vec<Gid> = user.additional_gids().as_deref().unwrap_or(&[]).iter().map(|g| Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&gids).context("setgroups")?;
+    // Keep the permitted set across the uid change; the sets are set right after.
+    nix::sys::prctl::set_keepcaps(true).context("PR_SET_KEEPCAPS")?;
+    let gid = Gid::from_raw(user.gid());
+    let uid = Uid::from_raw(user.uid());
+    nix::unistd::setresgid(gid, gid, gid).with_context(|| format!("setgid {gid}"))?;
+    nix::unistd::setresuid(uid, uid, uid).with_context(|| format!("setuid {uid}"))?;
+    nix::sys::prctl::set_keepcaps(false).context("PR_SET_KEEPCAPS")?;
+    Ok(())
+}
+
+fn set_caps(caps: &LinuxCapabilities) -> Result<()> {
+    let eff = convert(caps.effective().as_ref());
+    let perm = convert(caps.permitted().as_ref());
+    let inh = convert(caps.inheritable().as_ref());
+    // Effective first: it must stay a subset of permitted as that shrinks.
+    caps::set(None, CapSet::Effective, &eff.intersection(&perm).copied().collect()).context("setting effective capabilities")?;
+    caps::set(None, CapSet::Inheritable, &inh).context("setting inheritable capabilities")?;
+    caps::set(None, CapSet::Permitted, &perm).context("setting permitted capabilities")?;
+    caps::set(None, CapSet::Effective, &eff).context("setting effective capabilities")?;
+    caps::clear(None, CapSet::Ambient).ok();
+    for cap in convert(caps.ambient().as_ref()) {
+        caps::raise(None, CapSet::Ambient, cap).with_context(|| format!("raising ambient {cap}"))?;
+    }
+    Ok(())
+}
+
+/// Reset what the container must not inherit from rcon, then execve.
+pub fn exec(e: &Exec, keep_fds: i32) -> Result<std::convert::Infallible> {
+    let empty = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None).ok();
+    // Rust ignores SIGPIPE at startup; an ignored disposition survives execve.
+    unsafe { nix::sys::signal::signal(nix::sys::signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }.ok();
+    for fd in 3..3 + keep_fds {
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    // Everything rcon itself opened must not leak into the container.
+    unsafe { libc::syscall(libc::SYS_close_range, 3 + keep_fds, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
+    bail!("exec {:?}: {err}", e.path)
+}
