@@ -33,7 +33,7 @@ impl std::fmt::Display for Status {
             Status::Running => "running",
             Status::Stopped => "stopped",
         };
-        f.write_str(s)
+        f.pad(s)
     }
 }
 
