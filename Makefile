@@ -1,0 +1,74 @@
+# rcon: build, test, demo and bench entry points.
+# `make test` is the one test command (CI runs it through .ci/run); it installs
+# what it needs, so a fresh machine only needs a Rust toolchain.
+
+CARGO ?= cargo
+# Root integration tests run in parallel; each builds its own world.
+TEST_THREADS ?= 4
+# Extra arguments for the root tests' harness, e.g. `make test-root ARGS=netns`.
+ARGS ?=
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+.PHONY: all deps bench-deps build bundle test test-unit test-root sweep demo bench lint clean
+
+all: build
+
+deps:
+	hack/install-deps.sh
+
+# The bench also needs runc, crun and hyperfine.
+bench-deps:
+	hack/install-deps.sh --bench
+
+build:
+	$(CARGO) build --release
+	$(CARGO) test --release --no-run --test runtime
+
+bundle:
+	hack/mkbundle.sh
+
+test: deps bundle
+	$(MAKE) --no-print-directory test-unit
+	$(MAKE) --no-print-directory test-root
+
+test-unit:
+	$(CARGO) test --lib --bins
+
+# Sweep leftovers of crashed runs, snapshot the root namespace, run the root
+# tests, then fail if the root namespace gained a link, a named netns or an nft
+# table. The check runs even when the tests fail, and both results count.
+test-root:
+	@if [[ $$(id -u) -ne 0 ]]; then \
+		echo "make test-root: the runtime tests need root (namespaces, mounts, veth); run as root" >&2; \
+		exit 1; \
+	fi
+	hack/sweep.sh
+	@snap=$$(mktemp /tmp/rcon-hostsnap.XXXXXX); \
+	trap 'rm -f "$$snap"' EXIT; \
+	hack/hostcheck.sh snapshot "$$snap"; \
+	rc=0; \
+	$(CARGO) test --release --test runtime -- --test-threads=$(TEST_THREADS) $(ARGS) || rc=$$?; \
+	hack/hostcheck.sh compare "$$snap" || rc=1; \
+	exit $$rc
+
+sweep:
+	hack/sweep.sh
+
+demo: deps build bundle
+	hack/demo.sh
+
+bench: bench-deps deps build bundle
+	hack/bench.sh
+
+# shellcheck is optional here (not in the deps lists): skip with a note.
+lint:
+	@if command -v shellcheck >/dev/null; then \
+		shellcheck .ci/run hack/*.sh examples/netns-bundle/run.sh; \
+	else echo "lint: shellcheck not installed, skipped"; fi
+	$(CARGO) fmt --check
+
+clean:
+	$(CARGO) clean
+	rm -rf hack/.cache

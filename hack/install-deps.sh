@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Install the Debian packages rcon's tests, demo and benchmarks need, but only
+# the ones that are missing: a machine that has them all makes no apt call.
+#
+#   hack/install-deps.sh          test/demo set
+#   hack/install-deps.sh --bench  test/demo set plus the bench set
+#   hack/install-deps.sh --all    same as --bench
+set -euo pipefail
+
+# The package lists, kept here and nowhere else.
+TEST_PKGS=(
+	busybox-static # the container rootfs (hack/mkbundle.sh copies /bin/busybox)
+	iproute2       # ip: links, addresses, routes inside test namespaces
+	util-linux     # nsenter, unshare, mount
+	jq             # config.json edits in hack/ scripts
+	socat          # listeners that play "the internet" in runtime-tests
+	procps         # ps, pgrep for checks in scripts
+	tmux           # driving interactive (terminal) containers in tests
+	iptables       # firewall backend and its tests
+	nftables       # default firewall backend and its tests
+)
+BENCH_PKGS=(
+	runc      # the reference runtime we compare against
+	crun      # a second peer
+	hyperfine # the timer
+)
+
+want=("${TEST_PKGS[@]}")
+case "${1:-}" in
+"") ;;
+--bench | --all) want+=("${BENCH_PKGS[@]}") ;;
+*)
+	echo "usage: $0 [--bench|--all]" >&2
+	exit 2
+	;;
+esac
+
+# cargo is not a Debian package here (rustup); say so plainly rather than let
+# a later `cargo build` fail with "command not found".
+if ! command -v cargo >/dev/null 2>&1; then
+	echo "install-deps: cargo not found on PATH; install a Rust toolchain (rustup) or add ~/.cargo/bin to PATH" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${want[@]}"; do
+	# dpkg-query exits non-zero for unknown packages; treat that as missing.
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	if [[ "$status" != "install ok installed" ]]; then
+		missing+=("$p")
+	fi
+done
+
+if ((${#missing[@]} == 0)); then
+	echo "install-deps: all ${#want[@]} packages present"
+	exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+	echo "install-deps: need root to install ${missing[*]}" >&2
+	exit 1
+fi
+# set -e makes any apt failure fatal; the messages below say which step failed.
+export DEBIAN_FRONTEND=noninteractive
+apt-get update || {
+	echo "install-deps: apt-get update failed" >&2
+	exit 1
+}
+apt-get install -y --no-install-recommends "${missing[@]}" || {
+	echo "install-deps: apt-get install ${missing[*]} failed" >&2
+	exit 1
+}
+echo "install-deps: done"
