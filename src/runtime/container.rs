@@ -148,8 +148,13 @@ fn open_joins(spec: &Spec) -> Result<Vec<(nix::sched::CloneFlags, File)>> {
             out.push((ns_flag(ns.typ()), f));
         }
     }
-    // Joining the mount namespace last keeps the others' semantics simple.
-    out.sort_by_key(|(f, _)| *f == ns_flag(LinuxNamespaceType::Mount));
+    // The user namespace first (it owns the others), the mount namespace last
+    // (it changes our root).
+    out.sort_by_key(|(f, _)| match *f {
+        f if f == ns_flag(LinuxNamespaceType::User) => 0,
+        f if f == ns_flag(LinuxNamespaceType::Mount) => 2,
+        _ => 1,
+    });
     Ok(out)
 }
 
