@@ -113,7 +113,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         console,
         start,
     };
-    let (pid, mut chan) = launch::spawn(Namespaces { join, new }, move |chan| init::run(cfg, chan))?;
+    let (pid, mut chan) = launch::spawn(Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec) }, move |chan| init::run(cfg, chan))?;
     undo.pid = Some(pid);
     st.pid = pid;
     st.pid_start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);

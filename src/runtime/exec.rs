@@ -18,7 +18,8 @@ use super::{console, process, supervise, ExecOptions};
 use crate::{store, Context};
 
 /// Namespaces to enter, the mount namespace last (it changes our root).
-const KINDS: [(&str, CloneFlags); 7] = [
+const KINDS: [(&str, CloneFlags); 8] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
@@ -49,7 +50,7 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     if !o.detach {
         supervise::prepare()?;
     }
-    let (pid, mut chan) = launch::spawn(Namespaces { join, new: CloneFlags::empty() }, move |_chan| run_child(&process, console))?;
+    let (pid, mut chan) = launch::spawn(Namespaces { join, new: CloneFlags::empty(), id_maps: None }, move |_chan| run_child(&process, console))?;
     // EOF means execve closed the channel: the process runs.
     if let Some(Msg::Error { msg }) = chan.recv()? {
         bail!("exec in container {id:?}: {msg}");

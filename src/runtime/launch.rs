@@ -19,6 +19,8 @@ use super::sync::{Channel, Msg};
 pub struct Namespaces {
     pub join: Vec<(CloneFlags, File)>,
     pub new: CloneFlags,
+    /// uid_map and gid_map contents for a new user namespace.
+    pub id_maps: Option<(String, String)>,
 }
 
 /// Fork the two stages; `child` runs in the final process and only returns
@@ -42,15 +44,33 @@ where
         }
         ForkResult::Parent { child: mid } => {
             drop(kid);
+            let maps = ns.id_maps.clone();
             drop(ns);
-            let msg = parent.expect("namespace setup");
+            let res = wait_for_pid(&mut parent, mid.as_raw(), maps);
             let _ = waitpid(mid, None);
-            match msg? {
-                Msg::Pid { pid } => Ok((pid, parent)),
-                other => anyhow::bail!("container init: unexpected {other:?}"),
-            }
+            res.map(|pid| (pid, parent))
         }
     }
+}
+
+/// rcon's side: write the id maps when asked, then take the init's pid.
+fn wait_for_pid(chan: &mut Channel, mid: i32, maps: Option<(String, String)>) -> Result<i32> {
+    loop {
+        match chan.expect("namespace setup")? {
+            Msg::Pid { pid } => return Ok(pid),
+            Msg::UserNs => {
+                let (uid_map, gid_map) = maps.clone().unwrap_or_default();
+                write_id_map(mid, "uid_map", &uid_map).context("config.json: field linux.uidMappings")?;
+                write_id_map(mid, "gid_map", &gid_map).context("config.json: field linux.gidMappings")?;
+                chan.send(&Msg::UserNsDone)?;
+            }
+            other => anyhow::bail!("container init: unexpected {other:?}"),
+        }
+    }
+}
+
+fn write_id_map(pid: i32, file: &str, map: &str) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/{file}"), map).with_context(|| format!("writing {file} {map:?}"))
 }
 
 fn intermediate<F>(ns: &Namespaces, chan: &mut Channel, child: F) -> Result<()>
@@ -60,8 +80,23 @@ where
     for (flag, file) in &ns.join {
         setns(file.as_fd(), *flag).with_context(|| format!("joining namespace {flag:?}"))?;
     }
-    if !ns.new.is_empty() {
-        unshare(ns.new).with_context(|| format!("creating namespaces {:?}", ns.new))?;
+    let mut new = ns.new;
+    if new.contains(CloneFlags::CLONE_NEWUSER) {
+        // The user namespace first, so that it owns the others; rcon writes
+        // its id maps from outside, then we become its root.
+        unshare(CloneFlags::CLONE_NEWUSER).context("creating user namespace")?;
+        chan.send(&Msg::UserNs)?;
+        match chan.expect("user namespace mapping")? {
+            Msg::UserNsDone => {}
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+        let root = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+        nix::unistd::setresgid(root.1, root.1, root.1).context("setgid 0 in the user namespace")?;
+        nix::unistd::setresuid(root.0, root.0, root.0).context("setuid 0 in the user namespace")?;
+        new.remove(CloneFlags::CLONE_NEWUSER);
+    }
+    if !new.is_empty() {
+        unshare(new).with_context(|| format!("creating namespaces {new:?}"))?;
     }
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {

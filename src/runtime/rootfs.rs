@@ -154,7 +154,8 @@ fn populate_dev(rootfs: &Path, spec: &Spec) -> Result<()> {
     let dev = rootfs.join("dev");
     let std_devs = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
     for (name, major, minor) in std_devs {
-        make_device(&dev.join(name), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
+        let host = Path::new("/dev").join(name);
+        make_device(&dev.join(name), &host, SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
     }
     let extra = spec.linux().as_ref().and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
     for d in extra {
@@ -165,7 +166,7 @@ fn populate_dev(rootfs: &Path, spec: &Spec) -> Result<()> {
         };
         let path = under_root(rootfs, d.path())?;
         let mode = d.file_mode().unwrap_or(0o666);
-        make_device(&path, kind, d.major() as u64, d.minor() as u64, mode, d.uid().unwrap_or(0), d.gid().unwrap_or(0))
+        make_device(&path, d.path(), kind, d.major() as u64, d.minor() as u64, mode, d.uid().unwrap_or(0), d.gid().unwrap_or(0))
             .with_context(|| format!("config.json: field linux.devices ({})", d.path().display()))?;
     }
     let links = [
@@ -184,13 +185,23 @@ fn populate_dev(rootfs: &Path, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn make_device(path: &Path, kind: SFlag, major: u64, minor: u64, mode: u32, uid: u32, gid: u32) -> Result<()> {
+/// mknod the device; inside a user namespace, where mknod is not allowed,
+/// bind-mount the host's node instead (as runc does).
+#[allow(clippy::too_many_arguments)]
+fn make_device(path: &Path, host: &Path, kind: SFlag, major: u64, minor: u64, mode: u32, uid: u32, gid: u32) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
     let _ = fs::remove_file(path);
     let perm = Mode::from_bits_truncate(mode & 0o7777);
-    mknod(path, kind, perm, makedev(major, minor)).with_context(|| format!("mknod {}", path.display()))?;
+    match mknod(path, kind, perm, makedev(major, minor)) {
+        Err(nix::errno::Errno::EPERM) => {
+            fs::File::create(path)?;
+            return mount(Some(host), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .with_context(|| format!("bind-mounting {} (mknod is not allowed here)", host.display()));
+        }
+        r => r.with_context(|| format!("mknod {}", path.display()))?,
+    }
     // mknod honours the umask; set the exact mode asked for.
     nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, path, perm, nix::sys::stat::FchmodatFlags::FollowSymlink)?;
     nix::unistd::chown(path, Some(uid.into()), Some(gid.into()))?;

@@ -39,12 +39,26 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         bail!("config.json: field process.args: must name a command");
     }
     validate_namespaces(namespaces(&spec))?;
+    if creates_namespace(&spec, LinuxNamespaceType::User) && id_maps(&spec).is_none() {
+        bail!("config.json: field linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
+    }
     validate_sysctls(&spec)?;
     Ok(Bundle { dir, spec, rootfs })
 }
 
 pub fn namespaces(spec: &Spec) -> &[LinuxNamespace] {
     spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or(&[])
+}
+
+/// uid_map and gid_map file contents ("container host size" lines).
+pub fn id_maps(spec: &Spec) -> Option<(String, String)> {
+    let linux = spec.linux().as_ref()?;
+    let render = |m: &[oci_spec::runtime::LinuxIdMapping]| -> String {
+        m.iter().map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size())).collect()
+    };
+    let uids = linux.uid_mappings().as_deref().filter(|m| !m.is_empty())?;
+    let gids = linux.gid_mappings().as_deref().filter(|m| !m.is_empty())?;
+    Some((render(uids), render(gids)))
 }
 
 /// Whether the spec asks for a new namespace of this type (listed, no path).
@@ -77,9 +91,6 @@ fn validate_namespaces(list: &[LinuxNamespace]) -> Result<()> {
         let name = ns_proc_name(ns.typ());
         if !seen.insert(ns.typ()) {
             bail!("config.json: field linux.namespaces[{i}]: namespace {name:?} listed twice");
-        }
-        if ns.typ() == LinuxNamespaceType::User && ns.path().is_none() {
-            bail!("config.json: field linux.namespaces[{i}]: new user namespaces are not supported yet (join one by path)");
         }
         if let Some(path) = ns.path() {
             check_ns_file(path, ns.typ())
@@ -214,6 +225,19 @@ mod tests {
         v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
         let d = bundle_with(&v.to_string());
         assert!(load_bundle(d.path()).is_ok());
+    }
+
+    #[test]
+    fn new_user_namespace_needs_maps() {
+        let mut v = default_json();
+        v["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "user"}));
+        let d = bundle_with(&v.to_string());
+        assert!(format!("{:#}", load_bundle(d.path()).err().unwrap()).contains("uidMappings"));
+        v["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 10}]);
+        v["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 2000, "size": 1}]);
+        let d = bundle_with(&v.to_string());
+        let b = load_bundle(d.path()).unwrap();
+        assert_eq!(id_maps(&b.spec).unwrap(), ("0 1000 10\n".into(), "0 2000 1\n".into()));
     }
 
     #[test]

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub enum Msg {
     /// The intermediate process reports the init's pid (in rcon's pid namespace).
     Pid { pid: i32 },
+    /// The intermediate made a user namespace: rcon must write its id maps.
+    UserNs,
+    /// The maps are written.
+    UserNsDone,
     /// The init has its mounts in place: run prestart/createRuntime hooks.
     Hooks,
     /// The hooks ran; here is the state JSON for createContainer hooks.
