@@ -28,8 +28,10 @@ pub fn setup(console: &UnixStream, size: Option<(u16, u16)>) -> Result<()> {
     send_fd(console, master.as_raw_fd(), name.as_bytes()).context("sending pty master to console socket")?;
     drop(master);
     for fd in 0..3 {
-        // SAFETY: 0..3 are ours to replace; the slave fd stays open until the loop ends.
-        unsafe { nix::unistd::dup2_raw(&slave, fd) }.context("dup2 pty slave")?;
+        // libc directly: nix's dup2 returns an OwnedFd that would close stdio on drop.
+        if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("dup2 pty slave");
+        }
     }
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("TIOCSCTTY");
