@@ -22,11 +22,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         f.sync_data()?;
         fs::rename(&tmp, path)
     };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        e
-    })
-    .with_context(|| format!("writing {}", path.display()))
+    write()
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Serialize `value` as pretty JSON and write it atomically.
