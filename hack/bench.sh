@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Time a container's whole life (create + start + wait + delete) of a busybox
+# `true` bundle with rcon, runc and crun side by side in one hyperfine run,
+# next to two floors (`unshare -nmpui -f true`, `/bin/true`), and write the
+# figures to docs/PERFORMANCE.md.
+#
+#   hack/bench.sh                  (make bench installs deps and builds first)
+#   BENCH_RUNS=10 hack/bench.sh    fewer runs for a quick look
+#   BENCH_OUT=/tmp/p.md            write somewhere else
+#
+# Every runtime gets the same bundle (config from `rcon spec`: new pid, net,
+# ipc, uts and mount namespaces; read-only rootfs) and a private state root
+# inside a throwaway world. No runtime touches the host's network: each
+# container's only link is its own lo.
+# shellcheck disable=SC2016 # backquotes in printf formats are Markdown code
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/world.sh
+. "$repo/hack/lib/world.sh"
+
+WARMUP=${BENCH_WARMUP:-3}
+RUNS=${BENCH_RUNS:-30}
+OUT=${BENCH_OUT:-$repo/docs/PERFORMANCE.md}
+CACHE=$repo/hack/.cache/bench # raw hyperfine JSON and logs (not committed)
+
+for tool in hyperfine runc crun jq unshare; do
+	command -v "$tool" >/dev/null || {
+		echo "bench: $tool not found (hack/install-deps.sh --bench)" >&2
+		exit 1
+	}
+done
+[[ $(id -u) -eq 0 ]] || {
+	echo "bench: needs root (runtimes make namespaces and mounts)" >&2
+	exit 1
+}
+
+world_init bench
+mkdir -p "$CACHE" "$WORLD/bin"
+
+# --- bundles ---------------------------------------------------------------
+bundle=$WORLD/bundle
+RCON=$RCON "$repo/hack/mkbundle.sh" --bundle "$bundle" true >/dev/null
+# crun 1.8 rejects ociVersion 1.2.0 ("unknown version specified"); give it
+# the same config under a version it knows. Nothing else differs.
+crun_bundle=$WORLD/bundle-crun
+mkdir -p "$crun_bundle"
+cp -a "$bundle/rootfs" "$crun_bundle/rootfs"
+jq '.ociVersion = "1.0.2-dev"' "$bundle/config.json" >"$crun_bundle/config.json"
+
+# --- wrappers ----------------------------------------------------------------
+# One small sh script per row, so that every row pays the same overhead (one
+# sh start and one fork+exec) and only what it runs differs. A runtime row
+# runs one container under a fresh id ($$: unique among live processes, and
+# the previous run's container is gone), then deletes it only if `run` left
+# state behind (runc, crun and rcon all delete on exit by themselves).
+wrap() { # wrap NAME BODY
+	printf '#!/bin/sh\nset -e\n%s\n' "$2" >"$WORLD/bin/$1"
+	chmod +x "$WORLD/bin/$1"
+}
+runtime_body() { # runtime_body BIN STATE BUNDLE [GLOBAL-FLAGS]
+	local bin=$1 state=$2 b=$3 flags=${4:-}
+	cat <<-EOF
+		id=bench\$\$
+		$bin $flags --root $state run --bundle $b "\$id" >/dev/null
+		[ ! -e $state/"\$id" ] || $bin $flags --root $state delete --force "\$id"
+	EOF
+}
+wrap rcon "$(runtime_body "$RCON" "$RCON_ROOT" "$bundle")"
+wrap runc "$(runtime_body "$(command -v runc)" "$WORLD/runc" "$bundle")"
+wrap crun "$(runtime_body "$(command -v crun)" "$WORLD/crun" "$crun_bundle")"
+wrap unshare "$(command -v unshare) -nmpui -f true"
+wrap true "/bin/true"
+
+declare -A label=(
+	[rcon]="rcon run"
+	[runc]="runc run"
+	[crun]="crun run"
+	[unshare]="unshare -nmpui -f true"
+	[true]="/bin/true"
+)
+
+# cgroup layout, described for the report; "hybrid" is what crun refuses.
+cgroup_layout() {
+	if [[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]]; then
+		echo "cgroup v2 (unified)"
+	elif [[ -e /sys/fs/cgroup/unified/cgroup.controllers ]]; then
+		local c
+		c=$(tr -s ' \n' ' ' </sys/fs/cgroup/unified/cgroup.controllers | sed 's/ *$//')
+		echo "hybrid: cgroup v1 controllers, cgroup2 at /sys/fs/cgroup/unified (controllers: ${c:-none})"
+	else
+		echo "cgroup v1"
+	fi
+}
+
+# In "hidden" mode a command runs in a private mount namespace in which the
+# cgroup2 mount of a hybrid layout is unmounted: the host's mounts are untouched.
+in_mode() { # in_mode MODE CMD...
+	local mode=$1
+	shift
+	if [[ $mode == hidden ]]; then
+		unshare -m --propagation private sh -c \
+			'mountpoint -q /sys/fs/cgroup/unified && umount /sys/fs/cgroup/unified; exec "$@"' sh "$@"
+	else
+		"$@"
+	fi
+}
+
+declare -A refused=() # row -> the error of its trial run
+# trial MODE ROW: run a row once; on failure keep its error and say so.
+trial() {
+	local err
+	if err=$(in_mode "$1" "$WORLD/bin/$2" 2>&1 >/dev/null); then
+		return 0
+	fi
+	refused[$2]=$(printf '%s' "$err" | tr '\n' ' ' | sed 's/ *$//' | cut -c1-300)
+	echo "bench: ${label[$2]} failed its trial run${1:+ ($1)}: ${refused[$2]:-exit status non-zero, no message}" >&2
+	return 1
+}
+
+# bench_set MODE JSON ROWS...: one hyperfine run over the rows that pass a trial.
+bench_set() {
+	local mode=$1 json=$2 row
+	shift 2
+	local args=(-N --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" --style basic)
+	local n=0
+	for row in "$@"; do
+		trial "$mode" "$row" || continue
+		args+=(-n "${label[$row]}" "$WORLD/bin/$row")
+		n=$((n + 1))
+	done
+	((n > 0)) || return 1
+	echo "bench: hyperfine over $n commands ($mode layout), $WARMUP warmups + $RUNS runs each"
+	in_mode "$mode" hyperfine "${args[@]}"
+}
+
+# table JSON: markdown rows, ratio against "runc run" when it was measured.
+table() {
+	echo "| runtime | mean ms | stddev ms | median ms | ratio to runc |"
+	echo "|---|---:|---:|---:|---:|"
+	jq -r '([.results[] | select(.command == "runc run") | .mean] | first) as $base
+		| .results[]
+		| [.command, .mean * 1000, .stddev * 1000, .median * 1000,
+		   (if $base then .mean / $base else "" end)] | @tsv' "$1" |
+		while IFS=$'\t' read -r name mean sd median ratio; do
+			[[ -n $ratio ]] && ratio=$(printf '%.2f×' "$ratio") || ratio="n/a"
+			printf '| %s | %.1f | %.1f | %.1f | %s |\n' "$name" "$mean" "$sd" "$median" "$ratio"
+		done
+}
+
+layout=$(cgroup_layout)
+main_json=$CACHE/lifecycle.json
+hidden_json=$CACHE/lifecycle-cgroup2-hidden.json
+rm -f "$main_json" "$hidden_json"
+
+bench_set host "$main_json" rcon runc crun unshare true
+main_refused=$(for r in "${!refused[@]}"; do printf '%s\t%s\n' "$r" "${refused[$r]}"; done | sort)
+
+# crun refuses a hybrid layout outright; to still have a crun figure, time the
+# three runtimes again where the cgroup2 mount is hidden (all three under the
+# same condition, so the second table compares like with like).
+hidden_done='' hidden_tried=''
+if [[ -n ${refused[crun]:-} && $layout == hybrid* ]]; then
+	hidden_tried=1
+	refused=()
+	if bench_set hidden "$hidden_json" rcon runc crun; then hidden_done=1; fi
+fi
+
+# --- the report ------------------------------------------------------------------
+# The "Where the time goes" section is written by people: keep it across runs.
+kept=
+if [[ -f $OUT ]]; then
+	kept=$(awk '/^## Where the time goes/ {f = 1; next} f && /^## / {f = 0} f' "$OUT")
+fi
+if [[ -z ${kept//[[:space:]]/} ]]; then
+	kept="
+_To be written by the runtime engineers: a breakdown of \`rcon run\`
+(spawn and re-exec, namespace creation, mounts and pivot_root, state writes,
+wait and teardown) measured with \`--debug\` timestamps, perf or strace -T,
+and what would make each part cheaper._
+"
+fi
+
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+rcon_rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
+
+tmp=$OUT.new
+{
+	cat <<-EOF
+		# Performance
+
+		Generated by \`make bench\` ([hack/bench.sh](../hack/bench.sh)); rerun it rather
+		than editing the tables. The last section is kept across runs.
+
+		- date: $(date -u '+%Y-%m-%d %H:%M UTC')
+		- kernel: $(uname -r)
+		- CPU: ${cpu:-unknown} × $(nproc)
+		- cgroups: $layout
+		- rcon $rcon_rev (release build), $(runc --version | head -1), $(crun --version | head -1), $(hyperfine --version)
+
+		## Container lifecycle: \`run\` of a busybox \`true\` bundle
+
+		One hyperfine run (\`-N --warmup $WARMUP --runs $RUNS\`) over all rows, so
+		that they share the machine's state. Each runtime row is a small \`sh\`
+		script that runs one container under a fresh id in a private state root
+		(create, start, wait, delete; the container is removed by \`run\` itself),
+		from the same bundle: config from \`rcon spec\` with new pid, network,
+		ipc, uts and mount namespaces, read-only rootfs, terminal off. The
+		floors go through the same kind of script, so every row pays the same
+		\`sh\` start. For crun the config's \`ociVersion\` is set to 1.0.2-dev
+		(crun 1.8 refuses 1.2.0); nothing else differs.
+
+	EOF
+	if [[ -f $main_json ]]; then
+		table "$main_json"
+	else
+		echo "_No row could be measured: see the notes._"
+	fi
+	if [[ -n $main_refused ]]; then
+		echo
+		echo "Not measured on this machine as it is:"
+		echo
+		while IFS=$'\t' read -r r e; do
+			printf -- '- %s: `%s`\n' "${label[$r]}" "${e:-failed without a message}"
+		done <<<"$main_refused"
+	fi
+	if [[ -n $hidden_done ]]; then
+		cat <<-EOF
+
+			### Same, with cgroup2 hidden
+
+			crun refuses this machine's hybrid cgroup layout (cgroup2 at
+			/sys/fs/cgroup/unified still holds a controller). To have a crun figure
+			anyway, the three runtimes were timed again, in a second hyperfine run,
+			inside a private mount namespace in which that cgroup2 mount is
+			unmounted: a pure cgroup v1 layout as far as they can tell. The host's
+			mounts are not changed.
+
+		EOF
+		table "$hidden_json"
+	fi
+	if [[ -n $hidden_tried ]] && ((${#refused[@]} > 0)); then
+		echo
+		for r in "${!refused[@]}"; do
+			printf -- '- %s also failed with cgroup2 hidden: `%s`\n' "${label[$r]}" "${refused[$r]}"
+		done
+	fi
+	echo
+	echo "## Where the time goes"
+	printf '%s\n' "$kept"
+} >"$tmp"
+# Collapse runs of blank lines (the kept section carries its own).
+cat -s "$tmp" >"$OUT"
+rm -f "$tmp"
+echo "bench: wrote $OUT (raw results in $CACHE)"
