@@ -36,6 +36,28 @@ compare)
 	# Lines only in the new state ("+") are leaks; only in the old ("-") are notes.
 	added=$(diff "$2" "$now" | sed -n 's/^> /+ /p' || true)
 	gone=$(diff "$2" "$now" | sed -n 's/^< /- /p' || true)
+	# On a shared machine another test run may be going on: a new rt* netns
+	# whose pid digits match a live runtime-* test binary is that run's (ours
+	# has exited by now), so it is noted, not counted. Same naming rule as
+	# hack/sweep.sh.
+	live=$(pgrep '^runtime-' | awk '{print $1 % 100000}' || true)
+	others='' leaks=''
+	while read -r line; do
+		[[ -n $line ]] || continue
+		name=${line#+ }
+		mine=1
+		if [[ $name =~ ^rt[a-z]*([0-9]+) ]]; then
+			for p in $live; do
+				[[ ${BASH_REMATCH[1]} == "$p"* ]] && mine=''
+			done
+		fi
+		if [[ -n $mine ]]; then leaks+="$line"$'\n'; else others+="$line"$'\n'; fi
+	done <<<"$added"
+	added=${leaks%$'\n'}
+	if [[ -n $others ]]; then
+		echo "hostcheck: note, new but owned by a test run still going on:"
+		printf '%s' "$others"
+	fi
 	if [[ -n $gone ]]; then
 		echo "hostcheck: note, gone from the root namespace since the snapshot:"
 		echo "$gone"
