@@ -4,3 +4,8 @@
 
 mod common;
 mod netns;
+mod lifecycle;
+mod namespaces;
+mod hooks;
+mod console;
+mod badinput;

@@ -147,3 +147,122 @@ pub fn host_snapshot() -> (String, String) {
     let netns = sh("ls /var/run/netns 2>/dev/null | sort || true");
     (links, netns)
 }
+
+// ---------------------------------------------------------------------------
+// Lifecycle helpers (runtime-tests/{lifecycle,namespaces,hooks,console,badinput}.rs)
+
+/// The result of an rcon call whose stdout/stderr were files, not pipes.
+pub struct FileOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// Where rcon's stdout went: a container it left behind keeps writing there.
+    pub stdout_path: PathBuf,
+}
+
+static IO_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl World {
+    /// Run rcon with stdout/stderr redirected to files in the world's dir.
+    /// Needed for `create`, `run --detach` and `exec -d`: the container keeps
+    /// its copies of rcon's stdio, so `output()` on pipes would wait for it.
+    pub fn rcon_files(&self, args: &[&str]) -> FileOutput {
+        let n = IO_SEQ.fetch_add(1, Ordering::SeqCst);
+        let io = self.dir.path().join("io");
+        std::fs::create_dir_all(&io).unwrap();
+        let (out_p, err_p) = (io.join(format!("{n}.out")), io.join(format!("{n}.err")));
+        let status = self
+            .cmd(args)
+            .stdout(std::fs::File::create(&out_p).unwrap())
+            .stderr(std::fs::File::create(&err_p).unwrap())
+            .status()
+            .expect("spawning rcon");
+        let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+        FileOutput { status, stdout: read(&out_p), stderr: read(&err_p), stdout_path: out_p }
+    }
+
+    /// `rcon_files` that must succeed.
+    pub fn ok_files(&self, args: &[&str]) -> FileOutput {
+        let o = self.rcon_files(args);
+        assert!(o.status.success(), "rcon {args:?} failed ({}): {}{}", o.status, o.stdout, o.stderr);
+        o
+    }
+
+    /// `rcon_files` that must fail with exactly one line on stderr; returns it.
+    pub fn fails_files(&self, args: &[&str]) -> String {
+        let o = self.rcon_files(args);
+        assert!(!o.status.success(), "rcon {args:?} succeeded but should fail: {}", o.stderr);
+        assert_eq!(o.stderr.trim_end().lines().count(), 1, "rcon {args:?}: error is not one line: {:?}", o.stderr);
+        o.stderr
+    }
+
+    /// `rcon state ID` parsed.
+    pub fn state_of(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state is JSON")
+    }
+
+    /// A container id unique to this world.
+    pub fn id(&self, tag: &str) -> String {
+        format!("{}-{tag}", self.name)
+    }
+}
+
+/// The process exists and is not a zombie (pid 1 here does not reap orphans).
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => match s.rfind(')') {
+            Some(i) => !matches!(s[i + 2..].chars().next(), Some('Z') | Some('X')),
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Poll `cond` until it holds (panics after 15 s: a liveness bound, not a timing assertion).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !cond() {
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Wait for `pid` to be gone (or a zombie).
+pub fn wait_pid_gone(pid: i32) {
+    wait_until(&format!("pid {pid} to exit"), || !pid_alive(pid));
+}
+
+/// Live processes whose root directory is `dir` (a container rooted in a bundle's rootfs).
+pub fn procs_rooted_in(dir: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(want) = std::fs::metadata(dir) else { return Vec::new() };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| {
+            std::fs::metadata(format!("/proc/{p}/root")).is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
+                && pid_alive(p)
+        })
+        .collect()
+}
+
+/// Lines of our /proc/self/mountinfo that mention `path`.
+pub fn mountinfo_lines(path: &Path) -> Vec<String> {
+    let p = path.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(p)).map(String::from).collect()
+}
+
+/// The end-of-test check: force-delete every container of the world, then no
+/// state entry, no process rooted in any of `bundles`' rootfs, no mount of them.
+pub fn assert_clean(w: &World, bundles: &[&Path]) {
+    for id in w.containers() {
+        let _ = w.rcon_files(&["delete", "--force", &id]);
+    }
+    assert!(w.containers().is_empty(), "state entries left: {:?}", w.containers());
+    for b in bundles {
+        let rootfs = b.join("rootfs");
+        wait_until(&format!("processes rooted in {} to exit", rootfs.display()), || procs_rooted_in(&rootfs).is_empty());
+        assert_eq!(mountinfo_lines(&rootfs), Vec::<String>::new(), "mounts of {} left", rootfs.display());
+    }
+}
