@@ -92,8 +92,9 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
     mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .with_context(|| format!("bind-mounting rootfs {}", rootfs.display()))?;
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    let new_cgroup_ns = super::spec::creates_namespace(spec, oci_spec::runtime::LinuxNamespaceType::Cgroup);
     for (i, m) in mounts.iter().enumerate() {
-        mount_one(rootfs, m).with_context(|| format!("config.json: field mounts[{i}] ({})", m.destination().display()))?;
+        mount_one(rootfs, m, new_cgroup_ns).with_context(|| format!("config.json: field mounts[{i}] ({})", m.destination().display()))?;
     }
     if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
         populate_dev(rootfs, spec)?;
@@ -105,7 +106,35 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
+/// The cgroup mount: a fresh cgroup2 when the container has its own cgroup
+/// namespace (the view must be rooted there); otherwise a read-only bind of
+/// the host's cgroup2 mount shows the same tree and costs microseconds where
+/// a fresh superblock costs ~10 ms. With no cgroup2 anywhere, an empty tmpfs.
+fn mount_cgroup(dest: &Path, flags: MsFlags, new_ns: bool) -> Result<()> {
+    if new_ns && mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>).is_ok() {
+        return Ok(());
+    }
+    if let Some(host) = host_cgroup2() {
+        mount(Some(host.as_path()), dest, None::<&str>, MsFlags::MS_BIND, None::<&str>).context("binding cgroup2")?;
+        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | (flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC));
+        return mount(None::<&str>, dest, None::<&str>, ro, None::<&str>).context("remounting cgroup2 read-only");
+    }
+    mount(Some("tmpfs"), dest, Some("tmpfs"), flags, None::<&str>).context("mounting cgroup placeholder")
+}
+
+/// Where the host has cgroup2 mounted (pure v2 or hybrid layout).
+fn host_cgroup2() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if !right.starts_with("cgroup2 ") {
+            return None;
+        }
+        left.split(' ').nth(4).map(PathBuf::from)
+    })
+}
+
+fn mount_one(rootfs: &Path, m: &Mount, new_cgroup_ns: bool) -> Result<()> {
     let dest = under_root(rootfs, m.destination())?;
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
@@ -133,14 +162,10 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
         let data = opts.data.join(",");
         let data = (!data.is_empty()).then_some(data.as_str());
         let src = m.source().as_deref().map(|p| p.as_os_str()).unwrap_or(typ.as_ref());
-        let res = mount(Some(src), &dest, Some(typ), opts.flags, data);
-        if typ == "cgroup" && res.is_err() {
-            // On a cgroup v1 host a fresh v1 mount is refused: give a unified view instead.
-            mount(Some("cgroup2"), &dest, Some("cgroup2"), opts.flags, None::<&str>)
-                .or_else(|_| mount(Some("tmpfs"), &dest, Some("tmpfs"), opts.flags, None::<&str>))
-                .context("mounting cgroup")?;
+        if typ == "cgroup" {
+            mount_cgroup(&dest, opts.flags, new_cgroup_ns)?;
         } else {
-            res.with_context(|| format!("mounting {typ}"))?;
+            mount(Some(src), &dest, Some(typ), opts.flags, data).with_context(|| format!("mounting {typ}"))?;
         }
     }
     if !opts.propagation.is_empty() {

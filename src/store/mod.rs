@@ -11,15 +11,29 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-/// Write `data` to `path` atomically (temp file in the same dir + fsync + rename).
+/// Write `data` to `path` atomically (temp file in the same dir + rename).
+/// Readers see the old or the new content, never a mix. Runtime state lives
+/// on tmpfs and dies with the machine, so it is not fsynced: use
+/// `write_durable` for data that must survive a power cut.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, false)
+}
+
+/// Like `write_atomic`, plus fsync before the rename (leases, networks).
+pub fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, true)
+}
+
+fn write_file(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     let tmp = dir.join(format!(".{}.tmp.{}", name, std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        if durable {
+            f.sync_data()?;
+        }
         fs::rename(&tmp, path)
     };
     write()
