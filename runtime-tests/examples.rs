@@ -1,0 +1,20 @@
+//! The examples/ material runs as documented, so it never rots.
+
+use std::process::Command;
+
+use crate::common::{rcon_bin, require_root};
+
+/// examples/netns-bundle/run.sh: a bundle that joins a named netns sees the
+/// address the script put in that namespace (the script checks it and fails
+/// otherwise), and its world is gone afterwards.
+#[test]
+fn netns_bundle_example_runs() {
+    require_root();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/netns-bundle/run.sh");
+    let out = Command::new("bash").arg(script).env("RCON", rcon_bin()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "run.sh failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("inet 10.98.0.1/24"), "{stdout}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("/tmp/rcon-example."), "example left a mount behind");
+}
