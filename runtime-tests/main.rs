@@ -9,3 +9,4 @@ mod namespaces;
 mod hooks;
 mod console;
 mod badinput;
+mod examples;
