@@ -96,6 +96,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         created: state::now_rfc3339(),
         pid_start_time: 0,
         own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
+        mnt_ns: None,
     };
     st.save(&dir)?;
     store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;
@@ -117,6 +118,9 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     undo.pid = Some(pid);
     st.pid = pid;
     st.pid_start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
+    if spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Mount) {
+        st.mnt_ns = fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().map(|p| p.to_string_lossy().into_owned());
+    }
     st.save(&dir)?;
     match chan.expect("mount setup")? {
         Msg::Hooks => {}
@@ -212,7 +216,7 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
         match st.status {
             Status::Running if !force => bail!("container {id:?} is running: stop it first or use --force"),
             Status::Creating if st.pid != 0 && !force => bail!("container {id:?} is being created: use --force"),
-            Status::Stopped => {}
+            // A stopped container may still have orphans (no pid namespace): those go too.
             _ => {
                 procs::signal_all(&st, Signal::SIGKILL);
                 if !procs::wait_gone(&st, Duration::from_secs(10)) {

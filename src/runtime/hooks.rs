@@ -91,7 +91,7 @@ fn run_one(hook: &Hook, state_json: &str) -> Result<()> {
         }
         s
     });
-    let timeout = hook.timeout().map(|t| Duration::from_secs(t.max(1) as u64));
+    let timeout = hook.timeout().map(|t| Duration::from_secs(t as u64));
     let started = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait()? {

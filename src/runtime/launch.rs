@@ -98,8 +98,17 @@ where
     if !new.is_empty() {
         unshare(new).with_context(|| format!("creating namespaces {new:?}"))?;
     }
+    // The child must not speak before we have reported its pid on the shared
+    // channel: it waits for one byte on this pipe.
+    let (go_rx, go_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
+            drop(go_tx);
+            let mut b = [0u8; 1];
+            if !matches!(nix::unistd::read(&go_rx, &mut b), Ok(1)) {
+                unsafe { libc::_exit(1) }
+            }
+            drop(go_rx);
             // A panic must not unwind into rcon's own frames (and their Drops) in this copy.
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(chan)));
             let err = match res {
@@ -110,6 +119,10 @@ where
             let _ = chan.send(&Msg::Error { msg: format!("{err:#}") });
             unsafe { libc::_exit(1) }
         }
-        ForkResult::Parent { child } => chan.send(&Msg::Pid { pid: child.as_raw() }),
+        ForkResult::Parent { child } => {
+            chan.send(&Msg::Pid { pid: child.as_raw() })?;
+            nix::unistd::write(&go_tx, b"g").context("releasing the init")?;
+            Ok(())
+        }
     }
 }

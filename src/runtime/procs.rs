@@ -19,40 +19,56 @@ fn ns_link(pid: i32, ns: &str) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok()
 }
 
-/// The container's live processes, init first.
+/// The container's live processes, init first: everything in its own pid
+/// namespace, else everything in its own mount namespace (which still finds
+/// orphans once the init is gone), else the init's process tree.
 pub fn container_pids(st: &State) -> Vec<i32> {
-    if !process_alive(st.pid, st.pid_start_time) {
-        return Vec::new();
-    }
-    let mut out = vec![st.pid];
-    if st.own_pid_ns {
-        let Some(target) = ns_link(st.pid, "pid") else { return out };
-        out.extend(all_pids().into_iter().filter(|&p| p != st.pid && ns_link(p, "pid").as_ref() == Some(&target)));
-    } else {
-        let parents: HashMap<i32, i32> = all_pids().into_iter().filter_map(|p| Some((p, proc_ppid(p)?))).collect();
-        let mut members: HashSet<i32> = HashSet::from([st.pid]);
-        // Walk up from each process until we meet a member or the top.
-        for &p in parents.keys() {
-            let mut chain = vec![p];
-            let mut cur = p;
-            while let Some(&pp) = parents.get(&cur) {
-                if members.contains(&pp) {
-                    members.extend(chain.iter().copied());
-                    break;
-                }
-                if pp <= 1 || chain.len() > 4096 {
-                    break;
-                }
-                chain.push(pp);
-                cur = pp;
-            }
+    let init_alive = process_alive(st.pid, st.pid_start_time);
+    let mut out: Vec<i32> = if init_alive { vec![st.pid] } else { Vec::new() };
+    let others: Vec<i32> = if st.own_pid_ns {
+        match init_alive.then(|| ns_link(st.pid, "pid")).flatten() {
+            Some(target) => all_pids().into_iter().filter(|&p| ns_link(p, "pid").as_ref() == Some(&target)).collect(),
+            None => Vec::new(),
         }
-        members.remove(&st.pid);
-        let mut rest: Vec<i32> = members.into_iter().collect();
-        rest.sort();
-        out.extend(rest);
-    }
+    } else if let Some(mnt) = &st.mnt_ns {
+        let target = std::path::PathBuf::from(mnt);
+        all_pids().into_iter().filter(|&p| ns_link(p, "mnt").as_ref() == Some(&target)).collect()
+    } else if init_alive {
+        descendants(st.pid)
+    } else {
+        Vec::new()
+    };
+    let mut rest: Vec<i32> = others.into_iter().filter(|&p| p != st.pid && !is_zombie(p)).collect();
+    rest.sort();
+    out.extend(rest);
     out
+}
+
+fn is_zombie(pid: i32) -> bool {
+    super::state::proc_start_time(pid).is_none_or(|(_, zombie)| zombie)
+}
+
+/// Processes below `root` in the parent tree.
+fn descendants(root: i32) -> Vec<i32> {
+    let parents: HashMap<i32, i32> = all_pids().into_iter().filter_map(|p| Some((p, proc_ppid(p)?))).collect();
+    let mut members: HashSet<i32> = HashSet::from([root]);
+    // Walk up from each process until we meet a member or the top.
+    for &p in parents.keys() {
+        let mut chain = vec![p];
+        let mut cur = p;
+        while let Some(&pp) = parents.get(&cur) {
+            if members.contains(&pp) {
+                members.extend(chain.iter().copied());
+                break;
+            }
+            if pp <= 1 || chain.len() > 4096 {
+                break;
+            }
+            chain.push(pp);
+            cur = pp;
+        }
+    }
+    members.into_iter().collect()
 }
 
 /// Signal every process of the container.
@@ -62,11 +78,11 @@ pub fn signal_all(st: &State, sig: Signal) {
     }
 }
 
-/// Wait until the init is gone (or a zombie), up to `limit`.
+/// Wait until every process of the container is gone (or a zombie), up to `limit`.
 pub fn wait_gone(st: &State, limit: Duration) -> bool {
     let start = Instant::now();
     let mut nap = Duration::from_micros(200);
-    while process_alive(st.pid, st.pid_start_time) {
+    while !container_pids(st).is_empty() {
         if start.elapsed() > limit {
             return false;
         }

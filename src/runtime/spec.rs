@@ -43,6 +43,7 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
         bail!("config.json: field linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
     }
     validate_sysctls(&spec)?;
+    validate_hook_timeouts(&spec)?;
     Ok(Bundle { dir, spec, rootfs })
 }
 
@@ -109,6 +110,28 @@ pub fn check_ns_file(path: &Path, typ: LinuxNamespaceType) -> Result<File> {
         bail!("{} is not a {} namespace", path.display(), ns_proc_name(typ));
     }
     Ok(f)
+}
+
+/// The runtime spec: a hook timeout, when given, must be greater than zero.
+#[allow(deprecated)]
+fn validate_hook_timeouts(spec: &Spec) -> Result<()> {
+    let Some(h) = spec.hooks().as_ref() else { return Ok(()) };
+    let stages = [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+        ("poststart", h.poststart()),
+        ("poststop", h.poststop()),
+    ];
+    for (name, list) in stages {
+        for (i, hook) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
+            if hook.timeout().is_some_and(|t| t <= 0) {
+                bail!("config.json: field hooks.{name}[{i}].timeout: must be greater than 0");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Only namespaced sysctls, and only when the container has that namespace.
@@ -238,6 +261,15 @@ mod tests {
         let d = bundle_with(&v.to_string());
         let b = load_bundle(d.path()).unwrap();
         assert_eq!(id_maps(&b.spec).unwrap(), ("0 1000 10\n".into(), "0 2000 1\n".into()));
+    }
+
+    #[test]
+    fn zero_hook_timeout_is_refused() {
+        let mut v = default_json();
+        v["hooks"] = serde_json::json!({"poststart": [{"path": "/bin/true", "timeout": 0}]});
+        let d = bundle_with(&v.to_string());
+        let err = format!("{:#}", load_bundle(d.path()).err().unwrap());
+        assert!(err.contains("hooks.poststart[0].timeout"), "{err}");
     }
 
     #[test]

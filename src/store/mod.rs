@@ -55,7 +55,8 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_slice(&data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
-        if field == "." {
+        // "." is the document itself, "?" a place serde could not name (bad syntax).
+        if field == "." || field == "?" {
             anyhow::anyhow!("{}: {}", path.display(), e.inner())
         } else {
             anyhow::anyhow!("{}: field {}: {}", path.display(), field, e.inner())
