@@ -22,7 +22,7 @@ use super::launch::{self, Namespaces};
 use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
-use super::{procs, CreateOptions};
+use super::{cgroup, procs, CreateOptions};
 use crate::{store, Context};
 
 const SPEC_COPY: &str = "config.json";
@@ -46,6 +46,7 @@ pub fn load_spec(dir: &Path) -> Result<Spec> {
 struct Undo {
     dir: PathBuf,
     pid: Option<i32>,
+    cgroup: Option<PathBuf>,
     armed: bool,
 }
 
@@ -58,6 +59,9 @@ impl Drop for Undo {
             let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
             // Reap it if it became our child (run sets us as subreaper).
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cgroup::remove(cg);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -85,7 +89,13 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!("container {id:?} already exists"),
         r => r.with_context(|| format!("creating {}", dir.display()))?,
     }
-    let mut undo = Undo { dir: dir.clone(), pid: None, armed: true };
+    let mut undo = Undo { dir: dir.clone(), pid: None, cgroup: None, armed: true };
+    if let Some(mount) = cgroup::host_mount() {
+        let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+        let cg = cgroup::path_for(&mount, id, cgroups_path.as_deref());
+        cgroup::create(&cg)?;
+        undo.cgroup = Some(cg);
+    }
     let mut st = State {
         oci_version: state::OCI_VERSION.into(),
         id: id.into(),
@@ -96,7 +106,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         created: state::now_rfc3339(),
         pid_start_time: 0,
         own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
-        mnt_ns: None,
+        cgroup: None,
     };
     st.save(&dir)?;
     store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;
@@ -114,13 +124,13 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         console,
         start,
     };
-    let (pid, mut chan) = launch::spawn(Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec) }, move |chan| init::run(cfg, chan))?;
+    let cgroup_procs = undo.cgroup.as_deref().map(cgroup::open_procs).transpose()?;
+    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup_procs };
+    let (pid, mut chan) = launch::spawn(ns, move |chan| init::run(cfg, chan))?;
     undo.pid = Some(pid);
     st.pid = pid;
     st.pid_start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
-    if spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Mount) {
-        st.mnt_ns = fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().map(|p| p.to_string_lossy().into_owned());
-    }
+    st.cgroup = undo.cgroup.clone();
     st.save(&dir)?;
     match chan.expect("mount setup")? {
         Msg::Hooks => {}
@@ -223,6 +233,9 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
                     bail!("container {id:?}: pid {} did not exit after SIGKILL", st.pid);
                 }
             }
+        }
+        if let Some(cg) = &st.cgroup {
+            cgroup::remove(cg)?;
         }
         st.status = Status::Stopped;
         if let Some(spec) = &spec {

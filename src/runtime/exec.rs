@@ -14,7 +14,7 @@ use super::container::{dir_of, load_spec};
 use super::launch::{self, Namespaces};
 use super::state::{self, Status};
 use super::sync::Msg;
-use super::{console, process, supervise, ExecOptions};
+use super::{cgroup, console, process, supervise, ExecOptions};
 use crate::{store, Context};
 
 /// Namespaces to enter, the mount namespace last (it changes our root).
@@ -50,7 +50,9 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     if !o.detach {
         supervise::prepare()?;
     }
-    let (pid, mut chan) = launch::spawn(Namespaces { join, new: CloneFlags::empty(), id_maps: None }, move |_chan| run_child(&process, console))?;
+    let cgroup_procs = st.cgroup.as_deref().map(cgroup::open_procs).transpose()?;
+    let ns = Namespaces { join, new: CloneFlags::empty(), id_maps: None, cgroup_procs };
+    let (pid, mut chan) = launch::spawn(ns, move |_chan| run_child(&process, console))?;
     // EOF means execve closed the channel: the process runs.
     if let Some(Msg::Error { msg }) = chan.recv()? {
         bail!("exec in container {id:?}: {msg}");

@@ -21,6 +21,9 @@ pub struct Namespaces {
     pub new: CloneFlags,
     /// uid_map and gid_map contents for a new user namespace.
     pub id_maps: Option<(String, String)>,
+    /// The container cgroup's cgroup.procs, opened by rcon: the intermediate
+    /// joins it first, so the process and all it forks are born members.
+    pub cgroup_procs: Option<File>,
 }
 
 /// Fork the two stages; `child` runs in the final process and only returns
@@ -77,6 +80,10 @@ fn intermediate<F>(ns: &Namespaces, chan: &mut Channel, child: F) -> Result<()>
 where
     F: FnOnce(&mut Channel) -> Result<Infallible>,
 {
+    if let Some(mut procs) = ns.cgroup_procs.as_ref() {
+        use std::io::Write;
+        procs.write_all(b"0").context("joining the container's cgroup")?;
+    }
     for (flag, file) in &ns.join {
         setns(file.as_fd(), *flag).with_context(|| format!("joining namespace {flag:?}"))?;
     }

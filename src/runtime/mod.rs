@@ -1,6 +1,7 @@
 //! The OCI runtime: bundles, state, and the launch of container processes.
 //! It knows nothing of bridges; networks attach through `net` or hooks.
 
+mod cgroup;
 mod console;
 mod container;
 mod exec;

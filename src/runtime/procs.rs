@@ -19,20 +19,19 @@ fn ns_link(pid: i32, ns: &str) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok()
 }
 
-/// The container's live processes, init first: everything in its own pid
-/// namespace, else everything in its own mount namespace (which still finds
-/// orphans once the init is gone), else the init's process tree.
+/// The container's live processes, init first: its cgroup (which still
+/// holds orphans once the init is gone), else everything in its own pid
+/// namespace, else the init's process tree.
 pub fn container_pids(st: &State) -> Vec<i32> {
     let init_alive = process_alive(st.pid, st.pid_start_time);
     let mut out: Vec<i32> = if init_alive { vec![st.pid] } else { Vec::new() };
-    let others: Vec<i32> = if st.own_pid_ns {
+    let others: Vec<i32> = if let Some(cg) = &st.cgroup {
+        super::cgroup::procs(cg)
+    } else if st.own_pid_ns {
         match init_alive.then(|| ns_link(st.pid, "pid")).flatten() {
             Some(target) => all_pids().into_iter().filter(|&p| ns_link(p, "pid").as_ref() == Some(&target)).collect(),
             None => Vec::new(),
         }
-    } else if let Some(mnt) = &st.mnt_ns {
-        let target = std::path::PathBuf::from(mnt);
-        all_pids().into_iter().filter(|&p| ns_link(p, "mnt").as_ref() == Some(&target)).collect()
     } else if init_alive {
         descendants(st.pid)
     } else {
@@ -73,6 +72,10 @@ fn descendants(root: i32) -> Vec<i32> {
 
 /// Signal every process of the container.
 pub fn signal_all(st: &State, sig: Signal) {
+    if let (Some(cg), Signal::SIGKILL) = (&st.cgroup, sig) {
+        super::cgroup::kill_all(cg);
+        return;
+    }
     for pid in container_pids(st) {
         let _ = kill(Pid::from_raw(pid), sig);
     }

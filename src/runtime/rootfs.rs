@@ -114,24 +114,12 @@ fn mount_cgroup(dest: &Path, flags: MsFlags, new_ns: bool) -> Result<()> {
     if new_ns && mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>).is_ok() {
         return Ok(());
     }
-    if let Some(host) = host_cgroup2() {
+    if let Some(host) = super::cgroup::host_mount() {
         mount(Some(host.as_path()), dest, None::<&str>, MsFlags::MS_BIND, None::<&str>).context("binding cgroup2")?;
         let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | (flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC));
         return mount(None::<&str>, dest, None::<&str>, ro, None::<&str>).context("remounting cgroup2 read-only");
     }
     mount(Some("tmpfs"), dest, Some("tmpfs"), flags, None::<&str>).context("mounting cgroup placeholder")
-}
-
-/// Where the host has cgroup2 mounted (pure v2 or hybrid layout).
-fn host_cgroup2() -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        if !right.starts_with("cgroup2 ") {
-            return None;
-        }
-        left.split(' ').nth(4).map(PathBuf::from)
-    })
 }
 
 fn mount_one(rootfs: &Path, m: &Mount, new_cgroup_ns: bool) -> Result<()> {

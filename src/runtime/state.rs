@@ -56,10 +56,9 @@ pub struct State {
     /// The container has a pid namespace of its own (so it dies with its init).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own_pid_ns: bool,
-    /// The container's own mount namespace (`mnt:[inode]`): its processes can
-    /// be found by it even after the init has died.
+    /// The cgroup that holds every process of the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mnt_ns: Option<String>,
+    pub cgroup: Option<PathBuf>,
 }
 
 fn is_zero(v: &u64) -> bool {
