@@ -136,19 +136,20 @@ bench_set() {
 
 # table JSON: markdown rows, ratio against "runc run" when it was measured.
 table() {
-	echo "| runtime | mean ms | stddev ms | median ms | ratio to runc |"
-	echo "|---|---:|---:|---:|---:|"
+	echo "| runtime | mean ms | stddev ms | median ms | min ms | ratio to runc |"
+	echo "|---|---:|---:|---:|---:|---:|"
 	jq -r '([.results[] | select(.command == "runc run") | .mean] | first) as $base
 		| .results[]
-		| [.command, .mean * 1000, .stddev * 1000, .median * 1000,
+		| [.command, .mean * 1000, .stddev * 1000, .median * 1000, .min * 1000,
 		   (if $base then .mean / $base else "" end)] | @tsv' "$1" |
-		while IFS=$'\t' read -r name mean sd median ratio; do
+		while IFS=$'\t' read -r name mean sd median min ratio; do
 			[[ -n $ratio ]] && ratio=$(printf '%.2f×' "$ratio") || ratio="n/a"
-			printf '| %s | %.1f | %.1f | %.1f | %s |\n' "$name" "$mean" "$sd" "$median" "$ratio"
+			printf '| %s | %.1f | %.1f | %.1f | %.1f | %s |\n' "$name" "$mean" "$sd" "$median" "$min" "$ratio"
 		done
 }
 
 layout=$(cgroup_layout)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 main_json=$CACHE/lifecycle.json
 hidden_json=$CACHE/lifecycle-cgroup2-hidden.json
 rm -f "$main_json" "$hidden_json"
@@ -165,6 +166,8 @@ if [[ -n ${refused[crun]:-} && $layout == hybrid* ]]; then
 	refused=()
 	if bench_set hidden "$hidden_json" rcon runc crun; then hidden_done=1; fi
 fi
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the report ------------------------------------------------------------------
 # The "Where the time goes" section is written by people: keep it across runs.
@@ -196,6 +199,9 @@ tmp=$OUT.new
 		- kernel: $(uname -r)
 		- CPU: ${cpu:-unknown} × $(nproc)
 		- cgroups: $layout
+		- load average (1, 5, 15 min) before: $load_before, after: $load_after; on
+		  a 2-core machine any other work shows in the figures (the floors too),
+		  so compare rows within one table, and the min column when it is noisy
 		- rcon $rcon_rev (release build), $(runc --version | head -1), $(crun --version | head -1), $(hyperfine --version)
 
 		## Container lifecycle: \`run\` of a busybox \`true\` bundle
