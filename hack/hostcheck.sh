@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prove that a test run left the machine's root network namespace as it was.
 #
-#   hack/hostcheck.sh snapshot FILE   record links, named netns, nft tables
+#   hack/hostcheck.sh snapshot FILE   record links, named netns, nft tables,
+#                                     mounts and rcon cgroups
 #   hack/hostcheck.sh compare FILE    fail if anything new appeared since
 #
-# Only reads: `ip -o link`, a directory listing, `nft list tables`.
+# Only reads: `ip -o link`, directory listings, `nft list tables`, mountinfo.
 # Something that disappeared is reported but not fatal (another process on
 # the machine may have removed it); something new means a test leaked.
 set -euo pipefail
@@ -20,6 +21,16 @@ state() {
 	echo "## nft"
 	if command -v nft >/dev/null 2>&1; then
 		nft list tables 2>/dev/null | sort || true
+	fi
+	# Mount points (field 5 of mountinfo), and the per-container cgroups rcon
+	# makes under the cgroup2 mount.
+	echo "## mounts"
+	awk '{ print "mount " $5 }' /proc/self/mountinfo | sort -u
+	echo "## cgroups"
+	local cg
+	cg=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+	if [[ -n $cg && -d $cg/rcon ]]; then
+		find "$cg/rcon" -mindepth 1 -maxdepth 1 -type d -printf 'cgroup rcon/%f\n' | sort
 	fi
 }
 
@@ -67,7 +78,7 @@ compare)
 		echo "$added" >&2
 		exit 1
 	fi
-	echo "hostcheck: root namespace unchanged (links, named netns, nft tables)"
+	echo "hostcheck: root namespace unchanged (links, named netns, nft tables, mounts, cgroups)"
 	;;
 *)
 	echo "usage: $0 snapshot|compare FILE" >&2

@@ -15,9 +15,6 @@ TEST_PKGS=(
 	jq             # config.json edits in hack/ scripts
 	socat          # listeners that play "the internet" in runtime-tests
 	procps         # ps, pgrep for checks in scripts
-	tmux           # driving interactive (terminal) containers in tests
-	iptables       # firewall backend and its tests
-	nftables       # default firewall backend and its tests
 )
 BENCH_PKGS=(
 	runc      # the reference runtime we compare against

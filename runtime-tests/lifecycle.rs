@@ -43,7 +43,10 @@ fn pid_of(w: &World, id: &str) -> i32 {
 }
 
 fn cmdline(pid: i32) -> String {
-    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).replace('\0', " ").trim_end().to_string()
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+        .replace('\0', " ")
+        .trim_end()
+        .to_string()
 }
 
 /// create + start a container in the background (stdio to files).
@@ -109,7 +112,8 @@ fn run_propagates_exit_status() {
     let b7 = sh_bundle(&w, "b7", "exit 7", |_| {});
     // Without a pid namespace sh is not an init, so it can SIGKILL itself.
     let b9 = sh_bundle(&w, "b9", "kill -9 $$; echo survived", |v| {
-        let ns: Vec<Value> = v["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "pid").cloned().collect();
+        let ns: Vec<Value> =
+            v["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "pid").cloned().collect();
         v["linux"]["namespaces"] = json!(ns);
     });
     let (code, _, err) = run(&w, &b0, &w.id("e0"));
@@ -208,7 +212,8 @@ fn kill_all_reaches_children() {
     let script = "sleep 1000 & echo $! > /child.pid; wait";
     let no_pidns = |v: &mut Value| {
         v["root"]["readonly"] = false.into();
-        let ns: Vec<Value> = v["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "pid").cloned().collect();
+        let ns: Vec<Value> =
+            v["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "pid").cloned().collect();
         v["linux"]["namespaces"] = json!(ns);
     };
     let b = sh_bundle(&w, "all", script, no_pidns);
@@ -245,11 +250,15 @@ fn list_and_ps_show_the_container() {
     let pid = create_start(&w, &b, &id);
 
     let table = w.ok(&["list"]);
-    let row = table.lines().find(|l| l.split_whitespace().next() == Some(id.as_str())).unwrap_or_else(|| panic!("{id} not in:\n{table}"));
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id.as_str()))
+        .unwrap_or_else(|| panic!("{id} not in:\n{table}"));
     assert!(row.contains("running") && row.contains(&pid.to_string()), "{row}");
     assert!(w.ok(&["list", "-q"]).lines().any(|l| l == id));
     let all: Value = serde_json::from_str(&w.ok(&["list", "--format", "json"])).unwrap();
-    let me = all.as_array().unwrap().iter().find(|c| c["id"] == id.as_str()).unwrap_or_else(|| panic!("{id} not in {all}"));
+    let me =
+        all.as_array().unwrap().iter().find(|c| c["id"] == id.as_str()).unwrap_or_else(|| panic!("{id} not in {all}"));
     assert_eq!(me["status"], "running");
     assert_eq!(me["pid"], pid);
 
@@ -297,7 +306,19 @@ fn exec_runs_in_the_container() {
     assert_eq!(out.status.code(), Some(0));
 
     // -e, --cwd, -u.
-    let out = w.ok(&["exec", "-e", "RT_FOO=baz", "--cwd", "/etc", "-u", "1000:1002", &id, "sh", "-c", "echo $RT_FOO; pwd; id -u; id -g"]);
+    let out = w.ok(&[
+        "exec",
+        "-e",
+        "RT_FOO=baz",
+        "--cwd",
+        "/etc",
+        "-u",
+        "1000:1002",
+        &id,
+        "sh",
+        "-c",
+        "echo $RT_FOO; pwd; id -u; id -g",
+    ]);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["baz", "/etc", "1000", "1002"]);
 
     // --process FILE.
@@ -320,7 +341,10 @@ fn exec_runs_in_the_container() {
     let xpid: i32 = std::fs::read_to_string(&xpid_file).unwrap().trim().parse().unwrap();
     assert!(pid_alive(xpid));
     assert_eq!(cmdline(xpid), "sleep 1002");
-    assert_eq!(std::fs::read_link(format!("/proc/{xpid}/ns/pid")).unwrap(), std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap());
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{xpid}/ns/pid")).unwrap(),
+        std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap()
+    );
 
     // exec on a stopped container is refused.
     w.ok(&["kill", &id, "KILL"]);
@@ -342,7 +366,11 @@ fn process_env_cwd_hostname_user() {
     });
     let out = run_ok(&w, &b, &w.id("p"));
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines, ["hello-env", "/tmp", "rt-host-x", "uid=1000 gid=1000 groups=1001", "1000", "1000", "1000 1001"], "{out}");
+    assert_eq!(
+        lines,
+        ["hello-env", "/tmp", "rt-host-x", "uid=1000 gid=1000 groups=1001", "1000", "1000", "1000 1001"],
+        "{out}"
+    );
     assert_ne!(sh("hostname").trim(), "rt-host-x");
     assert_clean(&w, &[&b]);
 }
@@ -357,7 +385,8 @@ fn capabilities_are_applied() {
     let w = World::new("lccp");
     let script = "grep CapEff /proc/self/status; ip link set lo down && echo lo-down-ok";
     let none = sh_bundle(&w, "none", script, |v| {
-        v["process"]["capabilities"] = json!({"bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []});
+        v["process"]["capabilities"] =
+            json!({"bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []});
     });
     let default = sh_bundle(&w, "default", script, |_| {});
     let admin = sh_bundle(&w, "admin", script, |v| {
@@ -406,7 +435,8 @@ fn rlimits_and_no_new_privileges() {
 fn masked_and_readonly_paths() {
     let w = World::new("lcmk");
     // /proc/kcore is not on every kernel; /proc/timer_list and /sys/firmware are masked too.
-    let script = "for f in /proc/kcore /proc/timer_list; do [ -e $f ] && echo $f $(stat -c %F $f) $(cat $f | wc -c); done; \
+    let script =
+        "for f in /proc/kcore /proc/timer_list; do [ -e $f ] && echo $f $(stat -c %F $f) $(cat $f | wc -c); done; \
                   echo firmware $(ls /sys/firmware | wc -l); \
                   echo rt > /proc/sys/kernel/domainname && echo write-ok; cat /proc/sys/kernel/domainname";
     let b = sh_bundle(&w, "masked", script, |_| {});
@@ -468,11 +498,14 @@ fn mounts_tmpfs_and_bind() {
     let host_dir = w.dir.path().join("shared");
     std::fs::create_dir(&host_dir).unwrap();
     std::fs::write(host_dir.join("hello"), "from-the-host\n").unwrap();
-    let script = "grep ' /data ' /proc/mounts | cut -d' ' -f3; echo x > /data/f && echo data-writable; cat /hostdir/hello; \
+    let script =
+        "grep ' /data ' /proc/mounts | cut -d' ' -f3; echo x > /data/f && echo data-writable; cat /hostdir/hello; \
                   touch /hostdir/y && echo bind-writable; echo done";
     let b = sh_bundle(&w, "b", script, |v| {
         let mounts = v["mounts"].as_array_mut().unwrap();
-        mounts.push(json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m"]}));
+        mounts.push(
+            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m"]}),
+        );
         mounts.push(json!({"destination": "/hostdir", "type": "bind", "source": host_dir, "options": ["rbind", "ro"]}));
     });
     let (_, out, err) = run(&w, &b, &w.id("m"));
@@ -510,7 +543,8 @@ fn delete_leaves_no_child_without_pid_ns() {
     let w = World::new("lcorph");
     let b = sh_bundle(&w, "b", "sleep 1000 & echo $! > /child.pid; wait", |v| {
         v["root"]["readonly"] = false.into();
-        let ns: Vec<Value> = v["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "pid").cloned().collect();
+        let ns: Vec<Value> =
+            v["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "pid").cloned().collect();
         v["linux"]["namespaces"] = json!(ns);
     });
     let id = w.id("o");

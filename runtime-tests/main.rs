@@ -2,11 +2,11 @@
 //! Each test builds its own world (see ../shared TESTING rules in
 //! docs/TESTING.md) and tears it down on success and on failure.
 
+mod badinput;
 mod common;
-mod netns;
+mod console;
+mod examples;
+mod hooks;
 mod lifecycle;
 mod namespaces;
-mod hooks;
-mod console;
-mod badinput;
-mod examples;
+mod netns;

@@ -56,7 +56,9 @@ fn joined_netns_by_path_carries_packets() {
     let inside = |ns: &Path, cmd: &str| sh(&format!("nsenter --net={} {cmd}", ns.display()));
     inside(&a, "ip link add rtv0 type veth peer name rtv1");
 
-    let b = sh_bundle(&w, "list", "ip -o link | cut -d: -f2 | cut -d@ -f1; readlink /proc/self/ns/net", |v| set_netns_path(v, &a));
+    let b = sh_bundle(&w, "list", "ip -o link | cut -d: -f2 | cut -d@ -f1; readlink /proc/self/ns/net", |v| {
+        set_netns_path(v, &a)
+    });
     let out = run_ok(&w, &b, &w.id("l"));
     let mut names: Vec<&str> = out.lines().map(str::trim).collect();
     names[..3].sort();
@@ -93,9 +95,11 @@ fn bad_namespace_paths_are_refused() {
     let w = World::new("nsbd");
     let regular = w.dir.path().join("not-a-netns");
     std::fs::write(&regular, "x").unwrap();
-    for (tag, path) in
-        [("file", p(&regular).to_string()), ("uts", "/proc/self/ns/uts".to_string()), ("missing", "/nonexistent/ns".to_string())]
-    {
+    for (tag, path) in [
+        ("file", p(&regular).to_string()),
+        ("uts", "/proc/self/ns/uts".to_string()),
+        ("missing", "/nonexistent/ns".to_string()),
+    ] {
         let b = sh_bundle(&w, tag, "true", |v| set_netns_path(v, Path::new(&path)));
         let id = w.id(tag);
         let err = w.fails_files(&["create", "--bundle", p(&b), &id]);

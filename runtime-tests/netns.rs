@@ -15,7 +15,8 @@ struct Proc(Child);
 
 impl Proc {
     fn start(cmd: &str) -> Proc {
-        let c = Command::new("sh").arg("-c").arg(format!("exec {cmd}")).stdin(Stdio::null()).stdout(Stdio::null()).spawn();
+        let c =
+            Command::new("sh").arg("-c").arg(format!("exec {cmd}")).stdin(Stdio::null()).stdout(Stdio::null()).spawn();
         Proc(c.expect("spawning"))
     }
     fn pid(&self) -> i32 {
@@ -50,7 +51,9 @@ fn ino(p: impl AsRef<Path>) -> u64 {
 fn wait_moved(p: &Proc) {
     let ours = ino("/proc/self/ns/net");
     let theirs = format!("/proc/{}/ns/net", p.pid());
-    wait_for("the process to enter its namespace", || std::fs::metadata(&theirs).map(|m| m.ino() != ours).unwrap_or(false));
+    wait_for("the process to enter its namespace", || {
+        std::fs::metadata(&theirs).map(|m| m.ino() != ours).unwrap_or(false)
+    });
 }
 
 fn file(w: &World, name: &str) -> String {
@@ -187,9 +190,16 @@ fn delete_while_in_use_keeps_the_process_working() {
     let f = file(&w, &n);
     let before = ino(&f);
     in_ns(&f, "ip link set lo up");
-    let server = Proc::start(&format!("nsenter --net={f} socat TCP-LISTEN:7000,bind=127.0.0.1,reuseaddr,fork SYSTEM:'echo pong'"));
+    let server = Proc::start(&format!(
+        "nsenter --net={f} socat TCP-LISTEN:7000,bind=127.0.0.1,reuseaddr,fork SYSTEM:'echo pong'"
+    ));
     let ask = |ns: &str| {
-        let out = Command::new("nsenter").arg(format!("--net={ns}")).args(["socat", "-T3", "-", "TCP:127.0.0.1:7000"]).stdin(Stdio::null()).output().unwrap();
+        let out = Command::new("nsenter")
+            .arg(format!("--net={ns}"))
+            .args(["socat", "-T3", "-", "TCP:127.0.0.1:7000"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     wait_for("the server to listen", || ask(&f) == "pong\n");
@@ -238,7 +248,8 @@ fn twenty_parallel_adds() {
     let w = World::new("nspar");
     let names: Vec<String> = (0..20).map(|_| unique("p")).collect();
     // The first add also creates the dir: all 20 race on ensure_dir.
-    let kids: Vec<Child> = names.iter().map(|n| w.cmd(&["netns", "add", n]).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    let kids: Vec<Child> =
+        names.iter().map(|n| w.cmd(&["netns", "add", n]).stderr(Stdio::piped()).spawn().unwrap()).collect();
     for (n, k) in names.iter().zip(kids) {
         let out = k.wait_with_output().unwrap();
         assert!(out.status.success(), "add {n}: {}", String::from_utf8_lossy(&out.stderr));

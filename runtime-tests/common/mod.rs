@@ -17,7 +17,11 @@ pub fn busybox_rootfs() -> PathBuf {
     let p = std::env::var_os("RCON_TEST_ROOTFS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/.cache/busybox/rootfs"));
-    assert!(p.join("bin/busybox").exists(), "no busybox rootfs at {}: run hack/mkbundle.sh (make test does)", p.display());
+    assert!(
+        p.join("bin/busybox").exists(),
+        "no busybox rootfs at {}: run hack/mkbundle.sh (make test does)",
+        p.display()
+    );
     p
 }
 
@@ -235,7 +239,9 @@ pub fn wait_pid_gone(pid: i32) {
 /// Live processes whose root directory is `dir` (a container rooted in a bundle's rootfs).
 pub fn procs_rooted_in(dir: &Path) -> Vec<i32> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(want) = std::fs::metadata(dir) else { return Vec::new() };
+    let Ok(want) = std::fs::metadata(dir) else {
+        return Vec::new();
+    };
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -250,7 +256,12 @@ pub fn procs_rooted_in(dir: &Path) -> Vec<i32> {
 /// Lines of our /proc/self/mountinfo that mention `path`.
 pub fn mountinfo_lines(path: &Path) -> Vec<String> {
     let p = path.to_str().unwrap();
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(p)).map(String::from).collect()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(p))
+        .map(String::from)
+        .collect()
 }
 
 /// The end-of-test check: force-delete every container of the world, then no
@@ -262,7 +273,9 @@ pub fn assert_clean(w: &World, bundles: &[&Path]) {
     assert!(w.containers().is_empty(), "state entries left: {:?}", w.containers());
     for b in bundles {
         let rootfs = b.join("rootfs");
-        wait_until(&format!("processes rooted in {} to exit", rootfs.display()), || procs_rooted_in(&rootfs).is_empty());
+        wait_until(&format!("processes rooted in {} to exit", rootfs.display()), || {
+            procs_rooted_in(&rootfs).is_empty()
+        });
         assert_eq!(mountinfo_lines(&rootfs), Vec::<String>::new(), "mounts of {} left", rootfs.display());
     }
 }

@@ -57,7 +57,8 @@ fn delete(dir: &Path, names: &[String]) -> Result<()> {
     if names.is_empty() {
         bail!("netns delete: no name given");
     }
-    let errors: Vec<String> = names.iter().filter_map(|n| netns::delete(dir, n).err()).map(|e| format!("{e:#}")).collect();
+    let errors: Vec<String> =
+        names.iter().filter_map(|n| netns::delete(dir, n).err()).map(|e| format!("{e:#}")).collect();
     if !errors.is_empty() {
         bail!("{}", errors.join("; "));
     }

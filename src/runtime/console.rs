@@ -41,7 +41,13 @@ pub fn setup(console: &UnixStream, size: Option<(u16, u16)>) -> Result<()> {
 
 pub fn send_fd(sock: &UnixStream, fd: RawFd, body: &[u8]) -> Result<()> {
     let fds = [fd];
-    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(body)], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)?;
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(body)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )?;
     Ok(())
 }
 

@@ -4,10 +4,10 @@
 //! if the bundle changes) and start.sock while the init waits for `start`.
 
 use std::fs::{self, File};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -74,19 +74,31 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     let bundle = spec::load_bundle(&o.bundle)?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let console = match (terminal, console, &o.console_socket) {
-        (false, _, Some(_)) => bail!("--console-socket given but config.json process.terminal is false"),
+        (false, _, Some(_)) => {
+            bail!("--console-socket given but config.json process.terminal is false")
+        }
         (false, _, None) => None,
         (true, Some(c), _) => Some(c),
-        (true, None, Some(path)) => Some(UnixStream::connect(path).with_context(|| format!("--console-socket {}", path.display()))?),
-        (true, None, None) => bail!("config.json process.terminal is true: --console-socket is required"),
+        (true, None, Some(path)) => {
+            Some(UnixStream::connect(path).with_context(|| format!("--console-socket {}", path.display()))?)
+        }
+        (true, None, None) => {
+            bail!("config.json process.terminal is true: --console-socket is required")
+        }
     };
     if !spec::namespaces(&bundle.spec).iter().any(|n| n.typ() == LinuxNamespaceType::Mount) {
         bail!("config.json: field linux.namespaces: a mount namespace is required");
     }
     let join = open_joins(&bundle.spec)?;
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(&ctx.root).with_context(|| format!("--root {}", ctx.root.display()))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&ctx.root)
+        .with_context(|| format!("--root {}", ctx.root.display()))?;
     match fs::DirBuilder::new().mode(0o711).create(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!("container {id:?} already exists"),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container {id:?} already exists")
+        }
         r => r.with_context(|| format!("creating {}", dir.display()))?,
     }
     let mut undo = Undo { dir: dir.clone(), pid: None, cgroup: None, armed: true };
@@ -158,7 +170,8 @@ fn open_joins(spec: &Spec) -> Result<Vec<(nix::sched::CloneFlags, File)>> {
     let mut out = Vec::new();
     for (i, ns) in spec::namespaces(spec).iter().enumerate() {
         if let Some(path) = ns.path() {
-            let f = spec::check_ns_file(path, ns.typ()).with_context(|| format!("config.json: field linux.namespaces[{i}].path"))?;
+            let f = spec::check_ns_file(path, ns.typ())
+                .with_context(|| format!("config.json: field linux.namespaces[{i}].path"))?;
             out.push((ns_flag(ns.typ()), f));
         }
     }
@@ -224,8 +237,12 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     if let Ok(mut st) = loaded {
         st.refresh(&dir);
         match st.status {
-            Status::Running if !force => bail!("container {id:?} is running: stop it first or use --force"),
-            Status::Creating if st.pid != 0 && !force => bail!("container {id:?} is being created: use --force"),
+            Status::Running if !force => {
+                bail!("container {id:?} is running: stop it first or use --force")
+            }
+            Status::Creating if st.pid != 0 && !force => {
+                bail!("container {id:?} is being created: use --force")
+            }
             // A stopped container may still have orphans (no pid namespace): those go too.
             _ => {
                 procs::signal_all(&st, Signal::SIGKILL);
@@ -248,7 +265,9 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
 }
 
 pub fn list(ctx: &Context) -> Result<Vec<State>> {
-    let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(Vec::new()) };
+    let Ok(rd) = fs::read_dir(&ctx.root) else {
+        return Ok(Vec::new());
+    };
     let mut out: Vec<State> = rd
         .flatten()
         .filter(|e| e.path().join(state::STATE_FILE).exists())

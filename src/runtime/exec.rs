@@ -39,7 +39,9 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     let terminal = process.terminal().unwrap_or(false);
     let (console, ours) = match (terminal, &o.console_socket, o.detach) {
         (false, _, _) => (None, None),
-        (true, Some(path), _) => (Some(UnixStream::connect(path).with_context(|| format!("--console-socket {}", path.display()))?), None),
+        (true, Some(path), _) => {
+            (Some(UnixStream::connect(path).with_context(|| format!("--console-socket {}", path.display()))?), None)
+        }
         (true, None, false) => {
             let (a, b) = UnixStream::pair()?;
             (Some(b), Some(a))
@@ -85,7 +87,9 @@ fn container_namespaces(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
     let mut out = Vec::new();
     for (name, flag) in KINDS {
         let theirs = format!("/proc/{pid}/ns/{name}");
-        let Ok(their_meta) = std::fs::metadata(&theirs) else { continue };
+        let Ok(their_meta) = std::fs::metadata(&theirs) else {
+            continue;
+        };
         let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).ok();
         if ours.is_some_and(|m| m.ino() == their_meta.ino() && m.dev() == their_meta.dev()) {
             continue;

@@ -34,7 +34,9 @@ impl Kind {
 
 #[allow(deprecated)]
 fn hooks_of(spec: &Spec, kind: Kind) -> &[Hook] {
-    let Some(h) = spec.hooks().as_ref() else { return &[] };
+    let Some(h) = spec.hooks().as_ref() else {
+        return &[];
+    };
     let list = match kind {
         Kind::Prestart => h.prestart(),
         Kind::CreateRuntime => h.create_runtime(),

@@ -55,7 +55,8 @@ pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
     }
     drop(cfg.console);
     let exec = process::resolve(proc_)?;
-    nix::unistd::chdir(proc_.cwd().as_path()).with_context(|| format!("config.json: field process.cwd ({})", proc_.cwd().display()))?;
+    nix::unistd::chdir(proc_.cwd().as_path())
+        .with_context(|| format!("config.json: field process.cwd ({})", proc_.cwd().display()))?;
     chan.send(&Msg::Created)?;
 
     let mut conn = wait_for_start(&cfg.start)?;
@@ -89,7 +90,9 @@ fn wait_for_start(listener: &UnixListener) -> Result<UnixStream> {
 /// net.* lands in the container's own netns because /proc/sys/net follows the
 /// namespace of the process that opens it.
 fn apply_sysctls(spec: &Spec) -> Result<()> {
-    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
     for (k, v) in sysctl {
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
         std::fs::write(&path, v).with_context(|| format!("config.json: field linux.sysctl.{k}"))?;

@@ -149,7 +149,8 @@ fn set_caps(caps: &LinuxCapabilities) -> Result<()> {
     let perm = convert(caps.permitted().as_ref());
     let inh = convert(caps.inheritable().as_ref());
     // Effective first: it must stay a subset of permitted as that shrinks.
-    caps::set(None, CapSet::Effective, &eff.intersection(&perm).copied().collect()).context("setting effective capabilities")?;
+    caps::set(None, CapSet::Effective, &eff.intersection(&perm).copied().collect())
+        .context("setting effective capabilities")?;
     caps::set(None, CapSet::Inheritable, &inh).context("setting inheritable capabilities")?;
     caps::set(None, CapSet::Permitted, &perm).context("setting permitted capabilities")?;
     caps::set(None, CapSet::Effective, &eff).context("setting effective capabilities")?;

@@ -94,14 +94,16 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
     let new_cgroup_ns = super::spec::creates_namespace(spec, oci_spec::runtime::LinuxNamespaceType::Cgroup);
     for (i, m) in mounts.iter().enumerate() {
-        mount_one(rootfs, m, new_cgroup_ns).with_context(|| format!("config.json: field mounts[{i}] ({})", m.destination().display()))?;
+        mount_one(rootfs, m, new_cgroup_ns)
+            .with_context(|| format!("config.json: field mounts[{i}] ({})", m.destination().display()))?;
     }
     if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
         populate_dev(rootfs, spec)?;
     }
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
         let prop = parse_options(&[p.to_string()]).propagation;
-        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).context("config.json: field linux.rootfsPropagation")?;
+        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+            .context("config.json: field linux.rootfsPropagation")?;
     }
     Ok(())
 }
@@ -116,7 +118,10 @@ fn mount_cgroup(dest: &Path, flags: MsFlags, new_ns: bool) -> Result<()> {
     }
     if let Some(host) = super::cgroup::host_mount() {
         mount(Some(host.as_path()), dest, None::<&str>, MsFlags::MS_BIND, None::<&str>).context("binding cgroup2")?;
-        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | (flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC));
+        let ro = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | (flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC));
         return mount(None::<&str>, dest, None::<&str>, ro, None::<&str>).context("remounting cgroup2 read-only");
     }
     mount(Some("tmpfs"), dest, Some("tmpfs"), flags, None::<&str>).context("mounting cgroup placeholder")
@@ -142,8 +147,14 @@ fn mount_one(rootfs: &Path, m: &Mount, new_cgroup_ns: bool) -> Result<()> {
             .with_context(|| format!("bind {}", src.display()))?;
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
         if !extra.is_empty() {
-            mount(None::<&str>, &dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rec | extra, None::<&str>)
-                .context("remounting bind mount with its options")?;
+            mount(
+                None::<&str>,
+                &dest,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rec | extra,
+                None::<&str>,
+            )
+            .context("remounting bind mount with its options")?;
         }
     } else {
         fs::create_dir_all(&dest)?;
@@ -179,8 +190,17 @@ fn populate_dev(rootfs: &Path, spec: &Spec) -> Result<()> {
         };
         let path = under_root(rootfs, d.path())?;
         let mode = d.file_mode().unwrap_or(0o666);
-        make_device(&path, d.path(), kind, d.major() as u64, d.minor() as u64, mode, d.uid().unwrap_or(0), d.gid().unwrap_or(0))
-            .with_context(|| format!("config.json: field linux.devices ({})", d.path().display()))?;
+        make_device(
+            &path,
+            d.path(),
+            kind,
+            d.major() as u64,
+            d.minor() as u64,
+            mode,
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+        )
+        .with_context(|| format!("config.json: field linux.devices ({})", d.path().display()))?;
     }
     let links = [
         ("/proc/self/fd", "fd"),
@@ -201,7 +221,16 @@ fn populate_dev(rootfs: &Path, spec: &Spec) -> Result<()> {
 /// mknod the device; inside a user namespace, where mknod is not allowed,
 /// bind-mount the host's node instead (as runc does).
 #[allow(clippy::too_many_arguments)]
-fn make_device(path: &Path, host: &Path, kind: SFlag, major: u64, minor: u64, mode: u32, uid: u32, gid: u32) -> Result<()> {
+fn make_device(
+    path: &Path,
+    host: &Path,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -256,7 +285,9 @@ pub fn finish(spec: &Spec) -> Result<()> {
 }
 
 fn mask(p: &Path) -> Result<()> {
-    let Ok(meta) = fs::metadata(p) else { return Ok(()) };
+    let Ok(meta) = fs::metadata(p) else {
+        return Ok(());
+    };
     if meta.is_dir() {
         mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)?;
     } else {
@@ -281,7 +312,8 @@ mod tests {
 
     #[test]
     fn options_split_into_flags_and_data() {
-        let o: Vec<String> = ["nosuid", "strictatime", "mode=755", "size=65536k", "rprivate"].map(String::from).to_vec();
+        let o: Vec<String> =
+            ["nosuid", "strictatime", "mode=755", "size=65536k", "rprivate"].map(String::from).to_vec();
         let m = parse_options(&o);
         assert_eq!(m.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(m.data, vec!["mode=755", "size=65536k"]);

@@ -94,8 +94,7 @@ fn validate_namespaces(list: &[LinuxNamespace]) -> Result<()> {
             bail!("config.json: field linux.namespaces[{i}]: namespace {name:?} listed twice");
         }
         if let Some(path) = ns.path() {
-            check_ns_file(path, ns.typ())
-                .with_context(|| format!("config.json: field linux.namespaces[{i}].path"))?;
+            check_ns_file(path, ns.typ()).with_context(|| format!("config.json: field linux.namespaces[{i}].path"))?;
         }
     }
     Ok(())
@@ -115,7 +114,9 @@ pub fn check_ns_file(path: &Path, typ: LinuxNamespaceType) -> Result<File> {
 /// The runtime spec: a hook timeout, when given, must be greater than zero.
 #[allow(deprecated)]
 fn validate_hook_timeouts(spec: &Spec) -> Result<()> {
-    let Some(h) = spec.hooks().as_ref() else { return Ok(()) };
+    let Some(h) = spec.hooks().as_ref() else {
+        return Ok(());
+    };
     let stages = [
         ("prestart", h.prestart()),
         ("createRuntime", h.create_runtime()),
@@ -143,7 +144,11 @@ fn validate_sysctls(spec: &Spec) -> Result<()> {
     for key in sysctl.keys() {
         let ok = if key.starts_with("net.") {
             has(LinuxNamespaceType::Network)
-        } else if key.starts_with("kernel.shm") || key.starts_with("kernel.msg") || key == "kernel.sem" || key.starts_with("fs.mqueue.") {
+        } else if key.starts_with("kernel.shm")
+            || key.starts_with("kernel.msg")
+            || key == "kernel.sem"
+            || key.starts_with("fs.mqueue.")
+        {
             has(LinuxNamespaceType::Ipc)
         } else if key == "kernel.hostname" || key == "kernel.domainname" {
             has(LinuxNamespaceType::Uts)
@@ -151,7 +156,9 @@ fn validate_sysctls(spec: &Spec) -> Result<()> {
             false
         };
         if !ok {
-            bail!("config.json: field linux.sysctl.{key}: not namespaced, or the container does not have that namespace");
+            bail!(
+                "config.json: field linux.sysctl.{key}: not namespaced, or the container does not have that namespace"
+            );
         }
         if key.contains("..") || key.contains('/') {
             bail!("config.json: field linux.sysctl.{key}: invalid name");

@@ -43,7 +43,9 @@ struct RawMode(Option<Termios>);
 impl RawMode {
     fn enter() -> RawMode {
         let stdin = std::io::stdin();
-        let Ok(orig) = termios::tcgetattr(stdin.as_fd()) else { return RawMode(None) };
+        let Ok(orig) = termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode(None);
+        };
         let mut raw = orig.clone();
         termios::cfmakeraw(&mut raw);
         let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);

@@ -82,9 +82,7 @@ pub fn lock(path: &Path) -> Result<Lock> {
 /// Take an exclusive flock on an already open file or directory.
 pub fn lock_file(f: File) -> Result<Lock> {
     let _ = f.as_fd();
-    Flock::lock(f, FlockArg::LockExclusive)
-        .map(Lock)
-        .map_err(|(_, e)| anyhow::Error::from(e))
+    Flock::lock(f, FlockArg::LockExclusive).map(Lock).map_err(|(_, e)| anyhow::Error::from(e))
 }
 
 /// Container, namespace and pod names: a safe single path component.
