@@ -49,12 +49,9 @@ pub fn create(path: &Path) -> Result<()> {
     }
 }
 
-/// cgroup.procs opened for writing; a process that writes "0" to it joins.
-pub fn open_procs(path: &Path) -> Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .open(path.join("cgroup.procs"))
-        .with_context(|| format!("opening cgroup {}", path.display()))
+/// The cgroup directory, for clone3(CLONE_INTO_CGROUP).
+pub fn open_dir(path: &Path) -> Result<fs::File> {
+    fs::File::open(path).with_context(|| format!("opening cgroup {}", path.display()))
 }
 
 /// The live processes in the cgroup.

@@ -136,8 +136,8 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         console,
         start,
     };
-    let cgroup_procs = undo.cgroup.as_deref().map(cgroup::open_procs).transpose()?;
-    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup_procs };
+    let cgroup = undo.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
+    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup };
     let (pid, mut chan) = launch::spawn(ns, move |chan| init::run(cfg, chan))?;
     undo.pid = Some(pid);
     st.pid = pid;

@@ -52,8 +52,8 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     if !o.detach {
         supervise::prepare()?;
     }
-    let cgroup_procs = st.cgroup.as_deref().map(cgroup::open_procs).transpose()?;
-    let ns = Namespaces { join, new: CloneFlags::empty(), id_maps: None, cgroup_procs };
+    let cgroup = st.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
+    let ns = Namespaces { join, new: CloneFlags::empty(), id_maps: None, cgroup };
     let (pid, mut chan) = launch::spawn(ns, move |_chan| run_child(&process, console))?;
     // EOF means execve closed the channel: the process runs.
     if let Some(Msg::Error { msg }) = chan.recv()? {

@@ -6,12 +6,12 @@
 
 use std::convert::Infallible;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context as _, Result};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult};
+use nix::unistd::{fork, ForkResult, Pid};
 
 use super::sync::{Channel, Msg};
 
@@ -21,9 +21,67 @@ pub struct Namespaces {
     pub new: CloneFlags,
     /// uid_map and gid_map contents for a new user namespace.
     pub id_maps: Option<(String, String)>,
-    /// The container cgroup's cgroup.procs, opened by rcon: the intermediate
-    /// joins it first, so the process and all it forks are born members.
-    pub cgroup_procs: Option<File>,
+    /// The container's cgroup directory: the intermediate is born in it, so
+    /// it and everything it forks are members from their first instruction.
+    pub cgroup: Option<File>,
+}
+
+/// linux/sched.h; libc's constant is an overflowing c_int.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3's argument block (linux/sched.h, CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// fork(), but born inside `cgroup` when one is given. clone3 with
+/// CLONE_INTO_CGROUP skips the migration that a write to cgroup.procs costs
+/// (it waits for an RCU grace period: about 4 ms here, a third of a run).
+/// Returns whether the child is already in the cgroup.
+fn fork_into(cgroup: Option<&File>) -> Result<(ForkResult, bool)> {
+    if let Some(dir) = cgroup {
+        let args = CloneArgs {
+            flags: CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: dir.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: no CLONE_VM and no stack: the child runs on a copy of our
+        // memory, exactly as after fork(), and we are single-threaded.
+        let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        match r {
+            0 => return Ok((ForkResult::Child, true)),
+            pid if pid > 0 => return Ok((ForkResult::Parent { child: Pid::from_raw(pid as i32) }, true)),
+            // An older kernel (ENOSYS) or a cgroup that refuses: fork, then join.
+            _ => {}
+        }
+    }
+    Ok((unsafe { fork() }.context("fork")?, false))
+}
+
+/// The slow way into a cgroup, for when clone3 could not be used.
+fn join_cgroup(dir: &File) -> Result<()> {
+    let procs = nix::fcntl::openat(
+        dir,
+        "cgroup.procs",
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context("opening cgroup.procs")?;
+    nix::unistd::write(&procs, b"0").context("joining the container's cgroup")?;
+    Ok(())
 }
 
 /// Fork the two stages; `child` runs in the final process and only returns
@@ -33,10 +91,15 @@ where
     F: FnOnce(&mut Channel) -> Result<Infallible>,
 {
     let (mut parent, mut kid) = Channel::pair()?;
-    match unsafe { fork() }.context("fork")? {
+    let (forked, in_cgroup) = fork_into(ns.cgroup.as_ref())?;
+    match forked {
         ForkResult::Child => {
             drop(parent);
-            let code = match intermediate(&ns, &mut kid, child) {
+            let joined = match (&ns.cgroup, in_cgroup) {
+                (Some(dir), false) => join_cgroup(dir),
+                _ => Ok(()),
+            };
+            let code = match joined.and_then(|()| intermediate(&ns, &mut kid, child)) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = kid.send(&Msg::Error { msg: format!("{e:#}") });
@@ -80,10 +143,6 @@ fn intermediate<F>(ns: &Namespaces, chan: &mut Channel, child: F) -> Result<()>
 where
     F: FnOnce(&mut Channel) -> Result<Infallible>,
 {
-    if let Some(mut procs) = ns.cgroup_procs.as_ref() {
-        use std::io::Write;
-        procs.write_all(b"0").context("joining the container's cgroup")?;
-    }
     for (flag, file) in &ns.join {
         setns(file.as_fd(), *flag).with_context(|| format!("joining namespace {flag:?}"))?;
     }
