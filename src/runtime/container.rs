@@ -72,6 +72,7 @@ impl Drop for Undo {
 pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixStream>) -> Result<State> {
     let dir = dir_of(ctx, id)?;
     let bundle = spec::load_bundle(&o.bundle)?;
+    tracing::debug!(id, "bundle loaded and validated");
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let console = match (terminal, console, &o.console_socket) {
         (false, _, Some(_)) => {
@@ -139,6 +140,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     let cgroup = undo.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
     let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup };
     let (pid, mut chan) = launch::spawn(ns, move |chan| init::run(cfg, chan))?;
+    tracing::debug!(id, pid, "init forked in its namespaces");
     undo.pid = Some(pid);
     st.pid = pid;
     st.pid_start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
@@ -148,6 +150,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         Msg::Hooks => {}
         other => bail!("container init: unexpected {other:?}"),
     }
+    tracing::debug!(id, "mounts in place");
     let json = st.oci_json();
     hooks::run(&bundle.spec, Kind::Prestart, &json)?;
     hooks::run(&bundle.spec, Kind::CreateRuntime, &json)?;
@@ -162,6 +165,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         store::write_atomic(p, pid.to_string().as_bytes()).context("--pid-file")?;
     }
     undo.armed = false;
+    tracing::debug!(id, "created: rootfs pivoted, init waits for start");
     Ok(st)
 }
 

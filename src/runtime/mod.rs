@@ -114,7 +114,10 @@ pub fn run(ctx: &Context, id: &str, o: &CreateOptions, detach: bool) -> Result<i
     if detach {
         return Ok(0);
     }
+    tracing::debug!(id, "started");
     let code = supervise::wait(st.pid, pty)?;
+    tracing::debug!(id, code, "exited");
     container::delete(ctx, id, true)?;
+    tracing::debug!(id, "deleted");
     Ok(code)
 }
