@@ -5,6 +5,7 @@
 //! netlink) and `store` (atomic files, locks, ids).
 
 pub mod context;
+pub mod engine;
 pub mod image;
 pub mod net;
 pub mod runtime;

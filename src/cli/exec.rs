@@ -15,6 +15,9 @@ pub struct ExecArgs {
     /// Allocate a pty (sent to --console-socket).
     #[arg(long, short = 't')]
     pub tty: bool,
+    /// Keep stdin open (always the case in the foreground; for docker users).
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
     /// Do not wait for the process.
     #[arg(long, short = 'd')]
     pub detach: bool,
@@ -48,5 +51,7 @@ pub fn exec(ctx: &Context, a: ExecArgs) -> Result<i32> {
         user: a.user,
         args: a.cmd,
     };
-    runtime::exec(ctx, &a.id, opts)
+    // Docker-style names and id prefixes work here too.
+    let id = rcon::engine::names::resolve(ctx, &a.id)?;
+    runtime::exec(ctx, &id, opts)
 }

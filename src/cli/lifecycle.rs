@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use rcon::engine;
 use rcon::runtime::{self, CreateOptions};
 use rcon::Context;
 
@@ -16,8 +17,8 @@ pub struct IdArg {
 #[derive(Args, Debug)]
 pub struct BundleOpts {
     /// Path to the OCI bundle (default: the current directory).
-    #[arg(long, short = 'b', default_value = ".")]
-    pub bundle: PathBuf,
+    #[arg(long, short = 'b')]
+    pub bundle: Option<PathBuf>,
     /// Write the container's init pid to this file.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
@@ -38,7 +39,7 @@ pub struct BundleOpts {
 impl BundleOpts {
     pub fn options(&self) -> CreateOptions {
         CreateOptions {
-            bundle: self.bundle.clone(),
+            bundle: self.bundle.clone().unwrap_or_else(|| PathBuf::from(".")),
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
             no_pivot: self.no_pivot,
@@ -92,7 +93,11 @@ pub struct ListArgs {
 pub struct PsArgs {
     #[arg(long, short = 'f', value_enum, default_value = "table")]
     pub format: Format,
-    pub id: String,
+    /// Accepted for docker users: stopped containers are always listed.
+    #[arg(long, short = 'a')]
+    pub all: bool,
+    /// With an id: that container's processes (runc's `ps`). Without: the containers.
+    pub id: Option<String>,
 }
 
 pub fn create(ctx: &Context, a: CreateArgs) -> Result<i32> {
@@ -119,26 +124,39 @@ pub fn kill(ctx: &Context, a: KillArgs) -> Result<i32> {
 
 pub fn delete(ctx: &Context, a: DeleteArgs) -> Result<i32> {
     runtime::delete(ctx, &a.id, a.force)?;
+    // A container made by `run IMAGE` also has an overlay, a name and a log.
+    engine::forget(ctx, &a.id)?;
     Ok(0)
 }
 
 pub fn list(ctx: &Context, a: ListArgs) -> Result<i32> {
-    let all = runtime::list(ctx)?;
+    let rows = engine::list(ctx)?;
     if a.quiet {
-        all.iter().for_each(|s| println!("{}", s.id));
-    } else if a.format == Format::Json {
-        println!("{}", serde_json::to_string(&all)?);
-    } else {
-        println!("{:<20} {:<8} {:<10} {:<40} CREATED", "ID", "PID", "STATUS", "BUNDLE");
-        for s in &all {
-            println!("{:<20} {:<8} {:<10} {:<40} {}", s.id, s.pid, s.status, s.bundle.display(), s.created);
-        }
+        rows.iter().for_each(|r| println!("{}", r.id));
+        return Ok(0);
+    }
+    print_rows(&rows, a.format)
+}
+
+/// ID, name, image, status, pid, created and command: `docker ps -a` plus runc's pid.
+fn print_rows(rows: &[engine::Row], format: Format) -> Result<i32> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(rows)?);
+        return Ok(0);
+    }
+    println!("{:<14} {:<19} {:<23} {:<13} {:<7} {:<21} COMMAND", "ID", "NAME", "IMAGE", "STATUS", "PID", "CREATED");
+    for r in rows {
+        let created = r.created.get(..19).unwrap_or(&r.created).replace('T', " ");
+        let id = engine::names::short_id(&r.id);
+        let pid = if r.status == "running" || r.status == "created" { r.pid.to_string() } else { "-".into() };
+        println!("{id:<14} {:<19} {:<23} {:<13} {pid:<7} {created:<21} {}", r.name, r.image, r.status, r.command);
     }
     Ok(0)
 }
 
 pub fn ps(ctx: &Context, a: PsArgs) -> Result<i32> {
-    let pids = runtime::pids(ctx, &a.id)?;
+    let Some(id) = a.id else { return print_rows(&engine::list(ctx)?, a.format) };
+    let pids = runtime::pids(ctx, &id)?;
     if a.format == Format::Json {
         println!("{}", serde_json::to_string(&pids)?);
     } else {

@@ -1,6 +1,7 @@
 //! Command-line front end. Clap structs live here; each command is a short
 //! file that calls one library function and prints the result.
 
+mod docker;
 mod exec;
 mod lifecycle;
 mod logging;
@@ -75,6 +76,12 @@ enum Command {
     /// Named network namespaces (the `ip netns` contract).
     #[command(subcommand)]
     Netns(netns::NetnsCmd),
+    /// Show the captured output of a detached container.
+    Logs(docker::LogsArgs),
+    /// Stop containers: TERM, then KILL after the grace period.
+    Stop(docker::StopArgs),
+    /// Remove containers (and their overlay, log and name).
+    Rm(docker::RmArgs),
 }
 
 /// Parse, run, and turn any error into one line on stderr and a non-zero code.
@@ -109,5 +116,8 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Spec(a) => spec::spec(a),
         Command::Run(a) => run::run(ctx, a),
         Command::Netns(c) => netns::netns(ctx, c),
+        Command::Logs(a) => docker::logs(ctx, a),
+        Command::Stop(a) => docker::stop(ctx, a),
+        Command::Rm(a) => docker::rm(ctx, a),
     }
 }

@@ -1,7 +1,10 @@
-//! `rcon run --bundle DIR [--detach] ID`: create, start and wait.
+//! `rcon run`, in both of its forms:
+//! - OCI (runc's): `run --bundle DIR [--detach] ID`: create, start, wait.
+//! - docker-style: `run [-it] [-d] [--rm] [--name N] … IMAGE [CMD [ARG...]]`.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
+use rcon::engine::{self, Overrides, RunRequest};
 use rcon::runtime;
 use rcon::Context;
 
@@ -9,15 +12,60 @@ use super::lifecycle::BundleOpts;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    pub id: String,
     #[command(flatten)]
-    pub opts: BundleOpts,
-    /// Return once the container has started instead of waiting for it.
+    pub oci: BundleOpts,
+    /// Return once the container has started (docker-style: print its id).
     #[arg(long, short = 'd')]
     pub detach: bool,
+    /// Keep stdin open (it always is in the foreground; accepted for docker users).
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Allocate a pty for the container and make this terminal raw.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// A name for the container (default: the first 12 hex digits of its id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy rcon's own).
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Working directory inside the container.
+    #[arg(long = "workdir", short = 'w')]
+    pub workdir: Option<String>,
+    /// UID[:GID] or NAME[:GROUP] from the image's /etc/passwd.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Network: none (a new netns with lo only), host, ns:PATH or container:NAME.
+    #[arg(long = "net")]
+    pub net: Option<String>,
+    /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// The exit status is the container's own, or 128+N when signal N killed it.
 pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
-    runtime::run(ctx, &a.id, &a.opts.options(), a.detach)
+    if a.oci.bundle.is_some() {
+        let [id] = a.args.as_slice() else { bail!("run --bundle takes exactly one container id") };
+        return runtime::run(ctx, id, &a.oci.options(), a.detach);
+    }
+    let (image, cmd) = a.args.split_first().expect("clap requires one argument");
+    let req = RunRequest {
+        image: image.clone(),
+        o: Overrides { cmd: cmd.to_vec(), env: a.env, hostname: a.hostname, workdir: a.workdir, user: a.user, tty: a.tty },
+        name: a.name,
+        net: a.net,
+        detach: a.detach,
+        rm: a.rm,
+    };
+    let (id, code) = engine::run(ctx, &req)?;
+    if a.detach {
+        println!("{id}");
+    }
+    Ok(code)
 }

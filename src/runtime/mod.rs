@@ -88,14 +88,50 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
 /// return its exit status. Without --console-socket, a terminal container
 /// gets its pty proxied to rcon's own stdio.
 pub fn run(ctx: &Context, id: &str, o: &CreateOptions, detach: bool) -> Result<i32> {
-    let (ours, theirs) = match (detach, &o.console_socket) {
-        (false, None) => {
+    if detach {
+        let (_, started) = create_and_start(ctx, id, o, false)?;
+        drop(started);
+        return Ok(0);
+    }
+    run_foreground(ctx, id, o, true, |_| {})
+}
+
+/// create + start + wait; the exit status (128+N for signal N). With
+/// `remove`, the container is deleted afterwards; otherwise it stays, stopped.
+/// `started` is called once the process runs (a monitor reports back there).
+pub fn run_foreground(
+    ctx: &Context,
+    id: &str,
+    o: &CreateOptions,
+    remove: bool,
+    started: impl FnOnce(&State),
+) -> Result<i32> {
+    let (st, pty) = create_and_start(ctx, id, o, true)?;
+    tracing::debug!(id, "started");
+    started(&st);
+    let code = supervise::wait(st.pid, pty)?;
+    tracing::debug!(id, code, "exited");
+    if remove {
+        container::delete(ctx, id, true)?;
+        tracing::debug!(id, "deleted");
+    }
+    Ok(code)
+}
+
+fn create_and_start(
+    ctx: &Context,
+    id: &str,
+    o: &CreateOptions,
+    foreground: bool,
+) -> Result<(State, Option<std::os::fd::OwnedFd>)> {
+    let (ours, theirs) = match (foreground, &o.console_socket) {
+        (true, None) => {
             let (a, b) = UnixStream::pair()?;
             (Some(a), Some(b))
         }
         _ => (None, None),
     };
-    if !detach {
+    if foreground {
         supervise::prepare()?;
     }
     let st = container::create(ctx, id, o, theirs)?;
@@ -111,13 +147,5 @@ pub fn run(ctx: &Context, id: &str, o: &CreateOptions, detach: bool) -> Result<i
         let _ = container::delete(ctx, id, true);
         return Err(e);
     }
-    if detach {
-        return Ok(0);
-    }
-    tracing::debug!(id, "started");
-    let code = supervise::wait(st.pid, pty)?;
-    tracing::debug!(id, code, "exited");
-    container::delete(ctx, id, true)?;
-    tracing::debug!(id, "deleted");
-    Ok(code)
+    Ok((st, pty))
 }

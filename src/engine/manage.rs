@@ -1,0 +1,119 @@
+//! Containers after `run`: list with names and images, logs, stop, rm.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use nix::sys::signal::Signal;
+use serde::Serialize;
+
+use super::names;
+use crate::runtime::{self, State, Status};
+use crate::Context;
+
+/// One line of `rcon ps`: the OCI state plus the engine's view.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub status: String,
+    pub created: String,
+    pub command: String,
+    pub pid: i32,
+    pub bundle: std::path::PathBuf,
+}
+
+pub fn list(ctx: &Context) -> Result<Vec<Row>> {
+    Ok(runtime::list(ctx)?.into_iter().map(|st| row(ctx, st)).collect())
+}
+
+fn row(ctx: &Context, st: State) -> Row {
+    let status = match (st.status, super::exit_status(ctx, &st.id)) {
+        (Status::Stopped, Some(code)) => format!("exited ({code})"),
+        (s, _) => s.to_string(),
+    };
+    Row {
+        name: names::name_of(&st).to_string(),
+        image: st.annotations.get(names::IMAGE).cloned().unwrap_or_default(),
+        command: st.annotations.get(names::COMMAND).cloned().unwrap_or_default(),
+        id: st.id,
+        status,
+        created: st.created,
+        pid: st.pid,
+        bundle: st.bundle,
+    }
+}
+
+/// The captured output of a detached container.
+pub fn logs(ctx: &Context, key: &str) -> Result<Vec<u8>> {
+    let id = names::resolve(ctx, key)?;
+    match fs::read(super::log_path(ctx, &id)) {
+        Ok(data) => Ok(data),
+        Err(_) => bail!("container {key:?} has no logs: only detached containers (run -d) keep them"),
+    }
+}
+
+/// TERM, then KILL once `grace` has passed; returns when the container has stopped.
+pub fn stop(ctx: &Context, key: &str, grace: Duration) -> Result<()> {
+    let id = names::resolve(ctx, key)?;
+    let st = runtime::state(ctx, &id)?;
+    if st.status == Status::Stopped {
+        return Ok(());
+    }
+    runtime::kill(ctx, &id, Signal::SIGTERM, false)?;
+    if !wait_stopped(ctx, &id, grace) {
+        let _ = runtime::kill(ctx, &id, Signal::SIGKILL, true);
+        if !wait_stopped(ctx, &id, Duration::from_secs(10)) {
+            bail!("container {key:?} did not stop after SIGKILL");
+        }
+    }
+    Ok(())
+}
+
+fn wait_stopped(ctx: &Context, id: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        match runtime::state(ctx, id) {
+            Ok(st) if st.status != Status::Stopped => {}
+            _ => return true,
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Remove a container with everything the engine made for it: the runtime
+/// state, the overlay and its upper dir, the log and the name. A running
+/// container needs `force`. Safe to repeat.
+pub fn remove(ctx: &Context, key: &str, force: bool) -> Result<()> {
+    let id = names::resolve(ctx, key).unwrap_or_else(|_| key.to_string());
+    match runtime::state(ctx, &id) {
+        Ok(st) => {
+            if st.status == Status::Running && !force {
+                bail!("container {key:?} is running: stop it first or use -f");
+            }
+            runtime::delete(ctx, &id, true)?;
+        }
+        Err(_) if !super::rootfs::container_dir(ctx, &id).exists() => bail!("no container named {key:?}"),
+        Err(_) => {}
+    }
+    forget(ctx, &id)
+}
+
+/// Drop what the engine keeps for `id` once the runtime state is gone: the
+/// overlay and its data dir, the log and the name. A no-op for OCI bundles.
+pub fn forget(ctx: &Context, id: &str) -> Result<()> {
+    super::rootfs::cleanup(ctx, id)?;
+    let _ = fs::remove_file(super::log_path(ctx, id));
+    if let Ok(rd) = fs::read_dir(super::names_dir(ctx)) {
+        for e in rd.flatten() {
+            if fs::read_to_string(e.path()).is_ok_and(|owner| owner.trim() == id) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}

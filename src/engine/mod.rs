@@ -1,0 +1,193 @@
+//! The docker-style front of rcon: `run IMAGE`, names, logs, stop, rm, ps.
+//! It turns an image into an OCI bundle and hands it to the same runtime
+//! path as `create/start`; the runtime knows nothing of images.
+
+mod manage;
+mod monitor;
+pub mod names;
+mod rootfs;
+pub mod spec;
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::image::{self, Store};
+use crate::runtime::{self, CreateOptions, Status};
+use crate::Context;
+pub use manage::{forget, list, logs, remove, stop, Row};
+pub use spec::{Net, Overrides};
+
+/// `rcon run [options] IMAGE [CMD...]`.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub image: String,
+    pub o: Overrides,
+    pub name: Option<String>,
+    pub net: Option<String>,
+    pub detach: bool,
+    pub rm: bool,
+}
+
+/// Names the engine keeps under the state root (ids start with a letter or
+/// digit, so these can never collide with a container).
+fn names_dir(ctx: &Context) -> PathBuf {
+    ctx.root.join(".names")
+}
+
+pub fn log_path(ctx: &Context, id: &str) -> PathBuf {
+    ctx.root.join(".logs").join(format!("{id}.log"))
+}
+
+fn exit_path(ctx: &Context, id: &str) -> PathBuf {
+    rootfs::container_dir(ctx, id).join("exit-status")
+}
+
+/// The recorded exit status of a stopped engine container.
+pub fn exit_status(ctx: &Context, id: &str) -> Option<i32> {
+    fs::read_to_string(exit_path(ctx, id)).ok()?.trim().parse().ok()
+}
+
+/// Resolve an image, pulling it when it names a registry and is not here.
+fn find_image(store: &Store, name: &str) -> Result<image::Image> {
+    match store.get(name) {
+        Ok(img) => Ok(img),
+        Err(e) if names_registry(name) => store.pull(name, false).with_context(|| format!("{e:#}; pulling it")),
+        Err(e) => Err(e),
+    }
+}
+
+/// `host[:port]/path` with a dot, a port or `localhost` in the first part.
+fn names_registry(name: &str) -> bool {
+    name.split_once('/').is_some_and(|(host, _)| host.contains('.') || host.contains(':') || host == "localhost")
+}
+
+pub fn parse_net(ctx: &Context, s: Option<&str>) -> Result<Net> {
+    Ok(match s {
+        None | Some("none") | Some("") => Net::None,
+        Some("host") => Net::Host,
+        Some(n) if n.starts_with("ns:") => Net::Path(PathBuf::from(&n[3..])),
+        Some(n) if n.starts_with("container:") => {
+            let id = names::resolve(ctx, &n[10..])?;
+            let st = runtime::state(ctx, &id)?;
+            if st.status != Status::Running {
+                bail!("--net {n}: container is {}, not running", st.status);
+            }
+            Net::Path(PathBuf::from(format!("/proc/{}/ns/net", st.pid)))
+        }
+        Some(n) => bail!("--net {n:?}: use none, host, ns:PATH or container:NAME"),
+    })
+}
+
+/// Reserve `name` for `id` (O_EXCL file), taking over a name whose
+/// container is gone.
+fn reserve_name(ctx: &Context, name: &str, id: &str) -> Result<()> {
+    crate::store::validate_id("container name", name)?;
+    let dir = names_dir(ctx);
+    fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    for _ in 0..2 {
+        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                std::io::Write::write_all(&mut f, id.as_bytes())?;
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = fs::read_to_string(&path).unwrap_or_default();
+                if ctx.container_dir(owner.trim()).exists() || rootfs::container_dir(ctx, owner.trim()).exists() {
+                    bail!("container name {name:?} is already in use by {}", &owner.trim()[..owner.trim().len().min(12)]);
+                }
+                let _ = fs::remove_file(&path);
+            }
+            Err(e) => return Err(e).context("reserving the container name"),
+        }
+    }
+    bail!("container name {name:?} is already in use")
+}
+
+/// Undo a run that failed before the runtime took over.
+struct Undo<'a> {
+    ctx: &'a Context,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = forget(self.ctx, &self.id);
+        }
+    }
+}
+
+/// Run an image: prints nothing itself; returns the id (for -d) and the
+/// exit status (foreground).
+pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
+    let store = Store::open(&ctx.data_root)?;
+    let img = find_image(&store, &req.image)?;
+    let lower = store.rootfs(&img)?;
+    let net = parse_net(ctx, req.net.as_deref())?;
+    if req.detach && req.o.tty {
+        bail!("-d with -t needs attach, which rcon does not have yet: drop -t");
+    }
+    let id = names::new_id()?;
+    let name = req.name.clone().unwrap_or_else(|| id[..12].to_string());
+    reserve_name(ctx, &name, &id)?;
+    let mut undo = Undo { ctx, id: id.clone(), armed: true };
+    let dir = rootfs::container_dir(ctx, &id);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let root = rootfs::mount_overlay(&dir, &lower)?;
+    let hostname = req.o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let etc = write_etc_files(&dir, &hostname, &net)?;
+    let etc_refs: Vec<(PathBuf, &str)> = etc.iter().map(|(p, d)| (p.clone(), *d)).collect();
+    let spec = spec::build(&spec::Build {
+        img: &img.config,
+        image_name: &img.name,
+        name: &name,
+        rootfs: &root,
+        hostname: &hostname,
+        o: &req.o,
+        net: &net,
+        etc_files: &etc_refs,
+    })?;
+    crate::store::write_json(&dir.join("config.json"), &spec)?;
+    let opts = CreateOptions { bundle: dir.clone(), ..Default::default() };
+    if req.detach {
+        monitor::start(ctx, &id, &opts, req.rm)?;
+        undo.armed = false;
+        return Ok((id, 0));
+    }
+    undo.armed = false;
+    let res = runtime::run_foreground(ctx, &id, &opts, false, |_| {});
+    let code = match res {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = remove(ctx, &id, true);
+            return Err(e);
+        }
+    };
+    let _ = fs::write(exit_path(ctx, &id), code.to_string());
+    if req.rm {
+        remove(ctx, &id, true)?;
+    }
+    Ok((id, code))
+}
+
+/// /etc/hosts and /etc/hostname for the container (and the host's
+/// resolv.conf with --net host), kept in its data dir and bind-mounted.
+fn write_etc_files(dir: &std::path::Path, hostname: &str, net: &Net) -> Result<Vec<(PathBuf, &'static str)>> {
+    let hosts = dir.join("hosts");
+    fs::write(&hosts, format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?;
+    let hn = dir.join("hostname");
+    fs::write(&hn, format!("{hostname}\n"))?;
+    let mut out = vec![(hosts, "/etc/hosts"), (hn, "/etc/hostname")];
+    if *net == Net::Host {
+        if let Ok(r) = fs::read("/etc/resolv.conf") {
+            let p = dir.join("resolv.conf");
+            fs::write(&p, r)?;
+            out.push((p, "/etc/resolv.conf"));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,69 @@
+//! `run -d`: a small rcon process (conmon's role) that stays behind as the
+//! container's parent. It waits for the exit, records the status and, with
+//! --rm, removes the container. Its stdout/stderr, inherited by the
+//! container, go to the log file that `rcon logs` reads.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+
+use anyhow::{bail, Context as _, Result};
+use nix::unistd::{fork, ForkResult};
+
+use crate::runtime::{self, CreateOptions};
+use crate::Context;
+
+/// Fork the monitor, and return once the container runs (or report why not).
+pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<()> {
+    let log = super::log_path(ctx, id);
+    fs::create_dir_all(log.parent().unwrap_or(&ctx.root))?;
+    let log_file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let (mut rx, mut tx) = std::os::unix::net::UnixStream::pair()?;
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            drop(rx);
+            let _ = nix::unistd::setsid();
+            let null = fs::File::open("/dev/null").ok();
+            unsafe {
+                if let Some(n) = &null {
+                    libc::dup2(n.as_raw_fd(), 0);
+                }
+                libc::dup2(log_file.as_raw_fd(), 1);
+                libc::dup2(log_file.as_raw_fd(), 2);
+            }
+            let code = monitor(ctx, id, opts, rm, &mut tx);
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { .. } => {
+            drop(tx);
+            let mut reply = String::new();
+            rx.read_to_string(&mut reply).context("waiting for the container to start")?;
+            match reply.strip_prefix("ok") {
+                Some(_) => Ok(()),
+                None if reply.is_empty() => bail!("the container monitor exited before the container started"),
+                None => bail!("{reply}"),
+            }
+        }
+    }
+}
+
+fn monitor(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool, tx: &mut std::os::unix::net::UnixStream) -> i32 {
+    let res = runtime::run_foreground(ctx, id, opts, false, |_| {
+        let _ = tx.write_all(b"ok");
+        let _ = tx.shutdown(std::net::Shutdown::Both);
+    });
+    match res {
+        Ok(code) => {
+            let _ = fs::write(super::exit_path(ctx, id), code.to_string());
+            if rm {
+                let _ = super::remove(ctx, id, true);
+            }
+            0
+        }
+        Err(e) => {
+            let _ = tx.write_all(format!("{e:#}").as_bytes());
+            let _ = super::remove(ctx, id, true);
+            1
+        }
+    }
+}
