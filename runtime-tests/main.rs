@@ -10,3 +10,4 @@ mod hooks;
 mod lifecycle;
 mod namespaces;
 mod netns;
+mod dockerrun;

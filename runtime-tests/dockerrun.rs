@@ -1,0 +1,179 @@
+//! Docker-style `rcon run IMAGE`: every option, exit statuses, detached
+//! containers with logs, stop and rm, --rm, names, exec by name, and an
+//! interactive shell driven through tmux, as a person would use it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{sh, unique, wait_until, World};
+
+/// The busybox OCI layout that hack/mkimage.sh builds.
+fn busybox_layout() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/.cache/busybox-oci");
+    assert!(p.join("index.json").exists(), "no busybox image at {}: run hack/mkimage.sh (make test does)", p.display());
+    p
+}
+
+fn world_with_busybox(tag: &str) -> World {
+    let w = World::new(tag);
+    w.ok(&["image", "import", busybox_layout().to_str().unwrap(), "busybox"]);
+    w
+}
+
+/// Nothing of the engine's is left: no state, no overlay, no data dir, no name, no log, no cgroup.
+fn assert_nothing_left(w: &World, id: &str) {
+    assert!(!w.root.join(id).exists(), "state dir of {id} left");
+    let data = w.data_root.join("containers").join(id);
+    assert!(!data.exists(), "data dir {} left", data.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(id), "a mount of {id} left");
+    let names = std::fs::read_dir(w.root.join(".names")).map(|rd| rd.count()).unwrap_or(0);
+    assert_eq!(names, 0, "a name reservation left");
+    assert!(!w.root.join(".logs").join(format!("{id}.log")).exists(), "log left");
+    assert!(!Path::new("/sys/fs/cgroup/unified/rcon").join(id).exists(), "cgroup left");
+}
+
+fn run(w: &World, args: &[&str]) -> (i32, String, String) {
+    let out = w.rcon(args);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn run_applies_every_option_and_propagates_exit_status() {
+    let w = world_with_busybox("drop");
+    let script = "echo A=$A; hostname; pwd; id -u; id -g; cat /etc/hostname; exit 7";
+    let (code, out, err) = run(
+        &w,
+        &["run", "--rm", "--name", "opts", "-e", "A=1", "--hostname", "hh", "-w", "/tmp", "-u", "1000:1001", "busybox", "sh", "-c", script],
+    );
+    assert_eq!(code, 7, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, vec!["A=1", "hh", "/tmp", "1000", "1001", "hh"], "{err}");
+    let (code, _, _) = run(&w, &["run", "--rm", "busybox", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(code, 137);
+    // The image's Cmd (sh) runs when no command is given; with stdin at EOF it exits 0.
+    let (code, _, err) = run(&w, &["run", "--rm", "busybox"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(w.containers().iter().all(|c| c.starts_with('.')), "--rm left {:?}", w.containers());
+}
+
+#[test]
+fn network_modes() {
+    let w = world_with_busybox("drnet");
+    // none: a fresh netns holding only lo.
+    let out = w.ok(&["run", "--rm", "busybox", "ip", "-o", "link"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(": lo:"), "{out}");
+    // host: the same netns as rcon itself (read-only look).
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let out = w.ok(&["run", "--rm", "--net", "host", "busybox", "readlink", "/proc/self/ns/net"]);
+    assert_eq!(out.trim(), host_ns.to_str().unwrap());
+    // ns:PATH: a named namespace of this world, holding a veth pair.
+    let ns = unique("drn");
+    w.ok(&["netns", "add", &ns]);
+    let nsfile = w.netns_dir.join(&ns);
+    sh(&format!("nsenter --net={} ip link add drv0 type veth peer name drv1", nsfile.display()));
+    let out = w.ok(&["run", "--rm", "--net", &format!("ns:{}", nsfile.display()), "busybox", "ip", "-o", "link"]);
+    assert!(out.contains("drv0") && out.contains("drv1"), "{out}");
+    // container:NAME: the other container's netns, same inode.
+    let id = w.ok(&["run", "-d", "--name", "holder", "busybox", "sleep", "1000"]).trim().to_string();
+    let pid = w.state_of(&id)["pid"].as_i64().unwrap();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let out = w.ok(&["run", "--rm", "--net", "container:holder", "busybox", "readlink", "/proc/self/ns/net"]);
+    assert_eq!(out.trim(), theirs.to_str().unwrap());
+    assert!(w.fails(&["run", "--rm", "--net", "bogus", "busybox", "true"]).contains("--net"));
+    w.ok(&["rm", "-f", "holder"]);
+    assert_nothing_left(&w, &id);
+}
+
+#[test]
+fn detached_logs_ps_stop_rm() {
+    let w = world_with_busybox("drdet");
+    let id = w.ok(&["run", "-d", "--name", "talker", "busybox", "sh", "-c", "echo hello-log; echo to-err >&2; exec sleep 1000"]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "run -d prints the id: {id:?}");
+    wait_until("the log to fill", || w.ok(&["logs", "talker"]).contains("to-err"));
+    assert!(w.ok(&["logs", "talker"]).contains("hello-log"));
+    let ps = w.ok(&["ps"]);
+    let row = ps.lines().find(|l| l.contains("talker")).unwrap_or_else(|| panic!("{ps}"));
+    assert!(row.starts_with(&id[..12]) && row.contains("busybox:latest") && row.contains("running"), "{row}");
+    let json: serde_json::Value = serde_json::from_str(&w.ok(&["ps", "--format", "json"])).unwrap();
+    let me = json.as_array().unwrap().iter().find(|r| r["name"] == "talker").unwrap();
+    assert_eq!(me["image"], "busybox:latest");
+    assert!(me["command"].as_str().unwrap().contains("sleep 1000"));
+    // exec by name shares the init's netns.
+    let pid = w.state_of(&id)["pid"].as_i64().unwrap();
+    let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(w.ok(&["exec", "talker", "readlink", "/proc/self/ns/net"]).trim(), init_ns.to_str().unwrap());
+    // rm refuses a running container; stop then rm works.
+    assert!(w.fails(&["rm", "talker"]).contains("running"));
+    w.ok(&["stop", "-t", "1", "talker"]);
+    wait_until("ps to show it exited", || w.ok(&["ps"]).lines().any(|l| l.contains("talker") && l.contains("exited (")));
+    w.ok(&["rm", "talker"]);
+    assert_nothing_left(&w, &id);
+}
+
+#[test]
+fn rm_rf_running_and_detached_rm_leave_nothing() {
+    let w = world_with_busybox("drrm");
+    let id = w.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_string();
+    let pid = w.state_of(&id)["pid"].as_i64().unwrap() as i32;
+    w.ok(&["rm", "-f", &id[..12]]);
+    crate::common::wait_pid_gone(pid);
+    assert_nothing_left(&w, &id);
+    // -d --rm: the monitor removes it when it exits by itself.
+    let id = w.ok(&["run", "-d", "--rm", "busybox", "sh", "-c", "sleep 0.2"]).trim().to_string();
+    wait_until("the -d --rm container to be removed", || !w.data_root.join("containers").join(&id).exists());
+    assert_nothing_left(&w, &id);
+}
+
+#[test]
+fn names_are_unique_and_bad_input_is_refused() {
+    let w = world_with_busybox("drbad");
+    let id = w.ok(&["run", "-d", "--name", "dup", "busybox", "sleep", "1000"]).trim().to_string();
+    let err = w.fails(&["run", "--name", "dup", "busybox", "true"]);
+    assert!(err.contains("already in use"), "{err}");
+    let err = w.fails(&["run", "--rm", "nosuchimage", "true"]);
+    assert!(err.contains("nosuchimage") && err.contains("busybox"), "the error should name the known images: {err}");
+    let err = w.fails(&["run", "--rm", "busybox", "no-such-command"]);
+    assert!(err.contains("no-such-command"), "{err}");
+    assert!(w.fails(&["run", "--name", "a/b", "busybox", "true"]).contains("a/b"));
+    w.ok(&["rm", "-f", "dup"]);
+    assert_nothing_left(&w, &id);
+    // Only the failed runs' nothing is left either.
+    assert_eq!(std::fs::read_dir(w.data_root.join("containers")).map(|r| r.count()).unwrap_or(0), 0);
+}
+
+/// `rcon run -it busybox sh` in tmux: type, read the screen, check the exit status.
+#[test]
+fn interactive_shell_in_tmux() {
+    let w = world_with_busybox("drtty");
+    let session = unique("tmux");
+    let status = w.dir.path().join("status");
+    let cmd = format!(
+        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} {} run -it --rm --hostname ttyhost busybox sh; echo $? > {}",
+        w.root.display(),
+        w.data_root.display(),
+        w.netns_dir.display(),
+        crate::common::rcon_bin(),
+        status.display()
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &cmd]).status.success());
+    let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+    wait_until("the shell prompt", || screen().contains("# "));
+    tmux(&["send-keys", "-t", &session, "hostname; ip link; stty size", "Enter"]);
+    wait_until("the command output", || screen().contains("40 120"));
+    let shown = screen();
+    assert!(shown.contains("ttyhost") && shown.contains("lo:"), "{shown}");
+    // Ctrl-C reaches the shell (it survives, and prints a fresh prompt), then exit 3.
+    tmux(&["send-keys", "-t", &session, "sleep 100", "Enter"]);
+    tmux(&["send-keys", "-t", &session, "C-c", ""]);
+    tmux(&["send-keys", "-t", &session, "echo after-$((40+2))", "Enter"]);
+    wait_until("the shell to survive Ctrl-C", || screen().contains("after-42"));
+    tmux(&["send-keys", "-t", &session, "exit 3", "Enter"]);
+    wait_until("the exit status", || std::fs::read_to_string(&status).is_ok_and(|s| !s.trim().is_empty()));
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "3");
+    assert!(w.containers().iter().all(|c| c.starts_with('.')), "--rm left {:?}", w.containers());
+}
