@@ -17,7 +17,7 @@ pub struct RunArgs {
     /// Return once the container has started (docker-style: print its id).
     #[arg(long, short = 'd')]
     pub detach: bool,
-    /// Keep stdin open (it always is in the foreground; accepted for docker users).
+    /// Give the container this terminal's stdin (otherwise it reads /dev/null).
     #[arg(long, short = 'i')]
     pub interactive: bool,
     /// Allocate a pty for the container and make this terminal raw.
@@ -62,6 +62,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         net: a.net,
         detach: a.detach,
         rm: a.rm,
+        interactive: a.interactive,
     };
     let (id, code) = engine::run(ctx, &req)?;
     if a.detach {

@@ -28,6 +28,9 @@ pub struct RunRequest {
     pub net: Option<String>,
     pub detach: bool,
     pub rm: bool,
+    /// `-i`: the container reads rcon's stdin; without it (and without -t),
+    /// its stdin is /dev/null, as with docker.
+    pub interactive: bool,
 }
 
 /// Names the engine keeps under the state root (ids start with a letter or
@@ -159,6 +162,9 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
         return Ok((id, 0));
     }
     undo.armed = false;
+    if !req.interactive && !req.o.tty {
+        detach_stdin()?;
+    }
     let res = runtime::run_foreground(ctx, &id, &opts, false, |_| {});
     let code = match res {
         Ok(code) => code,
@@ -172,6 +178,16 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
         remove(ctx, &id, true)?;
     }
     Ok((id, code))
+}
+
+/// Point our stdin (which the container inherits) at /dev/null.
+fn detach_stdin() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = fs::File::open("/dev/null")?;
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("redirecting stdin");
+    }
+    Ok(())
 }
 
 /// /etc/hosts and /etc/hostname for the container (and the host's
