@@ -28,6 +28,7 @@ build:
 
 bundle:
 	hack/mkbundle.sh
+	hack/mkimage.sh
 
 test: deps bundle
 	$(MAKE) --no-print-directory test-unit

@@ -15,6 +15,8 @@ TEST_PKGS=(
 	jq             # config.json edits in hack/ scripts
 	socat          # listeners that play "the internet" in runtime-tests
 	procps         # ps, pgrep for checks in scripts
+	skopeo          # pushes the busybox image to the test registry (runtime-tests/images.rs)
+	docker-registry # a registry the pull test starts inside its own netns
 )
 BENCH_PKGS=(
 	runc      # the reference runtime we compare against

@@ -3,6 +3,7 @@
 
 mod docker;
 mod exec;
+mod image;
 mod lifecycle;
 mod logging;
 mod netns;
@@ -82,6 +83,11 @@ enum Command {
     Stop(docker::StopArgs),
     /// Remove containers (and their overlay, log and name).
     Rm(docker::RmArgs),
+    /// The local image store: import, ls, rm.
+    #[command(subcommand)]
+    Image(image::ImageCmd),
+    /// Fetch an image from an OCI registry into the local store.
+    Pull(image::PullArgs),
 }
 
 /// Parse, run, and turn any error into one line on stderr and a non-zero code.
@@ -119,5 +125,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Logs(a) => docker::logs(ctx, a),
         Command::Stop(a) => docker::stop(ctx, a),
         Command::Rm(a) => docker::rm(ctx, a),
+        Command::Image(c) => image::image(ctx, c),
+        Command::Pull(a) => image::pull(ctx, a),
     }
 }
