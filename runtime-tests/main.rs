@@ -7,6 +7,7 @@ mod common;
 mod console;
 mod examples;
 mod hooks;
+mod images;
 mod lifecycle;
 mod namespaces;
 mod netns;
