@@ -33,8 +33,12 @@ pub(super) fn read(store: &Store, st: &Staging, src: &Path, name: Option<&str>) 
 fn extract(src: &Path, out: &Path) -> Result<()> {
     let mut ar = tar::Archive::new(unpack::open_layer(src)?);
     ar.set_preserve_permissions(false);
-    ar.unpack(out).context("reading the archive: not a readable tar")?;
-    Ok(())
+    // tar's own message names our staging paths: say what is wrong instead.
+    ar.unpack(out).map_err(|e| {
+        let all = format!("{:#}", anyhow::Error::from(e));
+        let why = if all.contains("entire") || all.contains("unexpected end") { "truncated" } else { "corrupt" };
+        anyhow::anyhow!("not a readable tar archive ({why})")
+    })
 }
 
 fn oci(store: &Store, st: &Staging, dir: &Path, name: Option<String>) -> Result<Vec<Prepared>> {
