@@ -326,3 +326,17 @@ fn run_pulls_a_missing_image() {
     assert!(out.starts_with("root:x:0:"), "{out}");
     assert!(w.ok(&["image", "ls"]).contains("localhost:5001/tools/bb:1"));
 }
+
+#[test]
+fn rm_refuses_an_image_a_container_uses() {
+    let w = World::new("imu");
+    w.ok(&["image", "import", s(&cache("busybox-oci")), "busybox"]);
+    let id = w.ok_files(&["run", "-d", "busybox", "sleep", "100"]).stdout.trim().to_string();
+    let before = listing(&w);
+    let e = w.fails(&["image", "rm", "busybox"]);
+    assert!(e.contains("in use"), "{e}");
+    assert_eq!(listing(&w), before);
+    w.ok_files(&["rm", "-f", &id]);
+    w.ok(&["image", "rm", "busybox"]);
+    assert_eq!(w.ok(&["image", "ls"]).lines().count(), 1);
+}
