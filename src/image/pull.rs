@@ -36,6 +36,9 @@ pub(super) fn pull(store: &Store, st: &Staging, reference: &str, insecure: bool)
     } else {
         ClientProtocol::Https
     };
+    if is_loopback(&registry) {
+        keep_loopback_off_proxies();
+    }
     let client = Client::new(ClientConfig { protocol, platform_resolver: None, ..Default::default() });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let md = rt.block_on(fetch(&client, store, st, &r))?;
@@ -89,6 +92,24 @@ impl Sha {
     }
     fn done(self) -> String {
         format!("sha256:{:x}", sha2::Digest::finalize(self.0))
+    }
+}
+
+/// reqwest honours http(s)_proxy from the environment: a loopback registry
+/// must never be asked for through a proxy (it would reach another host).
+fn keep_loopback_off_proxies() {
+    let proxied = ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if proxied {
+        let mut np = std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")).unwrap_or_default();
+        if !np.is_empty() {
+            np.push(',');
+        }
+        np.push_str("localhost,127.0.0.0/8,::1");
+        // Single-threaded here: no runtime has been built yet.
+        std::env::set_var("NO_PROXY", &np);
+        std::env::set_var("no_proxy", &np);
     }
 }
 
