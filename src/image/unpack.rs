@@ -188,6 +188,43 @@ mod tests {
     }
 
     #[test]
+    fn hardlinks_and_escapes() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let p = t.path().join("l");
+        let mut b = tar::Builder::new(fs::File::create(&p).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        b.append_data(&mut h.clone(), "a/f", &b"x"[..]).unwrap();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        b.append_link(&mut h.clone(), "a/hard", "a/f").unwrap();
+        h.set_entry_type(tar::EntryType::Symlink);
+        b.append_link(&mut h, "out", "/").unwrap();
+        b.finish().unwrap();
+        drop(b);
+        apply(&root, &p).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(root.join("a/hard")).unwrap().ino(), fs::metadata(root.join("a/f")).unwrap().ino());
+        // Writing through the absolute symlink would land outside: refused.
+        let bad = layer(t.path(), "l2", &["out/tmp/rcon-escape-test"]);
+        assert!(apply(&root, &bad).is_err());
+        assert!(!Path::new("/tmp/rcon-escape-test").exists());
+        // So is deleting through it.
+        let victim = t.path().join("victim");
+        fs::write(&victim, "v").unwrap();
+        let entry = format!("out{}/.wh.victim", t.path().display());
+        let wh = layer(t.path(), "l3", &[&entry]);
+        assert!(apply(&root, &wh).is_err());
+        assert!(victim.exists());
+    }
+
+    #[test]
     fn opaque_keeps_same_layer_entries() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("root");
