@@ -70,6 +70,11 @@ wrap rcon "$(runtime_body "$RCON" "$RCON_ROOT" "$bundle")"
 wrap runc "$(runtime_body "$(command -v runc)" "$WORLD/runc" "$bundle")"
 wrap crun "$(runtime_body "$(command -v crun)" "$WORLD/crun" "$crun_bundle")"
 wrap unshare "$(command -v unshare) -nmpui -f true"
+# From image to exit: rcon makes the bundle itself (overlay on the image's
+# unpacked rootfs, config from the image) and removes everything after.
+"$repo/hack/mkimage.sh" >/dev/null
+"$RCON" image import "$repo/hack/.cache/busybox-oci" busybox >/dev/null
+wrap rcon-image "$RCON run --rm busybox true >/dev/null"
 wrap true "/bin/true"
 
 declare -A label=(
@@ -77,6 +82,7 @@ declare -A label=(
 	[runc]="runc run"
 	[crun]="crun run"
 	[unshare]="unshare -nmpui -f true"
+	[rcon-image]="rcon run --rm busybox true"
 	[true]="/bin/true"
 )
 
@@ -152,7 +158,10 @@ layout=$(cgroup_layout)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 main_json=$CACHE/lifecycle.json
 hidden_json=$CACHE/lifecycle-cgroup2-hidden.json
-rm -f "$main_json" "$hidden_json"
+image_json=$CACHE/image-to-exit.json
+rm -f "$main_json" "$hidden_json" "$image_json"
+
+bench_set host "$image_json" rcon-image runc || true
 
 bench_set host "$main_json" rcon runc crun unshare true
 main_refused=$(for r in "${!refused[@]}"; do printf '%s\t%s\n' "$r" "${refused[$r]}"; done | sort)
@@ -250,6 +259,23 @@ tmp=$OUT.new
 		for r in "${!refused[@]}"; do
 			printf -- '- %s also failed with cgroup2 hidden: `%s`\n' "${label[$r]}" "${refused[$r]}"
 		done
+	fi
+	cat <<-EOF
+
+		## From image to exit: \`rcon run --rm busybox true\`
+
+		rcon starts from the imported busybox image: it mounts an overlay on the
+		image's unpacked rootfs, writes config.json from the image config, runs
+		the container, and removes the container, its overlay and its upper dir.
+		runc runs the equivalent bundle (the same busybox rootfs already
+		unpacked, the same namespaces) and deletes its state. Both rows were in
+		one hyperfine run; the runc row is the same wrapper as above.
+
+	EOF
+	if [[ -f $image_json ]]; then
+		table "$image_json"
+	else
+		echo "_Not measured: ${refused[rcon-image]:-the image rows failed}_"
 	fi
 	echo
 	echo "## Where the time goes"

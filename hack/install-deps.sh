@@ -17,6 +17,7 @@ TEST_PKGS=(
 	procps         # ps, pgrep for checks in scripts
 	skopeo          # pushes the busybox image to the test registry (runtime-tests/images.rs)
 	docker-registry # a registry the pull test starts inside its own netns
+	tmux            # drives `rcon run -it` the way a person types (runtime-tests/dockerrun.rs)
 )
 BENCH_PKGS=(
 	runc      # the reference runtime we compare against

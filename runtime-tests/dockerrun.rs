@@ -33,9 +33,23 @@ fn assert_nothing_left(w: &World, id: &str) {
     assert!(!Path::new("/sys/fs/cgroup/unified/rcon").join(id).exists(), "cgroup left");
 }
 
+/// The `ps --format json` row of the container called `name`, if it exists.
+fn ps_row(w: &World, name: &str) -> Option<serde_json::Value> {
+    let rows: serde_json::Value = serde_json::from_str(&w.ok(&["ps", "--format", "json"])).unwrap();
+    rows.as_array().unwrap().iter().find(|r| r["name"] == name).cloned()
+}
+
+fn is_running(w: &World, name: &str) -> bool {
+    ps_row(w, name).is_some_and(|r| r["status"] == "running")
+}
+
 fn run(w: &World, args: &[&str]) -> (i32, String, String) {
     let out = w.rcon(args);
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -44,13 +58,34 @@ fn run_applies_every_option_and_propagates_exit_status() {
     let script = "echo A=$A; hostname; pwd; id -u; id -g; cat /etc/hostname; exit 7";
     let (code, out, err) = run(
         &w,
-        &["run", "--rm", "--name", "opts", "-e", "A=1", "--hostname", "hh", "-w", "/tmp", "-u", "1000:1001", "busybox", "sh", "-c", script],
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "opts",
+            "-e",
+            "A=1",
+            "--hostname",
+            "hh",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000:1001",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
     );
     assert_eq!(code, 7, "{out}{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, vec!["A=1", "hh", "/tmp", "1000", "1001", "hh"], "{err}");
-    let (code, _, _) = run(&w, &["run", "--rm", "busybox", "sh", "-c", "kill -9 $$"]);
-    assert_eq!(code, 137);
+    // Killed by a signal: 128+N. (A pid-1 shell cannot SIGKILL itself, so the kill comes from outside.)
+    let child = w.cmd(&["run", "--rm", "--name", "victim", "busybox", "sleep", "1000"]).spawn().unwrap();
+    wait_until("the victim to run", || is_running(&w, "victim"));
+    w.ok(&["kill", "victim", "KILL"]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
     // The image's Cmd (sh) runs when no command is given; with stdin at EOF it exits 0.
     let (code, _, err) = run(&w, &["run", "--rm", "busybox"]);
     assert_eq!(code, 0, "{err}");
@@ -89,7 +124,16 @@ fn network_modes() {
 #[test]
 fn detached_logs_ps_stop_rm() {
     let w = world_with_busybox("drdet");
-    let id = w.ok(&["run", "-d", "--name", "talker", "busybox", "sh", "-c", "echo hello-log; echo to-err >&2; exec sleep 1000"]);
+    let id = w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello-log; echo to-err >&2; exec sleep 1000",
+    ]);
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64, "run -d prints the id: {id:?}");
     wait_until("the log to fill", || w.ok(&["logs", "talker"]).contains("to-err"));
@@ -108,7 +152,9 @@ fn detached_logs_ps_stop_rm() {
     // rm refuses a running container; stop then rm works.
     assert!(w.fails(&["rm", "talker"]).contains("running"));
     w.ok(&["stop", "-t", "1", "talker"]);
-    wait_until("ps to show it exited", || w.ok(&["ps"]).lines().any(|l| l.contains("talker") && l.contains("exited (")));
+    wait_until("ps to show it exited", || {
+        w.ok(&["ps"]).lines().any(|l| l.contains("talker") && l.contains("exited ("))
+    });
     w.ok(&["rm", "talker"]);
     assert_nothing_left(&w, &id);
 }
@@ -151,7 +197,7 @@ fn interactive_shell_in_tmux() {
     let session = unique("tmux");
     let status = w.dir.path().join("status");
     let cmd = format!(
-        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} {} run -it --rm --hostname ttyhost busybox sh; echo $? > {}",
+        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} {} run -it --rm --name tty --hostname ttyhost busybox sh; echo $? > {}",
         w.root.display(),
         w.data_root.display(),
         w.netns_dir.display(),
@@ -161,14 +207,34 @@ fn interactive_shell_in_tmux() {
     let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
     assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &cmd]).status.success());
     let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
-    wait_until("the shell prompt", || screen().contains("# "));
+    wait_until("the shell prompt", || screen().contains("/ #"));
     tmux(&["send-keys", "-t", &session, "hostname; ip link; stty size", "Enter"]);
     wait_until("the command output", || screen().contains("40 120"));
     let shown = screen();
     assert!(shown.contains("ttyhost") && shown.contains("lo:"), "{shown}");
-    // Ctrl-C reaches the shell (it survives, and prints a fresh prompt), then exit 3.
+    // A resized window reaches the container (SIGWINCH).
+    tmux(&["resize-window", "-t", &session, "-x", "90", "-y", "25"]);
+    tmux(&["send-keys", "-t", &session, "clear; stty size", "Enter"]);
+    wait_until("the new window size", || screen().contains("25 90"));
+    // The control keys wait for the process count: a key typed before its
+    // program runs reaches the shell's line editor instead.
+    let id = ps_row(&w, "tty").unwrap()["id"].as_str().unwrap().to_string();
+    let procs = || {
+        let f = Path::new("/sys/fs/cgroup/unified/rcon").join(&id).join("cgroup.procs");
+        std::fs::read_to_string(f).map(|s| s.lines().count()).unwrap_or(0)
+    };
+    // Ctrl-D reaches the program reading the terminal: it ends cat's input, not the session.
+    tmux(&["send-keys", "-t", &session, "cat > /tmp/typed", "Enter"]);
+    wait_until("cat to start", || procs() == 2);
+    tmux(&["send-keys", "-t", &session, "typed-line", "Enter"]);
+    tmux(&["send-keys", "-t", &session, "C-d", ""]);
+    tmux(&["send-keys", "-t", &session, "clear; wc -c < /tmp/typed", "Enter"]);
+    wait_until("cat to end on Ctrl-D", || screen().lines().any(|l| l.trim() == "11"));
+    // Ctrl-C reaches the shell's foreground job: sleep dies, the shell lives on.
     tmux(&["send-keys", "-t", &session, "sleep 100", "Enter"]);
+    wait_until("sleep to start", || procs() == 2);
     tmux(&["send-keys", "-t", &session, "C-c", ""]);
+    wait_until("Ctrl-C to end sleep", || procs() == 1);
     tmux(&["send-keys", "-t", &session, "echo after-$((40+2))", "Enter"]);
     wait_until("the shell to survive Ctrl-C", || screen().contains("after-42"));
     tmux(&["send-keys", "-t", &session, "exit 3", "Enter"]);
@@ -176,4 +242,26 @@ fn interactive_shell_in_tmux() {
     let _ = tmux(&["kill-session", "-t", &session]);
     assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "3");
     assert!(w.containers().iter().all(|c| c.starts_with('.')), "--rm left {:?}", w.containers());
+}
+
+/// Closing the window of a `run -it` (tmux kill-session) hangs up the
+/// container's terminal too: the shell exits and --rm removes everything.
+#[test]
+fn closed_terminal_ends_the_container() {
+    let w = world_with_busybox("drhup");
+    let session = unique("tmux");
+    let cmd = format!(
+        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} {} run -it --rm --name hup busybox sh",
+        w.root.display(),
+        w.data_root.display(),
+        w.netns_dir.display(),
+        crate::common::rcon_bin(),
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
+    assert!(tmux(&["new-session", "-d", "-s", &session, &cmd]).status.success());
+    wait_until("the container to run", || is_running(&w, "hup"));
+    let id = ps_row(&w, "hup").unwrap()["id"].as_str().unwrap().to_string();
+    tmux(&["kill-session", "-t", &session]);
+    wait_until("the container to be removed", || !w.data_root.join("containers").join(&id).exists());
+    assert_nothing_left(&w, &id);
 }

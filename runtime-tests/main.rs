@@ -5,10 +5,10 @@
 mod badinput;
 mod common;
 mod console;
+mod dockerrun;
 mod examples;
 mod hooks;
 mod images;
 mod lifecycle;
 mod namespaces;
 mod netns;
-mod dockerrun;

@@ -118,7 +118,9 @@ pub fn state(ctx: &Context, a: IdArg) -> Result<i32> {
 
 pub fn kill(ctx: &Context, a: KillArgs) -> Result<i32> {
     let sig = runtime::signal::parse(&a.signal)?;
-    runtime::kill(ctx, &a.id, sig, a.all)?;
+    // As with exec, a docker-style name or id prefix works too; an exact id wins.
+    let id = engine::names::resolve(ctx, &a.id)?;
+    runtime::kill(ctx, &id, sig, a.all)?;
     Ok(0)
 }
 

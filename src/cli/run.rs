@@ -57,7 +57,14 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
     let (image, cmd) = a.args.split_first().expect("clap requires one argument");
     let req = RunRequest {
         image: image.clone(),
-        o: Overrides { cmd: cmd.to_vec(), env: a.env, hostname: a.hostname, workdir: a.workdir, user: a.user, tty: a.tty },
+        o: Overrides {
+            cmd: cmd.to_vec(),
+            env: a.env,
+            hostname: a.hostname,
+            workdir: a.workdir,
+            user: a.user,
+            tty: a.tty,
+        },
         name: a.name,
         net: a.net,
         detach: a.detach,

@@ -105,8 +105,10 @@ pub fn remove(ctx: &Context, key: &str, force: bool) -> Result<()> {
 
 /// Drop what the engine keeps for `id` once the runtime state is gone: the
 /// overlay and its data dir, the log and the name. A no-op for OCI bundles.
+///
+/// The data dir goes last: while it exists, `rm ID` still finds the
+/// container, and once it is gone everything else is too.
 pub fn forget(ctx: &Context, id: &str) -> Result<()> {
-    super::rootfs::cleanup(ctx, id)?;
     let _ = fs::remove_file(super::log_path(ctx, id));
     if let Ok(rd) = fs::read_dir(super::names_dir(ctx)) {
         for e in rd.flatten() {
@@ -115,5 +117,5 @@ pub fn forget(ctx: &Context, id: &str) -> Result<()> {
             }
         }
     }
-    Ok(())
+    super::rootfs::cleanup(ctx, id)
 }

@@ -99,7 +99,10 @@ fn reserve_name(ctx: &Context, name: &str, id: &str) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let owner = fs::read_to_string(&path).unwrap_or_default();
                 if ctx.container_dir(owner.trim()).exists() || rootfs::container_dir(ctx, owner.trim()).exists() {
-                    bail!("container name {name:?} is already in use by {}", &owner.trim()[..owner.trim().len().min(12)]);
+                    bail!(
+                        "container name {name:?} is already in use by {}",
+                        &owner.trim()[..owner.trim().len().min(12)]
+                    );
                 }
                 let _ = fs::remove_file(&path);
             }
@@ -194,7 +197,10 @@ fn detach_stdin() -> Result<()> {
 /// resolv.conf with --net host), kept in its data dir and bind-mounted.
 fn write_etc_files(dir: &std::path::Path, hostname: &str, net: &Net) -> Result<Vec<(PathBuf, &'static str)>> {
     let hosts = dir.join("hosts");
-    fs::write(&hosts, format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?;
+    fs::write(
+        &hosts,
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+    )?;
     let hn = dir.join("hostname");
     fs::write(&hn, format!("{hostname}\n"))?;
     let mut out = vec![(hosts, "/etc/hosts"), (hn, "/etc/hostname")];

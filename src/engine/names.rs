@@ -41,7 +41,8 @@ pub fn resolve(ctx: &Context, key: &str) -> Result<String> {
     if let Some(st) = all.iter().find(|s| s.annotations.get(NAME).map(String::as_str) == Some(key)) {
         return Ok(st.id.clone());
     }
-    let by_prefix: Vec<&State> = if key.len() >= 3 { all.iter().filter(|s| s.id.starts_with(key)).collect() } else { Vec::new() };
+    let by_prefix: Vec<&State> =
+        if key.len() >= 3 { all.iter().filter(|s| s.id.starts_with(key)).collect() } else { Vec::new() };
     match by_prefix.as_slice() {
         [one] => Ok(one.id.clone()),
         [] => bail!("container {key:?} does not exist"),

@@ -112,7 +112,8 @@ pub fn user(spec: &str, rootfs: &Path) -> Result<(u32, u32)> {
             Ok(n) => n,
             Err(_) => {
                 let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-                let f = lookup(&group, 2, |f| f[0] == g).with_context(|| format!("group {g:?} not found in the image"))?;
+                let f =
+                    lookup(&group, 2, |f| f[0] == g).with_context(|| format!("group {g:?} not found in the image"))?;
                 f[2].parse()?
             }
         },

@@ -3,6 +3,7 @@
 //! when it owns one, and returns the exit status (128+N for signal N).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -79,41 +80,67 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
     }
 }
 
+/// How long a container whose terminal hung up may take to exit before it is
+/// killed: the same grace `rcon stop` gives by default.
+const HANGUP_GRACE: Duration = Duration::from_secs(10);
+
 /// Wait for `pid`, forwarding signals and proxying `pty` to our stdio.
-pub fn wait(pid: i32, pty: Option<OwnedFd>) -> Result<i32> {
+///
+/// When our own terminal goes away (SIGHUP, or a read error on a terminal
+/// stdin) the container's terminal is hung up too, as sshd does for a dropped
+/// session: the pty is closed, SIGHUP is sent, and a process that outlives
+/// the grace period (a pid-1 shell ignores SIGHUP) is killed, so a closed
+/// window never leaves a container behind.
+pub fn wait(pid: i32, mut pty: Option<OwnedFd>) -> Result<i32> {
     let sfd = SignalFd::with_flags(&signal_set(), SfdFlags::SFD_CLOEXEC).context("signalfd")?;
     let _raw = pty.as_ref().map(|p| {
         copy_winsize(p);
         RawMode::enter()
     });
+    let stdin_is_tty = nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false);
     let mut stdin_open = pty.is_some();
-    let mut pty_open = pty.is_some();
     let mut code = None;
+    let mut kill_at: Option<Instant> = None;
     let mut buf = [0u8; 8192];
-    while code.is_none() || pty_open {
+    while code.is_none() || pty.is_some() {
         let stdin = unsafe { BorrowedFd::borrow_raw(0) };
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        if let (Some(p), true) = (&pty, pty_open) {
+        if let Some(p) = &pty {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            if stdin_open {
+                fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+            }
         }
-        if stdin_open && pty_open {
-            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
-        }
-        // Once the process is gone, only drain what the pty still holds.
-        let timeout = if code.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
+        let timeout = match (code, kill_at) {
+            // Once the process is gone, only drain what the pty still holds.
+            (Some(_), _) => PollTimeout::from(100u16),
+            (None, Some(at)) => {
+                let ms = at.saturating_duration_since(Instant::now()).as_millis().min(u16::MAX as u128);
+                PollTimeout::from(ms as u16)
+            }
+            (None, None) => PollTimeout::NONE,
+        };
         match poll(&mut fds, timeout) {
-            Ok(0) => break,
+            Ok(0) if code.is_some() => break,
+            Ok(0) => {
+                // The hangup grace ran out.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                kill_at = None;
+                continue;
+            }
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("poll"),
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let mut hangup = false;
         if ready[0] {
             if let Ok(Some(info)) = sfd.read_signal() {
                 let sig = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGCHLD);
                 match sig {
                     Signal::SIGCHLD => code = code.or(reap(pid)),
                     Signal::SIGWINCH => pty.iter().for_each(copy_winsize),
+                    Signal::SIGHUP if pty.is_some() => hangup = true,
                     other => {
                         let _ = kill(Pid::from_raw(pid), other);
                     }
@@ -121,18 +148,26 @@ pub fn wait(pid: i32, pty: Option<OwnedFd>) -> Result<i32> {
             }
         }
         if let Some(p) = &pty {
-            if pty_open && ready.get(1) == Some(&true) {
+            if ready.get(1) == Some(&true) {
                 match nix::unistd::read(p, &mut buf) {
                     Ok(n) if n > 0 => write_all(1, &buf[..n]),
-                    _ => pty_open = false,
+                    _ => pty = None,
                 }
             }
-            if stdin_open && ready.get(2) == Some(&true) {
-                match nix::unistd::read(stdin, &mut buf) {
-                    Ok(n) if n > 0 => write_all(p.as_raw_fd(), &buf[..n]),
-                    _ => stdin_open = false,
-                }
+        }
+        if let (Some(p), true) = (&pty, stdin_open && ready.get(2) == Some(&true)) {
+            match nix::unistd::read(stdin, &mut buf) {
+                Ok(n) if n > 0 => write_all(p.as_raw_fd(), &buf[..n]),
+                // End of input on a terminal means the terminal is gone.
+                _ if stdin_is_tty => hangup = true,
+                _ => stdin_open = false,
             }
+        }
+        if hangup && code.is_none() && pty.is_some() {
+            pty = None;
+            stdin_open = false;
+            let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+            kill_at = Some(Instant::now() + HANGUP_GRACE);
         }
     }
     Ok(code.unwrap_or(0))
