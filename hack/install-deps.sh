@@ -18,11 +18,16 @@ TEST_PKGS=(
 	skopeo          # pushes the busybox image to the test registry (runtime-tests/images.rs)
 	docker-registry # a registry the pull test starts inside its own netns
 	tmux            # drives `rcon run -it` the way a person types (runtime-tests/dockerrun.rs)
+	nftables        # nft: the default firewall backend, and rule checks in tests
+	iptables        # the second firewall backend
+	conntrack       # flushing stale UDP conntrack entries, and checks in tests
 )
 BENCH_PKGS=(
 	runc      # the reference runtime we compare against
 	crun      # a second peer
 	hyperfine # the timer
+	netavark                    # network setup peer (Podman's)
+	containernetworking-plugins # CNI bridge + host-local peer
 )
 
 want=("${TEST_PKGS[@]}")

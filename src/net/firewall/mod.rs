@@ -1,0 +1,1 @@
+//! The firewall: one interface, nftables and iptables backends (being written).

@@ -1,0 +1,1 @@
+//! IPAM: subnet pools and address leases (being written).
