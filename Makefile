@@ -18,7 +18,7 @@ all: build
 deps:
 	hack/install-deps.sh
 
-# The bench also needs runc, crun and hyperfine.
+# The bench also needs runc, crun, hyperfine, netavark and the CNI plugins.
 bench-deps:
 	hack/install-deps.sh --bench
 
@@ -62,6 +62,7 @@ demo: deps build bundle
 
 bench: bench-deps deps build bundle
 	hack/bench.sh
+	hack/bench-net.sh
 
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:
