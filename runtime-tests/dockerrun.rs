@@ -14,8 +14,10 @@ fn busybox_layout() -> PathBuf {
     p
 }
 
+/// A world whose rcon runs in its own node netns: `run` attaches the default
+/// bridge network, which must never land in the machine's namespace.
 fn world_with_busybox(tag: &str) -> World {
-    let w = World::new(tag);
+    let w = World::with_node(tag);
     w.ok(&["image", "import", busybox_layout().to_str().unwrap(), "busybox"]);
     w
 }
@@ -96,13 +98,15 @@ fn run_applies_every_option_and_propagates_exit_status() {
 fn network_modes() {
     let w = world_with_busybox("drnet");
     // none: a fresh netns holding only lo.
-    let out = w.ok(&["run", "--rm", "busybox", "ip", "-o", "link"]);
+    let out = w.ok(&["run", "--rm", "--net", "none", "busybox", "ip", "-o", "link"]);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains(": lo:"), "{out}");
-    // host: the same netns as rcon itself (read-only look).
-    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    // host: the same netns as rcon itself, the world's node.
+    use std::os::unix::fs::MetadataExt;
+    let node = format!("/var/run/netns/{}", w.node.as_ref().unwrap());
+    let host_ns = format!("net:[{}]", std::fs::metadata(&node).unwrap().ino());
     let out = w.ok(&["run", "--rm", "--net", "host", "busybox", "readlink", "/proc/self/ns/net"]);
-    assert_eq!(out.trim(), host_ns.to_str().unwrap());
+    assert_eq!(out.trim(), host_ns);
     // ns:PATH: a named namespace of this world, holding a veth pair.
     let ns = unique("drn");
     w.ok(&["netns", "add", &ns]);
@@ -116,7 +120,8 @@ fn network_modes() {
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     let out = w.ok(&["run", "--rm", "--net", "container:holder", "busybox", "readlink", "/proc/self/ns/net"]);
     assert_eq!(out.trim(), theirs.to_str().unwrap());
-    assert!(w.fails(&["run", "--rm", "--net", "bogus", "busybox", "true"]).contains("--net"));
+    let err = w.fails(&["run", "--rm", "--net", "bogus", "busybox", "true"]);
+    assert!(err.contains("bogus") && err.contains("does not exist"), "{err}");
     w.ok(&["rm", "-f", "holder"]);
     assert_nothing_left(&w, &id);
 }
@@ -197,10 +202,11 @@ fn interactive_shell_in_tmux() {
     let session = unique("tmux");
     let status = w.dir.path().join("status");
     let cmd = format!(
-        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} {} run -it --rm --name tty --hostname ttyhost busybox sh; echo $? > {}",
+        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} nsenter --net=/var/run/netns/{} {} run -it --rm --name tty --hostname ttyhost busybox sh; echo $? > {}",
         w.root.display(),
         w.data_root.display(),
         w.netns_dir.display(),
+        w.node.as_ref().unwrap(),
         crate::common::rcon_bin(),
         status.display()
     );
@@ -211,7 +217,7 @@ fn interactive_shell_in_tmux() {
     tmux(&["send-keys", "-t", &session, "hostname; ip link; stty size", "Enter"]);
     wait_until("the command output", || screen().contains("40 120"));
     let shown = screen();
-    assert!(shown.contains("ttyhost") && shown.contains("lo:"), "{shown}");
+    assert!(shown.contains("ttyhost") && shown.contains("lo:") && shown.contains("eth0@"), "{shown}");
     // A resized window reaches the container (SIGWINCH).
     tmux(&["resize-window", "-t", &session, "-x", "90", "-y", "25"]);
     tmux(&["send-keys", "-t", &session, "clear; stty size", "Enter"]);
@@ -251,10 +257,11 @@ fn closed_terminal_ends_the_container() {
     let w = world_with_busybox("drhup");
     let session = unique("tmux");
     let cmd = format!(
-        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} {} run -it --rm --name hup busybox sh",
+        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} nsenter --net=/var/run/netns/{} {} run -it --rm --name hup busybox sh",
         w.root.display(),
         w.data_root.display(),
         w.netns_dir.display(),
+        w.node.as_ref().unwrap(),
         crate::common::rcon_bin(),
     );
     let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();

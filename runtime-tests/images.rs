@@ -329,7 +329,7 @@ fn run_pulls_a_missing_image() {
 
 #[test]
 fn rm_refuses_an_image_a_container_uses() {
-    let w = World::new("imu");
+    let w = World::with_node("imu");
     w.ok(&["image", "import", s(&cache("busybox-oci")), "busybox"]);
     let id = w.ok_files(&["run", "-d", "busybox", "sleep", "100"]).stdout.trim().to_string();
     let before = listing(&w);

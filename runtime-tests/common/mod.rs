@@ -46,6 +46,9 @@ pub struct World {
     pub data_root: PathBuf,
     /// Named namespaces made in the real /var/run/netns (ip netns interop), removed on drop.
     pub system_netns: Vec<String>,
+    /// The node namespace rcon runs in (`World::with_node`), so that bridges,
+    /// rules and sysctls land there and never in the machine's own namespace.
+    pub node: Option<String>,
 }
 
 impl World {
@@ -56,7 +59,28 @@ impl World {
         let root = dir.path().join("run");
         let netns_dir = dir.path().join("netns");
         let data_root = dir.path().join("lib");
-        World { name, dir, root, netns_dir, data_root, system_netns: Vec::new() }
+        World { name, dir, root, netns_dir, data_root, system_netns: Vec::new(), node: None }
+    }
+
+    /// A world whose rcon runs inside a fresh "node" namespace (TESTING.md):
+    /// `{name}n`, with lo up.
+    pub fn with_node(tag: &str) -> World {
+        let mut w = World::new(tag);
+        let node = format!("{}n", w.name);
+        w.add_system_netns(&node);
+        w.node = Some(node);
+        w
+    }
+
+    /// `ip netns add NAME` with lo up, removed when the world drops.
+    pub fn add_system_netns(&mut self, name: &str) {
+        sh(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        self.system_netns.push(name.to_string());
+    }
+
+    /// Run a shell command inside the named namespace; panics on failure.
+    pub fn sh_in(&self, ns: &str, cmd: &str) -> String {
+        sh(&format!("nsenter --net=/var/run/netns/{ns} sh -c '{}'", cmd.replace('\'', "'\\''")))
     }
 
     /// A `Command` for rcon with this world's roots in the environment.
@@ -67,6 +91,15 @@ impl World {
             .env("RCON_NETNS_DIR", &self.netns_dir)
             .env("RCON_DATA_ROOT", &self.data_root)
             .stdin(Stdio::null());
+        if let Some(node) = &self.node {
+            let ns = std::fs::File::open(format!("/var/run/netns/{node}")).expect("opening the node netns");
+            use std::os::unix::process::CommandExt;
+            unsafe {
+                c.pre_exec(move || {
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+                });
+            }
+        }
         c
     }
 

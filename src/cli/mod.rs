@@ -7,6 +7,7 @@ mod image;
 mod lifecycle;
 mod logging;
 mod netns;
+mod network;
 mod run;
 mod spec;
 
@@ -33,6 +34,10 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Firewall backend for new networks: nftables or iptables (default: the
+    /// data root's config.json `firewall_backend`, else nftables).
+    #[arg(long, global = true, env = "RCON_FIREWALL_BACKEND")]
+    firewall_backend: Option<rcon::net::firewall::Backend>,
     /// Log debug messages.
     #[arg(long, global = true)]
     debug: bool,
@@ -88,6 +93,13 @@ enum Command {
     Image(image::ImageCmd),
     /// Fetch an image from an OCI registry into the local store.
     Pull(image::PullArgs),
+    /// Networks: create, ls, inspect, rm, connect, disconnect, attach, detach, hook.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// Show a container with its network interfaces (JSON).
+    Inspect { name: String },
+    /// Remove what crashed runs left behind: endpoints, leases, veths, rules.
+    Gc,
 }
 
 /// Parse, run, and turn any error into one line on stderr and a non-zero code.
@@ -97,7 +109,17 @@ pub fn main() -> i32 {
         eprintln!("rcon: {e:#}");
         return 1;
     }
-    let ctx = Context { root: cli.root.clone(), netns_dir: cli.netns_dir.clone(), data_root: cli.data_root.clone() };
+    let firewall = match cli.firewall_backend {
+        Some(b) => b,
+        None => match rcon::context::configured_firewall(&cli.data_root) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("rcon: {e:#}");
+                return 1;
+            }
+        },
+    };
+    let ctx = Context { root: cli.root.clone(), netns_dir: cli.netns_dir.clone(), data_root: cli.data_root.clone(), firewall };
     match dispatch(&ctx, cli.cmd) {
         Ok(code) => code,
         Err(e) => {
@@ -127,5 +149,8 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Rm(a) => docker::rm(ctx, a),
         Command::Image(c) => image::image(ctx, c),
         Command::Pull(a) => image::pull(ctx, a),
+        Command::Network(c) => network::network(ctx, c),
+        Command::Inspect { name } => network::inspect(ctx, &name),
+        Command::Gc => network::gc(ctx),
     }
 }

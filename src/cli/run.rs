@@ -40,9 +40,16 @@ pub struct RunArgs {
     /// UID[:GID] or NAME[:GROUP] from the image's /etc/passwd.
     #[arg(long, short = 'u')]
     pub user: Option<String>,
-    /// Network: none (a new netns with lo only), host, ns:PATH or container:NAME.
-    #[arg(long = "net")]
+    /// Network: a network name (default: bridge), none (a new netns with lo
+    /// only), host, ns:PATH or container:NAME. --net and --network are the same.
+    #[arg(long = "network", visible_alias = "net")]
     pub net: Option<String>,
+    /// A static address on the network.
+    #[arg(long)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// The interface's MAC on the network.
+    #[arg(long)]
+    pub mac: Option<String>,
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -67,6 +74,8 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         },
         name: a.name,
         net: a.net,
+        ip: a.ip,
+        mac: a.mac,
         detach: a.detach,
         rm: a.rm,
         interactive: a.interactive,

@@ -26,6 +26,9 @@ pub struct RunRequest {
     pub o: Overrides,
     pub name: Option<String>,
     pub net: Option<String>,
+    /// `--ip`, `--mac` on the network.
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub mac: Option<String>,
     pub detach: bool,
     pub rm: bool,
     /// `-i`: the container reads rcon's stdin; without it (and without -t),
@@ -66,6 +69,19 @@ fn names_registry(name: &str) -> bool {
     name.split_once('/').is_some_and(|(host, _)| host.contains('.') || host.contains(':') || host == "localhost")
 }
 
+/// The namespace a `--net/--network` value gives the container, and the
+/// rcon network to attach it to (the default `bridge` when none is named).
+pub fn parse_network(ctx: &Context, s: Option<&str>) -> Result<(Net, Option<String>)> {
+    match s {
+        None => Ok((Net::None, Some(crate::net::network::DEFAULT_NETWORK.to_string()))),
+        Some(n) if n.contains(':') || matches!(n, "none" | "host" | "") => Ok((parse_net(ctx, s)?, None)),
+        Some(n) => {
+            crate::store::validate_id("network name", n).with_context(|| format!("--network {n:?}"))?;
+            Ok((Net::None, Some(n.to_string())))
+        }
+    }
+}
+
 pub fn parse_net(ctx: &Context, s: Option<&str>) -> Result<Net> {
     Ok(match s {
         None | Some("none") | Some("") => Net::None,
@@ -79,7 +95,7 @@ pub fn parse_net(ctx: &Context, s: Option<&str>) -> Result<Net> {
             }
             Net::Path(PathBuf::from(format!("/proc/{}/ns/net", st.pid)))
         }
-        Some(n) => bail!("--net {n:?}: use none, host, ns:PATH or container:NAME"),
+        Some(n) => bail!("--net {n:?}: use none, host, ns:PATH, container:NAME or a network name"),
     })
 }
 
@@ -133,7 +149,16 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     let store = Store::open(&ctx.data_root)?;
     let img = find_image(&store, &req.image)?;
     let lower = store.rootfs(&img)?;
-    let net = parse_net(ctx, req.net.as_deref())?;
+    let (net, network) = parse_network(ctx, req.net.as_deref())?;
+    if network.is_none() && (req.ip.is_some() || req.mac.is_some()) {
+        bail!("--ip and --mac need a network (--network NAME)");
+    }
+    if let Some(n) = &network {
+        // Fail before any work when the network does not exist (bridge is made on first use).
+        if n != crate::net::network::DEFAULT_NETWORK {
+            crate::net::network::Store::new(&ctx.data_root).get(n)?;
+        }
+    }
     if req.detach && req.o.tty {
         bail!("-d with -t needs attach, which rcon does not have yet: drop -t");
     }
@@ -157,6 +182,18 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
         net: &net,
         etc_files: &etc_refs,
     })?;
+    let mut spec = spec;
+    if let Some(n) = &network {
+        let mut ann = spec.annotations().clone().unwrap_or_default();
+        ann.insert(crate::net::wire::NETWORK.into(), n.clone());
+        if let Some(ip) = req.ip {
+            ann.insert(crate::net::wire::IP.into(), ip.to_string());
+        }
+        if let Some(mac) = &req.mac {
+            ann.insert(crate::net::wire::MAC.into(), mac.clone());
+        }
+        spec.set_annotations(Some(ann));
+    }
     crate::store::write_json(&dir.join("config.json"), &spec)?;
     let opts = CreateOptions { bundle: dir.clone(), ..Default::default() };
     if req.detach {

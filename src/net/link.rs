@@ -1,15 +1,28 @@
-//! The one place that configures links. Later issues grow this into the
-//! rtnetlink handle per namespace; for now the container init only needs
-//! its loopback up, which a plain ioctl does without a runtime.
+//! The one place that speaks rtnetlink: links, addresses and routes.
+//!
+//! A `Netlink` is bound to one network namespace: its socket is opened while
+//! the calling thread is inside that namespace and stays bound to it, so a
+//! command can hold one for the node and one for a container and use both
+//! without moving threads around. Each has its own current-thread tokio
+//! runtime; rcon never runs netlink on a shared worker pool.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context as _, Result};
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-use std::os::fd::AsRawFd;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 nix::ioctl_readwrite_bad!(get_flags, libc::SIOCGIFFLAGS, libc::ifreq);
 nix::ioctl_write_ptr_bad!(set_flags, libc::SIOCSIFFLAGS, libc::ifreq);
 
-/// Bring `lo` up in the calling thread's network namespace.
+/// Bring `lo` up in the calling thread's network namespace. A plain ioctl:
+/// the container init calls this and has no async runtime.
 pub fn loopback_up() -> Result<()> {
     let sock =
         socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).context("socket for lo")?;
@@ -21,4 +34,238 @@ pub fn loopback_up() -> Result<()> {
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     unsafe { set_flags(sock.as_raw_fd(), &req) }.context("bringing lo up")?;
     Ok(())
+}
+
+/// Linux interface names hold at most 15 bytes.
+pub const IFNAMSIZ_MAX: usize = 15;
+
+/// A route as rcon needs to see it: destination and output interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dest: Ipv4Net,
+    pub oif: Option<u32>,
+}
+
+pub struct Netlink {
+    rt: tokio::runtime::Runtime,
+    handle: Handle,
+}
+
+/// rtnetlink errors carry only the errno: turn them into io errors so the
+/// context added by callers reads "creating veth rv12: File exists".
+fn nl(e: rtnetlink::Error) -> anyhow::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io().into(),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// Whether an error from this module is the kernel's ENOENT/ENODEV.
+pub fn is_gone(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .and_then(|io| io.raw_os_error())
+        .is_some_and(|c| c == libc::ENOENT || c == libc::ENODEV)
+}
+
+impl Netlink {
+    /// A socket in the calling thread's network namespace.
+    pub fn current() -> Result<Netlink> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().context("tokio runtime")?;
+        let _in = rt.enter();
+        let (conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
+        rt.spawn(conn);
+        Ok(Netlink { rt, handle })
+    }
+
+    /// A socket in the namespace of `ns` (a netns file): enter, open, leave.
+    pub fn in_netns(ns: &File) -> Result<Netlink> {
+        let _back = super::netns::enter(ns.as_fd())?;
+        Netlink::current()
+    }
+
+    fn block<T>(&self, f: impl std::future::Future<Output = Result<T, rtnetlink::Error>>) -> Result<T> {
+        self.rt.block_on(f).map_err(nl)
+    }
+
+    pub fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
+        let req = self.handle.link().get().match_name(name.to_string()).execute();
+        match self.rt.block_on(async { futures::pin_mut!(req); req.try_next().await }) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                let e = nl(e);
+                if is_gone(&e) {
+                    Ok(None)
+                } else {
+                    Err(e).with_context(|| format!("looking up link {name}"))
+                }
+            }
+        }
+    }
+
+    pub fn link_names(&self) -> Result<Vec<String>> {
+        let req = self.handle.link().get().execute();
+        let msgs: Vec<LinkMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing links")?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    pub fn index(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.link_by_name(name)?.map(|m| m.header.index))
+    }
+
+    /// The index of `name`, or a clear error when it does not exist.
+    pub fn require(&self, name: &str) -> Result<u32> {
+        self.index(name)?.with_context(|| format!("link {name} does not exist"))
+    }
+
+    pub fn mtu_of(&self, index: u32) -> Result<Option<u32>> {
+        let req = self.handle.link().get().match_index(index).execute();
+        let msg = self.rt.block_on(async { futures::pin_mut!(req); req.try_next().await }).map_err(nl)?;
+        Ok(msg.and_then(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(v) => Some(*v),
+                _ => None,
+            })
+        }))
+    }
+
+    /// A bridge, up, with a fixed MAC (so it does not follow its ports).
+    pub fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32) -> Result<u32> {
+        let msg = LinkBridge::new(name).address(mac.to_vec()).mtu(mtu).build();
+        self.block(self.handle.link().add(msg).execute()).with_context(|| format!("creating bridge {name}"))?;
+        self.require(name)
+    }
+
+    /// A veth pair whose peer is born inside `peer_ns` (so its name may
+    /// clash with nothing here), with the peer's MAC and both MTUs set.
+    /// Returns the index of the local end, which is left down.
+    pub fn create_veth(&self, local: &str, peer: &str, peer_ns: &File, peer_mac: [u8; 6], mtu: u32) -> Result<u32> {
+        let peer_msg = LinkUnspec::new_with_name(peer)
+            .address(peer_mac.to_vec())
+            .mtu(mtu)
+            .setns_by_fd(peer_ns.as_raw_fd())
+            .build();
+        let msg = LinkVeth::new(local, peer)
+            .mtu(mtu)
+            .set_info_data(rtnetlink::packet_route::link::InfoData::Veth(
+                rtnetlink::packet_route::link::InfoVeth::Peer(peer_msg),
+            ))
+            .build();
+        self.block(self.handle.link().add(msg).execute())
+            .with_context(|| format!("creating veth pair {local}/{peer}"))?;
+        self.require(local)
+    }
+
+    /// Enslave to `master` (when given) and bring up.
+    pub fn up(&self, index: u32, master: Option<u32>) -> Result<()> {
+        let mut b = LinkUnspec::new_with_index(index).up();
+        if let Some(m) = master {
+            b = b.controller(m);
+        }
+        self.block(self.handle.link().set(b.build()).execute()).with_context(|| format!("bringing up link {index}"))
+    }
+
+    /// Rename a link (it must be down) and optionally move it to another namespace.
+    pub fn rename_into(&self, index: u32, name: &str, ns: Option<&File>) -> Result<()> {
+        let mut b = LinkUnspec::new_with_index(index).name(name);
+        if let Some(ns) = ns {
+            b = b.setns_by_fd(ns.as_raw_fd());
+        }
+        self.block(self.handle.link().set(b.build()).execute()).with_context(|| format!("moving link to {name}"))
+    }
+
+    pub fn set_address(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).address(mac.to_vec()).build();
+        self.block(self.handle.link().set(msg).execute()).context("setting the MAC address")
+    }
+
+    /// Hairpin (published-port hairpin needs it) and port isolation (icc=false).
+    pub fn bridge_port(&self, index: u32, hairpin: bool, isolated: bool) -> Result<()> {
+        let msg = LinkBridgePort::new(index).hairpin(hairpin).isolated(isolated).build();
+        self.block(self.handle.link().set_port(msg).execute()).context("setting bridge port flags")
+    }
+
+    pub fn delete_link(&self, index: u32) -> Result<()> {
+        self.block(self.handle.link().del(index).execute()).with_context(|| format!("deleting link {index}"))
+    }
+
+    /// Delete `name` if it exists.
+    pub fn delete_by_name(&self, name: &str) -> Result<()> {
+        match self.index(name)? {
+            Some(i) => match self.delete_link(i) {
+                Err(e) if is_gone(&e) => Ok(()),
+                r => r,
+            },
+            None => Ok(()),
+        }
+    }
+
+    pub fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        self.block(self.handle.address().add(index, ip.into(), prefix).execute())
+            .with_context(|| format!("adding address {ip}/{prefix}"))
+    }
+
+    /// Add a route: via a gateway (`onlink` when the gateway is not in a
+    /// local subnet), or straight out of the device (scope link).
+    pub fn add_route(&self, dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Result<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dest.network(), dest.prefix_len())
+            .output_interface(dev);
+        b = match via {
+            Some(gw) => b.gateway(gw),
+            None => b.scope(RouteScope::Link),
+        };
+        if onlink {
+            b = b.onlink();
+        }
+        self.block(self.handle.route().add(b.build()).execute()).with_context(|| match via {
+            Some(gw) => format!("adding route {dest} via {gw}"),
+            None => format!("adding route {dest} dev {dev}"),
+        })
+    }
+
+    /// The IPv4 routes of the main table.
+    pub fn routes(&self) -> Result<Vec<Route>> {
+        let req = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        let msgs: Vec<RouteMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing routes")?;
+        Ok(msgs
+            .into_iter()
+            .filter(|m| m.header.table == 254)
+            .map(|m| {
+                let dst = m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                });
+                let oif = m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+                let dest = Ipv4Net::new(dst.unwrap_or(Ipv4Addr::UNSPECIFIED), m.header.destination_prefix_length)
+                    .unwrap_or_default();
+                Route { dest, oif }
+            })
+            .collect())
+    }
+
+    /// The MTU of the interface that holds the default route (1500 without one).
+    pub fn default_route_mtu(&self) -> Result<u32> {
+        let oif = self.routes()?.into_iter().find(|r| r.dest.prefix_len() == 0).and_then(|r| r.oif);
+        Ok(match oif {
+            Some(i) => self.mtu_of(i)?.unwrap_or(1500),
+            None => 1500,
+        })
+    }
+}
+
+/// Set a per-interface IPv4 sysctl (proxy_arp, …) in the calling thread's namespace.
+pub fn set_conf(ifname: &str, key: &str, value: &str) -> Result<()> {
+    let p = format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
+    std::fs::write(&p, value).with_context(|| format!("writing {p}"))
 }

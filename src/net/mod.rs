@@ -1,6 +1,18 @@
 //! The network subsystem: a library of its own (docs/ARCHITECTURE.md).
 
+pub mod driver;
+pub mod endpoint;
 pub mod firewall;
+pub mod forwarding;
 pub mod ipam;
 pub mod link;
+pub mod manage;
 pub mod netns;
+pub mod network;
+pub mod wire;
+
+/// Hex SHA-256 of `s`: stable short names for links and records.
+pub fn short_hash(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}

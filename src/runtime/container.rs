@@ -23,7 +23,7 @@ use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
 use super::{cgroup, procs, CreateOptions};
-use crate::{store, Context};
+use crate::{net, store, Context};
 
 const SPEC_COPY: &str = "config.json";
 
@@ -152,12 +152,21 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     }
     tracing::debug!(id, "mounts in place");
     let json = st.oci_json();
-    hooks::run(&bundle.spec, Kind::Prestart, &json)?;
-    hooks::run(&bundle.spec, Kind::CreateRuntime, &json)?;
-    chan.send(&Msg::HooksDone { state: json })?;
-    match chan.expect("container setup")? {
-        Msg::Created => {}
-        other => bail!("container init: unexpected {other:?}"),
+    // rcon's own networks (the rcon.network annotation) come first, so the
+    // bundle's hooks already see the interfaces, as after a CNI plugin.
+    net::wire::on_create(ctx, id, pid, &st.annotations, ctx.firewall)?;
+    let rest = (|| {
+        hooks::run(&bundle.spec, Kind::Prestart, &json)?;
+        hooks::run(&bundle.spec, Kind::CreateRuntime, &json)?;
+        chan.send(&Msg::HooksDone { state: json.clone() })?;
+        match chan.expect("container setup")? {
+            Msg::Created => Ok(()),
+            other => bail!("container init: unexpected {other:?}"),
+        }
+    })();
+    if let Err(e) = rest {
+        let _ = net::wire::on_delete(ctx, id);
+        return Err(e);
     }
     st.status = Status::Created;
     st.save(&dir)?;
@@ -257,6 +266,11 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
         }
         if let Some(cg) = &st.cgroup {
             cgroup::remove(cg)?;
+        }
+        // Leases and records go; the veths went with the namespace. A failure
+        // here must not keep the container: gc finds what is left.
+        if let Err(e) = net::wire::on_delete(ctx, id) {
+            tracing::warn!(id, "releasing the container's networks: {e:#}");
         }
         st.status = Status::Stopped;
         if let Some(spec) = &spec {

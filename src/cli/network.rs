@@ -1,0 +1,264 @@
+//! `rcon network …`, `rcon gc` and `rcon inspect`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{ArgAction, Args, Subcommand};
+use ipnet::Ipv4Net;
+use rcon::net::manage::{self, AttachRequest};
+use rcon::net::network::{Driver, Request};
+use rcon::net::wire;
+use rcon::{engine, runtime, Context};
+
+use super::lifecycle::Format;
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Create a network (bridge by default).
+    Create(CreateArgs),
+    /// List networks.
+    Ls(LsArgs),
+    /// Print a network and its endpoints as JSON.
+    Inspect { name: String },
+    /// Remove networks; with endpoints only with --force.
+    Rm {
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Add an interface on NETWORK to a running container (eth1, eth2 …).
+    Connect(ConnectArgs),
+    /// Remove a running container's interface on NETWORK.
+    Disconnect { network: String, container: String },
+    /// Attach any network namespace (for OCI bundles and other runtimes); prints the endpoint as JSON.
+    Attach(AttachArgs),
+    /// Detach a network namespace from NETWORK.
+    Detach {
+        #[arg(long)]
+        netns: PathBuf,
+        /// Only this interface (default: every interface on NETWORK).
+        #[arg(long)]
+        ifname: Option<String>,
+        network: String,
+    },
+    /// OCI hook mode: reads the state JSON on stdin; createRuntime attaches the
+    /// networks in the `rcon.network` annotation, poststop detaches them.
+    Hook {
+        /// createRuntime or poststop (default: from the state's status).
+        stage: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[arg(long, default_value = "bridge")]
+    driver: Driver,
+    #[arg(long)]
+    subnet: Option<Ipv4Net>,
+    #[arg(long)]
+    gateway: Option<Ipv4Addr>,
+    /// The bridge device's name (bridge driver; default rcon-NAME).
+    #[arg(long)]
+    bridge: Option<String>,
+    /// Default: the MTU of the interface holding the default route.
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// No traffic in or out of the network, except to the node itself.
+    #[arg(long)]
+    internal: bool,
+    /// Whether containers on the network may talk to each other.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
+    icc: bool,
+    /// Whether traffic leaving the subnet is masqueraded.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
+    masquerade: bool,
+    name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+    #[arg(long)]
+    mac: Option<String>,
+    network: String,
+    container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    #[arg(long)]
+    netns: PathBuf,
+    /// The interface name inside (default: the first free ethN).
+    #[arg(long)]
+    ifname: Option<String>,
+    #[arg(long)]
+    ip: Option<Ipv4Addr>,
+    #[arg(long)]
+    mac: Option<String>,
+    network: String,
+}
+
+pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
+    match cmd {
+        NetworkCmd::Create(a) => {
+            let mut req = Request::new(&a.name);
+            req.driver = a.driver;
+            req.subnet = a.subnet;
+            req.gateway = a.gateway;
+            req.bridge = a.bridge;
+            req.mtu = a.mtu;
+            req.internal = a.internal;
+            req.icc = a.icc;
+            req.masquerade = a.masquerade;
+            req.firewall = ctx.firewall;
+            let net = manage::create_network(ctx, &req)?;
+            println!("{}", net.name);
+        }
+        NetworkCmd::Ls(a) => {
+            let nets = manage::list_networks(ctx)?;
+            if a.format == Format::Json {
+                println!("{}", serde_json::to_string(&nets)?);
+                return Ok(0);
+            }
+            println!("{:<20} {:<8} {:<18} {:<15} {:<15} FIREWALL", "NAME", "DRIVER", "SUBNET", "GATEWAY", "BRIDGE");
+            for n in nets {
+                let gw = n.gateway.map(|g| g.to_string()).unwrap_or_else(|| "-".into());
+                let br = n.bridge.clone().unwrap_or_else(|| "-".into());
+                println!("{:<20} {:<8} {:<18} {gw:<15} {br:<15} {}", n.name, n.driver, n.subnet.to_string(), n.firewall);
+            }
+        }
+        NetworkCmd::Inspect { name } => {
+            println!("{}", serde_json::to_string_pretty(&manage::inspect_network(ctx, &name)?)?);
+        }
+        NetworkCmd::Rm { force, names } => {
+            for n in names {
+                manage::remove_network(ctx, &n, force)?;
+                println!("{n}");
+            }
+        }
+        NetworkCmd::Connect(a) => {
+            let (id, pid) = running(ctx, &a.container)?;
+            let req = AttachRequest {
+                network: a.network,
+                netns: manage::netns_of_pid(pid),
+                ip: a.ip,
+                mac: a.mac,
+                owner: Some(id),
+                firewall: ctx.firewall,
+                ..Default::default()
+            };
+            manage::attach(ctx, &req)?;
+        }
+        NetworkCmd::Disconnect { network, container } => {
+            let id = engine::names::resolve(ctx, &container)?;
+            manage::detach_owner_from(ctx, &id, &network)?;
+        }
+        NetworkCmd::Attach(a) => {
+            manage::check_netns(&a.netns)?;
+            let req = AttachRequest {
+                network: a.network,
+                netns: a.netns,
+                ifname: a.ifname,
+                ip: a.ip,
+                mac: a.mac,
+                owner: None,
+                firewall: ctx.firewall,
+            };
+            println!("{}", serde_json::to_string(&manage::attach(ctx, &req)?)?);
+        }
+        NetworkCmd::Detach { netns, ifname, network } => manage::detach(ctx, &network, &netns, ifname.as_deref())?,
+        NetworkCmd::Hook { stage } => hook(ctx, stage.as_deref())?,
+    }
+    Ok(0)
+}
+
+/// The id and init pid of a running container.
+fn running(ctx: &Context, key: &str) -> Result<(String, i32)> {
+    let id = engine::names::resolve(ctx, key)?;
+    let st = runtime::state(ctx, &id)?;
+    if !matches!(st.status, runtime::Status::Running | runtime::Status::Created) {
+        bail!("container {key:?} is {}, not running", st.status);
+    }
+    Ok((id, st.pid))
+}
+
+#[derive(serde::Deserialize)]
+struct HookState {
+    id: String,
+    #[serde(default)]
+    pid: i32,
+    status: String,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+}
+
+fn hook(ctx: &Context, stage: Option<&str>) -> Result<()> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).context("reading the OCI state on stdin")?;
+    let st: HookState = serde_json::from_str(&input).context("the OCI state on stdin")?;
+    let stage = stage.unwrap_or(match st.status.as_str() {
+        "stopped" => "poststop",
+        _ => "createRuntime",
+    });
+    match stage {
+        "createRuntime" | "prestart" | "createContainer" => {
+            if st.pid <= 0 {
+                bail!("hook {stage}: the state has no pid");
+            }
+            wire::on_create(ctx, &st.id, st.pid, &st.annotations, ctx.firewall)?;
+        }
+        "poststop" => wire::on_delete(ctx, &st.id)?,
+        other => bail!("hook stage {other:?}: use createRuntime or poststop"),
+    }
+    Ok(())
+}
+
+/// `rcon gc`: remove what crashed runs left (endpoints, leases, veths, rules).
+pub fn gc(ctx: &Context) -> Result<i32> {
+    let r = manage::gc(ctx, &[rcon::net::firewall::Backend::Nftables, rcon::net::firewall::Backend::Iptables])?;
+    let all = [("endpoint", &r.endpoints), ("lease", &r.leases), ("link", &r.links), ("rules", &r.rules)];
+    for (what, items) in all {
+        for i in items {
+            println!("removed {what} {i}");
+        }
+    }
+    Ok(0)
+}
+
+/// `rcon inspect NAME`: the container with its interfaces.
+pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
+    let id = engine::names::resolve(ctx, key)?;
+    let st = runtime::state(ctx, &id)?;
+    let eps = manage::endpoints_of(ctx, &id)?;
+    let nets: Vec<serde_json::Value> = eps
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "network": e.network, "interface": e.ifname, "ip": e.cidr(), "mac": e.mac,
+                "gateway": e.gateway, "netns": e.netns, "host_interface": e.host_ifname,
+            })
+        })
+        .collect();
+    let v = serde_json::json!({
+        "id": st.id,
+        "name": engine::names::name_of(&st),
+        "status": st.status.to_string(),
+        "pid": st.pid,
+        "bundle": st.bundle,
+        "netns": format!("/proc/{}/ns/net", st.pid),
+        "networks": nets,
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(0)
+}

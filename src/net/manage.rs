@@ -1,0 +1,339 @@
+//! The network use cases: create and remove networks, attach and detach
+//! endpoints, and gc. Order is what makes a crash harmless: a record is
+//! written before the kernel object it describes, and removed after it.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+use super::endpoint::{self, Endpoint};
+use super::firewall::{self, Backend};
+use super::ipam::Ipam;
+use super::link::Netlink;
+use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
+use super::{driver, forwarding};
+use crate::Context;
+
+fn networks(ctx: &Context) -> network::Store {
+    network::Store::new(&ctx.data_root)
+}
+
+fn endpoints(ctx: &Context) -> endpoint::Store {
+    endpoint::Store::new(&ctx.data_root)
+}
+
+/// Create a network: record, bridge, forwarding and firewall rules. On any
+/// failure what was done is undone, and the node is as it was.
+pub fn create_network(ctx: &Context, req: &Request) -> Result<Network> {
+    let store = networks(ctx);
+    let _lock = store.lock()?;
+    create_locked(ctx, &store, req)
+}
+
+fn create_locked(ctx: &Context, store: &network::Store, req: &Request) -> Result<Network> {
+    if store.exists(&req.name) {
+        bail!("network {:?} already exists", req.name);
+    }
+    let node = Netlink::current()?;
+    let mut taken: Vec<(String, ipnet::Ipv4Net)> =
+        store.list()?.into_iter().map(|n| (format!("network {}", n.name), n.subnet)).collect();
+    // Routes already here, except the default and our own bridges' routes (listed as networks).
+    taken.extend(
+        node.routes()?.into_iter().filter(|r| r.dest.prefix_len() > 0).map(|r| (format!("route {}", r.dest), r.dest)),
+    );
+    let net = network::resolve(req, &taken, node.default_route_mtu()?)?;
+    if let Some(b) = &net.bridge {
+        if node.index(b)?.is_some() {
+            bail!("--bridge {b}: a link with that name already exists");
+        }
+    }
+    store.save(&net)?;
+    if let Err(e) = install(ctx, &node, &net) {
+        let _ = uninstall(ctx, &node, &net);
+        let _ = store.remove(&net.name);
+        return Err(e);
+    }
+    Ok(net)
+}
+
+/// The kernel side of a network: bridge, ip_forward, firewall rules.
+fn install(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
+    if net.driver == Driver::Bridge {
+        driver::ensure_bridge(node, net)?;
+    }
+    forwarding::enable(&ctx.data_root, &net.name)?;
+    firewall::open(net.firewall).add_network(&net.rules())
+}
+
+fn uninstall(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
+    firewall::open(net.firewall).remove_network(&net.name)?;
+    forwarding::release(&ctx.data_root, &net.name)?;
+    driver::remove_bridge(node, net)
+}
+
+/// The default network, made on first use.
+pub fn default_network(ctx: &Context, backend: Backend) -> Result<Network> {
+    let store = networks(ctx);
+    if store.exists(DEFAULT_NETWORK) {
+        return store.get(DEFAULT_NETWORK);
+    }
+    let _lock = store.lock()?;
+    if store.exists(DEFAULT_NETWORK) {
+        return store.get(DEFAULT_NETWORK);
+    }
+    let mut req = Request::new(DEFAULT_NETWORK);
+    req.firewall = backend;
+    create_locked(ctx, &store, &req)
+}
+
+/// A network by name; `bridge` is made on first use like docker0.
+pub fn get_network(ctx: &Context, name: &str, backend: Backend) -> Result<Network> {
+    if name == DEFAULT_NETWORK {
+        return default_network(ctx, backend);
+    }
+    networks(ctx).get(name)
+}
+
+pub fn list_networks(ctx: &Context) -> Result<Vec<Network>> {
+    networks(ctx).list()
+}
+
+/// `network inspect`: the definition plus its endpoints.
+#[derive(Debug, Serialize)]
+pub struct Inspect {
+    #[serde(flatten)]
+    pub network: Network,
+    pub endpoints: Vec<Endpoint>,
+}
+
+pub fn inspect_network(ctx: &Context, name: &str) -> Result<Inspect> {
+    let network = networks(ctx).get(name)?;
+    let endpoints = endpoints(ctx).on_network(name)?;
+    Ok(Inspect { network, endpoints })
+}
+
+/// Remove a network; with endpoints it needs `force`, which detaches them first.
+pub fn remove_network(ctx: &Context, name: &str, force: bool) -> Result<()> {
+    let store = networks(ctx);
+    let _lock = store.lock()?;
+    let net = store.get(name)?;
+    let eps = endpoints(ctx).on_network(name)?;
+    if !eps.is_empty() && !force {
+        bail!("network {name:?} has {} endpoint(s): detach them first or use --force", eps.len());
+    }
+    let node = Netlink::current()?;
+    for ep in &eps {
+        detach_endpoint(ctx, &node, ep)?;
+    }
+    uninstall(ctx, &node, &net)?;
+    Ipam::new(&ctx.data_root).drop_network(name)?;
+    store.remove(name)
+}
+
+/// What attach needs besides the network.
+#[derive(Debug, Clone, Default)]
+pub struct AttachRequest {
+    pub network: String,
+    pub netns: PathBuf,
+    /// eth0, eth1 …: the first free one when not given.
+    pub ifname: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<String>,
+    pub owner: Option<String>,
+    pub firewall: Backend,
+}
+
+/// Attach a namespace to a network. All or nothing.
+pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
+    let net = get_network(ctx, &req.network, req.firewall)?;
+    let netns_id = endpoint::ns_identity(&req.netns)?;
+    let eps = endpoints(ctx);
+    let _p2p = match net.driver {
+        Driver::Veth => Some(crate::store::lock(&ctx.data_root.join("endpoints").join(format!(".{}.lock", net.name)))?),
+        _ => None,
+    };
+    let here = eps.all()?;
+    if let Some(ep) = here.iter().find(|e| e.network == net.name && e.netns_id == netns_id && e.netns_alive()) {
+        bail!("{} is already attached to network {} as {}", req.netns.display(), net.name, ep.ifname);
+    }
+    let ifname = match &req.ifname {
+        Some(i) => {
+            network::check_ifname("interface", i)?;
+            i.clone()
+        }
+        None => next_ifname(&here, &netns_id),
+    };
+    let key = endpoint::key_for(&net.name, &netns_id, &ifname);
+    let mac = match &req.mac {
+        Some(m) => endpoint::parse_mac(m)?,
+        None => endpoint::mac_for(&key),
+    };
+    let prefix = if net.driver == Driver::Veth { "rp" } else { "rv" };
+    let mut ep = Endpoint {
+        network: net.name.clone(),
+        key: key.clone(),
+        netns: req.netns.clone(),
+        netns_id,
+        owner: req.owner.clone(),
+        ifname,
+        host_ifname: format!("{prefix}{}", &key[..10]),
+        ip: None,
+        prefix: net.container_prefix(),
+        mac: endpoint::format_mac(mac),
+        gateway: net.gateway,
+    };
+    let others: Vec<Endpoint> = here.into_iter().filter(|e| e.network == net.name && e.key != key).collect();
+    if net.driver == Driver::Veth && others.len() >= 2 {
+        bail!("network {}: the veth driver joins exactly two ends, and both are attached", net.name);
+    }
+    // The record first (gc's way back), then the lease, then the kernel.
+    eps.save(&ep)?;
+    let node = Netlink::current()?;
+    let res = (|| {
+        let ip = Ipam::new(&ctx.data_root).allocate(&net.name, net.subnet, net.reserved_gateway(), &key, req.ip)?;
+        ep.ip = Some(ip);
+        eps.save(&ep)?;
+        driver::attach(&node, &net, &ep, &others)
+    })();
+    if let Err(e) = res {
+        let _ = detach_endpoint(ctx, &node, &ep);
+        return Err(e);
+    }
+    Ok(ep)
+}
+
+/// eth0, then eth1 … : the first name no endpoint of this namespace uses.
+fn next_ifname(all: &[Endpoint], netns_id: &str) -> String {
+    let used: HashSet<&str> = all.iter().filter(|e| e.netns_id == netns_id).map(|e| e.ifname.as_str()).collect();
+    (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n.as_str())).unwrap()
+}
+
+/// Undo one endpoint: interfaces, lease, record (in that order).
+fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
+    driver::detach(node, ep)?;
+    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key)?;
+    endpoints(ctx).remove(ep)
+}
+
+/// Detach `netns` from `network` (one interface, or all of them on that network).
+pub fn detach(ctx: &Context, network: &str, netns: &Path, ifname: Option<&str>) -> Result<()> {
+    networks(ctx).get(network)?;
+    let id = endpoint::ns_identity(netns)?;
+    let mine: Vec<Endpoint> = endpoints(ctx)
+        .on_network(network)?
+        .into_iter()
+        .filter(|e| e.netns_id == id && ifname.is_none_or(|i| i == e.ifname))
+        .collect();
+    if mine.is_empty() {
+        bail!("{} is not attached to network {network}", netns.display());
+    }
+    let node = Netlink::current()?;
+    mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))
+}
+
+/// Every endpoint that belongs to `owner` (a container id).
+pub fn endpoints_of(ctx: &Context, owner: &str) -> Result<Vec<Endpoint>> {
+    Ok(endpoints(ctx).all()?.into_iter().filter(|e| e.owner.as_deref() == Some(owner)).collect())
+}
+
+/// Detach everything `owner` has, on every network (container delete).
+pub fn detach_owner(ctx: &Context, owner: &str) -> Result<()> {
+    let mine = endpoints_of(ctx, owner)?;
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let node = Netlink::current()?;
+    mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))
+}
+
+/// Detach `owner` from one network (network disconnect).
+pub fn detach_owner_from(ctx: &Context, owner: &str, network: &str) -> Result<()> {
+    let mine: Vec<Endpoint> = endpoints_of(ctx, owner)?.into_iter().filter(|e| e.network == network).collect();
+    if mine.is_empty() {
+        bail!("container is not connected to network {network}");
+    }
+    let node = Netlink::current()?;
+    mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))
+}
+
+/// What `rcon gc` removed.
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub endpoints: Vec<String>,
+    pub leases: Vec<String>,
+    pub links: Vec<String>,
+    pub rules: Vec<String>,
+}
+
+/// Remove what crashed or vanished processes left: endpoints whose namespace
+/// is gone (with their veth and lease), leases without a record, rcon veths
+/// without a record, and firewall rules of networks that no longer exist.
+/// Safe at any time: a live endpoint is never touched.
+pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
+    let mut report = GcReport::default();
+    let node = Netlink::current()?;
+    let eps = endpoints(ctx);
+    for ep in eps.all()? {
+        if !ep.netns_alive() {
+            detach_endpoint(ctx, &node, &ep)?;
+            report.endpoints.push(format!("{}/{}", ep.network, ep.key));
+        }
+    }
+    let live = eps.all()?;
+    let keys: HashSet<&str> = live.iter().map(|e| e.key.as_str()).collect();
+    let ipam = Ipam::new(&ctx.data_root);
+    for net in ipam.networks()? {
+        for lease in ipam.leases(&net)? {
+            if !keys.contains(lease.owner.as_str()) {
+                ipam.release(&net, &lease.owner)?;
+                report.leases.push(format!("{net}/{}", lease.ip));
+            }
+        }
+    }
+    let hosts: HashSet<&str> = live.iter().map(|e| e.host_ifname.as_str()).collect();
+    for name in rcon_links(&node)? {
+        if !hosts.contains(name.as_str()) {
+            node.delete_by_name(&name)?;
+            report.links.push(name);
+        }
+    }
+    let known: HashSet<String> = networks(ctx).list()?.into_iter().map(|n| n.name).collect();
+    for b in backends {
+        let fw = firewall::open(*b);
+        // A backend whose tool is missing has no rules of ours.
+        let Ok(nets) = fw.networks() else { continue };
+        for n in nets.into_iter().filter(|n| !known.contains(n)) {
+            fw.remove_network(&n)?;
+            forwarding::release(&ctx.data_root, &n)?;
+            report.rules.push(format!("{b}:{n}"));
+        }
+    }
+    Ok(report)
+}
+
+/// Node-side veth ends that rcon names (rv… for containers, rp… parked).
+/// Read over netlink: /sys/class/net shows the namespace sysfs was mounted in.
+fn rcon_links(node: &Netlink) -> Result<Vec<String>> {
+    Ok(node
+        .link_names()?
+        .into_iter()
+        .filter(|n| {
+            let hex = n.get(2..).unwrap_or("");
+            (n.starts_with("rv") || n.starts_with("rp")) && hex.len() == 10 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .collect())
+}
+
+/// The netns file of a running process.
+pub fn netns_of_pid(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/net"))
+}
+
+/// Check that a namespace file can be opened (for clearer errors up front).
+pub fn check_netns(path: &Path) -> Result<()> {
+    File::open(path).map(|_| ()).with_context(|| format!("--netns {}", path.display()))
+}

@@ -1,0 +1,335 @@
+//! Network definitions: what `network create` records under the data root
+//! (`<data-root>/networks/<name>.json`), validated once so that every later
+//! attach can trust them.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::firewall::Backend;
+use super::link::IFNAMSIZ_MAX;
+
+/// The network `rcon run` uses when none is named, and its bridge.
+pub const DEFAULT_NETWORK: &str = "bridge";
+pub const DEFAULT_BRIDGE: &str = "rcon0";
+/// The routed driver's gateway: never on the wire, answered by proxy_arp.
+pub const ROUTED_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// docker0-style: a Linux bridge with the gateway address, a veth per container.
+    #[default]
+    Bridge,
+    /// A veth per container, /32 routes and proxy_arp on the host end, no bridge.
+    Routed,
+    /// Two namespaces joined directly by one veth pair.
+    Veth,
+}
+
+impl std::str::FromStr for Driver {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bridge" => Ok(Driver::Bridge),
+            "routed" => Ok(Driver::Routed),
+            "veth" => Ok(Driver::Veth),
+            _ => bail!("unknown network driver {s:?}: use bridge, routed or veth"),
+        }
+    }
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Driver::Bridge => "bridge",
+            Driver::Routed => "routed",
+            Driver::Veth => "veth",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub driver: Driver,
+    pub subnet: Ipv4Net,
+    /// The containers' next hop: the bridge address, 169.254.1.1 for routed, none for veth.
+    pub gateway: Option<Ipv4Addr>,
+    /// The bridge device (bridge driver only).
+    pub bridge: Option<String>,
+    pub mtu: u32,
+    pub internal: bool,
+    pub icc: bool,
+    pub masquerade: bool,
+    pub firewall: Backend,
+    pub created: String,
+}
+
+impl Network {
+    /// The prefix length containers get on their interface.
+    pub fn container_prefix(&self) -> u8 {
+        match self.driver {
+            Driver::Routed => 32,
+            _ => self.subnet.prefix_len(),
+        }
+    }
+
+    /// The gateway address IPAM must never hand out (only the bridge's is in the subnet).
+    pub fn reserved_gateway(&self) -> Option<Ipv4Addr> {
+        self.gateway.filter(|g| self.subnet.contains(g))
+    }
+
+    pub fn rules(&self) -> super::firewall::NetRules {
+        super::firewall::NetRules {
+            name: self.name.clone(),
+            subnet: self.subnet,
+            internal: self.internal,
+            masquerade: self.masquerade,
+        }
+    }
+}
+
+/// What `network create` asks for; unset fields get defaults in `resolve`.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub name: String,
+    pub driver: Driver,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub bridge: Option<String>,
+    pub mtu: Option<u32>,
+    pub internal: bool,
+    pub icc: bool,
+    pub masquerade: bool,
+    pub firewall: Backend,
+}
+
+impl Request {
+    pub fn new(name: &str) -> Request {
+        Request { name: name.into(), icc: true, masquerade: true, ..Default::default() }
+    }
+}
+
+/// Check an interface name the way the kernel will.
+pub fn check_ifname(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > IFNAMSIZ_MAX {
+        bail!("{what} {name:?} is not a valid interface name: 1 to {IFNAMSIZ_MAX} bytes");
+    }
+    if name.contains(['/', ':']) || name.chars().any(|c| c.is_whitespace()) || name == "." || name == ".." {
+        bail!("{what} {name:?} is not a valid interface name: no '/', ':' or spaces");
+    }
+    Ok(())
+}
+
+/// Turn a request into a full definition. `taken` holds the subnets that
+/// must not be overlapped (other networks, routes in the namespace);
+/// `default_mtu` is the MTU of the default-route interface.
+pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> Result<Network> {
+    crate::store::validate_id("network name", &req.name)?;
+    let subnet = match req.subnet {
+        Some(s) => {
+            if s != s.trunc() {
+                bail!("--subnet {s}: host bits are set (did you mean {}?)", s.trunc());
+            }
+            if let Some((what, _)) = taken.iter().find(|(_, t)| super::ipam::overlaps(&s, t)) {
+                bail!("--subnet {s} overlaps {what}");
+            }
+            s
+        }
+        None if req.driver == Driver::Veth => bail!("the veth driver needs --subnet (a /30 or /31)"),
+        None => super::ipam::pick_subnet(&taken.iter().map(|(_, t)| *t).collect::<Vec<_>>())?,
+    };
+    let gateway = match req.driver {
+        Driver::Bridge => {
+            let gw = match req.gateway {
+                Some(g) => g,
+                None => first_host(subnet).with_context(|| format!("--subnet {subnet} has no room for a gateway"))?,
+            };
+            if !subnet.contains(&gw) {
+                bail!("--gateway {gw} is outside --subnet {subnet}");
+            }
+            if subnet.prefix_len() < 31 && (gw == subnet.network() || gw == subnet.broadcast()) {
+                bail!("--gateway {gw} is the network or broadcast address of {subnet}");
+            }
+            if subnet.prefix_len() >= 31 {
+                bail!("--subnet {subnet} is too small for a bridge network (a gateway and containers)");
+            }
+            Some(gw)
+        }
+        Driver::Routed => {
+            if req.gateway.is_some() {
+                bail!("--gateway: the routed driver's gateway is always {ROUTED_GATEWAY}");
+            }
+            Some(ROUTED_GATEWAY)
+        }
+        Driver::Veth => {
+            if req.gateway.is_some() {
+                bail!("--gateway: the veth driver has no gateway");
+            }
+            if subnet.prefix_len() < 30 {
+                bail!("--subnet {subnet}: the veth driver joins two ends, use a /30 or /31");
+            }
+            None
+        }
+    };
+    let bridge = match (req.driver, &req.bridge) {
+        (Driver::Bridge, Some(b)) => {
+            check_ifname("--bridge", b)?;
+            Some(b.clone())
+        }
+        (Driver::Bridge, None) if req.name == DEFAULT_NETWORK => Some(DEFAULT_BRIDGE.into()),
+        (Driver::Bridge, None) => Some(bridge_name(&req.name)),
+        (_, Some(_)) => bail!("--bridge applies to the bridge driver only"),
+        (_, None) => None,
+    };
+    let mtu = req.mtu.unwrap_or(default_mtu);
+    if !(576..=65535).contains(&mtu) {
+        bail!("--mtu {mtu}: use 576 to 65535");
+    }
+    Ok(Network {
+        name: req.name.clone(),
+        driver: req.driver,
+        subnet,
+        gateway,
+        bridge,
+        mtu,
+        internal: req.internal,
+        icc: req.icc,
+        masquerade: req.masquerade && !req.internal,
+        firewall: req.firewall,
+        created: crate::runtime::state::now_rfc3339(),
+    })
+}
+
+fn first_host(subnet: Ipv4Net) -> Option<Ipv4Addr> {
+    subnet.hosts().next()
+}
+
+/// `rcon-NAME` when it fits an interface name, else `rcon-` and a hash of the name.
+fn bridge_name(net: &str) -> String {
+    let plain = format!("rcon-{net}");
+    if plain.len() <= IFNAMSIZ_MAX && check_ifname("bridge", &plain).is_ok() {
+        return plain;
+    }
+    format!("rcon-{}", &super::short_hash(net)[..10])
+}
+
+/// The on-disk set of networks.
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(data_root: &Path) -> Store {
+        Store { dir: data_root.join("networks") }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    /// Serialises create and rm (and the default network's first use).
+    pub fn lock(&self) -> Result<crate::store::Lock> {
+        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        crate::store::lock(&self.dir.join(".lock"))
+    }
+
+    pub fn get(&self, name: &str) -> Result<Network> {
+        crate::store::validate_id("network name", name)?;
+        let p = self.path(name);
+        if !p.exists() {
+            let known: Vec<String> = self.list()?.into_iter().map(|n| n.name).collect();
+            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            bail!("network {name:?} does not exist (networks: {known})");
+        }
+        crate::store::read_json(&p)
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.path(name).exists()
+    }
+
+    pub fn list(&self) -> Result<Vec<Network>> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(&self.dir) else { return Ok(out) };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                out.push(crate::store::read_json(&p)?);
+            }
+        }
+        out.sort_by(|a: &Network, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn save(&self, net: &Network) -> Result<()> {
+        crate::store::write_json(&self.path(&net.name), net)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<()> {
+        match fs::remove_file(self.path(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the network record"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn bridge_defaults() {
+        let n = resolve(&Request::new("bridge"), &[], 1450).unwrap();
+        assert_eq!(n.subnet, net("172.17.0.0/16"));
+        assert_eq!(n.gateway, Some("172.17.0.1".parse().unwrap()));
+        assert_eq!(n.bridge.as_deref(), Some("rcon0"));
+        assert_eq!(n.mtu, 1450);
+        let n = resolve(&Request::new("a-very-long-network-name"), &[("route".into(), net("172.17.0.0/16"))], 1500)
+            .unwrap();
+        assert_eq!(n.subnet, net("172.18.0.0/16"));
+        assert!(n.bridge.unwrap().len() <= 15);
+    }
+
+    #[test]
+    fn bad_requests_name_the_cause() {
+        let mut r = Request::new("x");
+        r.subnet = Some(net("10.1.0.0/24"));
+        r.gateway = Some("10.2.0.1".parse().unwrap());
+        assert!(resolve(&r, &[], 1500).unwrap_err().to_string().contains("outside"));
+        r.gateway = None;
+        let e = resolve(&r, &[("network y".into(), net("10.1.0.128/25"))], 1500).unwrap_err().to_string();
+        assert!(e.contains("overlaps network y"), "{e}");
+        r.bridge = Some("a-bridge-name-too-long".into());
+        assert!(resolve(&r, &[], 1500).unwrap_err().to_string().contains("interface name"));
+        r.bridge = None;
+        r.subnet = Some(net("10.1.0.1/24"));
+        assert!(resolve(&r, &[], 1500).unwrap_err().to_string().contains("host bits"));
+        let mut v = Request::new("p2p");
+        v.driver = Driver::Veth;
+        v.subnet = Some(net("10.9.0.0/24"));
+        assert!(resolve(&v, &[], 1500).unwrap_err().to_string().contains("/30"));
+        v.subnet = Some(net("10.9.0.0/31"));
+        assert_eq!(resolve(&v, &[], 1500).unwrap().gateway, None);
+    }
+
+    #[test]
+    fn routed_uses_the_link_local_gateway() {
+        let mut r = Request::new("calico");
+        r.driver = Driver::Routed;
+        r.subnet = Some(net("10.50.0.0/24"));
+        let n = resolve(&r, &[], 1500).unwrap();
+        assert_eq!(n.gateway, Some(ROUTED_GATEWAY));
+        assert_eq!(n.reserved_gateway(), None);
+        assert_eq!(n.container_prefix(), 32);
+    }
+}
