@@ -246,8 +246,13 @@ remove_world() {
 	fi
 }
 
+inner_pid=''
 cleanup() {
 	local rc=$?
+	if [[ -n $inner_pid ]]; then
+		kill "$inner_pid" 2>/dev/null || true
+		wait "$inner_pid" 2>/dev/null || true
+	fi
 	remove_world $$
 	return "$rc"
 }
@@ -290,10 +295,16 @@ run_one() {
 	make_containers "$dir/cns" "$n"
 	t1=$EPOCHREALTIME
 	echo "bench-net: $tool, $n container(s)..."
-	if ! nsenter --net="$NETNS_RUN/$node" -- "$self" __inner "$tool" "$n" "$dir"; then
+	# In the background and waited for, so that a signal to this script is
+	# handled at once (cleanup stops the loop) rather than after the run.
+	nsenter --net="$NETNS_RUN/$node" -- "$self" __inner "$tool" "$n" "$dir" &
+	inner_pid=$!
+	if ! wait "$inner_pid"; then
+		inner_pid=''
 		echo "bench-net: $tool with $n containers failed; no figures written" >&2
 		exit 1
 	fi
+	inner_pid=''
 	t2=$EPOCHREALTIME
 	{
 		echo "netns_us=$((${t1//[.,]/} - ${t0//[.,]/}))"
@@ -421,13 +432,15 @@ goal_lines() {
 	local big
 	big=$(awk -F'\t' '$1 == "rcon" && $3 == "setup" {n = $2 > n ? $2 : n} END {print n}' "$summary")
 	awk -F'\t' -v n="$big" '
-		$1 == "rcon" && $2 == n && $3 == "setup" {s = $4; t10 = $7; last = $8}
+		$1 == "rcon" && $2 == n && $3 == "setup" {s = $4; t10 = $7; last = $8; f10 = $9; l10 = $10}
 		$1 == "rcon" && $2 == n && $3 == "teardown" {d = $4}
 		END {
 			printf "- rcon with %d containers: setup median %.2f ms (goal ≤ 5: %s), ", n, s / 1000, s <= 5000 ? "met" : "not met"
 			printf "teardown median %.2f ms (goal ≤ 5: %s)", d / 1000, d <= 5000 ? "met" : "not met"
 			if (t10 != "-")
 				printf ", last setup %.2f× the 10th (goal ≤ 1.2×: %s)", last / t10, last <= 1.2 * t10 ? "met" : "not met"
+			if (f10 != "-")
+				printf "; medians of the last 10 and the first 10 setups: %.2f×", l10 / f10
 			print "."
 		}' "$summary"
 }
