@@ -7,6 +7,7 @@ mod common;
 mod console;
 mod dockerrun;
 mod examples;
+mod firewall;
 mod hooks;
 mod images;
 mod lifecycle;

@@ -1,1 +1,271 @@
-//! The firewall: one interface, nftables and iptables backends (being written).
+//! The firewall: one interface, an nftables backend (the default) and an
+//! iptables backend, chosen at run time.
+//!
+//! The shape is per network: a network's rules (masquerade, internal,
+//! isolation from the other rcon networks, accept) are installed once when
+//! the network is created and removed when it goes; attaching a container
+//! adds nothing. rcon keeps everything in its own table (nftables) or its own
+//! `RCON-*` chains (iptables) and never touches a rule it did not make. Each
+//! change is one batch fed to one `nft -f -` or `iptables-restore --noflush`
+//! spawn, so the kernel applies it atomically (iptables: per table).
+//!
+//! The kernel is the record: a backend reads the live ruleset back (`nft -j
+//! list table`, `iptables-save`) to find what a network owns. Every object
+//! that belongs to a network carries the network's name (an element or rule
+//! comment), so removal is exact and `networks()` needs no file.
+//!
+//! Read-modify-apply is serialised across rcon processes with an flock on the
+//! network namespace itself (`/proc/thread-self/ns/net`): every opener of one
+//! namespace sees the same nsfs inode, so the lock is scoped to exactly the
+//! ruleset it guards and needs no path on disk.
+//!
+//! Both backends run `nft`/`iptables-restore` as children, which inherit the
+//! calling thread's network namespace: call from a thread that is in the
+//! namespace to configure.
+
+pub mod iptables;
+pub mod nftables;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{ErrorKind, Write as _};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::store;
+
+/// Which program speaks to the kernel's packet filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Nftables,
+    Iptables,
+}
+
+impl FromStr for Backend {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Backend> {
+        match s {
+            "nftables" => Ok(Backend::Nftables),
+            "iptables" => Ok(Backend::Iptables),
+            _ => bail!("unknown firewall backend {s:?}: choose nftables or iptables"),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Nftables => "nftables",
+            Backend::Iptables => "iptables",
+        })
+    }
+}
+
+/// One network's firewall needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetRules {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    /// Drop forwarded traffic between the subnet and the outside.
+    pub internal: bool,
+    /// Masquerade traffic leaving the subnet (ignored when `internal`).
+    pub masquerade: bool,
+}
+
+pub trait Firewall {
+    /// Install rcon's base table/chains if missing and this network's rules, in one atomic batch. Idempotent: adding a
+    /// network that is already there replaces its rules (no duplicates).
+    fn add_network(&self, net: &NetRules) -> Result<()>;
+    /// Remove exactly this network's rules; when no rcon network remains, remove rcon's table/chains/jumps entirely.
+    /// Idempotent (absent: Ok).
+    fn remove_network(&self, name: &str) -> Result<()>;
+    /// Names of the networks that currently have rules (gc compares them with the network store).
+    fn networks(&self) -> Result<Vec<String>>;
+}
+
+/// The backend's implementation of [`Firewall`].
+pub fn open(backend: Backend) -> Box<dyn Firewall> {
+    match backend {
+        Backend::Nftables => Box::new(nftables::Nftables),
+        Backend::Iptables => Box::new(iptables::Iptables),
+    }
+}
+
+/// The longest network name the firewall takes: nft element comments hold at most 128 bytes.
+pub const MAX_NAME: usize = 128;
+
+/// A network name fit for comments and chain names: 1 to 128 of letters, digits and `_.+-`.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_.+-".contains(c);
+    if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(ok) {
+        bail!("network name {name:?} cannot be used in firewall rules: use 1 to {MAX_NAME} letters, digits and _.+-");
+    }
+    Ok(())
+}
+
+/// Validate a network before rendering: its name, a subnet that is not the whole space, and no overlap with
+/// the subnets of the other networks already installed (`live`: name and subnet of each).
+pub(crate) fn check_network<'a>(net: &NetRules, live: impl IntoIterator<Item = (&'a str, Ipv4Net)>) -> Result<()> {
+    check_name(&net.name)?;
+    let subnet = net.subnet.trunc();
+    if subnet.prefix_len() == 0 {
+        bail!("network {}: subnet {} covers every address", net.name, net.subnet);
+    }
+    for (other, s) in live {
+        if other != net.name && (s.contains(&subnet) || subnet.contains(&s)) {
+            bail!("network {}: subnet {subnet} overlaps {s} of network {other}", net.name);
+        }
+    }
+    Ok(())
+}
+
+/// The part of a per-network chain name that names the network: `-NAME` when the name has at most `max` bytes of
+/// characters every backend takes bare (letters, digits, `_.-`), else `_` and 16 hex digits of its SHA-256.
+/// The two forms differ in their first character, so they never collide.
+pub(crate) fn chain_suffix(name: &str, max: usize) -> String {
+    let bare = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+    if name.len() <= max && name.chars().all(bare) {
+        format!("-{name}")
+    } else {
+        let h = Sha256::digest(name.as_bytes());
+        format!("_{}", h[..8].iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+}
+
+/// Hold an exclusive flock on the calling thread's network namespace until dropped (see the module doc).
+pub(crate) fn lock_netns() -> Result<store::Lock> {
+    let f = File::open("/proc/thread-self/ns/net").context("opening /proc/thread-self/ns/net")?;
+    store::lock_file(f).context("locking the network namespace for a firewall change")
+}
+
+/// Run `prog args`, feeding `input` on stdin; returns stdout. A failure reads as one line: the program and
+/// its stderr.
+pub(crate) fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+    let shown = std::iter::once(prog).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let mut child = Command::new(prog)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => anyhow!("{prog} not found in PATH (is its package installed?)"),
+            _ => anyhow!("spawning {prog}: {e}"),
+        })?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A child that fails early closes its stdin: its exit status and stderr say why, not EPIPE.
+        if let Err(e) = stdin.write_all(text.as_bytes()) {
+            if e.kind() != ErrorKind::BrokenPipe {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(anyhow!("writing to {prog}: {e}"));
+            }
+        }
+    }
+    let out = child.wait_with_output().with_context(|| format!("waiting for {prog}"))?;
+    if !out.status.success() {
+        bail!("{shown}: {}", one_line(&String::from_utf8_lossy(&out.stderr), out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A tool's stderr on one line: no blank lines, no `^^^` markers, no "Try --help" advice.
+fn one_line(stderr: &str, status: std::process::ExitStatus) -> String {
+    let parts: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == '~' || c == ' ') && !l.starts_with("Try `"))
+        .collect();
+    let mut s = if parts.is_empty() { format!("failed ({status})") } else { parts.join("; ") };
+    if s.len() > 600 {
+        let mut cut = 600;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_parse_and_show() {
+        assert_eq!("nftables".parse::<Backend>().unwrap(), Backend::Nftables);
+        assert_eq!("iptables".parse::<Backend>().unwrap(), Backend::Iptables);
+        let err = "pf".parse::<Backend>().unwrap_err().to_string();
+        assert!(err.contains("\"pf\"") && err.contains("nftables") && err.contains("iptables"), "{err}");
+        assert_eq!(Backend::default(), Backend::Nftables);
+        assert_eq!(Backend::Iptables.to_string(), "iptables");
+        assert_eq!(serde_json::to_string(&Backend::Iptables).unwrap(), "\"iptables\"");
+        assert_eq!(serde_json::from_str::<Backend>("\"nftables\"").unwrap(), Backend::Nftables);
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("a.b+c_d-1").is_ok());
+        assert!(check_name(&"x".repeat(MAX_NAME)).is_ok());
+        for bad in ["", "a b", "a\"b", "a/b", "é", &"x".repeat(MAX_NAME + 1)] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn suffixes() {
+        assert_eq!(chain_suffix("web", 21), "-web");
+        assert_eq!(chain_suffix("a.b_c-d", 21), "-a.b_c-d");
+        let plus = chain_suffix("a+b", 21);
+        assert!(plus.starts_with('_') && plus.len() == 17, "{plus}");
+        assert_eq!(plus, chain_suffix("a+b", 21), "not deterministic");
+        assert_ne!(plus, chain_suffix("a+c", 21));
+        assert!(chain_suffix(&"x".repeat(22), 21).starts_with('_'));
+        assert!(chain_suffix(&"x".repeat(21), 21).starts_with('-'));
+    }
+
+    #[test]
+    fn overlap() {
+        let net = |n: &str, s: &str| NetRules {
+            name: n.into(),
+            subnet: s.parse().unwrap(),
+            internal: false,
+            masquerade: true,
+        };
+        let live = [("a", "10.1.0.0/24".parse().unwrap()), ("b", "10.2.0.0/16".parse().unwrap())];
+        assert!(check_network(&net("c", "10.3.0.0/24"), live).is_ok());
+        assert!(check_network(&net("a", "10.1.0.0/25"), live).is_ok(), "a network may replace its own subnet");
+        let err = check_network(&net("c", "10.2.3.0/24"), live).unwrap_err().to_string();
+        assert!(err.contains("overlaps 10.2.0.0/16 of network b"), "{err}");
+        assert!(check_network(&net("c", "10.0.0.0/8"), live).is_err());
+        assert!(check_network(&net("c", "0.0.0.0/0"), []).is_err());
+    }
+
+    #[test]
+    fn stderr_on_one_line() {
+        use std::os::unix::process::ExitStatusExt;
+        let nft = "/dev/stdin:3:1-5: Error: Could not process rule: No such file or directory\n\
+                   add element ip rcon x { 1.2.3.0/24 }\n                              ^^^^^\n";
+        let s = one_line(nft, std::process::ExitStatus::from_raw(256));
+        assert_eq!(
+            s,
+            "/dev/stdin:3:1-5: Error: Could not process rule: No such file or directory; \
+             add element ip rcon x { 1.2.3.0/24 }"
+        );
+        let ipt = "iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist\nError occurred at line: 3\n\
+                   Try `iptables-restore -h' or 'iptables-restore --help' for more information.\n";
+        let s = one_line(ipt, std::process::ExitStatus::from_raw(512));
+        assert_eq!(s, "iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist; Error occurred at line: 3");
+        assert!(one_line("", std::process::ExitStatus::from_raw(256)).starts_with("failed"));
+    }
+}

@@ -1,0 +1,463 @@
+//! The iptables backend: rcon's own `RCON-*` chains, reached by one jump each from the built-in chains.
+//!
+//! ```text
+//! *filter
+//! -I FORWARD 1 -j RCON-FORWARD
+//! RCON-FORWARD   -s S -m comment --comment NAME -j RCON-N-NAME                  (inserted: sources first)
+//!                -d S -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment NAME -j ACCEPT
+//!                -d S -m comment --comment NAME -j DROP                          (internal, instead)
+//! RCON-ISOLATE   -d S -m comment --comment NAME -j DROP                          (one per network)
+//! RCON-N-NAME    -d S -j ACCEPT; -j RCON-ISOLATE; -j ACCEPT                      (internal: -j DROP last)
+//! *nat
+//! -I POSTROUTING 1 -j RCON-POSTROUTING
+//! RCON-POSTROUTING -s S ! -d S -m comment --comment NAME -j MASQUERADE            (masquerading networks)
+//! ```
+//!
+//! The same semantics as the nftables backend, with lists instead of maps: a packet walks one rule per
+//! network. Because the chains hang off the shared FORWARD chain, the `ACCEPT`s here also let rcon's traffic
+//! through on hosts whose FORWARD policy is DROP (Docker hosts). Every rule that belongs to a network carries
+//! its name as a comment (chain names are limited to 28 bytes, so a long or odd name is hashed in
+//! `RCON-N_<hash>`), and a change is one `iptables-restore --noflush` run, atomic per table. Removal deletes the
+//! exact rules `iptables-save` lists back; the last network takes the `RCON-*` chains and the jumps with it.
+//! Plain `iptables-restore` is used, so the system's alternative (nft or legacy) decides where rules live.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context as _, Result};
+use ipnet::Ipv4Net;
+
+use super::{chain_suffix, check_name, check_network, lock_netns, run, Firewall, NetRules};
+
+/// The iptables implementation of [`Firewall`].
+pub struct Iptables;
+
+const PREFIX: &str = "RCON-";
+const FORWARD: &str = "RCON-FORWARD";
+const ISOLATE: &str = "RCON-ISOLATE";
+const POSTROUTING: &str = "RCON-POSTROUTING";
+/// `RCON-N-` plus at most 21 bytes: iptables chain names hold 28.
+const MAX_BARE: usize = 21;
+
+fn net_chain(name: &str) -> String {
+    format!("RCON-N{}", chain_suffix(name, MAX_BARE))
+}
+
+/// What `iptables-save` shows of the filter and nat tables.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Live {
+    /// (table, chain) of every chain, built-in or not.
+    pub chains: BTreeSet<(String, String)>,
+    pub rules: Vec<Rule>,
+}
+
+/// One rule, as `-A CHAIN SPEC`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rule {
+    pub table: String,
+    pub chain: String,
+    /// Everything after `-A CHAIN `, as iptables-save printed it (so `-D CHAIN SPEC` deletes exactly it).
+    pub spec: String,
+    pub comment: Option<String>,
+    pub target: Option<String>,
+    pub dst: Option<Ipv4Net>,
+}
+
+impl Live {
+    /// Parse `iptables-save` output, keeping the filter and nat tables.
+    pub(crate) fn parse(save: &str) -> Result<Live> {
+        let mut live = Live::default();
+        let mut table: Option<&str> = None;
+        for (i, line) in save.lines().enumerate() {
+            let line = line.trim_end();
+            if let Some(t) = line.strip_prefix('*') {
+                table = Some(t);
+                continue;
+            }
+            let Some(t) = table.filter(|t| *t == "filter" || *t == "nat") else { continue };
+            if let Some(decl) = line.strip_prefix(':') {
+                let chain = decl.split_whitespace().next().unwrap_or_default();
+                live.chains.insert((t.to_string(), chain.to_string()));
+            } else if let Some(rest) = line.strip_prefix("-A ") {
+                let Some((chain, spec)) = rest.split_once(' ') else { continue };
+                let words = split_words(spec).with_context(|| format!("iptables-save line {}: {line}", i + 1))?;
+                let after = |flag: &str| words.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+                // `! -d S` is the negation: not this rule's destination network.
+                let negated_dst = words.windows(2).any(|w| w[0] == "!" && w[1] == "-d");
+                live.rules.push(Rule {
+                    table: t.to_string(),
+                    chain: chain.to_string(),
+                    spec: spec.to_string(),
+                    comment: after("--comment"),
+                    target: after("-j"),
+                    dst: if negated_dst { None } else { after("-d").and_then(|d| d.parse().ok()) },
+                });
+            }
+        }
+        Ok(live)
+    }
+
+    fn has_chain(&self, table: &str, chain: &str) -> bool {
+        self.chains.contains(&(table.to_string(), chain.to_string()))
+    }
+
+    fn has_jump(&self, table: &str, from: &str, to: &str) -> bool {
+        self.rules.iter().any(|r| r.table == table && r.chain == from && r.target.as_deref() == Some(to))
+    }
+
+    /// Rules in rcon's chains that belong to `name`.
+    fn owned<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.iter().filter(move |r| r.chain.starts_with(PREFIX) && r.comment.as_deref() == Some(name))
+    }
+
+    /// Network names, from the comments on the rules in rcon's chains.
+    pub(crate) fn owners(&self) -> BTreeSet<&str> {
+        self.rules.iter().filter(|r| r.chain.starts_with(PREFIX)).filter_map(|r| r.comment.as_deref()).collect()
+    }
+
+    /// Each network's subnet, from RCON-ISOLATE.
+    pub(crate) fn subnets(&self) -> BTreeMap<&str, Ipv4Net> {
+        self.rules
+            .iter()
+            .filter(|r| r.table == "filter" && r.chain == ISOLATE)
+            .filter_map(|r| Some((r.comment.as_deref()?, r.dst?)))
+            .collect()
+    }
+}
+
+/// Split an iptables-save rule into words, undoing its double quotes and backslash escapes.
+fn split_words(s: &str) -> Result<Vec<String>> {
+    let (mut words, mut cur, mut in_word, mut quoted) = (Vec::new(), String::new(), false, false);
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            '\\' if quoted => cur.extend(chars.next()),
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        bail!("unterminated quote");
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// The `iptables-restore --noflush` input that installs rcon's chains and jumps if missing and `net`'s rules,
+/// replacing whatever `net.name` had before.
+pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
+    let (name, s) = (net.name.as_str(), net.subnet.trunc());
+    let chain = net_chain(name);
+    let masq = net.masquerade && !net.internal;
+    let c = format!("-m comment --comment \"{name}\"");
+    let mut b = String::from("*filter\n");
+    for base in [FORWARD, ISOLATE] {
+        if !live.has_chain("filter", base) {
+            let _ = writeln!(b, ":{base} - [0:0]");
+        }
+    }
+    // Declaring the network's chain creates it, or flushes it when it exists.
+    let _ = writeln!(b, ":{chain} - [0:0]");
+    for r in live.owned(name).filter(|r| r.table == "filter") {
+        let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
+    }
+    if !live.has_jump("filter", "FORWARD", FORWARD) {
+        let _ = writeln!(b, "-I FORWARD 1 -j {FORWARD}");
+    }
+    let _ = writeln!(b, "-I {FORWARD} 1 -s {s} {c} -j {chain}");
+    if net.internal {
+        let _ = writeln!(b, "-A {FORWARD} -d {s} {c} -j DROP");
+    } else {
+        let _ = writeln!(b, "-A {FORWARD} -d {s} -m conntrack --ctstate RELATED,ESTABLISHED {c} -j ACCEPT");
+    }
+    let _ = writeln!(b, "-A {ISOLATE} -d {s} {c} -j DROP");
+    let _ = writeln!(b, "-A {chain} -d {s} -j ACCEPT");
+    let _ = writeln!(b, "-A {chain} -j {ISOLATE}");
+    let _ = writeln!(b, "-A {chain} -j {}", if net.internal { "DROP" } else { "ACCEPT" });
+    b.push_str("COMMIT\n*nat\n");
+    if !live.has_chain("nat", POSTROUTING) {
+        let _ = writeln!(b, ":{POSTROUTING} - [0:0]");
+    }
+    for r in live.owned(name).filter(|r| r.table == "nat") {
+        let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
+    }
+    if !live.has_jump("nat", "POSTROUTING", POSTROUTING) {
+        let _ = writeln!(b, "-I POSTROUTING 1 -j {POSTROUTING}");
+    }
+    if masq {
+        let _ = writeln!(b, "-A {POSTROUTING} -s {s} ! -d {s} {c} -j MASQUERADE");
+    }
+    b.push_str("COMMIT\n");
+    b
+}
+
+/// The input that removes `name`'s rules and chain, or every `RCON-*` chain and jump when no other network
+/// remains; None when there is nothing to do.
+pub(crate) fn render_remove(live: &Live, name: &str) -> Option<String> {
+    let last = live.owners().iter().all(|o| *o == name);
+    let mut b = String::new();
+    for table in ["filter", "nat"] {
+        let mut lines = String::new();
+        if last {
+            // Our jumps from the built-in chains, then every rcon chain: flushed first so none is still
+            // referenced when it is deleted.
+            for r in live.rules.iter().filter(|r| r.table == table && !r.chain.starts_with(PREFIX)) {
+                if r.target.as_deref().is_some_and(|t| t.starts_with(PREFIX)) {
+                    let _ = writeln!(lines, "-D {} {}", r.chain, r.spec);
+                }
+            }
+            let ours: Vec<&str> =
+                live.chains.iter().filter(|(t, c)| t == table && c.starts_with(PREFIX)).map(|(_, c)| &**c).collect();
+            for verb in ["-F", "-X"] {
+                for c in &ours {
+                    let _ = writeln!(lines, "{verb} {c}");
+                }
+            }
+        } else {
+            for r in live.owned(name).filter(|r| r.table == table) {
+                let _ = writeln!(lines, "-D {} {}", r.chain, r.spec);
+            }
+            let chain = net_chain(name);
+            if table == "filter" && live.has_chain(table, &chain) {
+                let _ = writeln!(lines, "-F {chain}\n-X {chain}");
+            }
+        }
+        if !lines.is_empty() {
+            let _ = write!(b, "*{table}\n{lines}COMMIT\n");
+        }
+    }
+    (!b.is_empty()).then_some(b)
+}
+
+impl Iptables {
+    fn live(&self) -> Result<Live> {
+        Live::parse(&run("iptables-save", &[], None)?)
+    }
+
+    fn apply(&self, input: &str) -> Result<()> {
+        run("iptables-restore", &["-w", "--noflush"], Some(input)).map(drop)
+    }
+}
+
+impl Firewall for Iptables {
+    fn add_network(&self, net: &NetRules) -> Result<()> {
+        let add = || -> Result<()> {
+            check_name(&net.name)?;
+            let _lock = lock_netns()?;
+            let live = self.live()?;
+            check_network(net, live.subnets())?;
+            self.apply(&render_add(&live, net))
+        };
+        add().with_context(|| format!("firewall (iptables): adding network {}", net.name))
+    }
+
+    fn remove_network(&self, name: &str) -> Result<()> {
+        let remove = || -> Result<()> {
+            check_name(name)?;
+            let _lock = lock_netns()?;
+            match render_remove(&self.live()?, name) {
+                Some(input) => self.apply(&input),
+                None => Ok(()),
+            }
+        };
+        remove().with_context(|| format!("firewall (iptables): removing network {name}"))
+    }
+
+    fn networks(&self) -> Result<Vec<String>> {
+        let live = self.live().context("firewall (iptables): listing networks")?;
+        Ok(live.owners().into_iter().map(String::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, subnet: &str, internal: bool, masquerade: bool) -> NetRules {
+        NetRules { name: name.into(), subnet: subnet.parse().unwrap(), internal, masquerade }
+    }
+
+    /// What iptables-save 1.8.9 prints with networks "a" (10.1.0.0/24, masquerading) and "b+x" (10.2.0.0/24,
+    /// internal) installed, beside a foreign rule and a foreign chain.
+    const SAVE: &str = r#"# Generated by iptables-save v1.8.9 (nf_tables) on Mon Nov 23 15:04:39 2026
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+:RCON-FORWARD - [0:0]
+:RCON-ISOLATE - [0:0]
+:RCON-N-a - [0:0]
+:RCON-N_77267fbff2ca85bc - [0:0]
+-A FORWARD -j RCON-FORWARD
+-A FORWARD -m comment --comment "foreign rule" -j DOCKER-USER
+-A RCON-FORWARD -s 10.2.0.0/24 -m comment --comment "b+x" -j RCON-N_77267fbff2ca85bc
+-A RCON-FORWARD -s 10.1.0.0/24 -m comment --comment a -j RCON-N-a
+-A RCON-FORWARD -d 10.1.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment a -j ACCEPT
+-A RCON-FORWARD -d 10.2.0.0/24 -m comment --comment "b+x" -j DROP
+-A RCON-ISOLATE -d 10.1.0.0/24 -m comment --comment a -j DROP
+-A RCON-ISOLATE -d 10.2.0.0/24 -m comment --comment "b+x" -j DROP
+-A RCON-N-a -d 10.1.0.0/24 -j ACCEPT
+-A RCON-N-a -j RCON-ISOLATE
+-A RCON-N-a -j ACCEPT
+COMMIT
+# Completed on Mon Nov 23 15:04:39 2026
+*mangle
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -m comment --comment a -j ACCEPT
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:RCON-POSTROUTING - [0:0]
+-A POSTROUTING -j RCON-POSTROUTING
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A RCON-POSTROUTING -s 10.1.0.0/24 ! -d 10.1.0.0/24 -m comment --comment a -j MASQUERADE
+COMMIT
+"#;
+
+    fn live() -> Live {
+        Live::parse(SAVE).unwrap()
+    }
+
+    #[test]
+    fn words() {
+        assert_eq!(
+            split_words(r#"-s 1 -m comment --comment "a b\"c" -j X"#).unwrap(),
+            ["-s", "1", "-m", "comment", "--comment", "a b\"c", "-j", "X"]
+        );
+        assert_eq!(split_words(r#"--comment """#).unwrap(), ["--comment", ""]);
+        assert!(split_words(r#"--comment "a"#).is_err());
+    }
+
+    #[test]
+    fn parse_save() {
+        let l = live();
+        assert_eq!(l.owners().into_iter().collect::<Vec<_>>(), ["a", "b+x"], "the mangle rule is not ours");
+        assert_eq!(l.subnets()["a"], "10.1.0.0/24".parse::<Ipv4Net>().unwrap());
+        assert!(l.has_jump("filter", "FORWARD", FORWARD) && l.has_jump("nat", "POSTROUTING", POSTROUTING));
+        let masq = l.rules.iter().find(|r| r.chain == POSTROUTING).unwrap();
+        assert_eq!(masq.dst, None, "a negated -d is not the rule's destination");
+        assert_eq!(masq.spec, "-s 10.1.0.0/24 ! -d 10.1.0.0/24 -m comment --comment a -j MASQUERADE");
+    }
+
+    #[test]
+    fn add_to_empty() {
+        let got = render_add(&Live::default(), &net("web", "10.88.0.7/16", false, true));
+        let want = "\
+*filter
+:RCON-FORWARD - [0:0]
+:RCON-ISOLATE - [0:0]
+:RCON-N-web - [0:0]
+-I FORWARD 1 -j RCON-FORWARD
+-I RCON-FORWARD 1 -s 10.88.0.0/16 -m comment --comment \"web\" -j RCON-N-web
+-A RCON-FORWARD -d 10.88.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"web\" -j ACCEPT
+-A RCON-ISOLATE -d 10.88.0.0/16 -m comment --comment \"web\" -j DROP
+-A RCON-N-web -d 10.88.0.0/16 -j ACCEPT
+-A RCON-N-web -j RCON-ISOLATE
+-A RCON-N-web -j ACCEPT
+COMMIT
+*nat
+:RCON-POSTROUTING - [0:0]
+-I POSTROUTING 1 -j RCON-POSTROUTING
+-A RCON-POSTROUTING -s 10.88.0.0/16 ! -d 10.88.0.0/16 -m comment --comment \"web\" -j MASQUERADE
+COMMIT
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn internal_network() {
+        let got = render_add(&Live::default(), &net("iso", "10.3.0.0/24", true, true));
+        assert!(!got.contains("MASQUERADE"), "{got}");
+        assert!(got.contains("-A RCON-FORWARD -d 10.3.0.0/24 -m comment --comment \"iso\" -j DROP\n"), "{got}");
+        assert!(got.contains("-A RCON-N-iso -j DROP\n"), "{got}");
+    }
+
+    #[test]
+    fn replace_keeps_base_and_others() {
+        let got = render_add(&live(), &net("a", "10.5.0.0/24", false, false));
+        let want = "\
+*filter
+:RCON-N-a - [0:0]
+-D RCON-FORWARD -s 10.1.0.0/24 -m comment --comment a -j RCON-N-a
+-D RCON-FORWARD -d 10.1.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment a -j ACCEPT
+-D RCON-ISOLATE -d 10.1.0.0/24 -m comment --comment a -j DROP
+-I RCON-FORWARD 1 -s 10.5.0.0/24 -m comment --comment \"a\" -j RCON-N-a
+-A RCON-FORWARD -d 10.5.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"a\" -j ACCEPT
+-A RCON-ISOLATE -d 10.5.0.0/24 -m comment --comment \"a\" -j DROP
+-A RCON-N-a -d 10.5.0.0/24 -j ACCEPT
+-A RCON-N-a -j RCON-ISOLATE
+-A RCON-N-a -j ACCEPT
+COMMIT
+*nat
+-D RCON-POSTROUTING -s 10.1.0.0/24 ! -d 10.1.0.0/24 -m comment --comment a -j MASQUERADE
+COMMIT
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn remove_one_then_last() {
+        let l = live();
+        let got = render_remove(&l, "b+x").unwrap();
+        assert_eq!(net_chain("b+x"), "RCON-N_77267fbff2ca85bc");
+        let want = "\
+*filter
+-D RCON-FORWARD -s 10.2.0.0/24 -m comment --comment \"b+x\" -j RCON-N_77267fbff2ca85bc
+-D RCON-FORWARD -d 10.2.0.0/24 -m comment --comment \"b+x\" -j DROP
+-D RCON-ISOLATE -d 10.2.0.0/24 -m comment --comment \"b+x\" -j DROP
+-F RCON-N_77267fbff2ca85bc
+-X RCON-N_77267fbff2ca85bc
+COMMIT
+";
+        assert_eq!(got, want);
+        assert_eq!(render_remove(&l, "nope"), None);
+
+        let mut only_a = live();
+        only_a.rules.retain(|r| r.comment.as_deref() != Some("b+x"));
+        let got = render_remove(&only_a, "a").unwrap();
+        let want = "\
+*filter
+-D FORWARD -j RCON-FORWARD
+-F RCON-FORWARD
+-F RCON-ISOLATE
+-F RCON-N-a
+-F RCON-N_77267fbff2ca85bc
+-X RCON-FORWARD
+-X RCON-ISOLATE
+-X RCON-N-a
+-X RCON-N_77267fbff2ca85bc
+COMMIT
+*nat
+-D POSTROUTING -j RCON-POSTROUTING
+-F RCON-POSTROUTING
+-X RCON-POSTROUTING
+COMMIT
+";
+        assert_eq!(got, want, "the foreign DOCKER-USER jump and docker0 masquerade stay");
+        assert_eq!(render_remove(&Live::default(), "a"), None);
+    }
+
+    #[test]
+    fn chain_names_fit() {
+        assert_eq!(net_chain("web"), "RCON-N-web");
+        assert_eq!(net_chain(&"x".repeat(21)).len(), 28);
+        assert!(net_chain(&"x".repeat(22)).len() <= 28);
+        assert!(net_chain("a+b").starts_with("RCON-N_"));
+    }
+}

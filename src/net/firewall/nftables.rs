@@ -1,0 +1,454 @@
+//! The nftables backend: everything lives in rcon's own `table ip rcon`.
+//!
+//! ```text
+//! table ip rcon {
+//!     set subnets { type ipv4_addr; flags interval; }             # every rcon network: S comment "NAME"
+//!     map fwd_src { type ipv4_addr : verdict; flags interval; }   # S : jump out-NAME
+//!     map fwd_dst { type ipv4_addr : verdict; flags interval; }   # S : jump replies (internal: drop)
+//!     map nat_src { type ipv4_addr : verdict; flags interval; }   # S : jump nat-NAME (masquerading networks)
+//!     chain forward { type filter hook forward priority filter; policy accept;
+//!         ip saddr vmap @fwd_src
+//!         ip daddr vmap @fwd_dst
+//!     }
+//!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//!         ip saddr vmap @nat_src
+//!     }
+//!     chain replies { ct state established,related accept }
+//!     chain out-NAME { ip daddr S accept; ip daddr @subnets drop; accept }   # internal: drop last
+//!     chain nat-NAME { ip daddr != S masquerade }
+//! }
+//! ```
+//!
+//! A packet finds its network's chain with one lookup in an interval map, however many networks there are, and
+//! adding or removing a network touches only its own map elements and chains. Every element carries the
+//! network's name as its comment: that is how `networks()` and removal find a network's objects. Chains whose
+//! name the network's name cannot form bare (see `chain_suffix`) use a hash instead.
+//!
+//! nft semantics to keep in mind: an `accept` here ends the packet's walk through this table only. A `drop` in
+//! another table on the same hook (a host's own firewall) still wins, so a host that drops forwarded traffic
+//! must allow rcon's subnets itself; the iptables backend, whose chains hang off the shared FORWARD chain, is
+//! the one for such hosts.
+//!
+//! Room for the next steps: published ports and service VIPs become more maps (keyed on proto . port [. addr])
+//! with `prerouting`/`output` nat chains beside these ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use ipnet::Ipv4Net;
+use serde_json::Value;
+
+use super::{chain_suffix, check_name, check_network, lock_netns, run, Firewall, NetRules};
+
+/// The nftables implementation of [`Firewall`].
+pub struct Nftables;
+
+const TABLE: &str = "ip rcon";
+const SUBNETS: &str = "subnets";
+const FWD_SRC: &str = "fwd_src";
+const FWD_DST: &str = "fwd_dst";
+const NAT_SRC: &str = "nat_src";
+/// Longest network name used bare in a chain name (nft takes 255 bytes; this keeps listings readable).
+const MAX_BARE: usize = 64;
+
+fn out_chain(name: &str) -> String {
+    format!("out{}", chain_suffix(name, MAX_BARE))
+}
+
+fn nat_chain(name: &str) -> String {
+    format!("nat{}", chain_suffix(name, MAX_BARE))
+}
+
+/// What the kernel holds of `table ip rcon`.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Live {
+    pub exists: bool,
+    pub chains: BTreeSet<String>,
+    /// Each chain's rules, as their comments.
+    pub rules: BTreeMap<String, Vec<Option<String>>>,
+    pub elems: Vec<Elem>,
+}
+
+/// One element of one of rcon's sets or maps.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Elem {
+    pub set: String,
+    pub key: Ipv4Net,
+    /// The owning network (the element's comment).
+    pub owner: Option<String>,
+}
+
+impl Live {
+    /// Parse `nft -j list table ip rcon`.
+    pub(crate) fn parse(json: &str) -> Result<Live> {
+        let v: Value = serde_json::from_str(json).context("parsing nft's JSON listing")?;
+        let mut live = Live::default();
+        for obj in v["nftables"].as_array().into_iter().flatten() {
+            if obj.get("table").is_some() {
+                live.exists = true;
+            } else if let Some(name) = obj["chain"]["name"].as_str() {
+                live.chains.insert(name.to_string());
+            } else if let Some(chain) = obj["rule"]["chain"].as_str() {
+                let comment = obj["rule"]["comment"].as_str().map(String::from);
+                live.rules.entry(chain.to_string()).or_default().push(comment);
+            } else if let Some(set) = obj.get("set").or_else(|| obj.get("map")) {
+                let name = set["name"].as_str().unwrap_or_default();
+                for item in set["elem"].as_array().into_iter().flatten() {
+                    // A map's element is [key, verdict]; a set's is the key itself.
+                    let key = item.as_array().and_then(|kv| kv.first()).unwrap_or(item);
+                    if let Some((key, owner)) = parse_key(key) {
+                        live.elems.push(Elem { set: name.to_string(), key, owner });
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Network names, from the element comments.
+    pub(crate) fn owners(&self) -> BTreeSet<&str> {
+        self.elems.iter().filter_map(|e| e.owner.as_deref()).collect()
+    }
+
+    /// Each network's subnet, from the `subnets` set.
+    pub(crate) fn subnets(&self) -> BTreeMap<&str, Ipv4Net> {
+        self.elems.iter().filter(|e| e.set == SUBNETS).filter_map(|e| Some((e.owner.as_deref()?, e.key))).collect()
+    }
+}
+
+/// A key as nft prints it: "10.0.0.1", {"prefix": {...}}, or {"elem": {"val": ..., "comment": ...}}.
+fn parse_key(v: &Value) -> Option<(Ipv4Net, Option<String>)> {
+    if let Some(s) = v.as_str() {
+        return Some((Ipv4Net::new(s.parse().ok()?, 32).ok()?, None));
+    }
+    if let Some(p) = v.get("prefix") {
+        let addr = p["addr"].as_str()?.parse().ok()?;
+        return Some((Ipv4Net::new(addr, p["len"].as_u64()? as u8).ok()?, None));
+    }
+    let e = v.get("elem")?;
+    let (key, _) = parse_key(&e["val"])?;
+    Some((key, e["comment"].as_str().map(String::from)))
+}
+
+/// The base chains' rules, in order. Each carries the comment [`BASE_TAG`]: a base chain whose rules differ
+/// from these in number or tag (a table made by another rcon version, or edited by hand) is restated whole.
+/// Restating only when needed matters: the kernel takes a grace period (~10 ms here) to commit a batch that
+/// deletes or redeclares a chain or rule, and a batch that only adds takes a few ms.
+const BASE_RULES: [(&str, &[&str]); 3] = [
+    ("forward", &["ip saddr vmap @fwd_src", "ip daddr vmap @fwd_dst"]),
+    ("postrouting", &["ip saddr vmap @nat_src"]),
+    ("replies", &["ct state established,related accept"]),
+];
+/// Names the layout version of the base rules; change it whenever `BASE_RULES` changes.
+const BASE_TAG: &str = "rcon base 1";
+
+/// The batch that installs the base table (when missing or different) and `net`'s rules, replacing whatever
+/// `net.name` had before.
+pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
+    let (name, s) = (net.name.as_str(), net.subnet.trunc());
+    let (out, nat) = (out_chain(name), nat_chain(name));
+    let masq = net.masquerade && !net.internal;
+    let mut b = String::new();
+    // Every chain before any map: nft 1.0.6 fails a map element that jumps to a chain declared after the map
+    // when the table is new in the same batch. Only missing chains are declared: `add` of an existing chain
+    // is harmless but costs a grace period, like a deletion. Sets and maps are cheap to restate.
+    let _ = writeln!(b, "add table {TABLE}");
+    let mut chains = vec![
+        ("forward", " { type filter hook forward priority filter; policy accept; }"),
+        ("postrouting", " { type nat hook postrouting priority srcnat; policy accept; }"),
+        ("replies", ""),
+        (&out, ""),
+    ];
+    if masq {
+        chains.push((&nat, ""));
+    }
+    for (chain, spec) in chains.into_iter().filter(|(c, _)| !live.chains.contains(*c)) {
+        let _ = writeln!(b, "add chain {TABLE} {chain}{spec}");
+    }
+    let _ = writeln!(b, "add set {TABLE} {SUBNETS} {{ type ipv4_addr; flags interval; }}");
+    for map in [FWD_SRC, FWD_DST, NAT_SRC] {
+        let _ = writeln!(b, "add map {TABLE} {map} {{ type ipv4_addr : verdict; flags interval; }}");
+    }
+    for (chain, rules) in BASE_RULES {
+        let have = live.rules.get(chain).map(Vec::as_slice).unwrap_or_default();
+        if have.len() == rules.len() && have.iter().all(|c| c.as_deref() == Some(BASE_TAG)) {
+            continue;
+        }
+        flush(&mut b, live, chain);
+        for r in rules {
+            let _ = writeln!(b, "add rule {TABLE} {chain} {r} comment \"{BASE_TAG}\"");
+        }
+    }
+    // What this network had before.
+    for e in live.elems.iter().filter(|e| e.owner.as_deref() == Some(name)) {
+        let _ = writeln!(b, "delete element {TABLE} {} {{ {} }}", e.set, e.key);
+    }
+    if !masq && live.chains.contains(&nat) {
+        let _ = writeln!(b, "flush chain {TABLE} {nat}");
+        let _ = writeln!(b, "delete chain {TABLE} {nat}");
+    }
+    // Its rules now.
+    flush(&mut b, live, &out);
+    let _ = writeln!(b, "add rule {TABLE} {out} ip daddr {s} accept");
+    let _ = writeln!(b, "add rule {TABLE} {out} ip daddr @{SUBNETS} drop");
+    let _ = writeln!(b, "add rule {TABLE} {out} {}", if net.internal { "drop" } else { "accept" });
+    if masq {
+        flush(&mut b, live, &nat);
+        let _ = writeln!(b, "add rule {TABLE} {nat} ip daddr != {s} masquerade");
+    }
+    let c = format!("comment \"{name}\"");
+    let _ = writeln!(b, "add element {TABLE} {SUBNETS} {{ {s} {c} }}");
+    let _ = writeln!(b, "add element {TABLE} {FWD_SRC} {{ {s} {c} : jump {out} }}");
+    let inbound = if net.internal { "drop" } else { "jump replies" };
+    let _ = writeln!(b, "add element {TABLE} {FWD_DST} {{ {s} {c} : {inbound} }}");
+    if masq {
+        let _ = writeln!(b, "add element {TABLE} {NAT_SRC} {{ {s} {c} : jump {nat} }}");
+    }
+    b
+}
+
+/// `flush chain` for a chain that exists already (a new one is empty, and the flush would be a deletion).
+fn flush(b: &mut String, live: &Live, chain: &str) {
+    if live.chains.contains(chain) {
+        let _ = writeln!(b, "flush chain {TABLE} {chain}");
+    }
+}
+
+/// The batch that removes `name`'s elements and chains, or the whole table when no other network remains;
+/// None when there is nothing to do.
+pub(crate) fn render_remove(live: &Live, name: &str) -> Option<String> {
+    if !live.exists {
+        return None;
+    }
+    if live.owners().iter().all(|o| *o == name) {
+        return Some(format!("delete table {TABLE}\n"));
+    }
+    let mut b = String::new();
+    for e in live.elems.iter().filter(|e| e.owner.as_deref() == Some(name)) {
+        let _ = writeln!(b, "delete element {TABLE} {} {{ {} }}", e.set, e.key);
+    }
+    for chain in [out_chain(name), nat_chain(name)] {
+        if live.chains.contains(&chain) {
+            let _ = writeln!(b, "flush chain {TABLE} {chain}");
+            let _ = writeln!(b, "delete chain {TABLE} {chain}");
+        }
+    }
+    (!b.is_empty()).then_some(b)
+}
+
+impl Nftables {
+    fn live(&self) -> Result<Live> {
+        match run("nft", &["-j", "list", "table", "ip", "rcon"], None) {
+            Ok(out) => Live::parse(&out),
+            // The table does not exist (yet, or any more).
+            Err(e) if e.to_string().contains("No such file or directory") => Ok(Live::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn apply(&self, batch: &str) -> Result<()> {
+        run("nft", &["-f", "-"], Some(batch)).map(drop)
+    }
+}
+
+impl Firewall for Nftables {
+    fn add_network(&self, net: &NetRules) -> Result<()> {
+        let add = || -> Result<()> {
+            check_name(&net.name)?;
+            let _lock = lock_netns()?;
+            let live = self.live()?;
+            check_network(net, live.subnets())?;
+            self.apply(&render_add(&live, net))
+        };
+        add().with_context(|| format!("firewall (nftables): adding network {}", net.name))
+    }
+
+    fn remove_network(&self, name: &str) -> Result<()> {
+        let remove = || -> Result<()> {
+            check_name(name)?;
+            let _lock = lock_netns()?;
+            match render_remove(&self.live()?, name) {
+                Some(batch) => self.apply(&batch),
+                None => Ok(()),
+            }
+        };
+        remove().with_context(|| format!("firewall (nftables): removing network {name}"))
+    }
+
+    fn networks(&self) -> Result<Vec<String>> {
+        let live = self.live().context("firewall (nftables): listing networks")?;
+        Ok(live.owners().into_iter().map(String::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, subnet: &str, internal: bool, masquerade: bool) -> NetRules {
+        NetRules { name: name.into(), subnet: subnet.parse().unwrap(), internal, masquerade }
+    }
+
+    /// The listing nft 1.0.6 prints for a table holding network "a" (10.1.0.0/24, masquerading) and "b"
+    /// (10.2.0.0/24, internal), trimmed to what the parser reads plus some rules it must skip.
+    const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+      {"table": {"family": "ip", "name": "rcon", "handle": 7}},
+      {"set": {"family": "ip", "name": "subnets", "table": "rcon", "type": "ipv4_addr", "flags": ["interval"],
+        "elem": [{"elem": {"val": {"prefix": {"addr": "10.1.0.0", "len": 24}}, "comment": "a"}},
+                 {"elem": {"val": {"prefix": {"addr": "10.2.0.0", "len": 24}}, "comment": "b"}}]}},
+      {"map": {"family": "ip", "name": "fwd_src", "table": "rcon", "type": "ipv4_addr", "map": "verdict",
+        "elem": [[{"elem": {"val": {"prefix": {"addr": "10.1.0.0", "len": 24}}, "comment": "a"}},
+                  {"jump": {"target": "out-a"}}],
+                 [{"elem": {"val": {"prefix": {"addr": "10.2.0.0", "len": 24}}, "comment": "b"}},
+                  {"jump": {"target": "out-b"}}]]}},
+      {"map": {"family": "ip", "name": "fwd_dst", "table": "rcon", "type": "ipv4_addr", "map": "verdict",
+        "elem": [[{"elem": {"val": {"prefix": {"addr": "10.1.0.0", "len": 24}}, "comment": "a"}},
+                  {"jump": {"target": "replies"}}],
+                 [{"elem": {"val": {"prefix": {"addr": "10.2.0.0", "len": 24}}, "comment": "b"}},
+                  {"drop": null}]]}},
+      {"map": {"family": "ip", "name": "nat_src", "table": "rcon", "type": "ipv4_addr", "map": "verdict",
+        "elem": [[{"elem": {"val": {"prefix": {"addr": "10.1.0.0", "len": 24}}, "comment": "a"}},
+                  {"jump": {"target": "nat-a"}}]]}},
+      {"chain": {"family": "ip", "table": "rcon", "name": "forward", "handle": 1, "type": "filter",
+                 "hook": "forward", "prio": 0, "policy": "accept"}},
+      {"chain": {"family": "ip", "table": "rcon", "name": "postrouting", "handle": 2}},
+      {"chain": {"family": "ip", "table": "rcon", "name": "replies", "handle": 3}},
+      {"chain": {"family": "ip", "table": "rcon", "name": "out-a", "handle": 4}},
+      {"chain": {"family": "ip", "table": "rcon", "name": "nat-a", "handle": 5}},
+      {"chain": {"family": "ip", "table": "rcon", "name": "out-b", "handle": 6}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 9, "comment": "rcon base 1",
+                "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@fwd_src"}}]}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 10, "comment": "rcon base 1",
+                "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@fwd_dst"}}]}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 11, "comment": "rcon base 1",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "replies", "handle": 12, "comment": "rcon base 1",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "out-a", "handle": 13, "expr": []}}
+    ]}"#;
+
+    fn live() -> Live {
+        Live::parse(LISTING).unwrap()
+    }
+
+    #[test]
+    fn parse_listing() {
+        let l = live();
+        assert!(l.exists);
+        assert_eq!(l.owners().into_iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(l.subnets()["b"], "10.2.0.0/24".parse::<Ipv4Net>().unwrap());
+        assert_eq!(l.elems.iter().filter(|e| e.owner.as_deref() == Some("a")).count(), 4);
+        assert!(l.chains.contains("nat-a") && l.chains.contains("forward"));
+        // A bare /32 key, and a set element without a comment.
+        let bare = r#"{"nftables": [{"set": {"name": "subnets", "elem": ["10.9.0.1", {"prefix": {"addr": "10.8.0.0", "len": 16}}]}}]}"#;
+        let l = Live::parse(bare).unwrap();
+        assert!(!l.exists);
+        assert_eq!(l.elems[0].key, "10.9.0.1/32".parse::<Ipv4Net>().unwrap());
+        assert_eq!(l.elems[1].owner, None);
+    }
+
+    #[test]
+    fn add_to_empty() {
+        let got = render_add(&Live::default(), &net("web", "10.88.0.7/16", false, true));
+        let want = "\
+add table ip rcon
+add chain ip rcon forward { type filter hook forward priority filter; policy accept; }
+add chain ip rcon postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip rcon replies
+add chain ip rcon out-web
+add chain ip rcon nat-web
+add set ip rcon subnets { type ipv4_addr; flags interval; }
+add map ip rcon fwd_src { type ipv4_addr : verdict; flags interval; }
+add map ip rcon fwd_dst { type ipv4_addr : verdict; flags interval; }
+add map ip rcon nat_src { type ipv4_addr : verdict; flags interval; }
+add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 1\"
+add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 1\"
+add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 1\"
+add rule ip rcon replies ct state established,related accept comment \"rcon base 1\"
+add rule ip rcon out-web ip daddr 10.88.0.0/16 accept
+add rule ip rcon out-web ip daddr @subnets drop
+add rule ip rcon out-web accept
+add rule ip rcon nat-web ip daddr != 10.88.0.0/16 masquerade
+add element ip rcon subnets { 10.88.0.0/16 comment \"web\" }
+add element ip rcon fwd_src { 10.88.0.0/16 comment \"web\" : jump out-web }
+add element ip rcon fwd_dst { 10.88.0.0/16 comment \"web\" : jump replies }
+add element ip rcon nat_src { 10.88.0.0/16 comment \"web\" : jump nat-web }
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn internal_network() {
+        let got = render_add(&Live::default(), &net("iso", "10.3.0.0/24", true, true));
+        assert!(!got.contains("nat-iso") && !got.contains("masquerade"), "{got}");
+        assert!(got.contains("add rule ip rcon out-iso drop\n"), "{got}");
+        assert!(got.contains("add element ip rcon fwd_dst { 10.3.0.0/24 comment \"iso\" : drop }\n"), "{got}");
+    }
+
+    #[test]
+    fn replace_drops_the_old_elements_and_chains() {
+        // "a" comes back with another subnet and without masquerade.
+        let got = render_add(&live(), &net("a", "10.5.0.0/24", false, false));
+        for line in [
+            "delete element ip rcon subnets { 10.1.0.0/24 }",
+            "delete element ip rcon fwd_src { 10.1.0.0/24 }",
+            "delete element ip rcon fwd_dst { 10.1.0.0/24 }",
+            "delete element ip rcon nat_src { 10.1.0.0/24 }",
+            "flush chain ip rcon nat-a\ndelete chain ip rcon nat-a",
+            "add element ip rcon fwd_src { 10.5.0.0/24 comment \"a\" : jump out-a }",
+        ] {
+            assert!(got.contains(line), "missing {line:?} in\n{got}");
+        }
+        assert!(!got.contains("10.2.0.0"), "touched network b:\n{got}");
+        // Deletes come before the chain goes and before the new elements.
+        assert!(got.find("delete element ip rcon nat_src").unwrap() < got.find("delete chain ip rcon nat-a").unwrap());
+        assert!(got.find("delete element ip rcon fwd_src").unwrap() < got.find("add element ip rcon fwd_src").unwrap());
+    }
+
+    #[test]
+    fn base_rules_restated_only_when_they_differ() {
+        // Network "c" joins a table whose base rules are in place: nothing is flushed, nothing deleted.
+        let got = render_add(&live(), &net("c", "10.3.0.0/24", false, true));
+        assert!(!got.contains("flush") && !got.contains("delete") && !got.contains("rcon base"), "{got}");
+        assert!(!got.contains("add chain ip rcon forward") && !got.contains("add chain ip rcon replies"), "{got}");
+        assert!(got.contains("add chain ip rcon out-c\nadd chain ip rcon nat-c\n"), "{got}");
+        // A base chain that lost a rule, or whose rules carry another tag, is restated whole.
+        let mut stale = live();
+        stale.rules.get_mut("forward").unwrap().pop();
+        stale.rules.insert("replies".into(), vec![Some("rcon base 0".into())]);
+        let got = render_add(&stale, &net("c", "10.3.0.0/24", false, true));
+        assert!(got.contains("flush chain ip rcon forward\nadd rule ip rcon forward ip saddr vmap"), "{got}");
+        assert!(got.contains("flush chain ip rcon replies\nadd rule ip rcon replies ct state"), "{got}");
+        assert!(!got.contains("flush chain ip rcon postrouting"), "{got}");
+    }
+
+    #[test]
+    fn remove_one_then_last() {
+        let got = render_remove(&live(), "a").unwrap();
+        let want = "\
+delete element ip rcon subnets { 10.1.0.0/24 }
+delete element ip rcon fwd_src { 10.1.0.0/24 }
+delete element ip rcon fwd_dst { 10.1.0.0/24 }
+delete element ip rcon nat_src { 10.1.0.0/24 }
+flush chain ip rcon out-a
+delete chain ip rcon out-a
+flush chain ip rcon nat-a
+delete chain ip rcon nat-a
+";
+        assert_eq!(got, want);
+        assert_eq!(render_remove(&live(), "zzz"), None, "an absent network is a no-op");
+        let mut only_b = live();
+        only_b.elems.retain(|e| e.owner.as_deref() == Some("b"));
+        assert_eq!(render_remove(&only_b, "b").as_deref(), Some("delete table ip rcon\n"));
+        assert_eq!(render_remove(&Live::default(), "b"), None);
+    }
+
+    #[test]
+    fn odd_names_hash_their_chains() {
+        let got = render_add(&Live::default(), &net("a+b", "10.4.0.0/24", false, true));
+        let out = out_chain("a+b");
+        assert!(out.starts_with("out_") && !got.contains("out-a+b"), "{got}");
+        assert!(got.contains(&format!("comment \"a+b\" : jump {out}")), "{got}");
+    }
+}
