@@ -13,3 +13,4 @@ mod images;
 mod lifecycle;
 mod namespaces;
 mod netns;
+mod network;

@@ -104,7 +104,14 @@ enum Command {
 
 /// Parse, run, and turn any error into one line on stderr and a non-zero code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("rcon: {}", one_line(&e.to_string()));
+            return 2;
+        }
+    };
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("rcon: {e:#}");
         return 1;
@@ -119,7 +126,12 @@ pub fn main() -> i32 {
             }
         },
     };
-    let ctx = Context { root: cli.root.clone(), netns_dir: cli.netns_dir.clone(), data_root: cli.data_root.clone(), firewall };
+    let ctx = Context {
+        root: cli.root.clone(),
+        netns_dir: cli.netns_dir.clone(),
+        data_root: cli.data_root.clone(),
+        firewall,
+    };
     match dispatch(&ctx, cli.cmd) {
         Ok(code) => code,
         Err(e) => {
@@ -129,6 +141,18 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// Clap's error, without its usage and help hints, on one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {

@@ -135,7 +135,13 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
             for n in nets {
                 let gw = n.gateway.map(|g| g.to_string()).unwrap_or_else(|| "-".into());
                 let br = n.bridge.clone().unwrap_or_else(|| "-".into());
-                println!("{:<20} {:<8} {:<18} {gw:<15} {br:<15} {}", n.name, n.driver, n.subnet.to_string(), n.firewall);
+                println!(
+                    "{:<20} {:<8} {:<18} {gw:<15} {br:<15} {}",
+                    n.name,
+                    n.driver,
+                    n.subnet.to_string(),
+                    n.firewall
+                );
             }
         }
         NetworkCmd::Inspect { name } => {

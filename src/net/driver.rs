@@ -55,12 +55,17 @@ pub fn attach(node: &Netlink, net: &Network, ep: &Endpoint, others: &[Endpoint])
             configure_inside(&ns, ep, net.gateway.map(|g| (g, false)))
         }
         Driver::Routed => {
-            let host = node.create_veth(&ep.host_ifname, &ep.ifname, &ns, mac, net.mtu)?;
+            let host_mac = super::endpoint::mac_for(&format!("host/{}", ep.key));
+            let host = node.create_veth_with(&ep.host_ifname, Some(host_mac), &ep.ifname, &ns, mac, net.mtu)?;
             set_conf(&ep.host_ifname, "proxy_arp", "1")?;
             node.up(host, None)?;
             let ip = ep.ip.context("routed endpoint without an address")?;
             node.add_route(Ipv4Net::new(ip, 32)?, None, host, false)?;
-            configure_inside(&ns, ep, Some((ROUTED_GATEWAY, true)))
+            configure_inside(&ns, ep, Some((ROUTED_GATEWAY, true)))?;
+            // proxy_arp answers for 169.254.1.1 only while the node has a route
+            // to it elsewhere (a default route); a permanent entry does not depend on that.
+            let inner = Netlink::in_netns(&ns)?;
+            inner.add_neighbour(inner.require(&ep.ifname)?, ROUTED_GATEWAY, host_mac)
         }
         Driver::Veth => attach_p2p(node, net, ep, &ns, mac, others),
     }
@@ -90,7 +95,14 @@ fn configure_inside(ns: &File, ep: &Endpoint, gateway: Option<(Ipv4Addr, bool)>)
 
 /// The veth driver: the first end waits parked in the node namespace
 /// (down, named after its record) until the second end's namespace comes.
-fn attach_p2p(node: &Netlink, net: &Network, ep: &Endpoint, ns: &File, mac: [u8; 6], others: &[Endpoint]) -> Result<()> {
+fn attach_p2p(
+    node: &Netlink,
+    net: &Network,
+    ep: &Endpoint,
+    ns: &File,
+    mac: [u8; 6],
+    others: &[Endpoint],
+) -> Result<()> {
     let other = match others {
         [] => None,
         [o] => Some(o),

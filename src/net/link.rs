@@ -89,7 +89,10 @@ impl Netlink {
 
     pub fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
         let req = self.handle.link().get().match_name(name.to_string()).execute();
-        match self.rt.block_on(async { futures::pin_mut!(req); req.try_next().await }) {
+        match self.rt.block_on(async {
+            futures::pin_mut!(req);
+            req.try_next().await
+        }) {
             Ok(m) => Ok(m),
             Err(e) => {
                 let e = nl(e);
@@ -127,7 +130,13 @@ impl Netlink {
 
     pub fn mtu_of(&self, index: u32) -> Result<Option<u32>> {
         let req = self.handle.link().get().match_index(index).execute();
-        let msg = self.rt.block_on(async { futures::pin_mut!(req); req.try_next().await }).map_err(nl)?;
+        let msg = self
+            .rt
+            .block_on(async {
+                futures::pin_mut!(req);
+                req.try_next().await
+            })
+            .map_err(nl)?;
         Ok(msg.and_then(|m| {
             m.attributes.iter().find_map(|a| match a {
                 LinkAttribute::Mtu(v) => Some(*v),
@@ -147,13 +156,29 @@ impl Netlink {
     /// clash with nothing here), with the peer's MAC and both MTUs set.
     /// Returns the index of the local end, which is left down.
     pub fn create_veth(&self, local: &str, peer: &str, peer_ns: &File, peer_mac: [u8; 6], mtu: u32) -> Result<u32> {
+        self.create_veth_with(local, None, peer, peer_ns, peer_mac, mtu)
+    }
+
+    /// `create_veth`, with the local end's MAC chosen too.
+    pub fn create_veth_with(
+        &self,
+        local: &str,
+        local_mac: Option<[u8; 6]>,
+        peer: &str,
+        peer_ns: &File,
+        peer_mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<u32> {
         let peer_msg = LinkUnspec::new_with_name(peer)
             .address(peer_mac.to_vec())
             .mtu(mtu)
             .setns_by_fd(peer_ns.as_raw_fd())
             .build();
-        let msg = LinkVeth::new(local, peer)
-            .mtu(mtu)
+        let mut msg = LinkVeth::new(local, peer).mtu(mtu);
+        if let Some(m) = local_mac {
+            msg = msg.address(m.to_vec());
+        }
+        let msg = msg
             .set_info_data(rtnetlink::packet_route::link::InfoData::Veth(
                 rtnetlink::packet_route::link::InfoVeth::Peer(peer_msg),
             ))
@@ -229,6 +254,17 @@ impl Netlink {
             Some(gw) => format!("adding route {dest} via {gw}"),
             None => format!("adding route {dest} dev {dev}"),
         })
+    }
+
+    /// A permanent neighbour entry (ip lladdr MAC nud permanent).
+    pub fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+        let req = self
+            .handle
+            .neighbours()
+            .add(index, ip.into())
+            .link_layer_address(&mac)
+            .state(rtnetlink::packet_route::neighbour::NeighbourState::Permanent);
+        self.block(req.execute()).with_context(|| format!("adding neighbour {ip}"))
     }
 
     /// The IPv4 routes of the main table.

@@ -52,6 +52,7 @@ fn create_locked(ctx: &Context, store: &network::Store, req: &Request) -> Result
         }
     }
     store.save(&net)?;
+    crate::store::fault("network:recorded");
     if let Err(e) = install(ctx, &node, &net) {
         let _ = uninstall(ctx, &node, &net);
         let _ = store.remove(&net.name);
@@ -153,7 +154,11 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
     let netns_id = endpoint::ns_identity(&req.netns)?;
     let eps = endpoints(ctx);
     let _p2p = match net.driver {
-        Driver::Veth => Some(crate::store::lock(&ctx.data_root.join("endpoints").join(format!(".{}.lock", net.name)))?),
+        Driver::Veth => {
+            let dir = ctx.data_root.join("endpoints");
+            std::fs::create_dir_all(&dir).context("creating the endpoint store")?;
+            Some(crate::store::lock(&dir.join(format!(".{}.lock", net.name)))?)
+        }
         _ => None,
     };
     let here = eps.all()?;
@@ -192,12 +197,24 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
     }
     // The record first (gc's way back), then the lease, then the kernel.
     eps.save(&ep)?;
+    crate::store::fault("attach:recorded");
     let node = Netlink::current()?;
     let res = (|| {
         let ip = Ipam::new(&ctx.data_root).allocate(&net.name, net.subnet, net.reserved_gateway(), &key, req.ip)?;
         ep.ip = Some(ip);
         eps.save(&ep)?;
-        driver::attach(&node, &net, &ep, &others)
+        crate::store::fault("attach:leased");
+        if net.driver == Driver::Bridge {
+            // A bridge that had to be made again (node rebooted, crash during
+            // create) comes back with its forwarding and rules.
+            if driver::ensure_bridge(&node, &net)?.1 {
+                forwarding::enable(&ctx.data_root, &net.name)?;
+                firewall::open(net.firewall).add_network(&net.rules())?;
+            }
+        }
+        driver::attach(&node, &net, &ep, &others)?;
+        crate::store::fault("attach:wired");
+        Ok(())
     })();
     if let Err(e) = res {
         let _ = detach_endpoint(ctx, &node, &ep);
@@ -323,7 +340,9 @@ fn rcon_links(node: &Netlink) -> Result<Vec<String>> {
         .into_iter()
         .filter(|n| {
             let hex = n.get(2..).unwrap_or("");
-            (n.starts_with("rv") || n.starts_with("rp")) && hex.len() == 10 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+            (n.starts_with("rv") || n.starts_with("rp"))
+                && hex.len() == 10
+                && hex.bytes().all(|b| b.is_ascii_hexdigit())
         })
         .collect())
 }

@@ -37,7 +37,13 @@ pub fn requested(ann: &HashMap<String, String>) -> Result<Vec<(String, Option<Ip
 
 /// Attach the container whose init is `pid` to the networks its
 /// annotations name. All or nothing: a failure detaches what was attached.
-pub fn on_create(ctx: &Context, id: &str, pid: i32, ann: &HashMap<String, String>, fw: Backend) -> Result<Vec<Endpoint>> {
+pub fn on_create(
+    ctx: &Context,
+    id: &str,
+    pid: i32,
+    ann: &HashMap<String, String>,
+    fw: Backend,
+) -> Result<Vec<Endpoint>> {
     let mut out = Vec::new();
     for (network, ip, mac) in requested(ann)? {
         let req = AttachRequest {

@@ -136,3 +136,12 @@ mod tests {
         assert!(err.contains("inner[1]"), "{err}");
     }
 }
+
+/// Crash injection for the fault tests: with RCON_FAULT=POINT in the
+/// environment, the process SIGKILLs itself when it reaches POINT, exactly
+/// like a `kill -9` landing there. A no-op otherwise.
+pub fn fault(point: &str) {
+    if std::env::var("RCON_FAULT").is_ok_and(|v| v == point) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
