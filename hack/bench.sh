@@ -76,7 +76,7 @@ wrap unshare "$(command -v unshare) -nmpui -f true"
 # unpacked rootfs, config from the image) and removes everything after.
 "$repo/hack/mkimage.sh" >/dev/null
 "$RCON" image import "$repo/hack/.cache/busybox-oci" busybox >/dev/null
-wrap rcon-image "$RCON run --rm busybox true >/dev/null"
+wrap rcon-image "$RCON run --rm --net none busybox true >/dev/null"
 wrap true "/bin/true"
 
 declare -A label=(
@@ -84,7 +84,7 @@ declare -A label=(
 	[runc]="runc run"
 	[crun]="crun run"
 	[unshare]="unshare -nmpui -f true"
-	[rcon-image]="rcon run --rm busybox true"
+	[rcon-image]="rcon run --rm --net none busybox true"
 	[true]="/bin/true"
 )
 
