@@ -12,6 +12,7 @@
 #   BENCH_NET_TOOLS="netavark cni rcon" which tools, in this order
 #   BENCH_NET_SETTLE=2                 seconds of rest after each run
 #   BENCH_OUT=/tmp/p.md                write the section somewhere else
+#   RCON=PATH RCON_REV=REV             another rcon binary, and what to call it
 #
 # Every (tool, count) run gets a fresh world of its own: a "node" network
 # namespace (`ip netns add rcon-bnet-PID-TOOL-N`), N container network
@@ -465,7 +466,7 @@ seen_notes() {
 }
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-rcon_rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
+rcon_rev=${RCON_REV:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}
 cni_ver=$(dpkg-query -W -f='${Version}' containernetworking-plugins 2>/dev/null || echo unknown)
 netavark_ver=$("$NETAVARK" --version 2>/dev/null || echo "netavark unknown")
 rcon_create=''

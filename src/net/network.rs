@@ -131,6 +131,10 @@ pub fn check_ifname(what: &str, name: &str) -> Result<()> {
 /// `default_mtu` is the MTU of the default-route interface.
 pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> Result<Network> {
     crate::store::validate_id("network name", &req.name)?;
+    // Firewall comments and record names stay short; docker allows far less in practice.
+    if req.name.len() > 64 {
+        bail!("network name {:?}: at most 64 characters", req.name);
+    }
     let subnet = match req.subnet {
         Some(s) => {
             if s != s.trunc() {
