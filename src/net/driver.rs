@@ -43,46 +43,54 @@ pub fn remove_bridge(node: &Netlink, net: &Network) -> Result<()> {
 }
 
 /// Wire one endpoint whose record (with its address) is already saved.
-pub fn attach(node: &Netlink, net: &Network, ep: &Endpoint, others: &[Endpoint]) -> Result<()> {
-    let ns = File::open(&ep.netns).with_context(|| format!("netns {}", ep.netns.display()))?;
+/// `inner` is a handle in the endpoint's namespace, `ns` its file.
+pub fn attach(
+    node: &Netlink,
+    inner: &Netlink,
+    ns: &File,
+    net: &Network,
+    ep: &Endpoint,
+    others: &[Endpoint],
+) -> Result<()> {
     let mac = parse_mac(&ep.mac)?;
+    // A node end of the same name is a leftover (a detach still deleting it in
+    // the background, or a crash): it goes first.
+    node.delete_by_name(&ep.host_ifname)?;
     match net.driver {
         Driver::Bridge => {
             let (br, _) = ensure_bridge(node, net)?;
-            let host = node.create_veth(&ep.host_ifname, &ep.ifname, &ns, mac, net.mtu)?;
+            let host = node.create_veth(&ep.host_ifname, &ep.ifname, ns, mac, net.mtu)?;
             node.up(host, Some(br))?;
             node.bridge_port(host, true, !net.icc)?;
-            configure_inside(&ns, ep, net.gateway.map(|g| (g, false)))
+            configure_inside(inner, ep, net.gateway.map(|g| (g, false))).map(|_| ())
         }
         Driver::Routed => {
             let host_mac = super::endpoint::mac_for(&format!("host/{}", ep.key));
-            let host = node.create_veth_with(&ep.host_ifname, Some(host_mac), &ep.ifname, &ns, mac, net.mtu)?;
+            let host = node.create_veth_with(&ep.host_ifname, Some(host_mac), &ep.ifname, ns, mac, net.mtu)?;
             set_conf(&ep.host_ifname, "proxy_arp", "1")?;
             node.up(host, None)?;
             let ip = ep.ip.context("routed endpoint without an address")?;
             node.add_route(Ipv4Net::new(ip, 32)?, None, host, false)?;
-            configure_inside(&ns, ep, Some((ROUTED_GATEWAY, true)))?;
+            let idx = configure_inside(inner, ep, Some((ROUTED_GATEWAY, true)))?;
             // proxy_arp answers for 169.254.1.1 only while the node has a route
             // to it elsewhere (a default route); a permanent entry does not depend on that.
-            let inner = Netlink::in_netns(&ns)?;
-            inner.add_neighbour(inner.require(&ep.ifname)?, ROUTED_GATEWAY, host_mac)
+            inner.add_neighbour(idx, ROUTED_GATEWAY, host_mac)
         }
-        Driver::Veth => attach_p2p(node, net, ep, &ns, mac, others),
+        Driver::Veth => attach_p2p(node, inner, ns, net, ep, mac, others),
     }
 }
 
 /// Address, link up and (for the first interface) the default route, inside the namespace.
 /// `onlink` routes go via a gateway that is not in the interface's subnet (routed: 169.254.1.1).
-fn configure_inside(ns: &File, ep: &Endpoint, gateway: Option<(Ipv4Addr, bool)>) -> Result<()> {
-    let inner = Netlink::in_netns(ns)?;
+/// Returns the interface's index.
+fn configure_inside(inner: &Netlink, ep: &Endpoint, gateway: Option<(Ipv4Addr, bool)>) -> Result<u32> {
     let idx = inner.require(&ep.ifname)?;
     let ip = ep.ip.context("endpoint without an address")?;
     inner.add_address(idx, ip, ep.prefix)?;
     inner.up(idx, None)?;
-    if let Some(lo) = inner.index("lo")? {
-        inner.up(lo, None)?;
-    }
-    let Some((gw, onlink)) = gateway else { return Ok(()) };
+    // lo is always index 1 in a namespace.
+    inner.up(1, None)?;
+    let Some((gw, onlink)) = gateway else { return Ok(idx) };
     if onlink {
         inner.add_route(Ipv4Net::new(gw, 32)?, None, idx, false)?;
     }
@@ -90,16 +98,17 @@ fn configure_inside(ns: &File, ep: &Endpoint, gateway: Option<(Ipv4Addr, bool)>)
     if !inner.routes()?.iter().any(|r| r.dest.prefix_len() == 0) {
         inner.add_route(Ipv4Net::default(), Some(gw), idx, onlink)?;
     }
-    Ok(())
+    Ok(idx)
 }
 
 /// The veth driver: the first end waits parked in the node namespace
 /// (down, named after its record) until the second end's namespace comes.
 fn attach_p2p(
     node: &Netlink,
+    inner: &Netlink,
+    ns: &File,
     net: &Network,
     ep: &Endpoint,
-    ns: &File,
     mac: [u8; 6],
     others: &[Endpoint],
 ) -> Result<()> {
@@ -113,11 +122,9 @@ fn attach_p2p(
             // Bring the parked end over and make it ours.
             let parked = node.require(&o.host_ifname)?;
             node.rename_into(parked, &ep.ifname, Some(ns))?;
-            let inner = Netlink::in_netns(ns)?;
             let idx = inner.require(&ep.ifname)?;
-            set_mac(&inner, idx, mac)?;
-            drop(inner);
-            configure_inside(ns, ep, None)
+            set_mac(inner, idx, mac)?;
+            configure_inside(inner, ep, None).map(|_| ())
         }
         Some(o) if o.netns_alive() => {
             // The partner lost its end when we last detached: make a new pair
@@ -125,16 +132,15 @@ fn attach_p2p(
             let theirs = File::open(&o.netns)?;
             let local = node.create_veth(&ep.host_ifname, &ep.ifname, ns, mac, net.mtu)?;
             node.rename_into(local, &o.ifname, Some(&theirs))?;
-            let inner = Netlink::in_netns(&theirs)?;
-            let idx = inner.require(&o.ifname)?;
-            set_mac(&inner, idx, parse_mac(&o.mac)?)?;
-            drop(inner);
-            configure_inside(&theirs, o, None)?;
-            configure_inside(ns, ep, None)
+            let other_side = Netlink::in_netns(&theirs)?;
+            let idx = other_side.require(&o.ifname)?;
+            set_mac(&other_side, idx, parse_mac(&o.mac)?)?;
+            configure_inside(&other_side, o, None)?;
+            configure_inside(inner, ep, None).map(|_| ())
         }
         _ => {
             node.create_veth(&ep.host_ifname, &ep.ifname, ns, mac, net.mtu)?;
-            configure_inside(ns, ep, None)
+            configure_inside(inner, ep, None).map(|_| ())
         }
     }
 }
@@ -147,7 +153,7 @@ fn set_mac(inner: &Netlink, idx: u32, mac: [u8; 6]) -> Result<()> {
 /// both (and the routes through it); a namespace that is gone took them along.
 pub fn detach(node: &Netlink, ep: &Endpoint) -> Result<()> {
     if node.index(&ep.host_ifname)?.is_some() {
-        return node.delete_by_name(&ep.host_ifname);
+        return super::link::delete_detached(&ep.host_ifname);
     }
     if ep.netns_alive() {
         if let Ok(ns) = File::open(&ep.netns) {

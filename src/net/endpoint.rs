@@ -85,40 +85,83 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// The file name carries short tags of the owner and of the namespace, so
+/// that finding a container's or a namespace's endpoints reads names only,
+/// not every record: attach and delete stay as fast at 1000 endpoints as at 10.
+fn file_name(owner: Option<&str>, netns_id: &str, key: &str) -> String {
+    format!("{}.{}.{key}.json", owner_tag(owner), netns_tag(netns_id))
+}
+
+fn owner_tag(owner: Option<&str>) -> String {
+    owner.map(|o| super::short_hash(&format!("owner/{o}"))[..8].to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn netns_tag(netns_id: &str) -> String {
+    super::short_hash(&format!("netns/{netns_id}"))[..8].to_string()
+}
+
+/// What to look for: every given field must match.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Filter<'a> {
+    pub network: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    pub netns_id: Option<&'a str>,
+}
+
 impl Store {
     pub fn new(data_root: &Path) -> Store {
         Store { dir: data_root.join("endpoints") }
     }
 
-    fn path(&self, network: &str, key: &str) -> PathBuf {
-        self.dir.join(network).join(format!("{key}.json"))
+    fn path(&self, ep: &Endpoint) -> PathBuf {
+        self.dir.join(&ep.network).join(file_name(ep.owner.as_deref(), &ep.netns_id, &ep.key))
     }
 
     pub fn save(&self, ep: &Endpoint) -> Result<()> {
-        let p = self.path(&ep.network, &ep.key);
+        let p = self.path(ep);
         fs::create_dir_all(p.parent().unwrap()).context("creating the endpoint store")?;
         crate::store::write_json(&p, ep)
     }
 
     pub fn remove(&self, ep: &Endpoint) -> Result<()> {
-        match fs::remove_file(self.path(&ep.network, &ep.key)) {
+        match fs::remove_file(self.path(ep)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the endpoint record"),
-            _ => {
-                let _ = fs::remove_dir(self.dir.join(&ep.network));
-                Ok(())
-            }
+            _ => Ok(()),
         }
     }
 
-    pub fn on_network(&self, network: &str) -> Result<Vec<Endpoint>> {
+    /// The records that match `f`, sorted by address.
+    pub fn find(&self, f: Filter) -> Result<Vec<Endpoint>> {
+        let nets: Vec<String> = match f.network {
+            Some(n) => vec![n.to_string()],
+            None => match fs::read_dir(&self.dir) {
+                Ok(rd) => rd.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect(),
+                Err(_) => Vec::new(),
+            },
+        };
+        let (otag, ntag) = (f.owner.map(|o| owner_tag(Some(o))), f.netns_id.map(netns_tag));
         let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(self.dir.join(network)) else { return Ok(out) };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "json") {
+        for net in nets.iter().filter(|n| !n.starts_with('.')) {
+            let Ok(rd) = fs::read_dir(self.dir.join(net)) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let mut parts = name.split('.');
+                let (Some(o), Some(n), Some(_), Some("json"), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                if otag.as_deref().is_some_and(|t| t != o) || ntag.as_deref().is_some_and(|t| t != n) {
+                    continue;
+                }
                 // A record being replaced may vanish under us: skip it.
-                if let Ok(ep) = crate::store::read_json::<Endpoint>(&p) {
-                    out.push(ep);
+                if let Ok(ep) = crate::store::read_json::<Endpoint>(&e.path()) {
+                    if f.owner.is_none_or(|w| ep.owner.as_deref() == Some(w))
+                        && f.netns_id.is_none_or(|w| ep.netns_id == w)
+                    {
+                        out.push(ep);
+                    }
                 }
             }
         }
@@ -126,15 +169,12 @@ impl Store {
         Ok(out)
     }
 
+    pub fn on_network(&self, network: &str) -> Result<Vec<Endpoint>> {
+        self.find(Filter { network: Some(network), ..Default::default() })
+    }
+
     pub fn all(&self) -> Result<Vec<Endpoint>> {
-        let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(&self.dir) else { return Ok(out) };
-        for e in rd.flatten() {
-            if let Some(net) = e.file_name().to_str() {
-                out.extend(self.on_network(net)?);
-            }
-        }
-        Ok(out)
+        self.find(Filter::default())
     }
 }
 
@@ -149,6 +189,34 @@ mod tests {
         assert_eq!(parse_mac(&format_mac(m)).unwrap(), m);
         assert!(parse_mac("01:00:5e:00:00:01").unwrap_err().to_string().contains("multicast"));
         assert!(parse_mac("zz").is_err());
+    }
+
+    #[test]
+    fn find_filters_by_owner_and_namespace_from_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::new(dir.path());
+        let ep = |net: &str, owner: Option<&str>, ns: &str, key: &str| Endpoint {
+            network: net.into(),
+            key: key.into(),
+            netns: "/x".into(),
+            netns_id: ns.into(),
+            owner: owner.map(String::from),
+            ifname: "eth0".into(),
+            host_ifname: "rv0".into(),
+            ip: None,
+            prefix: 24,
+            mac: "02:00:00:00:00:01".into(),
+            gateway: None,
+        };
+        st.save(&ep("a", Some("c1"), "1:1", "k1")).unwrap();
+        st.save(&ep("b", Some("c1"), "1:1", "k2")).unwrap();
+        st.save(&ep("a", None, "1:2", "k3")).unwrap();
+        let f = |owner, netns_id| Filter { owner, netns_id, network: None };
+        assert_eq!(st.find(f(Some("c1"), None)).unwrap().len(), 2);
+        assert_eq!(st.find(f(None, Some("1:2"))).unwrap()[0].key, "k3");
+        assert_eq!(st.on_network("a").unwrap().len(), 2);
+        st.remove(&ep("a", None, "1:2", "k3")).unwrap();
+        assert_eq!(st.all().unwrap().len(), 2);
     }
 
     #[test]

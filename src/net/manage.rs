@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use super::endpoint::{self, Endpoint};
+use super::endpoint::{self, Endpoint, Filter};
 use super::firewall::{self, Backend};
 use super::ipam::Ipam;
 use super::link::Netlink;
@@ -161,16 +161,26 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         }
         _ => None,
     };
-    let here = eps.all()?;
-    if let Some(ep) = here.iter().find(|e| e.network == net.name && e.netns_id == netns_id && e.netns_alive()) {
+    // Only this namespace's records are read (their file names say whose they are).
+    let mine = eps.find(Filter { netns_id: Some(&netns_id), ..Default::default() })?;
+    if let Some(ep) = mine.iter().find(|e| e.network == net.name && e.netns_alive()) {
         bail!("{} is already attached to network {} as {}", req.netns.display(), net.name, ep.ifname);
     }
+    let ns = File::open(&req.netns).with_context(|| format!("netns {}", req.netns.display()))?;
+    let inner = Netlink::in_netns(&ns)?;
     let ifname = match &req.ifname {
         Some(i) => {
             network::check_ifname("interface", i)?;
+            if inner.index(i)?.is_some() {
+                bail!("{} already has an interface {i}", req.netns.display());
+            }
             i.clone()
         }
-        None => next_ifname(&here, &netns_id),
+        None => {
+            let mut used: HashSet<String> = inner.link_names()?.into_iter().collect();
+            used.extend(mine.iter().map(|e| e.ifname.clone()));
+            (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n)).unwrap()
+        }
     };
     let key = endpoint::key_for(&net.name, &netns_id, &ifname);
     let mac = match &req.mac {
@@ -191,7 +201,10 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         mac: endpoint::format_mac(mac),
         gateway: net.gateway,
     };
-    let others: Vec<Endpoint> = here.into_iter().filter(|e| e.network == net.name && e.key != key).collect();
+    let others: Vec<Endpoint> = match net.driver {
+        Driver::Veth => eps.on_network(&net.name)?.into_iter().filter(|e| e.key != key).collect(),
+        _ => Vec::new(),
+    };
     if net.driver == Driver::Veth && others.len() >= 2 {
         bail!("network {}: the veth driver joins exactly two ends, and both are attached", net.name);
     }
@@ -212,7 +225,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
                 firewall::open(net.firewall).add_network(&net.rules())?;
             }
         }
-        driver::attach(&node, &net, &ep, &others)?;
+        driver::attach(&node, &inner, &ns, &net, &ep, &others)?;
         crate::store::fault("attach:wired");
         Ok(())
     })();
@@ -221,12 +234,6 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         return Err(e);
     }
     Ok(ep)
-}
-
-/// eth0, then eth1 … : the first name no endpoint of this namespace uses.
-fn next_ifname(all: &[Endpoint], netns_id: &str) -> String {
-    let used: HashSet<&str> = all.iter().filter(|e| e.netns_id == netns_id).map(|e| e.ifname.as_str()).collect();
-    (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n.as_str())).unwrap()
 }
 
 /// Undo one endpoint: interfaces, lease, record (in that order).
@@ -241,9 +248,9 @@ pub fn detach(ctx: &Context, network: &str, netns: &Path, ifname: Option<&str>) 
     networks(ctx).get(network)?;
     let id = endpoint::ns_identity(netns)?;
     let mine: Vec<Endpoint> = endpoints(ctx)
-        .on_network(network)?
+        .find(Filter { network: Some(network), netns_id: Some(&id), ..Default::default() })?
         .into_iter()
-        .filter(|e| e.netns_id == id && ifname.is_none_or(|i| i == e.ifname))
+        .filter(|e| ifname.is_none_or(|i| i == e.ifname))
         .collect();
     if mine.is_empty() {
         bail!("{} is not attached to network {network}", netns.display());
@@ -254,7 +261,7 @@ pub fn detach(ctx: &Context, network: &str, netns: &Path, ifname: Option<&str>) 
 
 /// Every endpoint that belongs to `owner` (a container id).
 pub fn endpoints_of(ctx: &Context, owner: &str) -> Result<Vec<Endpoint>> {
-    Ok(endpoints(ctx).all()?.into_iter().filter(|e| e.owner.as_deref() == Some(owner)).collect())
+    endpoints(ctx).find(Filter { owner: Some(owner), ..Default::default() })
 }
 
 /// Detach everything `owner` has, on every network (container delete).
