@@ -21,9 +21,9 @@ TEST_PKGS=(
 	nftables        # nft: the default firewall backend, and rule checks in tests
 	iptables        # the second firewall backend
 	conntrack       # flushing stale UDP conntrack entries, and checks in tests
+	runc            # another runtime wired by `rcon network hook` (examples/network-bundle)
 )
 BENCH_PKGS=(
-	runc      # the reference runtime we compare against
 	crun      # a second peer
 	hyperfine # the timer
 	netavark                    # network setup peer (Podman's)

@@ -18,3 +18,16 @@ fn netns_bundle_example_runs() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("/tmp/rcon-example."), "example left a mount behind");
 }
+
+/// examples/network-bundle/run.sh: bundles wired by the `rcon.network`
+/// annotation talk over TCP, and runc's bundle is wired by the hook mode.
+#[test]
+fn network_bundle_example_runs() {
+    require_root();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/network-bundle/run.sh");
+    let out = Command::new("bash").arg(script).env("RCON", rcon_bin()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "run.sh failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("client got: hello-from-server"), "{stdout}");
+    assert!(stdout.contains("runc container got: hello-from-server"), "{stdout}");
+}
