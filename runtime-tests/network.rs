@@ -325,6 +325,37 @@ fn gc_after_a_crash_leaves_the_node_as_before() {
     wait_until("the stray veth to go", || nw.w.sh_in(nw.node(), "ip -o link | cut -d: -f2 | sort") == before);
 }
 
+/// `rcon run` killed at each point of its way (before the runtime, mid
+/// network attach, after it): gc removes the abandoned containers with
+/// their overlay, name, cgroup, endpoint, lease and veth.
+#[test]
+fn gc_after_killed_runs_leaves_nothing() {
+    let nw = net_world("nk", "nftables");
+    nw.w.ok(&["network", "create", "--subnet", "10.61.0.0/24", "killed"]);
+    let links = || nw.w.sh_in(nw.node(), "ip -o link | cut -d: -f2 | sort");
+    let before = links();
+    for point in ["run:mounted", "attach:recorded", "attach:leased", "attach:wired"] {
+        let out =
+            nw.w.cmd(&["run", "--network", "killed", "busybox", "true"]).env("RCON_FAULT", point).output().unwrap();
+        assert_eq!(out.status.code(), None, "{point}: rcon should have been killed");
+    }
+    let report = nw.w.ok(&["gc"]);
+    assert_eq!(report.matches("removed container").count(), 4, "{report}");
+    assert!(nw.w.containers().iter().all(|c| c.starts_with('.')), "state left: {:?}", nw.w.containers());
+    assert_eq!(std::fs::read_dir(nw.w.data_root.join("containers")).map(|r| r.count()).unwrap_or(0), 0);
+    assert_eq!(endpoint_count(&nw.w, "killed"), 0);
+    let leases = std::fs::read_to_string(nw.w.data_root.join("ipam/killed.json")).unwrap_or("{}".into());
+    let leases: serde_json::Value = serde_json::from_str(&leases).unwrap();
+    assert_eq!(leases["leases"].as_array().map(|a| a.len()).unwrap_or(0), 0, "{leases}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(nw.w.data_root.to_str().unwrap()), "an overlay was left mounted");
+    wait_until("the node's links to be as before", || links() == before);
+    // gc again finds nothing, and leaves a live container alone.
+    nw.w.ok(&["run", "-d", "--name", "alive", "--network", "killed", "busybox", "sleep", "1000"]);
+    assert_eq!(nw.w.ok(&["gc"]).trim(), "");
+    assert_eq!(endpoint_count(&nw.w, "killed"), 1);
+}
+
 fn endpoint_count(w: &World, net: &str) -> usize {
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", net])).unwrap();
     v["endpoints"].as_array().unwrap().len()

@@ -232,6 +232,10 @@ fn hook(ctx: &Context, stage: Option<&str>) -> Result<()> {
 
 /// `rcon gc`: remove what crashed runs left (endpoints, leases, veths, rules).
 pub fn gc(ctx: &Context) -> Result<i32> {
+    // Containers first: their removal releases their endpoints.
+    for id in engine::gc(ctx)? {
+        println!("removed container {id}");
+    }
     let r = manage::gc(ctx, &[rcon::net::firewall::Backend::Nftables, rcon::net::firewall::Backend::Iptables])?;
     let all = [("endpoint", &r.endpoints), ("lease", &r.leases), ("link", &r.links), ("rules", &r.rules)];
     for (what, items) in all {

@@ -50,6 +50,37 @@ fn exit_path(ctx: &Context, id: &str) -> PathBuf {
     rootfs::container_dir(ctx, id).join("exit-status")
 }
 
+fn creator_path(ctx: &Context, id: &str) -> PathBuf {
+    rootfs::container_dir(ctx, id).join("creator")
+}
+
+/// Remove what runs killed mid-way left: containers abandoned in
+/// `creating`, and engine data dirs (overlay, name) that never got as far
+/// as the runtime. Returns the ids removed.
+pub fn gc(ctx: &Context) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for id in runtime::abandoned(ctx)? {
+        runtime::delete(ctx, &id, true)?;
+        forget(ctx, &id)?;
+        removed.push(id);
+    }
+    let Ok(rd) = fs::read_dir(ctx.data_root.join("containers")) else { return Ok(removed) };
+    for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if ctx.container_dir(&id).exists() {
+            continue;
+        }
+        let creator: Option<runtime::state::Creator> = crate::store::read_json(&creator_path(ctx, &id)).ok();
+        // A container that ran and was removed by the runtime alone (OCI
+        // delete of an engine container) has no creator alive either.
+        if creator.is_none_or(|c| !c.alive()) {
+            forget(ctx, &id)?;
+            removed.push(id);
+        }
+    }
+    Ok(removed)
+}
+
 /// The recorded exit status of a stopped engine container.
 pub fn exit_status(ctx: &Context, id: &str) -> Option<i32> {
     fs::read_to_string(exit_path(ctx, id)).ok()?.trim().parse().ok()
@@ -168,6 +199,8 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     let mut undo = Undo { ctx, id: id.clone(), armed: true };
     let dir = rootfs::container_dir(ctx, &id);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Who is making it: gc leaves a run in progress alone.
+    crate::store::write_json(&creator_path(ctx, &id), &runtime::state::Creator::me())?;
     let root = rootfs::mount_overlay(&dir, &lower)?;
     let hostname = req.o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
     let etc = write_etc_files(&dir, &hostname, &net)?;
@@ -195,6 +228,7 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
         spec.set_annotations(Some(ann));
     }
     crate::store::write_json(&dir.join("config.json"), &spec)?;
+    crate::store::fault("run:mounted");
     let opts = CreateOptions { bundle: dir.clone(), ..Default::default() };
     if req.detach {
         monitor::start(ctx, &id, &opts, req.rm)?;

@@ -120,6 +120,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         pid_start_time: 0,
         own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
         cgroup: None,
+        creator: Some(state::Creator::me()),
     };
     st.save(&dir)?;
     store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;
@@ -280,6 +281,20 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
         loaded.context("state is unreadable; use --force to remove it")?;
     }
     fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+}
+
+/// Containers left in `creating` by an rcon process that is gone (killed
+/// mid-create): what `rcon gc` removes.
+pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(out) };
+    for e in rd.flatten() {
+        let Ok(st) = State::load(&e.path()) else { continue };
+        if st.status == Status::Creating && st.creator.is_none_or(|c| !c.alive()) {
+            out.push(st.id);
+        }
+    }
+    Ok(out)
 }
 
 pub fn list(ctx: &Context) -> Result<Vec<State>> {

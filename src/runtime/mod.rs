@@ -72,6 +72,10 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     container::delete(ctx, id, force)
 }
 
+pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
+    container::abandoned(ctx)
+}
+
 pub fn list(ctx: &Context) -> Result<Vec<State>> {
     container::list(ctx)
 }

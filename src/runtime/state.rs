@@ -59,6 +59,28 @@ pub struct State {
     /// The cgroup that holds every process of the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<PathBuf>,
+    /// The rcon process that is creating the container: a container left in
+    /// `creating` by a creator that is gone was abandoned, and gc removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<Creator>,
+}
+
+/// A process, by pid and kernel start time (so a reused pid is not mistaken for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creator {
+    pub pid: i32,
+    pub start: u64,
+}
+
+impl Creator {
+    pub fn me() -> Creator {
+        let pid = std::process::id() as i32;
+        Creator { pid, start: proc_start_time(pid).map(|(t, _)| t).unwrap_or(0) }
+    }
+
+    pub fn alive(&self) -> bool {
+        process_alive(self.pid, self.start)
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
