@@ -69,8 +69,12 @@ impl Ipam {
         let mut book = before.clone();
         let out = change(&mut book)?;
         if book != before {
-            // Leases must survive a power cut: a lost lease means a duplicate address later.
-            store::write_durable(&file, &serde_json::to_vec_pretty(&book)?)?;
+            // Atomic (rename) but not fsynced: every lease's endpoint dies with
+            // the machine, and after a power cut gc releases them all anyway
+            // (their namespaces are gone). An fsync per attach would cost more
+            // than the rest of the attach. Compact JSON: the book is re-read
+            // and re-written whole by every attach.
+            store::write_atomic(&file, &serde_json::to_vec(&book)?)?;
         }
         Ok(out)
     }
