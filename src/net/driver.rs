@@ -60,6 +60,7 @@ pub fn attach(
         Driver::Bridge => {
             let (br, _) = ensure_bridge(node, net)?;
             let host = node.create_veth(&ep.host_ifname, &ep.ifname, ns, mac, net.mtu)?;
+            no_ipv6(&ep.host_ifname);
             node.up(host, Some(br))?;
             node.bridge_port(host, true, !net.icc)?;
             configure_inside(inner, ep, net.gateway.map(|g| (g, false))).map(|_| ())
@@ -68,6 +69,7 @@ pub fn attach(
             let host_mac = super::endpoint::mac_for(&format!("host/{}", ep.key));
             let host = node.create_veth_with(&ep.host_ifname, Some(host_mac), &ep.ifname, ns, mac, net.mtu)?;
             set_conf(&ep.host_ifname, "proxy_arp", "1")?;
+            no_ipv6(&ep.host_ifname);
             node.up(host, None)?;
             let ip = ep.ip.context("routed endpoint without an address")?;
             node.add_route(Ipv4Net::new(ip, 32)?, None, host, false)?;
@@ -78,6 +80,14 @@ pub fn attach(
         }
         Driver::Veth => attach_p2p(node, inner, ns, net, ep, mac, others),
     }
+}
+
+/// The node end of a veth carries no IPv6: without this, bringing it up
+/// makes a link-local address, DAD and MLD reports flooded to every port of
+/// the bridge, work that grows with the number of containers. Best effort:
+/// a node without IPv6 has no such file.
+fn no_ipv6(ifname: &str) {
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"), "1");
 }
 
 /// Address, link up and (for the first interface) the default route, inside the namespace.
