@@ -161,17 +161,17 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
                 ip: a.ip,
                 mac: a.mac,
                 owner: Some(id),
-                firewall: ctx.firewall,
                 ..Default::default()
             };
             manage::attach(ctx, &req)?;
         }
         NetworkCmd::Disconnect { network, container } => {
             let id = engine::names::resolve(ctx, &container)?;
-            manage::detach_owner_from(ctx, &id, &network)?;
+            if manage::detach_owner(ctx, &id, Some(&network))? == 0 {
+                bail!("container {container:?} is not connected to network {network}");
+            }
         }
         NetworkCmd::Attach(a) => {
-            manage::check_netns(&a.netns)?;
             let req = AttachRequest {
                 network: a.network,
                 netns: a.netns,
@@ -179,7 +179,6 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
                 ip: a.ip,
                 mac: a.mac,
                 owner: None,
-                firewall: ctx.firewall,
             };
             println!("{}", serde_json::to_string(&manage::attach(ctx, &req)?)?);
         }
@@ -222,7 +221,7 @@ fn hook(ctx: &Context, stage: Option<&str>) -> Result<()> {
             if st.pid <= 0 {
                 bail!("hook {stage}: the state has no pid");
             }
-            wire::on_create(ctx, &st.id, st.pid, &st.annotations, ctx.firewall)?;
+            wire::on_create(ctx, &st.id, st.pid, &st.annotations)?;
         }
         "poststop" => wire::on_delete(ctx, &st.id)?,
         other => bail!("hook stage {other:?}: use createRuntime or poststop"),

@@ -185,10 +185,7 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
         bail!("--ip and --mac need a network (--network NAME)");
     }
     if let Some(n) = &network {
-        // Fail before any work when the network does not exist (bridge is made on first use).
-        if n != crate::net::network::DEFAULT_NETWORK {
-            crate::net::network::Store::new(&ctx.data_root).get(n)?;
-        }
+        crate::net::manage::check_network(ctx, n)?;
     }
     if req.detach && req.o.tty {
         bail!("-d with -t needs attach, which rcon does not have yet: drop -t");
@@ -217,14 +214,9 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     })?;
     let mut spec = spec;
     if let Some(n) = &network {
+        // The runtime wires it at create, as for any bundle with these annotations.
         let mut ann = spec.annotations().clone().unwrap_or_default();
-        ann.insert(crate::net::wire::NETWORK.into(), n.clone());
-        if let Some(ip) = req.ip {
-            ann.insert(crate::net::wire::IP.into(), ip.to_string());
-        }
-        if let Some(mac) = &req.mac {
-            ann.insert(crate::net::wire::MAC.into(), mac.clone());
-        }
+        crate::net::wire::annotate(&mut ann, n, req.ip, req.mac.as_deref());
         spec.set_annotations(Some(ann));
     }
     crate::store::write_json(&dir.join("config.json"), &spec)?;

@@ -121,7 +121,7 @@ pub fn user(spec: &str, rootfs: &Path) -> Result<(u32, u32)> {
     Ok((uid, gid))
 }
 
-fn lookup<'a>(file: &'a str, min: usize, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&'a str>> {
+fn lookup(file: &str, min: usize, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     file.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > min && pred(f))
 }
 

@@ -43,7 +43,8 @@ pub fn remove_bridge(node: &Netlink, net: &Network) -> Result<()> {
 }
 
 /// Wire one endpoint whose record (with its address) is already saved.
-/// `inner` is a handle in the endpoint's namespace, `ns` its file.
+/// `inner` is a handle in the endpoint's namespace, `ns` its file. Returns
+/// whether the network's bridge had to be made (the caller re-applies rules).
 pub fn attach(
     node: &Netlink,
     inner: &Netlink,
@@ -51,23 +52,24 @@ pub fn attach(
     net: &Network,
     ep: &Endpoint,
     others: &[Endpoint],
-) -> Result<()> {
+) -> Result<bool> {
     let mac = parse_mac(&ep.mac)?;
     // A node end of the same name is a leftover (a detach still deleting it in
     // the background, or a crash): it goes first.
     node.delete_by_name(&ep.host_ifname)?;
     match net.driver {
         Driver::Bridge => {
-            let (br, _) = ensure_bridge(node, net)?;
-            let host = node.create_veth(&ep.host_ifname, &ep.ifname, ns, mac, net.mtu)?;
+            let (br, made) = ensure_bridge(node, net)?;
+            let host = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
             no_ipv6(&ep.host_ifname);
             node.up(host, Some(br))?;
             node.bridge_port(host, true, !net.icc)?;
-            configure_inside(inner, ep, net.gateway.map(|g| (g, false))).map(|_| ())
+            configure_inside(inner, ep, net.gateway.map(|g| (g, false)))?;
+            Ok(made)
         }
         Driver::Routed => {
             let host_mac = super::endpoint::mac_for(&format!("host/{}", ep.key));
-            let host = node.create_veth_with(&ep.host_ifname, Some(host_mac), &ep.ifname, ns, mac, net.mtu)?;
+            let host = node.create_veth(&ep.host_ifname, Some(host_mac), &ep.ifname, ns, mac, net.mtu)?;
             set_conf(&ep.host_ifname, "proxy_arp", "1")?;
             no_ipv6(&ep.host_ifname);
             node.up(host, None)?;
@@ -76,9 +78,10 @@ pub fn attach(
             let idx = configure_inside(inner, ep, Some((ROUTED_GATEWAY, true)))?;
             // proxy_arp answers for 169.254.1.1 only while the node has a route
             // to it elsewhere (a default route); a permanent entry does not depend on that.
-            inner.add_neighbour(idx, ROUTED_GATEWAY, host_mac)
+            inner.add_neighbour(idx, ROUTED_GATEWAY, host_mac)?;
+            Ok(false)
         }
-        Driver::Veth => attach_p2p(node, inner, ns, net, ep, mac, others),
+        Driver::Veth => attach_p2p(node, inner, ns, net, ep, mac, others).map(|_| false),
     }
 }
 
@@ -133,30 +136,26 @@ fn attach_p2p(
             let parked = node.require(&o.host_ifname)?;
             node.rename_into(parked, &ep.ifname, Some(ns))?;
             let idx = inner.require(&ep.ifname)?;
-            set_mac(inner, idx, mac)?;
+            inner.set_address(idx, mac)?;
             configure_inside(inner, ep, None).map(|_| ())
         }
         Some(o) if o.netns_alive() => {
             // The partner lost its end when we last detached: make a new pair
             // and hand the local end to the partner, under its old name.
             let theirs = File::open(&o.netns)?;
-            let local = node.create_veth(&ep.host_ifname, &ep.ifname, ns, mac, net.mtu)?;
+            let local = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
             node.rename_into(local, &o.ifname, Some(&theirs))?;
             let other_side = Netlink::in_netns(&theirs)?;
             let idx = other_side.require(&o.ifname)?;
-            set_mac(&other_side, idx, parse_mac(&o.mac)?)?;
+            other_side.set_address(idx, parse_mac(&o.mac)?)?;
             configure_inside(&other_side, o, None)?;
             configure_inside(inner, ep, None).map(|_| ())
         }
         _ => {
-            node.create_veth(&ep.host_ifname, &ep.ifname, ns, mac, net.mtu)?;
+            node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
             configure_inside(inner, ep, None).map(|_| ())
         }
     }
-}
-
-fn set_mac(inner: &Netlink, idx: u32, mac: [u8; 6]) -> Result<()> {
-    inner.set_address(idx, mac)
 }
 
 /// Remove the endpoint's interfaces. Deleting either end of a veth deletes

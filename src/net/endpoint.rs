@@ -50,6 +50,18 @@ pub fn ns_identity(path: &Path) -> Result<String> {
     Ok(format!("{}:{}", md.dev(), md.ino()))
 }
 
+/// The node-side veth name of endpoint `key`: `rv` and 10 hex digits, or
+/// `rp` for the end a veth-driver endpoint parks in the node.
+pub fn host_ifname(key: &str, parked: bool) -> String {
+    format!("{}{}", if parked { "rp" } else { "rv" }, &key[..10])
+}
+
+/// Whether a link name is one `host_ifname` makes (gc's test for "ours").
+pub fn is_host_ifname(name: &str) -> bool {
+    let hex = name.get(2..).unwrap_or("");
+    (name.starts_with("rv") || name.starts_with("rp")) && hex.len() == 10 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 pub fn key_for(network: &str, netns_id: &str, ifname: &str) -> String {
     super::short_hash(&format!("{network}/{netns_id}/{ifname}"))[..16].to_string()
 }
@@ -165,7 +177,7 @@ impl Store {
                 }
             }
         }
-        out.sort_by(|a, b| a.ip.cmp(&b.ip));
+        out.sort_by_key(|e| e.ip);
         Ok(out)
     }
 
@@ -224,5 +236,8 @@ mod tests {
         assert_ne!(key_for("n", "1:2", "eth0"), key_for("n", "1:2", "eth1"));
         assert_ne!(key_for("n", "1:2", "eth0"), key_for("n", "1:3", "eth0"));
         assert_eq!(key_for("n", "1:2", "eth0").len(), 16);
+        let k = key_for("n", "1:2", "eth0");
+        assert!(is_host_ifname(&host_ifname(&k, false)) && is_host_ifname(&host_ifname(&k, true)));
+        assert!(!is_host_ifname("rvfoo") && !is_host_ifname("eth0"));
     }
 }

@@ -153,14 +153,10 @@ impl Netlink {
     }
 
     /// A veth pair whose peer is born inside `peer_ns` (so its name may
-    /// clash with nothing here), with the peer's MAC and both MTUs set.
-    /// Returns the index of the local end, which is left down.
-    pub fn create_veth(&self, local: &str, peer: &str, peer_ns: &File, peer_mac: [u8; 6], mtu: u32) -> Result<u32> {
-        self.create_veth_with(local, None, peer, peer_ns, peer_mac, mtu)
-    }
-
-    /// `create_veth`, with the local end's MAC chosen too.
-    pub fn create_veth_with(
+    /// clash with nothing here), with the peer's MAC (and the local end's,
+    /// when given) and both MTUs set. Returns the index of the local end,
+    /// which is left down.
+    pub fn create_veth(
         &self,
         local: &str,
         local_mac: Option<[u8; 6]>,

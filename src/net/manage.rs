@@ -41,7 +41,7 @@ fn create_locked(ctx: &Context, store: &network::Store, req: &Request) -> Result
     let node = Netlink::current()?;
     let mut taken: Vec<(String, ipnet::Ipv4Net)> =
         store.list()?.into_iter().map(|n| (format!("network {}", n.name), n.subnet)).collect();
-    // Routes already here, except the default and our own bridges' routes (listed as networks).
+    // Routes already here, except the default route (it overlaps everything).
     taken.extend(
         node.routes()?.into_iter().filter(|r| r.dest.prefix_len() > 0).map(|r| (format!("route {}", r.dest), r.dest)),
     );
@@ -76,8 +76,8 @@ fn uninstall(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
     driver::remove_bridge(node, net)
 }
 
-/// The default network, made on first use.
-pub fn default_network(ctx: &Context, backend: Backend) -> Result<Network> {
+/// The default network, made on first use (with the context's firewall backend).
+fn default_network(ctx: &Context) -> Result<Network> {
     let store = networks(ctx);
     if store.exists(DEFAULT_NETWORK) {
         return store.get(DEFAULT_NETWORK);
@@ -87,16 +87,25 @@ pub fn default_network(ctx: &Context, backend: Backend) -> Result<Network> {
         return store.get(DEFAULT_NETWORK);
     }
     let mut req = Request::new(DEFAULT_NETWORK);
-    req.firewall = backend;
+    req.firewall = ctx.firewall;
     create_locked(ctx, &store, &req)
 }
 
 /// A network by name; `bridge` is made on first use like docker0.
-pub fn get_network(ctx: &Context, name: &str, backend: Backend) -> Result<Network> {
+pub fn get_network(ctx: &Context, name: &str) -> Result<Network> {
     if name == DEFAULT_NETWORK {
-        return default_network(ctx, backend);
+        return default_network(ctx);
     }
     networks(ctx).get(name)
+}
+
+/// Refuse a network name that neither exists nor is the default (which is
+/// made on first use), before any work is done for it.
+pub fn check_network(ctx: &Context, name: &str) -> Result<()> {
+    if name != DEFAULT_NETWORK {
+        networks(ctx).get(name)?;
+    }
+    Ok(())
 }
 
 pub fn list_networks(ctx: &Context) -> Result<Vec<Network>> {
@@ -145,12 +154,11 @@ pub struct AttachRequest {
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<String>,
     pub owner: Option<String>,
-    pub firewall: Backend,
 }
 
 /// Attach a namespace to a network. All or nothing.
 pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
-    let net = get_network(ctx, &req.network, req.firewall)?;
+    let net = get_network(ctx, &req.network)?;
     let netns_id = endpoint::ns_identity(&req.netns)?;
     let eps = endpoints(ctx);
     let _p2p = match net.driver {
@@ -187,7 +195,6 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         Some(m) => endpoint::parse_mac(m)?,
         None => endpoint::mac_for(&key),
     };
-    let prefix = if net.driver == Driver::Veth { "rp" } else { "rv" };
     let mut ep = Endpoint {
         network: net.name.clone(),
         key: key.clone(),
@@ -195,7 +202,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         netns_id,
         owner: req.owner.clone(),
         ifname,
-        host_ifname: format!("{prefix}{}", &key[..10]),
+        host_ifname: endpoint::host_ifname(&key, net.driver == Driver::Veth),
         ip: None,
         prefix: net.container_prefix(),
         mac: endpoint::format_mac(mac),
@@ -217,15 +224,12 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         ep.ip = Some(ip);
         eps.save(&ep)?;
         crate::store::fault("attach:leased");
-        if net.driver == Driver::Bridge {
-            // A bridge that had to be made again (node rebooted, crash during
-            // create) comes back with its forwarding and rules.
-            if driver::ensure_bridge(&node, &net)?.1 {
-                forwarding::enable(&ctx.data_root, &net.name)?;
-                firewall::open(net.firewall).add_network(&net.rules())?;
-            }
+        // A bridge that had to be made again (node rebooted, crash during
+        // create) comes back with its forwarding and rules.
+        if driver::attach(&node, &inner, &ns, &net, &ep, &others)? {
+            forwarding::enable(&ctx.data_root, &net.name)?;
+            firewall::open(net.firewall).add_network(&net.rules())?;
         }
-        driver::attach(&node, &inner, &ns, &net, &ep, &others)?;
         crate::store::fault("attach:wired");
         Ok(())
     })();
@@ -264,24 +268,15 @@ pub fn endpoints_of(ctx: &Context, owner: &str) -> Result<Vec<Endpoint>> {
     endpoints(ctx).find(Filter { owner: Some(owner), ..Default::default() })
 }
 
-/// Detach everything `owner` has, on every network (container delete).
-pub fn detach_owner(ctx: &Context, owner: &str) -> Result<()> {
-    let mine = endpoints_of(ctx, owner)?;
-    if mine.is_empty() {
-        return Ok(());
+/// Detach what `owner` has on `network`, or on every network (container
+/// delete, where having nothing is fine). Returns how many were detached.
+pub fn detach_owner(ctx: &Context, owner: &str, network: Option<&str>) -> Result<usize> {
+    let mine = endpoints(ctx).find(Filter { owner: Some(owner), network, ..Default::default() })?;
+    if !mine.is_empty() {
+        let node = Netlink::current()?;
+        mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))?;
     }
-    let node = Netlink::current()?;
-    mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))
-}
-
-/// Detach `owner` from one network (network disconnect).
-pub fn detach_owner_from(ctx: &Context, owner: &str, network: &str) -> Result<()> {
-    let mine: Vec<Endpoint> = endpoints_of(ctx, owner)?.into_iter().filter(|e| e.network == network).collect();
-    if mine.is_empty() {
-        bail!("container is not connected to network {network}");
-    }
-    let node = Netlink::current()?;
-    mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))
+    Ok(mine.len())
 }
 
 /// What `rcon gc` removed.
@@ -342,24 +337,10 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
 /// Node-side veth ends that rcon names (rv… for containers, rp… parked).
 /// Read over netlink: /sys/class/net shows the namespace sysfs was mounted in.
 fn rcon_links(node: &Netlink) -> Result<Vec<String>> {
-    Ok(node
-        .link_names()?
-        .into_iter()
-        .filter(|n| {
-            let hex = n.get(2..).unwrap_or("");
-            (n.starts_with("rv") || n.starts_with("rp"))
-                && hex.len() == 10
-                && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        })
-        .collect())
+    Ok(node.link_names()?.into_iter().filter(|n| endpoint::is_host_ifname(n)).collect())
 }
 
 /// The netns file of a running process.
 pub fn netns_of_pid(pid: i32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/ns/net"))
-}
-
-/// Check that a namespace file can be opened (for clearer errors up front).
-pub fn check_netns(path: &Path) -> Result<()> {
-    File::open(path).map(|_| ()).with_context(|| format!("--netns {}", path.display()))
 }

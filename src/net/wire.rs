@@ -10,7 +10,6 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, Result};
 
 use super::endpoint::Endpoint;
-use super::firewall::Backend;
 use super::manage::{self, AttachRequest};
 use crate::Context;
 
@@ -18,48 +17,52 @@ pub const NETWORK: &str = "rcon.network";
 pub const IP: &str = "rcon.ip";
 pub const MAC: &str = "rcon.mac";
 
-/// The networks the annotations ask for, in order, with the first one's address and MAC.
-pub fn requested(ann: &HashMap<String, String>) -> Result<Vec<(String, Option<Ipv4Addr>, Option<String>)>> {
+/// Write what `requests` reads: the annotations for `network`, with an
+/// address and a MAC (`rcon run --network N --ip A --mac M`).
+pub fn annotate(ann: &mut HashMap<String, String>, network: &str, ip: Option<Ipv4Addr>, mac: Option<&str>) {
+    ann.insert(NETWORK.into(), network.into());
+    if let Some(ip) = ip {
+        ann.insert(IP.into(), ip.to_string());
+    }
+    if let Some(mac) = mac {
+        ann.insert(MAC.into(), mac.into());
+    }
+}
+
+/// One attach request per network the annotations name, in order; the
+/// first network gets `rcon.ip` and `rcon.mac`.
+pub fn requests(ann: &HashMap<String, String>, owner: &str, pid: i32) -> Result<Vec<AttachRequest>> {
     let Some(nets) = ann.get(NETWORK) else { return Ok(Vec::new()) };
     let ip = ann
         .get(IP)
         .map(|s| s.parse::<Ipv4Addr>().with_context(|| format!("annotation {IP}: {s:?} is not an IPv4 address")))
         .transpose()?;
-    let mac = ann.get(MAC).cloned();
     Ok(nets
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .enumerate()
-        .map(|(i, n)| (n.to_string(), if i == 0 { ip } else { None }, if i == 0 { mac.clone() } else { None }))
+        .map(|(i, n)| AttachRequest {
+            network: n.to_string(),
+            netns: manage::netns_of_pid(pid),
+            ifname: None,
+            ip: ip.filter(|_| i == 0),
+            mac: ann.get(MAC).filter(|_| i == 0).cloned(),
+            owner: Some(owner.to_string()),
+        })
         .collect())
 }
 
 /// Attach the container whose init is `pid` to the networks its
 /// annotations name. All or nothing: a failure detaches what was attached.
-pub fn on_create(
-    ctx: &Context,
-    id: &str,
-    pid: i32,
-    ann: &HashMap<String, String>,
-    fw: Backend,
-) -> Result<Vec<Endpoint>> {
+pub fn on_create(ctx: &Context, id: &str, pid: i32, ann: &HashMap<String, String>) -> Result<Vec<Endpoint>> {
     let mut out = Vec::new();
-    for (network, ip, mac) in requested(ann)? {
-        let req = AttachRequest {
-            network: network.clone(),
-            netns: manage::netns_of_pid(pid),
-            ifname: None,
-            ip,
-            mac,
-            owner: Some(id.to_string()),
-            firewall: fw,
-        };
+    for req in requests(ann, id, pid)? {
         match manage::attach(ctx, &req) {
             Ok(ep) => out.push(ep),
             Err(e) => {
-                let _ = manage::detach_owner(ctx, id);
-                return Err(e.context(format!("network {network}")));
+                let _ = manage::detach_owner(ctx, id, None);
+                return Err(e.context(format!("network {}", req.network)));
             }
         }
     }
@@ -68,5 +71,5 @@ pub fn on_create(
 
 /// Release everything the container had on every network.
 pub fn on_delete(ctx: &Context, id: &str) -> Result<()> {
-    manage::detach_owner(ctx, id)
+    manage::detach_owner(ctx, id, None).map(drop)
 }

@@ -155,7 +155,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     let json = st.oci_json();
     // rcon's own networks (the rcon.network annotation) come first, so the
     // bundle's hooks already see the interfaces, as after a CNI plugin.
-    net::wire::on_create(ctx, id, pid, &st.annotations, ctx.firewall)?;
+    net::wire::on_create(ctx, id, pid, &st.annotations)?;
     let rest = (|| {
         hooks::run(&bundle.spec, Kind::Prestart, &json)?;
         hooks::run(&bundle.spec, Kind::CreateRuntime, &json)?;

@@ -100,6 +100,15 @@ pub fn validate_id(kind: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Crash injection for the fault tests: with RCON_FAULT=POINT in the
+/// environment, the process SIGKILLs itself when it reaches POINT, exactly
+/// like a `kill -9` landing there. A no-op otherwise.
+pub fn fault(point: &str) {
+    if std::env::var("RCON_FAULT").is_ok_and(|v| v == point) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,14 +143,5 @@ mod tests {
         fs::write(&p, r#"{"inner": [1, "x"]}"#).unwrap();
         let err = read_json::<S>(&p).unwrap_err().to_string();
         assert!(err.contains("inner[1]"), "{err}");
-    }
-}
-
-/// Crash injection for the fault tests: with RCON_FAULT=POINT in the
-/// environment, the process SIGKILLs itself when it reaches POINT, exactly
-/// like a `kill -9` landing there. A no-op otherwise.
-pub fn fault(point: &str) {
-    if std::env::var("RCON_FAULT").is_ok_and(|v| v == point) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
 }

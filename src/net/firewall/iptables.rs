@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
-use super::{chain_suffix, check_name, check_network, lock_netns, run, Firewall, NetRules};
+use super::{chain_suffix, run, NetRules};
 
 /// The iptables implementation of [`Firewall`].
 pub struct Iptables;
@@ -243,43 +243,32 @@ pub(crate) fn render_remove(live: &Live, name: &str) -> Option<String> {
     (!b.is_empty()).then_some(b)
 }
 
-impl Iptables {
+impl super::Ruleset for Iptables {
+    type Live = Live;
+    const NAME: &'static str = "iptables";
+
     fn live(&self) -> Result<Live> {
         Live::parse(&run("iptables-save", &[], None)?)
     }
 
+    fn subnets(live: &Live) -> BTreeMap<&str, Ipv4Net> {
+        live.subnets()
+    }
+
+    fn owners(live: &Live) -> BTreeSet<&str> {
+        live.owners()
+    }
+
+    fn render_add(live: &Live, net: &NetRules) -> String {
+        render_add(live, net)
+    }
+
+    fn render_remove(live: &Live, name: &str) -> Option<String> {
+        render_remove(live, name)
+    }
+
     fn apply(&self, input: &str) -> Result<()> {
         run("iptables-restore", &["-w", "--noflush"], Some(input)).map(drop)
-    }
-}
-
-impl Firewall for Iptables {
-    fn add_network(&self, net: &NetRules) -> Result<()> {
-        let add = || -> Result<()> {
-            check_name(&net.name)?;
-            let _lock = lock_netns()?;
-            let live = self.live()?;
-            check_network(net, live.subnets())?;
-            self.apply(&render_add(&live, net))
-        };
-        add().with_context(|| format!("firewall (iptables): adding network {}", net.name))
-    }
-
-    fn remove_network(&self, name: &str) -> Result<()> {
-        let remove = || -> Result<()> {
-            check_name(name)?;
-            let _lock = lock_netns()?;
-            match render_remove(&self.live()?, name) {
-                Some(input) => self.apply(&input),
-                None => Ok(()),
-            }
-        };
-        remove().with_context(|| format!("firewall (iptables): removing network {name}"))
-    }
-
-    fn networks(&self) -> Result<Vec<String>> {
-        let live = self.live().context("firewall (iptables): listing networks")?;
-        Ok(live.owners().into_iter().map(String::from).collect())
     }
 }
 

@@ -91,6 +91,54 @@ pub trait Firewall {
     fn networks(&self) -> Result<Vec<String>>;
 }
 
+/// What a backend provides; the read-check-render-apply sequence, the lock
+/// and the error context are shared ([`Firewall`] for every `Backend`).
+pub(crate) trait Ruleset {
+    type Live;
+    /// The backend's name in error messages.
+    const NAME: &'static str;
+    /// rcon's part of the live ruleset.
+    fn live(&self) -> Result<Self::Live>;
+    /// Name and subnet of each installed network.
+    fn subnets(live: &Self::Live) -> std::collections::BTreeMap<&str, Ipv4Net>;
+    fn owners(live: &Self::Live) -> std::collections::BTreeSet<&str>;
+    fn render_add(live: &Self::Live, net: &NetRules) -> String;
+    /// None: nothing of `name` is installed.
+    fn render_remove(live: &Self::Live, name: &str) -> Option<String>;
+    /// Apply one batch atomically.
+    fn apply(&self, batch: &str) -> Result<()>;
+}
+
+impl<R: Ruleset> Firewall for R {
+    fn add_network(&self, net: &NetRules) -> Result<()> {
+        let add = || -> Result<()> {
+            check_name(&net.name)?;
+            let _lock = lock_netns()?;
+            let live = self.live()?;
+            check_network(net, R::subnets(&live))?;
+            self.apply(&R::render_add(&live, net))
+        };
+        add().with_context(|| format!("firewall ({}): adding network {}", R::NAME, net.name))
+    }
+
+    fn remove_network(&self, name: &str) -> Result<()> {
+        let remove = || -> Result<()> {
+            check_name(name)?;
+            let _lock = lock_netns()?;
+            match R::render_remove(&self.live()?, name) {
+                Some(batch) => self.apply(&batch),
+                None => Ok(()),
+            }
+        };
+        remove().with_context(|| format!("firewall ({}): removing network {name}", R::NAME))
+    }
+
+    fn networks(&self) -> Result<Vec<String>> {
+        let live = self.live().with_context(|| format!("firewall ({}): listing networks", R::NAME))?;
+        Ok(R::owners(&live).into_iter().map(String::from).collect())
+    }
+}
+
 /// The backend's implementation of [`Firewall`].
 pub fn open(backend: Backend) -> Box<dyn Firewall> {
     match backend {

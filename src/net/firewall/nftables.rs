@@ -39,7 +39,7 @@ use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-use super::{chain_suffix, check_name, check_network, lock_netns, run, Firewall, NetRules};
+use super::{chain_suffix, run, NetRules};
 
 /// The nftables implementation of [`Firewall`].
 pub struct Nftables;
@@ -237,7 +237,10 @@ pub(crate) fn render_remove(live: &Live, name: &str) -> Option<String> {
     (!b.is_empty()).then_some(b)
 }
 
-impl Nftables {
+impl super::Ruleset for Nftables {
+    type Live = Live;
+    const NAME: &'static str = "nftables";
+
     fn live(&self) -> Result<Live> {
         match run("nft", &["-j", "list", "table", "ip", "rcon"], None) {
             Ok(out) => Live::parse(&out),
@@ -247,38 +250,24 @@ impl Nftables {
         }
     }
 
+    fn subnets(live: &Live) -> BTreeMap<&str, Ipv4Net> {
+        live.subnets()
+    }
+
+    fn owners(live: &Live) -> BTreeSet<&str> {
+        live.owners()
+    }
+
+    fn render_add(live: &Live, net: &NetRules) -> String {
+        render_add(live, net)
+    }
+
+    fn render_remove(live: &Live, name: &str) -> Option<String> {
+        render_remove(live, name)
+    }
+
     fn apply(&self, batch: &str) -> Result<()> {
         run("nft", &["-f", "-"], Some(batch)).map(drop)
-    }
-}
-
-impl Firewall for Nftables {
-    fn add_network(&self, net: &NetRules) -> Result<()> {
-        let add = || -> Result<()> {
-            check_name(&net.name)?;
-            let _lock = lock_netns()?;
-            let live = self.live()?;
-            check_network(net, live.subnets())?;
-            self.apply(&render_add(&live, net))
-        };
-        add().with_context(|| format!("firewall (nftables): adding network {}", net.name))
-    }
-
-    fn remove_network(&self, name: &str) -> Result<()> {
-        let remove = || -> Result<()> {
-            check_name(name)?;
-            let _lock = lock_netns()?;
-            match render_remove(&self.live()?, name) {
-                Some(batch) => self.apply(&batch),
-                None => Ok(()),
-            }
-        };
-        remove().with_context(|| format!("firewall (nftables): removing network {name}"))
-    }
-
-    fn networks(&self) -> Result<Vec<String>> {
-        let live = self.live().context("firewall (nftables): listing networks")?;
-        Ok(live.owners().into_iter().map(String::from).collect())
     }
 }
 
