@@ -195,6 +195,18 @@ fn names_are_unique_and_bad_input_is_refused() {
     assert_eq!(std::fs::read_dir(w.data_root.join("containers")).map(|r| r.count()).unwrap_or(0), 0);
 }
 
+/// A shell command prefix that runs this world's rcon in its node, for tmux.
+fn shell_rcon(w: &World) -> String {
+    format!(
+        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} nsenter --net=/var/run/netns/{} {}",
+        w.root.display(),
+        w.data_root.display(),
+        w.netns_dir.display(),
+        w.node.as_ref().unwrap(),
+        crate::common::rcon_bin(),
+    )
+}
+
 /// `rcon run -it busybox sh` in tmux: type, read the screen, check the exit status.
 #[test]
 fn interactive_shell_in_tmux() {
@@ -202,12 +214,8 @@ fn interactive_shell_in_tmux() {
     let session = unique("tmux");
     let status = w.dir.path().join("status");
     let cmd = format!(
-        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} nsenter --net=/var/run/netns/{} {} run -it --rm --name tty --hostname ttyhost busybox sh; echo $? > {}",
-        w.root.display(),
-        w.data_root.display(),
-        w.netns_dir.display(),
-        w.node.as_ref().unwrap(),
-        crate::common::rcon_bin(),
+        "{} run -it --rm --name tty --hostname ttyhost busybox sh; echo $? > {}",
+        shell_rcon(&w),
         status.display()
     );
     let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
@@ -256,14 +264,7 @@ fn interactive_shell_in_tmux() {
 fn closed_terminal_ends_the_container() {
     let w = world_with_busybox("drhup");
     let session = unique("tmux");
-    let cmd = format!(
-        "RCON_ROOT={} RCON_DATA_ROOT={} RCON_NETNS_DIR={} nsenter --net=/var/run/netns/{} {} run -it --rm --name hup busybox sh",
-        w.root.display(),
-        w.data_root.display(),
-        w.netns_dir.display(),
-        w.node.as_ref().unwrap(),
-        crate::common::rcon_bin(),
-    );
+    let cmd = format!("{} run -it --rm --name hup busybox sh", shell_rcon(&w));
     let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
     assert!(tmux(&["new-session", "-d", "-s", &session, &cmd]).status.success());
     wait_until("the container to run", || is_running(&w, "hup"));
