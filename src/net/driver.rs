@@ -85,10 +85,14 @@ pub fn attach(
     }
 }
 
-/// The node end of a veth carries no IPv6: without this, bringing it up
-/// makes a link-local address, DAD and MLD reports flooded to every port of
-/// the bridge, work that grows with the number of containers. Best effort:
-/// a node without IPv6 has no such file.
+/// The node end of a veth carries no IPv6 at all (rcon's networks are
+/// IPv4-only). With IPv6 on, each end coming up adds a multicast route to
+/// the node's IPv6 table, which every later link event walks, and sends DAD
+/// and MLD packets that the bridge floods to every port: both grow with the
+/// number of containers. Set before the link comes up. Best effort: a node
+/// without IPv6 has no such file. (The container end gets `addrgenmode
+/// none` over netlink instead: writing /proc/sys there would mean entering
+/// its namespace, and those lookups slow down as namespaces accumulate.)
 fn no_ipv6(ifname: &str) {
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"), "1");
 }
@@ -99,6 +103,7 @@ fn no_ipv6(ifname: &str) {
 fn configure_inside(inner: &Netlink, ep: &Endpoint, gateway: Option<(Ipv4Addr, bool)>) -> Result<u32> {
     let idx = inner.require(&ep.ifname)?;
     let ip = ep.ip.context("endpoint without an address")?;
+    inner.no_ipv6_addresses(idx)?;
     inner.add_address(idx, ip, ep.prefix)?;
     inner.up(idx, None)?;
     // lo is always index 1 in a namespace.

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -182,6 +182,30 @@ impl Netlink {
         self.block(self.handle.link().add(msg).execute())
             .with_context(|| format!("creating veth pair {local}/{peer}"))?;
         self.require(local)
+    }
+
+    /// IPv6 address generation off (`addrgenmode none`) on a link that is
+    /// still down. rcon's networks are IPv4-only (as Docker's containers on
+    /// IPv4-only networks): otherwise a container's eth0 coming up makes a
+    /// link-local address and sends DAD and MLD packets that the bridge
+    /// floods to every port, for every other container's stack to handle:
+    /// work that grows with the number of containers. IPv6 itself stays on,
+    /// so a user may still add addresses by hand. The kernel refuses this
+    /// attribute when the link is made, hence a message of its own.
+    pub fn no_ipv6_addresses(&self, index: u32) -> Result<()> {
+        let mut msg = LinkUnspec::new_with_index(index).build();
+        msg.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+            In6AddrGenMode::None,
+        )])]));
+        match self.block(self.handle.link().set(msg).execute()) {
+            // A kernel without IPv6 has nothing to turn off.
+            Err(e)
+                if e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) == Some(libc::EAFNOSUPPORT) =>
+            {
+                Ok(())
+            }
+            r => r.with_context(|| format!("turning off IPv6 addresses on link {index}")),
+        }
     }
 
     /// Enslave to `master` (when given) and bring up.

@@ -215,15 +215,18 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
     if net.driver == Driver::Veth && others.len() >= 2 {
         bail!("network {}: the veth driver joins exactly two ends, and both are attached", net.name);
     }
-    // The record first (gc's way back), then the lease, then the kernel.
-    eps.save(&ep)?;
-    crate::store::fault("attach:recorded");
     let node = Netlink::current()?;
     let res = (|| {
-        let ip = Ipam::new(&ctx.data_root).allocate(&net.name, net.subnet, net.reserved_gateway(), &key, req.ip)?;
-        ep.ip = Some(ip);
-        eps.save(&ep)?;
+        // The lease, then the record (gc's way back to everything), then the
+        // kernel. The lease book stays locked until the record names the
+        // lease, so a gc meanwhile cannot take it for an orphan; a crash
+        // before the record leaves an orphan lease, which gc does release.
+        let book = Ipam::new(&ctx.data_root).open(&net.name)?;
+        ep.ip = Some(book.allocate(net.subnet, net.reserved_gateway(), &key, req.ip)?);
         crate::store::fault("attach:leased");
+        eps.save(&ep)?;
+        drop(book);
+        crate::store::fault("attach:recorded");
         // A bridge that had to be made again (node rebooted, crash during
         // create) comes back with its forwarding and rules.
         if driver::attach(&node, &inner, &ns, &net, &ep, &others)? {
@@ -302,17 +305,20 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
             report.endpoints.push(format!("{}/{}", ep.network, ep.key));
         }
     }
-    let live = eps.all()?;
-    let keys: HashSet<&str> = live.iter().map(|e| e.key.as_str()).collect();
     let ipam = Ipam::new(&ctx.data_root);
     for net in ipam.networks()? {
-        for lease in ipam.leases(&net)? {
-            if !keys.contains(lease.owner.as_str()) {
-                ipam.release(&net, &lease.owner)?;
+        // Records are read under the book's lock: an attach holds it from its
+        // lease until its record is saved.
+        let book = ipam.open(&net)?;
+        let keys: HashSet<String> = eps.on_network(&net)?.into_iter().map(|e| e.key).collect();
+        for lease in book.leases()? {
+            if !keys.contains(&lease.owner) {
+                book.release_address(&lease)?;
                 report.leases.push(format!("{net}/{}", lease.ip));
             }
         }
     }
+    let live = eps.all()?;
     let hosts: HashSet<&str> = live.iter().map(|e| e.host_ifname.as_str()).collect();
     for name in rcon_links(&node)? {
         if !hosts.contains(name.as_str()) {
