@@ -242,6 +242,9 @@ pub fn gc(ctx: &Context) -> Result<i32> {
             println!("removed {what} {i}");
         }
     }
+    if r.index_links > 0 {
+        println!("removed {} dangling endpoint index link(s)", r.index_links);
+    }
     Ok(0)
 }
 

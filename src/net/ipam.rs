@@ -8,7 +8,7 @@
 //!   handed out twice, even by processes that ignore the lock.
 //! - `owner:OWNER -> 10.88.0.5`: the way back from an owner to its address,
 //!   so allocate (idempotent per owner) and release never scan.
-//! - `last -> 10.88.0.5`: where next-fit resumes.
+//! - `last`: a file holding where next-fit resumes.
 //!
 //! Every change is one atomic syscall on a small entry, so the cost of an
 //! allocation does not grow with the number of leases (a whole-book JSON file
@@ -170,7 +170,7 @@ impl Book {
             }
             None => {
                 let size = u64::from(last - first) + 1;
-                let start = match self.read_link(LAST)?.and_then(|s| s.parse::<Ipv4Addr>().ok()).map(u32::from) {
+                let start = match self.last()?.map(u32::from) {
                     Some(p) if p >= first && p < last => p + 1,
                     _ => first,
                 };
@@ -196,11 +196,22 @@ impl Book {
                     let n = leases_in(&self.dir)?.len();
                     bail!("network {net}: no free address in {subnet} ({n} leased)");
                 };
-                self.replace_link(LAST, &a.to_string())?;
+                self.set_last(a)?;
                 a
             }
         };
-        self.replace_link(&format!("{OWNER}{owner}"), &ip.to_string())?;
+        // Way back last: held_by() ignores one that its lease does not confirm.
+        let back = self.dir.join(format!("{OWNER}{owner}"));
+        let link = || symlink(ip.to_string(), &back);
+        match link() {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                // A stale one (held_by said so): replace it.
+                self.remove(&format!("{OWNER}{owner}"))?;
+                link()
+            }
+            r => r,
+        }
+        .with_context(|| format!("making {}", back.display()))?;
         Ok(ip)
     }
 
@@ -260,12 +271,25 @@ impl Book {
         }
     }
 
-    /// Point `name` at `target`, atomically (a new link renamed over the old).
-    fn replace_link(&self, name: &str, target: &str) -> Result<()> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let _ = fs::remove_file(&tmp);
-        symlink(target, &tmp).with_context(|| format!("making {}", tmp.display()))?;
-        fs::rename(&tmp, self.dir.join(name)).with_context(|| format!("updating {name} in {}", self.dir.display()))
+    /// Where next-fit resumes: a small file rewritten in place. Not a link
+    /// renamed over: every inode freed per attach slows the next inode
+    /// allocations on ext4 without a journal (it skips recently freed ones),
+    /// a cost that grows over a run of attaches. A torn write reads as no hint.
+    fn last(&self) -> Result<Option<Ipv4Addr>> {
+        match fs::read_to_string(self.dir.join(LAST)) {
+            Ok(s) => Ok(s.trim().parse().ok()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.dir.join(LAST).display())),
+        }
+    }
+
+    fn set_last(&self, ip: Ipv4Addr) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let p = self.dir.join(LAST);
+        // Fixed width, no truncation: the file keeps its inode and its size.
+        let text = format!("{:<15}\n", ip.to_string());
+        let f = fs::OpenOptions::new().write(true).create(true).truncate(false).open(&p);
+        f.and_then(|f| f.write_all_at(text.as_bytes(), 0)).with_context(|| format!("writing {}", p.display()))
     }
 
     fn remove(&self, name: &str) -> Result<()> {

@@ -289,6 +289,8 @@ pub struct GcReport {
     pub leases: Vec<String>,
     pub links: Vec<String>,
     pub rules: Vec<String>,
+    /// Dangling links in the endpoint indexes (a crash while saving or removing a record).
+    pub index_links: usize,
 }
 
 /// Remove what crashed or vanished processes left: endpoints whose namespace
@@ -318,6 +320,7 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
             }
         }
     }
+    report.index_links = eps.sweep_index(std::time::Duration::from_secs(60));
     let live = eps.all()?;
     let hosts: HashSet<&str> = live.iter().map(|e| e.host_ifname.as_str()).collect();
     for name in rcon_links(&node)? {
