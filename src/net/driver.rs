@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
 use super::endpoint::{parse_mac, Endpoint};
-use super::link::{set_conf, Netlink};
+use super::link::{os_error, set_conf, Netlink};
 use super::network::{Driver, Network, ROUTED_GATEWAY};
 
 /// The bridge's MAC, derived from the network name so it never follows its ports.
@@ -62,7 +62,14 @@ pub fn attach(
             let (br, made) = ensure_bridge(node, net)?;
             let host = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
             no_ipv6(&ep.host_ifname);
-            node.up(host, Some(br))?;
+            node.up(host, Some(br)).map_err(|e| match os_error(&e) {
+                Some(libc::EXFULL) => anyhow::anyhow!(
+                    "network {}: bridge {} is full (a Linux bridge takes at most 1023 ports)",
+                    net.name,
+                    net.bridge.as_deref().unwrap_or("?")
+                ),
+                _ => e,
+            })?;
             node.bridge_port(host, true, !net.icc)?;
             configure_inside(inner, ep, net.gateway.map(|g| (g, false)))?;
             Ok(made)

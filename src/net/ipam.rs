@@ -31,7 +31,7 @@ use ipnet::Ipv4Net;
 
 use crate::store;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Lease {
     pub ip: Ipv4Addr,
     pub owner: String,

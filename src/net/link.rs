@@ -60,11 +60,14 @@ fn nl(e: rtnetlink::Error) -> anyhow::Error {
     }
 }
 
+/// The kernel's errno behind an error from this module, if that is what it is.
+pub fn os_error(e: &anyhow::Error) -> Option<i32> {
+    e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error())
+}
+
 /// Whether an error from this module is the kernel's ENOENT/ENODEV.
 pub fn is_gone(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>()
-        .and_then(|io| io.raw_os_error())
-        .is_some_and(|c| c == libc::ENOENT || c == libc::ENODEV)
+    os_error(e).is_some_and(|c| c == libc::ENOENT || c == libc::ENODEV)
 }
 
 impl Netlink {
@@ -199,11 +202,7 @@ impl Netlink {
         )])]));
         match self.block(self.handle.link().set(msg).execute()) {
             // A kernel without IPv6 has nothing to turn off.
-            Err(e)
-                if e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) == Some(libc::EAFNOSUPPORT) =>
-            {
-                Ok(())
-            }
+            Err(e) if os_error(&e) == Some(libc::EAFNOSUPPORT) => Ok(()),
             r => r.with_context(|| format!("turning off IPv6 addresses on link {index}")),
         }
     }

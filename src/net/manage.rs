@@ -118,12 +118,16 @@ pub struct Inspect {
     #[serde(flatten)]
     pub network: Network,
     pub endpoints: Vec<Endpoint>,
+    /// Every address leased on the network and its holder (an endpoint key);
+    /// one without an endpoint is an orphan that `rcon gc` releases.
+    pub leases: Vec<super::ipam::Lease>,
 }
 
 pub fn inspect_network(ctx: &Context, name: &str) -> Result<Inspect> {
     let network = networks(ctx).get(name)?;
     let endpoints = endpoints(ctx).on_network(name)?;
-    Ok(Inspect { network, endpoints })
+    let leases = Ipam::new(&ctx.data_root).leases(name)?;
+    Ok(Inspect { network, endpoints, leases })
 }
 
 /// Remove a network; with endpoints it needs `force`, which detaches them first.
