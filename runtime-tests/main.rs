@@ -14,3 +14,4 @@ mod lifecycle;
 mod namespaces;
 mod netns;
 mod network;
+mod ports;

@@ -9,13 +9,13 @@ use std::process::{Child, Command, Stdio};
 
 use crate::common::{sh, unique, wait_until, World};
 
-const UPLINK_NODE: &str = "203.0.113.2";
-const UPLINK_INET: &str = "203.0.113.1";
+pub(crate) const UPLINK_NODE: &str = "203.0.113.2";
+pub(crate) const UPLINK_INET: &str = "203.0.113.1";
 
-struct NetWorld {
-    w: World,
-    inet: String,
-    listeners: Vec<Child>,
+pub(crate) struct NetWorld {
+    pub(crate) w: World,
+    pub(crate) inet: String,
+    pub(crate) listeners: Vec<Child>,
 }
 
 impl Drop for NetWorld {
@@ -32,7 +32,7 @@ fn busybox_layout() -> PathBuf {
 }
 
 /// Node + internet namespaces joined by an uplink veth; rcon uses `backend`.
-fn net_world(tag: &str, backend: &str) -> NetWorld {
+pub(crate) fn net_world(tag: &str, backend: &str) -> NetWorld {
     let mut w = World::with_node(tag);
     let inet = format!("{}i", w.name);
     w.add_system_netns(&inet);
@@ -52,12 +52,12 @@ fn net_world(tag: &str, backend: &str) -> NetWorld {
 }
 
 impl NetWorld {
-    fn node(&self) -> &str {
+    pub(crate) fn node(&self) -> &str {
         self.w.node.as_deref().unwrap()
     }
 
     /// A TCP server in the internet namespace that answers with the peer address it sees.
-    fn inet_listener(&mut self, port: u16) {
+    pub(crate) fn inet_listener(&mut self, port: u16) {
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", self.inet))
             .args(["socat", &format!("TCP-LISTEN:{port},reuseaddr,fork"), "SYSTEM:echo peer=$SOCAT_PEERADDR"])
@@ -70,7 +70,7 @@ impl NetWorld {
     }
 
     /// A detached container on `net` answering TCP on 7000 with `from-NAME`.
-    fn server(&self, name: &str, net: &str) -> String {
+    pub(crate) fn server(&self, name: &str, net: &str) -> String {
         let reply = format!("from-{name}");
         self.w.ok(&[
             "run",
@@ -92,7 +92,7 @@ impl NetWorld {
     }
 
     /// Run a command in a throwaway container on `net`; (exit code, stdout).
-    fn client(&self, net: &str, script: &str) -> (i32, String) {
+    pub(crate) fn client(&self, net: &str, script: &str) -> (i32, String) {
         let out = self.w.rcon(&["run", "--rm", "--network", net, "busybox", "sh", "-c", script]);
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -103,7 +103,7 @@ impl NetWorld {
 }
 
 /// The container's first address, without the prefix length.
-fn ip_of(w: &World, name: &str) -> String {
+pub(crate) fn ip_of(w: &World, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", name])).unwrap();
     v["networks"][0]["ip"].as_str().unwrap().split('/').next().unwrap().to_string()
 }
@@ -358,7 +358,7 @@ fn endpoint_count(w: &World, net: &str) -> usize {
     inspected_len(w, net, "endpoints")
 }
 
-fn lease_count(w: &World, net: &str) -> usize {
+pub(crate) fn lease_count(w: &World, net: &str) -> usize {
     inspected_len(w, net, "leases")
 }
 

@@ -98,6 +98,8 @@ enum Command {
     Network(network::NetworkCmd),
     /// Show a container with its network interfaces (JSON).
     Inspect { name: String },
+    /// List a container's published ports.
+    Port { name: String },
     /// Remove what crashed runs left behind: endpoints, leases, veths, rules.
     Gc,
 }
@@ -175,6 +177,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Pull(a) => image::pull(ctx, a),
         Command::Network(c) => network::network(ctx, c),
         Command::Inspect { name } => network::inspect(ctx, &name),
+        Command::Port { name } => network::port(ctx, &name),
         Command::Gc => network::gc(ctx),
     }
 }

@@ -106,6 +106,9 @@ pub struct AttachArgs {
     ip: Option<Ipv4Addr>,
     #[arg(long)]
     mac: Option<String>,
+    /// Publish a port of this namespace on the node, as `rcon run -p`.
+    #[arg(long = "publish", short = 'p')]
+    publish: Vec<String>,
     network: String,
 }
 
@@ -179,6 +182,7 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
                 ip: a.ip,
                 mac: a.mac,
                 owner: None,
+                ports: a.publish.iter().map(|p| p.parse()).collect::<Result<_>>()?,
             };
             println!("{}", serde_json::to_string(&manage::attach(ctx, &req)?)?);
         }
@@ -236,7 +240,13 @@ pub fn gc(ctx: &Context) -> Result<i32> {
         println!("removed container {id}");
     }
     let r = manage::gc(ctx, &[rcon::net::firewall::Backend::Nftables, rcon::net::firewall::Backend::Iptables])?;
-    let all = [("endpoint", &r.endpoints), ("lease", &r.leases), ("link", &r.links), ("rules", &r.rules)];
+    let all = [
+        ("endpoint", &r.endpoints),
+        ("lease", &r.leases),
+        ("link", &r.links),
+        ("rules", &r.rules),
+        ("host port claim", &r.ports),
+    ];
     for (what, items) in all {
         for i in items {
             println!("removed {what} {i}");
@@ -259,6 +269,7 @@ pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
             serde_json::json!({
                 "network": e.network, "interface": e.ifname, "ip": e.cidr(), "mac": e.mac,
                 "gateway": e.gateway, "netns": e.netns, "host_interface": e.host_ifname,
+                "ports": e.ports,
             })
         })
         .collect();
@@ -272,5 +283,17 @@ pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
         "networks": nets,
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(0)
+}
+
+/// `rcon port NAME`: the container's published ports, one a line, as
+/// `docker port` prints them (`80/tcp -> 0.0.0.0:8080`).
+pub fn port(ctx: &Context, key: &str) -> Result<i32> {
+    let id = engine::names::resolve(ctx, key)?;
+    let mut all: Vec<_> = manage::endpoints_of(ctx, &id)?.into_iter().flat_map(|e| e.ports).collect();
+    all.sort_by_key(|m| (m.ctr_port, m.proto, m.host_port));
+    for m in all {
+        println!("{m}");
+    }
     Ok(0)
 }

@@ -50,6 +50,13 @@ pub struct RunArgs {
     /// The interface's MAC on the network.
     #[arg(long)]
     pub mac: Option<String>,
+    /// Publish a container port on the node: [HOSTIP:][HOSTPORT:]CTRPORT[/tcp|udp|sctp],
+    /// ranges as 8000-8009:80-89; without HOSTPORT rcon picks a free one (see `rcon port`).
+    #[arg(long = "publish", short = 'p')]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port.
+    #[arg(long = "publish-all", short = 'P')]
+    pub publish_all: bool,
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -76,6 +83,8 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         net: a.net,
         ip: a.ip,
         mac: a.mac,
+        ports: a.publish,
+        publish_all: a.publish_all,
         detach: a.detach,
         rm: a.rm,
         interactive: a.interactive,

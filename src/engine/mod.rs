@@ -29,6 +29,10 @@ pub struct RunRequest {
     /// `--ip`, `--mac` on the network.
     pub ip: Option<std::net::Ipv4Addr>,
     pub mac: Option<String>,
+    /// `-p` specs, as written.
+    pub ports: Vec<String>,
+    /// `-P`: publish every port the image exposes.
+    pub publish_all: bool,
     pub detach: bool,
     pub rm: bool,
     /// `-i`: the container reads rcon's stdin; without it (and without -t),
@@ -184,6 +188,19 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     if network.is_none() && (req.ip.is_some() || req.mac.is_some()) {
         bail!("--ip and --mac need a network (--network NAME)");
     }
+    let mut ports = req.ports.clone();
+    if req.publish_all {
+        ports.extend(img.config.exposed_ports.iter().cloned());
+    }
+    for p in &ports {
+        p.parse::<crate::net::ports::PortSpec>()?;
+    }
+    if network.is_none() && !ports.is_empty() {
+        bail!(
+            "publishing ports needs an rcon network (--network NAME), not --network {}",
+            req.net.as_deref().unwrap_or("none")
+        );
+    }
     if let Some(n) = &network {
         crate::net::manage::check_network(ctx, n)?;
     }
@@ -216,7 +233,7 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     if let Some(n) = &network {
         // The runtime wires it at create, as for any bundle with these annotations.
         let mut ann = spec.annotations().clone().unwrap_or_default();
-        crate::net::wire::annotate(&mut ann, n, req.ip, req.mac.as_deref());
+        crate::net::wire::annotate(&mut ann, n, req.ip, req.mac.as_deref(), &ports);
         spec.set_annotations(Some(ann));
     }
     crate::store::write_json(&dir.join("config.json"), &spec)?;

@@ -32,6 +32,9 @@ pub struct Endpoint {
     pub prefix: u8,
     pub mac: String,
     pub gateway: Option<Ipv4Addr>,
+    /// Host ports published to this interface's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<super::ports::Mapping>,
 }
 
 impl Endpoint {
@@ -288,6 +291,7 @@ mod tests {
             prefix: 24,
             mac: "02:00:00:00:00:01".into(),
             gateway: None,
+            ports: Vec::new(),
         };
         st.save(&ep("a", Some("c1"), "1:1", "k1")).unwrap();
         st.save(&ep("b", Some("c1"), "1:1", "k2")).unwrap();

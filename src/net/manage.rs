@@ -12,9 +12,11 @@ use serde::Serialize;
 
 use super::endpoint::{self, Endpoint, Filter};
 use super::firewall::{self, Backend};
+use super::hostports::Claims;
 use super::ipam::Ipam;
 use super::link::Netlink;
 use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
+use super::ports::{Mapping, PortSpec};
 use super::{driver, forwarding};
 use crate::Context;
 
@@ -158,11 +160,21 @@ pub struct AttachRequest {
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<String>,
     pub owner: Option<String>,
+    /// Host ports to publish to this interface (`-p`).
+    pub ports: Vec<PortSpec>,
 }
 
 /// Attach a namespace to a network. All or nothing.
 pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
     let net = get_network(ctx, &req.network)?;
+    if !req.ports.is_empty() {
+        if net.internal {
+            bail!("network {} is internal: it publishes no ports", net.name);
+        }
+        if net.driver == Driver::Veth {
+            bail!("network {}: the veth driver has no node side to publish ports on", net.name);
+        }
+    }
     let netns_id = endpoint::ns_identity(&req.netns)?;
     let eps = endpoints(ctx);
     let _p2p = match net.driver {
@@ -211,6 +223,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         prefix: net.container_prefix(),
         mac: endpoint::format_mac(mac),
         gateway: net.gateway,
+        ports: Vec::new(),
     };
     let others: Vec<Endpoint> = match net.driver {
         Driver::Veth => eps.on_network(&net.name)?.into_iter().filter(|e| e.key != key).collect(),
@@ -225,11 +238,16 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         // kernel. The lease book stays locked until the record names the
         // lease, so a gc meanwhile cannot take it for an orphan; a crash
         // before the record leaves an orphan lease, which gc does release.
+        // Host ports likewise: claimed, then recorded, under the claims' lock.
         let book = Ipam::new(&ctx.data_root).open(&net.name)?;
         ep.ip = Some(book.allocate(net.subnet, net.reserved_gateway(), &key, req.ip)?);
         crate::store::fault("attach:leased");
+        let claims = (!req.ports.is_empty()).then(|| Claims::open(&ctx.data_root)).transpose()?;
+        if let Some(c) = &claims {
+            ep.ports = c.claim(&key, &req.ports)?;
+        }
         eps.save(&ep)?;
-        drop(book);
+        drop((claims, book));
         crate::store::fault("attach:recorded");
         // A bridge that had to be made again (node rebooted, crash during
         // create) comes back with its forwarding and rules.
@@ -237,6 +255,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
             forwarding::enable(&ctx.data_root, &net.name)?;
             firewall::open(net.firewall).add_network(&net.rules())?;
         }
+        publish(&net, &ep)?;
         crate::store::fault("attach:wired");
         Ok(())
     })();
@@ -247,9 +266,36 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
     Ok(ep)
 }
 
-/// Undo one endpoint: interfaces, lease, record (in that order).
+/// The DNAT entries of an endpoint's published ports, with what the node
+/// needs for them: 127.0.0.1 may be DNATed out of the node side (the bridge,
+/// or the routed veth end), and stale UDP flows are forgotten.
+fn publish(net: &Network, ep: &Endpoint) -> Result<()> {
+    let Some(p) = published(ep) else { return Ok(()) };
+    let dev = match net.driver {
+        Driver::Bridge => net.bridge.clone().context("bridge network without a bridge")?,
+        _ => ep.host_ifname.clone(),
+    };
+    super::link::set_conf(&dev, "route_localnet", "1")?;
+    firewall::open(net.firewall).add_ports(&p)?;
+    firewall::flush_udp_conntrack(&ep.ports)
+}
+
+fn published(ep: &Endpoint) -> Option<firewall::Published<'_>> {
+    let ip = ep.ip.filter(|_| !ep.ports.is_empty())?;
+    Some(firewall::Published { owner: &ep.key, ip, mappings: &ep.ports })
+}
+
+/// Undo one endpoint: published ports, interfaces, claims, lease, record (in that order).
 fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
+    if let Some(p) = published(ep) {
+        let backend = networks(ctx).get(&ep.network).map(|n| n.firewall).unwrap_or_default();
+        firewall::open(backend).remove_ports(&p)?;
+        firewall::flush_udp_conntrack(&ep.ports)?;
+    }
     driver::detach(node, ep)?;
+    if !ep.ports.is_empty() {
+        Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
+    }
     Ipam::new(&ctx.data_root).release(&ep.network, &ep.key)?;
     endpoints(ctx).remove(ep)
 }
@@ -293,6 +339,8 @@ pub struct GcReport {
     pub leases: Vec<String>,
     pub links: Vec<String>,
     pub rules: Vec<String>,
+    /// Host port claims of endpoints that are gone.
+    pub ports: Vec<String>,
     /// Dangling links in the endpoint indexes (a crash while saving or removing a record).
     pub index_links: usize,
 }
@@ -326,6 +374,25 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
     }
     report.index_links = eps.sweep_index(std::time::Duration::from_secs(60));
     let live = eps.all()?;
+    {
+        // Under the claims' lock, as attach records its claims under it.
+        let claims = Claims::open(&ctx.data_root)?;
+        let live = eps.all()?;
+        let keys: HashSet<&str> = live.iter().map(|e| e.key.as_str()).collect();
+        for c in claims.all()?.into_iter().filter(|c| !keys.contains(c.owner.as_str())) {
+            let m = Mapping { proto: c.proto, host_ip: c.host_ip, host_port: c.port, ctr_port: 0 };
+            claims.release(&c.owner, &[m])?;
+            report.ports.push(format!("{}:{}/{}", c.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), c.port, c.proto));
+        }
+        for b in backends {
+            let fw = firewall::open(*b);
+            let Ok(owners) = fw.port_owners() else { continue };
+            for o in owners.into_iter().filter(|o| !keys.contains(o.as_str())) {
+                fw.remove_ports_of(&o)?;
+                report.rules.push(format!("{b}:ports of {o}"));
+            }
+        }
+    }
     let hosts: HashSet<&str> = live.iter().map(|e| e.host_ifname.as_str()).collect();
     for name in rcon_links(&node)? {
         if !hosts.contains(name.as_str()) {

@@ -4,11 +4,13 @@ pub mod driver;
 pub mod endpoint;
 pub mod firewall;
 pub mod forwarding;
+pub mod hostports;
 pub mod ipam;
 pub mod link;
 pub mod manage;
 pub mod netns;
 pub mod network;
+pub mod ports;
 pub mod wire;
 
 /// Hex SHA-256 of `s`: stable short names for links and records.

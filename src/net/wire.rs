@@ -1,6 +1,6 @@
 //! Networks for containers, driven by the OCI state alone: the annotations
-//! `rcon.network` (comma-separated network names), `rcon.ip` and `rcon.mac`
-//! (for the first network). `create` calls this once the container's netns
+//! `rcon.network` (comma-separated network names), `rcon.ip`, `rcon.mac`
+//! and `rcon.ports` (comma-separated `-p` specs; all for the first network). `create` calls this once the container's netns
 //! exists, `delete` once its processes are gone, and `rcon network hook`
 //! does the same from a createRuntime/poststop hook of any runtime.
 
@@ -11,16 +11,27 @@ use anyhow::{Context as _, Result};
 
 use super::endpoint::Endpoint;
 use super::manage::{self, AttachRequest};
+use super::ports;
 use crate::Context;
 
 pub const NETWORK: &str = "rcon.network";
 pub const IP: &str = "rcon.ip";
 pub const MAC: &str = "rcon.mac";
+pub const PORTS: &str = "rcon.ports";
 
 /// Write what `requests` reads: the annotations for `network`, with an
-/// address and a MAC (`rcon run --network N --ip A --mac M`).
-pub fn annotate(ann: &mut HashMap<String, String>, network: &str, ip: Option<Ipv4Addr>, mac: Option<&str>) {
+/// address, a MAC and published ports (`rcon run --network N --ip A --mac M -p P`).
+pub fn annotate(
+    ann: &mut HashMap<String, String>,
+    network: &str,
+    ip: Option<Ipv4Addr>,
+    mac: Option<&str>,
+    ports: &[String],
+) {
     ann.insert(NETWORK.into(), network.into());
+    if !ports.is_empty() {
+        ann.insert(PORTS.into(), ports.join(","));
+    }
     if let Some(ip) = ip {
         ann.insert(IP.into(), ip.to_string());
     }
@@ -33,6 +44,10 @@ pub fn annotate(ann: &mut HashMap<String, String>, network: &str, ip: Option<Ipv
 /// first network gets `rcon.ip` and `rcon.mac`.
 pub fn requests(ann: &HashMap<String, String>, owner: &str, pid: i32) -> Result<Vec<AttachRequest>> {
     let Some(nets) = ann.get(NETWORK) else { return Ok(Vec::new()) };
+    let ports = match ann.get(PORTS) {
+        Some(p) => ports::parse_list(p).with_context(|| format!("annotation {PORTS}"))?,
+        None => Vec::new(),
+    };
     let ip = ann
         .get(IP)
         .map(|s| s.parse::<Ipv4Addr>().with_context(|| format!("annotation {IP}: {s:?} is not an IPv4 address")))
@@ -49,6 +64,7 @@ pub fn requests(ann: &HashMap<String, String>, owner: &str, pid: i32) -> Result<
             ip: ip.filter(|_| i == 0),
             mac: ann.get(MAC).filter(|_| i == 0).cloned(),
             owner: Some(owner.to_string()),
+            ports: if i == 0 { ports.clone() } else { Vec::new() },
         })
         .collect())
 }

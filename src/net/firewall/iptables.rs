@@ -8,10 +8,19 @@
 //!                -d S -m comment --comment NAME -j DROP                          (internal, instead)
 //! RCON-ISOLATE   -d S -m comment --comment NAME -j DROP                          (one per network)
 //! RCON-N-NAME    -d S -j ACCEPT; -j RCON-ISOLATE; -j ACCEPT                      (internal: -j DROP last)
+//! RCON-ISOLATE   -m conntrack --ctstate DNAT -m comment --comment rcon:published -j RETURN   (first)
+//! RCON-FORWARD   -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
 //! *nat
 //! -I POSTROUTING 1 -j RCON-POSTROUTING
 //! RCON-POSTROUTING -s S ! -d S -m comment --comment NAME -j MASQUERADE            (masquerading networks)
+//!                  -s 127.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j MASQUERADE
+//!                  -s C -d C -p P --dport CP -m conntrack --ctstate DNAT -m comment --comment port:KEY -j MASQUERADE
+//! -A PREROUTING -m addrtype --dst-type LOCAL -j RCON-PORTS;  -A OUTPUT (the same)
+//! RCON-PORTS     -p P [-d HOSTIP] --dport HP -m comment --comment port:KEY -j DNAT --to-destination C:CP
 //! ```
+//!
+//! Published ports are one DNAT rule each in RCON-PORTS (a list: a packet walks it rule by rule, which is
+//! what the nftables backend's maps avoid), commented with the endpoint's key.
 //!
 //! The same semantics as the nftables backend, with lists instead of maps: a packet walks one rule per
 //! network. Because the chains hang off the shared FORWARD chain, the `ACCEPT`s here also let rcon's traffic
@@ -27,7 +36,7 @@ use std::fmt::Write as _;
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
-use super::{chain_suffix, run, NetRules};
+use super::{chain_suffix, run, NetRules, Published};
 
 /// The iptables implementation of [`Firewall`].
 pub struct Iptables;
@@ -36,6 +45,11 @@ const PREFIX: &str = "RCON-";
 const FORWARD: &str = "RCON-FORWARD";
 const ISOLATE: &str = "RCON-ISOLATE";
 const POSTROUTING: &str = "RCON-POSTROUTING";
+const PORTS: &str = "RCON-PORTS";
+/// The comment on the rules published ports need once (not a network's).
+const PUBLISHED: &str = "rcon:published";
+/// The comment on an endpoint's port rules is this and its key.
+const PORT_TAG: &str = "port:";
 /// `RCON-N-` plus at most 21 bytes: iptables chain names hold 28.
 const MAX_BARE: usize = 21;
 
@@ -112,7 +126,21 @@ impl Live {
 
     /// Network names, from the comments on the rules in rcon's chains.
     pub(crate) fn owners(&self) -> BTreeSet<&str> {
-        self.rules.iter().filter(|r| r.chain.starts_with(PREFIX)).filter_map(|r| r.comment.as_deref()).collect()
+        self.rules
+            .iter()
+            .filter(|r| r.chain.starts_with(PREFIX))
+            .filter_map(|r| r.comment.as_deref())
+            .filter(|c| *c != PUBLISHED && !c.starts_with(PORT_TAG))
+            .collect()
+    }
+
+    /// Endpoint keys with published-port rules.
+    pub(crate) fn port_owners(&self) -> BTreeSet<&str> {
+        self.rules.iter().filter_map(|r| r.comment.as_deref()?.strip_prefix(PORT_TAG)).collect()
+    }
+
+    fn has_comment(&self, table: &str, chain: &str, comment: &str) -> bool {
+        self.rules.iter().any(|r| r.table == table && r.chain == chain && r.comment.as_deref() == Some(comment))
     }
 
     /// Each network's subnet, from RCON-ISOLATE.
@@ -188,9 +216,27 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
     let _ = writeln!(b, "-A {chain} -d {s} -j ACCEPT");
     let _ = writeln!(b, "-A {chain} -j {ISOLATE}");
     let _ = writeln!(b, "-A {chain} -j {}", if net.internal { "DROP" } else { "ACCEPT" });
+    // Published ports reach a container from anywhere, another rcon network included.
+    let dnat = format!("-m conntrack --ctstate DNAT -m comment --comment {PUBLISHED}");
+    if !live.has_comment("filter", ISOLATE, PUBLISHED) {
+        let _ = writeln!(b, "-I {ISOLATE} 1 {dnat} -j RETURN");
+    }
+    if !live.has_comment("filter", FORWARD, PUBLISHED) {
+        let _ = writeln!(b, "-A {FORWARD} {dnat} -j ACCEPT");
+    }
     b.push_str("COMMIT\n*nat\n");
-    if !live.has_chain("nat", POSTROUTING) {
-        let _ = writeln!(b, ":{POSTROUTING} - [0:0]");
+    for base in [POSTROUTING, PORTS] {
+        if !live.has_chain("nat", base) {
+            let _ = writeln!(b, ":{base} - [0:0]");
+        }
+    }
+    for from in ["PREROUTING", "OUTPUT"] {
+        if !live.has_jump("nat", from, PORTS) {
+            let _ = writeln!(b, "-A {from} -m addrtype --dst-type LOCAL -j {PORTS}");
+        }
+    }
+    if !live.has_comment("nat", POSTROUTING, PUBLISHED) {
+        let _ = writeln!(b, "-A {POSTROUTING} -s 127.0.0.0/8 {dnat} -j MASQUERADE");
     }
     for r in live.owned(name).filter(|r| r.table == "nat") {
         let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
@@ -243,6 +289,44 @@ pub(crate) fn render_remove(live: &Live, name: &str) -> Option<String> {
     (!b.is_empty()).then_some(b)
 }
 
+/// The input that adds (`-A`/`-I`) or deletes (`-D`) exactly one endpoint's port rules.
+pub(crate) fn render_ports(p: &Published, add: bool) -> String {
+    let c = format!("-m comment --comment {PORT_TAG}{}", p.owner);
+    let mut b = String::from("*nat\n");
+    for m in p.mappings {
+        let verb = if add { "-A" } else { "-D" };
+        let dst = m.host_ip.map(|ip| format!(" -d {ip}/32")).unwrap_or_default();
+        let _ = writeln!(
+            b,
+            "{verb} {PORTS} -p {}{dst} --dport {} {c} -j DNAT --to-destination {}:{}",
+            m.proto, m.host_port, p.ip, m.ctr_port
+        );
+        let verb = if add { "-I" } else { "-D" };
+        let at = if add { " 1" } else { "" };
+        let _ = writeln!(
+            b,
+            "{verb} {POSTROUTING}{at} -s {ip}/32 -d {ip}/32 -p {} --dport {} -m conntrack --ctstate DNAT {c} -j MASQUERADE",
+            m.proto,
+            m.ctr_port,
+            ip = p.ip
+        );
+    }
+    b.push_str("COMMIT\n");
+    b
+}
+
+/// The input that deletes every port rule of `owner` that iptables-save lists.
+pub(crate) fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String> {
+    let tag = format!("{PORT_TAG}{owner}");
+    let lines: String = live
+        .rules
+        .iter()
+        .filter(|r| r.table == "nat" && r.comment.as_deref() == Some(tag.as_str()))
+        .map(|r| format!("-D {} {}\n", r.chain, r.spec))
+        .collect();
+    (!lines.is_empty()).then(|| format!("*nat\n{lines}COMMIT\n"))
+}
+
 impl super::Ruleset for Iptables {
     type Live = Live;
     const NAME: &'static str = "iptables";
@@ -269,6 +353,18 @@ impl super::Ruleset for Iptables {
 
     fn apply(&self, input: &str) -> Result<()> {
         run("iptables-restore", &["-w", "--noflush"], Some(input)).map(drop)
+    }
+
+    fn render_ports(p: &Published, add: bool) -> String {
+        render_ports(p, add)
+    }
+
+    fn port_owners(live: &Live) -> BTreeSet<&str> {
+        live.port_owners()
+    }
+
+    fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String> {
+        render_remove_ports_of(live, owner)
     }
 }
 
@@ -298,6 +394,8 @@ mod tests {
 -A RCON-FORWARD -s 10.1.0.0/24 -m comment --comment a -j RCON-N-a
 -A RCON-FORWARD -d 10.1.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment a -j ACCEPT
 -A RCON-FORWARD -d 10.2.0.0/24 -m comment --comment "b+x" -j DROP
+-A RCON-FORWARD -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
+-A RCON-ISOLATE -m conntrack --ctstate DNAT -m comment --comment rcon:published -j RETURN
 -A RCON-ISOLATE -d 10.1.0.0/24 -m comment --comment a -j DROP
 -A RCON-ISOLATE -d 10.2.0.0/24 -m comment --comment "b+x" -j DROP
 -A RCON-N-a -d 10.1.0.0/24 -j ACCEPT
@@ -311,16 +409,52 @@ COMMIT
 COMMIT
 *nat
 :PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
 :POSTROUTING ACCEPT [0:0]
+:RCON-PORTS - [0:0]
 :RCON-POSTROUTING - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j RCON-PORTS
+-A OUTPUT -m addrtype --dst-type LOCAL -j RCON-PORTS
 -A POSTROUTING -j RCON-POSTROUTING
 -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A RCON-PORTS -p tcp -m tcp --dport 8080 -m comment --comment port:k1 -j DNAT --to-destination 10.1.0.2:80
+-A RCON-POSTROUTING -s 10.1.0.2/32 -d 10.1.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT -m comment --comment port:k1 -j MASQUERADE
+-A RCON-POSTROUTING -s 127.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j MASQUERADE
 -A RCON-POSTROUTING -s 10.1.0.0/24 ! -d 10.1.0.0/24 -m comment --comment a -j MASQUERADE
 COMMIT
 "#;
 
     fn live() -> Live {
         Live::parse(SAVE).unwrap()
+    }
+
+    #[test]
+    fn ports_add_remove_and_owners() {
+        use crate::net::ports::{Mapping, Proto};
+        let m = [
+            Mapping { proto: Proto::Udp, host_ip: None, host_port: 5353, ctr_port: 53 },
+            Mapping { proto: Proto::Tcp, host_ip: Some("127.0.0.1".parse().unwrap()), host_port: 8081, ctr_port: 80 },
+        ];
+        let p = Published { owner: "k2", ip: "10.1.0.3".parse().unwrap(), mappings: &m };
+        let want = "\
+*nat
+-A RCON-PORTS -p udp --dport 5353 -m comment --comment port:k2 -j DNAT --to-destination 10.1.0.3:53
+-I RCON-POSTROUTING 1 -s 10.1.0.3/32 -d 10.1.0.3/32 -p udp --dport 53 -m conntrack --ctstate DNAT -m comment --comment port:k2 -j MASQUERADE
+-A RCON-PORTS -p tcp -d 127.0.0.1/32 --dport 8081 -m comment --comment port:k2 -j DNAT --to-destination 10.1.0.3:80
+-I RCON-POSTROUTING 1 -s 10.1.0.3/32 -d 10.1.0.3/32 -p tcp --dport 80 -m conntrack --ctstate DNAT -m comment --comment port:k2 -j MASQUERADE
+COMMIT
+";
+        assert_eq!(render_ports(&p, true), want);
+        let del = render_ports(&p, false);
+        assert_eq!(del.matches("-D RCON-").count(), 4, "{del}");
+        let l = live();
+        assert_eq!(l.port_owners().into_iter().collect::<Vec<_>>(), ["k1"]);
+        let gone = render_remove_ports_of(&l, "k1").unwrap();
+        assert_eq!(gone.lines().filter(|l| l.starts_with("-D ")).count(), 2, "{gone}");
+        assert!(gone.contains("-D RCON-PORTS -p tcp -m tcp --dport 8080"), "{gone}");
+        assert_eq!(render_remove_ports_of(&l, "k9"), None);
+        // Port rules and the shared published-port rules are nobody's network.
+        assert!(!l.owners().contains("port:k1") && !l.owners().contains("rcon:published"));
     }
 
     #[test]
@@ -339,7 +473,7 @@ COMMIT
         assert_eq!(l.owners().into_iter().collect::<Vec<_>>(), ["a", "b+x"], "the mangle rule is not ours");
         assert_eq!(l.subnets()["a"], "10.1.0.0/24".parse::<Ipv4Net>().unwrap());
         assert!(l.has_jump("filter", "FORWARD", FORWARD) && l.has_jump("nat", "POSTROUTING", POSTROUTING));
-        let masq = l.rules.iter().find(|r| r.chain == POSTROUTING).unwrap();
+        let masq = l.rules.iter().find(|r| r.chain == POSTROUTING && r.comment.as_deref() == Some("a")).unwrap();
         assert_eq!(masq.dst, None, "a negated -d is not the rule's destination");
         assert_eq!(masq.spec, "-s 10.1.0.0/24 ! -d 10.1.0.0/24 -m comment --comment a -j MASQUERADE");
     }
@@ -359,9 +493,15 @@ COMMIT
 -A RCON-N-web -d 10.88.0.0/16 -j ACCEPT
 -A RCON-N-web -j RCON-ISOLATE
 -A RCON-N-web -j ACCEPT
+-I RCON-ISOLATE 1 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j RETURN
+-A RCON-FORWARD -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
 COMMIT
 *nat
 :RCON-POSTROUTING - [0:0]
+:RCON-PORTS - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j RCON-PORTS
+-A OUTPUT -m addrtype --dst-type LOCAL -j RCON-PORTS
+-A RCON-POSTROUTING -s 127.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j MASQUERADE
 -I POSTROUTING 1 -j RCON-POSTROUTING
 -A RCON-POSTROUTING -s 10.88.0.0/16 ! -d 10.88.0.0/16 -m comment --comment \"web\" -j MASQUERADE
 COMMIT
@@ -372,7 +512,7 @@ COMMIT
     #[test]
     fn internal_network() {
         let got = render_add(&Live::default(), &net("iso", "10.3.0.0/24", true, true));
-        assert!(!got.contains("MASQUERADE"), "{got}");
+        assert!(!got.contains("--comment \"iso\" -j MASQUERADE"), "{got}");
         assert!(got.contains("-A RCON-FORWARD -d 10.3.0.0/24 -m comment --comment \"iso\" -j DROP\n"), "{got}");
         assert!(got.contains("-A RCON-N-iso -j DROP\n"), "{got}");
     }
@@ -433,8 +573,12 @@ COMMIT
 -X RCON-N_77267fbff2ca85bc
 COMMIT
 *nat
+-D PREROUTING -m addrtype --dst-type LOCAL -j RCON-PORTS
+-D OUTPUT -m addrtype --dst-type LOCAL -j RCON-PORTS
 -D POSTROUTING -j RCON-POSTROUTING
+-F RCON-PORTS
 -F RCON-POSTROUTING
+-X RCON-PORTS
 -X RCON-POSTROUTING
 COMMIT
 ";

@@ -80,6 +80,15 @@ pub struct NetRules {
     pub masquerade: bool,
 }
 
+/// One endpoint's published ports, as the firewall needs them.
+#[derive(Debug, Clone, Copy)]
+pub struct Published<'a> {
+    /// The endpoint's key: the comment on each of its entries.
+    pub owner: &'a str,
+    pub ip: std::net::Ipv4Addr,
+    pub mappings: &'a [crate::net::ports::Mapping],
+}
+
 pub trait Firewall {
     /// Install rcon's base table/chains if missing and this network's rules, in one atomic batch. Idempotent: adding a
     /// network that is already there replaces its rules (no duplicates).
@@ -89,6 +98,17 @@ pub trait Firewall {
     fn remove_network(&self, name: &str) -> Result<()>;
     /// Names of the networks that currently have rules (gc compares them with the network store).
     fn networks(&self) -> Result<Vec<String>>;
+    /// Publish an endpoint's ports (DNAT entries and the masquerade of a container reaching its own port) in
+    /// one atomic batch that adds entries and reads nothing back, so its cost does not grow with the number of
+    /// mappings. The endpoint's network must be installed.
+    fn add_ports(&self, p: &Published) -> Result<()>;
+    /// Remove exactly these entries. Idempotent: when some are gone already, whatever the live ruleset still
+    /// holds for the owner goes.
+    fn remove_ports(&self, p: &Published) -> Result<()>;
+    /// Owners (endpoint keys) that have port entries (gc compares them with the endpoint records).
+    fn port_owners(&self) -> Result<Vec<String>>;
+    /// Remove every port entry of `owner` that the live ruleset holds.
+    fn remove_ports_of(&self, owner: &str) -> Result<()>;
 }
 
 /// What a backend provides; the read-check-render-apply sequence, the lock
@@ -107,6 +127,11 @@ pub(crate) trait Ruleset {
     fn render_remove(live: &Self::Live, name: &str) -> Option<String>;
     /// Apply one batch atomically.
     fn apply(&self, batch: &str) -> Result<()>;
+    /// The batch that adds (or removes) exactly `p`'s entries.
+    fn render_ports(p: &Published, add: bool) -> String;
+    fn port_owners(live: &Self::Live) -> std::collections::BTreeSet<&str>;
+    /// None: `owner` has no entries.
+    fn render_remove_ports_of(live: &Self::Live, owner: &str) -> Option<String>;
 }
 
 impl<R: Ruleset> Firewall for R {
@@ -137,6 +162,57 @@ impl<R: Ruleset> Firewall for R {
         let live = self.live().with_context(|| format!("firewall ({}): listing networks", R::NAME))?;
         Ok(R::owners(&live).into_iter().map(String::from).collect())
     }
+
+    fn add_ports(&self, p: &Published) -> Result<()> {
+        if p.mappings.is_empty() {
+            return Ok(());
+        }
+        self.apply(&R::render_ports(p, true))
+            .with_context(|| format!("firewall ({}): publishing ports of {}", R::NAME, p.owner))
+    }
+
+    fn remove_ports(&self, p: &Published) -> Result<()> {
+        if p.mappings.is_empty() || self.apply(&R::render_ports(p, false)).is_ok() {
+            return Ok(());
+        }
+        self.remove_ports_of(p.owner)
+    }
+
+    fn port_owners(&self) -> Result<Vec<String>> {
+        let live = self.live().with_context(|| format!("firewall ({}): listing published ports", R::NAME))?;
+        Ok(R::port_owners(&live).into_iter().map(String::from).collect())
+    }
+
+    fn remove_ports_of(&self, owner: &str) -> Result<()> {
+        let remove = || -> Result<()> {
+            let _lock = lock_netns()?;
+            match R::render_remove_ports_of(&self.live()?, owner) {
+                Some(batch) => self.apply(&batch),
+                None => Ok(()),
+            }
+        };
+        remove().with_context(|| format!("firewall ({}): unpublishing ports of {owner}", R::NAME))
+    }
+}
+
+/// Flush the conntrack entries of UDP mappings: a flow the kernel tracked
+/// before a mapping existed (or while another one did) would keep its old
+/// translation for as long as packets keep coming. TCP and SCTP flows end.
+pub fn flush_udp_conntrack(mappings: &[crate::net::ports::Mapping]) -> Result<()> {
+    for m in mappings.iter().filter(|m| m.proto == crate::net::ports::Proto::Udp) {
+        let port = m.host_port.to_string();
+        let mut args = vec!["-D", "-p", "udp", "--orig-port-dst", port.as_str()];
+        let ip = m.host_ip.map(|i| i.to_string());
+        if let Some(ip) = &ip {
+            args.extend(["--orig-dst", ip.as_str()]);
+        }
+        // Deleting nothing is not a failure; a missing tool is.
+        match run("conntrack", &args, None) {
+            Err(e) if e.to_string().contains("not found in PATH") => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The backend's implementation of [`Firewall`].

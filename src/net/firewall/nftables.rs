@@ -6,18 +6,37 @@
 //!     map fwd_src { type ipv4_addr : verdict; flags interval; }   # S : jump out-NAME
 //!     map fwd_dst { type ipv4_addr : verdict; flags interval; }   # S : jump replies (internal: drop)
 //!     map nat_src { type ipv4_addr : verdict; flags interval; }   # S : jump nat-NAME (masquerading networks)
+//!     map pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }               # published ports
+//!     map pub_addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }  # … on one address
+//!     set hairpin { type ipv4_addr . ipv4_addr; }   # C . C for each container C with published ports
 //!     chain forward { type filter hook forward priority filter; policy accept;
+//!         ct status dnat accept
 //!         ip saddr vmap @fwd_src
 //!         ip daddr vmap @fwd_dst
 //!     }
 //!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//!         ct status dnat ip saddr . ip daddr @hairpin masquerade   # a container reaching its own port
+//!         ct status dnat ip saddr 127.0.0.0/8 masquerade           # the node via 127.0.0.1
 //!         ip saddr vmap @nat_src
+//!     }
+//!     chain pub_pre { type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump pub_dnat }
+//!     chain pub_out { type nat hook output priority -100; policy accept; fib daddr type local jump pub_dnat }
+//!     chain pub_dnat {
+//!         dnat ip to ip daddr . meta l4proto . th dport map @pub_addr
+//!         dnat ip to meta l4proto . th dport map @pub_any
 //!     }
 //!     chain replies { ct state established,related accept }
 //!     chain out-NAME { ip daddr S accept; ip daddr @subnets drop; accept }   # internal: drop last
 //!     chain nat-NAME { ip daddr != S masquerade }
 //! }
 //! ```
+//!
+//! Published ports are elements of `pub_any`/`pub_addr` whose comment is the endpoint's key: publishing or
+//! unpublishing a container adds or deletes its elements and touches nothing else, and a packet finds its
+//! mapping with one hash lookup at 10 mappings as at 10,000. Traffic between containers of one bridge is
+//! seen by these hooks through br_netfilter, so a neighbour reaching a container by the node's address and
+//! port gets its replies un-NATed without masquerade; only a container reaching itself (the reply would
+//! never leave it) and the node's own 127.0.0.1 are masqueraded.
 //!
 //! A packet finds its network's chain with one lookup in an interval map, however many networks there are, and
 //! adding or removing a network touches only its own map elements and chains. Every element carries the
@@ -29,8 +48,7 @@
 //! must allow rcon's subnets itself; the iptables backend, whose chains hang off the shared FORWARD chain, is
 //! the one for such hosts.
 //!
-//! Room for the next steps: published ports and service VIPs become more maps (keyed on proto . port [. addr])
-//! with `prerouting`/`output` nat chains beside these ones.
+//! Room for the next step: service VIPs become one more map beside the published ports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -39,7 +57,7 @@ use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-use super::{chain_suffix, run, NetRules};
+use super::{chain_suffix, run, NetRules, Published};
 
 /// The nftables implementation of [`Firewall`].
 pub struct Nftables;
@@ -68,6 +86,16 @@ pub(crate) struct Live {
     /// Each chain's rules, as their comments.
     pub rules: BTreeMap<String, Vec<Option<String>>>,
     pub elems: Vec<Elem>,
+    /// Elements of the published-port maps and the hairpin set.
+    pub ports: Vec<PortElem>,
+}
+
+/// One published-port element: its key as nft takes it back (`tcp . 8080`), and its owner (an endpoint key).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PortElem {
+    pub set: String,
+    pub key: String,
+    pub owner: Option<String>,
 }
 
 /// One element of one of rcon's sets or maps.
@@ -97,7 +125,11 @@ impl Live {
                 for item in set["elem"].as_array().into_iter().flatten() {
                     // A map's element is [key, verdict]; a set's is the key itself.
                     let key = item.as_array().and_then(|kv| kv.first()).unwrap_or(item);
-                    if let Some((key, owner)) = parse_key(key) {
+                    if [PUB_ANY, PUB_ADDR, HAIRPIN].contains(&name) {
+                        if let Some((key, owner)) = parse_concat(key) {
+                            live.ports.push(PortElem { set: name.to_string(), key, owner });
+                        }
+                    } else if let Some((key, owner)) = parse_key(key) {
                         live.elems.push(Elem { set: name.to_string(), key, owner });
                     }
                 }
@@ -115,6 +147,21 @@ impl Live {
     pub(crate) fn subnets(&self) -> BTreeMap<&str, Ipv4Net> {
         self.elems.iter().filter(|e| e.set == SUBNETS).filter_map(|e| Some((e.owner.as_deref()?, e.key))).collect()
     }
+}
+
+/// A concatenated key as nft prints it ({"concat": ["tcp", 8080]}, maybe inside {"elem": {"val": …}}), back
+/// in nft's syntax (`tcp . 8080`).
+fn parse_concat(v: &Value) -> Option<(String, Option<String>)> {
+    let (val, owner) = match v.get("elem") {
+        Some(e) => (&e["val"], e["comment"].as_str().map(String::from)),
+        None => (v, None),
+    };
+    let parts: Vec<String> = val["concat"]
+        .as_array()?
+        .iter()
+        .map(|p| p.as_str().map(String::from).or_else(|| p.as_u64().map(|n| n.to_string())))
+        .collect::<Option<_>>()?;
+    Some((parts.join(" . "), owner))
 }
 
 /// A key as nft prints it: "10.0.0.1", {"prefix": {...}}, or {"elem": {"val": ..., "comment": ...}}.
@@ -135,13 +182,32 @@ fn parse_key(v: &Value) -> Option<(Ipv4Net, Option<String>)> {
 /// from these in number or tag (a table made by another rcon version, or edited by hand) is restated whole.
 /// Restating only when needed matters: the kernel takes a grace period (~10 ms here) to commit a batch that
 /// deletes or redeclares a chain or rule, and a batch that only adds takes a few ms.
-const BASE_RULES: [(&str, &[&str]); 3] = [
-    ("forward", &["ip saddr vmap @fwd_src", "ip daddr vmap @fwd_dst"]),
-    ("postrouting", &["ip saddr vmap @nat_src"]),
+const BASE_RULES: [(&str, &[&str]); 6] = [
+    ("forward", &["ct status dnat accept", "ip saddr vmap @fwd_src", "ip daddr vmap @fwd_dst"]),
+    (
+        "postrouting",
+        &[
+            "ct status dnat ip saddr . ip daddr @hairpin masquerade",
+            "ct status dnat ip saddr 127.0.0.0/8 masquerade",
+            "ip saddr vmap @nat_src",
+        ],
+    ),
     ("replies", &["ct state established,related accept"]),
+    ("pub_pre", &["fib daddr type local jump pub_dnat"]),
+    ("pub_out", &["fib daddr type local jump pub_dnat"]),
+    (
+        "pub_dnat",
+        &[
+            "dnat ip to ip daddr . meta l4proto . th dport map @pub_addr",
+            "dnat ip to meta l4proto . th dport map @pub_any",
+        ],
+    ),
 ];
 /// Names the layout version of the base rules; change it whenever `BASE_RULES` changes.
-const BASE_TAG: &str = "rcon base 1";
+const BASE_TAG: &str = "rcon base 2";
+const PUB_ANY: &str = "pub_any";
+const PUB_ADDR: &str = "pub_addr";
+const HAIRPIN: &str = "hairpin";
 
 /// The batch that installs the base table (when missing or different) and `net`'s rules, replacing whatever
 /// `net.name` had before.
@@ -157,6 +223,9 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
     let mut chains = vec![
         ("forward", " { type filter hook forward priority filter; policy accept; }"),
         ("postrouting", " { type nat hook postrouting priority srcnat; policy accept; }"),
+        ("pub_pre", " { type nat hook prerouting priority dstnat; policy accept; }"),
+        ("pub_out", " { type nat hook output priority -100; policy accept; }"),
+        ("pub_dnat", ""),
         ("replies", ""),
         (&out, ""),
     ];
@@ -170,6 +239,10 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
     for map in [FWD_SRC, FWD_DST, NAT_SRC] {
         let _ = writeln!(b, "add map {TABLE} {map} {{ type ipv4_addr : verdict; flags interval; }}");
     }
+    let port = "inet_proto . inet_service";
+    let _ = writeln!(b, "add map {TABLE} {PUB_ANY} {{ type {port} : ipv4_addr . inet_service; }}");
+    let _ = writeln!(b, "add map {TABLE} {PUB_ADDR} {{ type ipv4_addr . {port} : ipv4_addr . inet_service; }}");
+    let _ = writeln!(b, "add set {TABLE} {HAIRPIN} {{ type ipv4_addr . ipv4_addr; }}");
     for (chain, rules) in BASE_RULES {
         let have = live.rules.get(chain).map(Vec::as_slice).unwrap_or_default();
         if have.len() == rules.len() && have.iter().all(|c| c.as_deref() == Some(BASE_TAG)) {
@@ -206,6 +279,36 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
         let _ = writeln!(b, "add element {TABLE} {NAT_SRC} {{ {s} {c} : jump {nat} }}");
     }
     b
+}
+
+/// The batch that adds (or deletes) one endpoint's published ports: map elements only.
+pub(crate) fn render_ports(p: &Published, add: bool) -> String {
+    let verb = if add { "add" } else { "delete" };
+    let c = format!(" comment \"{}\"", p.owner);
+    let mut b = String::new();
+    for m in p.mappings {
+        let (map, key) = match m.host_ip {
+            Some(ip) => (PUB_ADDR, format!("{ip} . {} . {}", m.proto, m.host_port)),
+            None => (PUB_ANY, format!("{} . {}", m.proto, m.host_port)),
+        };
+        let value = if add { format!("{c} : {} . {}", p.ip, m.ctr_port) } else { String::new() };
+        let _ = writeln!(b, "{verb} element {TABLE} {map} {{ {key}{value} }}");
+    }
+    if !p.mappings.is_empty() {
+        let tail = if add { c.as_str() } else { "" };
+        let _ = writeln!(b, "{verb} element {TABLE} {HAIRPIN} {{ {ip} . {ip}{tail} }}", ip = p.ip);
+    }
+    b
+}
+
+/// The batch that deletes whatever port elements `owner` has in the live table (gc, or a removal whose
+/// exact batch failed because part of it was gone already).
+pub(crate) fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String> {
+    let mut b = String::new();
+    for e in live.ports.iter().filter(|e| e.owner.as_deref() == Some(owner)) {
+        let _ = writeln!(b, "delete element {TABLE} {} {{ {} }}", e.set, e.key);
+    }
+    (!b.is_empty()).then_some(b)
 }
 
 /// `flush chain` for a chain that exists already (a new one is empty, and the flush would be a deletion).
@@ -269,6 +372,18 @@ impl super::Ruleset for Nftables {
     fn apply(&self, batch: &str) -> Result<()> {
         run("nft", &["-f", "-"], Some(batch)).map(drop)
     }
+
+    fn render_ports(p: &Published, add: bool) -> String {
+        render_ports(p, add)
+    }
+
+    fn port_owners(live: &Live) -> BTreeSet<&str> {
+        live.ports.iter().filter_map(|e| e.owner.as_deref()).collect()
+    }
+
+    fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String> {
+        render_remove_ports_of(live, owner)
+    }
 }
 
 #[cfg(test)]
@@ -306,13 +421,35 @@ mod tests {
       {"chain": {"family": "ip", "table": "rcon", "name": "out-a", "handle": 4}},
       {"chain": {"family": "ip", "table": "rcon", "name": "nat-a", "handle": 5}},
       {"chain": {"family": "ip", "table": "rcon", "name": "out-b", "handle": 6}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 9, "comment": "rcon base 1",
-                "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@fwd_src"}}]}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 10, "comment": "rcon base 1",
-                "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@fwd_dst"}}]}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 11, "comment": "rcon base 1",
+      {"chain": {"family": "ip", "table": "rcon", "name": "pub_pre", "handle": 14}},
+      {"chain": {"family": "ip", "table": "rcon", "name": "pub_out", "handle": 15}},
+      {"chain": {"family": "ip", "table": "rcon", "name": "pub_dnat", "handle": 16}},
+      {"map": {"family": "ip", "name": "pub_any", "table": "rcon", "type": ["inet_proto", "inet_service"],
+        "map": "concat", "elem": [[{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "k1"}},
+                                   {"concat": ["10.1.0.2", 80]}]]}},
+      {"set": {"family": "ip", "name": "hairpin", "table": "rcon", "type": ["ipv4_addr", "ipv4_addr"],
+        "elem": [{"elem": {"val": {"concat": ["10.1.0.2", "10.1.0.2"]}, "comment": "k1"}}]}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 8, "comment": "rcon base 2",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "replies", "handle": 12, "comment": "rcon base 1",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 9, "comment": "rcon base 2",
+                "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@fwd_src"}}]}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 10, "comment": "rcon base 2",
+                "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@fwd_dst"}}]}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 11, "comment": "rcon base 2",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 17, "comment": "rcon base 2",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 18, "comment": "rcon base 2",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "replies", "handle": 12, "comment": "rcon base 2",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_pre", "handle": 19, "comment": "rcon base 2",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_out", "handle": 20, "comment": "rcon base 2",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_dnat", "handle": 21, "comment": "rcon base 2",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_dnat", "handle": 22, "comment": "rcon base 2",
                 "expr": []}},
       {"rule": {"family": "ip", "table": "rcon", "chain": "out-a", "handle": 13, "expr": []}}
     ]}"#;
@@ -344,6 +481,9 @@ mod tests {
 add table ip rcon
 add chain ip rcon forward { type filter hook forward priority filter; policy accept; }
 add chain ip rcon postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip rcon pub_pre { type nat hook prerouting priority dstnat; policy accept; }
+add chain ip rcon pub_out { type nat hook output priority -100; policy accept; }
+add chain ip rcon pub_dnat
 add chain ip rcon replies
 add chain ip rcon out-web
 add chain ip rcon nat-web
@@ -351,10 +491,20 @@ add set ip rcon subnets { type ipv4_addr; flags interval; }
 add map ip rcon fwd_src { type ipv4_addr : verdict; flags interval; }
 add map ip rcon fwd_dst { type ipv4_addr : verdict; flags interval; }
 add map ip rcon nat_src { type ipv4_addr : verdict; flags interval; }
-add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 1\"
-add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 1\"
-add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 1\"
-add rule ip rcon replies ct state established,related accept comment \"rcon base 1\"
+add map ip rcon pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
+add map ip rcon pub_addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
+add set ip rcon hairpin { type ipv4_addr . ipv4_addr; }
+add rule ip rcon forward ct status dnat accept comment \"rcon base 2\"
+add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 2\"
+add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 2\"
+add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade comment \"rcon base 2\"
+add rule ip rcon postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment \"rcon base 2\"
+add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 2\"
+add rule ip rcon replies ct state established,related accept comment \"rcon base 2\"
+add rule ip rcon pub_pre fib daddr type local jump pub_dnat comment \"rcon base 2\"
+add rule ip rcon pub_out fib daddr type local jump pub_dnat comment \"rcon base 2\"
+add rule ip rcon pub_dnat dnat ip to ip daddr . meta l4proto . th dport map @pub_addr comment \"rcon base 2\"
+add rule ip rcon pub_dnat dnat ip to meta l4proto . th dport map @pub_any comment \"rcon base 2\"
 add rule ip rcon out-web ip daddr 10.88.0.0/16 accept
 add rule ip rcon out-web ip daddr @subnets drop
 add rule ip rcon out-web accept
@@ -370,7 +520,7 @@ add element ip rcon nat_src { 10.88.0.0/16 comment \"web\" : jump nat-web }
     #[test]
     fn internal_network() {
         let got = render_add(&Live::default(), &net("iso", "10.3.0.0/24", true, true));
-        assert!(!got.contains("nat-iso") && !got.contains("masquerade"), "{got}");
+        assert!(!got.contains("nat-iso") && !got.contains("!= 10.3.0.0/24 masquerade"), "{got}");
         assert!(got.contains("add rule ip rcon out-iso drop\n"), "{got}");
         assert!(got.contains("add element ip rcon fwd_dst { 10.3.0.0/24 comment \"iso\" : drop }\n"), "{got}");
     }
@@ -405,11 +555,45 @@ add element ip rcon nat_src { 10.88.0.0/16 comment \"web\" : jump nat-web }
         // A base chain that lost a rule, or whose rules carry another tag, is restated whole.
         let mut stale = live();
         stale.rules.get_mut("forward").unwrap().pop();
-        stale.rules.insert("replies".into(), vec![Some("rcon base 0".into())]);
+        stale.rules.insert("replies".into(), vec![Some("rcon base 1".into())]);
         let got = render_add(&stale, &net("c", "10.3.0.0/24", false, true));
-        assert!(got.contains("flush chain ip rcon forward\nadd rule ip rcon forward ip saddr vmap"), "{got}");
+        assert!(got.contains("flush chain ip rcon forward\nadd rule ip rcon forward ct status dnat accept"), "{got}");
         assert!(got.contains("flush chain ip rcon replies\nadd rule ip rcon replies ct state"), "{got}");
         assert!(!got.contains("flush chain ip rcon postrouting"), "{got}");
+    }
+
+    #[test]
+    fn ports_are_elements_with_their_owner() {
+        use crate::net::ports::{Mapping, Proto};
+        let m = [
+            Mapping { proto: Proto::Tcp, host_ip: None, host_port: 8080, ctr_port: 80 },
+            Mapping { proto: Proto::Udp, host_ip: Some("127.0.0.1".parse().unwrap()), host_port: 5353, ctr_port: 53 },
+        ];
+        let p = Published { owner: "k2", ip: "10.1.0.3".parse().unwrap(), mappings: &m };
+        assert_eq!(
+            render_ports(&p, true),
+            "\
+add element ip rcon pub_any { tcp . 8080 comment \"k2\" : 10.1.0.3 . 80 }
+add element ip rcon pub_addr { 127.0.0.1 . udp . 5353 comment \"k2\" : 10.1.0.3 . 53 }
+add element ip rcon hairpin { 10.1.0.3 . 10.1.0.3 comment \"k2\" }
+"
+        );
+        assert_eq!(
+            render_ports(&p, false),
+            "\
+delete element ip rcon pub_any { tcp . 8080 }
+delete element ip rcon pub_addr { 127.0.0.1 . udp . 5353 }
+delete element ip rcon hairpin { 10.1.0.3 . 10.1.0.3 }
+"
+        );
+        let l = live();
+        assert_eq!(l.ports.len(), 2);
+        assert_eq!(
+            render_remove_ports_of(&l, "k1").unwrap(),
+            "delete element ip rcon pub_any { tcp . 8080 }\ndelete element ip rcon hairpin { 10.1.0.2 . 10.1.0.2 }\n"
+        );
+        assert_eq!(render_remove_ports_of(&l, "k2"), None);
+        assert!(!l.owners().contains("k1"), "a port owner is no network");
     }
 
     #[test]

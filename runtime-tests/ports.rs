@@ -1,0 +1,200 @@
+//! Published ports (`run -p`), with real TCP and UDP on every path a packet
+//! can take to them, on both firewall backends: from another host (the
+//! internet namespace) to the node's uplink address, from the node itself to
+//! that address and to 127.0.0.1, from a neighbour container and from the
+//! container itself (hairpin), and to one host address only. Conflicts are
+//! refused with nothing changed, and removal leaves no rule, element or claim.
+
+use std::process::{Command, Stdio};
+
+use crate::common::{sh, wait_until};
+use crate::network::{ip_of, net_world, NetWorld, UPLINK_NODE};
+
+/// A TCP exchange with `ip:port` from namespace `ns` (busybox nc); what came back.
+fn tcp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16) -> String {
+    nw.w.sh_in(ns, &format!("busybox nc -w 2 {ip} {port} </dev/null || true")).trim().to_string()
+}
+
+/// One UDP datagram to `ip:port` from namespace `ns`, from `sport`; the answer, if any.
+fn udp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16, sport: u16) -> String {
+    nw.w.sh_in(ns, &format!("echo ping | socat -T 2 - UDP:{ip}:{port},sourceport={sport} || true")).trim().to_string()
+}
+
+/// A UDP server inside container `name`'s namespace that answers `udp-NAME`
+/// (socat from the node: the busybox image has no UDP server).
+fn udp_server(nw: &mut NetWorld, name: &str, port: u16) {
+    let v: serde_json::Value = serde_json::from_str(&nw.w.ok(&["inspect", name])).unwrap();
+    let netns = v["netns"].as_str().unwrap().to_string();
+    let child = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["socat", &format!("UDP-RECVFROM:{port},fork"), &format!("SYSTEM:echo udp-{name}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    nw.listeners.push(child);
+    wait_until("the udp server", || sh(&format!("nsenter --net={netns} ss -lun")).contains(&format!(":{port}")));
+}
+
+/// What is left of rcon's port entries in the node.
+fn port_rules(nw: &NetWorld, backend: &str) -> String {
+    match backend {
+        "nftables" => nw.w.sh_in(
+            nw.node(),
+            "for s in 'map ip rcon pub_any' 'map ip rcon pub_addr' 'set ip rcon hairpin'; do nft list $s 2>/dev/null | grep -i comment; done; true",
+        ),
+        _ => nw.w.sh_in(nw.node(), "iptables-save -t nat | grep -- '--comment port:' || true"),
+    }
+}
+
+fn published_paths(backend: &str) {
+    let mut nw = net_world(&format!("p{}", &backend[..1]), backend);
+    let node = nw.node().to_string();
+    let inet = nw.inet.clone();
+    nw.w.ok(&["network", "create", "--subnet", "10.20.0.0/24", "web"]);
+    nw.w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s1",
+        "--network",
+        "web",
+        "-p",
+        "8080:7000",
+        "-p",
+        "9090:9000/udp",
+        "busybox",
+        "nc",
+        "-ll",
+        "-p",
+        "7000",
+        "-e",
+        "echo",
+        "from-s1",
+    ]);
+    let s1 = ip_of(&nw.w, "s1");
+    udp_server(&mut nw, "s1", 9000);
+    assert_eq!(nw.w.ok(&["port", "s1"]), "7000/tcp -> 0.0.0.0:8080\n9000/udp -> 0.0.0.0:9090\n");
+
+    // From another host, to the node's uplink address: TCP and UDP.
+    assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 8080), "from-s1");
+    assert_eq!(udp_from(&nw, &inet, UPLINK_NODE, 9090, 41001), "udp-s1");
+    // From the node itself, to its own address and to 127.0.0.1.
+    assert_eq!(tcp_from(&nw, &node, UPLINK_NODE, 8080), "from-s1");
+    assert_eq!(tcp_from(&nw, &node, "127.0.0.1", 8080), "from-s1");
+    assert_eq!(udp_from(&nw, &node, "127.0.0.1", 9090, 41002), "udp-s1");
+    // From a neighbour on the same bridge (hairpin through the node's address).
+    let (code, out) = nw.client("web", &format!("nc -w 2 {UPLINK_NODE} 8080"));
+    assert_eq!((code, out.trim()), (0, "from-s1"));
+    // From the container to its own published port.
+    let out = nw.w.ok(&["exec", "s1", "nc", "-w", "2", UPLINK_NODE, "8080"]);
+    assert_eq!(out.trim(), "from-s1");
+    // The container's own address answers directly too (no DNAT involved).
+    assert_eq!(tcp_from(&nw, &node, &s1, 7000), "from-s1");
+
+    // HOSTIP: only that address. A free port picked by rcon answers as well.
+    nw.w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s2",
+        "--network",
+        "web",
+        "-p",
+        "127.0.0.1:8081:7000",
+        "-p",
+        "7000",
+        "busybox",
+        "nc",
+        "-ll",
+        "-p",
+        "7000",
+        "-e",
+        "echo",
+        "from-s2",
+    ]);
+    assert_eq!(tcp_from(&nw, &node, "127.0.0.1", 8081), "from-s2");
+    assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 8081), "", "a 127.0.0.1 mapping answered on the uplink");
+    let ports = nw.w.ok(&["port", "s2"]);
+    let picked: u16 = ports
+        .lines()
+        .find(|l| l.starts_with("7000/tcp -> 0.0.0.0:"))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no picked port in {ports:?}"));
+    assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, picked), "from-s2");
+
+    // A UDP flow the node tracked before the mapping existed is forgotten
+    // when the port is published: the same 5-tuple reaches the container.
+    assert_eq!(udp_from(&nw, &inet, UPLINK_NODE, 9191, 41003), "");
+    nw.w.ok(&["run", "-d", "--name", "s3", "--network", "web", "-p", "9191:9000/udp", "busybox", "sleep", "1000"]);
+    udp_server(&mut nw, "s3", 9000);
+    assert_eq!(udp_from(&nw, &inet, UPLINK_NODE, 9191, 41003), "udp-s3");
+
+    // Conflicts: nothing is created, the first owner keeps its port.
+    let before = (nw.w.containers().len(), port_rules(&nw, backend));
+    let err = nw.w.fails(&["run", "-d", "--network", "web", "-p", "8080:80", "busybox", "true"]);
+    assert!(err.contains("host port 0.0.0.0:8080/tcp is already published"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = nw.w.fails(&["run", "-d", "--network", "web", "-p", "127.0.0.1:8080:80", "busybox", "true"]);
+    assert!(err.contains("already published"), "{err}");
+    let listener = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{node}"))
+        .args(["socat", "TCP-LISTEN:8085,reuseaddr", "-"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    nw.listeners.push(listener);
+    wait_until("the node's listener", || nw.w.sh_in(&node, "ss -ltn").contains(":8085"));
+    let err = nw.w.fails(&["run", "-d", "--network", "web", "-p", "8085:80", "busybox", "true"]);
+    assert!(err.contains("host port 0.0.0.0:8085/tcp is in use by a process on the node"), "{err}");
+    let err = nw.w.fails(&["run", "-d", "--network", "web", "-p", "8090-8091:80-82", "busybox", "true"]);
+    assert!(err.contains("differ in length"), "{err}");
+    let err = nw.w.fails(&["run", "-d", "--network", "none", "-p", "8092:80", "busybox", "true"]);
+    assert!(err.contains("needs an rcon network"), "{err}");
+    assert_eq!((nw.w.containers().len(), port_rules(&nw, backend)), before, "a refused run changed something");
+    assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 8080), "from-s1");
+
+    // tcp and udp of one number belong to different containers; removing one
+    // takes exactly its own entries.
+    nw.w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s4",
+        "--network",
+        "web",
+        "-p",
+        "9090:7000",
+        "busybox",
+        "nc",
+        "-ll",
+        "-p",
+        "7000",
+        "-e",
+        "echo",
+        "from-s4",
+    ]);
+    assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 9090), "from-s4");
+    nw.w.ok(&["rm", "-f", "s4"]);
+    assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 9090), "");
+    assert_eq!(udp_from(&nw, &inet, UPLINK_NODE, 9090, 41004), "udp-s1");
+
+    // Removal leaves zero entries and zero claims.
+    nw.w.ok(&["rm", "-f", "s1", "s2", "s3"]);
+    assert_eq!(port_rules(&nw, backend), "", "port entries left");
+    assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 8080), "");
+    let claims = std::fs::read_dir(nw.w.data_root.join("ports")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(claims, 0, "host port claims left");
+}
+
+#[test]
+fn published_ports_nftables() {
+    published_paths("nftables");
+}
+
+#[test]
+fn published_ports_iptables() {
+    published_paths("iptables");
+}
