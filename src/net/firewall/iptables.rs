@@ -9,7 +9,7 @@
 //! RCON-ISOLATE   -d S -m comment --comment NAME -j DROP                          (one per network)
 //! RCON-N-NAME    -d S -j ACCEPT; -j RCON-ISOLATE; -j ACCEPT                      (internal: -j DROP last)
 //! RCON-ISOLATE   -m conntrack --ctstate DNAT -m comment --comment rcon:published -j RETURN   (first)
-//! RCON-FORWARD   -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
+//! -I FORWARD 1 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
 //! *nat
 //! -I POSTROUTING 1 -j RCON-POSTROUTING
 //! RCON-POSTROUTING -s S ! -d S -m comment --comment NAME -j MASQUERADE            (masquerading networks)
@@ -221,8 +221,10 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
     if !live.has_comment("filter", ISOLATE, PUBLISHED) {
         let _ = writeln!(b, "-I {ISOLATE} 1 {dnat} -j RETURN");
     }
-    if !live.has_comment("filter", FORWARD, PUBLISHED) {
-        let _ = writeln!(b, "-A {FORWARD} {dnat} -j ACCEPT");
+    // In FORWARD itself, beside the jump: a rule of rcon's own chain would move
+    // whenever a network's rules are replaced.
+    if !live.has_comment("filter", "FORWARD", PUBLISHED) {
+        let _ = writeln!(b, "-I FORWARD 1 {dnat} -j ACCEPT");
     }
     b.push_str("COMMIT\n*nat\n");
     for base in [POSTROUTING, PORTS] {
@@ -262,7 +264,8 @@ pub(crate) fn render_remove(live: &Live, name: &str) -> Option<String> {
             // Our jumps from the built-in chains, then every rcon chain: flushed first so none is still
             // referenced when it is deleted.
             for r in live.rules.iter().filter(|r| r.table == table && !r.chain.starts_with(PREFIX)) {
-                if r.target.as_deref().is_some_and(|t| t.starts_with(PREFIX)) {
+                if r.target.as_deref().is_some_and(|t| t.starts_with(PREFIX)) || r.comment.as_deref() == Some(PUBLISHED)
+                {
                     let _ = writeln!(lines, "-D {} {}", r.chain, r.spec);
                 }
             }
@@ -388,13 +391,13 @@ mod tests {
 :RCON-ISOLATE - [0:0]
 :RCON-N-a - [0:0]
 :RCON-N_77267fbff2ca85bc - [0:0]
+-A FORWARD -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
 -A FORWARD -j RCON-FORWARD
 -A FORWARD -m comment --comment "foreign rule" -j DOCKER-USER
 -A RCON-FORWARD -s 10.2.0.0/24 -m comment --comment "b+x" -j RCON-N_77267fbff2ca85bc
 -A RCON-FORWARD -s 10.1.0.0/24 -m comment --comment a -j RCON-N-a
 -A RCON-FORWARD -d 10.1.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment a -j ACCEPT
 -A RCON-FORWARD -d 10.2.0.0/24 -m comment --comment "b+x" -j DROP
--A RCON-FORWARD -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
 -A RCON-ISOLATE -m conntrack --ctstate DNAT -m comment --comment rcon:published -j RETURN
 -A RCON-ISOLATE -d 10.1.0.0/24 -m comment --comment a -j DROP
 -A RCON-ISOLATE -d 10.2.0.0/24 -m comment --comment "b+x" -j DROP
@@ -494,7 +497,7 @@ COMMIT
 -A RCON-N-web -j RCON-ISOLATE
 -A RCON-N-web -j ACCEPT
 -I RCON-ISOLATE 1 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j RETURN
--A RCON-FORWARD -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
+-I FORWARD 1 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
 COMMIT
 *nat
 :RCON-POSTROUTING - [0:0]
@@ -562,6 +565,7 @@ COMMIT
         let got = render_remove(&only_a, "a").unwrap();
         let want = "\
 *filter
+-D FORWARD -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
 -D FORWARD -j RCON-FORWARD
 -F RCON-FORWARD
 -F RCON-ISOLATE
