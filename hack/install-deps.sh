@@ -21,13 +21,15 @@ TEST_PKGS=(
 	nftables        # nft: the default firewall backend, and rule checks in tests
 	iptables        # the second firewall backend
 	conntrack       # flushing stale UDP conntrack entries, and checks in tests
+	python3         # a UDP echo server in runtime-tests/ports.rs (busybox has none)
 	runc            # another runtime wired by `rcon network hook` (examples/network-bundle)
 )
 BENCH_PKGS=(
 	crun      # a second peer
 	hyperfine # the timer
 	netavark                    # network setup peer (Podman's)
-	containernetworking-plugins # CNI bridge + host-local peer
+	containernetworking-plugins # CNI bridge + host-local + portmap peers
+	python3                     # bench-ports' connect client and listener
 )
 
 want=("${TEST_PKGS[@]}")

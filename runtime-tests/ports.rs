@@ -17,17 +17,23 @@ fn tcp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16) -> String {
 
 /// One UDP datagram to `ip:port` from namespace `ns`, from `sport`; the answer, if any.
 fn udp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16, sport: u16) -> String {
-    nw.w.sh_in(ns, &format!("echo ping | socat -T 2 - UDP:{ip}:{port},sourceport={sport} || true")).trim().to_string()
+    nw.w.sh_in(ns, &format!("echo ping | socat -T 4 - UDP:{ip}:{port},sourceport={sport} || true")).trim().to_string()
 }
 
-/// A UDP server inside container `name`'s namespace that answers `udp-NAME`
-/// (socat from the node: the busybox image has no UDP server).
+/// A UDP server inside container `name`'s namespace that answers every
+/// datagram with `udp-NAME` (python3 from the node: the busybox image has no
+/// UDP server, and socat's forking UDP server can miss a datagram that comes
+/// while it re-arms).
 fn udp_server(nw: &mut NetWorld, name: &str, port: u16) {
     let v: serde_json::Value = serde_json::from_str(&nw.w.ok(&["inspect", name])).unwrap();
     let netns = v["netns"].as_str().unwrap().to_string();
+    let code = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {port}))\n\
+         while True:\n    _, peer = s.recvfrom(512)\n    s.sendto(b'udp-{name}\\n', peer)\n"
+    );
     let child = Command::new("nsenter")
         .arg(format!("--net={netns}"))
-        .args(["socat", &format!("UDP-RECVFROM:{port},fork"), &format!("SYSTEM:echo udp-{name}")])
+        .args(["python3", "-c", &code])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -197,4 +203,91 @@ fn published_ports_nftables() {
 #[test]
 fn published_ports_iptables() {
     published_paths("iptables");
+}
+
+/// rcon killed (SIGKILL) at each point of an attach that publishes ports;
+/// once the namespace is gone, `rcon gc` removes the claims and the entries,
+/// and the port can be published again.
+#[test]
+fn gc_after_a_crash_releases_ports() {
+    for backend in ["nftables", "iptables"] {
+        let mut nw = net_world(&format!("pg{}", &backend[..1]), backend);
+        nw.w.ok(&["network", "create", "--subnet", "10.21.0.0/24", "crashp"]);
+        for point in ["attach:leased", "attach:recorded", "attach:wired"] {
+            let ns = crate::common::unique("vp");
+            nw.w.add_system_netns(&ns);
+            let path = format!("/var/run/netns/{ns}");
+            let out =
+                nw.w.cmd(&["network", "attach", "--netns", &path, "-p", "8088:80", "-p", "8089:53/udp", "crashp"])
+                    .env("RCON_FAULT", point)
+                    .output()
+                    .unwrap();
+            assert_eq!(out.status.code(), None, "{point}: rcon should have been killed");
+            sh(&format!("ip netns delete {ns}"));
+            nw.w.system_netns.retain(|n| n != &ns);
+            nw.w.ok(&["gc"]);
+            assert_eq!(port_rules(&nw, backend), "", "{backend} {point}: port entries left");
+            let claims = std::fs::read_dir(nw.w.data_root.join("ports")).map(|r| r.count()).unwrap_or(0);
+            assert_eq!(claims, 0, "{backend} {point}: claims left");
+        }
+        // The port is free again.
+        nw.w.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "again",
+            "--network",
+            "crashp",
+            "-p",
+            "8088:7000",
+            "busybox",
+            "nc",
+            "-ll",
+            "-p",
+            "7000",
+            "-e",
+            "echo",
+            "again",
+        ]);
+        assert_eq!(tcp_from(&nw, &nw.inet.clone(), UPLINK_NODE, 8088), "again");
+        nw.w.ok(&["rm", "-f", "again"]);
+    }
+}
+
+/// 10,000 mappings on one node: set up (one container publishing a range),
+/// used (the first, a middle and the last answer), torn down (nothing left).
+#[test]
+fn ten_thousand_mappings() {
+    for backend in ["nftables", "iptables"] {
+        let nw = net_world(&format!("pk{}", &backend[..1]), backend);
+        nw.w.ok(&["network", "create", "--subnet", "10.22.0.0/24", "many"]);
+        nw.w.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "wide",
+            "--network",
+            "many",
+            "-p",
+            "20000-29999:20000-29999",
+            "busybox",
+            "sh",
+            "-c",
+            "for p in 20000 24999 29999; do nc -ll -p $p -e echo port-$p & done; wait",
+        ]);
+        let count = match backend {
+            "nftables" => nw.w.sh_in(nw.node(), "nft list map ip rcon pub_any | grep -o 'comment' | wc -l"),
+            _ => nw.w.sh_in(nw.node(), "iptables-save -t nat | grep -c -- '-j DNAT'"),
+        };
+        assert_eq!(count.trim(), "10000", "{backend}");
+        assert_eq!(nw.w.ok(&["port", "wide"]).lines().count(), 10000);
+        let inet = nw.inet.clone();
+        wait_until("the listeners", || tcp_from(&nw, &inet, UPLINK_NODE, 29999) == "port-29999");
+        for p in [20000, 24999] {
+            assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, p), format!("port-{p}"), "{backend}");
+        }
+        nw.w.ok(&["rm", "-f", "wide"]);
+        assert_eq!(port_rules(&nw, backend), "", "{backend}: entries left");
+        assert_eq!(std::fs::read_dir(nw.w.data_root.join("ports")).map(|r| r.count()).unwrap_or(0), 0);
+    }
 }
