@@ -15,3 +15,4 @@ mod namespaces;
 mod netns;
 mod network;
 mod ports;
+mod services;

@@ -9,6 +9,7 @@ mod logging;
 mod netns;
 mod network;
 mod run;
+mod service;
 mod spec;
 
 use std::path::PathBuf;
@@ -96,6 +97,9 @@ enum Command {
     /// Networks: create, ls, inspect, rm, connect, disconnect, attach, detach, hook.
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Service virtual IPs: create, ls, inspect, rm, add-backend, rm-backend.
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
     /// Show a container with its network interfaces (JSON).
     Inspect { name: String },
     /// List a container's published ports.
@@ -176,6 +180,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Image(c) => image::image(ctx, c),
         Command::Pull(a) => image::pull(ctx, a),
         Command::Network(c) => network::network(ctx, c),
+        Command::Service(c) => service::service(ctx, c),
         Command::Inspect { name } => network::inspect(ctx, &name),
         Command::Port { name } => network::port(ctx, &name),
         Command::Gc => network::gc(ctx),

@@ -292,6 +292,7 @@ fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
         firewall::open(backend).remove_ports(&p)?;
         firewall::flush_udp_conntrack(&ep.ports)?;
     }
+    super::service::drop_endpoint(ctx, &ep.key)?;
     driver::detach(node, ep)?;
     if !ep.ports.is_empty() {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
@@ -373,6 +374,7 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
         }
     }
     report.index_links = eps.sweep_index(std::time::Duration::from_secs(60));
+    report.rules.extend(super::service::gc(ctx, backends)?);
     let live = eps.all()?;
     {
         // Under the claims' lock, as attach records its claims under it.

@@ -11,6 +11,7 @@ pub mod manage;
 pub mod netns;
 pub mod network;
 pub mod ports;
+pub mod service;
 pub mod wire;
 
 /// Hex SHA-256 of `s`: stable short names for links and records.

@@ -37,7 +37,10 @@ use std::fmt::Write as _;
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
-use super::{chain_suffix, run, NetRules, Published};
+use std::net::Ipv4Addr;
+
+use super::{chain_suffix, run, NetRules, Published, SvcRules};
+use crate::net::service::Lb;
 
 /// The iptables implementation of [`Firewall`].
 pub struct Iptables;
@@ -47,6 +50,13 @@ const FORWARD: &str = "RCON-FORWARD";
 const ISOLATE: &str = "RCON-ISOLATE";
 const POSTROUTING: &str = "RCON-POSTROUTING";
 const PORTS: &str = "RCON-PORTS";
+const SERVICES: &str = "RCON-SERVICES";
+/// The comment on a service's rules is this and its name.
+const SVC_TAG: &str = "svc:";
+
+fn svc_chain(name: &str) -> String {
+    format!("RCON-S{}", chain_suffix(name, MAX_BARE))
+}
 /// The comment on the rules published ports need once (not a network's).
 const PUBLISHED: &str = "rcon:published";
 /// The comment on an endpoint's port rules is this and its key.
@@ -131,7 +141,7 @@ impl Live {
             .iter()
             .filter(|r| r.chain.starts_with(PREFIX))
             .filter_map(|r| r.comment.as_deref())
-            .filter(|c| *c != PUBLISHED && !c.starts_with(PORT_TAG))
+            .filter(|c| *c != PUBLISHED && !c.starts_with(PORT_TAG) && !c.starts_with(SVC_TAG))
             .collect()
     }
 
@@ -228,12 +238,15 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
         let _ = writeln!(b, "-I FORWARD 1 {dnat} -j ACCEPT");
     }
     b.push_str("COMMIT\n*nat\n");
-    for base in [POSTROUTING, PORTS] {
+    for base in [POSTROUTING, PORTS, SERVICES] {
         if !live.has_chain("nat", base) {
             let _ = writeln!(b, ":{base} - [0:0]");
         }
     }
     for from in ["PREROUTING", "OUTPUT"] {
+        if !live.has_jump("nat", from, SERVICES) {
+            let _ = writeln!(b, "-A {from} -j {SERVICES}");
+        }
         if !live.has_jump("nat", from, PORTS) {
             let _ = writeln!(b, "-A {from} -m addrtype --dst-type LOCAL -j {PORTS}");
         }
@@ -344,6 +357,47 @@ pub(crate) fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String>
     (!lines.is_empty()).then(|| format!("*nat\n{lines}COMMIT\n"))
 }
 
+/// The input that restates (or, `svc` None, removes) service `name`: a jump from RCON-SERVICES for its VIP
+/// to a chain of its own that DNATs to one backend (statistic nth or random, as kube-proxy does), and the
+/// masquerade of a backend whose flow through the VIP lands on itself. `_all` is for the nftables
+/// backend's shared set: here each service carries its own masquerade rules.
+pub(crate) fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, _all: &[Ipv4Addr]) -> String {
+    let chain = svc_chain(name);
+    let c = format!("-m comment --comment {SVC_TAG}{name}");
+    let tag = format!("{SVC_TAG}{name}");
+    let mut b = String::from("*nat\n");
+    for r in live.rules.iter().filter(|r| r.table == "nat" && r.comment.as_deref() == Some(tag.as_str())) {
+        let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
+    }
+    match svc {
+        Some(s) => {
+            let _ = writeln!(b, ":{chain} - [0:0]");
+            let n = s.backends.len();
+            for (i, (ip, port)) in s.backends.iter().enumerate() {
+                let left = n - i;
+                let pick = match (left, s.lb) {
+                    (1, _) => String::new(),
+                    (_, Lb::Roundrobin) => format!("-m statistic --mode nth --every {left} --packet 0 "),
+                    (_, Lb::Random) => format!("-m statistic --mode random --probability {:.8} ", 1.0 / left as f64),
+                };
+                let _ = writeln!(b, "-A {chain} -p {} {pick}-j DNAT --to-destination {ip}:{port}", s.vip.proto);
+                let _ = writeln!(
+                    b,
+                    "-I {POSTROUTING} 1 -s {ip}/32 -d {ip}/32 -m conntrack --ctstate DNAT {c} -j MASQUERADE"
+                );
+            }
+            let v = s.vip;
+            let _ = writeln!(b, "-A {SERVICES} -d {}/32 -p {} --dport {} {c} -j {chain}", v.ip, v.proto, v.port);
+        }
+        None if live.has_chain("nat", &chain) => {
+            let _ = writeln!(b, "-F {chain}\n-X {chain}");
+        }
+        None => {}
+    }
+    b.push_str("COMMIT\n");
+    b
+}
+
 impl super::Ruleset for Iptables {
     type Live = Live;
     const NAME: &'static str = "iptables";
@@ -382,6 +436,18 @@ impl super::Ruleset for Iptables {
 
     fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String> {
         render_remove_ports_of(live, owner)
+    }
+
+    fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, all: &[Ipv4Addr]) -> String {
+        render_service(live, name, svc, all)
+    }
+
+    fn service_names(live: &Live) -> BTreeSet<&str> {
+        live.rules
+            .iter()
+            .filter(|r| r.table == "nat" && r.chain == SERVICES)
+            .filter_map(|r| r.comment.as_deref()?.strip_prefix(SVC_TAG))
+            .collect()
     }
 }
 
@@ -431,7 +497,10 @@ COMMIT
 :RCON-P-k1 - [0:0]
 :RCON-PORTS - [0:0]
 :RCON-POSTROUTING - [0:0]
+:RCON-SERVICES - [0:0]
+-A PREROUTING -j RCON-SERVICES
 -A PREROUTING -m addrtype --dst-type LOCAL -j RCON-PORTS
+-A OUTPUT -j RCON-SERVICES
 -A OUTPUT -m addrtype --dst-type LOCAL -j RCON-PORTS
 -A POSTROUTING -j RCON-POSTROUTING
 -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
@@ -527,7 +596,10 @@ COMMIT
 *nat
 :RCON-POSTROUTING - [0:0]
 :RCON-PORTS - [0:0]
+:RCON-SERVICES - [0:0]
+-A PREROUTING -j RCON-SERVICES
 -A PREROUTING -m addrtype --dst-type LOCAL -j RCON-PORTS
+-A OUTPUT -j RCON-SERVICES
 -A OUTPUT -m addrtype --dst-type LOCAL -j RCON-PORTS
 -A RCON-POSTROUTING -s 127.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j MASQUERADE
 -I POSTROUTING 1 -j RCON-POSTROUTING
@@ -602,15 +674,19 @@ COMMIT
 -X RCON-N_77267fbff2ca85bc
 COMMIT
 *nat
+-D PREROUTING -j RCON-SERVICES
 -D PREROUTING -m addrtype --dst-type LOCAL -j RCON-PORTS
+-D OUTPUT -j RCON-SERVICES
 -D OUTPUT -m addrtype --dst-type LOCAL -j RCON-PORTS
 -D POSTROUTING -j RCON-POSTROUTING
 -F RCON-P-k1
 -F RCON-PORTS
 -F RCON-POSTROUTING
+-F RCON-SERVICES
 -X RCON-P-k1
 -X RCON-PORTS
 -X RCON-POSTROUTING
+-X RCON-SERVICES
 COMMIT
 ";
         assert_eq!(got, want, "the foreign DOCKER-USER jump and docker0 masquerade stay");

@@ -89,6 +89,15 @@ pub struct Published<'a> {
     pub mappings: &'a [crate::net::ports::Mapping],
 }
 
+/// One service's rules: its VIP and its backends, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct SvcRules<'a> {
+    pub name: &'a str,
+    pub vip: crate::net::service::Vip,
+    pub lb: crate::net::service::Lb,
+    pub backends: &'a [(std::net::Ipv4Addr, u16)],
+}
+
 pub trait Firewall {
     /// Install rcon's base table/chains if missing and this network's rules, in one atomic batch. Idempotent: adding a
     /// network that is already there replaces its rules (no duplicates).
@@ -109,6 +118,14 @@ pub trait Firewall {
     fn port_owners(&self) -> Result<Vec<String>>;
     /// Remove every port entry of `owner` that the live ruleset holds.
     fn remove_ports_of(&self, owner: &str) -> Result<()>;
+    /// Install or restate one service (its VIP entry and its load-spreading DNAT) in one atomic batch.
+    /// `all_backends`: every backend address of every service after this change, whose flows to
+    /// themselves through a VIP are masqueraded.
+    fn set_service(&self, svc: &SvcRules, all_backends: &[std::net::Ipv4Addr]) -> Result<()>;
+    /// Remove one service's rules (absent: Ok); `all_backends` as for `set_service`, without it.
+    fn remove_service(&self, name: &str, all_backends: &[std::net::Ipv4Addr]) -> Result<()>;
+    /// Names of the services that have rules (gc).
+    fn services(&self) -> Result<Vec<String>>;
 }
 
 /// What a backend provides; the read-check-render-apply sequence, the lock
@@ -132,6 +149,14 @@ pub(crate) trait Ruleset {
     fn port_owners(live: &Self::Live) -> std::collections::BTreeSet<&str>;
     /// None: `owner` has no entries.
     fn render_remove_ports_of(live: &Self::Live, owner: &str) -> Option<String>;
+    /// The batch that restates (`Some`) or removes (`None`) service `name`, replacing what it had.
+    fn render_service(
+        live: &Self::Live,
+        name: &str,
+        svc: Option<&SvcRules>,
+        all_backends: &[std::net::Ipv4Addr],
+    ) -> String;
+    fn service_names(live: &Self::Live) -> std::collections::BTreeSet<&str>;
 }
 
 impl<R: Ruleset> Firewall for R {
@@ -183,6 +208,21 @@ impl<R: Ruleset> Firewall for R {
         Ok(R::port_owners(&live).into_iter().map(String::from).collect())
     }
 
+    fn set_service(&self, svc: &SvcRules, all: &[std::net::Ipv4Addr]) -> Result<()> {
+        check_name(svc.name)?;
+        self.service_batch(svc.name, Some(svc), all)
+            .with_context(|| format!("firewall ({}): service {}", R::NAME, svc.name))
+    }
+
+    fn remove_service(&self, name: &str, all: &[std::net::Ipv4Addr]) -> Result<()> {
+        self.service_batch(name, None, all).with_context(|| format!("firewall ({}): removing service {name}", R::NAME))
+    }
+
+    fn services(&self) -> Result<Vec<String>> {
+        let live = self.live().with_context(|| format!("firewall ({}): listing services", R::NAME))?;
+        Ok(R::service_names(&live).into_iter().map(String::from).collect())
+    }
+
     fn remove_ports_of(&self, owner: &str) -> Result<()> {
         let remove = || -> Result<()> {
             let _lock = lock_netns()?;
@@ -192,6 +232,21 @@ impl<R: Ruleset> Firewall for R {
             }
         };
         remove().with_context(|| format!("firewall ({}): unpublishing ports of {owner}", R::NAME))
+    }
+}
+
+impl<R: Ruleset> ServiceOps for R {}
+
+/// The read-render-apply of services, shared by both backends.
+trait ServiceOps: Ruleset {
+    fn service_batch(&self, name: &str, svc: Option<&SvcRules>, all: &[std::net::Ipv4Addr]) -> Result<()> {
+        let _lock = lock_netns()?;
+        let live = self.live()?;
+        let batch = Self::render_service(&live, name, svc, all);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.apply(&batch)
     }
 }
 
@@ -227,7 +282,7 @@ pub fn open(backend: Backend) -> Box<dyn Firewall> {
 pub const MAX_NAME: usize = 128;
 
 /// A network name fit for comments and chain names: 1 to 128 of letters, digits and `_.+-`.
-pub(crate) fn check_name(name: &str) -> Result<()> {
+pub fn check_name(name: &str) -> Result<()> {
     let ok = |c: char| c.is_ascii_alphanumeric() || "_.+-".contains(c);
     if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(ok) {
         bail!("network name {name:?} cannot be used in firewall rules: use 1 to {MAX_NAME} letters, digits and _.+-");

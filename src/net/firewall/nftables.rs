@@ -16,11 +16,18 @@
 //!     }
 //!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
 //!         ct status dnat ip saddr . ip daddr @hairpin masquerade   # a container reaching its own port
+//!         ct status dnat ip saddr . ip daddr @svc_self masquerade  # a backend landing on itself via a VIP
 //!         ct status dnat ip saddr 127.0.0.0/8 masquerade           # the node via 127.0.0.1
 //!         ip saddr vmap @nat_src
 //!     }
-//!     chain pub_pre { type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump pub_dnat }
-//!     chain pub_out { type nat hook output priority -100; policy accept; fib daddr type local jump pub_dnat }
+//!     map svc_vips { type ipv4_addr . inet_proto . inet_service : verdict; }   # VIP . tcp . 80 : goto svc-NAME
+//!     set svc_self { type ipv4_addr . ipv4_addr; }   # B . B for each service backend B
+//!     chain pub_pre { type nat hook prerouting priority dstnat; policy accept;
+//!         ip daddr . meta l4proto . th dport vmap @svc_vips
+//!         fib daddr type local jump pub_dnat
+//!     }
+//!     chain pub_out { type nat hook output priority -100; policy accept; (the same two rules) }
+//!     chain svc-NAME { dnat ip to numgen inc mod 2 map { 0 : B1 . 80, 1 : B2 . 80 } }   # or numgen random
 //!     chain pub_dnat {
 //!         dnat ip to ip daddr . meta l4proto . th dport map @pub_addr
 //!         dnat ip to meta l4proto . th dport map @pub_any
@@ -48,7 +55,6 @@
 //! must allow rcon's subnets itself; the iptables backend, whose chains hang off the shared FORWARD chain, is
 //! the one for such hosts.
 //!
-//! Room for the next step: service VIPs become one more map beside the published ports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -57,7 +63,9 @@ use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-use super::{chain_suffix, run, NetRules, Published};
+use super::{chain_suffix, run, NetRules, Published, SvcRules};
+use crate::net::service::Lb;
+use std::net::Ipv4Addr;
 
 /// The nftables implementation of [`Firewall`].
 pub struct Nftables;
@@ -88,6 +96,8 @@ pub(crate) struct Live {
     pub elems: Vec<Elem>,
     /// Elements of the published-port maps and the hairpin set.
     pub ports: Vec<PortElem>,
+    /// Elements of the service map and the service hairpin set.
+    pub svc: Vec<PortElem>,
 }
 
 /// One published-port element: its key as nft takes it back (`tcp . 8080`), and its owner (an endpoint key).
@@ -125,9 +135,10 @@ impl Live {
                 for item in set["elem"].as_array().into_iter().flatten() {
                     // A map's element is [key, verdict]; a set's is the key itself.
                     let key = item.as_array().and_then(|kv| kv.first()).unwrap_or(item);
-                    if [PUB_ANY, PUB_ADDR, HAIRPIN].contains(&name) {
+                    if [PUB_ANY, PUB_ADDR, HAIRPIN, SVC_VIPS, SVC_SELF].contains(&name) {
                         if let Some((key, owner)) = parse_concat(key) {
-                            live.ports.push(PortElem { set: name.to_string(), key, owner });
+                            let list = if name.starts_with("svc") { &mut live.svc } else { &mut live.ports };
+                            list.push(PortElem { set: name.to_string(), key, owner });
                         }
                     } else if let Some((key, owner)) = parse_key(key) {
                         live.elems.push(Elem { set: name.to_string(), key, owner });
@@ -188,13 +199,14 @@ const BASE_RULES: [(&str, &[&str]); 6] = [
         "postrouting",
         &[
             "ct status dnat ip saddr . ip daddr @hairpin masquerade",
+            "ct status dnat ip saddr . ip daddr @svc_self masquerade",
             "ct status dnat ip saddr 127.0.0.0/8 masquerade",
             "ip saddr vmap @nat_src",
         ],
     ),
     ("replies", &["ct state established,related accept"]),
-    ("pub_pre", &["fib daddr type local jump pub_dnat"]),
-    ("pub_out", &["fib daddr type local jump pub_dnat"]),
+    ("pub_pre", &["ip daddr . meta l4proto . th dport vmap @svc_vips", "fib daddr type local jump pub_dnat"]),
+    ("pub_out", &["ip daddr . meta l4proto . th dport vmap @svc_vips", "fib daddr type local jump pub_dnat"]),
     (
         "pub_dnat",
         &[
@@ -204,10 +216,22 @@ const BASE_RULES: [(&str, &[&str]); 6] = [
     ),
 ];
 /// Names the layout version of the base rules; change it whenever `BASE_RULES` changes.
-const BASE_TAG: &str = "rcon base 2";
+const BASE_TAG: &str = "rcon base 3";
 const PUB_ANY: &str = "pub_any";
 const PUB_ADDR: &str = "pub_addr";
 const HAIRPIN: &str = "hairpin";
+const SVC_VIPS: &str = "svc_vips";
+const SVC_SELF: &str = "svc_self";
+
+fn svc_chain(name: &str) -> String {
+    format!("svc{}", chain_suffix(name, MAX_BARE))
+}
+
+/// The service maps, declared with the table and again with each service batch (declaring is idempotent).
+fn declare_service_sets(b: &mut String) {
+    let _ = writeln!(b, "add map {TABLE} {SVC_VIPS} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}");
+    let _ = writeln!(b, "add set {TABLE} {SVC_SELF} {{ type ipv4_addr . ipv4_addr; }}");
+}
 
 /// The batch that installs the base table (when missing or different) and `net`'s rules, replacing whatever
 /// `net.name` had before.
@@ -243,6 +267,7 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
     let _ = writeln!(b, "add map {TABLE} {PUB_ANY} {{ type {port} : ipv4_addr . inet_service; }}");
     let _ = writeln!(b, "add map {TABLE} {PUB_ADDR} {{ type ipv4_addr . {port} : ipv4_addr . inet_service; }}");
     let _ = writeln!(b, "add set {TABLE} {HAIRPIN} {{ type ipv4_addr . ipv4_addr; }}");
+    declare_service_sets(&mut b);
     for (chain, rules) in BASE_RULES {
         let have = live.rules.get(chain).map(Vec::as_slice).unwrap_or_default();
         if have.len() == rules.len() && have.iter().all(|c| c.as_deref() == Some(BASE_TAG)) {
@@ -309,6 +334,64 @@ pub(crate) fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String>
         let _ = writeln!(b, "delete element {TABLE} {} {{ {} }}", e.set, e.key);
     }
     (!b.is_empty()).then_some(b)
+}
+
+/// The batch that restates (or, `svc` None, removes) service `name`: its chain (DNAT to one backend, by
+/// numgen), its VIP element, and the service hairpin set made equal to `all`.
+pub(crate) fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, all: &[Ipv4Addr]) -> String {
+    let chain = svc_chain(name);
+    let mut b = String::new();
+    declare_service_sets(&mut b);
+    let had = live.chains.contains(&chain);
+    for e in live.svc.iter().filter(|e| e.set == SVC_VIPS && e.owner.as_deref() == Some(name)) {
+        let _ = writeln!(b, "delete element {TABLE} {SVC_VIPS} {{ {} }}", e.key);
+    }
+    match svc {
+        Some(s) => {
+            if had {
+                let _ = writeln!(b, "flush chain {TABLE} {chain}");
+            } else {
+                let _ = writeln!(b, "add chain {TABLE} {chain}");
+            }
+            let n = s.backends.len();
+            if n == 0 {
+                let _ = writeln!(b, "add rule {TABLE} {chain} reject");
+            } else {
+                let gen = match s.lb {
+                    Lb::Roundrobin => "inc",
+                    Lb::Random => "random",
+                };
+                let targets: Vec<String> =
+                    s.backends.iter().enumerate().map(|(i, (ip, port))| format!("{i} : {ip} . {port}")).collect();
+                // A port in a DNAT target needs the protocol matched first.
+                let _ = writeln!(
+                    b,
+                    "add rule {TABLE} {chain} meta l4proto {} dnat ip to numgen {gen} mod {n} map {{ {} }}",
+                    s.vip.proto,
+                    targets.join(", ")
+                );
+            }
+            let v = s.vip;
+            let _ = writeln!(
+                b,
+                "add element {TABLE} {SVC_VIPS} {{ {} . {} . {} comment \"{name}\" : goto {chain} }}",
+                v.ip, v.proto, v.port
+            );
+        }
+        None if had => {
+            let _ = writeln!(b, "flush chain {TABLE} {chain}\ndelete chain {TABLE} {chain}");
+        }
+        None => {}
+    }
+    let want: BTreeSet<String> = all.iter().map(|ip| format!("{ip} . {ip}")).collect();
+    let have: BTreeSet<&str> = live.svc.iter().filter(|e| e.set == SVC_SELF).map(|e| e.key.as_str()).collect();
+    for k in have.iter().filter(|k| !want.contains(**k)) {
+        let _ = writeln!(b, "delete element {TABLE} {SVC_SELF} {{ {k} }}");
+    }
+    for k in want.iter().filter(|k| !have.contains(k.as_str())) {
+        let _ = writeln!(b, "add element {TABLE} {SVC_SELF} {{ {k} }}");
+    }
+    b
 }
 
 /// `flush chain` for a chain that exists already (a new one is empty, and the flush would be a deletion).
@@ -384,6 +467,14 @@ impl super::Ruleset for Nftables {
     fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String> {
         render_remove_ports_of(live, owner)
     }
+
+    fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, all: &[Ipv4Addr]) -> String {
+        render_service(live, name, svc, all)
+    }
+
+    fn service_names(live: &Live) -> BTreeSet<&str> {
+        live.svc.iter().filter(|e| e.set == SVC_VIPS).filter_map(|e| e.owner.as_deref()).collect()
+    }
 }
 
 #[cfg(test)]
@@ -429,27 +520,33 @@ mod tests {
                                    {"concat": ["10.1.0.2", 80]}]]}},
       {"set": {"family": "ip", "name": "hairpin", "table": "rcon", "type": ["ipv4_addr", "ipv4_addr"],
         "elem": [{"elem": {"val": {"concat": ["10.1.0.2", "10.1.0.2"]}, "comment": "k1"}}]}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 8, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 8, "comment": "rcon base 3",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 9, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 9, "comment": "rcon base 3",
                 "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@fwd_src"}}]}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 10, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "forward", "handle": 10, "comment": "rcon base 3",
                 "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@fwd_dst"}}]}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 11, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 11, "comment": "rcon base 3",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 17, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 17, "comment": "rcon base 3",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 18, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 18, "comment": "rcon base 3",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "replies", "handle": 12, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "postrouting", "handle": 23, "comment": "rcon base 3",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_pre", "handle": 19, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_pre", "handle": 24, "comment": "rcon base 3",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_out", "handle": 20, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_out", "handle": 25, "comment": "rcon base 3",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_dnat", "handle": 21, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "replies", "handle": 12, "comment": "rcon base 3",
                 "expr": []}},
-      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_dnat", "handle": 22, "comment": "rcon base 2",
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_pre", "handle": 19, "comment": "rcon base 3",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_out", "handle": 20, "comment": "rcon base 3",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_dnat", "handle": 21, "comment": "rcon base 3",
+                "expr": []}},
+      {"rule": {"family": "ip", "table": "rcon", "chain": "pub_dnat", "handle": 22, "comment": "rcon base 3",
                 "expr": []}},
       {"rule": {"family": "ip", "table": "rcon", "chain": "out-a", "handle": 13, "expr": []}}
     ]}"#;
@@ -494,17 +591,22 @@ add map ip rcon nat_src { type ipv4_addr : verdict; flags interval; }
 add map ip rcon pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
 add map ip rcon pub_addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
 add set ip rcon hairpin { type ipv4_addr . ipv4_addr; }
-add rule ip rcon forward ct status dnat accept comment \"rcon base 2\"
-add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 2\"
-add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 2\"
-add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade comment \"rcon base 2\"
-add rule ip rcon postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment \"rcon base 2\"
-add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 2\"
-add rule ip rcon replies ct state established,related accept comment \"rcon base 2\"
-add rule ip rcon pub_pre fib daddr type local jump pub_dnat comment \"rcon base 2\"
-add rule ip rcon pub_out fib daddr type local jump pub_dnat comment \"rcon base 2\"
-add rule ip rcon pub_dnat dnat ip to ip daddr . meta l4proto . th dport map @pub_addr comment \"rcon base 2\"
-add rule ip rcon pub_dnat dnat ip to meta l4proto . th dport map @pub_any comment \"rcon base 2\"
+add map ip rcon svc_vips { type ipv4_addr . inet_proto . inet_service : verdict; }
+add set ip rcon svc_self { type ipv4_addr . ipv4_addr; }
+add rule ip rcon forward ct status dnat accept comment \"rcon base 3\"
+add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 3\"
+add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 3\"
+add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade comment \"rcon base 3\"
+add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @svc_self masquerade comment \"rcon base 3\"
+add rule ip rcon postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment \"rcon base 3\"
+add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 3\"
+add rule ip rcon replies ct state established,related accept comment \"rcon base 3\"
+add rule ip rcon pub_pre ip daddr . meta l4proto . th dport vmap @svc_vips comment \"rcon base 3\"
+add rule ip rcon pub_pre fib daddr type local jump pub_dnat comment \"rcon base 3\"
+add rule ip rcon pub_out ip daddr . meta l4proto . th dport vmap @svc_vips comment \"rcon base 3\"
+add rule ip rcon pub_out fib daddr type local jump pub_dnat comment \"rcon base 3\"
+add rule ip rcon pub_dnat dnat ip to ip daddr . meta l4proto . th dport map @pub_addr comment \"rcon base 3\"
+add rule ip rcon pub_dnat dnat ip to meta l4proto . th dport map @pub_any comment \"rcon base 3\"
 add rule ip rcon out-web ip daddr 10.88.0.0/16 accept
 add rule ip rcon out-web ip daddr @subnets drop
 add rule ip rcon out-web accept
@@ -555,7 +657,7 @@ add element ip rcon nat_src { 10.88.0.0/16 comment \"web\" : jump nat-web }
         // A base chain that lost a rule, or whose rules carry another tag, is restated whole.
         let mut stale = live();
         stale.rules.get_mut("forward").unwrap().pop();
-        stale.rules.insert("replies".into(), vec![Some("rcon base 1".into())]);
+        stale.rules.insert("replies".into(), vec![Some("rcon base 2".into())]);
         let got = render_add(&stale, &net("c", "10.3.0.0/24", false, true));
         assert!(got.contains("flush chain ip rcon forward\nadd rule ip rcon forward ct status dnat accept"), "{got}");
         assert!(got.contains("flush chain ip rcon replies\nadd rule ip rcon replies ct state"), "{got}");
@@ -594,6 +696,39 @@ delete element ip rcon hairpin { 10.1.0.3 . 10.1.0.3 }
         );
         assert_eq!(render_remove_ports_of(&l, "k2"), None);
         assert!(!l.owners().contains("k1"), "a port owner is no network");
+    }
+
+    #[test]
+    fn services_restate_their_chain_and_the_hairpin_set() {
+        let backends = [("10.1.0.2".parse().unwrap(), 80), ("10.1.0.3".parse().unwrap(), 80)];
+        let svc =
+            SvcRules { name: "web", vip: "10.96.0.1:80".parse().unwrap(), lb: Lb::Roundrobin, backends: &backends };
+        let all = [backends[0].0, backends[1].0];
+        let got = render_service(&live(), "web", Some(&svc), &all);
+        assert!(got.contains("add chain ip rcon svc-web\n"), "{got}");
+        assert!(
+            got.contains("add rule ip rcon svc-web meta l4proto tcp dnat ip to numgen inc mod 2 map { 0 : 10.1.0.2 . 80, 1 : 10.1.0.3 . 80 }"),
+            "{got}"
+        );
+        assert!(
+            got.contains("add element ip rcon svc_vips { 10.96.0.1 . tcp . 80 comment \"web\" : goto svc-web }"),
+            "{got}"
+        );
+        assert!(got.contains("add element ip rcon svc_self { 10.1.0.3 . 10.1.0.3 }"), "{got}");
+        let mut with = live();
+        with.chains.insert("svc-web".into());
+        with.svc.push(PortElem { set: SVC_VIPS.into(), key: "10.96.0.1 . tcp . 80".into(), owner: Some("web".into()) });
+        with.svc.push(PortElem { set: SVC_SELF.into(), key: "10.1.0.2 . 10.1.0.2".into(), owner: None });
+        let gone = render_service(&with, "web", None, &[]);
+        for line in [
+            "delete element ip rcon svc_vips { 10.96.0.1 . tcp . 80 }",
+            "flush chain ip rcon svc-web\ndelete chain ip rcon svc-web",
+            "delete element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 }",
+        ] {
+            assert!(gone.contains(line), "missing {line:?} in\n{gone}");
+        }
+        let empty = SvcRules { backends: &[], ..svc };
+        assert!(render_service(&Live::default(), "web", Some(&empty), &[]).contains("add rule ip rcon svc-web reject"));
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! Service virtual IPs with real TCP, on both firewall backends: a client
+//! container reaches the VIP and its connections spread over the backends,
+//! the node reaches it, a backend reaches it (also landing on itself), and a
+//! backend removed (by rm-backend or with its container) gets no more
+//! traffic. Removal leaves no rule.
+
+use std::collections::BTreeSet;
+
+use crate::network::{net_world, NetWorld};
+
+const VIP: &str = "10.96.0.100";
+
+/// What `count` connections to the VIP from a fresh client container got back, one answer each.
+fn from_client(nw: &NetWorld, count: usize) -> Vec<String> {
+    let script = format!("for i in $(seq {count}); do nc -w 2 {VIP} 80 </dev/null; done");
+    let (_, out) = nw.client("svc", &script);
+    out.lines().map(str::to_string).collect()
+}
+
+fn rules(nw: &NetWorld, backend: &str) -> String {
+    match backend {
+        "nftables" => nw.w.sh_in(
+            nw.node(),
+            "nft list map ip rcon svc_vips 2>/dev/null | grep comment; nft list set ip rcon svc_self 2>/dev/null | grep elements; nft list chains ip rcon 2>/dev/null | grep 'chain svc'; true",
+        ),
+        _ => nw.w.sh_in(nw.node(), "iptables-save -t nat | grep -e 'svc:' -e ':RCON-S-' || true"),
+    }
+}
+
+fn services(backend: &str) {
+    let nw = net_world(&format!("v{}", &backend[..1]), backend);
+    nw.w.ok(&["network", "create", "--subnet", "10.30.0.0/24", "svc"]);
+    nw.server("b1", "svc");
+    nw.server("b2", "svc");
+    nw.w.ok(&[
+        "service",
+        "create",
+        "web",
+        "--vip",
+        &format!("{VIP}:80"),
+        "--backend",
+        "b1:7000",
+        "--backend",
+        "b2:7000",
+        "--lb",
+        "roundrobin",
+    ]);
+    let ls = nw.w.ok(&["service", "ls"]);
+    assert!(ls.contains("web") && ls.contains(&format!("{VIP}:80/tcp")), "{ls}");
+
+    // A client container: round robin answers from both, alternately.
+    let got = from_client(&nw, 6);
+    assert_eq!(got.len(), 6, "{got:?}");
+    let seen: BTreeSet<&str> = got.iter().map(String::as_str).collect();
+    assert_eq!(seen, BTreeSet::from(["from-b1", "from-b2"]), "{got:?}");
+    assert!(got.windows(2).all(|w| w[0] != w[1]), "not round robin: {got:?}");
+
+    // The node reaches the VIP.
+    let node = nw.w.sh_in(nw.node(), &format!("for i in 1 2; do busybox nc -w 2 {VIP} 80 </dev/null; done"));
+    let node_seen: BTreeSet<&str> = node.lines().collect();
+    assert_eq!(node_seen, BTreeSet::from(["from-b1", "from-b2"]), "{node}");
+
+    // A backend reaches the VIP, and lands on itself every other time.
+    let own = nw.w.ok(&["exec", "b1", "sh", "-c", &format!("for i in 1 2 3 4; do nc -w 2 {VIP} 80 </dev/null; done")]);
+    let own_seen: BTreeSet<&str> = own.lines().collect();
+    assert_eq!(own_seen, BTreeSet::from(["from-b1", "from-b2"]), "{own}");
+
+    // rm-backend: b2 gets nothing any more.
+    nw.w.ok(&["service", "rm-backend", "web", "b2"]);
+    assert!(from_client(&nw, 4).iter().all(|a| a == "from-b1"));
+    nw.w.ok(&["service", "add-backend", "web", "b2:7000"]);
+    assert!(from_client(&nw, 4).contains(&"from-b2".to_string()));
+    // A removed container leaves the service.
+    nw.w.ok(&["rm", "-f", "b2"]);
+    let v: serde_json::Value = serde_json::from_str(&nw.w.ok(&["service", "inspect", "web"])).unwrap();
+    assert_eq!(v["backends"].as_array().unwrap().len(), 1, "{v}");
+    assert!(from_client(&nw, 4).iter().all(|a| a == "from-b1"));
+
+    // Random spreading reaches both too.
+    nw.server("b3", "svc");
+    nw.w.ok(&[
+        "service",
+        "create",
+        "rnd",
+        "--vip",
+        &format!("{VIP}:81"),
+        "--backend",
+        "b1:7000",
+        "--backend",
+        "b3:7000",
+    ]);
+    let script = format!("for i in $(seq 30); do nc -w 2 {VIP} 81 </dev/null; done");
+    let (_, out) = nw.client("svc", &script);
+    let rnd: BTreeSet<&str> = out.lines().collect();
+    assert_eq!(rnd, BTreeSet::from(["from-b1", "from-b3"]), "{out}");
+
+    // Bad input changes nothing.
+    let before = rules(&nw, backend);
+    let err = nw.w.fails(&["service", "create", "web", "--vip", &format!("{VIP}:82"), "--backend", "b1:7000"]);
+    assert!(err.contains("exists already"), "{err}");
+    let err = nw.w.fails(&["service", "create", "dup", "--vip", &format!("{VIP}:80"), "--backend", "b1:7000"]);
+    assert!(err.contains("is the address of service \"web\""), "{err}");
+    let err = nw.w.fails(&["service", "create", "x", "--vip", &format!("{VIP}:83"), "--backend", "nosuch:80"]);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(rules(&nw, backend), before);
+
+    // Removal leaves no rule behind.
+    nw.w.ok(&["service", "rm", "web", "rnd"]);
+    assert_eq!(rules(&nw, backend).trim(), "", "service rules left");
+    assert_eq!(nw.w.ok(&["service", "ls"]).lines().count(), 1);
+}
+
+#[test]
+fn services_nftables() {
+    services("nftables");
+}
+
+#[test]
+fn services_iptables() {
+    services("iptables");
+}

@@ -1,0 +1,294 @@
+//! Service virtual IPs, ClusterIP-style: a VIP:port that no interface holds,
+//! DNATed from PREROUTING and OUTPUT to one of its backends (container
+//! endpoints), with the load spread round-robin or at random.
+//!
+//! A service is a record, `<data-root>/services/<name>.json`, changed under an
+//! flock on the directory; its rules are restated whole (one atomic batch)
+//! whenever its backends change. A backend is an endpoint: when the endpoint
+//! goes (its container is removed), it leaves every service it was in.
+
+use std::fmt;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use super::firewall::{self, Backend, SvcRules};
+use super::ports::Proto;
+use crate::Context;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lb {
+    #[default]
+    Random,
+    Roundrobin,
+}
+
+impl FromStr for Lb {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Lb> {
+        match s {
+            "random" => Ok(Lb::Random),
+            "roundrobin" => Ok(Lb::Roundrobin),
+            _ => bail!("--lb {s:?}: use random or roundrobin"),
+        }
+    }
+}
+
+impl fmt::Display for Lb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Lb::Random => "random",
+            Lb::Roundrobin => "roundrobin",
+        })
+    }
+}
+
+/// `IP:PORT[/proto]`, the service's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vip {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl FromStr for Vip {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Vip> {
+        let (addr, proto) = match s.rsplit_once('/') {
+            Some((a, p)) => (a, p.parse().with_context(|| format!("--vip {s}"))?),
+            None => (s, Proto::Tcp),
+        };
+        let bad = || anyhow::anyhow!("--vip {s:?}: use IP:PORT[/tcp|udp|sctp]");
+        let (ip, port) = addr.split_once(':').ok_or_else(bad)?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+            bail!("--vip {s}: {ip} cannot be a service address");
+        }
+        Ok(Vip { ip, port, proto })
+    }
+}
+
+impl fmt::Display for Vip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.ip, self.port, self.proto)
+    }
+}
+
+/// One backend: a container's endpoint and the port it serves on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The container (id) as given to `--backend`, and its name then.
+    pub container: String,
+    pub name: String,
+    /// The endpoint's key: how the backend leaves when its endpoint goes.
+    pub endpoint: String,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    pub vip: Vip,
+    pub lb: Lb,
+    pub firewall: Backend,
+    pub backends: Vec<Member>,
+}
+
+/// `CONTAINER:PORT`, as `--backend` takes it.
+pub fn parse_backend(s: &str) -> Result<(String, u16)> {
+    let bad = || anyhow::anyhow!("--backend {s:?}: use CONTAINER:PORT");
+    let (c, p) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+    if c.is_empty() {
+        return Err(bad());
+    }
+    Ok((c.to_string(), port))
+}
+
+/// The services on disk.
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(data_root: &Path) -> Store {
+        Store { dir: data_root.join("services") }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    /// Serialises every change to services.
+    pub fn lock(&self) -> Result<crate::store::Lock> {
+        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        crate::store::lock(&self.dir.join(".lock"))
+    }
+
+    pub fn get(&self, name: &str) -> Result<Service> {
+        crate::store::validate_id("service name", name)?;
+        let p = self.path(name);
+        if !p.exists() {
+            bail!("service {name:?} does not exist");
+        }
+        crate::store::read_json(&p)
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.path(name).exists()
+    }
+
+    pub fn save(&self, s: &Service) -> Result<()> {
+        crate::store::write_json(&self.path(&s.name), s)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<()> {
+        match fs::remove_file(self.path(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the service record"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every service, by name (none yet: empty).
+    pub fn list(&self) -> Result<Vec<Service>> {
+        let Ok(rd) = fs::read_dir(&self.dir) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".json") && !name.starts_with('.') {
+                out.push(crate::store::read_json::<Service>(&e.path())?);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+// --- the use cases -------------------------------------------------------------------------------------
+
+/// Container `id`'s first interface with an address, as a backend on `port`.
+pub fn member(ctx: &Context, id: &str, name: &str, port: u16) -> Result<Member> {
+    let ep = super::manage::endpoints_of(ctx, id)?
+        .into_iter()
+        .find(|e| e.ip.is_some())
+        .with_context(|| format!("container {name:?} has no interface on an rcon network to serve from"))?;
+    Ok(Member { container: id.to_string(), name: name.to_string(), endpoint: ep.key, ip: ep.ip.unwrap(), port })
+}
+
+/// Restate `svc`'s rules, with every service's backends for the hairpin set.
+fn apply(store: &Store, svc: &Service) -> Result<()> {
+    let backends: Vec<(Ipv4Addr, u16)> = svc.backends.iter().map(|m| (m.ip, m.port)).collect();
+    let rules = SvcRules { name: &svc.name, vip: svc.vip, lb: svc.lb, backends: &backends };
+    firewall::open(svc.firewall).set_service(&rules, &all_backends(store, Some(svc))?)
+}
+
+/// Every backend address of every service, `changed` in place of its record.
+fn all_backends(store: &Store, changed: Option<&Service>) -> Result<Vec<Ipv4Addr>> {
+    let mut all: Vec<Ipv4Addr> = store
+        .list()?
+        .iter()
+        .filter(|s| changed.is_none_or(|c| c.name != s.name))
+        .chain(changed)
+        .flat_map(|s| s.backends.iter().map(|m| m.ip))
+        .collect();
+    all.sort();
+    all.dedup();
+    Ok(all)
+}
+
+pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb) -> Result<Service> {
+    crate::store::validate_id("service name", name)?;
+    firewall::check_name(name)?;
+    let store = Store::new(&ctx.data_root);
+    let _lock = store.lock()?;
+    if store.exists(name) {
+        bail!("service {name:?} exists already");
+    }
+    if let Some(other) = store.list()?.into_iter().find(|s| s.vip == vip) {
+        bail!("{vip} is the address of service {:?} already", other.name);
+    }
+    let svc = Service { name: name.to_string(), vip, lb, firewall: ctx.firewall, backends };
+    // Rules first: a failure leaves no record.
+    apply(&store, &svc)?;
+    store.save(&svc)?;
+    Ok(svc)
+}
+
+pub fn remove(ctx: &Context, name: &str) -> Result<()> {
+    let store = Store::new(&ctx.data_root);
+    let _lock = store.lock()?;
+    let svc = store.get(name)?;
+    store.remove(name)?;
+    firewall::open(svc.firewall).remove_service(name, &all_backends(&store, None)?)
+}
+
+/// Change one service's backends, under the lock, and restate its rules.
+pub fn change(ctx: &Context, name: &str, edit: impl FnOnce(&mut Service) -> Result<()>) -> Result<Service> {
+    let store = Store::new(&ctx.data_root);
+    let _lock = store.lock()?;
+    let mut svc = store.get(name)?;
+    edit(&mut svc)?;
+    apply(&store, &svc)?;
+    store.save(&svc)?;
+    Ok(svc)
+}
+
+/// An endpoint went: it leaves every service it was a backend of.
+pub fn drop_endpoint(ctx: &Context, key: &str) -> Result<()> {
+    let store = Store::new(&ctx.data_root);
+    if !store.dir.exists() {
+        return Ok(());
+    }
+    let _lock = store.lock()?;
+    for mut svc in store.list()? {
+        if svc.backends.iter().any(|m| m.endpoint == key) {
+            svc.backends.retain(|m| m.endpoint != key);
+            apply(&store, &svc)?;
+            store.save(&svc)?;
+        }
+    }
+    Ok(())
+}
+
+/// gc: rules of services that have no record any more. Returns their names.
+pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<Vec<String>> {
+    let store = Store::new(&ctx.data_root);
+    let _lock = store.lock()?;
+    let known: Vec<String> = store.list()?.into_iter().map(|s| s.name).collect();
+    let mut removed = Vec::new();
+    for b in backends {
+        let fw = firewall::open(*b);
+        let Ok(names) = fw.services() else { continue };
+        for n in names.into_iter().filter(|n| !known.contains(n)) {
+            fw.remove_service(&n, &all_backends(&store, None)?)?;
+            removed.push(format!("{b}:service {n}"));
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vips_and_backends_parse() {
+        let v: Vip = "10.96.0.100:80".parse().unwrap();
+        assert_eq!((v.ip, v.port, v.proto), (Ipv4Addr::new(10, 96, 0, 100), 80, Proto::Tcp));
+        assert_eq!("10.96.0.10:53/udp".parse::<Vip>().unwrap().to_string(), "10.96.0.10:53/udp");
+        for bad in ["10.96.0.1", "10.96.0.1:0", "x:80", "0.0.0.0:80", "127.0.0.1:80", "10.0.0.1:80/icmp"] {
+            assert!(bad.parse::<Vip>().is_err(), "{bad} accepted");
+        }
+        assert_eq!(parse_backend("web:8080").unwrap(), ("web".to_string(), 8080));
+        assert!(parse_backend("web").is_err() && parse_backend(":80").is_err() && parse_backend("w:0").is_err());
+        assert_eq!("roundrobin".parse::<Lb>().unwrap(), Lb::Roundrobin);
+        assert!("rr".parse::<Lb>().is_err());
+    }
+}
