@@ -29,5 +29,6 @@ fn network_bundle_example_runs() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "run.sh failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("client got: hello-from-server"), "{stdout}");
+    assert!(stdout.contains("node got via published port: hello-from-server"), "{stdout}");
     assert!(stdout.contains("runc container got: hello-from-server"), "{stdout}");
 }

@@ -2,8 +2,9 @@
 # Run the network-bundle example: OCI bundles wired to an rcon bridge
 # network without any docker-style flag.
 #   1. two bundles whose config.json carries the `rcon.network` annotation
-#      (and `rcon.ip` for a fixed address): `rcon run --bundle` attaches
-#      them, and one reaches the other over TCP;
+#      (and `rcon.ip` for a fixed address, `rcon.ports` to publish a port):
+#      `rcon run --bundle` attaches them, one reaches the other over TCP,
+#      and the node reaches the server through its published port;
 #   2. when runc is installed, a bundle run by runc whose createRuntime and
 #      poststop hooks call `rcon network hook`.
 # rcon runs inside a throwaway "node" network namespace, so the bridge, the
@@ -42,7 +43,7 @@ bundle() {
 run rcon network create --subnet 10.97.0.0/24 exnet
 
 # 1. A server with a fixed address, and a client that talks to it.
-bundle server '.annotations["rcon.ip"] = "10.97.0.10" | .process.args = ["nc", "-ll", "-p", "7000", "-e", "echo", "hello-from-server"]'
+bundle server '.annotations["rcon.ip"] = "10.97.0.10" | .annotations["rcon.ports"] = "8097:7000" | .process.args = ["nc", "-ll", "-p", "7000", "-e", "echo", "hello-from-server"]'
 bundle client '.process.args = ["nc", "-w", "2", "10.97.0.10", "7000"]'
 run rcon run --detach --bundle "$WORLD/server" exserver
 reply=$(run rcon run --bundle "$WORLD/client" exclient)
@@ -51,7 +52,13 @@ echo "client got: $reply"
 	echo "run.sh: the client did not reach the server" >&2
 	exit 1
 }
-run rcon network inspect exnet | jq -c '.endpoints[] | {ip, ifname, owner}'
+reply=$(busybox nc -w 2 127.0.0.1 8097 </dev/null)
+echo "node got via published port: $reply"
+[[ $reply == hello-from-server ]] || {
+	echo "run.sh: the node did not reach the server's published port 8097" >&2
+	exit 1
+}
+run rcon network inspect exnet | jq -c '.endpoints[] | {ip, ifname, owner, ports}'
 
 # 2. Another runtime, wired by the hook mode.
 if command -v runc >/dev/null; then
