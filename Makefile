@@ -18,7 +18,7 @@ all: build
 deps:
 	hack/install-deps.sh
 
-# The bench also needs runc, crun, hyperfine, netavark and the CNI plugins.
+# The bench also needs runc, crun, hyperfine, netavark, the CNI plugins and python3.
 bench-deps:
 	hack/install-deps.sh --bench
 
@@ -63,6 +63,7 @@ demo: deps build bundle
 bench: bench-deps deps build bundle
 	hack/bench.sh
 	hack/bench-net.sh
+	hack/bench-ports.sh
 
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:

@@ -171,6 +171,9 @@ else
 fi
 # shellcheck source=SCRIPTDIR/lib/mdsection.sh
 . "$repo/hack/lib/mdsection.sh"
+# shellcheck source=SCRIPTDIR/lib/benchworld.sh
+. "$repo/hack/lib/benchworld.sh"
+BENCH_TAG=bench-net
 
 [[ $(id -u) -eq 0 ]] || {
 	echo "bench-net: needs root (network namespaces, veths, bridges)" >&2
@@ -223,29 +226,10 @@ done
 
 # --- the bench world and its cleanup ------------------------------------------
 # Names carry our pid, so that a later run can tell a crashed run's leftovers
-# (pid gone) from another run going on now.
+# (pid gone) from another run going on now (hack/lib/benchworld.sh).
 PREFIX=rcon-bnet
 WORLD=/tmp/$PREFIX-$$
 NETNS_RUN=/var/run/netns
-
-# unmount_below DIR: every mount point at or below DIR, deepest first.
-unmount_below() {
-	awk -v w="$1" '$5 == w || index($5, w "/") == 1 {print $5}' /proc/self/mountinfo | sort -ru |
-		while read -r m; do umount -l "$(printf '%b' "$m")" 2>/dev/null || true; done
-}
-
-# remove_world PID: the nodes and the temp dir of run PID.
-remove_world() {
-	local pid=$1 f
-	for f in "$NETNS_RUN/$PREFIX-$pid-"*; do
-		[[ -e $f ]] && ip netns delete "${f##*/}" 2>/dev/null || true
-	done
-	if [[ -d /tmp/$PREFIX-$pid ]]; then
-		unmount_below "/tmp/$PREFIX-$pid"
-		rm -rf --one-file-system "/tmp/$PREFIX-$pid" 2>/dev/null ||
-			echo "bench-net: could not remove /tmp/$PREFIX-$pid" >&2
-	fi
-}
 
 inner_pid=''
 cleanup() {
@@ -262,28 +246,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Leftovers of earlier runs that crashed (their pid is gone).
-for f in "$NETNS_RUN/$PREFIX-"* /tmp/"$PREFIX"-*; do
-	[[ -e $f && ${f##*/} =~ ^$PREFIX-([0-9]+) ]] || continue
-	pid=${BASH_REMATCH[1]}
-	if [[ $pid != "$$" ]] && ! kill -0 "$pid" 2>/dev/null; then
-		echo "bench-net: removing leftovers of run $pid"
-		remove_world "$pid"
-	fi
-done
+sweep_leftovers
 
 mkdir -p "$WORLD" "$RAW"
 root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
 
-# make_containers DIR N: N netns files DIR/c1..cN (unshare + bind mount, the
-# same kernel objects as `ip netns add`, but outside /var/run/netns).
-make_containers() {
-	local d=$1 n=$2 i
-	mkdir -p "$d"
-	for ((i = 1; i <= n; i++)); do
-		: >"$d/c$i"
-		unshare --net="$d/c$i" true
-	done
-}
+# make_containers DIR N (hack/lib/benchworld.sh): N netns files DIR/c1..cN.
 
 # run_one TOOL N: one fresh node and N fresh containers; the timed loops run
 # inside the node. Raw times to $RAW, context to $WORLD/TOOL-N/info.
@@ -328,12 +296,7 @@ run_one() {
 # and "the last" are also given as the median of the 11 calls around them.
 stats() {
 	local f=$1 sorted
-	sorted=$(sort -n "$f" | awk '{a[NR] = $1}
-		END {
-			m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-			r = int(0.99 * NR); if (r < 0.99 * NR) r++
-			print m, a[r]
-		}')
+	sorted=$(median_p99 "$f")
 	local med10=- medl10=-
 	if (($(wc -l <"$f") >= 30)); then
 		med10=$(sed -n 5,15p "$f" | sort -n | awk '{a[NR] = $1} END {print a[6]}')
