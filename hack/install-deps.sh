@@ -21,7 +21,7 @@ TEST_PKGS=(
 	nftables        # nft: the default firewall backend, and rule checks in tests
 	iptables        # the second firewall backend
 	conntrack       # flushing stale UDP conntrack entries, and checks in tests
-	python3         # a UDP echo server in runtime-tests/ports.rs (busybox has none)
+	python3         # a UDP echo server in runtime-tests/ports.rs, bench-ports' connect client
 	runc            # another runtime wired by `rcon network hook` (examples/network-bundle)
 )
 BENCH_PKGS=(
@@ -29,7 +29,6 @@ BENCH_PKGS=(
 	hyperfine # the timer
 	netavark                    # network setup peer (Podman's)
 	containernetworking-plugins # CNI bridge + host-local + portmap peers
-	python3                     # bench-ports' connect client and listener
 )
 
 want=("${TEST_PKGS[@]}")
