@@ -61,7 +61,7 @@ diff_id=$(sha "$work/layer.tar")
 jq -n --arg d "sha256:$diff_id" '{
 	architecture: "amd64", os: "linux",
 	created: "1970-01-01T00:00:00Z",
-	config: {Env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"]},
+	config: {Env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"], ExposedPorts: {"7000/tcp": {}}},
 	rootfs: {type: "layers", diff_ids: [$d]},
 	history: [{created: "1970-01-01T00:00:00Z", created_by: "hack/mkimage.sh"}]
 }' >"$work/config.json"

@@ -15,9 +15,21 @@ fn tcp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16) -> String {
     nw.w.sh_in(ns, &format!("busybox nc -w 2 {ip} {port} </dev/null || true")).trim().to_string()
 }
 
-/// One UDP datagram to `ip:port` from namespace `ns`, from `sport`; the answer, if any.
-fn udp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16, sport: u16) -> String {
-    nw.w.sh_in(ns, &format!("echo ping | socat -T 4 - UDP:{ip}:{port},sourceport={sport} || true")).trim().to_string()
+/// One UDP datagram to `ip:port` from the network namespace at `netns` (a
+/// path), from `sport`; the answer, if any.
+fn udp_from(netns: &str, ip: &str, port: u16, sport: u16) -> String {
+    let cmd = format!("echo ping | socat -T 4 - UDP:{ip}:{port},sourceport={sport} || true");
+    sh(&format!("nsenter --net={netns} sh -c '{cmd}'")).trim().to_string()
+}
+
+fn named(ns: &str) -> String {
+    format!("/var/run/netns/{ns}")
+}
+
+/// The network namespace of container `name`, as a path.
+fn netns_of(nw: &NetWorld, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&nw.w.ok(&["inspect", name])).unwrap();
+    v["netns"].as_str().unwrap().to_string()
 }
 
 /// A UDP server inside container `name`'s namespace that answers every
@@ -25,8 +37,7 @@ fn udp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16, sport: u16) -> String 
 /// UDP server, and socat's forking UDP server can miss a datagram that comes
 /// while it re-arms).
 fn udp_server(nw: &mut NetWorld, name: &str, port: u16) {
-    let v: serde_json::Value = serde_json::from_str(&nw.w.ok(&["inspect", name])).unwrap();
-    let netns = v["netns"].as_str().unwrap().to_string();
+    let netns = netns_of(nw, name);
     let code = format!(
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {port}))\n\
          while True:\n    _, peer = s.recvfrom(512)\n    s.sendto(b'udp-{name}\\n', peer)\n"
@@ -84,17 +95,19 @@ fn published_paths(backend: &str) {
 
     // From another host, to the node's uplink address: TCP and UDP.
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 8080), "from-s1");
-    assert_eq!(udp_from(&nw, &inet, UPLINK_NODE, 9090, 41001), "udp-s1");
+    assert_eq!(udp_from(&named(&inet), UPLINK_NODE, 9090, 41001), "udp-s1");
     // From the node itself, to its own address and to 127.0.0.1.
     assert_eq!(tcp_from(&nw, &node, UPLINK_NODE, 8080), "from-s1");
     assert_eq!(tcp_from(&nw, &node, "127.0.0.1", 8080), "from-s1");
-    assert_eq!(udp_from(&nw, &node, "127.0.0.1", 9090, 41002), "udp-s1");
+    assert_eq!(udp_from(&named(&node), UPLINK_NODE, 9090, 41005), "udp-s1");
+    assert_eq!(udp_from(&named(&node), "127.0.0.1", 9090, 41002), "udp-s1");
     // From a neighbour on the same bridge (hairpin through the node's address).
     let (code, out) = nw.client("web", &format!("nc -w 2 {UPLINK_NODE} 8080"));
     assert_eq!((code, out.trim()), (0, "from-s1"));
     // From the container to its own published port.
     let out = nw.w.ok(&["exec", "s1", "nc", "-w", "2", UPLINK_NODE, "8080"]);
     assert_eq!(out.trim(), "from-s1");
+    assert_eq!(udp_from(&netns_of(&nw, "s1"), UPLINK_NODE, 9090, 41007), "udp-s1");
     // The container's own address answers directly too (no DNAT involved).
     assert_eq!(tcp_from(&nw, &node, &s1, 7000), "from-s1");
 
@@ -109,6 +122,8 @@ fn published_paths(backend: &str) {
         "-p",
         "127.0.0.1:8081:7000",
         "-p",
+        "127.0.0.1:9092:9000/udp",
+        "-p",
         "7000",
         "busybox",
         "nc",
@@ -119,7 +134,12 @@ fn published_paths(backend: &str) {
         "echo",
         "from-s2",
     ]);
+    udp_server(&mut nw, "s2", 9000);
     assert_eq!(tcp_from(&nw, &node, "127.0.0.1", 8081), "from-s2");
+    assert_eq!(udp_from(&named(&node), "127.0.0.1", 9092, 41008), "udp-s2");
+    assert_eq!(udp_from(&named(&inet), UPLINK_NODE, 9092, 41009), "", "a 127.0.0.1 UDP mapping answered on the uplink");
+    // UDP from a neighbour on the bridge, through the node's address.
+    assert_eq!(udp_from(&netns_of(&nw, "s2"), UPLINK_NODE, 9090, 41006), "udp-s1");
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 8081), "", "a 127.0.0.1 mapping answered on the uplink");
     let ports = nw.w.ok(&["port", "s2"]);
     let picked: u16 = ports
@@ -129,13 +149,38 @@ fn published_paths(backend: &str) {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no picked port in {ports:?}"));
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, picked), "from-s2");
+    // -P: every port the image exposes (hack/mkimage.sh exposes 7000/tcp), on a free host port.
+    nw.w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s5",
+        "--network",
+        "web",
+        "-P",
+        "busybox",
+        "nc",
+        "-ll",
+        "-p",
+        "7000",
+        "-e",
+        "echo",
+        "from-s5",
+    ]);
+    let ports = nw.w.ok(&["port", "s5"]);
+    let all: u16 = ports
+        .strip_prefix("7000/tcp -> 0.0.0.0:")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("-P published {ports:?}"));
+    assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, all), "from-s5");
+    nw.w.ok(&["rm", "-f", "s5"]);
 
     // A UDP flow the node tracked before the mapping existed is forgotten
     // when the port is published: the same 5-tuple reaches the container.
-    assert_eq!(udp_from(&nw, &inet, UPLINK_NODE, 9191, 41003), "");
+    assert_eq!(udp_from(&named(&inet), UPLINK_NODE, 9191, 41003), "");
     nw.w.ok(&["run", "-d", "--name", "s3", "--network", "web", "-p", "9191:9000/udp", "busybox", "sleep", "1000"]);
     udp_server(&mut nw, "s3", 9000);
-    assert_eq!(udp_from(&nw, &inet, UPLINK_NODE, 9191, 41003), "udp-s3");
+    assert_eq!(udp_from(&named(&inet), UPLINK_NODE, 9191, 41003), "udp-s3");
 
     // Conflicts: nothing is created, the first owner keeps its port.
     let before = (nw.w.containers().len(), port_rules(&nw, backend));
@@ -185,7 +230,7 @@ fn published_paths(backend: &str) {
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 9090), "from-s4");
     nw.w.ok(&["rm", "-f", "s4"]);
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 9090), "");
-    assert_eq!(udp_from(&nw, &inet, UPLINK_NODE, 9090, 41004), "udp-s1");
+    assert_eq!(udp_from(&named(&inet), UPLINK_NODE, 9090, 41004), "udp-s1");
 
     // Removal leaves zero entries and zero claims.
     nw.w.ok(&["rm", "-f", "s1", "s2", "s3"]);
