@@ -14,5 +14,6 @@ mod lifecycle;
 mod namespaces;
 mod netns;
 mod network;
+mod pods;
 mod ports;
 mod services;

@@ -106,6 +106,9 @@ enum Command {
     Port { name: String },
     /// Remove what crashed runs left behind: endpoints, leases, veths, rules.
     Gc,
+    /// The pod sandbox's pause process: holds namespaces, reaps orphans, ends on TERM/INT.
+    #[command(hide = true)]
+    Pause,
 }
 
 /// Parse, run, and turn any error into one line on stderr and a non-zero code.
@@ -184,5 +187,6 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Inspect { name } => network::inspect(ctx, &name),
         Command::Port { name } => network::port(ctx, &name),
         Command::Gc => network::gc(ctx),
+        Command::Pause => rcon::engine::pause::run(),
     }
 }

@@ -5,6 +5,7 @@
 mod manage;
 mod monitor;
 pub mod names;
+pub mod pause;
 mod rootfs;
 pub mod spec;
 
