@@ -51,13 +51,13 @@ pub fn service(ctx: &Context, cmd: ServiceCmd) -> Result<i32> {
         }
         ServiceCmd::Ls => {
             println!("{:<20} {:<24} {:<10} BACKENDS", "NAME", "VIP", "LB");
-            for s in service::Store::new(&ctx.data_root).list()? {
+            for s in service::store(&ctx.data_root).list()? {
                 let b: Vec<String> = s.backends.iter().map(|m| format!("{}:{}", m.ip, m.port)).collect();
                 println!("{:<20} {:<24} {:<10} {}", s.name, s.vip.to_string(), s.lb.to_string(), b.join(","));
             }
         }
         ServiceCmd::Inspect { name } => {
-            println!("{}", serde_json::to_string_pretty(&service::Store::new(&ctx.data_root).get(&name)?)?);
+            println!("{}", serde_json::to_string_pretty(&service::store(&ctx.data_root).get(&name)?)?);
         }
         ServiceCmd::Rm { names } => {
             for n in names {

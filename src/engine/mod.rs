@@ -189,12 +189,15 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     if network.is_none() && (req.ip.is_some() || req.mac.is_some()) {
         bail!("--ip and --mac need a network (--network NAME)");
     }
+    for p in &req.ports {
+        p.parse::<crate::net::ports::PortSpec>()?;
+    }
     let mut ports = req.ports.clone();
     if req.publish_all {
-        ports.extend(img.config.exposed_ports.iter().cloned());
-    }
-    for p in &ports {
-        p.parse::<crate::net::ports::PortSpec>()?;
+        for key in &img.config.exposed_ports {
+            crate::net::ports::exposed(key)?;
+            ports.push(key.clone());
+        }
     }
     if network.is_none() && !ports.is_empty() {
         bail!(

@@ -114,14 +114,21 @@ impl Claims {
 
     /// Release `mappings` held by `owner` (links naming another owner stay).
     pub fn release(&self, owner: &str, mappings: &[Mapping]) -> Result<()> {
-        for m in mappings {
-            let dir = self.port_dir(m.proto, m.host_port);
-            let link = dir.join(m.host_ip.map(|i| i.to_string()).unwrap_or_else(|| ANY.into()));
-            if fs::read_link(&link).is_ok_and(|t| t.as_os_str() == owner) {
-                fs::remove_file(&link).with_context(|| format!("releasing {}", link.display()))?;
-            }
-            let _ = fs::remove_dir(&dir); // the last claim of a port takes its directory
+        mappings.iter().try_for_each(|m| self.release_one(owner, m.proto, m.host_ip, m.host_port))
+    }
+
+    /// Release one claim as found on disk (gc).
+    pub fn release_claim(&self, c: &Claim) -> Result<()> {
+        self.release_one(&c.owner, c.proto, c.host_ip, c.port)
+    }
+
+    fn release_one(&self, owner: &str, proto: Proto, ip: Option<Ipv4Addr>, port: u16) -> Result<()> {
+        let dir = self.port_dir(proto, port);
+        let link = dir.join(ip.map(|i| i.to_string()).unwrap_or_else(|| ANY.into()));
+        if fs::read_link(&link).is_ok_and(|t| t.as_os_str() == owner) {
+            fs::remove_file(&link).with_context(|| format!("releasing {}", link.display()))?;
         }
+        let _ = fs::remove_dir(&dir); // the last claim of a port takes its directory
         Ok(())
     }
 

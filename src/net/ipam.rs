@@ -76,7 +76,9 @@ impl Ipam {
         Ok(Book { dir, net: net.to_string(), _lock: lock })
     }
 
-    /// Allocate under a lock of its own; see [`Book::allocate`].
+    /// Allocate under a lock of its own; see [`Book::allocate`] (attach
+    /// holds the book across its record instead).
+    #[cfg(test)]
     pub fn allocate(
         &self,
         net: &str,

@@ -16,12 +16,12 @@ use super::hostports::Claims;
 use super::ipam::Ipam;
 use super::link::Netlink;
 use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
-use super::ports::{Mapping, PortSpec};
+use super::ports::PortSpec;
 use super::{driver, forwarding};
 use crate::Context;
 
 fn networks(ctx: &Context) -> network::Store {
-    network::Store::new(&ctx.data_root)
+    network::store(&ctx.data_root)
 }
 
 fn endpoints(ctx: &Context) -> endpoint::Store {
@@ -382,8 +382,7 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
         let live = eps.all()?;
         let keys: HashSet<&str> = live.iter().map(|e| e.key.as_str()).collect();
         for c in claims.all()?.into_iter().filter(|c| !keys.contains(c.owner.as_str())) {
-            let m = Mapping { proto: c.proto, host_ip: c.host_ip, host_port: c.port, ctr_port: 0 };
-            claims.release(&c.owner, &[m])?;
+            claims.release_claim(&c)?;
             report.ports.push(format!("{}:{}/{}", c.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), c.port, c.proto));
         }
         for b in backends {

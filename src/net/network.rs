@@ -2,9 +2,8 @@
 //! (`<data-root>/networks/<name>.json`), validated once so that every later
 //! attach can trust them.
 
-use std::fs;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
@@ -223,63 +222,16 @@ fn bridge_name(net: &str) -> String {
     format!("rcon-{}", &super::short_hash(net)[..10])
 }
 
-/// The on-disk set of networks.
-pub struct Store {
-    dir: PathBuf,
+/// The on-disk set of networks: `<data-root>/networks/<name>.json`.
+pub type Store = crate::store::Records<Network>;
+
+pub fn store(data_root: &Path) -> Store {
+    Store::new(data_root.join("networks"), "network")
 }
 
-impl Store {
-    pub fn new(data_root: &Path) -> Store {
-        Store { dir: data_root.join("networks") }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.json"))
-    }
-
-    /// Serialises create and rm (and the default network's first use).
-    pub fn lock(&self) -> Result<crate::store::Lock> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-        crate::store::lock(&self.dir.join(".lock"))
-    }
-
-    pub fn get(&self, name: &str) -> Result<Network> {
-        crate::store::validate_id("network name", name)?;
-        let p = self.path(name);
-        if !p.exists() {
-            let known: Vec<String> = self.list()?.into_iter().map(|n| n.name).collect();
-            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-            bail!("network {name:?} does not exist (networks: {known})");
-        }
-        crate::store::read_json(&p)
-    }
-
-    pub fn exists(&self, name: &str) -> bool {
-        self.path(name).exists()
-    }
-
-    pub fn list(&self) -> Result<Vec<Network>> {
-        let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(&self.dir) else { return Ok(out) };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "json") {
-                out.push(crate::store::read_json(&p)?);
-            }
-        }
-        out.sort_by(|a: &Network, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    pub fn save(&self, net: &Network) -> Result<()> {
-        crate::store::write_json(&self.path(&net.name), net)
-    }
-
-    pub fn remove(&self, name: &str) -> Result<()> {
-        match fs::remove_file(self.path(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the network record"),
-            _ => Ok(()),
-        }
+impl crate::store::Named for Network {
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -133,11 +133,6 @@ impl FromStr for PortSpec {
 }
 
 impl PortSpec {
-    /// How many ports this spec publishes (at least one).
-    pub fn count(&self) -> usize {
-        usize::from(self.ctr.1 - self.ctr.0) + 1
-    }
-
     /// The container ports with their asked-for host ports (None: pick one).
     pub fn pairs(&self) -> impl Iterator<Item = (Option<u16>, u16)> + '_ {
         (self.ctr.0..=self.ctr.1).map(move |c| (self.host.map(|(h, _)| h + (c - self.ctr.0)), c))
@@ -178,7 +173,7 @@ mod tests {
         assert_eq!((s.host_ip, s.host), (Some(Ipv4Addr::new(10, 0, 0, 1)), None));
         assert_eq!(p("0.0.0.0:81:80").host_ip, None);
         let r = p("8000-8009:80-89");
-        assert_eq!(r.count(), 10);
+        assert_eq!(r.pairs().count(), 10);
         assert_eq!(r.pairs().nth(3), Some((Some(8003), 83)));
         assert_eq!(p("80-81").pairs().collect::<Vec<_>>(), [(None, 80), (None, 81)]);
         assert_eq!(exposed("53/udp").unwrap().proto, Proto::Udp);

@@ -8,9 +8,8 @@
 //! goes (its container is removed), it leaves every service it was in.
 
 use std::fmt;
-use std::fs;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{bail, Context as _, Result};
@@ -112,62 +111,16 @@ pub fn parse_backend(s: &str) -> Result<(String, u16)> {
     Ok((c.to_string(), port))
 }
 
-/// The services on disk.
-pub struct Store {
-    dir: PathBuf,
+/// The services on disk: `<data-root>/services/<name>.json`.
+pub type Store = crate::store::Records<Service>;
+
+pub fn store(data_root: &Path) -> Store {
+    Store::new(data_root.join("services"), "service")
 }
 
-impl Store {
-    pub fn new(data_root: &Path) -> Store {
-        Store { dir: data_root.join("services") }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.json"))
-    }
-
-    /// Serialises every change to services.
-    pub fn lock(&self) -> Result<crate::store::Lock> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-        crate::store::lock(&self.dir.join(".lock"))
-    }
-
-    pub fn get(&self, name: &str) -> Result<Service> {
-        crate::store::validate_id("service name", name)?;
-        let p = self.path(name);
-        if !p.exists() {
-            bail!("service {name:?} does not exist");
-        }
-        crate::store::read_json(&p)
-    }
-
-    pub fn exists(&self, name: &str) -> bool {
-        self.path(name).exists()
-    }
-
-    pub fn save(&self, s: &Service) -> Result<()> {
-        crate::store::write_json(&self.path(&s.name), s)
-    }
-
-    pub fn remove(&self, name: &str) -> Result<()> {
-        match fs::remove_file(self.path(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the service record"),
-            _ => Ok(()),
-        }
-    }
-
-    /// Every service, by name (none yet: empty).
-    pub fn list(&self) -> Result<Vec<Service>> {
-        let Ok(rd) = fs::read_dir(&self.dir) else { return Ok(Vec::new()) };
-        let mut out = Vec::new();
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".json") && !name.starts_with('.') {
-                out.push(crate::store::read_json::<Service>(&e.path())?);
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+impl crate::store::Named for Service {
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -206,7 +159,7 @@ fn all_backends(store: &Store, changed: Option<&Service>) -> Result<Vec<Ipv4Addr
 pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb) -> Result<Service> {
     crate::store::validate_id("service name", name)?;
     firewall::check_name(name)?;
-    let store = Store::new(&ctx.data_root);
+    let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     if store.exists(name) {
         bail!("service {name:?} exists already");
@@ -222,7 +175,7 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
 }
 
 pub fn remove(ctx: &Context, name: &str) -> Result<()> {
-    let store = Store::new(&ctx.data_root);
+    let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     let svc = store.get(name)?;
     store.remove(name)?;
@@ -231,7 +184,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
 
 /// Change one service's backends, under the lock, and restate its rules.
 pub fn change(ctx: &Context, name: &str, edit: impl FnOnce(&mut Service) -> Result<()>) -> Result<Service> {
-    let store = Store::new(&ctx.data_root);
+    let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     let mut svc = store.get(name)?;
     edit(&mut svc)?;
@@ -242,8 +195,8 @@ pub fn change(ctx: &Context, name: &str, edit: impl FnOnce(&mut Service) -> Resu
 
 /// An endpoint went: it leaves every service it was a backend of.
 pub fn drop_endpoint(ctx: &Context, key: &str) -> Result<()> {
-    let store = Store::new(&ctx.data_root);
-    if !store.dir.exists() {
+    let store = store(&ctx.data_root);
+    if !store.any_dir() {
         return Ok(());
     }
     let _lock = store.lock()?;
@@ -259,7 +212,7 @@ pub fn drop_endpoint(ctx: &Context, key: &str) -> Result<()> {
 
 /// gc: rules of services that have no record any more. Returns their names.
 pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<Vec<String>> {
-    let store = Store::new(&ctx.data_root);
+    let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     let known: Vec<String> = store.list()?.into_iter().map(|s| s.name).collect();
     let mut removed = Vec::new();

@@ -3,6 +3,10 @@
 //! Files are written to a temporary sibling and renamed into place, so a crash
 //! never leaves a half-written file; shared state is guarded with flock.
 
+mod records;
+
+pub use records::{Named, Records};
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;

@@ -26,6 +26,7 @@
 pub mod iptables;
 pub mod nftables;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{ErrorKind, Write as _};
@@ -159,33 +160,50 @@ pub(crate) trait Ruleset {
     fn service_names(live: &Self::Live) -> std::collections::BTreeSet<&str>;
 }
 
+/// The read-check-render-apply every change that depends on the live ruleset
+/// goes through: under the namespace's lock, list what rcon has, render a
+/// batch from it (None: nothing to do), apply it atomically.
+fn relisted<R: Ruleset>(
+    r: &R,
+    what: impl FnOnce() -> String,
+    render: impl FnOnce(&R::Live) -> Result<Option<String>>,
+) -> Result<()> {
+    let change = || -> Result<()> {
+        let _lock = lock_netns()?;
+        match render(&r.live()?)? {
+            Some(batch) => r.apply(&batch),
+            None => Ok(()),
+        }
+    };
+    change().with_context(|| format!("firewall ({}): {}", R::NAME, what()))
+}
+
+/// Names read off the live ruleset (networks, port owners, services).
+fn listed<R: Ruleset>(r: &R, what: &str, names: impl FnOnce(&R::Live) -> BTreeSet<&str>) -> Result<Vec<String>> {
+    let live = r.live().with_context(|| format!("firewall ({}): listing {what}", R::NAME))?;
+    Ok(names(&live).into_iter().map(String::from).collect())
+}
+
 impl<R: Ruleset> Firewall for R {
     fn add_network(&self, net: &NetRules) -> Result<()> {
-        let add = || -> Result<()> {
-            check_name(&net.name)?;
-            let _lock = lock_netns()?;
-            let live = self.live()?;
-            check_network(net, R::subnets(&live))?;
-            self.apply(&R::render_add(&live, net))
-        };
-        add().with_context(|| format!("firewall ({}): adding network {}", R::NAME, net.name))
+        check_name(&net.name).with_context(|| format!("firewall ({}): adding network {}", R::NAME, net.name))?;
+        relisted(
+            self,
+            || format!("adding network {}", net.name),
+            |live| {
+                check_network(net, R::subnets(live))?;
+                Ok(Some(R::render_add(live, net)))
+            },
+        )
     }
 
     fn remove_network(&self, name: &str) -> Result<()> {
-        let remove = || -> Result<()> {
-            check_name(name)?;
-            let _lock = lock_netns()?;
-            match R::render_remove(&self.live()?, name) {
-                Some(batch) => self.apply(&batch),
-                None => Ok(()),
-            }
-        };
-        remove().with_context(|| format!("firewall ({}): removing network {name}", R::NAME))
+        check_name(name).with_context(|| format!("firewall ({}): removing network {name}", R::NAME))?;
+        relisted(self, || format!("removing network {name}"), |live| Ok(R::render_remove(live, name)))
     }
 
     fn networks(&self) -> Result<Vec<String>> {
-        let live = self.live().with_context(|| format!("firewall ({}): listing networks", R::NAME))?;
-        Ok(R::owners(&live).into_iter().map(String::from).collect())
+        listed(self, "networks", R::owners)
     }
 
     fn add_ports(&self, p: &Published) -> Result<()> {
@@ -204,70 +222,69 @@ impl<R: Ruleset> Firewall for R {
     }
 
     fn port_owners(&self) -> Result<Vec<String>> {
-        let live = self.live().with_context(|| format!("firewall ({}): listing published ports", R::NAME))?;
-        Ok(R::port_owners(&live).into_iter().map(String::from).collect())
-    }
-
-    fn set_service(&self, svc: &SvcRules, all: &[std::net::Ipv4Addr]) -> Result<()> {
-        check_name(svc.name)?;
-        self.service_batch(svc.name, Some(svc), all)
-            .with_context(|| format!("firewall ({}): service {}", R::NAME, svc.name))
-    }
-
-    fn remove_service(&self, name: &str, all: &[std::net::Ipv4Addr]) -> Result<()> {
-        self.service_batch(name, None, all).with_context(|| format!("firewall ({}): removing service {name}", R::NAME))
-    }
-
-    fn services(&self) -> Result<Vec<String>> {
-        let live = self.live().with_context(|| format!("firewall ({}): listing services", R::NAME))?;
-        Ok(R::service_names(&live).into_iter().map(String::from).collect())
+        listed(self, "published ports", R::port_owners)
     }
 
     fn remove_ports_of(&self, owner: &str) -> Result<()> {
-        let remove = || -> Result<()> {
-            let _lock = lock_netns()?;
-            match R::render_remove_ports_of(&self.live()?, owner) {
-                Some(batch) => self.apply(&batch),
-                None => Ok(()),
-            }
-        };
-        remove().with_context(|| format!("firewall ({}): unpublishing ports of {owner}", R::NAME))
+        relisted(self, || format!("unpublishing ports of {owner}"), |live| Ok(R::render_remove_ports_of(live, owner)))
     }
-}
 
-impl<R: Ruleset> ServiceOps for R {}
+    fn set_service(&self, svc: &SvcRules, all: &[std::net::Ipv4Addr]) -> Result<()> {
+        check_name(svc.name).with_context(|| format!("firewall ({}): service {}", R::NAME, svc.name))?;
+        relisted(
+            self,
+            || format!("service {}", svc.name),
+            |live| Ok(Some(R::render_service(live, svc.name, Some(svc), all))),
+        )
+    }
 
-/// The read-render-apply of services, shared by both backends.
-trait ServiceOps: Ruleset {
-    fn service_batch(&self, name: &str, svc: Option<&SvcRules>, all: &[std::net::Ipv4Addr]) -> Result<()> {
-        let _lock = lock_netns()?;
-        let live = self.live()?;
-        let batch = Self::render_service(&live, name, svc, all);
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.apply(&batch)
+    fn remove_service(&self, name: &str, all: &[std::net::Ipv4Addr]) -> Result<()> {
+        relisted(self, || format!("removing service {name}"), |live| Ok(Some(R::render_service(live, name, None, all))))
+    }
+
+    fn services(&self) -> Result<Vec<String>> {
+        listed(self, "services", R::service_names)
     }
 }
 
 /// Flush the conntrack entries of UDP mappings: a flow the kernel tracked
 /// before a mapping existed (or while another one did) would keep its old
 /// translation for as long as packets keep coming. TCP and SCTP flows end.
+/// One listing, then one delete per stale flow found (usually none), not
+/// one `conntrack` per mapping: a published range of 1000 ports would have
+/// cost 1000 spawns.
 pub fn flush_udp_conntrack(mappings: &[crate::net::ports::Mapping]) -> Result<()> {
-    for m in mappings.iter().filter(|m| m.proto == crate::net::ports::Proto::Udp) {
-        let port = m.host_port.to_string();
-        let mut args = vec!["-D", "-p", "udp", "--orig-port-dst", port.as_str()];
-        let ip = m.host_ip.map(|i| i.to_string());
-        if let Some(ip) = &ip {
-            args.extend(["--orig-dst", ip.as_str()]);
-        }
-        // Deleting nothing is not a failure; a missing tool is.
-        match run("conntrack", &args, None) {
-            Err(e) if e.to_string().contains("not found in PATH") => return Err(e),
-            _ => {}
-        }
+    use crate::net::ports::Proto;
+    if !mappings.iter().any(|m| m.proto == Proto::Udp) {
+        return Ok(());
+    }
+    let listing = match run("conntrack", &["-L", "-p", "udp"], None) {
+        Err(e) if e.to_string().contains("not found in PATH") => return Err(e),
+        Err(_) => return Ok(()), // nothing tracked, or no conntrack in this kernel
+        Ok(out) => out,
+    };
+    let stale: std::collections::BTreeSet<(String, u16)> = listing
+        .lines()
+        .filter_map(original_udp_dst)
+        .filter(|(ip, port)| {
+            mappings.iter().any(|m| {
+                m.proto == Proto::Udp && m.host_port == *port && m.host_ip.is_none_or(|h| h.to_string() == *ip)
+            })
+        })
+        .collect();
+    for (ip, port) in stale {
+        let port = port.to_string();
+        // Deleting nothing (gone meanwhile) is not a failure.
+        let _ = run("conntrack", &["-D", "-p", "udp", "--orig-dst", &ip, "--orig-port-dst", &port], None);
     }
     Ok(())
+}
+
+/// The original direction's destination of a `conntrack -L` line: its first
+/// `dst=` and `dport=`.
+fn original_udp_dst(line: &str) -> Option<(String, u16)> {
+    let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key));
+    Some((field("dst=")?.to_string(), field("dport=")?.parse().ok()?))
 }
 
 /// The backend's implementation of [`Firewall`].
@@ -428,6 +445,13 @@ mod tests {
         assert!(err.contains("overlaps 10.2.0.0/16 of network b"), "{err}");
         assert!(check_network(&net("c", "10.0.0.0/8"), live).is_err());
         assert!(check_network(&net("c", "0.0.0.0/0"), []).is_err());
+    }
+
+    #[test]
+    fn conntrack_lines_give_the_original_destination() {
+        let line = "udp      17 28 src=203.0.113.1 dst=203.0.113.2 sport=41001 dport=9090 src=10.20.0.2 dst=203.0.113.1 sport=9000 dport=41001 mark=0 use=1";
+        assert_eq!(original_udp_dst(line), Some(("203.0.113.2".to_string(), 9090)));
+        assert_eq!(original_udp_dst("conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown."), None);
     }
 
     #[test]
