@@ -71,23 +71,16 @@ impl NetWorld {
 
     /// A detached container on `net` answering TCP on 7000 with `from-NAME`.
     pub(crate) fn server(&self, name: &str, net: &str) -> String {
+        self.server_with(name, net, &[])
+    }
+
+    /// The same, with more `run` flags (`-p …`); returns its address.
+    pub(crate) fn server_with(&self, name: &str, net: &str, flags: &[&str]) -> String {
         let reply = format!("from-{name}");
-        self.w.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-            "busybox",
-            "nc",
-            "-ll",
-            "-p",
-            "7000",
-            "-e",
-            "echo",
-            &reply,
-        ]);
+        let mut args = vec!["run", "-d", "--name", name, "--network", net];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "nc", "-ll", "-p", "7000", "-e", "echo", &reply]);
+        self.w.ok(&args);
         ip_of(&self.w, name)
     }
 

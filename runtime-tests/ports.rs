@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 
 use crate::common::{sh, wait_until};
-use crate::network::{ip_of, net_world, NetWorld, UPLINK_NODE};
+use crate::network::{net_world, NetWorld, UPLINK_NODE};
 
 /// A TCP exchange with `ip:port` from namespace `ns` (busybox nc); what came back.
 fn tcp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16) -> String {
@@ -69,27 +69,7 @@ fn published_paths(backend: &str) {
     let node = nw.node().to_string();
     let inet = nw.inet.clone();
     nw.w.ok(&["network", "create", "--subnet", "10.20.0.0/24", "web"]);
-    nw.w.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "s1",
-        "--network",
-        "web",
-        "-p",
-        "8080:7000",
-        "-p",
-        "9090:9000/udp",
-        "busybox",
-        "nc",
-        "-ll",
-        "-p",
-        "7000",
-        "-e",
-        "echo",
-        "from-s1",
-    ]);
-    let s1 = ip_of(&nw.w, "s1");
+    let s1 = nw.server_with("s1", "web", &["-p", "8080:7000", "-p", "9090:9000/udp"]);
     udp_server(&mut nw, "s1", 9000);
     assert_eq!(nw.w.ok(&["port", "s1"]), "7000/tcp -> 0.0.0.0:8080\n9000/udp -> 0.0.0.0:9090\n");
 
@@ -112,28 +92,7 @@ fn published_paths(backend: &str) {
     assert_eq!(tcp_from(&nw, &node, &s1, 7000), "from-s1");
 
     // HOSTIP: only that address. A free port picked by rcon answers as well.
-    nw.w.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "s2",
-        "--network",
-        "web",
-        "-p",
-        "127.0.0.1:8081:7000",
-        "-p",
-        "127.0.0.1:9092:9000/udp",
-        "-p",
-        "7000",
-        "busybox",
-        "nc",
-        "-ll",
-        "-p",
-        "7000",
-        "-e",
-        "echo",
-        "from-s2",
-    ]);
+    nw.server_with("s2", "web", &["-p", "127.0.0.1:8081:7000", "-p", "127.0.0.1:9092:9000/udp", "-p", "7000"]);
     udp_server(&mut nw, "s2", 9000);
     assert_eq!(tcp_from(&nw, &node, "127.0.0.1", 8081), "from-s2");
     assert_eq!(udp_from(&named(&node), "127.0.0.1", 9092, 41008), "udp-s2");
@@ -150,23 +109,7 @@ fn published_paths(backend: &str) {
         .unwrap_or_else(|| panic!("no picked port in {ports:?}"));
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, picked), "from-s2");
     // -P: every port the image exposes (hack/mkimage.sh exposes 7000/tcp), on a free host port.
-    nw.w.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "s5",
-        "--network",
-        "web",
-        "-P",
-        "busybox",
-        "nc",
-        "-ll",
-        "-p",
-        "7000",
-        "-e",
-        "echo",
-        "from-s5",
-    ]);
+    nw.server_with("s5", "web", &["-P"]);
     let ports = nw.w.ok(&["port", "s5"]);
     let all: u16 = ports
         .strip_prefix("7000/tcp -> 0.0.0.0:")
@@ -209,24 +152,7 @@ fn published_paths(backend: &str) {
 
     // tcp and udp of one number belong to different containers; removing one
     // takes exactly its own entries.
-    nw.w.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "s4",
-        "--network",
-        "web",
-        "-p",
-        "9090:7000",
-        "busybox",
-        "nc",
-        "-ll",
-        "-p",
-        "7000",
-        "-e",
-        "echo",
-        "from-s4",
-    ]);
+    nw.server_with("s4", "web", &["-p", "9090:7000"]);
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 9090), "from-s4");
     nw.w.ok(&["rm", "-f", "s4"]);
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 9090), "");
@@ -276,25 +202,8 @@ fn gc_after_a_crash_releases_ports() {
             assert_eq!(claims, 0, "{backend} {point}: claims left");
         }
         // The port is free again.
-        nw.w.ok(&[
-            "run",
-            "-d",
-            "--name",
-            "again",
-            "--network",
-            "crashp",
-            "-p",
-            "8088:7000",
-            "busybox",
-            "nc",
-            "-ll",
-            "-p",
-            "7000",
-            "-e",
-            "echo",
-            "again",
-        ]);
-        assert_eq!(tcp_from(&nw, &nw.inet.clone(), UPLINK_NODE, 8088), "again");
+        nw.server_with("again", "crashp", &["-p", "8088:7000"]);
+        assert_eq!(tcp_from(&nw, &nw.inet.clone(), UPLINK_NODE, 8088), "from-again");
         nw.w.ok(&["rm", "-f", "again"]);
     }
 }

@@ -10,10 +10,14 @@ use crate::network::{net_world, NetWorld};
 
 const VIP: &str = "10.96.0.100";
 
-/// What `count` connections to the VIP from a fresh client container got back, one answer each.
+/// A shell loop of `count` connections to VIP:`port`, one answer a line.
+fn connects(count: usize, port: u16) -> String {
+    format!("for i in $(seq {count}); do nc -w 2 {VIP} {port} </dev/null; done")
+}
+
+/// What `count` connections to VIP:80 from a fresh client container got back, one answer each.
 fn from_client(nw: &NetWorld, count: usize) -> Vec<String> {
-    let script = format!("for i in $(seq {count}); do nc -w 2 {VIP} 80 </dev/null; done");
-    let (_, out) = nw.client("svc", &script);
+    let (_, out) = nw.client("svc", &connects(count, 80));
     out.lines().map(str::to_string).collect()
 }
 
@@ -56,12 +60,12 @@ fn services(backend: &str) {
     assert!(got.windows(2).all(|w| w[0] != w[1]), "not round robin: {got:?}");
 
     // The node reaches the VIP.
-    let node = nw.w.sh_in(nw.node(), &format!("for i in 1 2; do busybox nc -w 2 {VIP} 80 </dev/null; done"));
+    let node = nw.w.sh_in(nw.node(), &connects(2, 80).replace("nc ", "busybox nc "));
     let node_seen: BTreeSet<&str> = node.lines().collect();
     assert_eq!(node_seen, BTreeSet::from(["from-b1", "from-b2"]), "{node}");
 
     // A backend reaches the VIP, and lands on itself every other time.
-    let own = nw.w.ok(&["exec", "b1", "sh", "-c", &format!("for i in 1 2 3 4; do nc -w 2 {VIP} 80 </dev/null; done")]);
+    let own = nw.w.ok(&["exec", "b1", "sh", "-c", &connects(4, 80)]);
     let own_seen: BTreeSet<&str> = own.lines().collect();
     assert_eq!(own_seen, BTreeSet::from(["from-b1", "from-b2"]), "{own}");
 
@@ -89,7 +93,7 @@ fn services(backend: &str) {
         "--backend",
         "b3:7000",
     ]);
-    let script = format!("for i in $(seq 30); do nc -w 2 {VIP} 81 </dev/null; done");
+    let script = connects(30, 81);
     let (_, out) = nw.client("svc", &script);
     let rnd: BTreeSet<&str> = out.lines().collect();
     assert_eq!(rnd, BTreeSet::from(["from-b1", "from-b3"]), "{out}");
