@@ -150,35 +150,16 @@ fi
 
 # --- outside: worlds, runs, report -------------------------------------------
 
-quick=''
-if [[ ${1:-} == --quick ]]; then
-	quick=1
-	shift
-fi
-if [[ $# -gt 0 ]]; then
-	echo "usage: $0 [--quick]" >&2
-	exit 2
-fi
+# shellcheck source=SCRIPTDIR/lib/benchworld.sh
+. "$repo/hack/lib/benchworld.sh"
+bench_start bench-net "$@"
 COUNTS=${BENCH_NET_COUNTS:-$([[ -n $quick ]] && echo "1 20 50" || echo "1 200 1000")}
 TOOLS=${BENCH_NET_TOOLS:-netavark cni rcon}
 SETTLE=${BENCH_NET_SETTLE:-2}
 CACHE=$repo/hack/.cache/bench
 RAW=$CACHE/net
-if [[ -n $quick && -z ${BENCH_OUT:-} ]]; then
-	OUT='' # a quick look is not a figure for the docs
-else
-	OUT=${BENCH_OUT:-$repo/docs/PERFORMANCE.md}
-fi
-# shellcheck source=SCRIPTDIR/lib/mdsection.sh
-. "$repo/hack/lib/mdsection.sh"
-# shellcheck source=SCRIPTDIR/lib/benchworld.sh
-. "$repo/hack/lib/benchworld.sh"
 BENCH_TAG=bench-net
 
-[[ $(id -u) -eq 0 ]] || {
-	echo "bench-net: needs root (network namespaces, veths, bridges)" >&2
-	exit 1
-}
 for n in $COUNTS; do
 	[[ $n =~ ^[1-9][0-9]*$ ]] && ((n <= 60000)) || {
 		echo "bench-net: bad count '$n' in BENCH_NET_COUNTS (1..60000: one /16)" >&2

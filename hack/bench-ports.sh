@@ -282,15 +282,9 @@ fi
 
 # --- outside: worlds, runs, report -------------------------------------------
 
-quick=''
-if [[ ${1:-} == --quick ]]; then
-	quick=1
-	shift
-fi
-if [[ $# -gt 0 ]]; then
-	echo "usage: $0 [--quick]" >&2
-	exit 2
-fi
+# shellcheck source=SCRIPTDIR/lib/benchworld.sh
+. "$repo/hack/lib/benchworld.sh"
+bench_start bench-ports "$@"
 COUNTS=${BENCH_PORTS_COUNTS:-$([[ -n $quick ]] && echo "10 100 1000" || echo "10 1000 10000")}
 TOOLS=${BENCH_PORTS_TOOLS:-rcon-nftables rcon-iptables cni}
 INSERTS=${BENCH_PORTS_INSERTS:-$([[ -n $quick ]] && echo 6 || echo 20)}
@@ -300,21 +294,8 @@ CHUNK=${BENCH_PORTS_CHUNK:-1000}
 SETTLE=${BENCH_PORTS_SETTLE:-2}
 CACHE=$repo/hack/.cache/bench
 RAW=$CACHE/ports
-if [[ -n $quick && -z ${BENCH_OUT:-} ]]; then
-	OUT='' # a quick look is not a figure for the docs
-else
-	OUT=${BENCH_OUT:-$repo/docs/PERFORMANCE.md}
-fi
-# shellcheck source=SCRIPTDIR/lib/mdsection.sh
-. "$repo/hack/lib/mdsection.sh"
-# shellcheck source=SCRIPTDIR/lib/benchworld.sh
-. "$repo/hack/lib/benchworld.sh"
 BENCH_TAG=bench-ports
 
-[[ $(id -u) -eq 0 ]] || {
-	echo "bench-ports: needs root (network namespaces, veths, bridges, firewall rules)" >&2
-	exit 1
-}
 # Host ports 20000 up to 20000+N-2 must stay clear of the probe's and the
 # inserts' ports and of the ephemeral range (32768 and up).
 for n in $COUNTS; do

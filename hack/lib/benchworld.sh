@@ -70,3 +70,33 @@ median_p99() {
 			print m, a[r]
 		}'
 }
+
+# bench_start NAME "$@": the prelude both benches share. Takes `--quick`
+# (sets quick=1) and nothing else; sets OUT, the docs file the section goes
+# to ('' for a quick look, unless BENCH_OUT names one); sources mdsection.sh;
+# refuses to run without root.
+# shellcheck disable=SC2034 # quick and OUT are for the caller
+bench_start() {
+	local name=$1
+	shift
+	quick=''
+	if [[ ${1:-} == --quick ]]; then
+		quick=1
+		shift
+	fi
+	if [[ $# -gt 0 ]]; then
+		echo "usage: $0 [--quick]" >&2
+		exit 2
+	fi
+	if [[ -n $quick && -z ${BENCH_OUT:-} ]]; then
+		OUT='' # a quick look is not a figure for the docs
+	else
+		OUT=${BENCH_OUT:-$repo/docs/PERFORMANCE.md}
+	fi
+	# shellcheck source=SCRIPTDIR/mdsection.sh
+	. "$repo/hack/lib/mdsection.sh"
+	[[ $(id -u) -eq 0 ]] || {
+		echo "$name: needs root (network namespaces, veths, bridges, firewall rules)" >&2
+		exit 1
+	}
+}
