@@ -212,24 +212,7 @@ PREFIX=rcon-bnet
 WORLD=/tmp/$PREFIX-$$
 NETNS_RUN=/var/run/netns
 
-inner_pid=''
-cleanup() {
-	local rc=$?
-	if [[ -n $inner_pid ]]; then
-		kill "$inner_pid" 2>/dev/null || true
-		wait "$inner_pid" 2>/dev/null || true
-	fi
-	remove_world $$
-	return "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Leftovers of earlier runs that crashed (their pid is gone).
-sweep_leftovers
-
-mkdir -p "$WORLD" "$RAW"
+bench_world_up
 root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
 
 # make_containers DIR N (hack/lib/benchworld.sh): N netns files DIR/c1..cN.

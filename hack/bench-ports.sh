@@ -376,25 +376,7 @@ world_stop_procs() {
 	done
 }
 
-inner_pid=''
-cleanup() {
-	local rc=$?
-	if [[ -n $inner_pid ]]; then
-		# The inner loop leads a process group of its own: end it with the
-		# call it is waiting for (an rcon, a portmap, the connect client).
-		kill -- -"$inner_pid" 2>/dev/null || kill "$inner_pid" 2>/dev/null || true
-		wait "$inner_pid" 2>/dev/null || true
-	fi
-	remove_world $$
-	return "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-sweep_leftovers
-
-mkdir -p "$WORLD" "$RAW"
+bench_world_up
 root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
 # Every call of the run uses one copy of the binary, whatever a rebuild does
 # to target/ meanwhile.

@@ -100,3 +100,25 @@ bench_start() {
 		exit 1
 	}
 }
+
+# bench_world_up: the run's traps (on exit the call in progress is ended,
+# a whole process group when the timing loop leads one, and the world is
+# removed), the sweep of crashed runs' leftovers, and the run's dirs.
+# The caller sets inner_pid while its timing loop runs.
+inner_pid=''
+bench_cleanup() {
+	local rc=$?
+	if [[ -n $inner_pid ]]; then
+		kill -- -"$inner_pid" 2>/dev/null || kill "$inner_pid" 2>/dev/null || true
+		wait "$inner_pid" 2>/dev/null || true
+	fi
+	remove_world $$
+	return "$rc"
+}
+bench_world_up() {
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	sweep_leftovers
+	mkdir -p "$WORLD" "$RAW"
+}
