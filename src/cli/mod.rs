@@ -8,6 +8,7 @@ mod lifecycle;
 mod logging;
 mod netns;
 mod network;
+mod pod;
 mod run;
 mod service;
 mod spec;
@@ -97,6 +98,9 @@ enum Command {
     /// Networks: create, ls, inspect, rm, connect, disconnect, attach, detach, hook.
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Pod sandboxes: create, ls, inspect, stop, rm.
+    #[command(subcommand)]
+    Pod(pod::PodCmd),
     /// Service virtual IPs: create, ls, inspect, rm, add-backend, rm-backend.
     #[command(subcommand)]
     Service(service::ServiceCmd),
@@ -184,6 +188,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Pull(a) => image::pull(ctx, a),
         Command::Network(c) => network::network(ctx, c),
         Command::Service(c) => service::service(ctx, c),
+        Command::Pod(c) => pod::pod(ctx, c),
         Command::Inspect { name } => network::inspect(ctx, &name),
         Command::Port { name } => network::port(ctx, &name),
         Command::Gc => network::gc(ctx),

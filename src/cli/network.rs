@@ -235,7 +235,10 @@ fn hook(ctx: &Context, stage: Option<&str>) -> Result<()> {
 
 /// `rcon gc`: remove what crashed runs left (endpoints, leases, veths, rules).
 pub fn gc(ctx: &Context) -> Result<i32> {
-    // Containers first: their removal releases their endpoints.
+    // Half-made pods, then containers: their removal releases their endpoints.
+    for name in engine::pod::gc(ctx)? {
+        println!("removed pod {name}");
+    }
     for id in engine::gc(ctx)? {
         println!("removed container {id}");
     }

@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Publish every port the image exposes, each on a free host port.
     #[arg(long = "publish-all", short = 'P')]
     pub publish_all: bool,
+    /// Join a pod: its network, ipc and uts namespaces (and pid, if the pod
+    /// shares it). The pod owns the address, the ports and the hostname.
+    #[arg(long)]
+    pub pod: Option<String>,
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -88,6 +92,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         detach: a.detach,
         rm: a.rm,
         interactive: a.interactive,
+        pod: a.pod,
     };
     let (id, code) = engine::run(ctx, &req)?;
     if a.detach {

@@ -6,6 +6,7 @@ mod manage;
 mod monitor;
 pub mod names;
 pub mod pause;
+pub mod pod;
 mod rootfs;
 pub mod spec;
 
@@ -39,6 +40,8 @@ pub struct RunRequest {
     /// `-i`: the container reads rcon's stdin; without it (and without -t),
     /// its stdin is /dev/null, as with docker.
     pub interactive: bool,
+    /// `--pod`: join this pod's namespaces instead of getting a network.
+    pub pod: Option<String>,
 }
 
 /// Names the engine keeps under the state root (ids start with a letter or
@@ -185,7 +188,11 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     let store = Store::open(&ctx.data_root)?;
     let img = find_image(&store, &req.image)?;
     let lower = store.rootfs(&img)?;
-    let (net, network) = parse_network(ctx, req.net.as_deref())?;
+    let pod = req.pod.as_deref().map(|p| pod_join(ctx, p, req)).transpose()?;
+    let (net, network) = match &pod {
+        Some(p) => (Net::Path(p.netns.clone()), None),
+        None => parse_network(ctx, req.net.as_deref())?,
+    };
     if network.is_none() && (req.ip.is_some() || req.mac.is_some()) {
         bail!("--ip and --mac need a network (--network NAME)");
     }
@@ -220,7 +227,12 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     // Who is making it: gc leaves a run in progress alone.
     crate::store::write_json(&creator_path(ctx, &id), &runtime::state::Creator::me())?;
     let root = rootfs::mount_overlay(&dir, &lower)?;
-    let hostname = req.o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let hostname = match &pod {
+        Some(p) => p.hostname.clone(),
+        None => req.o.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+    };
+    let joins: Vec<(&'static str, PathBuf)> =
+        pod.iter().flat_map(|p| p.namespaces()).filter(|(t, _)| *t != "network").collect();
     let etc = write_etc_files(&dir, &hostname, &net)?;
     let etc_refs: Vec<(PathBuf, &str)> = etc.iter().map(|(p, d)| (p.clone(), *d)).collect();
     let spec = spec::build(&spec::Build {
@@ -231,6 +243,7 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
         hostname: &hostname,
         o: &req.o,
         net: &net,
+        joins: &joins,
         etc_files: &etc_refs,
     })?;
     let mut spec = spec;
@@ -238,6 +251,11 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
         // The runtime wires it at create, as for any bundle with these annotations.
         let mut ann = spec.annotations().clone().unwrap_or_default();
         crate::net::wire::annotate(&mut ann, n, req.ip, req.mac.as_deref(), &ports);
+        spec.set_annotations(Some(ann));
+    }
+    if let Some(p) = &pod {
+        let mut ann = spec.annotations().clone().unwrap_or_default();
+        ann.insert(pod::POD.into(), p.id.clone());
         spec.set_annotations(Some(ann));
     }
     crate::store::write_json(&dir.join("config.json"), &spec)?;
@@ -265,6 +283,23 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
         remove(ctx, &id, true)?;
     }
     Ok((id, code))
+}
+
+/// The pod `run --pod` joins; the pod owns the network, the ports and the
+/// hostname, so the flags for those are refused.
+fn pod_join(ctx: &Context, key: &str, req: &RunRequest) -> Result<pod::Pod> {
+    let flags = [
+        ("--network", req.net.is_some()),
+        ("--ip", req.ip.is_some()),
+        ("--mac", req.mac.is_some()),
+        ("-p", !req.ports.is_empty()),
+        ("-P", req.publish_all),
+        ("--hostname", req.o.hostname.is_some()),
+    ];
+    if let Some((flag, _)) = flags.iter().find(|(_, set)| *set) {
+        bail!("--pod {key}: {flag} belongs to the pod (give it to `rcon pod create`)");
+    }
+    pod::joinable(ctx, key)
 }
 
 /// Point our stdin (which the container inherits) at /dev/null.

@@ -6,8 +6,12 @@
 use anyhow::{Context as _, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use std::io::Write as _;
+use std::os::fd::AsRawFd;
 
-/// Run the pause loop until TERM or INT; returns the exit status.
+/// Run the pause loop until TERM or INT; returns the exit status. Its pid
+/// (as the caller's namespace sees it) goes to stdout once it is ready.
 pub fn run() -> Result<i32> {
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
@@ -19,12 +23,53 @@ pub fn run() -> Result<i32> {
     // Not holding any directory or terminal of whoever started it.
     let _ = std::env::set_current_dir("/");
     let _ = nix::unistd::setsid();
+    let pid = match in_new_pid_namespace()? {
+        // Started after unshare(CLONE_NEWPID): our child is the namespace's
+        // pid 1, and that is the pause process; we only report it.
+        true => match unsafe { fork() }.context("fork")? {
+            ForkResult::Parent { child } => {
+                println!("{child}");
+                return Ok(0);
+            }
+            ForkResult::Child => None,
+        },
+        false => Some(std::process::id()),
+    };
+    if let Some(pid) = pid {
+        println!("{pid}");
+    }
+    let _ = std::io::stdout().flush();
+    let_go_of_stdio()?;
     loop {
         match set.wait().context("sigwait")? {
             Signal::SIGTERM | Signal::SIGINT => return Ok(0),
             _ => reap_all(),
         }
     }
+}
+
+/// Whether our children go to another pid namespace than ours. Right after
+/// unshare(CLONE_NEWPID) that namespace has no process yet, and the kernel
+/// answers ENOENT for its link.
+fn in_new_pid_namespace() -> Result<bool> {
+    let ours = std::fs::read_link("/proc/self/ns/pid").context("reading /proc/self/ns/pid")?;
+    match std::fs::read_link("/proc/self/ns/pid_for_children") {
+        Ok(theirs) => Ok(theirs != ours),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e).context("reading /proc/self/ns/pid_for_children"),
+    }
+}
+
+/// stdin, stdout and stderr on /dev/null: whoever started us may be reading
+/// our pipes until they close.
+fn let_go_of_stdio() -> Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("opening /dev/null")?;
+    for fd in 0..3 {
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("dup2");
+        }
+    }
+    Ok(())
 }
 
 /// Collect every exited child without blocking.

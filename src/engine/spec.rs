@@ -134,6 +134,8 @@ pub struct Build<'a> {
     pub hostname: &'a str,
     pub o: &'a Overrides,
     pub net: &'a Net,
+    /// Other namespaces to join by path (a pod's ipc, uts and pid): (OCI type, file).
+    pub joins: &'a [(&'static str, PathBuf)],
     /// Files bind-mounted over /etc/hosts and /etc/hostname (and resolv.conf).
     pub etc_files: &'a [(PathBuf, &'a str)],
 }
@@ -169,6 +171,7 @@ pub fn build(b: &Build) -> Result<Spec> {
         super::names::COMMAND: args.join(" "),
     });
     set_network(&mut v, b.net);
+    join_namespaces(&mut v, b.joins);
     let mounts = v["mounts"].as_array_mut().context("default spec has mounts")?;
     for (src, dest) in b.etc_files {
         mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
@@ -188,6 +191,21 @@ fn set_network(v: &mut Value, net: &Net) {
         Net::None => list.push(json!({"type": "network"})),
         Net::Host => {}
         Net::Path(p) => list.push(json!({"type": "network", "path": p})),
+    }
+}
+
+/// Replace the new namespaces of these types by the given files. A joined
+/// uts namespace keeps its own hostname (runc refuses one in the config).
+fn join_namespaces(v: &mut Value, joins: &[(&str, PathBuf)]) {
+    if joins.iter().any(|(t, _)| *t == "uts") {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
+    let Some(list) = v["linux"]["namespaces"].as_array_mut() else { return };
+    for (kind, path) in joins {
+        list.retain(|n| n["type"] != *kind);
+        list.push(json!({"type": kind, "path": path}));
     }
 }
 

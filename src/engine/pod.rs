@@ -1,0 +1,388 @@
+//! Pod sandboxes, as Kubernetes runs them: a named network namespace (seen
+//! by `ip netns`), a pause process that holds new ipc and uts (and, with
+//! `--share pid`, pid) namespaces, and one network attachment owned by the
+//! pod. Containers join by namespace path, so the pod keeps its address and
+//! ports while they come and go.
+//!
+//! Crash safety is by order: the record (naming its creator) is written
+//! before the netns, the pause process and the attachment, and removed after
+//! them; `gc` finishes the removal of a pod whose creator died.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::net::endpoint::Endpoint;
+use crate::net::manage::{self, AttachRequest};
+use crate::net::{netns, ports::PortSpec};
+use crate::runtime::state::{self, Creator};
+use crate::runtime::{self, Status};
+use crate::store::{self, Named, Records};
+use crate::Context;
+
+/// The annotation that puts a container in a pod (its name or id).
+pub const POD: &str = "rcon.pod";
+
+/// What `rcon pod create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub name: Option<String>,
+    pub network: Option<String>,
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub ports: Vec<String>,
+    pub hostname: Option<String>,
+    pub share_pid: bool,
+}
+
+/// A pod's record (`<data-root>/pods/<name>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pod {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub hostname: String,
+    /// The bind-mounted netns file (NETNS_DIR/<name>).
+    pub netns: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub share_pid: bool,
+    /// The pause process, once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Creator>,
+    /// The rcon making the pod; cleared when the pod is complete. A pod whose
+    /// creator is gone was abandoned half-made, and gc removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<Creator>,
+    /// Set by `pod stop`: a pause process that is gone was stopped, not lost.
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+impl Named for Pod {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Pod {
+    pub fn status(&self) -> &'static str {
+        match (&self.creator, self.pause_alive(), self.stopped) {
+            (Some(c), _, _) if c.alive() => "creating",
+            (Some(_), _, _) => "abandoned",
+            (None, true, _) => "running",
+            (None, false, true) => "stopped",
+            (None, false, false) => "dead",
+        }
+    }
+
+    fn pause_alive(&self) -> bool {
+        self.pause.is_some_and(|p| p.alive())
+    }
+
+    /// The namespace files a member joins: (OCI type, path).
+    pub fn namespaces(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut out = vec![("network", self.netns.clone())];
+        if let Some(p) = self.pause {
+            out.push(("ipc", proc_ns(p.pid, "ipc")));
+            out.push(("uts", proc_ns(p.pid, "uts")));
+            if self.share_pid {
+                out.push(("pid", proc_ns(p.pid, "pid")));
+            }
+        }
+        out
+    }
+
+    /// Whether the container with these annotations belongs to this pod.
+    fn has_member(&self, ann: &std::collections::HashMap<String, String>) -> bool {
+        ann.get(POD).is_some_and(|v| *v == self.id || *v == self.name)
+    }
+}
+
+fn proc_ns(pid: i32, kind: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/{kind}"))
+}
+
+pub fn store(ctx: &Context) -> Records<Pod> {
+    Records::new(ctx.data_root.join("pods"), "pod")
+}
+
+/// A pod's name becomes a netns file name and, by default, its hostname.
+fn check_name(name: &str) -> Result<()> {
+    store::validate_id("pod name", name)?;
+    if name.len() > 63 {
+        bail!("pod name {name:?} is longer than 63 characters (it is the pod's default hostname)");
+    }
+    Ok(())
+}
+
+/// Create a pod and print nothing; returns its record. All or nothing.
+pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
+    let id = super::names::new_id()?;
+    let name = req.name.clone().unwrap_or_else(|| id[..12].to_string());
+    check_name(&name)?;
+    let hostname = req.hostname.clone().unwrap_or_else(|| name.clone());
+    if hostname.is_empty() || hostname.len() > 64 {
+        bail!("--hostname {hostname:?}: a hostname has 1 to 64 characters");
+    }
+    let ports: Vec<PortSpec> = req.ports.iter().map(|p| p.parse()).collect::<Result<_>>()?;
+    if req.network.is_none() && (req.ip.is_some() || !ports.is_empty()) {
+        bail!("--ip and -p need a network (--network NAME)");
+    }
+    if let Some(n) = &req.network {
+        store::validate_id("network name", n).with_context(|| format!("--network {n:?}"))?;
+        manage::check_network(ctx, n)?;
+    }
+    let pods = store(ctx);
+    let mut pod = {
+        let _lock = pods.lock()?;
+        if pods.exists(&name) {
+            bail!("pod {name:?} already exists");
+        }
+        let netns = netns::path(&ctx.netns_dir, &name);
+        if netns.symlink_metadata().is_ok() {
+            bail!("pod {name:?}: a netns of that name already exists at {}", netns.display());
+        }
+        let pod = Pod {
+            id,
+            name,
+            created: state::now_rfc3339(),
+            hostname,
+            netns,
+            network: req.network.clone(),
+            share_pid: req.share_pid,
+            pause: None,
+            creator: Some(Creator::me()),
+            stopped: false,
+        };
+        pods.save(&pod)?;
+        pod
+    };
+    store::fault("pod:recorded");
+    if let Err(e) = build(ctx, &mut pod, req.ip, ports) {
+        let _ = teardown(ctx, &pod);
+        return Err(e);
+    }
+    Ok(pod)
+}
+
+/// The kernel side of a recorded pod: netns, pause process, network.
+fn build(ctx: &Context, pod: &mut Pod, ip: Option<std::net::Ipv4Addr>, ports: Vec<PortSpec>) -> Result<()> {
+    let pods = store(ctx);
+    netns::add(&ctx.netns_dir, &pod.name)?;
+    store::fault("pod:netns");
+    pod.pause = Some(spawn_pause(&pod.netns, &pod.hostname, pod.share_pid)?);
+    pods.save(pod)?;
+    store::fault("pod:paused");
+    if let Some(network) = &pod.network {
+        manage::attach(
+            ctx,
+            &AttachRequest {
+                network: network.clone(),
+                netns: pod.netns.clone(),
+                ip,
+                owner: Some(pod.id.clone()),
+                ports,
+                ..Default::default()
+            },
+        )?;
+    }
+    store::fault("pod:attached");
+    pod.creator = None;
+    pods.save(pod)
+}
+
+/// Start `rcon pause` in the pod's netns with new ipc and uts namespaces (and
+/// a new pid namespace, of which it becomes pid 1). It reports its pid on
+/// stdout once it is ready, then lets go of rcon's pipes.
+fn spawn_pause(netns: &Path, hostname: &str, share_pid: bool) -> Result<Creator> {
+    let ns = File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
+    let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    if share_pid {
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
+    let hostname = hostname.to_string();
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("rcon").arg("pause").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: between fork and exec only async-signal-safe calls, no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            setns(&ns, CloneFlags::CLONE_NEWNET)?;
+            unshare(flags)?;
+            nix::unistd::sethostname(&hostname)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the pause process")?;
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
+    let pid = match line.trim().parse::<i32>() {
+        Ok(pid) => pid,
+        Err(_) => {
+            let mut err = String::new();
+            let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
+            let status = child.wait()?;
+            bail!("the pause process failed ({status}): {}", err.trim().replace('\n', " "));
+        }
+    };
+    if share_pid {
+        // The one that forked the pid 1 of the new namespace, done.
+        let _ = child.wait();
+    }
+    let start = state::proc_start_time(pid).map(|(t, _)| t).context("the pause process exited at once")?;
+    Ok(Creator { pid, start })
+}
+
+/// Containers (engine or OCI) that carry this pod's annotation.
+fn members(ctx: &Context, pod: &Pod) -> Result<Vec<runtime::State>> {
+    Ok(runtime::list(ctx)?.into_iter().filter(|st| pod.has_member(&st.annotations)).collect())
+}
+
+/// TERM, then KILL after `grace`; waits until the process is gone.
+fn end_process(p: Creator, grace: Duration) {
+    let pid = Pid::from_raw(p.pid);
+    for (sig, wait) in [(Signal::SIGTERM, grace), (Signal::SIGKILL, Duration::from_secs(5))] {
+        if !p.alive() || kill(pid, sig).is_err() {
+            return;
+        }
+        let end = Instant::now() + wait;
+        while p.alive() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Remove the kernel side and the record of a pod, in the reverse order of
+/// `build`; safe to repeat and on a pod in any state.
+fn teardown(ctx: &Context, pod: &Pod) -> Result<()> {
+    for st in members(ctx, pod)? {
+        super::remove(ctx, &st.id, true)?;
+    }
+    match pod.pause {
+        Some(p) => end_process(p, Duration::from_secs(2)),
+        // A creator killed before it recorded the pause: whatever is in the
+        // pod's netns is that pause process.
+        None => {
+            for pid in netns::pids(&ctx.netns_dir, &pod.name).unwrap_or_default() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+    manage::detach_owner(ctx, &pod.id, None)?;
+    if pod.netns.symlink_metadata().is_ok() {
+        netns::delete(&ctx.netns_dir, &pod.name)?;
+    }
+    store(ctx).remove(&pod.name)
+}
+
+/// A pod by name, or by id or a unique id prefix.
+pub fn get(ctx: &Context, key: &str) -> Result<Pod> {
+    let pods = store(ctx);
+    if store::validate_id("pod name", key).is_ok() && pods.exists(key) {
+        return pods.get(key);
+    }
+    let all = pods.list()?;
+    let hits: Vec<&Pod> = all.iter().filter(|p| key.len() >= 3 && p.id.starts_with(key)).collect();
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => pods.get(key),
+        _ => bail!("{key:?} matches {} pods: use more of the id", hits.len()),
+    }
+}
+
+/// `pod rm`: a pod with running containers needs `force`.
+pub fn remove(ctx: &Context, key: &str, force: bool) -> Result<()> {
+    let pod = get(ctx, key)?;
+    if !force {
+        let running = members(ctx, &pod)?.into_iter().filter(|st| st.status == Status::Running).count();
+        if running > 0 {
+            bail!("pod {:?} has {running} running container(s): stop the pod or use -f", pod.name);
+        }
+        if pod.status() == "creating" {
+            bail!("pod {:?} is being created: use -f", pod.name);
+        }
+    }
+    teardown(ctx, &pod)
+}
+
+/// `pod stop`: the containers, then the pause process. The netns, address
+/// and ports stay until `pod rm`.
+pub fn stop(ctx: &Context, key: &str, grace: Duration) -> Result<Pod> {
+    let pods = store(ctx);
+    let mut pod = get(ctx, key)?;
+    for st in members(ctx, &pod)? {
+        super::stop(ctx, &st.id, grace)?;
+    }
+    pod.stopped = true;
+    pods.save(&pod)?;
+    if let Some(p) = pod.pause {
+        end_process(p, grace);
+    }
+    Ok(pod)
+}
+
+/// What `pod ls` and `pod inspect` show.
+#[derive(Debug, Serialize)]
+pub struct View {
+    #[serde(flatten)]
+    pub pod: Pod,
+    pub status: &'static str,
+    pub namespaces: std::collections::BTreeMap<&'static str, PathBuf>,
+    pub endpoints: Vec<Endpoint>,
+    pub containers: Vec<Member>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Member {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+}
+
+pub fn view(ctx: &Context, pod: Pod) -> Result<View> {
+    let containers = members(ctx, &pod)?
+        .into_iter()
+        .map(|st| Member { name: super::names::name_of(&st).to_string(), status: st.status.to_string(), id: st.id })
+        .collect();
+    Ok(View {
+        status: pod.status(),
+        namespaces: pod.namespaces().into_iter().collect(),
+        endpoints: manage::endpoints_of(ctx, &pod.id)?,
+        containers,
+        pod,
+    })
+}
+
+pub fn list(ctx: &Context) -> Result<Vec<View>> {
+    store(ctx).list()?.into_iter().map(|p| view(ctx, p)).collect()
+}
+
+/// For `run --pod`: the pod, which must be running.
+pub fn joinable(ctx: &Context, key: &str) -> Result<Pod> {
+    let pod = get(ctx, key).with_context(|| format!("--pod {key:?}"))?;
+    match pod.status() {
+        "running" => Ok(pod),
+        s => bail!("--pod {key:?}: the pod is {s} (its pause process is not running): remove it with `rcon pod rm`"),
+    }
+}
+
+/// Finish removing the pods whose creator died half-way; returns their names.
+pub fn gc(ctx: &Context) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for pod in store(ctx).list()? {
+        if pod.creator.is_some_and(|c| !c.alive()) {
+            teardown(ctx, &pod)?;
+            removed.push(pod.name);
+        }
+    }
+    Ok(removed)
+}
