@@ -11,7 +11,7 @@ use crate::common::{sh, wait_until};
 use crate::network::{net_world, NetWorld, UPLINK_NODE};
 
 /// A TCP exchange with `ip:port` from namespace `ns` (busybox nc); what came back.
-fn tcp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16) -> String {
+pub(crate) fn tcp_from(nw: &NetWorld, ns: &str, ip: &str, port: u16) -> String {
     nw.w.sh_in(ns, &format!("busybox nc -w 2 {ip} {port} </dev/null || true")).trim().to_string()
 }
 
@@ -54,7 +54,7 @@ fn udp_server(nw: &mut NetWorld, name: &str, port: u16) {
 }
 
 /// What is left of rcon's port entries in the node.
-fn port_rules(nw: &NetWorld, backend: &str) -> String {
+pub(crate) fn port_rules(nw: &NetWorld, backend: &str) -> String {
     match backend {
         "nftables" => nw.w.sh_in(
             nw.node(),

@@ -49,6 +49,8 @@ pub struct World {
     /// The node namespace rcon runs in (`World::with_node`), so that bridges,
     /// rules and sysctls land there and never in the machine's own namespace.
     pub node: Option<String>,
+    /// rcon's netns dir is /var/run/netns itself (`World::use_system_netns_dir`).
+    pub system_netns_dir: bool,
 }
 
 impl World {
@@ -59,7 +61,7 @@ impl World {
         let root = dir.path().join("run");
         let netns_dir = dir.path().join("netns");
         let data_root = dir.path().join("lib");
-        World { name, dir, root, netns_dir, data_root, system_netns: Vec::new(), node: None }
+        World { name, dir, root, netns_dir, data_root, system_netns: Vec::new(), node: None, system_netns_dir: false }
     }
 
     /// A world whose rcon runs inside a fresh "node" namespace (TESTING.md):
@@ -70,6 +72,21 @@ impl World {
         w.add_system_netns(&node);
         w.node = Some(node);
         w
+    }
+
+    /// Give rcon /var/run/netns as its netns dir, so that `ip netns` sees its
+    /// namespaces. Name them with `self.name` first: the drop removes those
+    /// (and hack/sweep.sh those of a crashed run).
+    pub fn use_system_netns_dir(&mut self) {
+        self.system_netns_dir = true;
+    }
+
+    fn rcon_netns_dir(&self) -> &Path {
+        if self.system_netns_dir {
+            Path::new("/var/run/netns")
+        } else {
+            &self.netns_dir
+        }
     }
 
     /// `ip netns add NAME` with lo up, removed when the world drops.
@@ -88,7 +105,7 @@ impl World {
         let mut c = Command::new(rcon_bin());
         c.args(args)
             .env("RCON_ROOT", &self.root)
-            .env("RCON_NETNS_DIR", &self.netns_dir)
+            .env("RCON_NETNS_DIR", self.rcon_netns_dir())
             .env("RCON_DATA_ROOT", &self.data_root)
             .stdin(Stdio::null());
         if let Some(node) = &self.node {
@@ -160,6 +177,14 @@ impl Drop for World {
         }
         for name in &self.system_netns {
             let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
+        }
+        if self.system_netns_dir {
+            for e in std::fs::read_dir("/var/run/netns").into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&self.name) {
+                    let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
         }
         // Unmount every netns bind mount, then the dir itself (rcon made it a mount point).
         if let Ok(rd) = std::fs::read_dir(&self.netns_dir) {
