@@ -68,7 +68,7 @@ bench: bench-deps deps build bundle
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:
 	@if command -v shellcheck >/dev/null; then \
-		shellcheck -x .ci/run hack/*.sh hack/lib/*.sh examples/netns-bundle/run.sh examples/network-bundle/run.sh; \
+		shellcheck -x .ci/run hack/*.sh hack/lib/*.sh examples/*/run.sh; \
 	else echo "lint: shellcheck not installed, skipped"; fi
 	$(CARGO) fmt --check
 

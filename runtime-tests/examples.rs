@@ -32,3 +32,18 @@ fn network_bundle_example_runs() {
     assert!(stdout.contains("node got via published port: hello-from-server"), "{stdout}");
     assert!(stdout.contains("runc container got: hello-from-server"), "{stdout}");
 }
+
+/// examples/pod-bundle/run.sh: bundles that list a pod's namespace files
+/// (CRI-style) talk over the pod's loopback and answer on its published
+/// port, a runc container joins the same pod, and `pod rm -f` removes all.
+#[test]
+fn pod_bundle_example_runs() {
+    require_root();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pod-bundle/run.sh");
+    let out = Command::new("bash").arg(script).env("RCON", rcon_bin()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "run.sh failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("client got: hello-from-expod-host"), "{stdout}");
+    assert!(stdout.contains("node got via the pod's published port: hello-from-expod-host"), "{stdout}");
+    assert!(stdout.contains("runc container got: hello-from-expod-host"), "{stdout}");
+}

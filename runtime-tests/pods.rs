@@ -100,7 +100,8 @@ fn pod_containers_share_one_network_namespace() {
         });
     };
     server("s1");
-    let client = nw.w.ok(&["run", "--rm", "--pod", &pod, "busybox", "sh", "-c", &format!("{IDENTITY}; nc -w 2 127.0.0.1 7000")]);
+    let client =
+        nw.w.ok(&["run", "--rm", "--pod", &pod, "busybox", "sh", "-c", &format!("{IDENTITY}; nc -w 2 127.0.0.1 7000")]);
     let seen_by_server = nw.w.ok(&["logs", "s1"]);
     assert_eq!(client, format!("{seen_by_server}from-s1\n"), "the two containers see different namespaces");
     let ns_inode = sh(&format!("stat -L -c %i /var/run/netns/{pod}")).trim().to_string();
@@ -144,7 +145,16 @@ fn pod_shares_pid_namespace_on_request() {
     let nw = net_world("pq", "nftables");
     nw.w.ok(&["pod", "create", "--name", "shared", "--share", "pid", "--hostname", "podhost"]);
     nw.w.ok(&["run", "-d", "--pod", "shared", "--name", "sleeper", "busybox", "sleep", "1000"]);
-    let seen = nw.w.ok(&["run", "--rm", "--pod", "shared", "busybox", "sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo; hostname; ps -o args"]);
+    let seen = nw.w.ok(&[
+        "run",
+        "--rm",
+        "--pod",
+        "shared",
+        "busybox",
+        "sh",
+        "-c",
+        "tr '\\0' ' ' </proc/1/cmdline; echo; hostname; ps -o args",
+    ]);
     let lines: Vec<&str> = seen.lines().collect();
     assert_eq!(lines[0].trim(), "rcon pause", "{seen}");
     assert_eq!(lines[1], "podhost");
@@ -170,11 +180,22 @@ fn pod_on_the_routed_driver() {
     nw.w.ok(&["network", "create", "--driver", "routed", "--subnet", "10.31.0.0/24", "calico"]);
     nw.w.ok(&["pod", "create", "--name", "rp", "--network", "calico"]);
     let ip = pod_ip(&nw.w, "rp");
-    nw.w.ok(&["run", "-d", "--pod", "rp", "--name", "srv", "busybox", "nc", "-ll", "-p", "7000", "-e", "echo", "from-rp"]);
+    nw.w.ok(&[
+        "run", "-d", "--pod", "rp", "--name", "srv", "busybox", "nc", "-ll", "-p", "7000", "-e", "echo", "from-rp",
+    ]);
     let node = nw.node().to_string();
     wait_until("the routed pod's server", || tcp_from(&nw, &node, &ip, 7000) == "from-rp");
     nw.inet_listener(8081);
-    let out = nw.w.ok(&["run", "--rm", "--pod", "rp", "busybox", "sh", "-c", &format!("ip route; nc -w 2 {UPLINK_INET} 8081")]);
+    let out = nw.w.ok(&[
+        "run",
+        "--rm",
+        "--pod",
+        "rp",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("ip route; nc -w 2 {UPLINK_INET} 8081"),
+    ]);
     assert!(out.contains("default via 169.254.1.1"), "{out}");
     assert!(out.contains(&format!("peer={UPLINK_NODE}")), "{out}");
     nw.w.ok(&["pod", "rm", "-f", "rp"]);
@@ -209,12 +230,11 @@ fn gc_after_killed_pod_create_leaves_nothing() {
     let points =
         ["pod:recorded", "pod:netns", "pod:paused", "attach:leased", "attach:recorded", "attach:wired", "pod:attached"];
     for point in points {
-        let out = nw
-            .w
-            .cmd(&["pod", "create", "--name", "half", "--network", "crashpod", "-p", "8083:7000"])
-            .env("RCON_FAULT", point)
-            .output()
-            .unwrap();
+        let out =
+            nw.w.cmd(&["pod", "create", "--name", "half", "--network", "crashpod", "-p", "8083:7000"])
+                .env("RCON_FAULT", point)
+                .output()
+                .unwrap();
         assert_eq!(out.status.code(), None, "{point}: rcon should have been killed");
         // The processes in the half-made pod's namespace, if it got one.
         let netns = nw.w.netns_dir.join("half");
@@ -240,8 +260,7 @@ fn procs_in_netns(ino: u64) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&p| {
-            std::fs::metadata(format!("/proc/{p}/ns/net"))
-                .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == ino)
+            std::fs::metadata(format!("/proc/{p}/ns/net")).is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == ino)
                 && pid_alive(p)
         })
         .collect()
@@ -269,7 +288,10 @@ fn bad_pod_input_changes_nothing() {
         (vec!["pod", "create", "--share", "net"], "net"),
         (vec!["run", "--rm", "--pod", "nosuchpod", "busybox", "true"], "does not exist"),
         (vec!["run", "--rm", "--pod", "a/b", "busybox", "true"], "pod"),
-        (vec!["run", "--rm", "--pod", "taken", "--network", "padded", "busybox", "true"], "--network belongs to the pod"),
+        (
+            vec!["run", "--rm", "--pod", "taken", "--network", "padded", "busybox", "true"],
+            "--network belongs to the pod",
+        ),
         (vec!["run", "--rm", "--pod", "taken", "-p", "80", "busybox", "true"], "-p belongs to the pod"),
         (vec!["pod", "rm", "nosuchpod"], "does not exist"),
     ];
