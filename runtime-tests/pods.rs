@@ -124,6 +124,9 @@ fn pod_containers_share_one_network_namespace() {
     server("s2");
     assert_eq!(nw.w.ok(&["logs", "s2"]).lines().next(), Some(format!("{ip}/24").as_str()));
     assert_eq!(tcp_from(&nw, &nw.inet.clone(), UPLINK_NODE, 8080), "from-s2");
+    // A member shows the pod's interface and ports as its own.
+    assert_eq!(nw.w.ok(&["port", "s2"]), "7000/tcp -> 0.0.0.0:8080\n");
+    assert_eq!(crate::network::ip_of(&nw.w, "s2"), ip);
     let ls = nw.w.ok(&["pod", "ls"]);
     let row = ls.lines().find(|l| l.contains(&pod)).unwrap_or_else(|| panic!("{pod} not listed: {ls}"));
     assert!(row.contains("running") && row.contains(&ip) && row.contains("s2"), "{row}");

@@ -265,7 +265,7 @@ pub fn gc(ctx: &Context) -> Result<i32> {
 pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
     let id = engine::names::resolve(ctx, key)?;
     let st = runtime::state(ctx, &id)?;
-    let eps = manage::endpoints_of(ctx, &id)?;
+    let eps = engine::pod::endpoints_of_container(ctx, &st)?;
     let nets: Vec<serde_json::Value> = eps
         .iter()
         .map(|e| {
@@ -283,6 +283,7 @@ pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
         "pid": st.pid,
         "bundle": st.bundle,
         "netns": format!("/proc/{}/ns/net", st.pid),
+        "pod": st.annotations.get(engine::pod::POD),
         "networks": nets,
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
@@ -293,7 +294,8 @@ pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
 /// `docker port` prints them (`80/tcp -> 0.0.0.0:8080`).
 pub fn port(ctx: &Context, key: &str) -> Result<i32> {
     let id = engine::names::resolve(ctx, key)?;
-    let mut all: Vec<_> = manage::endpoints_of(ctx, &id)?.into_iter().flat_map(|e| e.ports).collect();
+    let st = runtime::state(ctx, &id)?;
+    let mut all: Vec<_> = engine::pod::endpoints_of_container(ctx, &st)?.into_iter().flat_map(|e| e.ports).collect();
     all.sort_by_key(|m| (m.ctr_port, m.proto, m.host_port));
     for m in all {
         println!("{m}");

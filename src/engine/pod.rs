@@ -375,6 +375,18 @@ pub fn joinable(ctx: &Context, key: &str) -> Result<Pod> {
     }
 }
 
+/// The interfaces a container uses: its own, or its pod's (`inspect`, `port`).
+pub fn endpoints_of_container(ctx: &Context, st: &runtime::State) -> Result<Vec<Endpoint>> {
+    let own = manage::endpoints_of(ctx, &st.id)?;
+    match st.annotations.get(POD) {
+        Some(key) if own.is_empty() => match get(ctx, key) {
+            Ok(pod) => manage::endpoints_of(ctx, &pod.id),
+            Err(_) => Ok(own),
+        },
+        _ => Ok(own),
+    }
+}
+
 /// Finish removing the pods whose creator died half-way; returns their names.
 pub fn gc(ctx: &Context) -> Result<Vec<String>> {
     let mut removed = Vec::new();
