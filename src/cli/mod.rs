@@ -8,6 +8,7 @@ mod lifecycle;
 mod logging;
 mod netns;
 mod network;
+mod overlay;
 mod pod;
 mod run;
 mod service;
@@ -113,6 +114,9 @@ enum Command {
     /// The pod sandbox's pause process: holds namespaces, reaps orphans, ends on TERM/INT.
     #[command(hide = true)]
     Pause,
+    /// The userspace IPIP data plane of a cluster's ipip backend.
+    #[command(hide = true)]
+    Ipipd(overlay::IpipdArgs),
 }
 
 /// Parse, run, and turn any error into one line on stderr and a non-zero code.
@@ -193,5 +197,6 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Port { name } => network::port(ctx, &name),
         Command::Gc => network::gc(ctx),
         Command::Pause => rcon::engine::pause::run(),
+        Command::Ipipd(a) => overlay::ipipd(a),
     }
 }

@@ -9,6 +9,7 @@ pub mod ipam;
 pub mod link;
 pub mod manage;
 pub mod netns;
+pub mod overlay;
 pub mod network;
 pub mod ports;
 pub mod service;
