@@ -16,4 +16,5 @@ mod netns;
 mod network;
 mod pods;
 mod ports;
+mod qemu;
 mod services;
