@@ -23,6 +23,9 @@ TEST_PKGS=(
 	conntrack       # flushing stale UDP conntrack entries, and checks in tests
 	python3         # a UDP echo server in runtime-tests/ports.rs, bench-ports' connect client
 	runc            # another runtime wired by `rcon network hook` (examples/network-bundle)
+	qemu-system-x86 # boots Debian's stock kernel for the kernel ipip tests (hack/qemu/)
+	kmod            # modprobe/depmod: module load order for the qemu initramfs
+	tcpdump         # wire checks of the cluster backends (VXLAN port, IP protocol 4)
 )
 BENCH_PKGS=(
 	crun      # a second peer

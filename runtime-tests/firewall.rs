@@ -203,7 +203,13 @@ impl Drop for Topo {
 }
 
 fn rules(name: &str, subnet: &str, internal: bool, masquerade: bool) -> NetRules {
-    NetRules { name: name.into(), subnet: subnet.parse().unwrap(), internal, masquerade }
+    NetRules {
+        name: name.into(),
+        subnet: subnet.parse().unwrap(),
+        internal,
+        masquerade,
+        unnat: subnet.parse().unwrap(),
+    }
 }
 
 fn root_forwarding() -> String {

@@ -102,6 +102,12 @@ enum Command {
     /// Pod sandboxes: create, ls, inspect, stop, rm.
     #[command(subcommand)]
     Pod(pod::PodCmd),
+    /// Cross-host pod networks: init, reset, apply, inspect.
+    #[command(subcommand)]
+    Cluster(overlay::ClusterCmd),
+    /// The cluster's peer nodes: add, rm, ls.
+    #[command(subcommand)]
+    Node(overlay::NodeCmd),
     /// Service virtual IPs: create, ls, inspect, rm, add-backend, rm-backend.
     #[command(subcommand)]
     Service(service::ServiceCmd),
@@ -193,6 +199,8 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Network(c) => network::network(ctx, c),
         Command::Service(c) => service::service(ctx, c),
         Command::Pod(c) => pod::pod(ctx, c),
+        Command::Cluster(c) => overlay::cluster(ctx, c),
+        Command::Node(c) => overlay::node(ctx, c),
         Command::Inspect { name } => network::inspect(ctx, &name),
         Command::Port { name } => network::port(ctx, &name),
         Command::Gc => network::gc(ctx),

@@ -14,6 +14,11 @@ use super::network::{Driver, Network, ROUTED_GATEWAY};
 
 /// The bridge's MAC, derived from the network name so it never follows its ports.
 fn bridge_mac(net: &Network) -> [u8; 6] {
+    // A cluster network has the same name on every node, and with vxlan-l2
+    // one L2 domain: its MACs come from the node's own addresses.
+    if let (Some(_), Some(gw)) = (net.cluster, net.gateway) {
+        return super::endpoint::mac_from_ip(gw);
+    }
     super::endpoint::mac_for(&format!("bridge/{}", net.name))
 }
 

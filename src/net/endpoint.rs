@@ -77,6 +77,13 @@ pub fn mac_for(key: &str) -> [u8; 6] {
     [0x02, b(0), b(1), b(2), b(3), b(4)]
 }
 
+/// Docker's MAC for an address, 02:42 and the address: unique wherever the
+/// address is (a cluster network spans nodes that each name things alike).
+pub fn mac_from_ip(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
 pub fn format_mac(mac: [u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }

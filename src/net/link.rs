@@ -14,8 +14,16 @@ use anyhow::{Context as _, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use rtnetlink::packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::packet_route::{AddressFamily as NlFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 nix::ioctl_readwrite_bad!(get_flags, libc::SIOCGIFFLAGS, libc::ifreq);
@@ -259,20 +267,8 @@ impl Netlink {
     /// Add a route: via a gateway (`onlink` when the gateway is not in a
     /// local subnet), or straight out of the device (scope link).
     pub fn add_route(&self, dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Result<()> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dest.network(), dest.prefix_len())
-            .output_interface(dev);
-        b = match via {
-            Some(gw) => b.gateway(gw),
-            None => b.scope(RouteScope::Link),
-        };
-        if onlink {
-            b = b.onlink();
-        }
-        self.block(self.handle.route().add(b.build()).execute()).with_context(|| match via {
-            Some(gw) => format!("adding route {dest} via {gw}"),
-            None => format!("adding route {dest} dev {dev}"),
-        })
+        let msg = route_message(dest, via, dev, onlink);
+        self.block(self.handle.route().add(msg).execute()).with_context(|| route_text("adding", dest, via))
     }
 
     /// A permanent neighbour entry (ip lladdr MAC nud permanent).
@@ -284,6 +280,127 @@ impl Netlink {
             .link_layer_address(&mac)
             .state(rtnetlink::packet_route::neighbour::NeighbourState::Permanent);
         self.block(req.execute()).with_context(|| format!("adding neighbour {ip}"))
+    }
+
+    /// A VXLAN device on `underlay` (VNI, UDP port, local address), with its
+    /// MTU and MAC, and learning as asked; left down.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        port: u16,
+        local: Ipv4Addr,
+        underlay: u32,
+        learning: bool,
+        mtu: u32,
+        mac: [u8; 6],
+    ) -> Result<u32> {
+        let msg = rtnetlink::LinkVxlan::new(name, vni)
+            .port(port)
+            .local(local)
+            .dev(underlay)
+            .learning(learning)
+            .mtu(mtu)
+            .address(mac.to_vec())
+            .build();
+        self.block(self.handle.link().add(msg).execute()).with_context(|| format!("creating vxlan device {name}"))?;
+        self.require(name)
+    }
+
+    /// A kernel ipip device with no fixed remote: each peer is reached by an
+    /// onlink route via its underlay address (as `tunl0` is used). Left down.
+    pub fn create_ipip(&self, name: &str, local: Ipv4Addr, underlay: u32, mtu: u32) -> Result<u32> {
+        let msg = rtnetlink::LinkIpIp::new(name).local(local).dev(underlay).pmtudisc(true).mtu(mtu).build();
+        self.block(self.handle.link().add(msg).execute()).with_context(|| format!("creating ipip device {name}"))?;
+        self.require(name)
+    }
+
+    /// Send one request with these netlink flags and wait for the kernel's answer.
+    fn request(&self, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut handle = self.handle.clone();
+        self.rt
+            .block_on(async move {
+                let mut resp = handle.request(req)?;
+                while let Some(m) = futures::StreamExt::next(&mut resp).await {
+                    if let NetlinkPayload::Error(e) = m.payload {
+                        return Err(rtnetlink::Error::NetlinkError(e));
+                    }
+                }
+                Ok(())
+            })
+            .map_err(nl)
+    }
+
+    /// A device's own forwarding entry (`bridge fdb … self`): `mac` is sent
+    /// to the VTEP at `dst`. `append` adds one more destination to an
+    /// entry (head-end replication on the all-zero MAC); otherwise the
+    /// entry is replaced.
+    fn fdb_message(index: u32, mac: [u8; 6], dst: Ipv4Addr) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.family = NlFamily::Bridge;
+        m.header.ifindex = index;
+        m.header.state = NeighbourState::Permanent;
+        m.header.flags = NeighbourFlags::Own;
+        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+        m
+    }
+
+    pub fn set_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr, append: bool) -> Result<()> {
+        let how = if append { NLM_F_APPEND } else { NLM_F_REPLACE };
+        self.request(RouteNetlinkMessage::NewNeighbour(Self::fdb_message(index, mac, dst)), NLM_F_CREATE | how)
+            .with_context(|| format!("adding fdb entry {} dst {dst}", format_mac(mac)))
+    }
+
+    pub fn del_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<()> {
+        ignore_gone(self.request(RouteNetlinkMessage::DelNeighbour(Self::fdb_message(index, mac, dst)), 0))
+            .with_context(|| format!("deleting fdb entry {} dst {dst}", format_mac(mac)))
+    }
+
+    /// A permanent neighbour entry, replacing whatever `ip` had.
+    pub fn set_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+        let req = self.handle.neighbours().add(index, ip.into()).link_layer_address(&mac).replace();
+        self.block(req.execute()).with_context(|| format!("setting neighbour {ip}"))
+    }
+
+    pub fn del_neighbour(&self, index: u32, ip: Ipv4Addr) -> Result<()> {
+        let mut m = NeighbourMessage::default();
+        m.header.family = NlFamily::Inet;
+        m.header.ifindex = index;
+        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        ignore_gone(self.request(RouteNetlinkMessage::DelNeighbour(m), 0))
+            .with_context(|| format!("deleting neighbour {ip}"))
+    }
+
+    /// `add_route`, replacing a route to the same destination.
+    pub fn set_route(&self, dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Result<()> {
+        let msg = route_message(dest, via, dev, onlink);
+        self.block(self.handle.route().add(msg).replace().execute()).with_context(|| route_text("setting", dest, via))
+    }
+
+    pub fn del_route(&self, dest: Ipv4Net) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dest.network(), dest.prefix_len()).build();
+        ignore_gone(self.block(self.handle.route().del(msg).execute()))
+            .with_context(|| format!("deleting route {dest}"))
+    }
+
+    /// The IPv4 addresses (with their prefixes) of link `index`.
+    pub fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+        let req = self.handle.address().get().set_link_index_filter(index).execute();
+        let msgs: Vec<AddressMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing addresses")?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.index == index)
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Ipv4Net::new(*ip, m.header.prefix_len).ok(),
+                    _ => None,
+                })
+            })
+            .collect())
     }
 
     /// The IPv4 routes of the main table.
@@ -317,6 +434,39 @@ impl Netlink {
             None => 1500,
         })
     }
+}
+
+fn route_message(dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> RouteMessage {
+    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dest.network(), dest.prefix_len())
+        .output_interface(dev);
+    b = match via {
+        Some(gw) => b.gateway(gw),
+        None => b.scope(RouteScope::Link),
+    };
+    if onlink {
+        b = b.onlink();
+    }
+    b.build()
+}
+
+fn route_text(verb: &str, dest: Ipv4Net, via: Option<Ipv4Addr>) -> String {
+    match via {
+        Some(gw) => format!("{verb} route {dest} via {gw}"),
+        None => format!("{verb} route {dest}"),
+    }
+}
+
+/// Deleting what is already gone is done.
+fn ignore_gone(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if is_gone(&e) || os_error(&e) == Some(libc::ESRCH) => Ok(()),
+        r => r,
+    }
+}
+
+fn format_mac(mac: [u8; 6]) -> String {
+    super::endpoint::format_mac(mac)
 }
 
 /// Delete the link `name` from a forked child and return at once: the kernel

@@ -240,7 +240,11 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         // before the record leaves an orphan lease, which gc does release.
         // Host ports likewise: claimed, then recorded, under the claims' lock.
         let book = Ipam::new(&ctx.data_root).open(&net.name)?;
-        ep.ip = Some(book.allocate(net.subnet, net.reserved_gateway(), &key, req.ip)?);
+        let ip = book.allocate(net.pool(), net.reserved_gateway(), &key, req.ip)?;
+        ep.ip = Some(ip);
+        if req.mac.is_none() && net.cluster.is_some() {
+            ep.mac = endpoint::format_mac(endpoint::mac_from_ip(ip));
+        }
         crate::store::fault("attach:leased");
         let claims = (!req.ports.is_empty()).then(|| Claims::open(&ctx.data_root)).transpose()?;
         if let Some(c) = &claims {

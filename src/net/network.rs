@@ -67,9 +67,22 @@ pub struct Network {
     pub masquerade: bool,
     pub firewall: Backend,
     pub created: String,
+    /// Addresses handed out, when not the whole subnet (a cluster's node
+    /// range inside the subnet all nodes share, for vxlan-l2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
+    /// A cluster's pod range: reached from this network without masquerade
+    /// (pods see each other's own addresses across nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Ipv4Net>,
 }
 
 impl Network {
+    /// Where IPAM takes addresses from.
+    pub fn pool(&self) -> Ipv4Net {
+        self.ip_range.unwrap_or(self.subnet)
+    }
+
     /// The prefix length containers get on their interface.
     pub fn container_prefix(&self) -> u8 {
         match self.driver {
@@ -89,6 +102,7 @@ impl Network {
             subnet: self.subnet,
             internal: self.internal,
             masquerade: self.masquerade,
+            unnat: self.cluster.unwrap_or(self.subnet),
         }
     }
 }
@@ -106,6 +120,8 @@ pub struct Request {
     pub icc: bool,
     pub masquerade: bool,
     pub firewall: Backend,
+    pub ip_range: Option<Ipv4Net>,
+    pub cluster: Option<Ipv4Net>,
 }
 
 impl Request {
@@ -190,6 +206,11 @@ pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> 
         (_, Some(_)) => bail!("--bridge applies to the bridge driver only"),
         (_, None) => None,
     };
+    if let Some(r) = req.ip_range {
+        if r != r.trunc() || !subnet.contains(&r) {
+            bail!("--ip-range {r} is not a range inside --subnet {subnet}");
+        }
+    }
     let mtu = req.mtu.unwrap_or(default_mtu);
     if !(576..=65535).contains(&mtu) {
         bail!("--mtu {mtu}: use 576 to 65535");
@@ -206,6 +227,8 @@ pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> 
         masquerade: req.masquerade && !req.internal,
         firewall: req.firewall,
         created: crate::runtime::state::now_rfc3339(),
+        ip_range: req.ip_range,
+        cluster: req.cluster,
     })
 }
 

@@ -68,6 +68,7 @@ impl<T: Named + Serialize + DeserializeOwned> Records<T> {
     }
 
     pub fn save(&self, record: &T) -> Result<()> {
+        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         super::write_json(&self.path(record.name()), record)
     }
 

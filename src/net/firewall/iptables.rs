@@ -261,7 +261,7 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
         let _ = writeln!(b, "-I POSTROUTING 1 -j {POSTROUTING}");
     }
     if masq {
-        let _ = writeln!(b, "-A {POSTROUTING} -s {s} ! -d {s} {c} -j MASQUERADE");
+        let _ = writeln!(b, "-A {POSTROUTING} -s {s} ! -d {} {c} -j MASQUERADE", net.unnat.trunc());
     }
     b.push_str("COMMIT\n");
     b
@@ -456,7 +456,13 @@ mod tests {
     use super::*;
 
     fn net(name: &str, subnet: &str, internal: bool, masquerade: bool) -> NetRules {
-        NetRules { name: name.into(), subnet: subnet.parse().unwrap(), internal, masquerade }
+        NetRules {
+            name: name.into(),
+            subnet: subnet.parse().unwrap(),
+            internal,
+            masquerade,
+            unnat: subnet.parse().unwrap(),
+        }
     }
 
     /// What iptables-save 1.8.9 prints with networks "a" (10.1.0.0/24, masquerading) and "b+x" (10.2.0.0/24,

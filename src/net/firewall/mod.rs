@@ -79,6 +79,8 @@ pub struct NetRules {
     pub internal: bool,
     /// Masquerade traffic leaving the subnet (ignored when `internal`).
     pub masquerade: bool,
+    /// Destinations not masqueraded: the subnet, or a cluster's whole pod range.
+    pub unnat: Ipv4Net,
 }
 
 /// One endpoint's published ports, as the firewall needs them.
@@ -437,6 +439,7 @@ mod tests {
             subnet: s.parse().unwrap(),
             internal: false,
             masquerade: true,
+            unnat: s.parse().unwrap(),
         };
         let live = [("a", "10.1.0.0/24".parse().unwrap()), ("b", "10.2.0.0/16".parse().unwrap())];
         assert!(check_network(&net("c", "10.3.0.0/24"), live).is_ok());

@@ -293,7 +293,7 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
     let _ = writeln!(b, "add rule {TABLE} {out} {}", if net.internal { "drop" } else { "accept" });
     if masq {
         flush(&mut b, live, &nat);
-        let _ = writeln!(b, "add rule {TABLE} {nat} ip daddr != {s} masquerade");
+        let _ = writeln!(b, "add rule {TABLE} {nat} ip daddr != {} masquerade", net.unnat.trunc());
     }
     let c = format!("comment \"{name}\"");
     let _ = writeln!(b, "add element {TABLE} {SUBNETS} {{ {s} {c} }}");
@@ -482,7 +482,13 @@ mod tests {
     use super::*;
 
     fn net(name: &str, subnet: &str, internal: bool, masquerade: bool) -> NetRules {
-        NetRules { name: name.into(), subnet: subnet.parse().unwrap(), internal, masquerade }
+        NetRules {
+            name: name.into(),
+            subnet: subnet.parse().unwrap(),
+            internal,
+            masquerade,
+            unnat: subnet.parse().unwrap(),
+        }
     }
 
     /// The listing nft 1.0.6 prints for a table holding network "a" (10.1.0.0/24, masquerading) and "b"

@@ -1,0 +1,177 @@
+//! The kernel side of each backend: this node's device, and the routes and
+//! FDB and neighbour entries for one peer. Every entry is set with replace
+//! semantics and removed as "gone is done", so programming twice changes
+//! nothing and a half-done removal can be repeated.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+
+use super::{ipip_user, vtep_mac_of, Backend, Cluster, IpipMode, Node};
+use crate::net::link::{os_error, Netlink};
+
+/// The device name of a VXLAN backend (`rcon-vx` + VNI fits 15 bytes).
+fn vxlan_name(vni: u32) -> String {
+    format!("rcon-vx{vni}")
+}
+const IPIP_DEV: &str = "rcon-ipip";
+const TUN_DEV: &str = "rcon-tun";
+
+/// The device this node's backend uses, if it has one.
+pub fn device(c: &Cluster) -> Option<String> {
+    match (c.backend, c.ipip_plane) {
+        (Backend::HostGw, _) => None,
+        (Backend::Vxlan | Backend::VxlanL2, _) => Some(vxlan_name(c.vni)),
+        (Backend::Ipip, Some(IpipMode::Userspace)) => Some(TUN_DEV.into()),
+        (Backend::Ipip, _) => Some(IPIP_DEV.into()),
+    }
+}
+
+fn peers_file(data_root: &Path) -> PathBuf {
+    super::dir(data_root).join("ipip-peers.json")
+}
+
+/// Make this node's device (and for userspace IPIP start its daemon).
+/// Records in `c` which IPIP data plane was chosen. `bridge` is the node's
+/// cluster bridge (vxlan-l2 makes the device its port).
+pub fn setup(node: &Netlink, c: &mut Cluster, bridge: &str, data_root: &Path) -> Result<Option<String>> {
+    let underlay = node.require(&c.underlay)?;
+    let mut note = None;
+    match c.backend {
+        Backend::HostGw => {}
+        Backend::Vxlan | Backend::VxlanL2 => {
+            let l2 = c.backend == Backend::VxlanL2;
+            let mac = super::vtep_mac_for(c.underlay_ip);
+            let name = vxlan_name(c.vni);
+            let idx = node.create_vxlan(&name, c.vni, c.port, c.underlay_ip, underlay, l2, c.mtu, mac)?;
+            node.no_ipv6_addresses(idx)?;
+            if l2 {
+                node.up(idx, Some(node.require(bridge)?))?;
+            } else {
+                // flannel's layout: the subnet's network address, /32, is this
+                // node's gateway address on the VXLAN device.
+                node.add_address(idx, c.node_subnet.network(), 32)?;
+                node.up(idx, None)?;
+            }
+        }
+        Backend::Ipip => {
+            let kernel = match c.ipip_mode {
+                IpipMode::Userspace => None,
+                _ => match node.create_ipip(IPIP_DEV, c.underlay_ip, underlay, c.mtu) {
+                    Ok(idx) => Some(idx),
+                    Err(e) if lacks_link_type(&e) && c.ipip_mode == IpipMode::Auto => {
+                        note = Some(
+                            "this kernel has no ipip link type (ipip.ko): using rcon's userspace IPIP data plane"
+                                .to_string(),
+                        );
+                        None
+                    }
+                    Err(e) if lacks_link_type(&e) => bail!(
+                        "--ipip-mode kernel: this kernel has no ipip link type (ipip.ko is not loaded); \
+                         use --ipip-mode auto or userspace"
+                    ),
+                    Err(e) => return Err(e),
+                },
+            };
+            let idx = match kernel {
+                Some(idx) => {
+                    c.ipip_plane = Some(IpipMode::Kernel);
+                    idx
+                }
+                None => {
+                    c.ipip_plane = Some(IpipMode::Userspace);
+                    ipip_user::create_tun(TUN_DEV, c.mtu)?;
+                    node.require(TUN_DEV)?
+                }
+            };
+            node.no_ipv6_addresses(idx)?;
+            node.add_address(idx, c.node_subnet.network(), 32)?;
+            node.up(idx, None)?;
+            if c.ipip_plane == Some(IpipMode::Userspace) {
+                ipip_user::write_peers(&peers_file(data_root), &[])?;
+                c.daemon = Some(ipip_user::start(&ipip_user::Config {
+                    tun: TUN_DEV.into(),
+                    local: c.underlay_ip,
+                    peers_file: peers_file(data_root),
+                    queues: 2,
+                })?);
+            }
+        }
+    }
+    Ok(note)
+}
+
+/// The kernel's answer to a link kind it does not know.
+fn lacks_link_type(e: &anyhow::Error) -> bool {
+    os_error(e).is_some_and(|c| c == libc::EOPNOTSUPP || c == libc::EINVAL || c == libc::ENODEV)
+}
+
+/// Remove this node's device (and stop the userspace daemon).
+pub fn teardown(node: &Netlink, c: &Cluster, data_root: &Path) -> Result<()> {
+    if let Some(d) = c.daemon {
+        ipip_user::stop(d)?;
+    }
+    if let Some(dev) = device(c) {
+        node.delete_by_name(&dev)?;
+    }
+    let _ = std::fs::remove_file(peers_file(data_root));
+    Ok(())
+}
+
+/// Reach `peer` from this node.
+pub fn program(node: &Netlink, c: &Cluster, peer: &Node) -> Result<()> {
+    let ctx = || format!("node {}", peer.name);
+    match (c.backend, c.ipip_plane) {
+        (Backend::HostGw, _) => {
+            let dev = node.require(&c.underlay)?;
+            node.set_route(peer.subnet, Some(peer.underlay_ip), dev, false).with_context(ctx)
+        }
+        (Backend::Vxlan, _) => {
+            let dev = node.require(&vxlan_name(c.vni))?;
+            let (mac, gw) = (vtep_mac_of(peer)?, peer.subnet.network());
+            node.set_neighbour(dev, gw, mac).with_context(ctx)?;
+            node.set_fdb(dev, mac, peer.underlay_ip, false).with_context(ctx)?;
+            node.set_route(peer.subnet, Some(gw), dev, true).with_context(ctx)
+        }
+        (Backend::VxlanL2, _) => {
+            let dev = node.require(&vxlan_name(c.vni))?;
+            match node.set_fdb(dev, [0; 6], peer.underlay_ip, true) {
+                // Already among the entry's destinations.
+                Err(e) if os_error(&e) == Some(libc::EEXIST) => Ok(()),
+                r => r.with_context(ctx),
+            }
+        }
+        (Backend::Ipip, Some(IpipMode::Userspace)) => {
+            let dev = node.require(TUN_DEV)?;
+            node.set_route(peer.subnet, None, dev, false).with_context(ctx)
+        }
+        (Backend::Ipip, _) => {
+            let dev = node.require(IPIP_DEV)?;
+            node.set_route(peer.subnet, Some(peer.underlay_ip), dev, true).with_context(ctx)
+        }
+    }
+}
+
+/// Forget `peer`: its route, FDB and neighbour entries.
+pub fn unprogram(node: &Netlink, c: &Cluster, peer: &Node) -> Result<()> {
+    let ctx = || format!("node {}", peer.name);
+    let dev = device(c).map(|d| node.index(&d)).transpose()?.flatten();
+    match (c.backend, dev) {
+        (Backend::VxlanL2, Some(dev)) => node.del_fdb(dev, [0; 6], peer.underlay_ip).with_context(ctx),
+        (Backend::Vxlan, Some(dev)) => {
+            node.del_route(peer.subnet).with_context(ctx)?;
+            node.del_fdb(dev, vtep_mac_of(peer)?, peer.underlay_ip).with_context(ctx)?;
+            node.del_neighbour(dev, peer.subnet.network()).with_context(ctx)
+        }
+        _ => node.del_route(peer.subnet).with_context(ctx),
+    }
+}
+
+/// Tell the userspace IPIP daemon the current peers.
+pub fn sync_daemon(c: &Cluster, peers: &[Node], data_root: &Path) -> Result<()> {
+    let Some(d) = c.daemon else { return Ok(()) };
+    let list: Vec<ipip_user::Peer> =
+        peers.iter().map(|n| ipip_user::Peer { subnet: n.subnet, underlay_ip: n.underlay_ip }).collect();
+    ipip_user::write_peers(&peers_file(data_root), &list)?;
+    ipip_user::reload(d)
+}

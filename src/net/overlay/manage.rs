@@ -1,0 +1,250 @@
+//! The cluster use cases: init and reset this node, add and remove peers.
+//! The record goes first and is removed last, as for networks.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Context as _, Result};
+use ipnet::Ipv4Net;
+
+use super::{backend, peers, Backend, Cluster, IpipMode, Node, Peers};
+use crate::net::link::Netlink;
+use crate::net::manage as netmanage;
+use crate::net::network::{Driver, Request};
+use crate::Context;
+
+/// `rcon cluster init`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitRequest {
+    pub cidr: Ipv4Net,
+    pub node_subnet: Ipv4Net,
+    pub backend: Backend,
+    pub vni: u32,
+    pub port: u16,
+    /// Default: the interface of the default route.
+    pub underlay: Option<String>,
+    pub network: String,
+    pub ipip_mode: IpipMode,
+}
+
+fn lock(ctx: &Context) -> Result<crate::store::Lock> {
+    let d = super::dir(&ctx.data_root);
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    crate::store::lock(&d.join(".lock"))
+}
+
+fn check_range(cidr: Ipv4Net, subnet: Ipv4Net, what: &str) -> Result<()> {
+    if subnet != subnet.trunc() {
+        bail!("{what} {subnet}: host bits are set (did you mean {}?)", subnet.trunc());
+    }
+    if !cidr.contains(&subnet) || subnet.prefix_len() <= cidr.prefix_len() {
+        bail!("{what} {subnet} is not a subnet inside the cluster range {cidr}");
+    }
+    Ok(())
+}
+
+/// Set this node up: the record, the node's network, the backend's device.
+/// Returns the cluster and a note for the user (the IPIP fallback).
+pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>)> {
+    if req.cidr != req.cidr.trunc() {
+        bail!("--cidr {}: host bits are set (did you mean {}?)", req.cidr, req.cidr.trunc());
+    }
+    check_range(req.cidr, req.node_subnet, "--node-subnet")?;
+    if req.node_subnet.prefix_len() > 30 {
+        bail!("--node-subnet {}: too small for a gateway and pods (at most /30)", req.node_subnet);
+    }
+    if !(1..=super::MAX_VNI).contains(&req.vni) {
+        bail!("--vni {} is out of range: use 1 to {}", req.vni, super::MAX_VNI);
+    }
+    if req.port == 0 {
+        bail!("--port 0: use a UDP port from 1 to 65535");
+    }
+    crate::store::validate_id("network name", &req.network).context("--network")?;
+    let _lock = lock(ctx)?;
+    if let Some(c) = super::load(&ctx.data_root)? {
+        bail!("this node is already in a cluster ({} on {}): run `rcon cluster reset` first", c.cidr, c.node_subnet);
+    }
+    let node = Netlink::current()?;
+    let underlay = match &req.underlay {
+        Some(u) => u.clone(),
+        None => default_interface(&node)?,
+    };
+    let idx = node.index(&underlay)?.with_context(|| format!("--underlay {underlay}: no such interface"))?;
+    let underlay_ip = node
+        .ipv4_addresses(idx)?
+        .first()
+        .map(|a| a.addr())
+        .with_context(|| format!("--underlay {underlay}: the interface has no IPv4 address"))?;
+    let underlay_mtu = node.mtu_of(idx)?.unwrap_or(1500);
+    let mut c = Cluster {
+        cidr: req.cidr,
+        node_subnet: req.node_subnet,
+        backend: req.backend,
+        vni: req.vni,
+        port: req.port,
+        underlay,
+        underlay_ip,
+        mtu: underlay_mtu - req.backend.overhead(),
+        network: req.network.clone(),
+        vtep_mac: crate::net::endpoint::format_mac(super::vtep_mac_for(underlay_ip)),
+        ipip_mode: req.ipip_mode,
+        ipip_plane: None,
+        daemon: None,
+        created: crate::runtime::state::now_rfc3339(),
+    };
+    super::save(&ctx.data_root, &c)?;
+    crate::store::fault("cluster:recorded");
+    let res = (|| {
+        let net = netmanage::create_network(ctx, &network_request(ctx, &c))?;
+        let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
+        let note = backend::setup(&node, &mut c, &bridge, &ctx.data_root)?;
+        super::save(&ctx.data_root, &c)?;
+        Ok(note)
+    })();
+    match res {
+        Ok(note) => Ok((c, note)),
+        Err(e) => {
+            let _ = undo(ctx, &node, &c, true);
+            Err(e)
+        }
+    }
+}
+
+/// The node's network: its subnet, or (vxlan-l2) the whole range, of which
+/// it hands out only its own subnet. Traffic within the range is not
+/// masqueraded.
+fn network_request(ctx: &Context, c: &Cluster) -> Request {
+    let mut r = Request::new(&c.network);
+    r.driver = Driver::Bridge;
+    r.mtu = Some(c.mtu);
+    r.firewall = ctx.firewall;
+    r.cluster = Some(c.cidr);
+    if c.backend == Backend::VxlanL2 {
+        r.subnet = Some(c.cidr);
+        r.ip_range = Some(c.node_subnet);
+        r.gateway = c.node_subnet.hosts().next();
+    } else {
+        r.subnet = Some(c.node_subnet);
+    }
+    r
+}
+
+fn default_interface(node: &Netlink) -> Result<String> {
+    let oif = node.routes()?.into_iter().find(|r| r.dest.prefix_len() == 0).and_then(|r| r.oif);
+    let Some(oif) = oif else { bail!("no default route to take the underlay from: give --underlay IFACE") };
+    node.link_names()?
+        .into_iter()
+        .find(|n| node.index(n).ok().flatten() == Some(oif))
+        .context("the default route's interface has no name")
+}
+
+/// `rcon cluster reset`: peers, device, network, records. A network with
+/// endpoints needs `force` (which detaches them).
+pub fn reset(ctx: &Context, force: bool) -> Result<()> {
+    let _lock = lock(ctx)?;
+    let c = super::require(&ctx.data_root)?;
+    let node = Netlink::current()?;
+    undo(ctx, &node, &c, force)
+}
+
+fn undo(ctx: &Context, node: &Netlink, c: &Cluster, force: bool) -> Result<()> {
+    if netmanage::list_networks(ctx)?.iter().any(|n| n.name == c.network) {
+        netmanage::remove_network(ctx, &c.network, force)?;
+    }
+    let store = peers(&ctx.data_root);
+    for p in Peers::list(&store)? {
+        backend::unprogram(node, c, &p)?;
+        Peers::remove(&store, &p.name)?;
+    }
+    backend::teardown(node, c, &ctx.data_root)?;
+    std::fs::remove_file(super::config_path(&ctx.data_root)).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(e).context("removing the cluster record"),
+    })
+}
+
+/// Check a peer against this node and the other peers.
+fn check_node(node: &Netlink, c: &Cluster, others: &[Node], n: &Node) -> Result<()> {
+    crate::store::validate_id("node name", &n.name)?;
+    check_range(c.cidr, n.subnet, &format!("node {}: --subnet", n.name))?;
+    if crate::net::ipam::overlaps(&n.subnet, &c.node_subnet) {
+        bail!("node {}: --subnet {} overlaps this node's subnet {}", n.name, n.subnet, c.node_subnet);
+    }
+    if let Some(o) = others.iter().find(|o| o.name != n.name && crate::net::ipam::overlaps(&o.subnet, &n.subnet)) {
+        bail!("node {}: --subnet {} overlaps node {}'s subnet {}", n.name, n.subnet, o.name, o.subnet);
+    }
+    if n.underlay_ip == c.underlay_ip {
+        bail!("node {}: --underlay-ip {} is this node's own address", n.name, n.underlay_ip);
+    }
+    if let Some(o) = others.iter().find(|o| o.name != n.name && o.underlay_ip == n.underlay_ip) {
+        bail!("node {}: --underlay-ip {} is node {}'s already", n.name, n.underlay_ip, o.name);
+    }
+    if let Some(m) = &n.vtep_mac {
+        crate::net::endpoint::parse_mac(m).with_context(|| format!("node {}: --vtep-mac", n.name))?;
+    }
+    if c.backend == Backend::HostGw && !on_segment(node, c, n.underlay_ip)? {
+        bail!(
+            "node {}: {} is not on this node's underlay segment ({}): host-gw routes need one L2 segment; \
+             use the vxlan or ipip backend",
+            n.name,
+            n.underlay_ip,
+            c.underlay
+        );
+    }
+    Ok(())
+}
+
+/// Whether `ip` is inside a subnet the underlay interface is directly on.
+fn on_segment(node: &Netlink, c: &Cluster, ip: Ipv4Addr) -> Result<bool> {
+    let idx = node.require(&c.underlay)?;
+    Ok(node.ipv4_addresses(idx)?.iter().any(|a| a.trunc().contains(&ip)))
+}
+
+/// `rcon node add`: record, then program. Adding the same node twice is a
+/// no-op; a different node under a taken name is refused.
+pub fn add_node(ctx: &Context, n: &Node) -> Result<()> {
+    let _lock = lock(ctx)?;
+    let c = super::require(&ctx.data_root)?;
+    let store = peers(&ctx.data_root);
+    let all = Peers::list(&store)?;
+    if let Some(old) = all.iter().find(|o| o.name == n.name) {
+        if old != n {
+            bail!("node {} already exists with other settings: `rcon node rm {}` first", n.name, n.name);
+        }
+    }
+    let node = Netlink::current()?;
+    check_node(&node, &c, &all, n)?;
+    store.put(n)?;
+    crate::store::fault("node:recorded");
+    let res = backend::program(&node, &c, n).and_then(|()| {
+        let mut now = all.clone();
+        now.retain(|o| o.name != n.name);
+        now.push(n.clone());
+        backend::sync_daemon(&c, &now, &ctx.data_root)
+    });
+    if let Err(e) = res {
+        let _ = backend::unprogram(&node, &c, n);
+        let _ = Peers::remove(&store, &n.name);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// `rcon node rm`: unprogram, then forget.
+pub fn remove_node(ctx: &Context, name: &str) -> Result<()> {
+    let _lock = lock(ctx)?;
+    let c = super::require(&ctx.data_root)?;
+    let store = peers(&ctx.data_root);
+    let all = Peers::list(&store)?;
+    let Some(n) = all.iter().find(|o| o.name == name) else {
+        let known: Vec<&str> = all.iter().map(|o| o.name.as_str()).collect();
+        bail!(
+            "node {name:?} does not exist (nodes: {})",
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        );
+    };
+    let node = Netlink::current()?;
+    backend::unprogram(&node, &c, n)?;
+    let rest: Vec<Node> = all.iter().filter(|o| o.name != name).cloned().collect();
+    backend::sync_daemon(&c, &rest, &ctx.data_root)?;
+    Peers::remove(&store, name)
+}
