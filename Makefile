@@ -64,6 +64,7 @@ bench: bench-deps deps build bundle
 	hack/bench.sh
 	hack/bench-net.sh
 	hack/bench-ports.sh
+	hack/bench-pods.sh
 
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:

@@ -47,17 +47,10 @@ netavark_prepare() {
 	export NETAVARK_FW=iptables # firewalld is not running; say so, don't probe
 	mkdir -p "$DIR/netavark" "$DIR/opts"
 	local i k
-	# The options Podman would pass: one network, a static address (Podman
-	# does the IPAM; netavark 1.4 only applies what it is given).
+	# The options Podman would pass (netavark_opts, hack/lib/benchworld.sh).
 	for ((i = 1; i <= N; i++)); do
 		k=$((i + 1))
-		{
-			printf '{"container_id":"bench%d","container_name":"bench%d",' "$i" "$i"
-			printf '"networks":{"%s":{"interface_name":"eth0","static_ips":["10.88.%d.%d"]}},' "$NET" $((k / 256)) $((k % 256))
-			printf '"network_info":{"%s":{"name":"%s","id":"%064d","driver":"bridge",' "$NET" "$NET" 1
-			printf '"network_interface":"podman-bench","subnets":[{"subnet":"%s","gateway":"%s"}],' "$SUBNET" "$GATEWAY"
-			printf '"ipv6_enabled":false,"internal":false,"dns_enabled":false,"ipam_options":{"driver":"host-local"}}}}\n'
-		} >"$DIR/opts/c$i.json"
+		netavark_opts "bench$i" "10.88.$((k / 256)).$((k % 256))" "$NET" "$SUBNET" "$GATEWAY" podman-bench >"$DIR/opts/c$i.json"
 	done
 }
 netavark_setup() { "$NETAVARK" --config "$DIR/netavark" setup "$DIR/cns/c$1" <"$DIR/opts/c$1.json"; }
@@ -97,10 +90,7 @@ fail() { # fail WHAT STATUS: the call's stderr, and out
 	exit 1
 }
 
-# count_rules: firewall rules in this netns (nft sees the iptables-nft ones too).
-count_rules() {
-	nft -a list ruleset 2>/dev/null | grep '# handle' | grep -vc '{' || true
-}
+# (count_rules: hack/lib/benchworld.sh)
 
 inner() {
 	TOOL=$1 N=$2 DIR=$3
@@ -142,16 +132,12 @@ inner() {
 	"${TOOL}_finish"
 }
 
-if [[ ${1:-} == __inner ]]; then
-	shift
-	inner "$@"
-	exit 0
-fi
+# shellcheck source=SCRIPTDIR/lib/benchworld.sh
+. "$repo/hack/lib/benchworld.sh" # the inner run too: netavark_opts, count_rules
+bench_dispatch "$@"
 
 # --- outside: worlds, runs, report -------------------------------------------
 
-# shellcheck source=SCRIPTDIR/lib/benchworld.sh
-. "$repo/hack/lib/benchworld.sh"
 bench_start bench-net "$@"
 COUNTS=${BENCH_NET_COUNTS:-$([[ -n $quick ]] && echo "1 20 50" || echo "1 200 1000")}
 TOOLS=${BENCH_NET_TOOLS:-netavark cni rcon}
@@ -503,10 +489,4 @@ section=$CACHE/net.md
 		printf '%s\n' "$notes"
 	fi
 } >"$section.new"
-cat -s "$section.new" >"$section"
-rm -f "$section.new"
-echo "bench-net: wrote $section"
-if [[ -n $OUT ]]; then
-	md_section_put "$OUT" bench-net "$section" "## Where the time goes"
-	echo "bench-net: updated the bench-net section of $OUT"
-fi
+bench_section_out bench-net "$section"

@@ -157,11 +157,7 @@ call() { # call WHAT CMD...: run CMD (output to DIR/out), or fail
 	"$@" >"$DIR/out" 2>"$DIR/err" || fail "$what" $?
 }
 
-# Firewall rules in this netns: nft shows the iptables-nft ones too. Every
-# line with a handle but the table, chain, set and map headers.
-count_rules() {
-	nft -a list ruleset 2>/dev/null | grep '# handle' | grep -Evc '^\s*(table|chain|set|map|flowtable) ' || true
-}
+# (count_rules: hack/lib/benchworld.sh)
 # Published mappings: rcon's map elements (nftables), or DNAT rules.
 count_mappings() {
 	if [[ ${BACKEND:-} == nftables ]]; then
@@ -274,16 +270,12 @@ inner() {
 	} >>"$DIR/info"
 }
 
-if [[ ${1:-} == __inner ]]; then
-	shift
-	inner "$@"
-	exit 0
-fi
+# shellcheck source=SCRIPTDIR/lib/benchworld.sh
+. "$repo/hack/lib/benchworld.sh" # the inner run too: count_rules
+bench_dispatch "$@"
 
 # --- outside: worlds, runs, report -------------------------------------------
 
-# shellcheck source=SCRIPTDIR/lib/benchworld.sh
-. "$repo/hack/lib/benchworld.sh"
 bench_start bench-ports "$@"
 COUNTS=${BENCH_PORTS_COUNTS:-$([[ -n $quick ]] && echo "10 100 1000" || echo "10 1000 10000")}
 TOOLS=${BENCH_PORTS_TOOLS:-rcon-nftables rcon-iptables cni}
@@ -380,19 +372,7 @@ bench_world_up
 root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
 # Every call of the run uses one copy of the binary, whatever a rebuild does
 # to target/ meanwhile.
-cp "$RCON" "$WORLD/rcon"
-rcon_built=$(date -u -r "$RCON" '+%Y-%m-%d %H:%M UTC')
-export RCON=$WORLD/rcon
-# What the binary was built from, as far as git can tell (taken now: the
-# tree may move on during the run). Only the sources count as dirty.
-if [[ -z ${RCON_REV:-} ]]; then
-	rcon_rev=$(git -C "$repo" describe --always 2>/dev/null || echo unknown)
-	if [[ -n $(git -C "$repo" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
-		rcon_rev+=" with uncommitted changes to src/"
-	fi
-else
-	rcon_rev=$RCON_REV
-fi
+bench_pin_rcon
 
 # has_connects TOOL N: are connects timed for this pair?
 has_connects() { [[ $1 == rcon-* ]] && (($2 == n_lo || $2 == n_hi)); }
@@ -446,18 +426,10 @@ run_one() {
 		echo "bench-ports: $tool, $n mappings, $CONNECTS connects (round $round, no inserts)..."
 	fi
 	t0=$EPOCHREALTIME
-	# In the background and waited for, so that a signal to this script is
-	# handled at once; in a session of its own (setsid does not fork here: a
-	# background child of a script is no group leader), so that cleanup can
-	# end the whole loop at once.
-	setsid nsenter --net="$NETNS_RUN/$node" -- "$self" __inner "$tool" "$n" "$dir" "$inet" "$inserts" "$CONNECTS" "$CHUNK" &
-	inner_pid=$!
-	if ! wait "$inner_pid"; then
-		inner_pid=''
+	bench_inner "$node" "$tool" "$n" "$dir" "$inet" "$inserts" "$CONNECTS" "$CHUNK" || {
 		echo "bench-ports: $tool with $n mappings failed; no figures written" >&2
 		exit 1
-	fi
-	inner_pid=''
+	}
 	t1=$EPOCHREALTIME
 	echo "run_us=$((${t1//[.,]/} - ${t0//[.,]/}))" >>"$dir/info"
 	if [[ -f $dir/server.pid ]]; then
@@ -532,9 +504,8 @@ fig() {
 		'$1 == t && $2 == n && $3 == w {print c == "median" ? $4 : $5}' "$summary"
 }
 # fmt_ms US, fmt_us NS: a figure for a table ("—" for none)
-fmt_ms() { awk -v v="${1:-}" 'BEGIN {if (v == "") print "—"; else {v /= 1000; printf(v < 10 ? "%.2f" : "%.1f", v)}}'; }
+# (fmt_ms and ratio: hack/lib/benchworld.sh)
 fmt_us() { awk -v v="${1:-}" 'BEGIN {if (v == "") print "—"; else {v /= 1000; printf(v < 100 ? "%.1f" : "%.0f", v)}}'; }
-ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b}'; }
 diff_us() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a == "" || b == "") print ""; else print a - b}'; }
 
 insert_table() {
@@ -805,10 +776,4 @@ section=$CACHE/ports.md
 		printf '%s\n' "$notes"
 	fi
 } >"$section.new"
-cat -s "$section.new" >"$section"
-rm -f "$section.new"
-echo "bench-ports: wrote $section"
-if [[ -n $OUT ]]; then
-	md_section_put "$OUT" bench-ports "$section" "## Where the time goes"
-	echo "bench-ports: updated the bench-ports section of $OUT"
-fi
+bench_section_out bench-ports "$section"

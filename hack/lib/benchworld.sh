@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Throwaway worlds for the network benches (hack/bench-net.sh,
-# hack/bench-ports.sh): named "node" netns and a temp dir whose names carry
+# hack/bench-ports.sh, hack/bench-pods.sh): named "node" netns and a temp dir whose names carry
 # the run's pid, so that a later run can tell a crashed run's leftovers (pid
 # gone) from another run going on now. Source it, then set:
 #
@@ -60,15 +60,50 @@ make_containers() {
 	done
 }
 
-# median_p99 FILE: "median p99" of the numbers in FILE, one a line (p99 by
-# nearest rank: of 20 samples, the slowest).
-median_p99() {
-	sort -n "$1" | awk '{a[NR] = $1}
+# count_rules: the firewall rules in this netns (nft shows the iptables-nft
+# ones too): every line with a handle but the table, chain, set and map
+# headers.
+count_rules() {
+	nft -a list ruleset 2>/dev/null | grep '# handle' | grep -Evc '^\s*(table|chain|set|map|flowtable) ' || true
+}
+
+# median_p FILE P: "median pP" of the numbers in FILE, one a line (pP by
+# nearest rank: the smallest with at least P% of them at or below it; p99 of
+# 20 samples is the slowest).
+median_p() {
+	sort -n "$1" | awk -v p="$2" '{a[NR] = $1}
 		END {
 			m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-			r = int(0.99 * NR); if (r < 0.99 * NR) r++
-			print m, a[r]
+			print m, a[int((p * NR + 99) / 100)]
 		}'
+}
+median_p99() { median_p "$1" 99; }
+
+# fmt_ms US: microseconds as milliseconds for a table ("—" for none).
+fmt_ms() { awk -v v="${1:-}" 'BEGIN {if (v == "") print "—"; else {v /= 1000; printf(v < 10 ? "%.2f" : "%.1f", v)}}'; }
+# ratio A B: A ÷ B as "1.23×" ("—" when either is missing).
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b}'; }
+
+# netavark_opts ID IP NET SUBNET GATEWAY BRIDGE: the options JSON Podman
+# passes to `netavark setup` and `teardown` for container ID on the bridge
+# network NET: one network, DNS off, and a static address, since Podman does
+# the IPAM (netavark 1.4 only applies what it is given).
+netavark_opts() {
+	printf '{"container_id":"%s","container_name":"%s",' "$1" "$1"
+	printf '"networks":{"%s":{"interface_name":"eth0","static_ips":["%s"]}},' "$3" "$2"
+	printf '"network_info":{"%s":{"name":"%s","id":"%064d","driver":"bridge",' "$3" "$3" 1
+	printf '"network_interface":"%s","subnets":[{"subnet":"%s","gateway":"%s"}],' "$6" "$4" "$5"
+	printf '"ipv6_enabled":false,"internal":false,"dns_enabled":false,"ipam_options":{"driver":"host-local"}}}}\n'
+}
+
+# bench_dispatch "$@": in a script's inner run (`SCRIPT __inner ARG...`, as
+# bench_inner starts it), call the script's own inner ARG... and exit.
+bench_dispatch() {
+	if [[ ${1:-} == __inner ]]; then
+		shift
+		inner "$@"
+		exit 0
+	fi
 }
 
 # bench_start NAME "$@": the prelude both benches share. Takes `--quick`
@@ -121,4 +156,55 @@ bench_world_up() {
 	trap 'exit 143' TERM
 	sweep_leftovers
 	mkdir -p "$WORLD" "$RAW"
+}
+
+# bench_inner NODE ARG...: `$self __inner ARG...` inside the node netns NODE
+# (under $NETNS_RUN), in the background and waited for, so that a signal to
+# this script is handled at once; in a session of its own (setsid does not
+# fork here: a background child of a script is no group leader), so that
+# cleanup can end the whole loop at once. Returns its exit status.
+# shellcheck disable=SC2154 # self: the sourcing script's path
+bench_inner() {
+	local node=$1 rc=0
+	shift
+	setsid nsenter --net="$NETNS_RUN/$node" -- "$self" __inner "$@" &
+	inner_pid=$!
+	wait "$inner_pid" || rc=$?
+	inner_pid=''
+	return "$rc"
+}
+
+# bench_pin_rcon: after bench_world_up, copy $RCON into the world and point
+# RCON at the copy, so that every call of the run uses one binary whatever a
+# rebuild does to target/ meanwhile. Sets rcon_built (when the binary was
+# built) and rcon_rev (what from, as far as git can tell, taken now: the tree
+# may move on during the run; only the sources count as dirty; RCON_REV
+# overrides it).
+# shellcheck disable=SC2034 # rcon_built and rcon_rev are for the caller
+bench_pin_rcon() {
+	cp "$RCON" "$WORLD/rcon"
+	rcon_built=$(date -u -r "$RCON" '+%Y-%m-%d %H:%M UTC')
+	export RCON=$WORLD/rcon
+	if [[ -n ${RCON_REV:-} ]]; then
+		rcon_rev=$RCON_REV
+		return
+	fi
+	rcon_rev=$(git -C "$repo" describe --always 2>/dev/null || echo unknown)
+	if [[ -n $(git -C "$repo" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+		rcon_rev+=" with uncommitted changes to src/"
+	fi
+}
+
+# bench_section_out NAME SECTION: SECTION.new, its runs of blank lines
+# squeezed, becomes SECTION; and, unless OUT is '' (bench_start), the section
+# NAME of $OUT, placed before "## Where the time goes" the first time.
+bench_section_out() {
+	local name=$1 section=$2
+	cat -s "$section.new" >"$section"
+	rm -f "$section.new"
+	echo "$name: wrote $section"
+	if [[ -n $OUT ]]; then
+		md_section_put "$OUT" "$name" "$section" "## Where the time goes"
+		echo "$name: updated the $name section of $OUT"
+	fi
 }
