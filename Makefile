@@ -11,7 +11,7 @@ ARGS ?=
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: all deps bench-deps build bundle test test-unit test-root sweep demo bench lint clean
+.PHONY: all deps bench-deps build bundle qemu test test-unit test-root sweep demo bench lint clean
 
 all: build
 
@@ -30,7 +30,11 @@ bundle:
 	hack/mkbundle.sh
 	hack/mkimage.sh
 
-test: deps bundle
+# Debian's stock kernel for the qemu scenarios (downloads once, then instant).
+qemu:
+	hack/qemu/fetch.sh >/dev/null
+
+test: deps bundle qemu
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-root
 
@@ -69,7 +73,8 @@ bench: bench-deps deps build bundle
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:
 	@if command -v shellcheck >/dev/null; then \
-		shellcheck -x .ci/run hack/*.sh hack/lib/*.sh examples/*/run.sh; \
+		shellcheck -x .ci/run hack/*.sh hack/lib/*.sh hack/qemu/*.sh hack/qemu/scenarios/*.sh examples/*/run.sh; \
+		shellcheck -s sh hack/qemu/init; \
 	else echo "lint: shellcheck not installed, skipped"; fi
 	$(CARGO) fmt --check
 

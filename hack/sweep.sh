@@ -4,6 +4,7 @@
 #   - named netns /var/run/netns/rt<letters><digits>... (runtime-tests' unique())
 #   - mounts under /tmp/rcon-rt* (the tests' private netns dirs and bind mounts)
 #   - the temp dirs /tmp/rcon-rt* themselves
+#   - rcon processes (pod pause processes, IPIP daemons) started in those dirs' worlds
 #
 # Names made by a test binary that is still running are kept: unique() puts
 # the test process's pid (mod 100000) right after the letters, so a name whose
@@ -58,7 +59,25 @@ if [[ -d $netns_dir ]]; then
 	done
 fi
 
-# 2. Mounts under /tmp/rcon-rt*, deepest first so that parents come off last.
+# 2. Pod pause processes (and userspace IPIP daemons) of the tests' worlds:
+#    their RCON_ROOT or RCON_DATA_ROOT is under /tmp/rcon-rt*. They hold a
+#    netns, so they go before the mounts.
+for pid in $(pgrep -f rcon || true); do
+	# The process may be gone by now: then there is nothing to read.
+	world=$({ tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null |
+		sed -n 's#^RCON_\(ROOT\|DATA_ROOT\)=/tmp/\(rcon-rt[^/]*\).*#\2#p' | head -n 1 || true)
+	[[ -n $world ]] || continue
+	if in_use "$world"; then
+		kept=$((kept + 1))
+		continue
+	fi
+	if kill -KILL "$pid" 2>/dev/null; then
+		echo "sweep: killed rcon process $pid of $world"
+		removed=$((removed + 1))
+	fi
+done
+
+# 3. Mounts under /tmp/rcon-rt*, deepest first so that parents come off last.
 #    Field 5 of mountinfo is the mount point, with spaces escaped as \040.
 mapfile -t mounts < <(awk '$5 ~ "^/tmp/rcon-rt" {print $5}' /proc/self/mountinfo | sort -ru)
 for m in "${mounts[@]}"; do
@@ -75,7 +94,7 @@ for m in "${mounts[@]}"; do
 	fi
 done
 
-# 3. The temp dirs. --one-file-system: never follow into a mount that step 2
+# 4. The temp dirs. --one-file-system: never follow into a mount that step 2
 #    could not remove.
 for d in /tmp/rcon-rt*; do
 	[[ -d $d ]] || continue

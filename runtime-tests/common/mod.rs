@@ -172,6 +172,12 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        // Pods first: `pod rm -f` ends their containers and pause processes.
+        for e in std::fs::read_dir(self.data_root.join("pods")).into_iter().flatten().flatten() {
+            if let Some(pod) = e.file_name().to_string_lossy().strip_suffix(".json") {
+                let _ = self.cmd(&["pod", "rm", "-f", pod]).output();
+            }
+        }
         for id in self.containers() {
             let _ = self.cmd(&["delete", "--force", &id]).output();
         }
