@@ -3,6 +3,7 @@
 //! docs/TESTING.md) and tears it down on success and on failure.
 
 mod badinput;
+mod cluster;
 mod common;
 mod console;
 mod dockerrun;

@@ -360,6 +360,31 @@ impl Netlink {
             .with_context(|| format!("deleting fdb entry {} dst {dst}", format_mac(mac)))
     }
 
+    /// The MACs of a device's own forwarding entries that point at `dst`
+    /// (static or learned).
+    pub fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<[u8; 6]>> {
+        let req = self.handle.neighbours().get().set_address_family(NlFamily::Bridge).execute();
+        let msgs: Vec<NeighbourMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing fdb")?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == index)
+            // For AF_BRIDGE messages the parser cannot tell the address family: raw bytes.
+            .filter(|m| {
+                m.attributes.iter().any(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => *ip == dst,
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => b[..] == dst.octets(),
+                    _ => false,
+                })
+            })
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(l) => l.as_slice().try_into().ok(),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     /// A permanent neighbour entry, replacing whatever `ip` had.
     pub fn set_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
         let req = self.handle.neighbours().add(index, ip.into()).link_layer_address(&mac).replace();

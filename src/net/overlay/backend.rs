@@ -157,7 +157,12 @@ pub fn unprogram(node: &Netlink, c: &Cluster, peer: &Node) -> Result<()> {
     let ctx = || format!("node {}", peer.name);
     let dev = device(c).map(|d| node.index(&d)).transpose()?.flatten();
     match (c.backend, dev) {
-        (Backend::VxlanL2, Some(dev)) => node.del_fdb(dev, [0; 6], peer.underlay_ip).with_context(ctx),
+        // The replication entry, and what the device learned behind the peer.
+        (Backend::VxlanL2, Some(dev)) => node
+            .fdb_macs_to(dev, peer.underlay_ip)?
+            .into_iter()
+            .try_for_each(|mac| node.del_fdb(dev, mac, peer.underlay_ip))
+            .with_context(ctx),
         (Backend::Vxlan, Some(dev)) => {
             node.del_route(peer.subnet).with_context(ctx)?;
             node.del_fdb(dev, vtep_mac_of(peer)?, peer.underlay_ip).with_context(ctx)?;

@@ -32,6 +32,14 @@ fn lock(ctx: &Context) -> Result<crate::store::Lock> {
     crate::store::lock(&d.join(".lock"))
 }
 
+/// The lock, and this node's cluster (read under it). Without a cluster,
+/// the error, and nothing made on disk.
+fn lock_cluster(ctx: &Context) -> Result<(crate::store::Lock, Cluster)> {
+    super::require(&ctx.data_root)?;
+    let l = lock(ctx)?;
+    Ok((l, super::require(&ctx.data_root)?))
+}
+
 fn check_range(cidr: Ipv4Net, subnet: Ipv4Net, what: &str) -> Result<()> {
     if subnet != subnet.trunc() {
         bail!("{what} {subnet}: host bits are set (did you mean {}?)", subnet.trunc());
@@ -59,10 +67,6 @@ pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>
         bail!("--port 0: use a UDP port from 1 to 65535");
     }
     crate::store::validate_id("network name", &req.network).context("--network")?;
-    let _lock = lock(ctx)?;
-    if let Some(c) = super::load(&ctx.data_root)? {
-        bail!("this node is already in a cluster ({} on {}): run `rcon cluster reset` first", c.cidr, c.node_subnet);
-    }
     let node = Netlink::current()?;
     let underlay = match &req.underlay {
         Some(u) => u.clone(),
@@ -75,6 +79,10 @@ pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>
         .map(|a| a.addr())
         .with_context(|| format!("--underlay {underlay}: the interface has no IPv4 address"))?;
     let underlay_mtu = node.mtu_of(idx)?.unwrap_or(1500);
+    let _lock = lock(ctx)?;
+    if let Some(c) = super::load(&ctx.data_root)? {
+        bail!("this node is already in a cluster ({} on {}): run `rcon cluster reset` first", c.cidr, c.node_subnet);
+    }
     let mut c = Cluster {
         cidr: req.cidr,
         node_subnet: req.node_subnet,
@@ -140,8 +148,7 @@ fn default_interface(node: &Netlink) -> Result<String> {
 /// `rcon cluster reset`: peers, device, network, records. A network with
 /// endpoints needs `force` (which detaches them).
 pub fn reset(ctx: &Context, force: bool) -> Result<()> {
-    let _lock = lock(ctx)?;
-    let c = super::require(&ctx.data_root)?;
+    let (_lock, c) = lock_cluster(ctx)?;
     let node = Netlink::current()?;
     undo(ctx, &node, &c, force)
 }
@@ -202,8 +209,7 @@ fn on_segment(node: &Netlink, c: &Cluster, ip: Ipv4Addr) -> Result<bool> {
 /// `rcon node add`: record, then program. Adding the same node twice is a
 /// no-op; a different node under a taken name is refused.
 pub fn add_node(ctx: &Context, n: &Node) -> Result<()> {
-    let _lock = lock(ctx)?;
-    let c = super::require(&ctx.data_root)?;
+    let (_lock, c) = lock_cluster(ctx)?;
     let store = peers(&ctx.data_root);
     let all = Peers::list(&store)?;
     if let Some(old) = all.iter().find(|o| o.name == n.name) {
@@ -231,8 +237,7 @@ pub fn add_node(ctx: &Context, n: &Node) -> Result<()> {
 
 /// `rcon node rm`: unprogram, then forget.
 pub fn remove_node(ctx: &Context, name: &str) -> Result<()> {
-    let _lock = lock(ctx)?;
-    let c = super::require(&ctx.data_root)?;
+    let (_lock, c) = lock_cluster(ctx)?;
     let store = peers(&ctx.data_root);
     let all = Peers::list(&store)?;
     let Some(n) = all.iter().find(|o| o.name == name) else {

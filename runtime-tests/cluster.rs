@@ -1,0 +1,411 @@
+//! Cross-host pod networks with real packets: worlds of two and three
+//! nodes (each a namespace with its own rcon), joined by an underlay bridge
+//! in a namespace of its own. For each backend, containers on different
+//! nodes exchange a ping, a 1 MB TCP stream checked by its digest, and
+//! full-size pings; the server sees the client's own address (no NAT); a
+//! capture on the underlay shows the encapsulation; removing a peer removes
+//! its entries and cuts it off. Also: `cluster apply` twice changes nothing,
+//! and bad input changes nothing.
+
+use std::process::{Child, Command, Stdio};
+
+use crate::common::{sh, wait_until, World};
+use crate::network::ip_of;
+
+/// Underlay addresses: node i is 192.168.77.(i+1); its pods 10.244.(i+1).0/24.
+fn underlay_ip(i: usize) -> String {
+    format!("192.168.77.{}", i + 1)
+}
+
+fn node_subnet(i: usize) -> String {
+    format!("10.244.{}.0/24", i + 1)
+}
+
+struct Cluster {
+    nodes: Vec<World>,
+    /// The underlay namespace (bridge `ul`), owned by the first node's world.
+    underlay: String,
+    captures: Vec<Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.captures {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for w in &self.nodes {
+            let _ = w.rcon(&["cluster", "reset", "-f"]);
+        }
+    }
+}
+
+/// `n` nodes on one underlay bridge (MTU 1500), each with the busybox image.
+fn cluster(tag: &str, n: usize) -> Cluster {
+    let mut nodes: Vec<World> = (0..n).map(|i| World::with_node(&format!("{tag}{i}"))).collect();
+    let underlay = format!("{}u", nodes[0].name);
+    nodes[0].add_system_netns(&underlay);
+    sh(&format!("ip -n {underlay} link add ul type bridge && ip -n {underlay} link set ul up"));
+    for (i, w) in nodes.iter().enumerate() {
+        let node = w.node.clone().unwrap();
+        sh(&format!(
+            "ip link add u0 netns {node} type veth peer name p{i} netns {underlay} && \
+             ip -n {underlay} link set p{i} master ul up && \
+             ip -n {node} addr add {}/24 dev u0 && ip -n {node} link set u0 up",
+            underlay_ip(i)
+        ));
+        w.ok(&["image", "import", concat!(env!("CARGO_MANIFEST_DIR"), "/hack/.cache/busybox-oci"), "busybox"]);
+    }
+    Cluster { nodes, underlay, captures: Vec::new() }
+}
+
+impl Cluster {
+    /// `cluster init` on every node, then every node declares every other.
+    fn init(&self, backend: &str, extra: &[&str]) {
+        for (i, w) in self.nodes.iter().enumerate() {
+            let sub = node_subnet(i);
+            let mut args =
+                vec!["cluster", "init", "--cidr", "10.244.0.0/16", "--node-subnet", &sub, "--backend", backend];
+            args.extend_from_slice(&["--underlay", "u0"]);
+            args.extend_from_slice(extra);
+            w.ok(&args);
+        }
+        for i in 0..self.nodes.len() {
+            for j in (0..self.nodes.len()).filter(|&j| j != i) {
+                self.add_peer(i, j);
+            }
+        }
+    }
+
+    fn add_peer(&self, on: usize, peer: usize) {
+        let (name, ip, sub) = (format!("n{peer}"), underlay_ip(peer), node_subnet(peer));
+        self.nodes[on].ok(&["node", "add", &name, "--underlay-ip", &ip, "--subnet", &sub]);
+    }
+
+    fn reset(&self) {
+        for w in &self.nodes {
+            w.ok(&["cluster", "reset", "-f"]);
+        }
+    }
+
+    /// A server container on node `i`: answers 7000 with the connection it
+    /// sees (netstat: the client's address), 7001 with a 1 MB blob whose
+    /// md5 it logs first. Returns its address.
+    fn server(&self, i: usize) -> String {
+        let script = "dd if=/dev/urandom of=/blob bs=1024 count=1024 2>/dev/null; md5sum /blob; \
+                      nc -ll -p 7001 -e cat /blob & \
+                      exec nc -ll -p 7000 -e sh -c 'netstat -tn | grep :7000'";
+        self.nodes[i].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sh", "-c", script]);
+        wait_until("the server's digest", || self.nodes[i].ok(&["logs", "srv"]).contains("/blob"));
+        ip_of(&self.nodes[i], "srv")
+    }
+
+    /// Run `script` in a throwaway container on node `i`'s cluster network.
+    fn client(&self, i: usize, script: &str) -> (bool, String) {
+        let out = self.nodes[i].rcon(&["run", "--rm", "--network", "cluster", "busybox", "sh", "-c", script]);
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn node_sh(&self, i: usize, cmd: &str) -> String {
+        self.nodes[i].sh_in(self.nodes[i].node.as_ref().unwrap(), cmd)
+    }
+
+    /// Start a capture of `filter` on the underlay bridge; returns the file it writes.
+    fn capture(&mut self, filter: &str) -> std::path::PathBuf {
+        let file = self.nodes[0].dir.path().join(format!("cap{}.txt", self.captures.len()));
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.underlay))
+            .args(["tcpdump", "-l", "-nn", "-v", "-i", "ul"])
+            // Decode UDP as VXLAN whatever the port (tcpdump knows 4789 only).
+            .args(if filter.starts_with("udp") { &["-T", "vxlan"][..] } else { &[][..] })
+            .arg(filter)
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.captures.push(child);
+        // tcpdump says "listening on" once its socket is open.
+        let c = self.captures.last_mut().unwrap();
+        let mut err = c.stderr.take().unwrap();
+        let mut buf = [0u8; 256];
+        let _ = std::io::Read::read(&mut err, &mut buf);
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        file
+    }
+}
+
+/// The exchanges every backend must carry between node 1 and node 0.
+fn exchanges(c: &mut Cluster, backend: &str, mtu: u32) {
+    let ip = c.server(0);
+    let digest = c.nodes[0].ok(&["logs", "srv"]).split_whitespace().next().unwrap().to_string();
+    // Ping, and a full-size ping with DF set (busybox ping sends DF): the pod MTU is right.
+    let (ok, out) = c.client(1, &format!("cat /sys/class/net/eth0/mtu; ping -c2 -w5 {ip} >/dev/null && echo ping-ok"));
+    assert!(ok && out.contains("ping-ok"), "{backend}: no ping across nodes: {out}");
+    assert_eq!(out.lines().next(), Some(mtu.to_string().as_str()), "{backend}: pod MTU");
+    for size in [1372, mtu - 28] {
+        let (ok, out) = c.client(1, &format!("ping -c1 -w5 -s {size} {ip}"));
+        assert!(ok, "{backend}: a {}-byte ping with DF did not pass: {out}", size + 28);
+    }
+    // A 1 MB TCP stream, byte for byte.
+    let (ok, out) = c.client(1, &format!("nc -w 5 {ip} 7001 | md5sum"));
+    assert!(ok && out.starts_with(&digest), "{backend}: the 1 MB stream arrived changed: {out} (want {digest})");
+    // The server sees the client's own address: no NAT between pods.
+    let me = "ip -o -4 addr show eth0 | sed 's/.*inet \\([0-9.]*\\).*/\\1/'";
+    let (_, out) = c.client(1, &format!("{me}; nc -w 3 {ip} 7000"));
+    let client_ip = out.lines().next().unwrap_or_default().trim().to_string();
+    assert!(client_ip.starts_with("10.244.2."), "{backend}: {out}");
+    assert!(out.contains(&format!("{client_ip}:")), "{backend}: the server saw another address: {out}");
+}
+
+/// The wire: what the underlay carries for a ping from node 1's pod to node 0's.
+fn wire_check(c: &mut Cluster, backend: &str, filter: &str, want: &[&str]) {
+    let ip = ip_of(&c.nodes[0], "srv");
+    let file = c.capture(filter);
+    let (ok, _) = c.client(1, &format!("ping -c3 -w5 {ip}"));
+    assert!(ok, "{backend}: ping during the capture");
+    wait_until(&format!("{backend}: the capture to show {want:?}"), || {
+        let got = std::fs::read_to_string(&file).unwrap_or_default();
+        want.iter().all(|w| got.contains(w))
+    });
+}
+
+/// After `node rm`, node 1 has no entry left for node 0 and its pods no longer reach node 0's.
+fn peer_removal(c: &Cluster, backend: &str) {
+    let ip = ip_of(&c.nodes[0], "srv");
+    c.nodes[1].ok(&["node", "rm", "n0"]);
+    let routes = c.node_sh(1, "ip route");
+    assert!(!routes.contains("10.244.1.0/24"), "{backend}: route left: {routes}");
+    let fdb = c.node_sh(1, "bridge fdb show | grep 192.168.77.1 || true");
+    assert_eq!(fdb.trim(), "", "{backend}: fdb entries left");
+    let neigh = c.node_sh(1, "ip neigh show nud permanent | grep 10.244.1.0 || true");
+    assert_eq!(neigh.trim(), "", "{backend}: neighbour entry left");
+    let (ok, _) = c.client(1, &format!("ping -c1 -w2 {ip}"));
+    assert!(!ok, "{backend}: node 0's pod still answers after node rm");
+    // Declared again, it answers again.
+    c.add_peer(1, 0);
+    let (ok, _) = c.client(1, &format!("ping -c1 -w5 {ip}"));
+    assert!(ok, "{backend}: node 0's pod does not answer after node add");
+}
+
+fn backend_between_two_nodes(backend: &str, mtu: u32, filter: &str, want: &[&str]) {
+    let mut c = cluster(&format!("c{}", &backend[..2].replace('-', "")), 2);
+    c.init(backend, &[]);
+    exchanges(&mut c, backend, mtu);
+    wire_check(&mut c, backend, filter, want);
+    peer_removal(&c, backend);
+    c.nodes[0].ok(&["rm", "-f", "srv"]);
+    c.reset();
+    for i in 0..2 {
+        let links = c.node_sh(i, "ip -o link | cut -d: -f2 | cut -d@ -f1 | sort");
+        assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["lo", "u0"], "{backend}: reset left links");
+        let routes = c.node_sh(i, "ip route");
+        assert!(!routes.contains("10.244."), "{backend}: reset left routes: {routes}");
+    }
+}
+
+#[test]
+fn host_gw_between_two_nodes() {
+    // No encapsulation: the pods' own addresses on the wire.
+    backend_between_two_nodes("host-gw", 1500, "icmp", &["10.244.2.", "> 10.244.1.2: ICMP echo request"]);
+}
+
+#[test]
+fn vxlan_between_two_nodes() {
+    backend_between_two_nodes(
+        "vxlan",
+        1450,
+        "udp port 4789",
+        &["192.168.77.2.", "> 192.168.77.1.4789: VXLAN", "vni 1", "10.244.2.", "> 10.244.1.2: ICMP echo request"],
+    );
+}
+
+#[test]
+fn vxlan_l2_between_two_nodes() {
+    backend_between_two_nodes("vxlan-l2", 1450, "udp port 4789", &["VXLAN", "> 10.244.1.2: ICMP echo request"]);
+}
+
+/// Three nodes, VXLAN on flannel's port 8472 and VNI 42: every pair of
+/// nodes' pods reach each other, and the capture shows the configured port.
+#[test]
+fn vxlan_three_nodes_on_a_configured_port() {
+    let mut c = cluster("c3", 3);
+    c.init("vxlan", &["--vni", "42", "--port", "8472"]);
+    let ips: Vec<String> = (0..3)
+        .map(|i| {
+            c.nodes[i].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sleep", "1000"]);
+            ip_of(&c.nodes[i], "srv")
+        })
+        .collect();
+    for from in 0..3 {
+        for (to, ip) in ips.iter().enumerate().filter(|(to, _)| *to != from) {
+            let (ok, out) = c.client(from, &format!("ping -c1 -w5 {ip}"));
+            assert!(ok, "node {from} -> node {to}: {out}");
+        }
+    }
+    let file = c.capture("udp port 8472");
+    let (ok, _) = c.client(2, &format!("ping -c2 -w5 {}", ips[0]));
+    assert!(ok);
+    wait_until("VXLAN on port 8472 with VNI 42", || {
+        let got = std::fs::read_to_string(&file).unwrap_or_default();
+        got.contains("192.168.77.1.8472: VXLAN") && got.contains("vni 42")
+    });
+}
+
+/// `cluster apply` from a file: the first run sets everything up, a second
+/// changes nothing, and a file without a node removes that node only.
+#[test]
+fn cluster_apply_reconciles_and_is_idempotent() {
+    let c = cluster("ca", 2);
+    let file = c.nodes[0].dir.path().join("cluster.toml");
+    let write = |nodes: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "[cluster]\ncidr = \"10.244.0.0/16\"\nnode_subnet = \"10.244.1.0/24\"\nbackend = \"vxlan\"\n\
+                 underlay = \"u0\"\n{nodes}"
+            ),
+        )
+        .unwrap();
+    };
+    let peer = |name: &str, i: usize| {
+        format!(
+            "\n[[nodes]]\nname = \"{name}\"\nunderlay_ip = \"{}\"\nsubnet = \"{}\"\n",
+            underlay_ip(i),
+            node_subnet(i)
+        )
+    };
+    write(&format!("{}{}", peer("n1", 1), peer("n9", 9)));
+    let f = file.to_str().unwrap();
+    let out = c.nodes[0].ok(&["cluster", "apply", f]);
+    assert!(out.contains("initialised") && out.contains("added node n1") && out.contains("added node n9"), "{out}");
+    let state = || c.node_sh(0, "ip route; ip neigh show nud permanent; bridge fdb show dev rcon-vx1; ip -o link");
+    let before = state();
+    assert_eq!(c.nodes[0].ok(&["cluster", "apply", f]).trim(), "", "a second apply changed something");
+    assert_eq!(state(), before);
+    write(&peer("n1", 1));
+    assert_eq!(c.nodes[0].ok(&["cluster", "apply", f]).trim(), "removed node n9");
+    let now = state();
+    assert!(!now.contains("10.244.10.0") && now.contains("10.244.2.0/24"), "{now}");
+    // The other settings differ: refused, nothing changed.
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("vxlan", "host-gw")).unwrap();
+    let err = c.nodes[0].fails(&["cluster", "apply", f]);
+    assert!(err.contains("cluster reset"), "{err}");
+    assert_eq!(state(), now);
+}
+
+/// Bad input: one clear line, and the node as it was.
+#[test]
+fn bad_cluster_input_changes_nothing() {
+    let c = cluster("cx", 1);
+    let w = &c.nodes[0];
+    let state = || {
+        (
+            c.node_sh(0, "ip -o link; ip route; ip neigh show nud permanent"),
+            std::fs::read_dir(&w.data_root).map(|r| r.count()).unwrap_or(0),
+        )
+    };
+    let before = state();
+    let init = |extra: &[&str]| {
+        let mut a = vec!["cluster", "init", "--cidr", "10.244.0.0/16", "--underlay", "u0"];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (init(&["--node-subnet", "10.99.1.0/24", "--backend", "vxlan"]), "not a subnet inside the cluster range"),
+        (
+            init(&["--node-subnet", "10.244.1.0/24", "--backend", "vxlan", "--vni", "16777216"]),
+            "--vni 16777216 is out of range",
+        ),
+        (init(&["--node-subnet", "10.244.1.0/24", "--backend", "vxlan", "--vni", "0"]), "out of range"),
+        (init(&["--node-subnet", "10.244.1.0/24", "--backend", "gre"]), "gre"),
+        (
+            vec![
+                "cluster",
+                "init",
+                "--cidr",
+                "10.244.0.0/16",
+                "--node-subnet",
+                "10.244.1.0/24",
+                "--backend",
+                "vxlan",
+                "--underlay",
+                "nosuch0",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "--underlay nosuch0: no such interface",
+        ),
+        (
+            vec![
+                "node".into(),
+                "add".into(),
+                "x".into(),
+                "--underlay-ip".into(),
+                "192.168.77.9".into(),
+                "--subnet".into(),
+                "10.244.9.0/24".into(),
+            ],
+            "in no cluster",
+        ),
+    ];
+    for (args, want) in &cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = w.fails(&a);
+        assert!(err.contains(want), "{a:?}: {err}");
+        assert_eq!(state(), before, "{a:?} changed the node");
+    }
+    // Inside a cluster: peers that cannot be.
+    w.ok(&[
+        "cluster",
+        "init",
+        "--cidr",
+        "10.244.0.0/16",
+        "--node-subnet",
+        "10.244.1.0/24",
+        "--backend",
+        "host-gw",
+        "--underlay",
+        "u0",
+    ]);
+    w.ok(&["node", "add", "a", "--underlay-ip", "192.168.77.2", "--subnet", "10.244.2.0/24"]);
+    let state = || (c.node_sh(0, "ip route"), w.ok(&["node", "ls"]));
+    let before = state();
+    let node_cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["node", "add", "b", "--underlay-ip", "192.168.77.3", "--subnet", "10.99.3.0/24"],
+            "not a subnet inside the cluster range",
+        ),
+        (vec!["node", "add", "b", "--underlay-ip", "192.168.77.3", "--subnet", "10.244.2.0/24"], "overlaps node a"),
+        (
+            vec!["node", "add", "b", "--underlay-ip", "192.168.77.3", "--subnet", "10.244.1.0/24"],
+            "overlaps this node's subnet",
+        ),
+        (
+            vec!["node", "add", "b", "--underlay-ip", "10.1.2.3", "--subnet", "10.244.3.0/24"],
+            "not on this node's underlay segment",
+        ),
+        (vec!["node", "add", "a", "--underlay-ip", "192.168.77.2", "--subnet", "10.244.4.0/24"], "already exists"),
+        (vec!["node", "rm", "nosuch"], "does not exist"),
+        (
+            vec![
+                "cluster",
+                "init",
+                "--cidr",
+                "10.244.0.0/16",
+                "--node-subnet",
+                "10.244.1.0/24",
+                "--backend",
+                "vxlan",
+                "--underlay",
+                "u0",
+            ],
+            "already in a cluster",
+        ),
+    ];
+    for (a, want) in &node_cases {
+        let err = w.fails(a);
+        assert!(err.contains(want), "{a:?}: {err}");
+        assert_eq!(state(), before, "{a:?} changed the node");
+    }
+}
