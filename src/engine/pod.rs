@@ -10,10 +10,11 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -247,18 +248,36 @@ fn members(ctx: &Context, pod: &Pod) -> Result<Vec<runtime::State>> {
     Ok(runtime::list(ctx)?.into_iter().filter(|st| pod.has_member(&st.annotations)).collect())
 }
 
-/// TERM, then KILL after `grace`; waits until the process is gone.
+/// TERM, then KILL after `grace`; waits until the process is gone. A pidfd
+/// pins the process (no signal reaches a reused pid) and wakes us the
+/// moment it exits; the pause process is not our child, so there is no
+/// waitpid.
 fn end_process(p: Creator, grace: Duration) {
-    let pid = Pid::from_raw(p.pid);
-    for (sig, wait) in [(Signal::SIGTERM, grace), (Signal::SIGKILL, Duration::from_secs(5))] {
-        if !p.alive() || kill(pid, sig).is_err() {
+    let Some(fd) = pidfd(p) else { return };
+    for (sig, wait) in [(libc::SIGTERM, grace), (libc::SIGKILL, Duration::from_secs(5))] {
+        // SAFETY: plain syscalls on a descriptor we own.
+        let sent = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, 0, 0) };
+        if sent != 0 {
+            return; // already gone
+        }
+        let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ms = nix::poll::PollTimeout::try_from(wait.as_millis().min(60_000) as i32).unwrap_or(nix::poll::PollTimeout::MAX);
+        if matches!(nix::poll::poll(&mut pfd, ms), Ok(n) if n > 0) {
             return;
         }
-        let end = Instant::now() + wait;
-        while p.alive() && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
+}
+
+/// A pidfd for `p`, if it is still the process that was recorded.
+fn pidfd(p: Creator) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // Checked after opening: from here on the pid cannot be reused under us.
+    p.alive().then_some(fd)
 }
 
 /// Remove the kernel side and the record of a pod, in the reverse order of
