@@ -1,15 +1,33 @@
 //! Userspace IPIP (RFC 2003), for kernels without the ipip link type: a TUN
 //! device carries the inner packets, a raw IPv4 socket for protocol 4 the
-//! outer ones. Placeholder: the data plane is being written.
+//! outer ones. What goes on the wire is what the kernel's ipip sends (no
+//! outer options, TTL and DF taken from the inner packet), so a node with
+//! the kernel's ipip and one with this daemon talk to each other.
+//!
+//! `rcon ipipd` runs as two processes: a supervisor (started detached by
+//! `start`) and the worker it keeps alive, which moves the packets (see
+//! worker.rs for the data plane and its batching).
 
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::state::Creator;
+use crate::runtime::state::{self, Creator};
+
+mod supervisor;
+mod table;
+mod tun;
+mod worker;
 
 /// Where packets for `subnet` are sent: the peer node's underlay address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,9 +49,18 @@ pub struct Config {
     pub queues: usize,
 }
 
+/// The bytes the outer header adds: the TUN's MTU is the underlay's minus this.
+pub const OVERHEAD: u32 = table::OUTER_LEN as u32;
+
 /// A persistent multi-queue TUN device named `name` with MTU `mtu`, left down.
-pub fn create_tun(_name: &str, _mtu: u32) -> Result<()> {
-    bail!("userspace IPIP is not built yet")
+/// Taking an existing one of ours again is fine (and sets the MTU).
+pub fn create_tun(name: &str, mtu: u32) -> Result<()> {
+    tun::create(name, mtu)
+}
+
+/// Remove a device made by `create_tun` (gone already is fine).
+pub fn delete_tun(name: &str) -> Result<()> {
+    tun::delete(name)
 }
 
 /// Write the peers file atomically.
@@ -41,22 +68,80 @@ pub fn write_peers(path: &std::path::Path, peers: &[Peer]) -> Result<()> {
     crate::store::write_json(path, &peers)
 }
 
-/// Start the supervised daemon, detached from the caller; returns the supervisor.
-pub fn start(_cfg: &Config) -> Result<Creator> {
-    bail!("userspace IPIP is not built yet")
+/// Start the supervised daemon, detached from the caller (its own session,
+/// stdio on /dev/null), in the caller's network namespace; returns the
+/// supervisor once the data plane is up.
+pub fn start(cfg: &Config) -> Result<Creator> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("rcon").args(supervisor::args(cfg));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting rcon ipipd")?;
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("piped")), &mut line);
+    let Ok(pid) = line.trim().parse::<i32>() else {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut err);
+        let status = child.wait()?;
+        let err = err.trim().trim_start_matches("rcon: ").replace('\n', " ");
+        bail!("rcon ipipd failed ({status}): {err}");
+    };
+    let start = state::proc_start_time(pid).map(|(t, _)| t).context("rcon ipipd exited at once")?;
+    Ok(Creator { pid, start })
 }
 
 /// Make the daemon re-read its peers file.
-pub fn reload(_daemon: Creator) -> Result<()> {
-    bail!("userspace IPIP is not built yet")
+pub fn reload(daemon: Creator) -> Result<()> {
+    if !daemon.alive() {
+        bail!("rcon ipipd (pid {}) is not running", daemon.pid);
+    }
+    kill(Pid::from_raw(daemon.pid), Signal::SIGHUP).with_context(|| format!("signalling ipipd {}", daemon.pid))
 }
 
-/// Stop the supervisor and its worker.
-pub fn stop(_daemon: Creator) -> Result<()> {
-    bail!("userspace IPIP is not built yet")
+/// Stop the supervisor and its worker: TERM, then KILL; returns once it is gone.
+pub fn stop(daemon: Creator) -> Result<()> {
+    let pid = Pid::from_raw(daemon.pid);
+    for (sig, grace) in [(Signal::SIGTERM, Duration::from_secs(5)), (Signal::SIGKILL, Duration::from_secs(5))] {
+        if !daemon.alive() || kill(pid, sig).is_err() {
+            break;
+        }
+        let end = Instant::now() + grace;
+        while daemon.alive() && Instant::now() < end {
+            // Reap it if it is our child (start in this process); ECHILD otherwise.
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+    if daemon.alive() {
+        bail!("rcon ipipd (pid {}) did not stop", daemon.pid);
+    }
+    Ok(())
 }
 
 /// `rcon ipipd …` (hidden): the supervisor, or with `worker` the data plane itself.
-pub fn main(_cfg: &Config, _worker: bool) -> Result<i32> {
-    bail!("userspace IPIP is not built yet")
+pub fn main(cfg: &Config, worker: bool) -> Result<i32> {
+    if worker {
+        worker::run(cfg, stdio_to_null)
+    } else {
+        supervisor::run(cfg, stdio_to_null)
+    }
+}
+
+/// Point stdin, stdout and stderr at /dev/null: whoever started us may read
+/// our pipes until they close.
+fn stdio_to_null() -> Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("/dev/null")?;
+    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("dup2 onto stdio");
+        }
+    }
+    Ok(())
 }

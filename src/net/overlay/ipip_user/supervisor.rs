@@ -1,0 +1,155 @@
+//! `rcon ipipd` without `--worker`: keeps one worker running. A worker that
+//! dies is started again after a backoff (100 ms, doubling to 1 s, back to
+//! 100 ms once a worker has lived for a while); SIGHUP is passed on to the
+//! worker; TERM or INT stop the worker and end the supervisor with 0.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::Config;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A worker that lived this long was healthy: the next restart is quick again.
+const HEALTHY: Duration = Duration::from_secs(10);
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The `rcon ipipd` arguments that start this configuration.
+pub fn args(cfg: &Config) -> Vec<String> {
+    vec![
+        "ipipd".into(),
+        "--tun".into(),
+        cfg.tun.clone(),
+        "--local".into(),
+        cfg.local.to_string(),
+        "--peers".into(),
+        cfg.peers_file.display().to_string(),
+        "--queues".into(),
+        cfg.queues.to_string(),
+    ]
+}
+
+/// Start a worker and wait until it says "ready"; its error otherwise.
+/// It dies with us (PDEATHSIG), so a supervisor killed by KILL leaves no
+/// data plane behind.
+fn spawn_worker(cfg: &Config) -> Result<Child> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("rcon").args(args(cfg)).arg("--worker");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the ipipd worker")?;
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
+    if line.trim() != "ready" {
+        let mut err = String::new();
+        let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
+        let status = child.wait()?;
+        let err = err.trim().trim_start_matches("rcon: ").replace('\n', " ");
+        bail!("the ipipd worker failed ({status}): {err}");
+    }
+    Ok(child)
+}
+
+/// TERM, then KILL after a grace period; reaps it.
+fn end_worker(child: &mut Child) {
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let end = Instant::now() + STOP_GRACE;
+    while Instant::now() < end {
+        if !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Run until TERM or INT. The first worker must start (its error is ours);
+/// then our pid goes to stdout and `let_go_of_stdio` detaches us.
+pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result<i32> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    // Taken one at a time with sigtimedwait: no handler, and no signal lost
+    // between starting a worker and waiting. std's spawn clears the mask
+    // in the child.
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).context("sigprocmask")?;
+    let _ = std::env::set_current_dir("/");
+    let mut worker = Some(spawn_worker(cfg)?);
+    println!("{}", std::process::id());
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let_go_of_stdio()?;
+    let mut started = Instant::now();
+    let mut backoff = BACKOFF_MIN;
+    let mut restart_at: Option<Instant> = None;
+    loop {
+        let wait = restart_at.map(|t| t.saturating_duration_since(Instant::now()));
+        match next_signal(&set, wait) {
+            Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
+                if let Some(w) = worker.as_mut() {
+                    end_worker(w);
+                }
+                return Ok(0);
+            }
+            Some(Signal::SIGHUP) => {
+                if let Some(w) = &worker {
+                    let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGHUP);
+                }
+            }
+            Some(_) => {
+                let gone = worker.as_mut().is_some_and(|w| !matches!(w.try_wait(), Ok(None)));
+                // Other children (none are expected) are reaped too.
+                while matches!(waitpid(None, Some(WaitPidFlag::WNOHANG)), Ok(s) if s != WaitStatus::StillAlive) {}
+                if gone {
+                    worker = None;
+                    if started.elapsed() >= HEALTHY {
+                        backoff = BACKOFF_MIN;
+                    }
+                    restart_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+            None => {}
+        }
+        if restart_at.is_some_and(|t| Instant::now() >= t) {
+            restart_at = None;
+            started = Instant::now();
+            match spawn_worker(cfg) {
+                Ok(w) => worker = Some(w),
+                Err(_) => {
+                    restart_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}
+
+/// The next of the blocked signals in `set`, or None when `timeout` passed.
+fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
+    let ts = timeout.map(|d| libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as _ });
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, tsp) };
+    if r < 0 {
+        return None;
+    }
+    Signal::try_from(r).ok()
+}
