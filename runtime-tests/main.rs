@@ -11,6 +11,7 @@ mod examples;
 mod firewall;
 mod hooks;
 mod images;
+mod ipip_user;
 mod lifecycle;
 mod namespaces;
 mod netns;
