@@ -409,3 +409,50 @@ fn bad_cluster_input_changes_nothing() {
         assert_eq!(state(), before, "{a:?} changed the node");
     }
 }
+
+/// Ports and services across nodes: a pod on node 1 reaches node 0's
+/// published port, and a service on node 0 spreads over a local backend and
+/// a pod of node 1 (given by address).
+#[test]
+fn ports_and_services_across_nodes() {
+    let c = cluster("cs", 2);
+    c.init("vxlan", &[]);
+    let reply = |i: usize| format!("from-node{i}");
+    let run_srv = |i: usize, extra: &[&str]| {
+        let mut a = vec!["run", "-d", "--name", "web", "--network", "cluster"];
+        a.extend_from_slice(extra);
+        let r = reply(i);
+        a.extend(["busybox", "nc", "-ll", "-p", "7000", "-e", "echo", r.as_str()]);
+        c.nodes[i].ok(&a);
+        ip_of(&c.nodes[i], "web")
+    };
+    run_srv(0, &["-p", "8080:7000"]);
+    let remote = run_srv(1, &[]);
+    // The published port of node 0, from a pod of node 1.
+    let (_, out) = c.client(1, &format!("nc -w 3 {} 8080", underlay_ip(0)));
+    assert_eq!(out.trim(), reply(0));
+    // A service on node 0 with one backend here and one on node 1.
+    let remote_backend = format!("{remote}:7000");
+    c.nodes[0].ok(&[
+        "service",
+        "create",
+        "web",
+        "--vip",
+        "10.96.0.10:80",
+        "--backend",
+        "web:7000",
+        "--backend",
+        &remote_backend,
+        "--lb",
+        "roundrobin",
+    ]);
+    let (_, out) = c.client(0, "for i in 1 2 3 4; do nc -w 3 10.96.0.10 80; done");
+    assert!(out.contains(&reply(0)) && out.contains(&reply(1)), "the service did not reach both nodes: {out}");
+    // The remote backend leaves by its address.
+    c.nodes[0].ok(&["service", "rm-backend", "web", &remote]);
+    let (_, out) = c.client(0, "for i in 1 2 3; do nc -w 3 10.96.0.10 80; done");
+    assert!(!out.contains(&reply(1)) && out.contains(&reply(0)), "{out}");
+    let err = c.nodes[0].fails(&["service", "add-backend", "web", "10.99.0.5:7000"]);
+    assert!(err.contains("in no rcon network and no cluster range"), "{err}");
+    c.nodes[0].ok(&["service", "rm", "web"]);
+}

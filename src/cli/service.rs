@@ -38,6 +38,9 @@ pub enum ServiceCmd {
 /// `CONTAINER:PORT` resolved to the container's endpoint.
 fn member(ctx: &Context, spec: &str) -> Result<Member> {
     let (c, port) = service::parse_backend(spec)?;
+    if let Ok(ip) = c.parse() {
+        return service::member_at(ctx, ip, port);
+    }
     let id = engine::names::resolve(ctx, &c)?;
     service::member(ctx, &id, &c, port)
 }
@@ -79,10 +82,14 @@ pub fn service(ctx: &Context, cmd: ServiceCmd) -> Result<i32> {
                 Ok((c, p)) => (c, Some(p)),
                 Err(_) => (backend.clone(), None),
             };
-            let id = engine::names::resolve(ctx, &c)?;
+            // An address backend is named by its address, a container by name or id.
+            let id = match c.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => service::address_key(ip),
+                Err(_) => engine::names::resolve(ctx, &c)?,
+            };
             service::change(ctx, &name, |s| {
                 let before = s.backends.len();
-                s.backends.retain(|b| !(b.container == id && port.is_none_or(|p| p == b.port)));
+                s.backends.retain(|b| !(b.endpoint == id || b.container == id) || port.is_some_and(|p| p != b.port));
                 if s.backends.len() == before {
                     bail!("{backend} is not a backend of service {name:?}");
                 }

@@ -135,6 +135,23 @@ pub fn member(ctx: &Context, id: &str, name: &str, port: u16) -> Result<Member> 
     Ok(Member { container: id.to_string(), name: name.to_string(), endpoint: ep.key, ip: ep.ip.unwrap(), port })
 }
 
+/// A backend given by address: a pod on another node of the cluster (or any
+/// address this node routes into one of its networks or its cluster range).
+pub fn member_at(ctx: &Context, ip: Ipv4Addr, port: u16) -> Result<Member> {
+    let cluster = super::overlay::load(&ctx.data_root)?.map(|c| c.cidr);
+    let nets = super::manage::list_networks(ctx)?;
+    if !cluster.iter().chain(nets.iter().map(|n| &n.subnet)).any(|r| r.contains(&ip)) {
+        bail!("--backend {ip}:{port}: {ip} is in no rcon network and no cluster range of this node");
+    }
+    let key = address_key(ip);
+    Ok(Member { container: String::new(), name: ip.to_string(), endpoint: key, ip, port })
+}
+
+/// The endpoint key an address backend goes by.
+pub fn address_key(ip: Ipv4Addr) -> String {
+    format!("addr:{ip}")
+}
+
 /// Restate `svc`'s rules, with every service's backends for the hairpin set.
 fn apply(store: &Store, svc: &Service) -> Result<()> {
     let backends: Vec<(Ipv4Addr, u16)> = svc.backends.iter().map(|m| (m.ip, m.port)).collect();
