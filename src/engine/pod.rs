@@ -261,7 +261,8 @@ fn end_process(p: Creator, grace: Duration) {
             return; // already gone
         }
         let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let ms = nix::poll::PollTimeout::try_from(wait.as_millis().min(60_000) as i32).unwrap_or(nix::poll::PollTimeout::MAX);
+        let ms = nix::poll::PollTimeout::try_from(wait.as_millis().min(60_000) as i32)
+            .unwrap_or(nix::poll::PollTimeout::MAX);
         if matches!(nix::poll::poll(&mut pfd, ms), Ok(n) if n > 0) {
             return;
         }
