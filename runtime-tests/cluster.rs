@@ -355,6 +355,17 @@ fn bad_cluster_input_changes_nothing() {
         assert!(err.contains(want), "{a:?}: {err}");
         assert_eq!(state(), before, "{a:?} changed the node");
     }
+    // The kernel IPIP path, asked for on a kernel without it: refused, and
+    // the network and bridge made on the way are gone again.
+    let err = w.fails(
+        &init(&["--node-subnet", "10.244.1.0/24", "--backend", "ipip", "--ipip-mode", "kernel"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(err.contains("no ipip link type"), "{err}");
+    assert_eq!(state().0, before.0, "a refused ipip init changed the node");
+    assert!(w.fails(&["cluster", "inspect"]).contains("in no cluster"));
     // Inside a cluster: peers that cannot be.
     w.ok(&[
         "cluster",
@@ -455,4 +466,16 @@ fn ports_and_services_across_nodes() {
     let err = c.nodes[0].fails(&["service", "add-backend", "web", "10.99.0.5:7000"]);
     assert!(err.contains("in no rcon network and no cluster range"), "{err}");
     c.nodes[0].ok(&["service", "rm", "web"]);
+}
+
+/// ipip on this kernel (no ipip link type): `auto` falls back to rcon's
+/// userspace data plane, says so, and carries everything the kernel's would.
+#[test]
+fn ipip_userspace_between_two_nodes() {
+    backend_between_two_nodes(
+        "ipip",
+        1480,
+        "ip proto 4",
+        &["192.168.77.2 > 192.168.77.1: ", "proto IPIP (4)", "10.244.2.", "> 10.244.1.2: ICMP echo request"],
+    );
 }

@@ -407,7 +407,11 @@ impl Netlink {
     }
 
     pub fn del_route(&self, dest: Ipv4Net) -> Result<()> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dest.network(), dest.prefix_len()).build();
+        // Scope "nowhere" matches a route of any scope, as `ip route del` does.
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dest.network(), dest.prefix_len())
+            .scope(RouteScope::NoWhere)
+            .build();
         ignore_gone(self.block(self.handle.route().del(msg).execute()))
             .with_context(|| format!("deleting route {dest}"))
     }
