@@ -240,8 +240,10 @@ fn gc_after_killed_pod_create_leaves_nothing() {
                 .unwrap();
         assert_eq!(out.status.code(), None, "{point}: rcon should have been killed");
         // The processes in the half-made pod's namespace, if it got one.
-        let netns = nw.w.netns_dir.join("half");
-        let inode = std::fs::metadata(&netns).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        // Held open across gc, so that its inode cannot pass to a namespace
+        // another test makes meanwhile.
+        let held = std::fs::File::open(nw.w.netns_dir.join("half")).ok();
+        let inode = held.as_ref().map(|f| std::os::unix::fs::MetadataExt::ino(&f.metadata().unwrap()));
         let report = nw.w.ok(&["gc"]);
         assert!(report.contains("removed pod half"), "{point}: {report}");
         assert_eq!(footprint(&nw, "crashpod", &nw.w.netns_dir), before, "{point}: gc left something");
