@@ -298,121 +298,55 @@ fn cluster_apply_reconciles_and_is_idempotent() {
 fn bad_cluster_input_changes_nothing() {
     let c = cluster("cx", 1);
     let w = &c.nodes[0];
-    let state = || {
-        (
-            c.node_sh(0, "ip -o link; ip route; ip neigh show nud permanent"),
-            std::fs::read_dir(&w.data_root).map(|r| r.count()).unwrap_or(0),
-        )
-    };
-    let before = state();
-    let init = |extra: &[&str]| {
-        let mut a = vec!["cluster", "init", "--cidr", "10.244.0.0/16", "--underlay", "u0"];
+    let kernel = || c.node_sh(0, "ip -o link; ip route; ip neigh show nud permanent");
+    let files = || std::fs::read_dir(&w.data_root).map(|r| r.count()).unwrap_or(0);
+    let before = (kernel(), files());
+    // `cluster init` on the range 10.244.0.0/16, with these flags.
+    let init = |extra: &[&'static str]| {
+        let mut a = vec!["cluster", "init", "--cidr", "10.244.0.0/16"];
         a.extend_from_slice(extra);
-        a.into_iter().map(String::from).collect::<Vec<_>>()
+        a
     };
-    let cases: Vec<(Vec<String>, &str)> = vec![
-        (init(&["--node-subnet", "10.99.1.0/24", "--backend", "vxlan"]), "not a subnet inside the cluster range"),
+    let sub = ["--underlay", "u0", "--node-subnet", "10.244.1.0/24"];
+    let with = |more: &[&'static str]| init(&[&sub[..], more].concat());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (init(&["--underlay", "u0", "--node-subnet", "10.99.1.0/24", "--backend", "vxlan"]), "not a subnet inside"),
+        (with(&["--backend", "vxlan", "--vni", "16777216"]), "--vni 16777216 is out of range"),
+        (with(&["--backend", "vxlan", "--vni", "0"]), "out of range"),
+        (with(&["--backend", "gre"]), "gre"),
         (
-            init(&["--node-subnet", "10.244.1.0/24", "--backend", "vxlan", "--vni", "16777216"]),
-            "--vni 16777216 is out of range",
-        ),
-        (init(&["--node-subnet", "10.244.1.0/24", "--backend", "vxlan", "--vni", "0"]), "out of range"),
-        (init(&["--node-subnet", "10.244.1.0/24", "--backend", "gre"]), "gre"),
-        (
-            vec![
-                "cluster",
-                "init",
-                "--cidr",
-                "10.244.0.0/16",
-                "--node-subnet",
-                "10.244.1.0/24",
-                "--backend",
-                "vxlan",
-                "--underlay",
-                "nosuch0",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+            init(&["--underlay", "nosuch0", "--node-subnet", "10.244.1.0/24", "--backend", "vxlan"]),
             "--underlay nosuch0: no such interface",
         ),
-        (
-            vec![
-                "node".into(),
-                "add".into(),
-                "x".into(),
-                "--underlay-ip".into(),
-                "192.168.77.9".into(),
-                "--subnet".into(),
-                "10.244.9.0/24".into(),
-            ],
-            "in no cluster",
-        ),
+        (vec!["node", "add", "x", "--underlay-ip", "192.168.77.9", "--subnet", "10.244.9.0/24"], "in no cluster"),
     ];
-    for (args, want) in &cases {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let err = w.fails(&a);
+    for (a, want) in &cases {
+        let err = w.fails(a);
         assert!(err.contains(want), "{a:?}: {err}");
-        assert_eq!(state(), before, "{a:?} changed the node");
+        assert_eq!((kernel(), files()), before, "{a:?} changed the node");
     }
     // The kernel IPIP path, asked for on a kernel without it: refused, and
     // the network and bridge made on the way are gone again.
-    let err = w.fails(
-        &init(&["--node-subnet", "10.244.1.0/24", "--backend", "ipip", "--ipip-mode", "kernel"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let err = w.fails(&with(&["--backend", "ipip", "--ipip-mode", "kernel"]));
     assert!(err.contains("no ipip link type"), "{err}");
-    assert_eq!(state().0, before.0, "a refused ipip init changed the node");
+    assert_eq!(kernel(), before.0, "a refused ipip init changed the node");
     assert!(w.fails(&["cluster", "inspect"]).contains("in no cluster"));
-    // Inside a cluster: peers that cannot be.
-    w.ok(&[
-        "cluster",
-        "init",
-        "--cidr",
-        "10.244.0.0/16",
-        "--node-subnet",
-        "10.244.1.0/24",
-        "--backend",
-        "host-gw",
-        "--underlay",
-        "u0",
-    ]);
+    // Inside a cluster: peers that cannot be, and a second init.
+    w.ok(&with(&["--backend", "host-gw"]));
     w.ok(&["node", "add", "a", "--underlay-ip", "192.168.77.2", "--subnet", "10.244.2.0/24"]);
-    let state = || (c.node_sh(0, "ip route"), w.ok(&["node", "ls"]));
+    let state = || (kernel(), w.ok(&["node", "ls"]));
     let before = state();
+    let add = |name: &'static str, ip: &'static str, subnet: &'static str| {
+        vec!["node", "add", name, "--underlay-ip", ip, "--subnet", subnet]
+    };
     let node_cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["node", "add", "b", "--underlay-ip", "192.168.77.3", "--subnet", "10.99.3.0/24"],
-            "not a subnet inside the cluster range",
-        ),
-        (vec!["node", "add", "b", "--underlay-ip", "192.168.77.3", "--subnet", "10.244.2.0/24"], "overlaps node a"),
-        (
-            vec!["node", "add", "b", "--underlay-ip", "192.168.77.3", "--subnet", "10.244.1.0/24"],
-            "overlaps this node's subnet",
-        ),
-        (
-            vec!["node", "add", "b", "--underlay-ip", "10.1.2.3", "--subnet", "10.244.3.0/24"],
-            "not on this node's underlay segment",
-        ),
-        (vec!["node", "add", "a", "--underlay-ip", "192.168.77.2", "--subnet", "10.244.4.0/24"], "already exists"),
+        (add("b", "192.168.77.3", "10.99.3.0/24"), "not a subnet inside the cluster range"),
+        (add("b", "192.168.77.3", "10.244.2.0/24"), "overlaps node a"),
+        (add("b", "192.168.77.3", "10.244.1.0/24"), "overlaps this node's subnet"),
+        (add("b", "10.1.2.3", "10.244.3.0/24"), "not on this node's underlay segment"),
+        (add("a", "192.168.77.2", "10.244.4.0/24"), "already exists"),
         (vec!["node", "rm", "nosuch"], "does not exist"),
-        (
-            vec![
-                "cluster",
-                "init",
-                "--cidr",
-                "10.244.0.0/16",
-                "--node-subnet",
-                "10.244.1.0/24",
-                "--backend",
-                "vxlan",
-                "--underlay",
-                "u0",
-            ],
-            "already in a cluster",
-        ),
+        (with(&["--backend", "vxlan"]), "already in a cluster"),
     ];
     for (a, want) in &node_cases {
         let err = w.fails(a);

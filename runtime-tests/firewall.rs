@@ -203,13 +203,7 @@ impl Drop for Topo {
 }
 
 fn rules(name: &str, subnet: &str, internal: bool, masquerade: bool) -> NetRules {
-    NetRules {
-        name: name.into(),
-        subnet: subnet.parse().unwrap(),
-        internal,
-        masquerade,
-        unnat: subnet.parse().unwrap(),
-    }
+    NetRules::plain(name, subnet.parse().unwrap(), internal, masquerade)
 }
 
 fn root_forwarding() -> String {

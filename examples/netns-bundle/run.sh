@@ -9,11 +9,6 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=SCRIPTDIR/../../hack/lib/world.sh
 . "$repo/hack/lib/world.sh"
 
-run() {
-	echo "+ $*" >&2
-	"$@"
-}
-
 world_init example
 name=example$$
 ns=$RCON_NETNS_DIR/$name

@@ -15,21 +15,12 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-if [[ ${1:-} != inside ]]; then
-	node=rtexnet$$ # hack/sweep.sh removes it if a crash leaves it
-	ip netns add "$node"
-	trap 'ip netns delete "$node" 2>/dev/null || true' EXIT
-	ip -n "$node" link set lo up
-	nsenter --net="/var/run/netns/$node" bash "${BASH_SOURCE[0]}" inside
-	exit
-fi
-
 # shellcheck source=SCRIPTDIR/../../hack/lib/world.sh
 . "$repo/hack/lib/world.sh"
-run() {
-	echo "+ $*" >&2
-	"$@"
-}
+if [[ ${1:-} != inside ]]; then
+	world_in_node rtexnet$$ "${BASH_SOURCE[0]}"
+	exit
+fi
 world_init exnet
 
 # bundle NAME JQ-FILTER: the busybox rootfs plus this directory's config.json, edited.

@@ -16,21 +16,12 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-if [[ ${1:-} != inside ]]; then
-	node=rtexpod$$ # hack/sweep.sh removes it if a crash leaves it
-	ip netns add "$node"
-	trap 'ip netns delete "$node" 2>/dev/null || true' EXIT
-	ip -n "$node" link set lo up
-	nsenter --net="/var/run/netns/$node" bash "${BASH_SOURCE[0]}" inside
-	exit
-fi
-
 # shellcheck source=SCRIPTDIR/../../hack/lib/world.sh
 . "$repo/hack/lib/world.sh"
-run() {
-	echo "+ $*" >&2
-	"$@"
-}
+if [[ ${1:-} != inside ]]; then
+	world_in_node rtexpod$$ "${BASH_SOURCE[0]}"
+	exit
+fi
 fail() {
 	echo "run.sh: $*" >&2
 	exit 1
@@ -55,6 +46,7 @@ bundle() {
 		"$here/config.json" >"$WORLD/$1/config.json"
 }
 
+# shellcheck disable=SC2016 # $(hostname) is for the server's shell
 bundle server '["nc", "-ll", "-p", "7000", "-e", "sh", "-c", "echo hello-from-$(hostname)"]'
 bundle client '["nc", "-w", "2", "127.0.0.1", "7000"]'
 run rcon run --detach --bundle "$WORLD/server" expod-server

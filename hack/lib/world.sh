@@ -14,6 +14,26 @@
 
 _world_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
+# run CMD...: show the command on stderr, then run it.
+run() {
+	echo "+ $*" >&2
+	"$@"
+}
+
+# world_in_node NODE SCRIPT: run SCRIPT again, with the argument `inside`,
+# in a fresh network namespace NODE (lo up) that goes when this shell
+# exits. For scripts whose bridges, rules and ip_forward must stay out of
+# the machine's own namespace. Name NODE rt<letters><pid> so that
+# hack/sweep.sh removes it after a crash.
+world_in_node() {
+	local node=$1 script=$2
+	ip netns add "$node"
+	# shellcheck disable=SC2064 # expand now: the trap outlives this function
+	trap "ip netns delete '$node' 2>/dev/null || true" EXIT
+	ip -n "$node" link set lo up
+	nsenter --net="/var/run/netns/$node" bash "$script" inside
+}
+
 rcon() {
 	"$RCON" "$@"
 }

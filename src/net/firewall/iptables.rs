@@ -456,13 +456,7 @@ mod tests {
     use super::*;
 
     fn net(name: &str, subnet: &str, internal: bool, masquerade: bool) -> NetRules {
-        NetRules {
-            name: name.into(),
-            subnet: subnet.parse().unwrap(),
-            internal,
-            masquerade,
-            unnat: subnet.parse().unwrap(),
-        }
+        NetRules::plain(name, subnet.parse().unwrap(), internal, masquerade)
     }
 
     /// What iptables-save 1.8.9 prints with networks "a" (10.1.0.0/24, masquerading) and "b+x" (10.2.0.0/24,

@@ -83,6 +83,13 @@ pub struct NetRules {
     pub unnat: Ipv4Net,
 }
 
+impl NetRules {
+    /// A plain network's rules: nothing beyond its subnet is left un-NATed.
+    pub fn plain(name: &str, subnet: Ipv4Net, internal: bool, masquerade: bool) -> NetRules {
+        NetRules { name: name.into(), subnet, internal, masquerade, unnat: subnet }
+    }
+}
+
 /// One endpoint's published ports, as the firewall needs them.
 #[derive(Debug, Clone, Copy)]
 pub struct Published<'a> {
@@ -434,13 +441,7 @@ mod tests {
 
     #[test]
     fn overlap() {
-        let net = |n: &str, s: &str| NetRules {
-            name: n.into(),
-            subnet: s.parse().unwrap(),
-            internal: false,
-            masquerade: true,
-            unnat: s.parse().unwrap(),
-        };
+        let net = |n: &str, s: &str| NetRules::plain(n, s.parse().unwrap(), false, true);
         let live = [("a", "10.1.0.0/24".parse().unwrap()), ("b", "10.2.0.0/16".parse().unwrap())];
         assert!(check_network(&net("c", "10.3.0.0/24"), live).is_ok());
         assert!(check_network(&net("a", "10.1.0.0/25"), live).is_ok(), "a network may replace its own subnet");

@@ -482,13 +482,7 @@ mod tests {
     use super::*;
 
     fn net(name: &str, subnet: &str, internal: bool, masquerade: bool) -> NetRules {
-        NetRules {
-            name: name.into(),
-            subnet: subnet.parse().unwrap(),
-            internal,
-            masquerade,
-            unnat: subnet.parse().unwrap(),
-        }
+        NetRules::plain(name, subnet.parse().unwrap(), internal, masquerade)
     }
 
     /// The listing nft 1.0.6 prints for a table holding network "a" (10.1.0.0/24, masquerading) and "b"
