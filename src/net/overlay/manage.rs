@@ -253,3 +253,20 @@ pub fn remove_node(ctx: &Context, name: &str) -> Result<()> {
     backend::sync_daemon(&c, &rest, &ctx.data_root)?;
     Peers::remove(&store, name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_subnets_must_sit_inside_the_range() {
+        let cidr: Ipv4Net = "10.244.0.0/16".parse().unwrap();
+        assert!(check_range(cidr, "10.244.3.0/24".parse().unwrap(), "--subnet").is_ok());
+        let outside = check_range(cidr, "10.245.0.0/24".parse().unwrap(), "--subnet").unwrap_err();
+        assert!(outside.to_string().contains("not a subnet inside the cluster range 10.244.0.0/16"), "{outside}");
+        // The whole range is not a node's part of it, and host bits are a typo.
+        assert!(check_range(cidr, cidr, "--subnet").is_err());
+        let typo = check_range(cidr, "10.244.3.1/24".parse().unwrap(), "--subnet").unwrap_err();
+        assert!(typo.to_string().contains("did you mean 10.244.3.0/24"), "{typo}");
+    }
+}
