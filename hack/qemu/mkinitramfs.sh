@@ -6,8 +6,8 @@
 # Archives are written with busybox's cpio (GNU cpio is not needed).
 # OUT is two concatenated gzip'd cpio archives (the kernel unpacks them in
 # turn): a base layer cached in hack/.cache/qemu/ (busybox, rcon and its
-# libraries, ip, nft, conntrack, tcpdump if installed, the kernel modules and
-# /init) and a small layer holding only /scenario.sh. Editing a scenario thus
+# libraries, ip, nft, conntrack, tcpdump and ethtool if installed, the kernel
+# modules and /init) and a small layer holding only /scenario.sh. Editing a scenario thus
 # never rebuilds the base; a new rcon binary, kernel or script does.
 #
 # Environment:
@@ -41,13 +41,14 @@ busybox=/bin/busybox
 [[ -x $busybox ]] || die "$busybox not found (install busybox-static)"
 
 # What rcon and the scenarios may call. ip and nft are required; conntrack
-# (rcon flushes UDP entries with it) and tcpdump (debugging) when installed.
+# (rcon flushes UDP entries with it), tcpdump (debugging) and ethtool
+# (cluster-ipip.sh switches a veth's offloads) when installed.
 bins=()
 for b in ip nft; do
 	p=$(command -v "$b") || die "$b not found on the host (install iproute2 / nftables)"
 	bins+=("$p")
 done
-for b in conntrack tcpdump; do
+for b in conntrack tcpdump ethtool; do
 	if p=$(command -v "$b"); then bins+=("$p"); fi
 done
 
