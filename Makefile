@@ -69,6 +69,7 @@ bench: bench-deps deps build bundle
 	hack/bench-net.sh
 	hack/bench-ports.sh
 	hack/bench-pods.sh
+	hack/bench-cluster.sh
 
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:

@@ -32,6 +32,7 @@ BENCH_PKGS=(
 	hyperfine # the timer
 	netavark                    # network setup peer (Podman's)
 	containernetworking-plugins # CNI bridge + host-local + portmap peers
+	iperf3                      # cluster backends' throughput (hack/bench-cluster.sh; also copied into the qemu image)
 )
 
 want=("${TEST_PKGS[@]}")
