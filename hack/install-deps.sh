@@ -26,6 +26,7 @@ TEST_PKGS=(
 	qemu-system-x86 # boots Debian's stock kernel for the kernel ipip tests (hack/qemu/)
 	kmod            # modprobe/depmod: module load order for the qemu initramfs
 	tcpdump         # wire checks of the cluster backends (VXLAN port, IP protocol 4)
+	ethtool         # the qemu ipip scenario turns a veth's tx offloads off (hack/qemu/)
 )
 BENCH_PKGS=(
 	crun      # a second peer

@@ -413,3 +413,36 @@ fn ipip_userspace_between_two_nodes() {
         &["192.168.77.2 > 192.168.77.1: ", "proto IPIP (4)", "10.244.2.", "> 10.244.1.2: ICMP echo request"],
     );
 }
+
+/// `kill -9` of rcon during `cluster init`, before and after the device (and
+/// the userspace IPIP daemon) exist: `cluster reset` removes everything,
+/// daemon included, and the node can init again.
+#[test]
+fn cluster_reset_after_a_killed_init() {
+    let c = cluster("ck", 1);
+    let w = &c.nodes[0];
+    for point in ["cluster:recorded", "cluster:device"] {
+        let args = ["cluster", "init", "--cidr", "10.244.0.0/16", "--node-subnet", "10.244.1.0/24"];
+        let out =
+            w.cmd(&args).args(["--backend", "ipip", "--underlay", "u0"]).env("RCON_FAULT", point).output().unwrap();
+        assert_eq!(out.status.code(), None, "{point}: rcon should have been killed");
+        w.ok(&["cluster", "reset", "-f"]);
+        let links = c.node_sh(0, "ip -o link | cut -d: -f2 | cut -d@ -f1 | sort");
+        assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["lo", "u0"], "{point}: links left");
+        let peers = w.data_root.join("cluster/ipip-peers.json");
+        let daemons = sh(&format!("pgrep -f 'ipip[d] .*--peers {}' || true", peers.display()));
+        assert_eq!(daemons.trim(), "", "{point}: an ipipd daemon was left");
+    }
+    w.ok(&[
+        "cluster",
+        "init",
+        "--cidr",
+        "10.244.0.0/16",
+        "--node-subnet",
+        "10.244.1.0/24",
+        "--backend",
+        "vxlan",
+        "--underlay",
+        "u0",
+    ]);
+}

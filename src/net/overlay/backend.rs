@@ -111,11 +111,35 @@ pub fn teardown(node: &Netlink, c: &Cluster, data_root: &Path) -> Result<()> {
     if let Some(d) = c.daemon {
         ipip_user::stop(d)?;
     }
+    if c.backend == Backend::Ipip {
+        // A crash between starting the daemon and recording it leaves one
+        // that only its command line names.
+        for pid in daemons_of(&peers_file(data_root)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        // Either data plane may have been made before a crash.
+        node.delete_by_name(TUN_DEV)?;
+        node.delete_by_name(IPIP_DEV)?;
+    }
     if let Some(dev) = device(c) {
         node.delete_by_name(&dev)?;
     }
     let _ = std::fs::remove_file(peers_file(data_root));
     Ok(())
+}
+
+/// The `rcon ipipd` processes (supervisors and workers) serving `peers_file`.
+fn daemons_of(peers_file: &Path) -> Vec<i32> {
+    let want = peers_file.as_os_str().as_encoded_bytes();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.get(1) == Some(&&b"ipipd"[..]) && args.windows(2).any(|w| w[0] == b"--peers" && w[1] == want)
+        })
+        .collect()
 }
 
 /// Reach `peer` from this node.

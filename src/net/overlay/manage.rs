@@ -105,6 +105,7 @@ pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>
         let net = netmanage::create_network(ctx, &network_request(ctx, &c))?;
         let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
         let note = backend::setup(&node, &mut c, &bridge, &ctx.data_root)?;
+        crate::store::fault("cluster:device");
         super::save(&ctx.data_root, &c)?;
         Ok(note)
     })();
