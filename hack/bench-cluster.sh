@@ -467,6 +467,9 @@ seen_notes() {
 		done
 	done
 	[[ -z $qemu_note ]] || echo "- kernel ipip in the VM: $qemu_note."
+	if awk -v l="${load_before%% *}" 'BEGIN {exit !(l >= 1)}'; then
+		echo "- The machine was not idle (load average ${load_before%% *} before the run): other work shared its cores, and the round-trip figures, the most sensitive to that, can swing several-fold between runs (the RR p99s above); rerun on a quiet machine before reading much into a single latency ratio."
+	fi
 }
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
