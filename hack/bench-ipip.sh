@@ -4,7 +4,10 @@
 # them, over
 #   plain     the underlay itself
 #   vxlan     the kernel's VXLAN (flannel-style: nolearning, static fdb/neigh, MTU 1450)
-#   ipip      rcon ipipd (TUN MTU 1480), batched (recvmmsg/sendmmsg, 64)
+#   ipip      rcon ipipd (TUN MTU 1480), batched (recvmmsg/sendmmsg, 64),
+#             with TUN offloads: TSO super-packets cut in userspace, segments
+#             coalesced into GSO writes to the TUN
+#   ipip-nooff  the same with RCON_IPIP_OFFLOAD=0: batched, packet by packet
 #   ipip-b1   rcon ipipd with RCON_IPIP_BATCH=1: one read and one send per
 #             packet, the design of flannel's UDP backend
 # Figures only, never an assertion. Needs root, iproute2, iperf3.
@@ -64,10 +67,10 @@ run() {
 	inns "$A" iperf3 -c "$1" -t "$SECS" -f g | awk '/receiver/ {print $(NF-2)}'
 }
 
-start_ipipd() { # batch
+start_ipipd() { # batch [offload]
 	for n in "$A:192.168.77.1" "$B:192.168.77.2"; do
 		ns=${n%%:*}
-		RCON_IPIP_BATCH=$1 inns "$ns" "$RCON" ipipd --tun ipip0 --local "${n#*:}" --peers "$dir/$ns.json" >"$dir/pid" &
+		RCON_IPIP_BATCH=$1 RCON_IPIP_OFFLOAD=${2:-1} inns "$ns" "$RCON" ipipd --tun ipip0 --local "${n#*:}" --peers "$dir/$ns.json" >"$dir/pid" &
 		while [[ ! -s $dir/pid ]]; do sleep 0.05; done
 		pids+=("$(cat "$dir/pid")")
 		: >"$dir/pid"
@@ -84,14 +87,18 @@ vxlan=$(run 10.245.2.0)
 start_ipipd 64
 ipip=$(run 10.244.2.1)
 stop_ipipd
+start_ipipd 64 0
+ipipn=$(run 10.244.2.1)
+stop_ipipd
 start_ipipd 1
 ipip1=$(run 10.244.2.1)
 stop_ipipd
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-printf '%-10s %8s %12s\n' path Gbit/s "vs vxlan"
-printf '%-10s %8s %12s\n' plain "$plain" "$(ratio "$plain" "$vxlan")"
-printf '%-10s %8s %12s\n' vxlan "$vxlan" 1.00
-printf '%-10s %8s %12s\n' ipip "$ipip" "$(ratio "$ipip" "$vxlan")"
-printf '%-10s %8s %12s\n' ipip-b1 "$ipip1" "$(ratio "$ipip1" "$vxlan")"
+printf '%-11s %8s %12s\n' path Gbit/s "vs vxlan"
+printf '%-11s %8s %12s\n' plain "$plain" "$(ratio "$plain" "$vxlan")"
+printf '%-11s %8s %12s\n' vxlan "$vxlan" 1.00
+printf '%-11s %8s %12s\n' ipip "$ipip" "$(ratio "$ipip" "$vxlan")"
+printf '%-11s %8s %12s\n' ipip-nooff "$ipipn" "$(ratio "$ipipn" "$vxlan")"
+printf '%-11s %8s %12s\n' ipip-b1 "$ipip1" "$(ratio "$ipip1" "$vxlan")"
 echo "(ipip vs ipip-b1: $(ratio "$ipip" "$ipip1")x; $(nproc) cores, kernel $(uname -r))"

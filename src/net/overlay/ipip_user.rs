@@ -6,7 +6,8 @@
 //!
 //! `rcon ipipd` runs as two processes: a supervisor (started detached by
 //! `start`) and the worker it keeps alive, which moves the packets (see
-//! worker.rs for the data plane and its batching).
+//! worker.rs for the data plane and its batching, offload.rs for the TUN
+//! offloads: TSO super-packets cut in userspace, GSO writes to the TUN).
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::state::{self, Creator};
 
+mod offload;
 mod supervisor;
 mod table;
 mod tun;

@@ -82,7 +82,13 @@ pub fn outer_header(inner: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> [u8; OUTER_LE
 /// peer, only IPv4-in-IPv4, and never when the inner destination is another
 /// peer's subnet: that would bounce the packet straight back out (a loop,
 /// or a relay for spoofed traffic).
+#[cfg(test)]
 pub fn decap<'a>(outer: &'a [u8], table: &Table) -> Option<&'a [u8]> {
+    decap_range(outer, table).map(|r| &outer[r])
+}
+
+/// `decap`, as where in `outer` the inner packet is.
+pub fn decap_range(outer: &[u8], table: &Table) -> Option<std::ops::Range<usize>> {
     let (src, _) = ipv4_addrs(outer)?;
     if outer[9] != IPPROTO_IPIP || !table.is_peer(src) {
         return None;
@@ -94,7 +100,7 @@ pub fn decap<'a>(outer: &'a [u8], table: &Table) -> Option<&'a [u8]> {
     if table.route(dst).is_some() {
         return None;
     }
-    Some(&inner[..usize::from(u16::from_be_bytes([inner[2], inner[3]]))])
+    Some(ihl..ihl + usize::from(u16::from_be_bytes([inner[2], inner[3]])))
 }
 
 #[cfg(test)]

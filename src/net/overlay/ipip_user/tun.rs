@@ -1,4 +1,10 @@
 //! The TUN side: a persistent multi-queue device, and its queues.
+//!
+//! Every queue is opened with IFF_VNET_HDR: each read and write starts with
+//! a `virtio_net_hdr`. The flag belongs to the device and the last TUNSETIFF
+//! sets it, so every opener (`create`, `delete`, the worker) uses the same
+//! flags; whether the kernel hands over super-packets (TSO) and partial
+//! checksums is then switched by `open_queue`'s `offload` (TUNSETOFFLOAD).
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -10,7 +16,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::net::link::IFNAMSIZ_MAX;
 
 const TUN_PATH: &str = "/dev/net/tun";
-const FLAGS: libc::c_int = libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE;
+const FLAGS: libc::c_int = libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR;
 
 fn ifreq(name: &str) -> Result<libc::ifreq> {
     if name.is_empty() || name.len() > IFNAMSIZ_MAX || name.contains('/') {
@@ -68,18 +74,30 @@ pub fn delete(name: &str) -> Result<()> {
     Ok(())
 }
 
+fn inet_socket() -> Result<OwnedFd> {
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket for the MTU ioctls");
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(sock) })
+}
+
 fn set_mtu(name: &str, mtu: u32) -> Result<()> {
     let mut req = ifreq(name)?;
     req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu).context("MTU out of range")?;
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(std::io::Error::last_os_error()).context("socket for SIOCSIFMTU");
-    }
-    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &req) } < 0 {
+    if unsafe { libc::ioctl(inet_socket()?.as_raw_fd(), libc::SIOCSIFMTU, &req) } < 0 {
         return Err(std::io::Error::last_os_error()).with_context(|| format!("setting the MTU of {name} to {mtu}"));
     }
     Ok(())
+}
+
+/// The MTU of `name`.
+pub fn mtu(name: &str) -> Result<usize> {
+    let mut req = ifreq(name)?;
+    if unsafe { libc::ioctl(inet_socket()?.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("reading the MTU of {name}"));
+    }
+    Ok(usize::try_from(unsafe { req.ifr_ifru.ifru_mtu }).unwrap_or(0))
 }
 
 /// Whether `name` exists in the calling thread's network namespace (not
@@ -91,11 +109,24 @@ pub fn exists(name: &str) -> bool {
 
 /// One more queue of the existing device `name`. TUNSETIFF would quietly
 /// make a new, non-persistent device if `name` were gone: it must exist.
-pub fn open_queue(name: &str, nonblocking: bool) -> Result<File> {
+/// With `offload` the device takes checksum offload and TSO for IPv4
+/// (reads may be 64 KB TCP super-packets with partial checksums); without,
+/// none (every read is one whole packet). Returns whether offloads are on:
+/// a kernel that refuses them leaves them off.
+pub fn open_queue(name: &str, nonblocking: bool, offload: bool) -> Result<(File, bool)> {
     if !exists(name) {
         bail!("TUN device {name} does not exist");
     }
     let f = open_dev(nonblocking)?;
     attach(&f, name)?;
-    Ok(f)
+    let sz = super::offload::VNET_HDR_LEN as libc::c_int;
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETVNETHDRSZ, &sz) } < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("TUNSETVNETHDRSZ on {name}"));
+    }
+    let set = |features: libc::c_uint| unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETOFFLOAD, features as libc::c_ulong) } == 0;
+    let on = offload && set(libc::TUN_F_CSUM | libc::TUN_F_TSO4);
+    if !on && !set(0) {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("turning offloads off on {name}"));
+    }
+    Ok((f, on))
 }

@@ -1,28 +1,44 @@
 //! The data plane (`rcon ipipd --worker`). Per TUN queue one thread carries
-//! packets out: it reads inner packets from its queue until the queue is
-//! empty (up to a batch), and hands the whole batch to the raw socket with
-//! one sendmmsg. One thread carries packets in: one recvmmsg takes what the
-//! raw socket holds (up to a batch), and each inner packet is written to
-//! the TUN. The main thread waits for SIGHUP and swaps in a new peer table.
+//! packets out: it reads from its queue until the queue is empty (up to a
+//! batch), and hands the whole batch to the raw socket with one sendmmsg.
+//! One thread carries packets in: one recvmmsg takes what the raw socket
+//! holds (up to a batch), and the inner packets are written to the TUN.
+//! The main thread waits for SIGHUP and swaps in a new peer table.
 //!
-//! RCON_IPIP_BATCH=1 turns batching off (one read and one send per packet,
-//! the design of flannel's UDP backend): the benchmark's baseline.
+//! With offloads (the default; offload.rs), the TUN hands over TCP
+//! super-packets of up to 64 KB, cut here into the segments that go on the
+//! wire, and the in-order segments of a flow in one received batch go to the
+//! TUN as one GSO write: one read and one write per 64 KB instead of per
+//! 1.5 KB. Every TUN write carries a vnet header, so packets from a kernel
+//! ipip peer with unfinished checksums or GSO sizes are taken in too.
+//!
+//! RCON_IPIP_OFFLOAD=0 turns offloads off (batched, packet by packet);
+//! RCON_IPIP_BATCH=1 turns batching and offloads off (one read and one send
+//! per packet, the design of flannel's UDP backend): the benchmark's baselines.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::net::Ipv4Addr;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{bail, Context as _, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
-use super::table::{decap, encap_target, outer_header, Table, IPPROTO_IPIP, OUTER_LEN};
+use super::offload::{
+    complete_csum, has_psh, merge_head, payload_of, single_hdr, tso_plan, tso_segment, Coalescer, VnetHdr,
+    F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN,
+};
+use super::table::{decap_range, encap_target, outer_header, Table, IPPROTO_IPIP, OUTER_LEN};
 use super::{tun, Config, Peer};
 
-/// Packets per sendmmsg/recvmmsg when batching.
+/// Packets per recvmmsg, and TUN reads per round, when batching.
 const BATCH: usize = 64;
+/// Room for outgoing messages per sendmmsg (a super-packet makes up to 45).
+const MSGS: usize = 256;
 /// Room for any IPv4 packet (the raw socket hands over reassembled ones).
 const BUF: usize = 65536;
 /// Socket buffers: a few batches' worth at 10 Gbit/s.
@@ -33,6 +49,12 @@ type Shared = Arc<RwLock<Arc<Table>>>;
 pub fn load(path: &Path) -> Result<Table> {
     let peers: Vec<Peer> = crate::store::read_json(path)?;
     Ok(Table::new(peers))
+}
+
+/// Offloads (TSO and checksum offload on the TUN, coalescing into it) unless
+/// RCON_IPIP_OFFLOAD=0; never without batching.
+fn offload_wanted(batch: usize) -> bool {
+    batch > 1 && std::env::var("RCON_IPIP_OFFLOAD").map_or(true, |v| v != "0")
 }
 
 fn batch_size() -> Result<usize> {
@@ -90,20 +112,16 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-/// Fill `bufs` from the TUN queue: block for the first packet, then take
-/// what is queued without waiting, up to `bufs.len()`. Returns the count.
-fn read_batch(tun: &mut File, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> Result<usize> {
-    let mut n = 0;
-    while n < bufs.len() {
-        match tun.read(&mut bufs[n]) {
-            Ok(len) => {
-                lens[n] = len;
-                n += 1;
-            }
+/// Read one packet (vnet header first) from the TUN queue into `buf`: when
+/// `wait`, block until there is one; otherwise None once the queue is empty.
+fn read_one(tun: &mut File, buf: &mut [u8], wait: bool) -> Result<Option<usize>> {
+    loop {
+        match tun.read(buf) {
+            Ok(len) => return Ok(Some(len)),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if n > 0 {
-                    break;
+                if !wait {
+                    return Ok(None);
                 }
                 let mut pfd = libc::pollfd { fd: tun.as_raw_fd(), events: libc::POLLIN, revents: 0 };
                 if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 && errno() != libc::EINTR {
@@ -113,7 +131,6 @@ fn read_batch(tun: &mut File, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> Resul
             Err(e) => return Err(e).context("reading the TUN queue"),
         }
     }
-    Ok(n)
 }
 
 /// Send `msgs` on the raw socket, all of them: a message the kernel refuses
@@ -139,40 +156,126 @@ fn empty_iov() -> libc::iovec {
     libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }
 }
 
-/// TUN → wire, for one queue.
-fn tun_to_wire(mut tun: File, raw: Arc<OwnedFd>, table: Shared, local: Ipv4Addr, batch: usize) -> Result<()> {
-    let mut bufs = vec![vec![0u8; BUF]; batch];
-    let mut lens = vec![0usize; batch];
-    let mut hdrs = vec![[0u8; OUTER_LEN]; batch];
-    let mut addrs = vec![sockaddr(Ipv4Addr::UNSPECIFIED); batch];
-    let mut iovs = vec![[empty_iov(), empty_iov()]; batch];
-    let mut msgs = empty_msgs(batch);
-    loop {
-        let n = read_batch(&mut tun, &mut bufs, &mut lens)?;
-        let t = table.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut m = 0;
-        for i in 0..n {
-            let inner = &mut bufs[i][..lens[i]];
-            let Some(dst) = encap_target(inner, &t, local) else { continue };
-            hdrs[m] = outer_header(inner, local, dst);
-            addrs[m] = sockaddr(dst);
-            iovs[m] = [
-                libc::iovec { iov_base: hdrs[m].as_mut_ptr().cast(), iov_len: OUTER_LEN },
-                libc::iovec { iov_base: inner.as_mut_ptr().cast(), iov_len: inner.len() },
-            ];
-            let h = &mut msgs[m].msg_hdr;
-            h.msg_name = (&mut addrs[m] as *mut libc::sockaddr_in).cast();
+fn iov(b: &[u8]) -> libc::iovec {
+    libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }
+}
+
+/// Room for the outer header and an inner IPv4 and TCP header with options.
+const HEAD: usize = OUTER_LEN + 60 + 60;
+
+/// The outgoing IPIP packets of one sendmmsg: per message a head (the outer
+/// header, and for a segment of a super-packet its own inner headers) and
+/// a body in a TUN read buffer, which must outlive the flush.
+struct Tx {
+    heads: Vec<[u8; HEAD]>,
+    addrs: Vec<libc::sockaddr_in>,
+    iovs: Vec<[libc::iovec; 2]>,
+    msgs: Vec<libc::mmsghdr>,
+    n: usize,
+}
+
+impl Tx {
+    fn new(cap: usize) -> Tx {
+        let mut tx = Tx {
+            heads: vec![[0u8; HEAD]; cap],
+            addrs: vec![sockaddr(Ipv4Addr::UNSPECIFIED); cap],
+            iovs: vec![[empty_iov(), empty_iov()]; cap],
+            msgs: empty_msgs(cap),
+            n: 0,
+        };
+        // The vectors never grow: these pointers stay good.
+        for i in 0..cap {
+            let h = &mut tx.msgs[i].msg_hdr;
+            h.msg_name = (&mut tx.addrs[i] as *mut libc::sockaddr_in).cast();
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = iovs[m].as_mut_ptr();
+            h.msg_iov = tx.iovs[i].as_mut_ptr();
             h.msg_iovlen = 2;
-            m += 1;
         }
-        send_all(raw.as_raw_fd(), &mut msgs[..m]);
+        tx
+    }
+
+    /// The head of the next message, flushing first if all are taken.
+    fn next_head(&mut self, raw: RawFd) -> &mut [u8; HEAD] {
+        if self.n == self.heads.len() {
+            self.flush(raw);
+        }
+        &mut self.heads[self.n]
+    }
+
+    /// Take the message whose head `next_head` gave: `head_len` bytes of it, then `body`.
+    fn push(&mut self, dst: Ipv4Addr, head_len: usize, body: &[u8]) {
+        let i = self.n;
+        self.addrs[i] = sockaddr(dst);
+        self.iovs[i] = [iov(&self.heads[i][..head_len]), iov(body)];
+        self.n += 1;
+    }
+
+    fn flush(&mut self, raw: RawFd) {
+        send_all(raw, &mut self.msgs[..self.n]);
+        self.n = 0;
     }
 }
 
-/// Wire → TUN: everything the raw socket receives.
-fn wire_to_tun(raw: Arc<OwnedFd>, mut tun: File, table: Shared, batch: usize) -> Result<()> {
+/// One packet read from the TUN (`buf`: vnet header, then the packet) into
+/// `tx`: dropped if it is not ours to send; its checksum completed if the
+/// kernel left it partial; cut into segments if it is a TSO super-packet.
+fn encap(buf: &mut [u8], tx: &mut Tx, raw: RawFd, t: &Table, local: Ipv4Addr) {
+    let Some(h) = VnetHdr::parse(buf) else { return };
+    let pkt = &mut buf[VNET_HDR_LEN..];
+    let Some(dst) = encap_target(pkt, t, local) else { return };
+    match h.gso_type {
+        GSO_NONE => {
+            let partial = h.flags & F_NEEDS_CSUM != 0;
+            if partial && !complete_csum(pkt, h.csum_start.into(), h.csum_offset.into()) {
+                return;
+            }
+            let head = tx.next_head(raw);
+            head[..OUTER_LEN].copy_from_slice(&outer_header(pkt, local, dst));
+            tx.push(dst, OUTER_LEN, pkt);
+        }
+        GSO_TCPV4 => {
+            let Some(plan) = tso_plan(pkt, h.gso_size) else { return };
+            let outer = outer_header(pkt, local, dst);
+            for i in 0..plan.segments() {
+                let head = tx.next_head(raw);
+                head[..OUTER_LEN].copy_from_slice(&outer);
+                let body = tso_segment(pkt, &plan, i, &mut head[OUTER_LEN..]);
+                tx.push(dst, OUTER_LEN + plan.hlen, &pkt[body]);
+            }
+        }
+        // Not asked for (no UDP or IPv6 offloads): never sent as it is.
+        _ => {}
+    }
+}
+
+/// TUN → wire, for one queue: read what the queue holds (up to `batch`
+/// reads, or until a sendmmsg's worth of messages is ready), then send.
+fn tun_to_wire(mut tun: File, raw: Arc<OwnedFd>, table: Shared, local: Ipv4Addr, batch: usize) -> Result<()> {
+    let mut bufs = vec![vec![0u8; VNET_HDR_LEN + BUF]; batch];
+    let mut tx = Tx::new(batch.max(MSGS));
+    let raw = raw.as_raw_fd();
+    loop {
+        let (mut n, mut t) = (0, None);
+        while n < batch && tx.n < batch {
+            let Some(len) = read_one(&mut tun, &mut bufs[n], n == 0)? else { break };
+            let t = t.get_or_insert_with(|| table.read().unwrap_or_else(|e| e.into_inner()).clone());
+            encap(&mut bufs[n][..len], &mut tx, raw, t, local);
+            n += 1;
+        }
+        tx.flush(raw);
+    }
+}
+
+/// Wire → TUN: everything the raw socket receives; with `offload`, the
+/// segments of a TCP flow in one batch go to the TUN as one super-packet.
+fn wire_to_tun(
+    raw: Arc<OwnedFd>,
+    tun: File,
+    table: Shared,
+    mtu: Arc<AtomicUsize>,
+    batch: usize,
+    offload: bool,
+) -> Result<()> {
     let mut bufs = vec![vec![0u8; BUF]; batch];
     let mut iovs: Vec<libc::iovec> =
         bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
@@ -182,6 +285,11 @@ fn wire_to_tun(raw: Arc<OwnedFd>, mut tun: File, table: Shared, batch: usize) ->
         m.msg_hdr.msg_iovlen = 1;
     }
     let flags = if batch > 1 { libc::MSG_WAITFORONE } else { 0 };
+    let mut coalescer = Coalescer::new(mtu.load(Ordering::Relaxed));
+    let mut spans: Vec<(usize, Range<usize>)> = Vec::with_capacity(batch);
+    let mut writes: Vec<(usize, usize, usize, bool)> = Vec::with_capacity(batch);
+    let mut rest: Vec<usize> = Vec::with_capacity(batch);
+    let mut wiov: Vec<libc::iovec> = Vec::with_capacity(batch + 2);
     loop {
         let r = unsafe {
             libc::recvmmsg(raw.as_raw_fd(), msgs.as_mut_ptr(), batch as libc::c_uint, flags, std::ptr::null_mut())
@@ -193,16 +301,54 @@ fn wire_to_tun(raw: Arc<OwnedFd>, mut tun: File, table: Shared, batch: usize) ->
             return os_err("receiving from the raw socket");
         }
         let t = table.read().unwrap_or_else(|e| e.into_inner()).clone();
-        for (m, buf) in msgs.iter_mut().zip(&bufs).take(r as usize) {
+        let mtu = mtu.load(Ordering::Relaxed);
+        coalescer.mtu = mtu;
+        spans.clear();
+        for (i, m) in msgs.iter_mut().enumerate().take(r as usize) {
             let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             m.msg_hdr.msg_flags = 0;
             if truncated {
                 continue;
             }
-            if let Some(inner) = decap(&buf[..m.msg_len as usize], &t) {
-                // A TUN that is down refuses (EIO): the packet is dropped, as on a wire.
-                let _ = tun.write(inner);
+            if let Some(inner) = decap_range(&bufs[i][..m.msg_len as usize], &t) {
+                spans.push((i, inner));
             }
+        }
+        // What to write: (first packet, payload in all, PSH at the end,
+        // where its followers start in `rest`), followers in `rest`.
+        writes.clear();
+        rest.clear();
+        if offload {
+            let pkts: Vec<&[u8]> = spans.iter().map(|(i, r)| &bufs[*i][r.clone()]).collect();
+            for o in coalescer.run(&pkts) {
+                let from = rest.len();
+                rest.extend(&o.rest);
+                let payload = o.rest.iter().map(|&j| payload_of(pkts[j]).len()).sum::<usize>();
+                let psh = o.rest.last().is_some_and(|&j| has_psh(pkts[j]));
+                writes.push((o.first, payload, from, psh));
+            }
+        } else {
+            writes.extend((0..spans.len()).map(|k| (k, 0, 0, false)));
+        }
+        for (w, &(first, payload, from, psh)) in writes.iter().enumerate() {
+            let to = writes.get(w + 1).map_or(rest.len(), |n| n.2);
+            let (bi, ref range) = spans[first];
+            let head = &mut bufs[bi][range.clone()];
+            let hdr = if to > from {
+                let own = payload_of(head).len();
+                merge_head(head, own + payload, psh).bytes()
+            } else {
+                single_hdr(head, mtu).bytes()
+            };
+            wiov.clear();
+            wiov.push(iov(&hdr));
+            wiov.push(iov(&bufs[bi][range.clone()]));
+            for &k in &rest[from..to] {
+                let (bj, ref rj) = spans[k];
+                wiov.push(iov(payload_of(&bufs[bj][rj.clone()])));
+            }
+            // A TUN that is down refuses (EIO): the packet is dropped, as on a wire.
+            let _ = unsafe { libc::writev(tun.as_raw_fd(), wiov.as_ptr(), wiov.len() as libc::c_int) };
         }
     }
 }
@@ -235,8 +381,11 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
     let table: Shared = Arc::new(RwLock::new(Arc::new(load(&cfg.peers_file)?)));
     let raw = Arc::new(raw_socket(cfg.local)?);
     let mut queues = Vec::with_capacity(cfg.queues);
+    let mut offload = offload_wanted(batch);
     for _ in 0..cfg.queues {
-        queues.push(tun::open_queue(&cfg.tun, batch > 1)?);
+        let (q, on) = tun::open_queue(&cfg.tun, batch > 1, offload)?;
+        offload &= on;
+        queues.push(q);
     }
     let rx_tun = queues[0].try_clone().context("dup of the TUN queue")?;
     for (i, q) in queues.into_iter().enumerate() {
@@ -244,7 +393,9 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
         spawn(format!("ipip-tx{i}"), move || tun_to_wire(q, raw, table, local, batch))?;
     }
     let rx_table = table.clone();
-    spawn("ipip-rx".into(), move || wire_to_tun(raw, rx_tun, rx_table, batch))?;
+    let mtu = Arc::new(AtomicUsize::new(tun::mtu(&cfg.tun)?));
+    let rx_mtu = mtu.clone();
+    spawn("ipip-rx".into(), move || wire_to_tun(raw, rx_tun, rx_table, rx_mtu, batch, offload))?;
     println!("ready");
     let _ = std::io::stdout().flush();
     let_go_of_stdio()?;
@@ -253,6 +404,9 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
             // A bad file keeps the table we have: the data plane goes on.
             if let Ok(t) = load(&cfg.peers_file) {
                 *table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+            }
+            if let Ok(m) = tun::mtu(&cfg.tun) {
+                mtu.store(m, Ordering::Relaxed);
             }
         }
     }
