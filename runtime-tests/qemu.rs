@@ -67,7 +67,6 @@ fn cluster_ipip_kernel_and_userspace_in_qemu() {
 /// The userspace plane receiving what the kernel's sends over a veth with
 /// its offloads on (unfinished inner checksums, GSO packets): TCP both ways.
 #[test]
-#[ignore = "rcon bug: ipipd writes the kernel's CHECKSUM_PARTIAL/GSO IPIP packets to the TUN as they came in"]
 fn cluster_ipip_userspace_receives_offloaded_kernel_packets_in_qemu() {
     let (ok, out) = run_scenario("cluster-ipip-offload.sh");
     assert!(ok, "hack/qemu/run.sh failed:\n{out}");
