@@ -74,19 +74,8 @@ for p in $PATHS; do
 		;;
 	esac
 done
-for tool in ip nsenter iperf3 jq python3; do
-	command -v "$tool" >/dev/null || {
-		echo "bench-cluster: $tool not found (hack/install-deps.sh --bench)" >&2
-		exit 1
-	}
-done
-if [[ ! -x $RCON ]]; then
-	echo "bench-cluster: rcon binary not found at $RCON (make build)" >&2
-	exit 1
-elif ! "$RCON" cluster init --help >/dev/null 2>&1; then
-	echo "bench-cluster: rcon cluster init not available in this build ($RCON)" >&2
-	exit 1
-fi
+bench_need ip nsenter iperf3 jq python3
+bench_need_rcon cluster init
 
 # --- the bench world and its cleanup ------------------------------------------
 # Names carry our pid (hack/lib/benchworld.sh).
@@ -97,8 +86,8 @@ WORLD=/tmp/$PREFIX-$$
 # ipip daemon and its supervisor go with it); then any process still in one
 # of its netns (iperf3, the round-trip server).
 world_stop_procs() {
-	local w=/tmp/$PREFIX-$1 bin=$RCON d node nsfs p
-	[[ ! -x $w/rcon ]] || bin=$w/rcon
+	local w=/tmp/$PREFIX-$1 bin d node
+	bin=$(world_rcon "$1")
 	for d in "$w"/*/n[12]; do
 		[[ -d $d/lib ]] || continue
 		node=${d%/*} node=$NETNS_RUN/$PREFIX-$1-${node##*/}-${d##*/}
@@ -106,17 +95,11 @@ world_stop_procs() {
 		RCON_ROOT=$d/run RCON_DATA_ROOT=$d/lib RCON_NETNS_DIR=$d/netns \
 			nsenter --net="$node" "$bin" cluster reset -f >/dev/null 2>&1 || true
 	done
-	nsfs=$(awk -v w="$w/" -v n="$(readlink -f "$NETNS_RUN")/$PREFIX-$1-" \
-		'/ - nsfs / && (index($5, w) == 1 || index($5, n) == 1) {print $4}' /proc/self/mountinfo | sort -u)
-	[[ -n $nsfs ]] || return 0
-	for p in /proc/[0-9]*; do
-		if grep -qxF "$(readlink "$p/ns/net" 2>/dev/null)" <<<"$nsfs"; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
-	done
+	kill_world_procs "$1"
 }
 
 bench_world_up
 bench_pin_rcon
-root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
 
 # The round-trip measurement (netperf's TCP_RR, one connection, 1 byte each
 # way, TCP_NODELAY): `rr.py serve IP PORT` answers, `rr.py client IP PORT N`
@@ -346,8 +329,7 @@ qemu_run() {
 }
 
 # --- the runs --------------------------------------------------------------------
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-started=$EPOCHREALTIME
+bench_runs_begin
 rm -f "$RAW"/*.gbps "$RAW"/*.retr "$RAW"/*.us "$RAW"/*.mbps "$RAW"/*.info "$RAW"/qemu.log
 mkdir -p "$RAW"
 for p in $PATHS; do
@@ -357,12 +339,7 @@ for p in $PATHS; do
 	}
 done
 qemu_run
-total_s=$(awk -v a="${started//[.,]/}" -v b="${EPOCHREALTIME//[.,]/}" 'BEGIN {printf "%.0f", (b - a) / 1e6}')
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$root_forward" ]]; then
-	echo "bench-cluster: the root namespace's ip_forward changed during the run!" >&2
-	exit 1
-fi
+bench_runs_end
 
 # --- the report -------------------------------------------------------------------
 # med FILE: the median of FILE's numbers ('' without the file); p99 FILE.

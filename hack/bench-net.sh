@@ -159,12 +159,7 @@ for t in $TOOLS; do
 		;;
 	esac
 done
-for tool in ip nsenter unshare nft iptables busybox split; do
-	command -v "$tool" >/dev/null || {
-		echo "bench-net: $tool not found (hack/install-deps.sh --bench)" >&2
-		exit 1
-	}
-done
+bench_need ip nsenter unshare nft iptables busybox split
 
 declare -A skipped=() # tool -> why it has no rows
 need_tool() { # need_tool TOOL: true when it can run, else note why not
@@ -199,7 +194,6 @@ WORLD=/tmp/$PREFIX-$$
 NETNS_RUN=/var/run/netns
 
 bench_world_up
-root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
 
 # make_containers DIR N (hack/lib/benchworld.sh): N netns files DIR/c1..cN.
 
@@ -256,8 +250,7 @@ stats() {
 		END {print s, a[1], (NR >= 10 ? a[10] : "-"), a[NR], m10, l10}' "$f"
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-started=$EPOCHREALTIME
+bench_runs_begin
 summary=$WORLD/summary.tsv
 : >"$summary"
 rm -f "$RAW"/*.us "$RAW"/*.info
@@ -271,12 +264,7 @@ for n in $COUNTS; do
 		done
 	done
 done
-total_s=$(awk -v a="${started//[.,]/}" -v b="${EPOCHREALTIME//[.,]/}" 'BEGIN {printf "%.0f", (b - a) / 1e6}')
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$root_forward" ]]; then
-	echo "bench-net: the root namespace's ip_forward changed during the run!" >&2
-	exit 1
-fi
+bench_runs_end
 
 # --- the report ---------------------------------------------------------------
 declare -A name=([netavark]="netavark 1.4" [cni]="CNI bridge" [rcon]="rcon")

@@ -303,19 +303,8 @@ done
 	echo "bench-pods: BENCH_PODS_SETTLE takes seconds, not '$SETTLE'" >&2
 	exit 2
 }
-for tool in ip nsenter unshare setsid nft iptables jq busybox hostname "$RUNC" "$NETAVARK"; do
-	command -v "$tool" >/dev/null || {
-		echo "bench-pods: $tool not found (hack/install-deps.sh --bench)" >&2
-		exit 1
-	}
-done
-if [[ ! -x $RCON ]]; then
-	echo "bench-pods: rcon binary not found at $RCON (make build)" >&2
-	exit 1
-elif ! "$RCON" pod create --help >/dev/null 2>&1; then
-	echo "bench-pods: rcon pod create not available in this build ($RCON)" >&2
-	exit 1
-fi
+bench_need ip nsenter unshare setsid nft iptables jq busybox hostname "$RUNC" "$NETAVARK"
+bench_need_rcon pod create
 
 # --- the bench world and its cleanup ------------------------------------------
 # Names carry our pid (hack/lib/benchworld.sh). A run's pause processes and
@@ -328,8 +317,8 @@ WORLD=/tmp/$PREFIX-$$
 # DIR/NAME ran in the node PREFIX-PID-NAME), then any process still in one
 # of its netns.
 world_stop_procs() {
-	local w=/tmp/$PREFIX-$1 bin=$RCON d node id nsfs p
-	[[ ! -x $w/rcon ]] || bin=$w/rcon
+	local w=/tmp/$PREFIX-$1 bin d node id
+	bin=$(world_rcon "$1")
 	for d in "$w"/*/; do
 		d=${d%/} node=$NETNS_RUN/$PREFIX-$1-${d##*/}
 		[[ -e $node ]] || continue
@@ -347,17 +336,11 @@ world_stop_procs() {
 			done
 		)
 	done
-	nsfs=$(awk -v w="$w/" -v n="$(readlink -f "$NETNS_RUN")/$PREFIX-$1-" \
-		'/ - nsfs / && (index($5, w) == 1 || index($5, n) == 1) {print $4}' /proc/self/mountinfo | sort -u)
-	[[ -n $nsfs ]] || return 0
-	for p in /proc/[0-9]*; do
-		if grep -qxF "$(readlink "$p/ns/net" 2>/dev/null)" <<<"$nsfs"; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
-	done
+	kill_world_procs "$1"
 }
 
 bench_world_up
 bench_pin_rcon
-root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
 # The bundle both runtimes start from (a busybox rootfs and `rcon spec`'s
 # config, terminal off, running sleep), and the image for `run --pod`.
 "$repo/hack/mkbundle.sh" --bundle "$WORLD/bundle" "${SLEEP[@]}" >/dev/null
@@ -389,8 +372,7 @@ run_one() {
 	sleep "$SETTLE" # the kernel frees namespaces in the background
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-started=$EPOCHREALTIME
+bench_runs_begin
 rm -f "$RAW"/*.us "$RAW"/*.info
 tools=(rcon peer)
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -401,12 +383,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	done
 done
 run_one join join "$JOINS"
-total_s=$(awk -v a="${started//[.,]/}" -v b="${EPOCHREALTIME//[.,]/}" 'BEGIN {printf "%.0f", (b - a) / 1e6}')
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$root_forward" ]]; then
-	echo "bench-pods: the root namespace's ip_forward changed during the run!" >&2
-	exit 1
-fi
+bench_runs_end
 
 # All rounds of a tool together: $RAW/TOOL-WHAT.us.
 summary=$WORLD/summary.tsv # series, median, p90

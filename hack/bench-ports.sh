@@ -313,12 +313,7 @@ for t in $TOOLS; do
 		;;
 	esac
 done
-for tool in ip nsenter unshare nft iptables iptables-save jq; do
-	command -v "$tool" >/dev/null || {
-		echo "bench-ports: $tool not found (hack/install-deps.sh --bench)" >&2
-		exit 1
-	}
-done
+bench_need ip nsenter unshare nft iptables iptables-save jq
 
 declare -A skipped=() # tool -> why it has no rows
 need_tool() { # need_tool TOOL: true when it can run, else note why not
@@ -369,7 +364,6 @@ world_stop_procs() {
 }
 
 bench_world_up
-root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
 # Every call of the run uses one copy of the binary, whatever a rebuild does
 # to target/ meanwhile.
 bench_pin_rcon
@@ -452,8 +446,7 @@ run_one() {
 	sleep "$SETTLE" # the kernel frees namespaces in the background
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-started=$EPOCHREALTIME
+bench_runs_begin
 summary=$WORLD/summary.tsv # tool, n, what (insert, bare, connect, connect-rR), median, p99
 : >"$summary"
 rm -f "$RAW"/*.us "$RAW"/*.ns "$RAW"/*.info
@@ -486,12 +479,7 @@ for n in $COUNTS; do
 		done
 	done
 done
-total_s=$(awk -v a="${started//[.,]/}" -v b="${EPOCHREALTIME//[.,]/}" 'BEGIN {printf "%.0f", (b - a) / 1e6}')
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$root_forward" ]]; then
-	echo "bench-ports: the root namespace's ip_forward changed during the run!" >&2
-	exit 1
-fi
+bench_runs_end
 
 # --- the report ---------------------------------------------------------------
 declare -A name=([rcon-nftables]="rcon-nftables" [rcon-iptables]="rcon-iptables" [cni]="CNI portmap")

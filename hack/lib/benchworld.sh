@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Throwaway worlds for the network benches (hack/bench-net.sh,
-# hack/bench-ports.sh, hack/bench-pods.sh): named "node" netns and a temp dir whose names carry
+# hack/bench-ports.sh, hack/bench-pods.sh, hack/bench-cluster.sh): named "node" netns and a temp dir whose names carry
 # the run's pid, so that a later run can tell a crashed run's leftovers (pid
 # gone) from another run going on now. Source it, then set:
 #
@@ -10,12 +10,35 @@
 #   NETNS_RUN   where `ip netns` keeps its files (/var/run/netns)
 #
 # A script that starts processes inside a world may define world_stop_procs
-# PID: remove_world calls it first, to end what run PID left running.
+# PID: remove_world calls it first, to end what run PID left running (it can
+# end with kill_world_procs PID, and find run PID's rcon with world_rcon PID).
 
 # unmount_below DIR: every mount point at or below DIR, deepest first.
 unmount_below() {
 	awk -v w="$1" '$5 == w || index($5, w "/") == 1 {print $5}' /proc/self/mountinfo | sort -ru |
 		while read -r m; do umount -l "$(printf '%b' "$m")" 2>/dev/null || true; done
+}
+
+# world_rcon PID: the rcon binary run PID used: its pinned copy in its temp
+# dir (bench_pin_rcon) while that is there, else $RCON.
+world_rcon() {
+	if [[ -x /tmp/$PREFIX-$1/rcon ]]; then
+		echo "/tmp/$PREFIX-$1/rcon"
+	else
+		echo "$RCON"
+	fi
+}
+
+# kill_world_procs PID: SIGKILL every process still in a netns of run PID,
+# a node ($NETNS_RUN/PREFIX-PID-*) or a netns file under its temp dir.
+kill_world_procs() {
+	local nsfs p
+	nsfs=$(awk -v w="/tmp/$PREFIX-$1/" -v n="$(readlink -f "$NETNS_RUN")/$PREFIX-$1-" \
+		'/ - nsfs / && (index($5, w) == 1 || index($5, n) == 1) {print $4}' /proc/self/mountinfo | sort -u)
+	[[ -n $nsfs ]] || return 0
+	for p in /proc/[0-9]*; do
+		if grep -qxF "$(readlink "$p/ns/net" 2>/dev/null)" <<<"$nsfs"; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
+	done
 }
 
 # remove_world PID: the nodes and the temp dir of run PID.
@@ -136,9 +159,33 @@ bench_start() {
 	}
 }
 
+# bench_need TOOL...: exit 1 unless every TOOL is on PATH.
+bench_need() {
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || {
+			echo "$BENCH_TAG: $tool not found (hack/install-deps.sh --bench)" >&2
+			exit 1
+		}
+	done
+}
+
+# bench_need_rcon SUBCOMMAND...: exit 1 unless $RCON is there and knows
+# `rcon SUBCOMMAND... --help`.
+bench_need_rcon() {
+	if [[ ! -x $RCON ]]; then
+		echo "$BENCH_TAG: rcon binary not found at $RCON (make build)" >&2
+		exit 1
+	elif ! "$RCON" "$@" --help >/dev/null 2>&1; then
+		echo "$BENCH_TAG: rcon $* not available in this build ($RCON)" >&2
+		exit 1
+	fi
+}
+
 # bench_world_up: the run's traps (on exit the call in progress is ended,
 # a whole process group when the timing loop leads one, and the world is
-# removed), the sweep of crashed runs' leftovers, and the run's dirs.
+# removed), the sweep of crashed runs' leftovers, and the run's dirs; sets
+# root_forward, the root namespace's ip_forward, for bench_runs_end.
 # The caller sets inner_pid while its timing loop runs.
 inner_pid=''
 bench_cleanup() {
@@ -156,6 +203,25 @@ bench_world_up() {
 	trap 'exit 143' TERM
 	sweep_leftovers
 	mkdir -p "$WORLD" "$RAW"
+	root_forward=$(cat /proc/sys/net/ipv4/ip_forward)
+}
+
+# bench_runs_begin and bench_runs_end around the timed runs: load_before and
+# started; then total_s (whole seconds) and load_after, and exit 1 if the
+# root namespace's ip_forward is not what bench_world_up found.
+# shellcheck disable=SC2034 # load_before, total_s and load_after are for the caller
+bench_runs_begin() {
+	load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+	started=$EPOCHREALTIME
+}
+# shellcheck disable=SC2034
+bench_runs_end() {
+	total_s=$(awk -v a="${started//[.,]/}" -v b="${EPOCHREALTIME//[.,]/}" 'BEGIN {printf "%.0f", (b - a) / 1e6}')
+	load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+	if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$root_forward" ]]; then
+		echo "$BENCH_TAG: the root namespace's ip_forward changed during the run!" >&2
+		exit 1
+	fi
 }
 
 # bench_inner NODE ARG...: `$self __inner ARG...` inside the node netns NODE

@@ -7,8 +7,11 @@
 # OUT is two concatenated gzip'd cpio archives (the kernel unpacks them in
 # turn): a base layer cached in hack/.cache/qemu/ (busybox, rcon and its
 # libraries, ip, nft, conntrack, tcpdump and ethtool if installed, the kernel
-# modules and /init) and a small layer holding only /scenario.sh. Editing a scenario thus
-# never rebuilds the base; a new rcon binary, kernel or script does.
+# modules and /init) and a small layer holding only /scenario.sh and
+# /scenario-lib.sh (scenarios/lib.sh, the helpers scenarios source). The
+# scenario layer is rebuilt on every call, so it needs no cache key: editing a
+# scenario or lib.sh never rebuilds the base; a new rcon binary, kernel or
+# script does.
 #
 # Environment:
 #   RCON               the rcon binary (default target/release/rcon)
@@ -151,11 +154,12 @@ if [[ ! -f $base ]]; then
 	trap - EXIT
 fi
 
-# The scenario layer, appended to the base.
+# The scenario layer, appended to the base (built afresh every time: no key).
 stmp=$(mktemp -d "${TMPDIR:-/tmp}/rcon-qemu-scenario.XXXXXX")
 trap 'rm -rf "$stmp"' EXIT
 install -m 0755 "$scenario" "$stmp/scenario.sh"
+install -m 0644 "$here/scenarios/lib.sh" "$stmp/scenario-lib.sh"
 {
 	cat "$base"
-	(cd "$stmp" && echo scenario.sh | "$busybox" cpio -o -H newc -R 0:0 | gzip -1)
+	(cd "$stmp" && printf '%s\n' scenario.sh scenario-lib.sh | "$busybox" cpio -o -H newc -R 0:0 | gzip -1)
 } >"$out"

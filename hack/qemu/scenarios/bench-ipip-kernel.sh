@@ -18,29 +18,12 @@
 # pod's MTU). busybox sh prefers its own applets: iproute2 is
 # called by full path, nsenter and ping are busybox's.
 set -u
-IP=/usr/sbin/ip
-NODES="nodea nodeb"
+SCENARIO=bench-ipip-kernel
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. /scenario-lib.sh
 RUNS=3 SECS=5 PINGS=50
 # shellcheck disable=SC1091 # only in the VM
 [ ! -f /etc/bench-ipip-kernel.conf ] || . /etc/bench-ipip-kernel.conf
-
-fail() {
-	echo "$*" >"$RCON_QEMU_REASON"
-	echo "bench-ipip-kernel: FAIL: $*"
-	exit 1
-}
-step() {
-	echo "bench-ipip-kernel: $*"
-}
-rcon_in() {
-	n=$1
-	shift
-	nsenter --net=/var/run/netns/"$n" env RCON_ROOT=/tmp/"$n"/run RCON_DATA_ROOT=/tmp/"$n"/lib \
-		RCON_NETNS_DIR=/tmp/"$n"/netns rcon "$@"
-}
-pod_ip() {
-	nsenter --net=/tmp/"$1"/netns/pod $IP -o -4 addr show eth0 | sed -n 's/.*inet \([0-9.]*\)\/.*/\1/p'
-}
 
 # measure PATH FROM_NS TO_NS IP: RUNS iperf3 runs and PINGS pings from the
 # netns file FROM_NS to IP in TO_NS.
@@ -72,44 +55,17 @@ measure() {
 step "rcon $(rcon --version 2>&1); $(iperf3 --version 2>&1 | head -1); runs $RUNS x $SECS s, $PINGS pings"
 command -v iperf3 >/dev/null || fail "no iperf3 in the image (RCON_QEMU_EXTRA)"
 
-for n in $NODES; do
-	$IP netns add "$n" || fail "netns add $n"
-	$IP -n "$n" link set lo up
-	mkdir -p /tmp/"$n"/run /tmp/"$n"/lib /tmp/"$n"/netns
-done
-$IP link add u0 netns nodea mtu 1500 type veth peer name u0 netns nodeb mtu 1500 || fail "veth underlay"
-$IP -n nodea addr add 192.168.50.1/24 dev u0
-$IP -n nodeb addr add 192.168.50.2/24 dev u0
-$IP -n nodea link set u0 up
-$IP -n nodeb link set u0 up
-
-k=1
-for n in $NODES; do
-	other=$((3 - k))
-	peer=nodeb
-	[ "$n" = nodeb ] && peer=nodea
-	out=$(rcon_in "$n" cluster init --cidr 10.244.0.0/16 --node-subnet 10.244.$k.0/24 --backend ipip \
-		--underlay u0 --ipip-mode kernel 2>&1) || fail "cluster init on $n: $out"
-	out=$(rcon_in "$n" node add "$peer" --underlay-ip 192.168.50.$other --subnet 10.244.$other.0/24 2>&1) ||
-		fail "node add on $n: $out"
-	out=$(rcon_in "$n" netns add pod 2>&1) || fail "netns add pod on $n: $out"
-	out=$(rcon_in "$n" network attach --netns /tmp/"$n"/netns/pod cluster 2>&1) || fail "network attach on $n: $out"
-	nsenter --net=/tmp/"$n"/netns/pod $IP link set lo up
-	k=$((k + 1))
-done
-nsenter --net=/var/run/netns/nodea $IP -d link show rcon-ipip | grep -q 'ipip ' || fail "no kernel ipip device rcon-ipip on nodea"
+underlay
+node_up nodea kernel
+node_up nodeb kernel
+in_node nodea $IP -d link show rcon-ipip | grep -q 'ipip ' || fail "no kernel ipip device rcon-ipip on nodea"
 b=$(pod_ip nodeb)
-mtu=$(nsenter --net=/tmp/nodea/netns/pod $IP -o link show eth0 | sed 's/.* mtu \([0-9]*\) .*/\1/')
 step "pods $(pod_ip nodea) -> $b, pod MTU $mtu"
 echo "bench-ipip-kernel: RESULT ipip-kernel mtu $mtu"
-nsenter --net=/tmp/nodea/netns/pod ping -c 2 -w 10 "$b" >/dev/null || fail "no ping between the pods"
+in_pod nodea ping -c 2 -w 10 "$b" >/dev/null || fail "no ping between the pods"
 
 measure underlay /var/run/netns/nodea /var/run/netns/nodeb 192.168.50.2
 measure ipip-kernel /tmp/nodea/netns/pod /tmp/nodeb/netns/pod "$b"
 
-for n in $NODES; do
-	rcon_in "$n" netns delete pod >/dev/null 2>&1
-	out=$(rcon_in "$n" cluster reset -f 2>&1) || fail "cluster reset -f on $n: $out"
-	$IP netns del "$n"
-done
+teardown
 step "ok"

@@ -26,72 +26,24 @@
 # busybox has no pgrep: processes are found in ps.
 # shellcheck disable=SC2009
 set -u
-IP=/usr/sbin/ip
-NODES="nodea nodeb"
+SCENARIO=cluster-ipip
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. /scenario-lib.sh
 
-fail() {
-	echo "$*" >"$RCON_QEMU_REASON"
-	echo "cluster-ipip: FAIL: $*"
+# on_fail: each node's links, addresses and routes.
+on_fail() {
 	for n in $NODES; do
 		echo "cluster-ipip: --- state of $n"
 		$IP -n "$n" -br link 2>&1 | sed 's/^/  /'
 		$IP -n "$n" -br addr 2>&1 | sed 's/^/  /'
 		$IP -n "$n" route 2>&1 | sed 's/^/  /'
 	done
-	exit 1
-}
-step() {
-	echo "cluster-ipip: $*"
-}
-# rcon NODE ARGS...: rcon inside NODE's netns with NODE's private state.
-rcon_in() {
-	n=$1
-	shift
-	nsenter --net=/var/run/netns/"$n" env RCON_ROOT=/tmp/"$n"/run RCON_DATA_ROOT=/tmp/"$n"/lib \
-		RCON_NETNS_DIR=/tmp/"$n"/netns rcon "$@"
-}
-# in_node NODE CMD...: CMD in NODE's netns.
-in_node() {
-	n=$1
-	shift
-	nsenter --net=/var/run/netns/"$n" "$@"
-}
-# in_pod NODE CMD...: CMD in NODE's pod.
-in_pod() {
-	n=$1
-	shift
-	nsenter --net=/tmp/"$n"/netns/pod "$@"
-}
-pod_ip() {
-	in_pod "$1" $IP -o -4 addr show eth0 | sed -n 's/.*inet \([0-9.]*\)\/.*/\1/p'
 }
 counter() { # counter NODE DEV rx|tx: bytes (GSO makes packets count 64 KB as one)
 	in_node "$1" $IP -s link show "$2" | awk -v w="$3" '
 		/RX:/ { getline; rx = $1 }
 		/TX:/ { getline; tx = $1 }
 		END { print (w == "rx" ? rx : tx) + 0 }'
-}
-
-# init NODE SUBNET MODE
-init() {
-	out=$(rcon_in "$1" cluster init --cidr 10.244.0.0/16 --node-subnet "$2" --backend ipip \
-		--underlay u0 --ipip-mode "$3" 2>&1) || fail "cluster init --ipip-mode $3 on $1: $out"
-	step "$1: cluster init --ipip-mode $3: $(echo "$out" | tr '\n' ' ')"
-}
-# peer ON NAME UNDERLAY SUBNET
-peer() {
-	out=$(rcon_in "$1" node add "$2" --underlay-ip "$3" --subnet "$4" 2>&1) || fail "node add $2 on $1: $out"
-}
-# pod NODE: a fresh netns `pod` attached to the node's cluster network.
-pod() {
-	rcon_in "$1" netns delete pod >/dev/null 2>&1
-	out=$(rcon_in "$1" netns add pod 2>&1) || fail "netns add pod on $1: $out"
-	out=$(rcon_in "$1" network attach --netns /tmp/"$1"/netns/pod cluster 2>&1) ||
-		fail "network attach cluster on $1: $out"
-	in_pod "$1" $IP link set lo up
-	mtu=$(in_pod "$1" $IP -o link show eth0 | sed 's/.* mtu \([0-9]*\) .*/\1/')
-	step "$1: pod $(pod_ip "$1"), eth0 mtu $mtu"
-	[ "$mtu" = 1480 ] || fail "pod on $1: eth0 mtu $mtu, want 1480 (1500 - 20 for IPIP)"
 }
 
 # pings FROM TO_IP WHAT: a ping, then DF pings of 1400 bytes and of the full
@@ -105,42 +57,10 @@ pings() {
 	step "$3: ping, DF 1400 and 1480 bytes $1 -> $2 ok"
 }
 
-# tcp SERVER CLIENT WHAT: 1 MB from SERVER's pod to CLIENT's over TCP, by md5.
-port=7000
-tcp() {
-	port=$((port + 1))
-	dd if=/dev/urandom of=/tmp/blob bs=1024 count=1024 2>/dev/null
-	want=$(md5sum </tmp/blob | cut -d' ' -f1)
-	srv_ip=$(pod_ip "$1")
-	in_pod "$1" nc -l -p "$port" -e cat /tmp/blob &
-	srv=$!
-	# The listener is up when its netns shows it.
-	i=0
-	until in_pod "$1" netstat -tln | grep -q ":$port "; do
-		i=$((i + 1))
-		[ $i -lt 50 ] || fail "$3: the nc server on $1 did not listen"
-		sleep 0.1
-	done
-	got=$(in_pod "$2" timeout 60 nc -w 10 "$srv_ip" "$port" </dev/null | md5sum | cut -d' ' -f1)
-	kill "$srv" 2>/dev/null
-	wait "$srv" 2>/dev/null
-	[ "$got" = "$want" ] || fail "$3: 1 MB TCP $1 -> $2 arrived changed (md5 $got, want $want)"
-	step "$3: 1 MB TCP $1 -> $2 ok (md5 $got)"
-}
-
 step "rcon $(rcon --version 2>&1)"
 
 step "underlay: veth u0 between nodea (192.168.50.1) and nodeb (192.168.50.2)"
-for n in $NODES; do
-	$IP netns add "$n" || fail "netns add $n"
-	$IP -n "$n" link set lo up
-	mkdir -p /tmp/"$n"/run /tmp/"$n"/lib /tmp/"$n"/netns
-done
-$IP link add u0 netns nodea mtu 1500 type veth peer name u0 netns nodeb mtu 1500 || fail "veth underlay"
-$IP -n nodea addr add 192.168.50.1/24 dev u0
-$IP -n nodeb addr add 192.168.50.2/24 dev u0
-$IP -n nodea link set u0 up
-$IP -n nodeb link set u0 up
+underlay
 in_node nodea ping -c 1 -w 5 192.168.50.2 >/dev/null || fail "underlay ping nodea -> nodeb"
 
 # ---- phase 1: kernel <-> kernel
@@ -237,14 +157,6 @@ tcp nodea nodeb phase2
 step "phase2 kernel-userspace ok"
 
 # ---- clean up
-for n in $NODES; do
-	rcon_in "$n" netns delete pod >/dev/null 2>&1
-	out=$(rcon_in "$n" cluster reset -f 2>&1) || fail "cluster reset -f on $n: $out"
-	left=$(in_node "$n" $IP -o link | grep -c 'rcon-')
-	[ "$left" -eq 0 ] || fail "cluster reset -f left rcon- links on $n: $(in_node "$n" $IP -o link)"
-done
+teardown
 ps | grep -q '[r]con ipipd' && fail "rcon ipipd still runs after cluster reset"
-for n in $NODES; do
-	$IP netns del "$n"
-done
 step "ok"
