@@ -546,20 +546,19 @@ section=$CACHE/cluster.md
 		- Latency: the RR client is python3, so about the same few µs of
 		  interpreter time are in every figure; the extra hops add a few
 		  µs to each round trip, which is a large ratio on a 9 µs base.
-		- Userspace ipip is about a tenth of vxlan, far from the half the
-		  goal asks (hack/bench-ipip.sh, one stream between two bare
-		  namespaces, shows the same: about 0.13× of VXLAN). rcon ipipd
-		  reads each packet from the TUN device at the tunnel's MTU (the
-		  TUN device has no offloads yet, so the kernel cuts TCP into
-		  1480-byte packets before the daemon sees them) and sends each as
-		  its own raw-socket datagram; the receiving side writes each
-		  packet to the TUN device one by one. The retransmit counts (tens
-		  of thousands per run) show packets dropped on the way. Batching
-		  the system calls (\`recvmmsg\`/\`sendmmsg\`, 64 at a time) gains
-		  only a few per cent over the unbatched, flannel-UDP-like mode:
-		  the per-packet copy and the per-packet kernel path dominate, not
-		  the number of system calls. TSO/GRO offload for the TUN path is
-		  being worked on; rerun this bench once it is in.
+		- Userspace ipip is about a quarter of vxlan, short of the half
+		  the goal asks (hack/bench-ipip.sh, one stream between two bare
+		  namespaces, agrees: about 0.27× of VXLAN). Its TUN device has the
+		  kernel's offloads on: one read takes up to 64 KB of TCP, which
+		  rcon ipipd cuts into 1480-byte segments and sends with one
+		  \`sendmmsg\`, and the receiving side merges a batch's in-order
+		  segments into one write. That puts it well ahead of the unbatched,
+		  flannel-UDP-like mode (one read, one send per packet, no
+		  offloads), whose tens of thousands of retransmits per run show
+		  packets dropped on the way. What is left is per packet on the
+		  wire: each 1.5 KB segment still takes its own trip through the
+		  raw socket's send path, and the receiver takes each one from the
+		  raw socket separately.
 		- Kernel ipip (in the VM) is not comparable with anything in the
 		  first table: TCG makes per-packet work far dearer than on real
 		  hardware, which weighs on an encapsulating path more than on the
