@@ -147,10 +147,10 @@ RAW=$CACHE/net
 BENCH_TAG=bench-net
 
 for n in $COUNTS; do
-	[[ $n =~ ^[1-9][0-9]*$ ]] && ((n <= 60000)) || {
+	if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n > 60000)); then
 		echo "bench-net: bad count '$n' in BENCH_NET_COUNTS (1..60000: one /16)" >&2
 		exit 2
-	}
+	fi
 done
 for t in $TOOLS; do
 	case $t in netavark | cni | rcon) ;; *)
@@ -177,14 +177,7 @@ need_tool() { # need_tool TOOL: true when it can run, else note why not
 	esac
 	[[ -z ${skipped[$1]:-} ]]
 }
-tools=()
-for t in $TOOLS; do
-	if need_tool "$t"; then tools+=("$t"); else echo "bench-net: skipping $t: ${skipped[$t]}" >&2; fi
-done
-((${#tools[@]} > 0)) || {
-	echo "bench-net: no tool to run" >&2
-	exit 1
-}
+pick_tools
 
 # --- the bench world and its cleanup ------------------------------------------
 # Names carry our pid, so that a later run can tell a crashed run's leftovers
@@ -258,7 +251,7 @@ for n in $COUNTS; do
 	for tool in "${tools[@]}"; do
 		run_one "$tool" "$n"
 		for phase in setup teardown; do
-			# shellcheck disable=SC2046 # word splitting of the stats is wanted
+			# shellcheck disable=SC2046,SC2183 # word splitting of the stats is wanted: they are the other 6 fields
 			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$n" "$phase" \
 				$(stats "$RAW/$tool-$n-$phase.us") >>"$summary"
 		done

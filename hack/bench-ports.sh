@@ -332,14 +332,7 @@ need_tool() { # need_tool TOOL: true when it can run, else note why not
 	esac
 	[[ -z ${skipped[$1]:-} ]]
 }
-tools=()
-for t in $TOOLS; do
-	if need_tool "$t"; then tools+=("$t"); else echo "bench-ports: skipping $t: ${skipped[$t]}" >&2; fi
-done
-((${#tools[@]} > 0)) || {
-	echo "bench-ports: no tool to run" >&2
-	exit 1
-}
+pick_tools
 # Connects: on the rcon backends, with the fewest and with the most mappings.
 read -r n_lo n_hi < <(tr ' ' '\n' <<<"$COUNTS" | grep . | sort -n | sed -n '1p;$p' | paste -sd' ')
 n_hi=${n_hi:-$n_lo}

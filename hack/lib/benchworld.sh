@@ -274,3 +274,19 @@ bench_section_out() {
 		echo "$name: updated the $name section of $OUT"
 	fi
 }
+
+# pick_tools: the tools of $TOOLS that the script's need_tool accepts, in
+# the array `tools`. need_tool puts the reason for a refusal in
+# skipped[TOOL]; each is printed, and the run stops when no tool is left.
+# shellcheck disable=SC2153,SC2154 # TOOLS and skipped belong to the calling script
+pick_tools() {
+	local t
+	tools=()
+	for t in $TOOLS; do
+		if need_tool "$t"; then tools+=("$t"); else echo "$BENCH_TAG: skipping $t: ${skipped[$t]}" >&2; fi
+	done
+	((${#tools[@]} > 0)) || {
+		echo "$BENCH_TAG: no tool to run" >&2
+		exit 1
+	}
+}
