@@ -67,7 +67,7 @@ pub fn pod(ctx: &Context, cmd: PodCmd) -> Result<i32> {
                     "{:<14} {:<20} {:<10} {:<18} {}",
                     &v.pod.id[..12],
                     v.pod.name,
-                    v.status,
+                    v.status.to_string(),
                     ip,
                     if members.is_empty() { "-".to_string() } else { members.join(",") }
                 );

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::net::endpoint::Endpoint;
 use crate::net::manage::{self, AttachRequest};
 use crate::net::{netns, ports::PortSpec};
+use crate::runtime;
 use crate::runtime::state::{self, Creator};
-use crate::runtime::{self, Status};
 use crate::store::{self, Named, Records};
 use crate::Context;
 
@@ -75,14 +75,36 @@ impl Named for Pod {
     }
 }
 
+/// Where a pod stands, worked out from its record and its processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// A `pod create` is under way.
+    Creating,
+    /// The `pod create` that made it was killed: `rcon gc` removes it.
+    Abandoned,
+    Running,
+    /// `pod stop` ended its pause process.
+    Stopped,
+    /// Its pause process died.
+    Dead,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(v.as_str().unwrap_or_default())
+    }
+}
+
 impl Pod {
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> Status {
         match (&self.creator, self.pause_alive(), self.stopped) {
-            (Some(c), _, _) if c.alive() => "creating",
-            (Some(_), _, _) => "abandoned",
-            (None, true, _) => "running",
-            (None, false, true) => "stopped",
-            (None, false, false) => "dead",
+            (Some(c), _, _) if c.alive() => Status::Creating,
+            (Some(_), _, _) => Status::Abandoned,
+            (None, true, _) => Status::Running,
+            (None, false, true) => Status::Stopped,
+            (None, false, false) => Status::Dead,
         }
     }
 
@@ -323,11 +345,11 @@ pub fn get(ctx: &Context, key: &str) -> Result<Pod> {
 pub fn remove(ctx: &Context, key: &str, force: bool) -> Result<()> {
     let pod = get(ctx, key)?;
     if !force {
-        let running = members(ctx, &pod)?.into_iter().filter(|st| st.status == Status::Running).count();
+        let running = members(ctx, &pod)?.into_iter().filter(|st| st.status == runtime::Status::Running).count();
         if running > 0 {
             bail!("pod {:?} has {running} running container(s): stop the pod or use -f", pod.name);
         }
-        if pod.status() == "creating" {
+        if pod.status() == Status::Creating {
             bail!("pod {:?} is being created: use -f", pod.name);
         }
     }
@@ -355,7 +377,7 @@ pub fn stop(ctx: &Context, key: &str, grace: Duration) -> Result<Pod> {
 pub struct View {
     #[serde(flatten)]
     pub pod: Pod,
-    pub status: &'static str,
+    pub status: Status,
     pub namespaces: std::collections::BTreeMap<&'static str, PathBuf>,
     pub endpoints: Vec<Endpoint>,
     pub containers: Vec<Member>,
@@ -390,7 +412,7 @@ pub fn list(ctx: &Context) -> Result<Vec<View>> {
 pub fn joinable(ctx: &Context, key: &str) -> Result<Pod> {
     let pod = get(ctx, key).with_context(|| format!("--pod {key:?}"))?;
     match pod.status() {
-        "running" => Ok(pod),
+        Status::Running => Ok(pod),
         s => bail!("--pod {key:?}: the pod is {s} (its pause process is not running): remove it with `rcon pod rm`"),
     }
 }

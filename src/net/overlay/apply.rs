@@ -102,6 +102,7 @@ pub fn apply(ctx: &Context, path: &Path) -> Result<Vec<String>> {
                 || c.vni != want.vni
                 || c.port != want.port
                 || c.network != want.network
+                || c.ipip_mode != want.ipip_mode
                 || want.underlay.as_ref().is_some_and(|u| *u != c.underlay);
             if differs {
                 bail!("{}: the [cluster] settings differ from this node's: `rcon cluster reset` first", path.display());

@@ -101,9 +101,10 @@ pub fn setup(node: &Netlink, c: &mut Cluster, bridge: &str, data_root: &Path) ->
     Ok(note)
 }
 
-/// The kernel's answer to a link kind it does not know.
+/// The kernel's answer to a link kind it does not know (rtnl_newlink finds
+/// no ops and cannot load a module). Any other error is a real one.
 fn lacks_link_type(e: &anyhow::Error) -> bool {
-    os_error(e).is_some_and(|c| c == libc::EOPNOTSUPP || c == libc::EINVAL || c == libc::ENODEV)
+    os_error(e) == Some(libc::EOPNOTSUPP)
 }
 
 /// Remove this node's device (and stop the userspace daemon).
@@ -117,11 +118,14 @@ pub fn teardown(node: &Netlink, c: &Cluster, data_root: &Path) -> Result<()> {
         for pid in daemons_of(&peers_file(data_root)) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
-        // Either data plane may have been made before a crash.
-        node.delete_by_name(TUN_DEV)?;
-        node.delete_by_name(IPIP_DEV)?;
     }
-    if let Some(dev) = device(c) {
+    // For ipip, either data plane's device may have been made before a
+    // crash recorded which one.
+    let devices = match c.backend {
+        Backend::Ipip => vec![TUN_DEV.to_string(), IPIP_DEV.to_string()],
+        _ => device(c).into_iter().collect(),
+    };
+    for dev in devices {
         node.delete_by_name(&dev)?;
     }
     let _ = std::fs::remove_file(peers_file(data_root));
