@@ -16,6 +16,7 @@
 #   BENCH_CLUSTER_SECS=5               seconds per run (plus 1 s omitted)
 #   BENCH_CLUSTER_RR=2000              TCP request/response round trips per path
 #   BENCH_CLUSTER_QEMU=1               0: skip the kernel ipip run in the VM
+#   BENCH_CLUSTER_RR_CPU=0             the CPU both ends of the round trips run on
 #   BENCH_OUT=/tmp/p.md                write the section somewhere else
 #   RCON=PATH RCON_REV=REV             another rcon binary, and what to call it
 #
@@ -57,6 +58,7 @@ RUNS=${BENCH_CLUSTER_RUNS:-$([[ -n $quick ]] && echo 1 || echo 3)}
 SECS=${BENCH_CLUSTER_SECS:-$([[ -n $quick ]] && echo 3 || echo 5)}
 RR=${BENCH_CLUSTER_RR:-$([[ -n $quick ]] && echo 500 || echo 2000)}
 QEMU=${BENCH_CLUSTER_QEMU:-1}
+RR_CPU=${BENCH_CLUSTER_RR_CPU:-0}
 CACHE=$repo/hack/.cache/bench
 RAW=$CACHE/cluster
 BENCH_TAG=bench-cluster
@@ -67,6 +69,10 @@ for v in "$RUNS" "$SECS" "$RR"; do
 		exit 2
 	fi
 done
+if ! [[ $RR_CPU =~ ^[0-9]+$ ]]; then
+	echo "bench-cluster: BENCH_CLUSTER_RR_CPU takes a CPU number, not '$RR_CPU'" >&2
+	exit 2
+fi
 for p in $PATHS; do
 	case $p in host-gw | vxlan | vxlan-l2 | ipip-user | ipip-user-b1) ;; *)
 		echo "bench-cluster: unknown path '$p' in BENCH_CLUSTER_PATHS (host-gw vxlan vxlan-l2 ipip-user ipip-user-b1)" >&2
@@ -74,7 +80,7 @@ for p in $PATHS; do
 		;;
 	esac
 done
-bench_need ip nsenter iperf3 jq python3
+bench_need ip nsenter iperf3 jq python3 taskset sysctl
 bench_need_rcon cluster init
 
 # --- the bench world and its cleanup ------------------------------------------
@@ -157,7 +163,7 @@ serve() {
 	if [[ $1 == iperf3 ]]; then
 		nsenter --net="$2" iperf3 -s -B "$3" -p "$4" >>"$WORLD/iperf3-server.log" 2>&1 &
 	else
-		nsenter --net="$2" python3 "$WORLD/rr.py" serve "$3" "$4" &
+		taskset -c "$RR_CPU" nsenter --net="$2" python3 "$WORLD/rr.py" serve "$3" "$4" &
 	fi
 	servers+=($!)
 	listening "$2" "$4"
@@ -183,7 +189,7 @@ iperf() {
 }
 # rr NAME FROM IP: RR round trips from the netns file FROM to IP, µs to
 # $RAW/NAME.us.
-rr() { nsenter --net="$2" python3 "$WORLD/rr.py" client "$3" "$RR_PORT" "$RR" >>"$RAW/$1.us"; }
+rr() { taskset -c "$RR_CPU" nsenter --net="$2" python3 "$WORLD/rr.py" client "$3" "$RR_PORT" "$RR" >>"$RAW/$1.us"; }
 
 # measure PATH N1 N2 P1 P2 IP2: the underlay (node N1 to $UL.2 in node N2)
 # and the pods (P1 to IP2 in P2), netns files, their runs taking turns so
@@ -221,6 +227,9 @@ run_path() {
 	mkdir -p "$dir"
 	ip netns add "$ul"
 	ip -n "$ul" link set lo up
+	# The underlay bridge stands for a switch: no host firewall on it.
+	ip netns exec "$ul" sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
+		net.bridge.bridge-nf-call-arptables=0
 	ip -n "$ul" link add ul type bridge
 	ip -n "$ul" link set ul up
 	read -ra args <<<"$(path_args "$path")"

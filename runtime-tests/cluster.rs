@@ -278,9 +278,18 @@ fn cluster_apply_reconciles_and_is_idempotent() {
     let f = file.to_str().unwrap();
     let out = c.nodes[0].ok(&["cluster", "apply", f]);
     assert!(out.contains("initialised") && out.contains("added node n1") && out.contains("added node n9"), "{out}");
-    let state = || c.node_sh(0, "ip route; ip neigh show nud permanent; bridge fdb show dev rcon-vx1; ip -o link");
+    // Sorted, and links without their index: a device made again is the same device.
+    let state = || {
+        let cmd = "{ ip route; ip neigh show nud permanent; bridge fdb show dev rcon-vx1; ip -o link | cut -d: -f2-; }";
+        c.node_sh(0, &format!("{cmd} | sort"))
+    };
     let before = state();
     assert_eq!(c.nodes[0].ok(&["cluster", "apply", f]).trim(), "", "a second apply changed something");
+    assert_eq!(state(), before);
+    // The device deleted behind rcon's back: apply makes it again, with
+    // every peer's entries.
+    c.node_sh(0, "ip link del rcon-vx1");
+    assert_eq!(c.nodes[0].ok(&["cluster", "apply", f]).trim(), "recreated device rcon-vx1");
     assert_eq!(state(), before);
     write(&peer("n1", 1));
     assert_eq!(c.nodes[0].ok(&["cluster", "apply", f]).trim(), "removed node n9");
@@ -445,4 +454,39 @@ fn cluster_reset_after_a_killed_init() {
         "--underlay",
         "u0",
     ]);
+}
+
+/// `cluster repair` brings back what this node made and lost: the
+/// userspace IPIP device, its daemon killed with its supervisor, and a
+/// peer's route; each time the pods reach each other again. Nothing lost,
+/// nothing done.
+#[test]
+fn cluster_repair_brings_back_what_was_lost() {
+    let c = cluster("cr", 2);
+    c.init("ipip", &[]);
+    c.nodes[0].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sleep", "1000"]);
+    let ip = ip_of(&c.nodes[0], "srv");
+    let ping = || c.client(1, &format!("ping -c1 -w3 {ip}")).0;
+    assert!(ping(), "no ping before anything was lost");
+    let repair = || c.nodes[1].ok(&["cluster", "repair"]).trim().to_string();
+    assert_eq!(repair(), "", "a repair with nothing lost did something");
+
+    c.node_sh(1, "ip link del rcon-tun");
+    assert!(!ping(), "a ping passed without node 1's TUN device");
+    assert_eq!(repair(), "recreated device rcon-tun");
+    assert!(ping(), "no ping after the device came back");
+
+    let inspect: serde_json::Value = serde_json::from_str(&c.nodes[1].ok(&["cluster", "inspect"])).unwrap();
+    let supervisor = inspect["daemon"]["pid"].as_i64().expect("a daemon pid");
+    sh(&format!("kill -9 {supervisor}"));
+    wait_until("the worker to die with its supervisor", || !ping());
+    assert_eq!(repair(), "restarted the userspace IPIP daemon");
+    assert!(ping(), "no ping after the daemon came back");
+
+    c.node_sh(1, "ip route del 10.244.1.0/24");
+    assert!(!ping(), "a ping passed without the route to node 0");
+    assert_eq!(repair(), "");
+    assert!(c.node_sh(1, "ip route").contains("10.244.1.0/24 dev rcon-tun"), "the route did not come back");
+    assert!(ping(), "no ping after the route came back");
+    c.nodes[0].ok(&["rm", "-f", "srv"]);
 }

@@ -46,6 +46,8 @@ pub enum ClusterCmd {
     },
     /// Reconcile with a file (TOML or JSON): [cluster] settings and [[nodes]].
     Apply { file: PathBuf },
+    /// Bring back what this node made and lost (network, device, IPIP daemon, peers' entries).
+    Repair,
     /// Print this node's cluster settings as JSON.
     Inspect,
 }
@@ -85,6 +87,11 @@ pub fn cluster(ctx: &Context, cmd: ClusterCmd) -> Result<i32> {
         ClusterCmd::Reset { force } => overlay::reset(ctx, force)?,
         ClusterCmd::Apply { file } => {
             for line in overlay::apply::apply(ctx, &file)? {
+                println!("{line}");
+            }
+        }
+        ClusterCmd::Repair => {
+            for line in overlay::repair(ctx)? {
                 println!("{line}");
             }
         }

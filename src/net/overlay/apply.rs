@@ -1,7 +1,8 @@
 //! `rcon cluster apply FILE`: the cluster described in a file (TOML or
-//! JSON), reconciled: init when this node is in no cluster, peers added,
-//! changed or removed to match, and nothing else touched. Applying the
-//! same file twice changes nothing.
+//! JSON), reconciled: init when this node is in no cluster; what this node
+//! made and lost since (its network, its device, the userspace IPIP daemon,
+//! a peer's route) brought back; peers added, changed or removed to match;
+//! nothing else touched. Applying the same file twice changes nothing.
 //!
 //! ```toml
 //! [cluster]
@@ -107,6 +108,9 @@ pub fn apply(ctx: &Context, path: &Path) -> Result<Vec<String>> {
             if differs {
                 bail!("{}: the [cluster] settings differ from this node's: `rcon cluster reset` first", path.display());
             }
+            // What went missing behind rcon's back comes back first: peers
+            // need the device.
+            done.extend(super::repair(ctx)?);
         }
     }
     let have = Peers::list(&super::peers(&ctx.data_root))?;

@@ -170,6 +170,43 @@ fn undo(ctx: &Context, node: &Netlink, c: &Cluster, force: bool) -> Result<()> {
     })
 }
 
+/// Bring this node's own part back to what its records say: the cluster
+/// network, the backend's device, the userspace IPIP daemon, and each
+/// peer's route, FDB and neighbour entries (set with replace semantics, so
+/// what is in place stays as it is). A line for each thing brought back.
+pub fn repair(ctx: &Context) -> Result<Vec<String>> {
+    let (_lock, mut c) = lock_cluster(ctx)?;
+    let node = Netlink::current()?;
+    let mut done = Vec::new();
+    let net = match netmanage::list_networks(ctx)?.into_iter().find(|n| n.name == c.network) {
+        Some(n) => n,
+        None => {
+            done.push(format!("recreated network {}", c.network));
+            netmanage::create_network(ctx, &network_request(ctx, &c))?
+        }
+    };
+    let missing = backend::device(&c).filter(|d| !matches!(node.index(d), Ok(Some(_))));
+    let stopped = c.daemon.is_some_and(|d| !d.alive());
+    if missing.is_some() || stopped {
+        backend::teardown(&node, &c, &ctx.data_root)?;
+        (c.daemon, c.ipip_plane) = (None, None);
+        super::save(&ctx.data_root, &c)?;
+        let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
+        backend::setup(&node, &mut c, &bridge, &ctx.data_root)?;
+        super::save(&ctx.data_root, &c)?;
+        done.push(match missing {
+            Some(d) => format!("recreated device {d}"),
+            None => "restarted the userspace IPIP daemon".into(),
+        });
+    }
+    let all = Peers::list(&peers(&ctx.data_root))?;
+    for p in &all {
+        backend::program(&node, &c, p)?;
+    }
+    backend::sync_daemon(&c, &all, &ctx.data_root)?;
+    Ok(done)
+}
+
 /// Check a peer against this node and the other peers.
 fn check_node(node: &Netlink, c: &Cluster, others: &[Node], n: &Node) -> Result<()> {
     crate::store::validate_id("node name", &n.name)?;

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::state::Creator;
 use crate::store::{Named, Records};
 
-pub use manage::{add_node, init, remove_node, reset, InitRequest};
+pub use manage::{add_node, init, remove_node, repair, reset, InitRequest};
 
 /// How pods on different nodes reach each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
