@@ -457,9 +457,9 @@ fn cluster_reset_after_a_killed_init() {
 }
 
 /// `cluster repair` brings back what this node made and lost: the
-/// userspace IPIP device, its daemon killed with its supervisor, and a
-/// peer's route; each time the pods reach each other again. Nothing lost,
-/// nothing done.
+/// userspace IPIP device, its daemon killed with its supervisor, a peer's
+/// route, and the bridge with the device (a reboot's loss); each time the
+/// pods reach each other again. Nothing lost, nothing done.
 #[test]
 fn cluster_repair_brings_back_what_was_lost() {
     let c = cluster("cr", 2);
@@ -488,5 +488,36 @@ fn cluster_repair_brings_back_what_was_lost() {
     assert_eq!(repair(), "");
     assert!(c.node_sh(1, "ip route").contains("10.244.1.0/24 dev rcon-tun"), "the route did not come back");
     assert!(ping(), "no ping after the route came back");
+
+    // What a reboot takes from node 0 (its bridge and its device; the
+    // server container is still there): both come back, with the server's
+    // veth a port of the bridge again.
+    c.node_sh(0, "ip link del rcon-cluster && ip link del rcon-tun");
+    assert!(!ping(), "a ping passed without node 0's bridge and device");
+    let out = c.nodes[0].ok(&["cluster", "repair"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["recreated bridge rcon-cluster", "recreated device rcon-tun"]);
+    assert!(ping(), "no ping after node 0's bridge and device came back");
+    c.nodes[0].ok(&["rm", "-f", "srv"]);
+}
+
+/// vxlan-l2 after node 0's bridge is deleted: `repair` makes the bridge
+/// again, with the VXLAN device and the server's veth as its ports, and
+/// the pods share one L2 subnet again.
+#[test]
+fn vxlan_l2_repair_after_the_bridge_is_lost() {
+    let c = cluster("cl", 2);
+    c.init("vxlan-l2", &[]);
+    c.nodes[0].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sleep", "1000"]);
+    let ip = ip_of(&c.nodes[0], "srv");
+    let ping = || c.client(1, &format!("ping -c1 -w3 {ip}")).0;
+    assert!(ping(), "no ping before the bridge was lost");
+    c.node_sh(0, "ip link del rcon-cluster");
+    assert!(!ping(), "a ping passed without node 0's bridge");
+    let out = c.nodes[0].ok(&["cluster", "repair"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["recreated bridge rcon-cluster", "made rcon-vx1 a port of rcon-cluster again"]
+    );
+    assert!(ping(), "no ping after the bridge came back");
     c.nodes[0].ok(&["rm", "-f", "srv"]);
 }

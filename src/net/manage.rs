@@ -72,6 +72,30 @@ fn install(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
     firewall::open(net.firewall).add_network(&net.rules())
 }
 
+/// A bridge network's kernel side back after its bridge went missing (a
+/// reboot, `ip link del`): the bridge with its address, forwarding, the
+/// rules, and the node ends of its endpoints that still exist as its ports
+/// again. Returns whether the bridge had to be made.
+pub fn restore_bridge(ctx: &Context, net: &Network) -> Result<bool> {
+    if net.driver != Driver::Bridge {
+        return Ok(false);
+    }
+    let node = Netlink::current()?;
+    let (br, made) = driver::ensure_bridge(&node, net)?;
+    if made {
+        node.up(br, None)?;
+        forwarding::enable(&ctx.data_root, &net.name)?;
+        firewall::open(net.firewall).add_network(&net.rules())?;
+        for ep in endpoints(ctx).on_network(&net.name)? {
+            if let Some(i) = node.index(&ep.host_ifname)? {
+                node.up(i, Some(br))?;
+                node.bridge_port(i, true, !net.icc)?;
+            }
+        }
+    }
+    Ok(made)
+}
+
 fn uninstall(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
     firewall::open(net.firewall).remove_network(&net.name)?;
     forwarding::release(&ctx.data_root, &net.name)?;

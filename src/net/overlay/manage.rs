@@ -171,7 +171,7 @@ fn undo(ctx: &Context, node: &Netlink, c: &Cluster, force: bool) -> Result<()> {
 }
 
 /// Bring this node's own part back to what its records say: the cluster
-/// network, the backend's device, the userspace IPIP daemon, and each
+/// network and its bridge, the backend's device, the userspace IPIP daemon, and each
 /// peer's route, FDB and neighbour entries (set with replace semantics, so
 /// what is in place stays as it is). A line for each thing brought back.
 pub fn repair(ctx: &Context) -> Result<Vec<String>> {
@@ -185,19 +185,27 @@ pub fn repair(ctx: &Context) -> Result<Vec<String>> {
             netmanage::create_network(ctx, &network_request(ctx, &c))?
         }
     };
+    let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
+    let bridge_made = netmanage::restore_bridge(ctx, &net)?;
+    if bridge_made {
+        done.push(format!("recreated bridge {bridge}"));
+    }
     let missing = backend::device(&c).filter(|d| !matches!(node.index(d), Ok(Some(_))));
     let stopped = c.daemon.is_some_and(|d| !d.alive());
     if missing.is_some() || stopped {
         backend::teardown(&node, &c, &ctx.data_root)?;
         (c.daemon, c.ipip_plane) = (None, None);
         super::save(&ctx.data_root, &c)?;
-        let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
         backend::setup(&node, &mut c, &bridge, &ctx.data_root)?;
         super::save(&ctx.data_root, &c)?;
         done.push(match missing {
             Some(d) => format!("recreated device {d}"),
             None => "restarted the userspace IPIP daemon".into(),
         });
+    } else if let (true, Backend::VxlanL2, Some(dev)) = (bridge_made, c.backend, backend::device(&c)) {
+        // A bridge made again has no ports: the device is one again.
+        node.up(node.require(&dev)?, Some(node.require(&bridge)?))?;
+        done.push(format!("made {dev} a port of {bridge} again"));
     }
     let all = Peers::list(&peers(&ctx.data_root))?;
     for p in &all {
