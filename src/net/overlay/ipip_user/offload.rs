@@ -111,7 +111,7 @@ fn pseudo(ip: &[u8], proto: u8, len: usize) -> u64 {
 }
 
 /// Store the IPv4 header checksum of `ip[..ihl]`.
-fn set_ip_csum(ip: &mut [u8], ihl: usize) {
+pub fn set_ip_csum(ip: &mut [u8], ihl: usize) {
     ip[10..12].fill(0);
     let c = !fold(sum(&ip[..ihl], 0));
     ip[10..12].copy_from_slice(&c.to_ne_bytes());

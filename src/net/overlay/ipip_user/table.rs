@@ -103,6 +103,28 @@ pub fn decap_range(outer: &[u8], table: &Table) -> Option<std::ops::Range<usize>
     Some(ihl..ihl + usize::from(u16::from_be_bytes([inner[2], inner[3]])))
 }
 
+/// RFC 6040 on the way in, as the kernel's ipip decapsulates: a CE mark on
+/// the outer header (`outer_tos`) is copied to an ECN-capable inner packet
+/// (its header checksum redone); an inner packet that is not ECN-capable
+/// cannot carry it and is dropped (false). Other marks change nothing.
+pub fn ecn_decap(outer_tos: u8, inner: &mut [u8]) -> bool {
+    if outer_tos & 0x03 != 0x03 || inner.len() < 20 {
+        return true;
+    }
+    match inner[1] & 0x03 {
+        0x00 => false,
+        0x03 => true,
+        _ => {
+            inner[1] |= 0x03;
+            let ihl = usize::from(inner[0] & 0x0f) * 4;
+            if ihl >= 20 && ihl <= inner.len() {
+                super::offload::set_ip_csum(inner, ihl);
+            }
+            true
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +222,28 @@ mod tests {
         let mut cut = wrap([192, 168, 77, 2], &inner);
         cut[23] = 200; // inner total length past the end
         assert_eq!(decap(&cut, &t), None);
+    }
+
+    #[test]
+    fn ce_outside_marks_an_ecn_capable_packet_inside() {
+        use super::super::offload::{fold, set_ip_csum, sum};
+        let with_tos = |tos: u8| {
+            let mut p = ipv4([10, 244, 2, 5], [10, 244, 1, 5], 8);
+            p[1] = tos;
+            set_ip_csum(&mut p, 20);
+            p
+        };
+        let mut ect0 = with_tos(0xb8 | 0x02);
+        assert!(ecn_decap(0x03, &mut ect0));
+        assert_eq!(ect0[1], 0xbb, "DSCP kept, CE set");
+        assert_eq!(fold(sum(&ect0[..20], 0)), 0xffff, "the inner header checksum was not redone");
+        // Not ECN-capable inside, CE outside: dropped, as the kernel does.
+        assert!(!ecn_decap(0x03, &mut with_tos(0xb8)));
+        // No CE outside: nothing changes.
+        for outer in [0x00, 0x01, 0x02] {
+            let mut p = with_tos(0xb8 | 0x01);
+            assert!(ecn_decap(outer, &mut p));
+            assert_eq!(p, with_tos(0xb8 | 0x01));
+        }
     }
 }

@@ -32,7 +32,7 @@ use super::offload::{
     complete_csum, has_psh, merge_head, payload_of, single_hdr, tso_plan, tso_segment, Coalescer, VnetHdr,
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN,
 };
-use super::table::{decap_range, encap_target, outer_header, Table, IPPROTO_IPIP, OUTER_LEN};
+use super::table::{decap_range, ecn_decap, encap_target, outer_header, Table, IPPROTO_IPIP, OUTER_LEN};
 use super::{tun, Config, Peer};
 
 /// Packets per recvmmsg, and TUN reads per round, when batching.
@@ -311,7 +311,10 @@ fn wire_to_tun(
                 continue;
             }
             if let Some(inner) = decap_range(&bufs[i][..m.msg_len as usize], &t) {
-                spans.push((i, inner));
+                let outer_tos = bufs[i][1];
+                if ecn_decap(outer_tos, &mut bufs[i][inner.clone()]) {
+                    spans.push((i, inner));
+                }
             }
         }
         // What to write: (first packet, payload in all, PSH at the end,
