@@ -502,6 +502,16 @@ section=$CACHE/cluster.md
 		Then \`rcon cluster reset -f\` (which also stops the ipip daemon) and
 		the namespaces go. Raw figures: \`hack/.cache/bench/cluster/\`.
 
+		Two choices keep the world fair to every path. The underlay bridge
+		stands for a switch, so the host firewall is not called on it
+		(\`bridge-nf-call-iptables=0\` and the like in the underlay
+		namespace); with it on, every frame on the wire went through
+		br_netfilter's hooks, which no switch charges. And both ends of the round trips run
+		on CPU $RR_CPU (\`taskset\`, as netperf's \`-T\`): in this VM a
+		wake-up sent to an idle vCPU costs tens of µs, and whether the client
+		and server happened to share a CPU decided the latency more than
+		the path did.
+
 		### This machine's kernel
 
 	EOF
@@ -552,22 +562,35 @@ section=$CACHE/cluster.md
 		  cores, so every extra hop costs throughput directly; and one run
 		  to the next spreads by 10–20% (see the per-world table), so a
 		  ratio near 0.9 can fall either side of the goal from run to run.
-		- Latency: the RR client is python3, so about the same few µs of
-		  interpreter time are in every figure; the extra hops add a few
-		  µs to each round trip, which is a large ratio on a 9 µs base.
-		- Userspace ipip is about a quarter of vxlan, short of the half
-		  the goal asks (hack/bench-ipip.sh, one stream between two bare
-		  namespaces, agrees: about 0.27× of VXLAN). Its TUN device has the
-		  kernel's offloads on: one read takes up to 64 KB of TCP, which
-		  rcon ipipd cuts into 1480-byte segments and sends with one
-		  \`sendmmsg\`, and the receiving side merges a batch's in-order
-		  segments into one write. That puts it well ahead of the unbatched,
-		  flannel-UDP-like mode (one read, one send per packet, no
-		  offloads), whose tens of thousands of retransmits per run show
-		  packets dropped on the way. What is left is per packet on the
-		  wire: each 1.5 KB segment still takes its own trip through the
-		  raw socket's send path, and the receiver takes each one from the
-		  raw socket separately.
+		- Latency: the extra hops (two veths, two bridges and two routing
+		  steps more each way) add a few µs to a round trip whose base here
+		  is little more than that, so the ratio stays near 1.5×. With a
+		  real wire under the nodes, its own latency would be in both
+		  figures. Userspace ipip adds four thread wake-ups to each round
+		  trip (the daemons' reader and writer on both nodes), and in this
+		  VM each wake-up of a sleeping thread costs tens of µs. Spinning a
+		  while before sleeping was tried and did not help.
+		- Userspace ipip is about a quarter to a third of vxlan, short of
+		  the half the goal asks (hack/bench-ipip.sh, one stream between
+		  two bare namespaces, agrees). Its TUN device has the kernel's
+		  offloads on: one read takes up to 64 KB of TCP, which rcon ipipd
+		  cuts into 1480-byte segments and sends with one \`sendmmsg\`, and
+		  the receiving side merges a batch's in-order segments into one
+		  write. That puts it well ahead of the unbatched, flannel-UDP-like
+		  mode (one read, one send per packet, no offloads). What is left is
+		  per packet on the wire. A veth underlay carries the kernel
+		  tunnels' 64 KB GSO packets whole, so vxlan is never cut into
+		  frames here, while a raw socket cannot send GSO packets, so
+		  userspace ipip puts 45 frames on the wire for each 64 KB. A
+		  profile (\`perf record -a\`) shows the daemon's sending thread at
+		  a full core: its \`sendmmsg\` runs, in softirq, each frame's whole
+		  way through node 1's output path, the underlay bridge and node 2's
+		  input path up to node 2's raw socket, which on real machines
+		  would be two hosts' work. Tried and dropped, each within the
+		  noise: GRO on the nodes' underlay veths (each frame arrives in a
+		  NAPI poll of its own, so nothing merges; on a real NIC GRO does
+		  merge IPIP, and rcon ipipd takes such merged packets whole), and
+		  \`notrack\` for protocol 4.
 		- Kernel ipip (in the VM) is not comparable with anything in the
 		  first table: TCG makes per-packet work far dearer than on real
 		  hardware, which weighs on an encapsulating path more than on the

@@ -106,6 +106,17 @@ impl Cluster {
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// A container that only sleeps, `srv` on node `i`; returns its address.
+    fn sleeper(&self, i: usize) -> String {
+        self.nodes[i].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sleep", "1000"]);
+        ip_of(&self.nodes[i], "srv")
+    }
+
+    /// Whether a container on node `from` gets an answer from `ip`.
+    fn reaches(&self, from: usize, ip: &str) -> bool {
+        self.client(from, &format!("ping -c1 -w3 {ip}")).0
+    }
+
     fn node_sh(&self, i: usize, cmd: &str) -> String {
         self.nodes[i].sh_in(self.nodes[i].node.as_ref().unwrap(), cmd)
     }
@@ -230,12 +241,7 @@ fn vxlan_l2_between_two_nodes() {
 fn vxlan_three_nodes_on_a_configured_port() {
     let mut c = cluster("c3", 3);
     c.init("vxlan", &["--vni", "42", "--port", "8472"]);
-    let ips: Vec<String> = (0..3)
-        .map(|i| {
-            c.nodes[i].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sleep", "1000"]);
-            ip_of(&c.nodes[i], "srv")
-        })
-        .collect();
+    let ips: Vec<String> = (0..3).map(|i| c.sleeper(i)).collect();
     for from in 0..3 {
         for (to, ip) in ips.iter().enumerate().filter(|(to, _)| *to != from) {
             let (ok, out) = c.client(from, &format!("ping -c1 -w5 {ip}"));
@@ -464,9 +470,8 @@ fn cluster_reset_after_a_killed_init() {
 fn cluster_repair_brings_back_what_was_lost() {
     let c = cluster("cr", 2);
     c.init("ipip", &[]);
-    c.nodes[0].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sleep", "1000"]);
-    let ip = ip_of(&c.nodes[0], "srv");
-    let ping = || c.client(1, &format!("ping -c1 -w3 {ip}")).0;
+    let ip = c.sleeper(0);
+    let ping = || c.reaches(1, &ip);
     assert!(ping(), "no ping before anything was lost");
     let repair = || c.nodes[1].ok(&["cluster", "repair"]).trim().to_string();
     assert_eq!(repair(), "", "a repair with nothing lost did something");
@@ -507,9 +512,8 @@ fn cluster_repair_brings_back_what_was_lost() {
 fn vxlan_l2_repair_after_the_bridge_is_lost() {
     let c = cluster("cl", 2);
     c.init("vxlan-l2", &[]);
-    c.nodes[0].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sleep", "1000"]);
-    let ip = ip_of(&c.nodes[0], "srv");
-    let ping = || c.client(1, &format!("ping -c1 -w3 {ip}")).0;
+    let ip = c.sleeper(0);
+    let ping = || c.reaches(1, &ip);
     assert!(ping(), "no ping before the bridge was lost");
     c.node_sh(0, "ip link del rcon-cluster");
     assert!(!ping(), "a ping passed without node 0's bridge");
