@@ -171,9 +171,10 @@ fn undo(ctx: &Context, node: &Netlink, c: &Cluster, force: bool) -> Result<()> {
 }
 
 /// Bring this node's own part back to what its records say: the cluster
-/// network and its bridge, the backend's device, the userspace IPIP daemon, and each
-/// peer's route, FDB and neighbour entries (set with replace semantics, so
-/// what is in place stays as it is). A line for each thing brought back.
+/// network and its bridge, the backend's device, the userspace IPIP
+/// daemon, and each peer's route, FDB and neighbour entries (set with
+/// replace semantics, so what is in place stays as it is). A line for each
+/// thing brought back.
 pub fn repair(ctx: &Context) -> Result<Vec<String>> {
     let (_lock, mut c) = lock_cluster(ctx)?;
     let node = Netlink::current()?;
