@@ -462,15 +462,21 @@ fn cluster_reset_after_a_killed_init() {
     ]);
 }
 
+/// Two nodes on `backend`, and a sleeping container on node 0, whose address is returned.
+fn two_nodes_and_a_sleeper(tag: &str, backend: &str) -> (Cluster, String) {
+    let c = cluster(tag, 2);
+    c.init(backend, &[]);
+    let ip = c.sleeper(0);
+    (c, ip)
+}
+
 /// `cluster repair` brings back what this node made and lost: the
 /// userspace IPIP device, its daemon killed with its supervisor, a peer's
 /// route, and the bridge with the device (a reboot's loss); each time the
 /// pods reach each other again. Nothing lost, nothing done.
 #[test]
 fn cluster_repair_brings_back_what_was_lost() {
-    let c = cluster("cr", 2);
-    c.init("ipip", &[]);
-    let ip = c.sleeper(0);
+    let (c, ip) = two_nodes_and_a_sleeper("cr", "ipip");
     let ping = || c.reaches(1, &ip);
     assert!(ping(), "no ping before anything was lost");
     let repair = || c.nodes[1].ok(&["cluster", "repair"]).trim().to_string();
@@ -510,9 +516,7 @@ fn cluster_repair_brings_back_what_was_lost() {
 /// the pods share one L2 subnet again.
 #[test]
 fn vxlan_l2_repair_after_the_bridge_is_lost() {
-    let c = cluster("cl", 2);
-    c.init("vxlan-l2", &[]);
-    let ip = c.sleeper(0);
+    let (c, ip) = two_nodes_and_a_sleeper("cl", "vxlan-l2");
     let ping = || c.reaches(1, &ip);
     assert!(ping(), "no ping before the bridge was lost");
     c.node_sh(0, "ip link del rcon-cluster");
