@@ -40,6 +40,20 @@ pub fn ensure_bridge(node: &Netlink, net: &Network) -> Result<(u32, bool)> {
     Ok((idx, true))
 }
 
+/// Bring the node end `host` up as a port of the network's bridge `br`,
+/// with the network's hairpin and isolation settings.
+pub fn make_port(node: &Netlink, net: &Network, br: u32, host: u32) -> Result<()> {
+    node.up(host, Some(br)).map_err(|e| match os_error(&e) {
+        Some(libc::EXFULL) => anyhow::anyhow!(
+            "network {}: bridge {} is full (a Linux bridge takes at most 1023 ports)",
+            net.name,
+            net.bridge.as_deref().unwrap_or("?")
+        ),
+        _ => e,
+    })?;
+    node.bridge_port(host, true, !net.icc)
+}
+
 pub fn remove_bridge(node: &Netlink, net: &Network) -> Result<()> {
     match &net.bridge {
         Some(b) => node.delete_by_name(b),
@@ -67,15 +81,7 @@ pub fn attach(
             let (br, made) = ensure_bridge(node, net)?;
             let host = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
             no_ipv6(&ep.host_ifname);
-            node.up(host, Some(br)).map_err(|e| match os_error(&e) {
-                Some(libc::EXFULL) => anyhow::anyhow!(
-                    "network {}: bridge {} is full (a Linux bridge takes at most 1023 ports)",
-                    net.name,
-                    net.bridge.as_deref().unwrap_or("?")
-                ),
-                _ => e,
-            })?;
-            node.bridge_port(host, true, !net.icc)?;
+            make_port(node, net, br, host)?;
             configure_inside(inner, ep, net.gateway.map(|g| (g, false)))?;
             Ok(made)
         }

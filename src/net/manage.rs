@@ -68,6 +68,11 @@ fn install(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
     if net.driver == Driver::Bridge {
         driver::ensure_bridge(node, net)?;
     }
+    enable_rules(ctx, net)
+}
+
+/// A network's forwarding and firewall rules (both idempotent).
+fn enable_rules(ctx: &Context, net: &Network) -> Result<()> {
     forwarding::enable(&ctx.data_root, &net.name)?;
     firewall::open(net.firewall).add_network(&net.rules())
 }
@@ -76,20 +81,16 @@ fn install(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
 /// reboot, `ip link del`): the bridge with its address, forwarding, the
 /// rules, and the node ends of its endpoints that still exist as its ports
 /// again. Returns whether the bridge had to be made.
-pub fn restore_bridge(ctx: &Context, net: &Network) -> Result<bool> {
+pub fn restore_bridge(ctx: &Context, node: &Netlink, net: &Network) -> Result<bool> {
     if net.driver != Driver::Bridge {
         return Ok(false);
     }
-    let node = Netlink::current()?;
-    let (br, made) = driver::ensure_bridge(&node, net)?;
+    let (br, made) = driver::ensure_bridge(node, net)?;
     if made {
-        node.up(br, None)?;
-        forwarding::enable(&ctx.data_root, &net.name)?;
-        firewall::open(net.firewall).add_network(&net.rules())?;
+        enable_rules(ctx, net)?;
         for ep in endpoints(ctx).on_network(&net.name)? {
-            if let Some(i) = node.index(&ep.host_ifname)? {
-                node.up(i, Some(br))?;
-                node.bridge_port(i, true, !net.icc)?;
+            if let Some(host) = node.index(&ep.host_ifname)? {
+                driver::make_port(node, net, br, host)?;
             }
         }
     }
@@ -280,8 +281,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         // A bridge that had to be made again (node rebooted, crash during
         // create) comes back with its forwarding and rules.
         if driver::attach(&node, &inner, &ns, &net, &ep, &others)? {
-            forwarding::enable(&ctx.data_root, &net.name)?;
-            firewall::open(net.firewall).add_network(&net.rules())?;
+            enable_rules(ctx, &net)?;
         }
         publish(&net, &ep)?;
         crate::store::fault("attach:wired");

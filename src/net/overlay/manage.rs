@@ -187,11 +187,14 @@ pub fn repair(ctx: &Context) -> Result<Vec<String>> {
         }
     };
     let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
-    let bridge_made = netmanage::restore_bridge(ctx, &net)?;
+    let bridge_made = netmanage::restore_bridge(ctx, &node, &net)?;
     if bridge_made {
         done.push(format!("recreated bridge {bridge}"));
     }
-    let missing = backend::device(&c).filter(|d| !matches!(node.index(d), Ok(Some(_))));
+    let missing = match backend::device(&c) {
+        Some(d) if node.index(&d)?.is_none() => Some(d),
+        _ => None,
+    };
     let stopped = c.daemon.is_some_and(|d| !d.alive());
     if missing.is_some() || stopped {
         backend::teardown(&node, &c, &ctx.data_root)?;
