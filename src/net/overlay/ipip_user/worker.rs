@@ -83,29 +83,38 @@ fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr_in {
     sa
 }
 
-/// The raw IPv4 socket for protocol 4, bound to `local`: it sees every IPIP
-/// packet addressed to this node, and sends ours with the header we build.
-pub fn raw_socket(local: Ipv4Addr) -> Result<OwnedFd> {
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, IPPROTO_IPIP.into()) };
+/// A raw IPv4 socket for `proto`, its buffer made big: with `force` (the
+/// SO_*BUFFORCE option), or with `plain` where that is not allowed.
+fn raw_socket(proto: libc::c_int, force: libc::c_int, plain: libc::c_int) -> Result<OwnedFd> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
     if fd < 0 {
-        return os_err("raw IPv4 socket for protocol 4");
+        return os_err(&format!("raw IPv4 socket for protocol {proto}"));
     }
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let raw = fd.as_raw_fd();
-    if setsockopt_int(raw, libc::IPPROTO_IP, libc::IP_HDRINCL, 1) < 0 {
-        return os_err("IP_HDRINCL");
+    if setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, force, SOCK_BUF) < 0 {
+        setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, plain, SOCK_BUF);
     }
-    for (force, plain) in [(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF), (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)] {
-        if setsockopt_int(raw, libc::SOL_SOCKET, force, SOCK_BUF) < 0 {
-            setsockopt_int(raw, libc::SOL_SOCKET, plain, SOCK_BUF);
-        }
-    }
+    Ok(fd)
+}
+
+/// The receiving socket: raw, for protocol 4, bound to `local`, so it sees
+/// every IPIP packet addressed to this node.
+pub fn rx_socket(local: Ipv4Addr) -> Result<OwnedFd> {
+    let fd = raw_socket(IPPROTO_IPIP.into(), libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
     let sa = sockaddr(local);
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    if unsafe { libc::bind(raw, (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
+    if unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
         return os_err(&format!("binding the raw socket to {local}"));
     }
     Ok(fd)
+}
+
+/// The sending socket: IPPROTO_RAW, which sends the headers we build and
+/// receives nothing. Apart from the receiving one so that neither a copy of
+/// each arrival nor the wake-ups of sent packets being freed (which take the
+/// socket's wait-queue lock, where the receiving thread sleeps) cost anything.
+pub fn tx_socket() -> Result<OwnedFd> {
+    raw_socket(libc::IPPROTO_RAW, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
 }
 
 fn errno() -> i32 {
@@ -269,7 +278,7 @@ fn tun_to_wire(mut tun: File, raw: Arc<OwnedFd>, table: Shared, local: Ipv4Addr,
 /// Wire → TUN: everything the raw socket receives; with `offload`, the
 /// segments of a TCP flow in one batch go to the TUN as one super-packet.
 fn wire_to_tun(
-    raw: Arc<OwnedFd>,
+    raw: OwnedFd,
     tun: File,
     table: Shared,
     mtu: Arc<AtomicUsize>,
@@ -382,7 +391,8 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
     hup.add(Signal::SIGHUP);
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&hup), None).context("sigmask")?;
     let table: Shared = Arc::new(RwLock::new(Arc::new(load(&cfg.peers_file)?)));
-    let raw = Arc::new(raw_socket(cfg.local)?);
+    let rx = rx_socket(cfg.local)?;
+    let tx = Arc::new(tx_socket()?);
     let mut queues = Vec::with_capacity(cfg.queues);
     let mut offload = offload_wanted(batch);
     for _ in 0..cfg.queues {
@@ -392,13 +402,13 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
     }
     let rx_tun = queues[0].try_clone().context("dup of the TUN queue")?;
     for (i, q) in queues.into_iter().enumerate() {
-        let (raw, table, local) = (raw.clone(), table.clone(), cfg.local);
-        spawn(format!("ipip-tx{i}"), move || tun_to_wire(q, raw, table, local, batch))?;
+        let (tx, table, local) = (tx.clone(), table.clone(), cfg.local);
+        spawn(format!("ipip-tx{i}"), move || tun_to_wire(q, tx, table, local, batch))?;
     }
     let rx_table = table.clone();
     let mtu = Arc::new(AtomicUsize::new(tun::mtu(&cfg.tun)?));
     let rx_mtu = mtu.clone();
-    spawn("ipip-rx".into(), move || wire_to_tun(raw, rx_tun, rx_table, rx_mtu, batch, offload))?;
+    spawn("ipip-rx".into(), move || wire_to_tun(rx, rx_tun, rx_table, rx_mtu, batch, offload))?;
     println!("ready");
     let _ = std::io::stdout().flush();
     let_go_of_stdio()?;
