@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::state::{self, Creator};
 
 mod offload;
+mod pmtu;
 mod supervisor;
 mod table;
 mod tun;

@@ -33,7 +33,7 @@ use super::offload::{
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN,
 };
 use super::table::{decap_range, ecn_decap, encap_target, outer_header, Table, IPPROTO_IPIP, OUTER_LEN};
-use super::{tun, Config, Peer};
+use super::{pmtu, tun, Config, Peer};
 
 /// Packets per recvmmsg, and TUN reads per round, when batching.
 const BATCH: usize = 64;
@@ -142,21 +142,6 @@ fn read_one(tun: &mut File, buf: &mut [u8], wait: bool) -> Result<Option<usize>>
     }
 }
 
-/// Send `msgs` on the raw socket, all of them: a message the kernel refuses
-/// (no route, a firewall, too big) is dropped and the rest still go.
-fn send_all(raw: RawFd, msgs: &mut [libc::mmsghdr]) {
-    let mut off = 0;
-    while off < msgs.len() {
-        let left = (msgs.len() - off) as libc::c_uint;
-        let r = unsafe { libc::sendmmsg(raw, msgs[off..].as_mut_ptr(), left, 0) };
-        if r > 0 {
-            off += r as usize;
-        } else if errno() != libc::EINTR {
-            off += 1;
-        }
-    }
-}
-
 fn empty_msgs(n: usize) -> Vec<libc::mmsghdr> {
     (0..n).map(|_| unsafe { std::mem::zeroed() }).collect()
 }
@@ -181,16 +166,18 @@ struct Tx {
     iovs: Vec<[libc::iovec; 2]>,
     msgs: Vec<libc::mmsghdr>,
     n: usize,
+    notifier: pmtu::Notifier,
 }
 
 impl Tx {
-    fn new(cap: usize) -> Tx {
+    fn new(cap: usize) -> Result<Tx> {
         let mut tx = Tx {
             heads: vec![[0u8; HEAD]; cap],
             addrs: vec![sockaddr(Ipv4Addr::UNSPECIFIED); cap],
             iovs: vec![[empty_iov(), empty_iov()]; cap],
             msgs: empty_msgs(cap),
             n: 0,
+            notifier: pmtu::Notifier::new()?,
         };
         // The vectors never grow: these pointers stay good.
         for i in 0..cap {
@@ -200,7 +187,7 @@ impl Tx {
             h.msg_iov = tx.iovs[i].as_mut_ptr();
             h.msg_iovlen = 2;
         }
-        tx
+        Ok(tx)
     }
 
     /// The head of the next message, flushing first if all are taken.
@@ -219,9 +206,43 @@ impl Tx {
         self.n += 1;
     }
 
+    /// Send every message: one the kernel refuses (no route, a firewall)
+    /// is dropped and the rest still go; one refused as too big for the
+    /// path is also answered to its sender (pmtu.rs).
     fn flush(&mut self, raw: RawFd) {
-        send_all(raw, &mut self.msgs[..self.n]);
+        let mut off = 0;
+        while off < self.n {
+            let left = (self.n - off) as libc::c_uint;
+            let r = unsafe { libc::sendmmsg(raw, self.msgs[off..].as_mut_ptr(), left, 0) };
+            if r > 0 {
+                off += r as usize;
+                continue;
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EMSGSIZE => self.refused(off),
+                _ => {}
+            }
+            off += 1;
+        }
         self.n = 0;
+    }
+
+    /// Message `i` was too big for the path to its peer.
+    fn refused(&mut self, i: usize) {
+        let mut quote = [0u8; pmtu::QUOTE];
+        let mut len = 0;
+        for (k, v) in self.iovs[i].iter().enumerate() {
+            // The head's outer header is not quoted; the body is a TUN read
+            // buffer that outlives the flush (see `push`).
+            let part = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
+            let part = if k == 0 { &part[OUTER_LEN..] } else { part };
+            let n = part.len().min(quote.len() - len);
+            quote[len..len + n].copy_from_slice(&part[..n]);
+            len += n;
+        }
+        let peer = Ipv4Addr::from(u32::from_be(self.addrs[i].sin_addr.s_addr));
+        self.notifier.refused(&quote[..len], peer);
     }
 }
 
@@ -261,7 +282,7 @@ fn encap(buf: &mut [u8], tx: &mut Tx, raw: RawFd, t: &Table, local: Ipv4Addr) {
 /// reads, or until a sendmmsg's worth of messages is ready), then send.
 fn tun_to_wire(mut tun: File, raw: Arc<OwnedFd>, table: Shared, local: Ipv4Addr, batch: usize) -> Result<()> {
     let mut bufs = vec![vec![0u8; VNET_HDR_LEN + BUF]; batch];
-    let mut tx = Tx::new(batch.max(MSGS));
+    let mut tx = Tx::new(batch.max(MSGS))?;
     let raw = raw.as_raw_fd();
     loop {
         let (mut n, mut t) = (0, None);

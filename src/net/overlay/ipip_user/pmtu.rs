@@ -1,0 +1,212 @@
+//! Path MTU on the underlay, handled as the kernel's ipip handles it.
+//!
+//! When a hop on the way to a peer has a smaller MTU than this node's
+//! underlay, that hop answers a full-size outer packet (DF is copied from
+//! the inner one) with ICMP "fragmentation needed". The kernel takes it in
+//! for us: the quoted header matches the receiving raw socket, and the
+//! figure is kept on the kernel's route to the peer. From then on the
+//! kernel refuses bigger DF packets to that peer with EMSGSIZE.
+//!
+//! Each refused packet is answered here as a router answers: an ICMP
+//! "fragmentation needed" to the inner sender, from this node, with the
+//! path MTU less the outer header, so that its TCP cuts smaller segments.
+//! Without it, full-size packets with DF set would vanish without a word.
+//! At most one answer per inner source and destination per `QUIET`, the
+//! way the kernel rate-limits its own ICMP.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use super::offload::{fold, sum};
+use super::table::OUTER_LEN;
+
+/// RFC 1812 4.3.2.3: an ICMP error quotes as much of the packet as fits in 576 bytes.
+pub const QUOTE: usize = 576 - 20 - 8;
+/// The smallest MTU an IPv4 link may have (RFC 791).
+const MIN_MTU: u32 = 68;
+const ICMP: u8 = 1;
+const DEST_UNREACH: u8 = 3;
+const FRAG_NEEDED: u8 = 4;
+/// Linux's per-socket filter of ICMP types (linux/icmp.h), on SOL_RAW.
+const ICMP_FILTER: libc::c_int = 1;
+/// How long an inner flow that was told is not told again.
+const QUIET: Duration = Duration::from_millis(100);
+/// How many recent flows are remembered for `QUIET`.
+const RECENT: usize = 64;
+
+/// The ICMP "fragmentation needed" message (RFC 1191) telling the sender of
+/// `quote` (its IPv4 header and what follows, as much as there is) that the
+/// next hop's MTU is `mtu`; None where RFC 1122 3.2.2 forbids an answer: a
+/// packet that is an ICMP error itself, or not the first fragment, or from
+/// an address that is not one host's.
+pub fn frag_needed(quote: &[u8], mtu: u16) -> Option<Vec<u8>> {
+    let (src, _) = addrs(quote)?;
+    let ihl = usize::from(quote[0] & 0x0f) * 4;
+    if quote.len() < ihl + 8 || ihl < 20 {
+        return None;
+    }
+    let offset = u16::from_be_bytes([quote[6], quote[7]]) & 0x1fff;
+    let is_error = quote[9] == ICMP && !matches!(quote[ihl], 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18);
+    if offset != 0 || is_error || src.is_unspecified() || src.is_broadcast() || src.is_multicast() {
+        return None;
+    }
+    let body = &quote[..quote.len().min(QUOTE)];
+    let mut m = Vec::with_capacity(8 + body.len());
+    m.extend_from_slice(&[DEST_UNREACH, FRAG_NEEDED, 0, 0, 0, 0]);
+    m.extend_from_slice(&mtu.to_be_bytes());
+    m.extend_from_slice(body);
+    let c = !fold(sum(&m, 0));
+    m[2..4].copy_from_slice(&c.to_ne_bytes());
+    Some(m)
+}
+
+/// Source and destination of the IPv4 header `quote` starts with.
+fn addrs(quote: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    if quote.len() < 20 || quote[0] >> 4 != 4 {
+        return None;
+    }
+    let a = |i: usize| Ipv4Addr::new(quote[i], quote[i + 1], quote[i + 2], quote[i + 3]);
+    Some((a(12), a(16)))
+}
+
+/// The kernel's path MTU to `peer`: what IP_MTU says on a UDP socket
+/// connected to it (connecting sends nothing).
+pub fn path_mtu(peer: Ipv4Addr) -> Option<u32> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = 9u16.to_be();
+    sa.sin_addr.s_addr = u32::from(peer).to_be();
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    if unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
+        return None;
+    }
+    let mut mtu: libc::c_int = 0;
+    let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU, (&mut mtu as *mut libc::c_int).cast(), &mut l)
+    };
+    (r == 0 && mtu > 0).then_some(mtu as u32)
+}
+
+/// Answers refused packets (one per sending thread).
+pub struct Notifier {
+    /// A raw ICMP socket that sends only: its filter drops every arrival.
+    sock: OwnedFd,
+    /// Recently told (inner source, inner destination), and when.
+    recent: Vec<((Ipv4Addr, Ipv4Addr), Instant)>,
+}
+
+impl Notifier {
+    pub fn new() -> Result<Notifier> {
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("raw ICMP socket");
+        }
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        let all: u32 = u32::MAX;
+        let len = std::mem::size_of::<u32>() as libc::socklen_t;
+        if unsafe { libc::setsockopt(sock.as_raw_fd(), libc::SOL_RAW, ICMP_FILTER, (&all as *const u32).cast(), len) }
+            < 0
+        {
+            return Err(std::io::Error::last_os_error()).context("ICMP_FILTER on the raw ICMP socket");
+        }
+        Ok(Notifier { sock, recent: Vec::with_capacity(RECENT) })
+    }
+
+    /// The kernel refused to send `quote` (the inner packet's start) to
+    /// `peer` as too big: tell its sender the MTU that fits, unless it was
+    /// told a moment ago.
+    pub fn refused(&mut self, quote: &[u8], peer: Ipv4Addr) {
+        let Some(flow) = addrs(quote) else { return };
+        let now = Instant::now();
+        self.recent.retain(|(_, at)| now.duration_since(*at) < QUIET);
+        if self.recent.iter().any(|(f, _)| *f == flow) || self.recent.len() >= RECENT {
+            return;
+        }
+        let Some(mtu) = path_mtu(peer).map(|m| m.saturating_sub(OUTER_LEN as u32)) else { return };
+        if mtu < MIN_MTU {
+            return;
+        }
+        let Some(msg) = frag_needed(quote, mtu as u16) else { return };
+        self.recent.push((flow, now));
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from(flow.0).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // The kernel picks the source: this node's address towards the sender.
+        unsafe {
+            libc::sendto(
+                self.sock.as_raw_fd(),
+                msg.as_ptr().cast(),
+                msg.len(),
+                0,
+                (&sa as *const libc::sockaddr_in).cast(),
+                len,
+            )
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1428-byte TCP/IPv4 packet's first 40 bytes, DF set.
+    fn tcp_head() -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&1428u16.to_be_bytes());
+        p[6] = 0x40;
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 244, 1, 2]);
+        p[16..20].copy_from_slice(&[10, 244, 2, 2]);
+        p[20..24].copy_from_slice(&[0x9c, 0x40, 0x1b, 0x59]);
+        p
+    }
+
+    #[test]
+    fn frag_needed_quotes_the_packet_and_names_the_mtu() {
+        let q = tcp_head();
+        let m = frag_needed(&q, 1380).unwrap();
+        assert_eq!(&m[..2], &[3, 4]);
+        assert_eq!(&m[4..6], &[0, 0]);
+        assert_eq!(u16::from_be_bytes([m[6], m[7]]), 1380);
+        assert_eq!(&m[8..], &q[..]);
+        assert_eq!(fold(sum(&m, 0)), 0xffff, "the checksum must verify");
+    }
+
+    #[test]
+    fn frag_needed_quotes_at_most_576_bytes_in_all() {
+        let mut q = tcp_head();
+        q.resize(1400, 0xab);
+        let m = frag_needed(&q, 1380).unwrap();
+        assert_eq!(20 + m.len(), 576);
+    }
+
+    #[test]
+    fn frag_needed_stays_silent_where_rfc_1122_says_so() {
+        let mut later_fragment = tcp_head();
+        later_fragment[7] = 185;
+        assert!(frag_needed(&later_fragment, 1380).is_none());
+        let mut icmp_error = tcp_head();
+        icmp_error[9] = 1;
+        icmp_error[20] = 3;
+        assert!(frag_needed(&icmp_error, 1380).is_none());
+        let mut echo = icmp_error.clone();
+        echo[20] = 8;
+        assert!(frag_needed(&echo, 1380).is_some(), "an echo request is answered");
+        let mut from_nobody = tcp_head();
+        from_nobody[12..16].copy_from_slice(&[0, 0, 0, 0]);
+        assert!(frag_needed(&from_nobody, 1380).is_none());
+        assert!(frag_needed(&tcp_head()[..27], 1380).is_none(), "8 bytes past the header are needed");
+    }
+}
