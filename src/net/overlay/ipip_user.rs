@@ -27,6 +27,7 @@ use crate::runtime::state::{self, Creator};
 
 mod offload;
 mod pmtu;
+mod sock;
 mod supervisor;
 mod table;
 mod tun;

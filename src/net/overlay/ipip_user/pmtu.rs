@@ -15,12 +15,13 @@
 //! way the kernel rate-limits its own ICMP.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use super::offload::{fold, sum};
+use super::sock::{icmp_socket, path_mtu, sockaddr};
 use super::table::OUTER_LEN;
 
 /// RFC 1812 4.3.2.3: an ICMP error quotes as much of the packet as fits in 576 bytes.
@@ -30,8 +31,6 @@ const MIN_MTU: u32 = 68;
 const ICMP: u8 = 1;
 const DEST_UNREACH: u8 = 3;
 const FRAG_NEEDED: u8 = 4;
-/// Linux's per-socket filter of ICMP types (linux/icmp.h), on SOL_RAW.
-const ICMP_FILTER: libc::c_int = 1;
 /// How long an inner flow that was told is not told again.
 const QUIET: Duration = Duration::from_millis(100);
 /// How many recent flows are remembered for `QUIET`.
@@ -72,30 +71,6 @@ fn addrs(quote: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     Some((a(12), a(16)))
 }
 
-/// The kernel's path MTU to `peer`: what IP_MTU says on a UDP socket
-/// connected to it (connecting sends nothing).
-pub fn path_mtu(peer: Ipv4Addr) -> Option<u32> {
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sa.sin_family = libc::AF_INET as libc::sa_family_t;
-    sa.sin_port = 9u16.to_be();
-    sa.sin_addr.s_addr = u32::from(peer).to_be();
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    if unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
-        return None;
-    }
-    let mut mtu: libc::c_int = 0;
-    let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    let r = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU, (&mut mtu as *mut libc::c_int).cast(), &mut l)
-    };
-    (r == 0 && mtu > 0).then_some(mtu as u32)
-}
-
 /// Answers refused packets (one per sending thread).
 pub struct Notifier {
     /// A raw ICMP socket that sends only: its filter drops every arrival.
@@ -106,19 +81,7 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new() -> Result<Notifier> {
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()).context("raw ICMP socket");
-        }
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        let all: u32 = u32::MAX;
-        let len = std::mem::size_of::<u32>() as libc::socklen_t;
-        if unsafe { libc::setsockopt(sock.as_raw_fd(), libc::SOL_RAW, ICMP_FILTER, (&all as *const u32).cast(), len) }
-            < 0
-        {
-            return Err(std::io::Error::last_os_error()).context("ICMP_FILTER on the raw ICMP socket");
-        }
-        Ok(Notifier { sock, recent: Vec::with_capacity(RECENT) })
+        Ok(Notifier { sock: icmp_socket()?, recent: Vec::with_capacity(RECENT) })
     }
 
     /// The kernel refused to send `quote` (the inner packet's start) to
@@ -137,9 +100,7 @@ impl Notifier {
         }
         let Some(msg) = frag_needed(quote, mtu as u16) else { return };
         self.recent.push((flow, now));
-        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        sa.sin_family = libc::AF_INET as libc::sa_family_t;
-        sa.sin_addr.s_addr = u32::from(flow.0).to_be();
+        let sa = sockaddr(flow.0);
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         // The kernel picks the source: this node's address towards the sender.
         unsafe {

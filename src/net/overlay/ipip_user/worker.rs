@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::net::Ipv4Addr;
 use std::ops::Range;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -32,7 +32,8 @@ use super::offload::{
     complete_csum, has_psh, merge_head, payload_of, single_hdr, tso_plan, tso_segment, Coalescer, VnetHdr,
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN,
 };
-use super::table::{decap_range, ecn_decap, encap_target, outer_header, Table, IPPROTO_IPIP, OUTER_LEN};
+use super::sock::{errno, os_err, rx_socket, sockaddr, tx_socket};
+use super::table::{decap_range, ecn_decap, encap_target, outer_header, Table, OUTER_LEN};
 use super::{pmtu, tun, Config, Peer};
 
 /// Packets per recvmmsg, and TUN reads per round, when batching.
@@ -41,8 +42,6 @@ const BATCH: usize = 64;
 const MSGS: usize = 256;
 /// Room for any IPv4 packet (the raw socket hands over reassembled ones).
 const BUF: usize = 65536;
-/// Socket buffers: a few batches' worth at 10 Gbit/s.
-const SOCK_BUF: libc::c_int = 4 << 20;
 
 type Shared = Arc<RwLock<Arc<Table>>>;
 
@@ -65,60 +64,6 @@ fn batch_size() -> Result<usize> {
             _ => bail!("RCON_IPIP_BATCH={v:?}: want a number from 1 to 1024"),
         },
     }
-}
-
-fn os_err<T>(what: &str) -> Result<T> {
-    Err(std::io::Error::last_os_error()).context(what.to_string())
-}
-
-fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> libc::c_int {
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    unsafe { libc::setsockopt(fd, level, opt, (&v as *const libc::c_int).cast(), len) }
-}
-
-fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr_in {
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sa.sin_family = libc::AF_INET as libc::sa_family_t;
-    sa.sin_addr.s_addr = u32::from(ip).to_be();
-    sa
-}
-
-/// A raw IPv4 socket for `proto`, its buffer made big: with `force` (the
-/// SO_*BUFFORCE option), or with `plain` where that is not allowed.
-fn raw_socket(proto: libc::c_int, force: libc::c_int, plain: libc::c_int) -> Result<OwnedFd> {
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-    if fd < 0 {
-        return os_err(&format!("raw IPv4 socket for protocol {proto}"));
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    if setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, force, SOCK_BUF) < 0 {
-        setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, plain, SOCK_BUF);
-    }
-    Ok(fd)
-}
-
-/// The receiving socket: raw, for protocol 4, bound to `local`, so it sees
-/// every IPIP packet addressed to this node.
-pub fn rx_socket(local: Ipv4Addr) -> Result<OwnedFd> {
-    let fd = raw_socket(IPPROTO_IPIP.into(), libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
-    let sa = sockaddr(local);
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    if unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
-        return os_err(&format!("binding the raw socket to {local}"));
-    }
-    Ok(fd)
-}
-
-/// The sending socket: IPPROTO_RAW, which sends the headers we build and
-/// receives nothing. Apart from the receiving one so that neither a copy of
-/// each arrival nor the wake-ups of sent packets being freed (which take the
-/// socket's wait-queue lock, where the receiving thread sleeps) cost anything.
-pub fn tx_socket() -> Result<OwnedFd> {
-    raw_socket(libc::IPPROTO_RAW, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// Read one packet (vnet header first) from the TUN queue into `buf`: when

@@ -1,0 +1,105 @@
+//! The daemon's sockets: raw IPv4 ones to receive and send IPIP, a raw ICMP
+//! one to answer with, and the kernel's path MTU to a peer.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use anyhow::{Context as _, Result};
+
+use super::table::IPPROTO_IPIP;
+
+/// Socket buffers: a few batches' worth at 10 Gbit/s.
+const SOCK_BUF: libc::c_int = 4 << 20;
+/// Linux's per-socket filter of ICMP types (linux/icmp.h), on SOL_RAW.
+const ICMP_FILTER: libc::c_int = 1;
+
+pub fn os_err<T>(what: &str) -> Result<T> {
+    Err(std::io::Error::last_os_error()).context(what.to_string())
+}
+
+fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> libc::c_int {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    unsafe { libc::setsockopt(fd, level, opt, (&v as *const libc::c_int).cast(), len) }
+}
+
+pub fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr_in {
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_addr.s_addr = u32::from(ip).to_be();
+    sa
+}
+
+/// A raw IPv4 socket for `proto`, its buffer made big: with `force` (the
+/// SO_*BUFFORCE option), or with `plain` where that is not allowed.
+fn raw_socket(proto: libc::c_int, force: libc::c_int, plain: libc::c_int) -> Result<OwnedFd> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return os_err(&format!("raw IPv4 socket for protocol {proto}"));
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, force, SOCK_BUF) < 0 {
+        setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, plain, SOCK_BUF);
+    }
+    Ok(fd)
+}
+
+/// The receiving socket: raw, for protocol 4, bound to `local`, so it sees
+/// every IPIP packet addressed to this node.
+pub fn rx_socket(local: Ipv4Addr) -> Result<OwnedFd> {
+    let fd = raw_socket(IPPROTO_IPIP.into(), libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
+    let sa = sockaddr(local);
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    if unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
+        return os_err(&format!("binding the raw socket to {local}"));
+    }
+    Ok(fd)
+}
+
+/// The sending socket: IPPROTO_RAW, which sends the headers we build and
+/// receives nothing. Apart from the receiving one so that neither a copy of
+/// each arrival nor the wake-ups of sent packets being freed (which take the
+/// socket's wait-queue lock, where the receiving thread sleeps) cost anything.
+pub fn tx_socket() -> Result<OwnedFd> {
+    raw_socket(libc::IPPROTO_RAW, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
+}
+
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// A raw ICMP socket that only sends: its filter drops every arrival.
+pub fn icmp_socket() -> Result<OwnedFd> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
+    if fd < 0 {
+        return os_err("raw ICMP socket");
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let all: u32 = u32::MAX;
+    let len = std::mem::size_of::<u32>() as libc::socklen_t;
+    if unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_RAW, ICMP_FILTER, (&all as *const u32).cast(), len) } < 0 {
+        return os_err("ICMP_FILTER on the raw ICMP socket");
+    }
+    Ok(fd)
+}
+
+/// The kernel's path MTU to `peer`: what IP_MTU says on a UDP socket
+/// connected to it (connecting sends nothing).
+pub fn path_mtu(peer: Ipv4Addr) -> Option<u32> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut sa = sockaddr(peer);
+    sa.sin_port = 9u16.to_be();
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    if unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
+        return None;
+    }
+    let mut mtu: libc::c_int = 0;
+    let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU, (&mut mtu as *mut libc::c_int).cast(), &mut l)
+    };
+    (r == 0 && mtu > 0).then_some(mtu as u32)
+}
