@@ -562,6 +562,11 @@ section=$CACHE/cluster.md
 		  cores, so every extra hop costs throughput directly; and one run
 		  to the next spreads by 10–20% (see the per-world table), so a
 		  ratio near 0.9 can fall either side of the goal from run to run.
+		  A profile of a vxlan run (\`perf record -a\`) finds both vCPUs
+		  about a fifth idle and the VXLAN code itself (transmit, receive
+		  and its GRO cell) under a tenth of the samples: the one stream is
+		  held back by hand-offs between the two cores (wake-ups, the
+		  socket lock), not by the work of its path.
 		- Latency: the extra hops (two veths, two bridges and two routing
 		  steps more each way) add a few µs to a round trip whose base here
 		  is little more than that, so the ratio stays near 1.5×. With a
@@ -586,11 +591,21 @@ section=$CACHE/cluster.md
 		  a full core: its \`sendmmsg\` runs, in softirq, each frame's whole
 		  way through node 1's output path, the underlay bridge and node 2's
 		  input path up to node 2's raw socket, which on real machines
-		  would be two hosts' work. Tried and dropped, each within the
-		  noise: GRO on the nodes' underlay veths (each frame arrives in a
-		  NAPI poll of its own, so nothing merges; on a real NIC GRO does
-		  merge IPIP, and rcon ipipd takes such merged packets whole), and
-		  \`notrack\` for protocol 4.
+		  would be two hosts' work. Both vCPUs are busy (about 94%), so
+		  what limits it is the CPU each byte costs: \`sendmmsg\` is
+		  nearly half of all samples, node 2's input path about a quarter,
+		  node 1's output path about a tenth (its route lookup makes a
+		  route entry per packet, as the kernel does for every
+		  header-including raw socket, and its netfilter hooks). An
+		  AF_PACKET send path would save only that tenth, and would take
+		  the outer packets past the node's firewall; not built. rcon ipipd
+		  sends on an \`IPPROTO_RAW\` socket apart from its receiving one
+		  (an A/B run of the two builds, alternating: +4%, within this
+		  table's run-to-run spread). Tried and dropped, each within the
+		  noise: GRO on the nodes' underlay veths, also with threaded NAPI
+		  (each frame arrives in a NAPI poll of its own, so nothing merges;
+		  on a real NIC GRO does merge IPIP, and rcon ipipd takes such
+		  merged packets whole), and \`notrack\` for protocol 4.
 		- Kernel ipip (in the VM) is not comparable with anything in the
 		  first table: TCG makes per-packet work far dearer than on real
 		  hardware, which weighs on an encapsulating path more than on the
