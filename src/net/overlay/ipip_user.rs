@@ -1,13 +1,14 @@
 //! Userspace IPIP (RFC 2003), for kernels without the ipip link type: a TUN
-//! device carries the inner packets, a raw IPv4 socket for protocol 4 the
-//! outer ones. What goes on the wire is what the kernel's ipip sends (no
+//! device carries the inner packets, raw IPv4 sockets the outer ones (one
+//! receiving protocol 4, one sending; sock.rs). What goes on the wire is what the kernel's ipip sends (no
 //! outer options, TTL and DF taken from the inner packet), so a node with
 //! the kernel's ipip and one with this daemon talk to each other.
 //!
 //! `rcon ipipd` runs as two processes: a supervisor (started detached by
 //! `start`) and the worker it keeps alive, which moves the packets (see
 //! worker.rs for the data plane and its batching, offload.rs for the TUN
-//! offloads: TSO super-packets cut in userspace, GSO writes to the TUN).
+//! offloads: TSO super-packets cut in userspace, GSO writes to the TUN,
+//! pmtu.rs for the answers to packets too big for the path).
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;

@@ -1,8 +1,8 @@
 //! The data plane (`rcon ipipd --worker`). Per TUN queue one thread carries
 //! packets out: it reads from its queue until the queue is empty (up to a
-//! batch), and hands the whole batch to the raw socket with one sendmmsg.
-//! One thread carries packets in: one recvmmsg takes what the raw socket
-//! holds (up to a batch), and the inner packets are written to the TUN.
+//! batch), and hands the whole batch to the sending socket with one
+//! sendmmsg. One thread carries packets in: one recvmmsg takes what the
+//! receiving socket holds (up to a batch), and the inner packets are written to the TUN.
 //! The main thread waits for SIGHUP and swaps in a new peer table.
 //!
 //! With offloads (the default; offload.rs), the TUN hands over TCP
