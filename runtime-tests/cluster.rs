@@ -516,6 +516,20 @@ fn ipip_user_passes_a_smaller_path_mtu_on_to_the_pods() {
     assert!(ok && out.contains("1460 bytes from"), "node 1's pod was not told the path MTU: {out}");
 }
 
+/// A peer node that is down: node 0's underlay link goes down and node 1
+/// forgets its neighbour entry. The ARP for node 0 fails, the kernel reports
+/// the outer packet undeliverable, and node 1's daemon tells the pod: its
+/// connect fails with "No route to host" at once instead of timing out.
+#[test]
+fn ipip_user_tells_pods_when_a_peer_node_is_down() {
+    let (c, ip) = two_nodes_and_a_sleeper("pd", "ipip");
+    assert!(c.reaches(1, &ip), "no ping before node 0 went down");
+    c.node_sh(0, "ip link set u0 down");
+    c.node_sh(1, "ip neigh flush dev u0");
+    let (ok, out) = c.client(1, &format!("nc -w 20 {ip} 7000 </dev/null 2>&1"));
+    assert!(!ok && out.contains("No route to host"), "a connect to a pod on a node that is down: {out}");
+}
+
 /// Two nodes on `backend`, and a sleeping container on node 0, whose address is returned.
 fn two_nodes_and_a_sleeper(tag: &str, backend: &str) -> (Cluster, String) {
     let c = cluster(tag, 2);

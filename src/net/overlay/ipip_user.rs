@@ -8,7 +8,8 @@
 //! `start`) and the worker it keeps alive, which moves the packets (see
 //! worker.rs for the data plane and its batching, offload.rs for the TUN
 //! offloads: TSO super-packets cut in userspace, GSO writes to the TUN,
-//! pmtu.rs for the answers to packets too big for the path).
+//! icmp.rs for its ICMP answers: packets too big for the path, peers that
+//! cannot be reached).
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -26,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::state::{self, Creator};
 
+mod icmp;
 mod offload;
-mod pmtu;
 mod sock;
 mod supervisor;
 mod table;

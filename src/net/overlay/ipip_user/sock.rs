@@ -44,9 +44,13 @@ fn raw_socket(proto: libc::c_int, force: libc::c_int, plain: libc::c_int) -> Res
 }
 
 /// The receiving socket: raw, for protocol 4, bound to `local`, so it sees
-/// every IPIP packet addressed to this node.
+/// every IPIP packet addressed to this node; and, with IP_RECVERR, the ICMP
+/// errors about ours (see `icmp_error`).
 pub fn rx_socket(local: Ipv4Addr) -> Result<OwnedFd> {
     let fd = raw_socket(IPPROTO_IPIP.into(), libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
+    if setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_RECVERR, 1) < 0 {
+        return os_err("IP_RECVERR on the raw socket");
+    }
     let sa = sockaddr(local);
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     if unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
@@ -102,4 +106,35 @@ pub fn path_mtu(peer: Ipv4Addr) -> Option<u32> {
         libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU, (&mut mtu as *mut libc::c_int).cast(), &mut l)
     };
     (r == 0 && mtu > 0).then_some(mtu as u32)
+}
+
+/// An ICMP error that the kernel queued on `fd` (IP_RECVERR) about one of
+/// the outer packets: its type and code, with what it quotes after the
+/// outer header (the inner packet's start) in `buf[..len]`. None once the
+/// queue is empty.
+pub fn icmp_error(fd: RawFd, buf: &mut [u8]) -> Option<(u8, u8, usize)> {
+    loop {
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut control = [0u64; 16];
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return None;
+        }
+        let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !c.is_null() {
+            let h = unsafe { &*c };
+            if h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_RECVERR {
+                let e = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::sock_extended_err) };
+                if e.ee_origin == libc::SO_EE_ORIGIN_ICMP {
+                    return Some((e.ee_type, e.ee_code, n as usize));
+                }
+            }
+            c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+        }
+    }
 }

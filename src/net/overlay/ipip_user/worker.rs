@@ -32,9 +32,9 @@ use super::offload::{
     complete_csum, has_psh, merge_head, payload_of, single_hdr, tso_plan, tso_segment, Coalescer, VnetHdr,
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN,
 };
-use super::sock::{errno, os_err, rx_socket, sockaddr, tx_socket};
+use super::sock::{errno, icmp_error, os_err, rx_socket, sockaddr, tx_socket};
 use super::table::{decap_range, ecn_decap, encap_target, outer_header, Table, OUTER_LEN};
-use super::{pmtu, tun, Config, Peer};
+use super::{icmp, tun, Config, Peer};
 
 /// Packets per recvmmsg, and TUN reads per round, when batching.
 const BATCH: usize = 64;
@@ -111,7 +111,7 @@ struct Tx {
     iovs: Vec<[libc::iovec; 2]>,
     msgs: Vec<libc::mmsghdr>,
     n: usize,
-    notifier: pmtu::Notifier,
+    notifier: icmp::Notifier,
 }
 
 impl Tx {
@@ -122,7 +122,7 @@ impl Tx {
             iovs: vec![[empty_iov(), empty_iov()]; cap],
             msgs: empty_msgs(cap),
             n: 0,
-            notifier: pmtu::Notifier::new()?,
+            notifier: icmp::Notifier::new()?,
         };
         // The vectors never grow: these pointers stay good.
         for i in 0..cap {
@@ -153,7 +153,7 @@ impl Tx {
 
     /// Send every message: one the kernel refuses (no route, a firewall)
     /// is dropped and the rest still go; one refused as too big for the
-    /// path is also answered to its sender (pmtu.rs).
+    /// path is also answered to its sender (icmp.rs).
     fn flush(&mut self, raw: RawFd) {
         let mut off = 0;
         while off < self.n {
@@ -175,7 +175,7 @@ impl Tx {
 
     /// Message `i` was too big for the path to its peer.
     fn refused(&mut self, i: usize) {
-        let mut quote = [0u8; pmtu::QUOTE];
+        let mut quote = [0u8; icmp::QUOTE];
         let mut len = 0;
         for (k, v) in self.iovs[i].iter().enumerate() {
             // The head's outer header is not quoted; the body is a TUN read
@@ -187,7 +187,7 @@ impl Tx {
             len += n;
         }
         let peer = Ipv4Addr::from(u32::from_be(self.addrs[i].sin_addr.s_addr));
-        self.notifier.refused(&quote[..len], peer);
+        self.notifier.too_big(&quote[..len], peer);
     }
 }
 
@@ -265,15 +265,21 @@ fn wire_to_tun(
     let mut writes: Vec<(usize, usize, usize, bool)> = Vec::with_capacity(batch);
     let mut rest: Vec<usize> = Vec::with_capacity(batch);
     let mut wiov: Vec<libc::iovec> = Vec::with_capacity(batch + 2);
+    let mut notifier = icmp::Notifier::new()?;
     loop {
         let r = unsafe {
             libc::recvmmsg(raw.as_raw_fd(), msgs.as_mut_ptr(), batch as libc::c_uint, flags, std::ptr::null_mut())
         };
         if r < 0 {
-            if errno() == libc::EINTR {
-                continue;
+            match errno() {
+                libc::EINTR => continue,
+                libc::EBADF | libc::EFAULT | libc::EINVAL | libc::ENOTSOCK => {
+                    return os_err("receiving from the raw socket")
+                }
+                // An ICMP error about an outer packet (IP_RECVERR).
+                _ => answer_errors(raw.as_raw_fd(), &mut bufs[0], &mut notifier),
             }
-            return os_err("receiving from the raw socket");
+            continue;
         }
         let t = table.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mtu = mtu.load(Ordering::Relaxed);
@@ -327,6 +333,18 @@ fn wire_to_tun(
             }
             // A TUN that is down refuses (EIO): the packet is dropped, as on a wire.
             let _ = unsafe { libc::writev(tun.as_raw_fd(), wiov.as_ptr(), wiov.len() as libc::c_int) };
+        }
+    }
+}
+
+/// Drain the receiving socket's error queue; tell the senders of inner
+/// packets whose outer packets could not be delivered. "Fragmentation
+/// needed" is left out: the kernel keeps that MTU, and `Tx::too_big`
+/// answers the packets it then refuses.
+fn answer_errors(raw: RawFd, buf: &mut [u8], notifier: &mut icmp::Notifier) {
+    while let Some((kind, code, len)) = icmp_error(raw, buf) {
+        if kind == icmp::DEST_UNREACH && code != icmp::FRAG_NEEDED {
+            notifier.peer_unreachable(&buf[..len.min(buf.len())]);
         }
     }
 }

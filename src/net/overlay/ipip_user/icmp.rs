@@ -1,16 +1,26 @@
-//! Path MTU on the underlay, handled as the kernel's ipip handles it.
+//! The daemon's ICMP answers to the pods, for what the underlay reports
+//! about their packets, as a router (or the kernel's ipip) answers.
 //!
-//! When a hop on the way to a peer has a smaller MTU than this node's
-//! underlay, that hop answers a full-size outer packet (DF is copied from
-//! the inner one) with ICMP "fragmentation needed". The kernel takes it in
-//! for us: the quoted header matches the receiving raw socket, and the
-//! figure is kept on the kernel's route to the peer. From then on the
-//! kernel refuses bigger DF packets to that peer with EMSGSIZE.
+//! Path MTU. When a hop on the way to a peer has a smaller MTU than this
+//! node's underlay, that hop answers a full-size outer packet (DF is copied
+//! from the inner one) with ICMP "fragmentation needed". The kernel takes
+//! it in for us: the quoted header matches the receiving raw socket, and
+//! the figure is kept on the kernel's route to the peer. From then on the
+//! kernel refuses bigger DF packets to that peer with EMSGSIZE. Each
+//! refused packet is answered to the inner sender, from this node, with
+//! "fragmentation needed" and the path MTU less the outer header, so that
+//! its TCP cuts smaller segments. Without it, full-size packets with DF set
+//! would vanish without a word.
 //!
-//! Each refused packet is answered here as a router answers: an ICMP
-//! "fragmentation needed" to the inner sender, from this node, with the
-//! path MTU less the outer header, so that its TCP cuts smaller segments.
-//! Without it, full-size packets with DF set would vanish without a word.
+//! Unreachable peers. Other "destination unreachable" errors about an outer
+//! packet (the peer's address does not answer ARP, a router has no route)
+//! reach the receiving socket's error queue (IP_RECVERR), quoting the start
+//! of the inner packet. Its sender is told "host unreachable", so that a
+//! connect to a pod on a node that is down fails at once instead of timing
+//! out. (The kernel's ipip, after such an error, tells the senders of the
+//! next packets instead; the sender of the packet that failed is the one
+//! that needs to know.)
+//!
 //! At most one answer per inner source and destination per `QUIET`, the
 //! way the kernel rate-limits its own ICMP.
 
@@ -29,19 +39,22 @@ pub const QUOTE: usize = 576 - 20 - 8;
 /// The smallest MTU an IPv4 link may have (RFC 791).
 const MIN_MTU: u32 = 68;
 const ICMP: u8 = 1;
-const DEST_UNREACH: u8 = 3;
-const FRAG_NEEDED: u8 = 4;
+pub const DEST_UNREACH: u8 = 3;
+/// Codes of DEST_UNREACH (RFC 792).
+pub const HOST_UNREACH: u8 = 1;
+pub const FRAG_NEEDED: u8 = 4;
 /// How long an inner flow that was told is not told again.
 const QUIET: Duration = Duration::from_millis(100);
 /// How many recent flows are remembered for `QUIET`.
 const RECENT: usize = 64;
 
-/// The ICMP "fragmentation needed" message (RFC 1191) telling the sender of
-/// `quote` (its IPv4 header and what follows, as much as there is) that the
-/// next hop's MTU is `mtu`; None where RFC 1122 3.2.2 forbids an answer: a
-/// packet that is an ICMP error itself, or not the first fragment, or from
-/// an address that is not one host's.
-pub fn frag_needed(quote: &[u8], mtu: u16) -> Option<Vec<u8>> {
+/// The ICMP "destination unreachable" message with `code` (and, for
+/// FRAG_NEEDED, the next hop's `mtu`, RFC 1191) telling the sender of
+/// `quote` (its IPv4 header and what follows, as much as there is); None
+/// where RFC 1122 3.2.2 forbids an answer: a packet that is an ICMP error
+/// itself, or not the first fragment, or from an address that is not one
+/// host's.
+pub fn unreachable(quote: &[u8], code: u8, mtu: u16) -> Option<Vec<u8>> {
     let (src, _) = addrs(quote)?;
     let ihl = usize::from(quote[0] & 0x0f) * 4;
     if quote.len() < ihl + 8 || ihl < 20 {
@@ -54,7 +67,7 @@ pub fn frag_needed(quote: &[u8], mtu: u16) -> Option<Vec<u8>> {
     }
     let body = &quote[..quote.len().min(QUOTE)];
     let mut m = Vec::with_capacity(8 + body.len());
-    m.extend_from_slice(&[DEST_UNREACH, FRAG_NEEDED, 0, 0, 0, 0]);
+    m.extend_from_slice(&[DEST_UNREACH, code, 0, 0, 0, 0]);
     m.extend_from_slice(&mtu.to_be_bytes());
     m.extend_from_slice(body);
     let c = !fold(sum(&m, 0));
@@ -85,24 +98,33 @@ impl Notifier {
     }
 
     /// The kernel refused to send `quote` (the inner packet's start) to
-    /// `peer` as too big: tell its sender the MTU that fits, unless it was
-    /// told a moment ago.
-    pub fn refused(&mut self, quote: &[u8], peer: Ipv4Addr) {
+    /// `peer` as too big: tell its sender the MTU that fits.
+    pub fn too_big(&mut self, quote: &[u8], peer: Ipv4Addr) {
+        let Some(mtu) = path_mtu(peer).map(|m| m.saturating_sub(OUTER_LEN as u32)) else { return };
+        if mtu >= MIN_MTU {
+            self.answer(quote, FRAG_NEEDED, mtu as u16);
+        }
+    }
+
+    /// The underlay reported the outer packet of `quote` undeliverable:
+    /// tell its sender its destination cannot be reached.
+    pub fn peer_unreachable(&mut self, quote: &[u8]) {
+        self.answer(quote, HOST_UNREACH, 0);
+    }
+
+    /// Send the answer, unless this flow was answered a moment ago. The
+    /// kernel picks the source: this node's address towards the sender.
+    fn answer(&mut self, quote: &[u8], code: u8, mtu: u16) {
         let Some(flow) = addrs(quote) else { return };
         let now = Instant::now();
         self.recent.retain(|(_, at)| now.duration_since(*at) < QUIET);
         if self.recent.iter().any(|(f, _)| *f == flow) || self.recent.len() >= RECENT {
             return;
         }
-        let Some(mtu) = path_mtu(peer).map(|m| m.saturating_sub(OUTER_LEN as u32)) else { return };
-        if mtu < MIN_MTU {
-            return;
-        }
-        let Some(msg) = frag_needed(quote, mtu as u16) else { return };
+        let Some(msg) = unreachable(quote, code, mtu) else { return };
         self.recent.push((flow, now));
         let sa = sockaddr(flow.0);
         let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // The kernel picks the source: this node's address towards the sender.
         unsafe {
             libc::sendto(
                 self.sock.as_raw_fd(),
@@ -132,6 +154,20 @@ mod tests {
         p[16..20].copy_from_slice(&[10, 244, 2, 2]);
         p[20..24].copy_from_slice(&[0x9c, 0x40, 0x1b, 0x59]);
         p
+    }
+
+    fn frag_needed(q: &[u8], mtu: u16) -> Option<Vec<u8>> {
+        unreachable(q, FRAG_NEEDED, mtu)
+    }
+
+    #[test]
+    fn host_unreachable_quotes_the_packet() {
+        let q = tcp_head();
+        let m = unreachable(&q, HOST_UNREACH, 0).unwrap();
+        assert_eq!(&m[..2], &[3, 1]);
+        assert_eq!(&m[4..8], &[0, 0, 0, 0]);
+        assert_eq!(&m[8..], &q[..]);
+        assert_eq!(fold(sum(&m, 0)), 0xffff, "the checksum must verify");
     }
 
     #[test]
