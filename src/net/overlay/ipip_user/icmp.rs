@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::offload::{fold, sum};
-use super::sock::{icmp_socket, path_mtu, sockaddr};
-use super::table::OUTER_LEN;
+use super::sock::{icmp_socket, path_mtu, send_to};
+use super::table::{header_addrs, OUTER_LEN};
 
 /// RFC 1812 4.3.2.3: an ICMP error quotes as much of the packet as fits in 576 bytes.
 pub const QUOTE: usize = 576 - 20 - 8;
@@ -55,7 +55,7 @@ const RECENT: usize = 64;
 /// itself, or not the first fragment, or from an address that is not one
 /// host's.
 pub fn unreachable(quote: &[u8], code: u8, mtu: u16) -> Option<Vec<u8>> {
-    let (src, _) = addrs(quote)?;
+    let (src, _) = header_addrs(quote)?;
     let ihl = usize::from(quote[0] & 0x0f) * 4;
     if quote.len() < ihl + 8 || ihl < 20 {
         return None;
@@ -75,16 +75,7 @@ pub fn unreachable(quote: &[u8], code: u8, mtu: u16) -> Option<Vec<u8>> {
     Some(m)
 }
 
-/// Source and destination of the IPv4 header `quote` starts with.
-fn addrs(quote: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
-    if quote.len() < 20 || quote[0] >> 4 != 4 {
-        return None;
-    }
-    let a = |i: usize| Ipv4Addr::new(quote[i], quote[i + 1], quote[i + 2], quote[i + 3]);
-    Some((a(12), a(16)))
-}
-
-/// Answers refused packets (one per sending thread).
+/// Answers to the pods (one per data plane thread: it keeps no lock).
 pub struct Notifier {
     /// A raw ICMP socket that sends only: its filter drops every arrival.
     sock: OwnedFd,
@@ -115,7 +106,7 @@ impl Notifier {
     /// Send the answer, unless this flow was answered a moment ago. The
     /// kernel picks the source: this node's address towards the sender.
     fn answer(&mut self, quote: &[u8], code: u8, mtu: u16) {
-        let Some(flow) = addrs(quote) else { return };
+        let Some(flow) = header_addrs(quote) else { return };
         let now = Instant::now();
         self.recent.retain(|(_, at)| now.duration_since(*at) < QUIET);
         if self.recent.iter().any(|(f, _)| *f == flow) || self.recent.len() >= RECENT {
@@ -123,18 +114,7 @@ impl Notifier {
         }
         let Some(msg) = unreachable(quote, code, mtu) else { return };
         self.recent.push((flow, now));
-        let sa = sockaddr(flow.0);
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        unsafe {
-            libc::sendto(
-                self.sock.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&sa as *const libc::sockaddr_in).cast(),
-                len,
-            )
-        };
+        send_to(self.sock.as_raw_fd(), &msg, flow.0);
     }
 }
 

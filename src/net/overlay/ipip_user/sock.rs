@@ -10,6 +10,7 @@ use super::table::IPPROTO_IPIP;
 
 /// Socket buffers: a few batches' worth at 10 Gbit/s.
 const SOCK_BUF: libc::c_int = 4 << 20;
+pub const SA_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
 /// Linux's per-socket filter of ICMP types (linux/icmp.h), on SOL_RAW.
 const ICMP_FILTER: libc::c_int = 1;
 
@@ -52,8 +53,7 @@ pub fn rx_socket(local: Ipv4Addr) -> Result<OwnedFd> {
         return os_err("IP_RECVERR on the raw socket");
     }
     let sa = sockaddr(local);
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    if unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
+    if unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), SA_LEN) } < 0 {
         return os_err(&format!("binding the raw socket to {local}"));
     }
     Ok(fd)
@@ -78,9 +78,8 @@ pub fn icmp_socket() -> Result<OwnedFd> {
         return os_err("raw ICMP socket");
     }
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let all: u32 = u32::MAX;
-    let len = std::mem::size_of::<u32>() as libc::socklen_t;
-    if unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_RAW, ICMP_FILTER, (&all as *const u32).cast(), len) } < 0 {
+    // Every bit set: every ICMP type filtered out.
+    if setsockopt_int(fd.as_raw_fd(), libc::SOL_RAW, ICMP_FILTER, -1) < 0 {
         return os_err("ICMP_FILTER on the raw ICMP socket");
     }
     Ok(fd)
@@ -96,8 +95,7 @@ pub fn path_mtu(peer: Ipv4Addr) -> Option<u32> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut sa = sockaddr(peer);
     sa.sin_port = 9u16.to_be();
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    if unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), len) } < 0 {
+    if unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), SA_LEN) } < 0 {
         return None;
     }
     let mut mtu: libc::c_int = 0;
@@ -137,4 +135,10 @@ pub fn icmp_error(fd: RawFd, buf: &mut [u8]) -> Option<(u8, u8, usize)> {
             c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
         }
     }
+}
+
+/// Send `msg` to `ip` on `fd`; a datagram the kernel refuses is dropped.
+pub fn send_to(fd: RawFd, msg: &[u8], ip: Ipv4Addr) {
+    let sa = sockaddr(ip);
+    unsafe { libc::sendto(fd, msg.as_ptr().cast(), msg.len(), 0, (&sa as *const libc::sockaddr_in).cast(), SA_LEN) };
 }

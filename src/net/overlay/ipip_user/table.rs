@@ -37,17 +37,23 @@ impl Table {
 /// Source and destination of a well-formed IPv4 packet (version 4, a header
 /// length that fits, a total length that fits the buffer).
 fn ipv4_addrs(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
-    if pkt.len() < 20 || pkt[0] >> 4 != 4 {
-        return None;
-    }
+    let addrs = header_addrs(pkt)?;
     let ihl = usize::from(pkt[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
     if ihl < 20 || total < ihl || total > pkt.len() {
         return None;
     }
-    let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
-    let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
-    Some((src, dst))
+    Some(addrs)
+}
+
+/// Source and destination of the IPv4 header `pkt` starts with, which may
+/// be only the start of a packet (an ICMP error's quote).
+pub fn header_addrs(pkt: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    if pkt.len() < 20 || pkt[0] >> 4 != 4 {
+        return None;
+    }
+    let a = |i: usize| Ipv4Addr::new(pkt[i], pkt[i + 1], pkt[i + 2], pkt[i + 3]);
+    Some((a(12), a(16)))
 }
 
 /// TUN → wire: the underlay address to send `inner` to, or None to drop it

@@ -2,7 +2,8 @@
 //! packets out: it reads from its queue until the queue is empty (up to a
 //! batch), and hands the whole batch to the sending socket with one
 //! sendmmsg. One thread carries packets in: one recvmmsg takes what the
-//! receiving socket holds (up to a batch), and the inner packets are written to the TUN.
+//! receiving socket holds (up to a batch), and the inner packets are
+//! written to the TUN.
 //! The main thread waits for SIGHUP and swaps in a new peer table.
 //!
 //! With offloads (the default; offload.rs), the TUN hands over TCP
@@ -32,7 +33,7 @@ use super::offload::{
     complete_csum, has_psh, merge_head, payload_of, single_hdr, tso_plan, tso_segment, Coalescer, VnetHdr,
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN,
 };
-use super::sock::{errno, icmp_error, os_err, rx_socket, sockaddr, tx_socket};
+use super::sock::{errno, icmp_error, os_err, rx_socket, sockaddr, tx_socket, SA_LEN};
 use super::table::{decap_range, ecn_decap, encap_target, outer_header, Table, OUTER_LEN};
 use super::{icmp, tun, Config, Peer};
 
@@ -128,7 +129,7 @@ impl Tx {
         for i in 0..cap {
             let h = &mut tx.msgs[i].msg_hdr;
             h.msg_name = (&mut tx.addrs[i] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_namelen = SA_LEN;
             h.msg_iov = tx.iovs[i].as_mut_ptr();
             h.msg_iovlen = 2;
         }
