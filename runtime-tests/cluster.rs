@@ -42,9 +42,18 @@ impl Drop for Cluster {
     }
 }
 
+/// `n` node worlds, each with the busybox image.
+fn nodes(tag: &str, n: usize) -> Vec<World> {
+    let nodes: Vec<World> = (0..n).map(|i| World::with_node(&format!("{tag}{i}"))).collect();
+    for w in &nodes {
+        w.ok(&["image", "import", concat!(env!("CARGO_MANIFEST_DIR"), "/hack/.cache/busybox-oci"), "busybox"]);
+    }
+    nodes
+}
+
 /// `n` nodes on one underlay bridge (MTU 1500), each with the busybox image.
 fn cluster(tag: &str, n: usize) -> Cluster {
-    let mut nodes: Vec<World> = (0..n).map(|i| World::with_node(&format!("{tag}{i}"))).collect();
+    let mut nodes = nodes(tag, n);
     let underlay = format!("{}u", nodes[0].name);
     nodes[0].add_system_netns(&underlay);
     sh(&format!("ip -n {underlay} link add ul type bridge && ip -n {underlay} link set ul up"));
@@ -56,7 +65,6 @@ fn cluster(tag: &str, n: usize) -> Cluster {
              ip -n {node} addr add {}/24 dev u0 && ip -n {node} link set u0 up",
             underlay_ip(i)
         ));
-        w.ok(&["image", "import", concat!(env!("CARGO_MANIFEST_DIR"), "/hack/.cache/busybox-oci"), "busybox"]);
     }
     let ips = (0..n).map(underlay_ip).collect();
     Cluster { nodes, underlay, ips, captures: Vec::new() }
@@ -67,7 +75,7 @@ fn cluster(tag: &str, n: usize) -> Cluster {
 /// MTU than the nodes' own underlays (1500) in the middle of the path. Node 1
 /// routes to node 0 with MTU 1400.
 fn routed_pair(tag: &str) -> Cluster {
-    let mut nodes: Vec<World> = (0..2).map(|i| World::with_node(&format!("{tag}{i}"))).collect();
+    let mut nodes = nodes(tag, 2);
     let router = format!("{}r", nodes[0].name);
     nodes[0].add_system_netns(&router);
     let (n0, n1) = (nodes[0].node.clone().unwrap(), nodes[1].node.clone().unwrap());
@@ -82,9 +90,6 @@ fn routed_pair(tag: &str) -> Cluster {
          ip -n {n1} addr add 192.168.78.2/24 dev u0 && ip -n {n1} link set u0 up && \
          ip -n {n1} route add 192.168.77.0/24 via 192.168.78.254 mtu 1400"
     ));
-    for w in &nodes {
-        w.ok(&["image", "import", concat!(env!("CARGO_MANIFEST_DIR"), "/hack/.cache/busybox-oci"), "busybox"]);
-    }
     let ips = vec!["192.168.77.1".to_string(), "192.168.78.2".to_string()];
     Cluster { nodes, underlay: router, ips, captures: Vec::new() }
 }
