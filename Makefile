@@ -24,6 +24,7 @@ bench-deps:
 
 build:
 	$(CARGO) build --release
+	$(CARGO) build --release --example ipip_wire
 	$(CARGO) test --release --no-run --test runtime
 
 bundle:

@@ -9,7 +9,7 @@
 //! worker.rs for the data plane and its batching, offload.rs for the TUN
 //! offloads: TSO super-packets cut in userspace, GSO writes to the TUN,
 //! icmp.rs for its ICMP answers: packets too big for the path, peers that
-//! cannot be reached).
+//! cannot be reached). probe.rs measures the raw-socket wire alone.
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -29,6 +29,7 @@ use crate::runtime::state::{self, Creator};
 
 mod icmp;
 mod offload;
+pub mod probe;
 mod sock;
 mod supervisor;
 mod table;

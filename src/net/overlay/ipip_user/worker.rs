@@ -38,11 +38,11 @@ use super::table::{decap_range, ecn_decap, encap_target, outer_header, Table, OU
 use super::{icmp, tun, Config, Peer};
 
 /// Packets per recvmmsg, and TUN reads per round, when batching.
-const BATCH: usize = 64;
+pub(super) const BATCH: usize = 64;
 /// Room for outgoing messages per sendmmsg (a super-packet makes up to 45).
 const MSGS: usize = 256;
 /// Room for any IPv4 packet (the raw socket hands over reassembled ones).
-const BUF: usize = 65536;
+pub(super) const BUF: usize = 65536;
 
 type Shared = Arc<RwLock<Arc<Table>>>;
 
@@ -101,12 +101,12 @@ fn iov(b: &[u8]) -> libc::iovec {
 }
 
 /// Room for the outer header and an inner IPv4 and TCP header with options.
-const HEAD: usize = OUTER_LEN + 60 + 60;
+pub(super) const HEAD: usize = OUTER_LEN + 60 + 60;
 
 /// The outgoing IPIP packets of one sendmmsg: per message a head (the outer
 /// header, and for a segment of a super-packet its own inner headers) and
 /// a body in a TUN read buffer, which must outlive the flush.
-struct Tx {
+pub(super) struct Tx {
     heads: Vec<[u8; HEAD]>,
     addrs: Vec<libc::sockaddr_in>,
     iovs: Vec<[libc::iovec; 2]>,
@@ -116,7 +116,7 @@ struct Tx {
 }
 
 impl Tx {
-    fn new(cap: usize) -> Result<Tx> {
+    pub(super) fn new(cap: usize) -> Result<Tx> {
         let mut tx = Tx {
             heads: vec![[0u8; HEAD]; cap],
             addrs: vec![sockaddr(Ipv4Addr::UNSPECIFIED); cap],
@@ -137,7 +137,7 @@ impl Tx {
     }
 
     /// The head of the next message, flushing first if all are taken.
-    fn next_head(&mut self, raw: RawFd) -> &mut [u8; HEAD] {
+    pub(super) fn next_head(&mut self, raw: RawFd) -> &mut [u8; HEAD] {
         if self.n == self.heads.len() {
             self.flush(raw);
         }
@@ -145,7 +145,7 @@ impl Tx {
     }
 
     /// Take the message whose head `next_head` gave: `head_len` bytes of it, then `body`.
-    fn push(&mut self, dst: Ipv4Addr, head_len: usize, body: &[u8]) {
+    pub(super) fn push(&mut self, dst: Ipv4Addr, head_len: usize, body: &[u8]) {
         let i = self.n;
         self.addrs[i] = sockaddr(dst);
         self.iovs[i] = [iov(&self.heads[i][..head_len]), iov(body)];
@@ -155,7 +155,7 @@ impl Tx {
     /// Send every message: one the kernel refuses (no route, a firewall)
     /// is dropped and the rest still go; one refused as too big for the
     /// path is also answered to its sender (icmp.rs).
-    fn flush(&mut self, raw: RawFd) {
+    pub(super) fn flush(&mut self, raw: RawFd) {
         let mut off = 0;
         while off < self.n {
             let left = (self.n - off) as libc::c_uint;
@@ -242,6 +242,48 @@ fn tun_to_wire(mut tun: File, raw: Arc<OwnedFd>, table: Shared, local: Ipv4Addr,
     }
 }
 
+/// Room for a batch of packets from the receiving socket (each buffer big
+/// enough for any IPv4 packet: the raw socket hands over reassembled ones),
+/// and the recvmmsg that fills it.
+pub(super) struct RxBatch {
+    pub(super) bufs: Vec<Vec<u8>>,
+    // What `msgs` point into: kept, never touched again.
+    _iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl RxBatch {
+    pub(super) fn new(n: usize) -> RxBatch {
+        let mut bufs = vec![vec![0u8; BUF]; n];
+        let mut iovs: Vec<libc::iovec> = bufs.iter_mut().map(|b| iov(b)).collect();
+        let mut msgs = empty_msgs(n);
+        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        RxBatch { bufs, _iovs: iovs, msgs }
+    }
+
+    /// One recvmmsg: what the socket holds, up to a batch, waiting only for
+    /// the first packet. The count, or -1 with errno set.
+    pub(super) fn recv(&mut self, fd: RawFd) -> i32 {
+        let flags = if self.msgs.len() > 1 { libc::MSG_WAITFORONE } else { 0 };
+        let n = self.msgs.len() as libc::c_uint;
+        unsafe { libc::recvmmsg(fd, self.msgs.as_mut_ptr(), n, flags, std::ptr::null_mut()) }
+    }
+
+    /// `f(index, packet)` for each of the `r` packets received whole.
+    pub(super) fn each(&mut self, r: usize, mut f: impl FnMut(usize, &mut [u8])) {
+        for (i, m) in self.msgs.iter_mut().enumerate().take(r) {
+            let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            m.msg_hdr.msg_flags = 0;
+            if !truncated {
+                f(i, &mut self.bufs[i][..m.msg_len as usize]);
+            }
+        }
+    }
+}
+
 /// Wire → TUN: everything the raw socket receives; with `offload`, the
 /// segments of a TCP flow in one batch go to the TUN as one super-packet.
 fn wire_to_tun(
@@ -252,15 +294,7 @@ fn wire_to_tun(
     batch: usize,
     offload: bool,
 ) -> Result<()> {
-    let mut bufs = vec![vec![0u8; BUF]; batch];
-    let mut iovs: Vec<libc::iovec> =
-        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
-    let mut msgs = empty_msgs(batch);
-    for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-        m.msg_hdr.msg_iov = iov;
-        m.msg_hdr.msg_iovlen = 1;
-    }
-    let flags = if batch > 1 { libc::MSG_WAITFORONE } else { 0 };
+    let mut rx = RxBatch::new(batch);
     let mut coalescer = Coalescer::new(mtu.load(Ordering::Relaxed));
     let mut spans: Vec<(usize, Range<usize>)> = Vec::with_capacity(batch);
     let mut writes: Vec<(usize, usize, usize, bool)> = Vec::with_capacity(batch);
@@ -268,9 +302,7 @@ fn wire_to_tun(
     let mut wiov: Vec<libc::iovec> = Vec::with_capacity(batch + 2);
     let mut notifier = icmp::Notifier::new()?;
     loop {
-        let r = unsafe {
-            libc::recvmmsg(raw.as_raw_fd(), msgs.as_mut_ptr(), batch as libc::c_uint, flags, std::ptr::null_mut())
-        };
+        let r = rx.recv(raw.as_raw_fd());
         if r < 0 {
             match errno() {
                 libc::EINTR => continue,
@@ -278,7 +310,7 @@ fn wire_to_tun(
                     return os_err("receiving from the raw socket")
                 }
                 // An ICMP error about an outer packet (IP_RECVERR).
-                _ => answer_errors(raw.as_raw_fd(), &mut bufs[0], &mut notifier),
+                _ => answer_errors(raw.as_raw_fd(), &mut rx.bufs[0], &mut notifier),
             }
             continue;
         }
@@ -286,19 +318,14 @@ fn wire_to_tun(
         let mtu = mtu.load(Ordering::Relaxed);
         coalescer.mtu = mtu;
         spans.clear();
-        for (i, m) in msgs.iter_mut().enumerate().take(r as usize) {
-            let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            m.msg_hdr.msg_flags = 0;
-            if truncated {
-                continue;
-            }
-            if let Some(inner) = decap_range(&bufs[i][..m.msg_len as usize], &t) {
-                let outer_tos = bufs[i][1];
-                if ecn_decap(outer_tos, &mut bufs[i][inner.clone()]) {
+        rx.each(r as usize, |i, outer| {
+            if let Some(inner) = decap_range(outer, &t) {
+                if ecn_decap(outer[1], &mut outer[inner.clone()]) {
                     spans.push((i, inner));
                 }
             }
-        }
+        });
+        let bufs = &mut rx.bufs;
         // What to write: (first packet, payload in all, PSH at the end,
         // where its followers start in `rest`), followers in `rest`.
         writes.clear();
