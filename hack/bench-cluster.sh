@@ -732,19 +732,25 @@ section=$CACHE/cluster.md
 
 		- The pods' path is not the underlay's: on each node a packet also
 		  crosses the pod's veth, the cluster bridge, a routing step and
-		  rcon's nftables chains with conntrack. host-gw adds nothing else,
-		  so its gap to the underlay is that cost alone; vxlan and vxlan-l2
-		  add the VXLAN header (with GSO and GRO the kernel handles it per
-		  64 KB, not per packet) and a 50-byte smaller MTU. On this 2-core VM
-		  iperf3's sender, receiver and both nodes' softirq work share two
-		  cores, so every extra hop costs throughput directly; and one run
-		  to the next spreads by 10–20% (see the per-world table), so a
-		  ratio near 0.9 can fall either side of the goal from run to run.
-		  A profile of a vxlan run (\`perf record -a\`) finds both vCPUs
-		  about a fifth idle and the VXLAN code itself (transmit, receive
-		  and its GRO cell) under a tenth of the samples: the one stream is
-		  held back by hand-offs between the two cores (wake-ups, the
-		  socket lock), not by the work of its path.
+		  rcon's nftables chains with conntrack. host-gw adds nothing else;
+		  vxlan and vxlan-l2 add the VXLAN header (with GSO and GRO the
+		  kernel handles it per 64 KB, not per packet) and a 50-byte
+		  smaller MTU. With CPUs shared, all of it lands on one CPU: a veth
+		  hands each packet on in the sender's softirq, so the sending CPU
+		  runs node 1's output path, the underlay bridge and node 2's input
+		  path up to the receiving socket, while the receiver's CPU waits
+		  on the socket lock. A profile (\`perf record -a\`) of a vxlan
+		  run finds both vCPUs about a fifth idle, an eighth of all samples
+		  spinning in \`lock_sock\` and the VXLAN code itself under a
+		  tenth. So each hop a path adds costs the one stream directly,
+		  and where the work happens to run moves a run by a third: with
+		  node 2's input steered by flow hash to either CPU (RPS), the same
+		  vxlan pods went from 0.6× to 1.0× of the underlay from one run to
+		  the next. The one-CPU-per-node columns take that away, as two
+		  hosts would: each node's work stays on its own CPU, and what a
+		  path costs is what its own node's CPU spends on it. The
+		  \`vxlan-bare\` row is the kernel's VXLAN with nothing of rcon:
+		  the best a pod path over VXLAN could do here.
 		- Latency: the extra hops (two veths, two bridges and two routing
 		  steps more each way) add a few µs to a round trip whose base here
 		  is little more than that, so the ratio stays near 1.5×. With a
@@ -753,9 +759,9 @@ section=$CACHE/cluster.md
 		  trip (the daemons' reader and writer on both nodes), and in this
 		  VM each wake-up of a sleeping thread costs tens of µs. Spinning a
 		  while before sleeping was tried and did not help.
-		- Userspace ipip is about a quarter to a third of vxlan, short of
-		  the half the goal asks (hack/bench-ipip.sh, one stream between
-		  two bare namespaces, agrees). Its TUN device has the kernel's
+		- Userspace ipip is about a quarter to a third of vxlan in both
+		  models, short of the half the goal asks (hack/bench-ipip.sh, one
+		  stream between two bare namespaces, agrees). Its TUN device has the kernel's
 		  offloads on: one read takes up to 64 KB of TCP, which rcon ipipd
 		  cuts into 1480-byte segments and sends with one \`sendmmsg\`, and
 		  the receiving side merges a batch's in-order segments into one
@@ -797,9 +803,11 @@ section=$CACHE/cluster.md
 		  output and input path, while a kernel tunnel's 64 KB GSO packets
 		  cross the veth underlay whole. Whatever ipipd does, its pods also
 		  need the TUN reads and writes, both TCP stacks and iperf3 on the
-		  same two cores, so they stay well under these rows; where the
-		  two-thread row itself is near half of vxlan, the goal cannot be
-		  reached on this machine by this design. Many flows do spread:
+		  same two cores, so they stay well under these rows. These rows
+		  are the most any TUN + raw-socket data plane could carry here;
+		  where they are themselves under half of vxlan (the last verdict
+		  above), the goal cannot be reached on this machine by this
+		  design, however the daemon is written. Many flows do spread:
 		  ipipd reads its TUN through two queues, each with a sending
 		  thread of its own, and on a real NIC its receiving side gets
 		  GRO's merged IPIP packets; one stream stays bound to one sending
