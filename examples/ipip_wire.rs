@@ -1,8 +1,8 @@
-//! `ipip-wire`: the raw-socket wire of rcon's userspace IPIP alone (no TUN,
+//! `ipip_wire`: the raw-socket wire of rcon's userspace IPIP alone (no TUN,
 //! no TCP), for hack/bench-cluster.sh; see src/net/overlay/ipip_user/probe.rs.
 //!
-//!     ipip-wire send LOCAL DST SECS THREADS [PACKET_BYTES]
-//!     ipip-wire receive LOCAL PEER
+//!     ipip_wire send LOCAL DST SECS THREADS [PACKET_BYTES]
+//!     ipip_wire receive LOCAL PEER
 //!
 //! `receive` waits up to 10 s for the first packet, stops 1 s after the
 //! last, and prints `packets N bytes B secs S payload_gbps G` (G: the TCP
@@ -16,8 +16,8 @@ use anyhow::{bail, Context as _, Result};
 use rcon::net::overlay::ipip_user::probe;
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Result<T> {
-    let v = args.get(i).with_context(|| format!("ipip-wire: missing {what}"))?;
-    v.parse().map_err(|_| anyhow::anyhow!("ipip-wire: {what}: cannot read {v:?}"))
+    let v = args.get(i).with_context(|| format!("ipip_wire: missing {what}"))?;
+    v.parse().map_err(|_| anyhow::anyhow!("ipip_wire: {what}: cannot read {v:?}"))
 }
 
 fn main() -> Result<()> {
@@ -40,7 +40,7 @@ fn main() -> Result<()> {
             let gbps = if got.secs > 0.0 { payload * 8.0 / got.secs / 1e9 } else { 0.0 };
             println!("packets {} bytes {} secs {:.3} payload_gbps {gbps:.3}", got.packets, got.bytes, got.secs);
         }
-        _ => bail!("usage: ipip-wire send LOCAL DST SECS THREADS [PACKET_BYTES] | ipip-wire receive LOCAL PEER"),
+        _ => bail!("usage: ipip_wire send LOCAL DST SECS THREADS [PACKET_BYTES] | ipip_wire receive LOCAL PEER"),
     }
     Ok(())
 }

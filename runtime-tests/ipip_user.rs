@@ -62,15 +62,18 @@ fn try_in_ns(ns: &str, cmd: &str) -> bool {
         .success()
 }
 
-/// `ipip_user::create_tun` run inside `ns`, on a thread of its own.
-fn create_tun_in(ns: &str) {
+/// `f` run inside `ns`, on a thread of its own.
+fn spawn_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
     let path = format!("/var/run/netns/{ns}");
     std::thread::spawn(move || {
         let _in = rcon::net::netns::enter(File::open(path).unwrap()).unwrap();
-        ipip_user::create_tun(TUN, UNDERLAY_MTU - ipip_user::OVERHEAD).unwrap();
+        f()
     })
-    .join()
-    .unwrap();
+}
+
+/// `ipip_user::create_tun` run inside `ns`.
+fn create_tun_in(ns: &str) {
+    spawn_in(ns, || ipip_user::create_tun(TUN, UNDERLAY_MTU - ipip_user::OVERHEAD).unwrap()).join().unwrap();
 }
 
 impl Pair {
@@ -260,4 +263,34 @@ fn ipip_user_without_its_tun_fails_in_one_line() {
     assert!(!out.status.success());
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("TUN device nosuchtun does not exist"), "{err}");
+}
+
+/// The bench's wire probe (probe.rs, examples/ipip_wire.rs) counts real
+/// packets: what node a sends for a moment, node b's receiver takes and
+/// checks, 1500 bytes each; a receiver that expects another peer takes
+/// none of them.
+#[test]
+fn wire_probe_counts_the_packets_it_sends() {
+    use std::time::Duration;
+
+    use rcon::net::overlay::ipip_user::probe;
+
+    let p = Pair::new();
+    let (a, b): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+        (p.a.underlay.parse().unwrap(), p.b.underlay.parse().unwrap());
+    let (first, idle) = (Duration::from_secs(10), Duration::from_millis(500));
+    let from_a = spawn_in(&p.b.ns, move || probe::receive(b, a, first, idle).unwrap());
+    let stranger = std::net::Ipv4Addr::new(192, 168, 77, 9);
+    let from_other = spawn_in(&p.b.ns, move || probe::receive(b, stranger, first, idle).unwrap());
+    // Both receivers are bound: two protocol-4 raw sockets in /proc/net/raw.
+    wait_until("the probe's receivers", || {
+        in_ns(&p.b.ns, "cat /proc/net/raw").lines().filter(|l| l.contains(":0004 ")).count() == 2
+    });
+    let sent = spawn_in(&p.a.ns, move || probe::send(a, b, 1500, 0.3, 2).unwrap()).join().unwrap();
+    let got = from_a.join().unwrap();
+    assert!(sent > 0, "nothing sent");
+    assert!(got.packets > 0 && got.packets <= sent, "sent {sent}, received {got:?}");
+    assert_eq!(got.bytes, got.packets * 1500, "{got:?}");
+    assert!(got.secs > 0.0 && got.secs < 5.0, "{got:?}");
+    assert_eq!(from_other.join().unwrap().packets, 0, "taken from a node that is not the peer");
 }

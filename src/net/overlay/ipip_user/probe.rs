@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use super::sock::{os_err, rx_socket, tx_socket};
 use super::table::{decap_range, outer_header, Table, OUTER_LEN};
@@ -139,7 +139,7 @@ fn set_timeout(fd: &impl AsRawFd, d: Duration) -> Result<()> {
         libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), len)
     } < 0
     {
-        return os_err("probe: SO_RCVTIMEO").context("receive timeout");
+        return os_err("SO_RCVTIMEO on the probe's receiving socket");
     }
     Ok(())
 }
