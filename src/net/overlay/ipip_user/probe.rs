@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::sock::{os_err, rx_socket, tx_socket};
+use super::sock::{errno, os_err, rx_socket, tx_socket};
 use super::table::{decap_range, outer_header, Table, OUTER_LEN};
-use super::worker::{RxBatch, Tx, BATCH};
+use super::worker::{broken_socket, RxBatch, Tx, BATCH};
 use super::Peer;
 
 /// Packets per sendmmsg: the segments of one 64 KB TSO super-packet.
@@ -108,12 +108,11 @@ pub fn receive(local: Ipv4Addr, peer: Ipv4Addr, first: Duration, idle: Duration)
     loop {
         let r = rx.recv(raw.as_raw_fd());
         if r < 0 {
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => break,
-                // An ICMP error on the error queue: not ours to count.
-                Some(libc::EHOSTUNREACH | libc::ECONNREFUSED | libc::ENETUNREACH) => continue,
-                _ => return os_err("probe: receiving from the raw socket"),
+            match errno() {
+                libc::EAGAIN => break,
+                e if broken_socket(e) => return os_err("probe: receiving from the raw socket"),
+                // EINTR, or an ICMP error about a packet: not ours to count.
+                _ => continue,
             }
         }
         last = Instant::now();

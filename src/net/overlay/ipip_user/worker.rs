@@ -42,7 +42,7 @@ pub(super) const BATCH: usize = 64;
 /// Room for outgoing messages per sendmmsg (a super-packet makes up to 45).
 const MSGS: usize = 256;
 /// Room for any IPv4 packet (the raw socket hands over reassembled ones).
-pub(super) const BUF: usize = 65536;
+const BUF: usize = 65536;
 
 type Shared = Arc<RwLock<Arc<Table>>>;
 
@@ -101,7 +101,7 @@ fn iov(b: &[u8]) -> libc::iovec {
 }
 
 /// Room for the outer header and an inner IPv4 and TCP header with options.
-pub(super) const HEAD: usize = OUTER_LEN + 60 + 60;
+const HEAD: usize = OUTER_LEN + 60 + 60;
 
 /// The outgoing IPIP packets of one sendmmsg: per message a head (the outer
 /// header, and for a segment of a super-packet its own inner headers) and
@@ -305,10 +305,8 @@ fn wire_to_tun(
         let r = rx.recv(raw.as_raw_fd());
         if r < 0 {
             match errno() {
-                libc::EINTR => continue,
-                libc::EBADF | libc::EFAULT | libc::EINVAL | libc::ENOTSOCK => {
-                    return os_err("receiving from the raw socket")
-                }
+                libc::EINTR => {}
+                e if broken_socket(e) => return os_err("receiving from the raw socket"),
                 // An ICMP error about an outer packet (IP_RECVERR).
                 _ => answer_errors(raw.as_raw_fd(), &mut rx.bufs[0], &mut notifier),
             }
@@ -365,9 +363,15 @@ fn wire_to_tun(
     }
 }
 
+/// Whether a failed recvmmsg's errno means the socket itself is unusable;
+/// any other is an ICMP error about one of our packets (IP_RECVERR).
+pub(super) fn broken_socket(errno: i32) -> bool {
+    matches!(errno, libc::EBADF | libc::EFAULT | libc::EINVAL | libc::ENOTSOCK)
+}
+
 /// Drain the receiving socket's error queue; tell the senders of inner
 /// packets whose outer packets could not be delivered. "Fragmentation
-/// needed" is left out: the kernel keeps that MTU, and `Tx::too_big`
+/// needed" is left out: the kernel keeps that MTU, and `Tx::refused`
 /// answers the packets it then refuses.
 fn answer_errors(raw: RawFd, buf: &mut [u8], notifier: &mut icmp::Notifier) {
     while let Some((kind, code, len)) = icmp_error(raw, buf) {
