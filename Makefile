@@ -7,11 +7,16 @@ CARGO ?= cargo
 TEST_THREADS ?= 4
 # Extra arguments for the root tests' harness, e.g. `make test-root ARGS=netns`.
 ARGS ?=
+# Where cargo puts what it builds (it honours CARGO_TARGET_DIR), and the binary.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+RCON_BIN := $(TARGET_DIR)/release/rcon
+# Where `make man` writes the man pages.
+MANDIR ?= $(TARGET_DIR)/man
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: all deps bench-deps build bundle qemu test test-unit test-root sweep demo bench lint clean
+.PHONY: all deps bench-deps build rcon bundle qemu test test-unit test-root sweep demo man bench lint clean
 
 all: build
 
@@ -26,6 +31,11 @@ build:
 	$(CARGO) build --release
 	$(CARGO) build --release --example ipip_wire
 	$(CARGO) test --release --no-run --test runtime
+
+# The rcon binary alone (no test binary, no example): what the demo and the
+# man pages need.
+rcon:
+	$(CARGO) build --release --bin rcon
 
 bundle:
 	hack/mkbundle.sh
@@ -62,8 +72,17 @@ test-root:
 sweep:
 	hack/sweep.sh
 
-demo: deps build bundle
-	hack/demo.sh
+# Builds only what it runs: the rcon binary and the busybox image (not the
+# tests, not the examples); both steps are no-ops when already done.
+demo: deps rcon
+	hack/mkimage.sh
+	RCON=$(RCON_BIN) hack/demo.sh
+
+# One man page per command (rcon.1, rcon-run.1, rcon-pod-create.1, ...) in
+# $(MANDIR), the old ones removed first; read one with `man -l target/man/rcon-run.1`.
+man: rcon
+	rm -f $(MANDIR)/rcon*.1
+	$(RCON_BIN) __man $(MANDIR)
 
 bench: bench-deps deps build bundle
 	hack/bench.sh

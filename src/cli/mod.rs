@@ -1,6 +1,7 @@
 //! Command-line front end. Clap structs live here; each command is a short
 //! file that calls one library function and prints the result.
 
+mod completion;
 mod docker;
 mod exec;
 mod image;
@@ -19,8 +20,12 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use rcon::Context;
 
+/// `rcon --version`: the crate's version and the git commit it was built
+/// from (build.rs; "unknown" outside git).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("RCON_GIT_COMMIT"), ")");
+
 #[derive(Parser, Debug)]
-#[command(name = "rcon", version, about = "A small runc-like container runtime whose network subsystem is the point")]
+#[command(name = "rcon", version = VERSION, about = "A small runc-like container runtime whose network subsystem is the point")]
 pub struct Cli {
     /// Directory for container state (tmpfs, like runc).
     #[arg(long, global = true, env = "RCON_ROOT", default_value = "/run/rcon")]
@@ -117,6 +122,11 @@ enum Command {
     Port { name: String },
     /// Remove what crashed runs left behind: endpoints, leases, veths, rules.
     Gc,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Write one man page per command into DIR (`make man`).
+    #[command(name = "__man", hide = true)]
+    Man(completion::ManArgs),
     /// The pod sandbox's pause process: holds namespaces, reaps orphans, ends on TERM/INT.
     #[command(hide = true)]
     Pause,
@@ -134,6 +144,12 @@ pub fn main() -> i32 {
             eprintln!("rcon: {}", one_line(&e.to_string()));
             return 2;
         }
+    };
+    // These two only print what clap knows: no logging, no state, no config.
+    let cmd = match cli.cmd {
+        Command::Completion(a) => return report(completion::completion(a)),
+        Command::Man(a) => return report(completion::man(a)),
+        cmd => cmd,
     };
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("rcon: {e:#}");
@@ -155,7 +171,12 @@ pub fn main() -> i32 {
         data_root: cli.data_root.clone(),
         firewall,
     };
-    match dispatch(&ctx, cli.cmd) {
+    report(dispatch(&ctx, cmd))
+}
+
+/// A command's exit code, or its error as one line on stderr (and in the log) and 1.
+fn report(r: anyhow::Result<i32>) -> i32 {
+    match r {
         Ok(code) => code,
         Err(e) => {
             let line = format!("{e:#}").replace('\n', " ");
@@ -206,5 +227,38 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Gc => network::gc(ctx),
         Command::Pause => rcon::engine::pause::run(),
         Command::Ipipd(a) => overlay::ipipd(a),
+        Command::Completion(a) => completion::completion(a),
+        Command::Man(a) => completion::man(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_the_commit() {
+        let commit = env!("RCON_GIT_COMMIT");
+        assert!(
+            commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+            "not a short commit: {commit:?}"
+        );
+        for flag in ["--version", "-V"] {
+            let e = Cli::try_parse_from(["rcon", flag]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
+            let want = format!("rcon {} (commit {commit})", env!("CARGO_PKG_VERSION"));
+            assert_eq!(e.to_string().trim_end(), want);
+        }
+    }
+
+    #[test]
+    fn completion_takes_a_shell() {
+        let cli = Cli::try_parse_from(["rcon", "completion", "zsh"]).unwrap();
+        assert!(matches!(
+            cli.cmd,
+            Command::Completion(completion::CompletionArgs { shell: clap_complete::Shell::Zsh })
+        ));
+        assert!(Cli::try_parse_from(["rcon", "completion", "tcsh"]).is_err());
+        assert!(Cli::try_parse_from(["rcon", "completion"]).is_err());
     }
 }

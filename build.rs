@@ -1,0 +1,55 @@
+//! Build script: the git commit that `rcon --version` prints.
+//!
+//! `RCON_GIT_COMMIT` is `git rev-parse --short HEAD` of the repository this
+//! crate is the top of, or "unknown" when it is built outside git (a source
+//! tarball, or a copy inside some other repository). Setting RCON_GIT_COMMIT
+//! in the environment overrides both, for packagers.
+//!
+//! It runs again when HEAD moves: a checkout (`HEAD` itself) or a commit on
+//! the current branch (that branch's ref, loose or packed). Nothing else in
+//! .git is watched, so `git add` and the like rebuild nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=RCON_GIT_COMMIT");
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let commit = match std::env::var("RCON_GIT_COMMIT") {
+        Ok(c) if !c.trim().is_empty() => c.trim().to_string(),
+        _ => from_git(&manifest_dir).unwrap_or_else(|| "unknown".to_string()),
+    };
+    println!("cargo:rustc-env=RCON_GIT_COMMIT={commit}");
+}
+
+/// `git -C DIR ARGS…`'s trimmed stdout, if git ran and succeeded.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !s.is_empty()).then_some(s)
+}
+
+/// The short commit of HEAD, when `dir` is the top of a git work tree; also
+/// tells cargo which files to watch.
+fn from_git(dir: &Path) -> Option<String> {
+    let top = git(dir, &["rev-parse", "--show-toplevel"])?;
+    if std::fs::canonicalize(&top).ok()? != std::fs::canonicalize(dir).ok()? {
+        return None; // a copy of the sources inside someone else's repository
+    }
+    // --git-path resolves worktrees and $GIT_DIR; relative paths are relative to `dir`.
+    let watch = |p: &str| {
+        if let Some(path) = git(dir, &["rev-parse", "--git-path", p]) {
+            let path = dir.join(path);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    };
+    watch("HEAD");
+    if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
+        watch(&branch);
+        watch("packed-refs");
+    }
+    git(dir, &["rev-parse", "--short", "HEAD"])
+}
