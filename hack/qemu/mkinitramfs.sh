@@ -7,8 +7,10 @@
 # OUT is two concatenated gzip'd cpio archives (the kernel unpacks them in
 # turn): a base layer cached in hack/.cache/qemu/ (busybox, rcon and its
 # libraries, ip, nft, conntrack, tcpdump and ethtool if installed, the kernel
-# modules and /init) and a small layer holding only /scenario.sh and
-# /scenario-lib.sh (scenarios/lib.sh, the helpers scenarios source). The
+# modules and /init) and a small layer holding only /scenario.sh,
+# /scenario-lib.sh (scenarios/lib.sh, the helpers scenarios source) and the
+# test worlds' sysctl baseline (/netns-baseline.conf and /netns-baseline.sh,
+# from hack/lib/, which lib.sh sources). The
 # scenario layer is rebuilt on every call, so it needs no cache key: editing a
 # scenario or lib.sh never rebuilds the base; a new rcon binary, kernel or
 # script does.
@@ -159,7 +161,10 @@ stmp=$(mktemp -d "${TMPDIR:-/tmp}/rcon-qemu-scenario.XXXXXX")
 trap 'rm -rf "$stmp"' EXIT
 install -m 0755 "$scenario" "$stmp/scenario.sh"
 install -m 0644 "$here/scenarios/lib.sh" "$stmp/scenario-lib.sh"
+install -m 0644 "$repo/hack/lib/netns-baseline.conf" "$stmp/netns-baseline.conf"
+install -m 0644 "$repo/hack/lib/netns-baseline.sh" "$stmp/netns-baseline.sh"
 {
 	cat "$base"
-	(cd "$stmp" && printf '%s\n' scenario.sh scenario-lib.sh | "$busybox" cpio -o -H newc -R 0:0 | gzip -1)
+	(cd "$stmp" && printf '%s\n' scenario.sh scenario-lib.sh netns-baseline.conf netns-baseline.sh |
+		"$busybox" cpio -o -H newc -R 0:0 | gzip -1)
 } >"$out"

@@ -13,10 +13,18 @@
 # a named netns `pod` attached to the node's `cluster` network (ipip,
 # 10.244.0.0/16, nodea 10.244.1.0/24, nodeb 10.244.2.0/24).
 #
+# Every namespace a scenario makes starts from the test worlds' sysctl
+# baseline: `netns NAME` (ip netns add, the baseline, lo up), as
+# runtime-tests/common/mod.rs new_netns does; hack/lib/netns-baseline.conf
+# says why and what.
+#
 # busybox sh prefers its own applets: iproute2 is called by full path,
 # nsenter is busybox's.
 IP=/usr/sbin/ip
 NODES="nodea nodeb"
+NETNS_BASELINE_CONF=/netns-baseline.conf
+# shellcheck source=../../lib/netns-baseline.sh
+. /netns-baseline.sh
 
 # on_fail: what a scenario prints before fail exits (state, counters);
 # redefine it after sourcing this file.
@@ -57,11 +65,22 @@ pod_ip() {
 	in_pod "$1" $IP -o -4 addr show eth0 | sed -n 's/.*inet \([0-9.]*\)\/.*/\1/p'
 }
 
+# netns NAME: a namespace of the world: ip netns add, the sysctl baseline
+# (netns_baseline, /netns-baseline.sh), lo up.
+netns() {
+	$IP netns add "$1" || fail "netns add $1"
+	netns_baseline "$1" || fail "the sysctl baseline in $1"
+	$IP -n "$1" link set lo up
+}
+# sysctl_in NS KEY: KEY's value in NS (dotted, e.g. net.ipv4.ip_forward).
+sysctl_in() {
+	in_node "$1" cat /proc/sys/"$(echo "$2" | tr . /)"
+}
+
 # underlay: the node namespaces and the veth u0 between them.
 underlay() {
 	for n in $NODES; do
-		$IP netns add "$n" || fail "netns add $n"
-		$IP -n "$n" link set lo up
+		netns "$n"
 		mkdir -p /tmp/"$n"/run /tmp/"$n"/lib /tmp/"$n"/netns
 	done
 	$IP link add u0 netns nodea mtu 1500 type veth peer name u0 netns nodeb mtu 1500 || fail "veth underlay"
