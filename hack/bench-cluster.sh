@@ -324,6 +324,7 @@ run_path() {
 	local path=$1 dir=$WORLD/$1 ul=$PREFIX-$$-$1-u k other nd n p1 pod mtu ip1 ip2 args envs left
 	mkdir -p "$dir"
 	ip netns add "$ul"
+	netns_baseline "$ul"
 	ip -n "$ul" link set lo up
 	# The underlay bridge stands for a switch: no host firewall on it.
 	ip netns exec "$ul" sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
@@ -336,6 +337,7 @@ run_path() {
 		n=$PREFIX-$$-$path-n$k nd=$dir/n$k
 		mkdir -p "$nd/run" "$nd/lib" "$nd/netns"
 		ip netns add "$n"
+		netns_baseline "$n"
 		ip -n "$n" link set lo up
 		ip link add u0 netns "$n" mtu 1500 type veth peer name "p$k" netns "$ul" mtu 1500
 		ip -n "$ul" link set "p$k" master ul up

@@ -33,7 +33,11 @@ trap cleanup EXIT
 
 inns() { nsenter --net="/var/run/netns/$1" "${@:2}"; }
 
-for n in "$A" "$B"; do ip netns add "$n" && ip -n "$n" link set lo up; done
+# Each namespace starts from the sysctl baseline (hack/lib/netns-baseline.conf).
+NETNS_BASELINE_CONF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/netns-baseline.conf
+# shellcheck source=SCRIPTDIR/lib/netns-baseline.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/netns-baseline.sh"
+for n in "$A" "$B"; do ip netns add "$n" && netns_baseline "$n" && ip -n "$n" link set lo up; done
 ip link add u0 netns "$A" type veth peer name u0 netns "$B"
 ip -n "$A" addr add 192.168.77.1/24 dev u0 && ip -n "$A" link set u0 up
 ip -n "$B" addr add 192.168.77.2/24 dev u0 && ip -n "$B" link set u0 up

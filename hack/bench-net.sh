@@ -196,6 +196,7 @@ run_one() {
 	local tool=$1 n=$2 dir=$WORLD/$1-$2 node=$PREFIX-$$-$1-$2 t0 t1 t2
 	mkdir -p "$dir"
 	ip netns add "$node"
+	netns_baseline "$node"
 	ip -n "$node" link set lo up
 	t0=$EPOCHREALTIME
 	make_containers "$dir/cns" "$n"

@@ -352,6 +352,7 @@ run_one() {
 	local kind=$1 name=$2 n=$3 dir=$WORLD/$2 node=$PREFIX-$$-$2 t0 t1 f
 	mkdir -p "$dir"
 	ip netns add "$node"
+	netns_baseline "$node"
 	ip -n "$node" link set lo up
 	make_containers "$dir/cns" 1 keeper
 	ln -s "$WORLD/bundle" "$dir/bundle"

@@ -373,6 +373,7 @@ run_one() {
 	((round > 1)) || inserts=$INSERTS
 	mkdir -p "$dir"
 	ip netns add "$node"
+	netns_baseline "$node"
 	ip -n "$node" link set lo up
 	chunks=$(((n - 1 + CHUNK - 1) / CHUNK))
 	make_containers "$dir/cns" "$chunks" r
@@ -385,6 +386,7 @@ run_one() {
 		# default route through it, as runtime-tests/network.rs net_world.
 		inet=$node-inet
 		ip netns add "$inet"
+		netns_baseline "$inet"
 		ip -n "$inet" link set lo up
 		ip -n "$node" link add up0 type veth peer name up1 netns "$inet"
 		ip -n "$node" addr add "$UPLINK_NODE/24" dev up0

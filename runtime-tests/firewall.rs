@@ -4,6 +4,8 @@
 //! would, with a veth to one or two "ctr" namespaces (10.11.0.0/24, 10.12.0.0/24; the node is .1, the
 //! container .2) and a veth uplink to an "inet" namespace (198.51.100.0/24: inet .1, node .2, the node's
 //! default route). Every link is made inside those namespaces, so the machine's own namespace never sees one.
+//! Each namespace starts from the sysctl baseline (common/mod.rs), so the node's ip_forward is 0 before the
+//! library turns it on, also on a host whose own ip_forward is 1.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use rcon::net::firewall::{self, Backend, NetRules};
 use rcon::net::forwarding;
 
-use crate::common::{require_root, sh, unique};
+use crate::common::{new_netns, require_root, sh, unique};
 
 const INET: &str = "198.51.100.1";
 const UPLINK: &str = "198.51.100.2";
@@ -56,7 +58,8 @@ impl Topo {
 
     fn add_ns(&mut self, role: &str) -> String {
         let name = format!("{}-{role}", self.base);
-        sh(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        // With the sysctl baseline: the node starts with ip_forward 0 whatever the root namespace has.
+        new_netns(&name);
         self.ns.push(name.clone());
         name
     }

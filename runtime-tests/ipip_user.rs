@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 
 use rcon::net::overlay::ipip_user::{self, Peer};
 
-use crate::common::{pid_alive, require_root, sh, unique, wait_pid_gone, wait_until};
+use crate::common::{new_netns, pid_alive, require_root, sh, unique, wait_pid_gone, wait_until};
 
 const TUN: &str = "ipip0";
 const UNDERLAY_MTU: u32 = 1500;
@@ -87,7 +87,7 @@ impl Pair {
         let dir = tempfile::Builder::new().prefix(&format!("rcon-{base}-")).tempdir().unwrap();
         let p = Pair { a, b, dir, daemons: Vec::new() };
         for n in [&p.a, &p.b] {
-            sh(&format!("ip netns add {0} && ip -n {0} link set lo up", n.ns));
+            new_netns(&n.ns);
         }
         sh(&format!("ip link add u0 netns {} type veth peer name u0 netns {}", p.a.ns, p.b.ns));
         for (n, other) in [(&p.a, &p.b), (&p.b, &p.a)] {

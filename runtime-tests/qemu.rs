@@ -73,3 +73,25 @@ fn cluster_ipip_userspace_receives_offloaded_kernel_packets_in_qemu() {
     assert!(out.lines().any(|l| l == "RCON-QEMU-RESULT: PASS"), "no PASS line:\n{out}");
     assert!(out.contains("cluster-ipip-offload: kernel-offload-userspace ok"), "{out}");
 }
+
+/// The test worlds' sysctl baseline (hack/lib/netns-baseline.conf, "Test worlds and host sysctls" in
+/// common/mod.rs) on a host whose root namespace forwards, filters reverse paths and routes localnet, as a
+/// Docker or Kubernetes host does: the VM's root namespace is set so first. A namespace made without the
+/// baseline inherits ip_forward=1 (the control); the world's node starts with forwarding 0 and forwards
+/// nothing, rcon's bridge network turns ip_forward on and nothing else, a pod reaches the internet through
+/// masquerade and one on an --internal network does not, and the last network's removal puts 0 back.
+#[test]
+fn host_sysctls_do_not_leak_into_worlds_in_qemu() {
+    let (ok, out) = run_scenario("host-sysctls.sh");
+    assert!(ok, "hack/qemu/run.sh failed:\n{out}");
+    assert!(out.lines().any(|l| l == "RCON-QEMU-RESULT: PASS"), "no PASS line:\n{out}");
+    for want in [
+        "host-sysctls: control: a namespace made without the baseline inherits them",
+        "host-sysctls: before rcon: the node does not forward (inet -> lan unanswered)",
+        "host-sysctls: p1 -> inet:8080 answered (inet has no route to 10.10.0.0/24: masqueraded)",
+        "host-sysctls: p2 on vault: gateway yes, internet no",
+        "host-sysctls: ok",
+    ] {
+        assert!(out.contains(want), "no {want:?}:\n{out}");
+    }
+}

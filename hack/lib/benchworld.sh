@@ -13,6 +13,13 @@
 # PID: remove_world calls it first, to end what run PID left running (it can
 # end with kill_world_procs PID, and find run PID's rcon with world_rcon PID).
 
+# netns_baseline NS: the sysctl baseline (netns-baseline.conf) of every node,
+# internet and underlay namespace a bench makes, right after `ip netns add`:
+# a new namespace copies ip_forward and friends from the machine's own.
+NETNS_BASELINE_CONF=${NETNS_BASELINE_CONF:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/netns-baseline.conf}
+# shellcheck source=SCRIPTDIR/netns-baseline.sh
+. "$(dirname "${BASH_SOURCE[0]}")/netns-baseline.sh"
+
 # unmount_below DIR: every mount point at or below DIR, deepest first.
 unmount_below() {
 	awk -v w="$1" '$5 == w || index($5, w "/") == 1 {print $5}' /proc/self/mountinfo | sort -ru |

@@ -13,6 +13,10 @@
 #                    world_init installs it as the EXIT trap.
 
 _world_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# netns_baseline NS: the sysctl baseline of every namespace a world makes.
+NETNS_BASELINE_CONF=${NETNS_BASELINE_CONF:-$_world_repo/hack/lib/netns-baseline.conf}
+# shellcheck source=SCRIPTDIR/netns-baseline.sh
+. "$_world_repo/hack/lib/netns-baseline.sh"
 
 # run CMD...: show the command on stderr, then run it.
 run() {
@@ -23,13 +27,16 @@ run() {
 # world_in_node NODE SCRIPT: run SCRIPT again, with the argument `inside`,
 # in a fresh network namespace NODE (lo up) that goes when this shell
 # exits. For scripts whose bridges, rules and ip_forward must stay out of
-# the machine's own namespace. Name NODE rt<letters><pid> so that
-# hack/sweep.sh removes it after a crash.
+# the machine's own namespace. NODE starts from the sysctl baseline
+# (ip_forward 0... whatever the machine's own namespace has: see
+# netns-baseline.conf). Name NODE rt<letters><pid> so that hack/sweep.sh
+# removes it after a crash.
 world_in_node() {
 	local node=$1 script=$2
 	ip netns add "$node"
 	# shellcheck disable=SC2064 # expand now: the trap outlives this function
 	trap "ip netns delete '$node' 2>/dev/null || true" EXIT
+	netns_baseline "$node"
 	ip -n "$node" link set lo up
 	nsenter --net="/var/run/netns/$node" bash "$script" inside
 }

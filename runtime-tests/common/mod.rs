@@ -1,6 +1,38 @@
 //! The test world: private state roots, a private netns dir, bundles made
 //! from the busybox rootfs that hack/mkbundle.sh prepares, and a guard that
 //! removes everything on drop.
+//!
+//! # Test worlds and host sysctls
+//!
+//! A new network namespace copies `net.ipv4.conf.{all,default}.*` (so
+//! `ip_forward`, `rp_filter`, `route_localnet`, `proxy_arp`) from the
+//! machine's root namespace at the moment it is made, whoever makes it and
+//! from whichever namespace (`net.core.devconf_inherit_init_net=0`, the
+//! default). On a Docker or Kubernetes host `ip_forward` is 1 there, so a
+//! node namespace would start out forwarding: tests that check rcon turns
+//! forwarding on pass without rcon, and those that check it is put back to 0
+//! fail. The tests must not touch the root namespace (TESTING.md), so every
+//! namespace a world makes gets an explicit baseline instead: [`new_netns`]
+//! (and so [`World::add_system_netns`], [`World::with_node`]) writes the
+//! values of `hack/lib/netns-baseline.conf` (a fresh host's defaults:
+//! forwarding 0, rp_filter 0, route_localnet 0, proxy_arp 0, bridge-nf-call-*
+//! 1) into it right after `ip netns add`, before any link is made there (a new
+//! device copies `conf.default`) and before rcon runs there. A world that
+//! needs another value sets it after the baseline (cluster.rs's router turns
+//! ip_forward on). The same file is the baseline of hack/lib/world.sh (demo,
+//! benches) and of the qemu scenarios (hack/qemu/scenarios/lib.sh), and
+//! `host_sysctls_do_not_leak_into_worlds_in_qemu` (qemu.rs) proves it in a VM
+//! whose root namespace forwards, filters reverse paths and routes localnet.
+//!
+//! Namespaces rcon makes (containers, pods) copy the root namespace's values
+//! as in production; a test that reads a sysctl there compares with what a
+//! new namespace gets ([`new_netns_default`]), not with a constant.
+//! Which tests depend on what: the node's `ip_forward` starting at 0
+//! (firewall.rs: `firewall_forwarding`, `firewall_masquerade_*`,
+//! `firewall_isolation_*`; network.rs: `bridge_paths_*`), a new namespace's
+//! `ip_forward` (lifecycle.rs: `sysctl_is_set_in_the_container_only`), and
+//! bridge-nf-call-iptables=1 (ports.rs: a neighbour container reaching a
+//! published port by the node's address).
 
 #![allow(dead_code)]
 
@@ -89,9 +121,9 @@ impl World {
         }
     }
 
-    /// `ip netns add NAME` with lo up, removed when the world drops.
+    /// [`new_netns`] (`ip netns add NAME`, lo up, the sysctl baseline), removed when the world drops.
     pub fn add_system_netns(&mut self, name: &str) {
-        sh(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        new_netns(name);
         self.system_netns.push(name.to_string());
     }
 
@@ -200,6 +232,70 @@ impl Drop for World {
         }
         while nix::mount::umount2(&self.netns_dir, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
     }
+}
+
+/// The sysctl baseline of every namespace a test world makes (see the module comment).
+pub const NETNS_BASELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/lib/netns-baseline.conf");
+
+/// `hack/lib/netns-baseline.conf` as (key, value) pairs, in order.
+pub fn netns_baseline_entries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(NETNS_BASELINE).unwrap_or_else(|e| panic!("reading {NETNS_BASELINE}: {e}"));
+    text.lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{NETNS_BASELINE}: not `key = value`: {l}"));
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+/// The /proc/sys file of a dotted sysctl key.
+pub fn sysctl_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys").join(key.replace('.', "/"))
+}
+
+/// Write the baseline into the namespace /var/run/netns/NS (from a thread
+/// inside it: /proc/sys/net follows the thread's namespace). Keys this kernel
+/// lacks are skipped; a failed write panics.
+pub fn netns_baseline(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap_or_else(|e| panic!("opening netns {ns}: {e}"));
+    let entries = netns_baseline_entries();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns for the sysctl baseline");
+            for (k, v) in &entries {
+                let p = sysctl_path(k);
+                if p.exists() {
+                    std::fs::write(&p, v).unwrap_or_else(|e| panic!("netns {ns}: writing {v} to {k}: {e}"));
+                }
+            }
+        })
+        .join()
+        .expect("the baseline thread panicked")
+    });
+}
+
+/// A named netns for a test world: `ip netns add NS`, lo up, and the sysctl
+/// baseline. The caller removes it (`World` does for `add_system_netns`).
+pub fn new_netns(ns: &str) {
+    sh(&format!("ip netns add {ns}"));
+    netns_baseline(ns);
+    sh(&format!("ip -n {ns} link set lo up"));
+}
+
+/// What a namespace made now without a baseline (a container's, a pod's)
+/// starts with for `key`: read in a throwaway namespace, nothing written.
+pub fn new_netns_default(key: &str) -> String {
+    let path = sysctl_path(key);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare a throwaway netns");
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {key}: {e}")).trim().to_string()
+        })
+        .join()
+        .expect("the probe thread panicked")
+    })
 }
 
 /// Run a shell command on the host side (e.g. `ip -n NS …`); panics on failure.
