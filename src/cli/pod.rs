@@ -14,7 +14,8 @@ pub enum PodCmd {
         /// The pod's name (default: the first 12 hex digits of its id); also its netns name.
         #[arg(long)]
         name: Option<String>,
-        /// The network to attach the pod to (none without it).
+        /// The network to attach the pod to: a network name (default: bridge),
+        /// or none for a netns with only lo.
         #[arg(long = "network", visible_alias = "net")]
         network: Option<String>,
         /// A static address on the network.

@@ -158,10 +158,16 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
         bail!("--hostname {hostname:?}: a hostname has 1 to 64 characters");
     }
     let ports: Vec<PortSpec> = req.ports.iter().map(|p| p.parse()).collect::<Result<_>>()?;
-    if req.network.is_none() && (req.ip.is_some() || !ports.is_empty()) {
-        bail!("--ip and -p need a network (--network NAME)");
+    // As `rcon run` and a podman pod: the default bridge unless told otherwise.
+    let network = match req.network.as_deref() {
+        None => Some(crate::net::network::DEFAULT_NETWORK.to_string()),
+        Some("none") => None,
+        Some(n) => Some(n.to_string()),
+    };
+    if network.is_none() && (req.ip.is_some() || !ports.is_empty()) {
+        bail!("--ip and -p need a network: --network none gives the pod only lo");
     }
-    if let Some(n) = &req.network {
+    if let Some(n) = &network {
         store::validate_id("network name", n).with_context(|| format!("--network {n:?}"))?;
         manage::check_network(ctx, n)?;
     }
@@ -181,7 +187,7 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
             created: state::now_rfc3339(),
             hostname,
             netns,
-            network: req.network.clone(),
+            network,
             share_pid: req.share_pid,
             pause: None,
             creator: Some(Creator::me()),

@@ -22,7 +22,7 @@ use super::launch::{self, Namespaces};
 use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
-use super::{cgroup, procs, CreateOptions};
+use super::{cgroup, devices, process, procs, rootfs, CreateOptions};
 use crate::{net, store, Context};
 
 const SPEC_COPY: &str = "config.json";
@@ -47,6 +47,8 @@ struct Undo {
     dir: PathBuf,
     pid: Option<i32>,
     cgroup: Option<PathBuf>,
+    devices: Option<PathBuf>,
+    host_mounts: Option<PathBuf>,
     armed: bool,
 }
 
@@ -60,8 +62,11 @@ impl Drop for Undo {
             // Reap it if it became our child (run sets us as subreaper).
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
         }
-        if let Some(cg) = &self.cgroup {
+        for cg in self.cgroup.iter().chain(&self.devices) {
             let _ = cgroup::remove(cg);
+        }
+        if let Some(rootfs) = &self.host_mounts {
+            let _ = rootfs::unmount_under(rootfs);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -73,7 +78,8 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     let dir = dir_of(ctx, id)?;
     let bundle = spec::load_bundle(&o.bundle)?;
     tracing::debug!(id, "bundle loaded and validated");
-    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let process = bundle.spec.process().as_ref();
+    let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
     let console = match (terminal, console, &o.console_socket) {
         (false, _, Some(_)) => {
             bail!("--console-socket given but config.json process.terminal is false")
@@ -87,8 +93,8 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
             bail!("config.json process.terminal is true: --console-socket is required")
         }
     };
-    if !spec::namespaces(&bundle.spec).iter().any(|n| n.typ() == LinuxNamespaceType::Mount) {
-        bail!("config.json: field linux.namespaces: a mount namespace is required");
+    if let Some(w) = process.and_then(process::ambient_warning) {
+        tracing::warn!("{w}");
     }
     let join = open_joins(&bundle.spec)?;
     fs::DirBuilder::new()
@@ -102,7 +108,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         }
         r => r.with_context(|| format!("creating {}", dir.display()))?,
     }
-    let mut undo = Undo { dir: dir.clone(), pid: None, cgroup: None, armed: true };
+    let mut undo = Undo { dir: dir.clone(), pid: None, cgroup: None, devices: None, host_mounts: None, armed: true };
     if let Some(mount) = cgroup::host_mount() {
         let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
         let cg = cgroup::path_for(&mount, id, cgroups_path.as_deref());
@@ -121,8 +127,17 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
         cgroup: None,
         creator: Some(state::Creator::me()),
+        devices_cgroup: devices::rules(&bundle.spec).and(devices::controller()).map(|m| devices::path_for(&m, id)),
+        // Without a mount namespace of its own, the init mounts in ours.
+        host_mounts: (!spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Mount)).then(|| bundle.rootfs.clone()),
     };
+    undo.devices = st.devices_cgroup.clone();
+    undo.host_mounts = st.host_mounts.clone();
+    // Recorded before made, so that gc finds them after a crash.
     st.save(&dir)?;
+    if let Some(d) = &st.devices_cgroup {
+        devices::create(d, &bundle.spec)?;
+    }
     store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;
     let dir_fd = File::open(&dir)?;
     let start = UnixListener::bind(short_path(&dir_fd, START_SOCKET)).context("binding start socket")?;
@@ -139,7 +154,8 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         start,
     };
     let cgroup = undo.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
-    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup };
+    let v1_cgroups = st.devices_cgroup.as_deref().map(cgroup::open_dir).into_iter().collect::<Result<_>>()?;
+    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup, v1_cgroups };
     let (pid, mut chan) = launch::spawn(ns, move |chan| init::run(cfg, chan))?;
     tracing::debug!(id, pid, "init forked in its namespaces");
     undo.pid = Some(pid);
@@ -157,7 +173,11 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     // bundle's hooks already see the interfaces, as after a CNI plugin.
     net::wire::on_create(ctx, id, pid, &st.annotations)?;
     let rest = (|| {
-        hooks::run(&bundle.spec, Kind::Prestart, &json)?;
+        // runtime-tools (hooks_stdin) expects prestart to see "created", as
+        // when the spec ran it at `start`; createRuntime sees "creating".
+        let mut pre = st.clone();
+        pre.status = Status::Created;
+        hooks::run(&bundle.spec, Kind::Prestart, &pre.oci_json())?;
         hooks::run(&bundle.spec, Kind::CreateRuntime, &json)?;
         chan.send(&Msg::HooksDone { state: json.clone() })?;
         match chan.expect("container setup")? {
@@ -265,8 +285,11 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
                 }
             }
         }
-        if let Some(cg) = &st.cgroup {
+        for cg in st.cgroup.iter().chain(&st.devices_cgroup) {
             cgroup::remove(cg)?;
+        }
+        if let Some(rootfs) = &st.host_mounts {
+            rootfs::unmount_under(rootfs)?;
         }
         // Leases and records go; the veths went with the namespace. A failure
         // here must not keep the container: gc finds what is left.

@@ -48,12 +48,16 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
         }
         (true, None, true) => bail!("a detached exec with a terminal needs --console-socket"),
     };
+    if let Some(w) = process::ambient_warning(&process) {
+        tracing::warn!("{w}");
+    }
     let join = container_namespaces(st.pid)?;
     if !o.detach {
         supervise::prepare()?;
     }
     let cgroup = st.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
-    let ns = Namespaces { join, new: CloneFlags::empty(), id_maps: None, cgroup };
+    let v1_cgroups = st.devices_cgroup.as_deref().map(cgroup::open_dir).into_iter().collect::<Result<_>>()?;
+    let ns = Namespaces { join, new: CloneFlags::empty(), id_maps: None, cgroup, v1_cgroups };
     let (pid, mut chan) = launch::spawn(ns, move |_chan| run_child(&process, console))?;
     // EOF means execve closed the channel: the process runs.
     if let Some(Msg::Error { msg }) = chan.recv()? {

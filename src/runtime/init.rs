@@ -46,22 +46,19 @@ pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
         other => bail!("unexpected {other:?}"),
     };
     hooks::run(spec, Kind::CreateContainer, &state)?;
-    rootfs::enter(&cfg.rootfs, cfg.no_pivot)?;
+    rootfs::enter(spec, &cfg.rootfs, cfg.no_pivot)?;
     rootfs::finish(spec)?;
-    let proc_ = spec.process().as_ref().context("config.json: field process: missing")?;
-    if let Some(console) = &cfg.console {
-        let size = proc_.console_size().map(|b| (b.height() as u16, b.width() as u16));
-        console::setup(console, size)?;
-    }
+    // Without `process` the container is created all the same; start refuses.
+    let ready = spec.process().as_ref().map(|p| prepare_process(p, cfg.console.as_ref())).transpose()?;
     drop(cfg.console);
-    let exec = process::resolve(proc_)?;
-    nix::unistd::chdir(proc_.cwd().as_path())
-        .with_context(|| format!("config.json: field process.cwd ({})", proc_.cwd().display()))?;
     chan.send(&Msg::Created)?;
 
     let mut conn = wait_for_start(&cfg.start)?;
     drop(cfg.start);
     let result = (|| -> Result<Infallible> {
+        let Some((proc_, exec)) = ready else {
+            bail!("config.json has no process: there is nothing to start");
+        };
         hooks::run(spec, Kind::StartContainer, &with_status(&state, "created"))?;
         process::apply(proc_)?;
         process::exec(&exec, cfg.preserve_fds as i32)
@@ -69,6 +66,22 @@ pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
     let err = result.unwrap_err();
     let _ = conn.write_all(format!("{err:#}").as_bytes());
     Err(err)
+}
+
+/// The console, the executable and the cwd: what must be right before
+/// `create` reports success.
+fn prepare_process<'a>(
+    proc_: &'a oci_spec::runtime::Process,
+    console: Option<&UnixStream>,
+) -> Result<(&'a oci_spec::runtime::Process, process::Exec)> {
+    if let Some(console) = console {
+        let size = proc_.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        console::setup(console, size)?;
+    }
+    let exec = process::resolve(proc_)?;
+    nix::unistd::chdir(proc_.cwd().as_path())
+        .with_context(|| format!("config.json: field process.cwd ({})", proc_.cwd().display()))?;
+    Ok((proc_, exec))
 }
 
 /// Block until `rcon start` connects and sends its byte (runc's exec fifo).

@@ -24,6 +24,8 @@ pub struct Namespaces {
     /// The container's cgroup directory: the intermediate is born in it, so
     /// it and everything it forks are members from their first instruction.
     pub cgroup: Option<File>,
+    /// cgroup v1 groups (the devices controller's) to join as well.
+    pub v1_cgroups: Vec<File>,
 }
 
 /// linux/sched.h; libc's constant is an overflowing c_int.
@@ -98,7 +100,8 @@ where
             let joined = match (&ns.cgroup, in_cgroup) {
                 (Some(dir), false) => join_cgroup(dir),
                 _ => Ok(()),
-            };
+            }
+            .and_then(|()| ns.v1_cgroups.iter().try_for_each(join_cgroup));
             let code = match joined.and_then(|()| intermediate(&ns, &mut kid, child)) {
                 Ok(()) => 0,
                 Err(e) => {

@@ -4,6 +4,7 @@
 mod cgroup;
 mod console;
 mod container;
+mod devices;
 mod exec;
 mod hooks;
 mod init;
@@ -16,6 +17,7 @@ pub mod spec;
 pub mod state;
 mod supervise;
 mod sync;
+mod unsupported;
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;

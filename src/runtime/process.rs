@@ -155,10 +155,39 @@ fn set_caps(caps: &LinuxCapabilities) -> Result<()> {
     caps::set(None, CapSet::Permitted, &perm).context("setting permitted capabilities")?;
     caps::set(None, CapSet::Effective, &eff).context("setting effective capabilities")?;
     caps::clear(None, CapSet::Ambient).ok();
-    for cap in convert(caps.ambient().as_ref()) {
+    // `create` already warned about the ones left out (see `ambient_split`).
+    for cap in ambient_split(caps).0 {
         caps::raise(None, CapSet::Ambient, cap).with_context(|| format!("raising ambient {cap}"))?;
     }
     Ok(())
+}
+
+/// The kernel raises an ambient capability only when it is also permitted and
+/// inheritable (PR_CAP_AMBIENT_RAISE fails with EPERM otherwise). runc's own
+/// `runc spec` lists ambient capabilities with no inheritable set (the fix for
+/// CVE-2022-29162), so, as runc does, the others are skipped with a warning
+/// rather than failing the container. Returns (raised, skipped), skipped sorted.
+pub fn ambient_split(caps: &LinuxCapabilities) -> (Vec<Capability>, Vec<Capability>) {
+    let perm = convert(caps.permitted().as_ref());
+    let inh = convert(caps.inheritable().as_ref());
+    let (mut raise, mut skip): (Vec<_>, Vec<_>) =
+        convert(caps.ambient().as_ref()).into_iter().partition(|c| perm.contains(c) && inh.contains(c));
+    raise.sort_by_key(|c| c.index());
+    skip.sort_by_key(|c| c.index());
+    (raise, skip)
+}
+
+/// The one warning line `create` prints for ambient capabilities it cannot raise.
+pub fn ambient_warning(process: &Process) -> Option<String> {
+    let skipped = ambient_split(process.capabilities().as_ref()?).1;
+    if skipped.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = skipped.iter().map(|c| c.to_string()).collect();
+    Some(format!(
+        "config.json: process.capabilities.ambient: {} not raised: an ambient capability must also be permitted and inheritable",
+        names.join(", ")
+    ))
 }
 
 /// Reset what the container must not inherit from rcon, then execve.
@@ -174,4 +203,37 @@ pub fn exec(e: &Exec, keep_fds: i32) -> Result<std::convert::Infallible> {
     unsafe { libc::syscall(libc::SYS_close_range, 3 + keep_fds, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
     bail!("exec {:?}: {err}", e.path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(v: serde_json::Value) -> LinuxCapabilities {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn ambient_needs_permitted_and_inheritable() {
+        let c = caps(serde_json::json!({
+            "permitted": ["CAP_KILL", "CAP_NET_RAW", "CAP_CHOWN"],
+            "inheritable": ["CAP_KILL", "CAP_CHOWN"],
+            "ambient": ["CAP_KILL", "CAP_NET_RAW", "CAP_SYS_ADMIN"],
+        }));
+        let (raise, skip) = ambient_split(&c);
+        assert_eq!(raise, vec![Capability::CAP_KILL]);
+        assert_eq!(skip, vec![Capability::CAP_NET_RAW, Capability::CAP_SYS_ADMIN]);
+    }
+
+    #[test]
+    fn one_warning_names_every_skipped_capability() {
+        let mut p = Process::default();
+        let mut c = p.capabilities().clone().unwrap();
+        c.set_inheritable(None);
+        p.set_capabilities(Some(c.clone()));
+        assert!(ambient_warning(&p).is_some_and(|w| w.contains("CAP_KILL") && w.contains("CAP_AUDIT_WRITE")));
+        c.set_ambient(None);
+        p.set_capabilities(Some(c));
+        assert_eq!(ambient_warning(&p), None);
+    }
 }

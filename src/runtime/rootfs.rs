@@ -84,11 +84,23 @@ pub fn under_root(rootfs: &Path, dest: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Whether the container has a mount namespace of its own. Without one (the
+/// spec lets a config leave it out) it shares rcon's: its mounts are made
+/// under the rootfs in that namespace, unmounted by delete (`unmount_under`),
+/// and it enters the rootfs by chroot, which leaves the namespace's root alone.
+fn own_mount_ns(spec: &Spec) -> bool {
+    super::spec::creates_namespace(spec, oci_spec::runtime::LinuxNamespaceType::Mount)
+}
+
 /// Everything before pivot_root: propagation, the rootfs bind, the mounts, /dev.
 pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
-    // Nothing we mount may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .context("making / rslave")?;
+    if own_mount_ns(spec) {
+        // Nothing we mount may propagate back to the host. The rootfs's own
+        // propagation (linux.rootfsPropagation) is set after pivot_root, which
+        // refuses a shared new root.
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+            .context("making / rslave")?;
+    }
     mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .with_context(|| format!("bind-mounting rootfs {}", rootfs.display()))?;
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
@@ -99,11 +111,6 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
     }
     if mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
         populate_dev(rootfs, spec)?;
-    }
-    if let Some(p) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
-        let prop = parse_options(&[p.to_string()]).propagation;
-        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
-            .context("config.json: field linux.rootfsPropagation")?;
     }
     Ok(())
 }
@@ -250,10 +257,13 @@ fn make_device(
     Ok(())
 }
 
-/// Make `rootfs` the root: pivot_root, or chroot after MS_MOVE with `no_pivot`.
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// Make `rootfs` the root: pivot_root, or chroot after MS_MOVE with
+/// `no_pivot`, or a bare chroot in a mount namespace shared with rcon.
+pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
     chdir(rootfs).with_context(|| format!("chdir {}", rootfs.display()))?;
-    if no_pivot {
+    if !own_mount_ns(spec) {
+        chroot(".").context("chroot")?;
+    } else if no_pivot {
         mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).context("moving rootfs to /")?;
         chroot(".").context("chroot")?;
     } else {
@@ -281,7 +291,55 @@ pub fn finish(spec: &Spec) -> Result<()> {
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).context("remounting / read-only")?;
     }
+    // Last, so that the bind mounts above are not refused by an unbindable root.
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        let prop = parse_options(&[p.to_string()]).propagation;
+        if prop.is_empty() {
+            bail!("config.json: field linux.rootfsPropagation: {p:?} is not shared, slave, private or unbindable");
+        }
+        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+            .context("config.json: field linux.rootfsPropagation")?;
+    }
     Ok(())
+}
+
+/// Unmount everything mounted at or under `root` in rcon's mount namespace,
+/// deepest first: the mounts of a container that had no mount namespace.
+pub fn unmount_under(root: &Path) -> Result<()> {
+    let info = fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut points: Vec<PathBuf> =
+        info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape).filter(|p| p.starts_with(root)).collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in points {
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(e).with_context(|| format!("unmounting {}", p.display())),
+        }
+    }
+    Ok(())
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape(field: &str) -> PathBuf {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct =
+            b.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (b[i], oct) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
 fn mask(p: &Path) -> Result<()> {
@@ -324,6 +382,12 @@ mod tests {
     fn later_options_win() {
         let o: Vec<String> = ["ro", "rw"].map(String::from).to_vec();
         assert!(!parse_options(&o).flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b/c"), Path::new("/a b/c"));
+        assert_eq!(unescape("/plain"), Path::new("/plain"));
     }
 
     #[test]

@@ -34,11 +34,20 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
     if !rootfs.is_dir() {
         bail!("config.json: field root.path: {} is not a directory", rootfs.display());
     }
-    let process = spec.process().as_ref().context("config.json: field process: missing")?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        bail!("config.json: field process.args: must name a command");
+    // The spec makes `process` optional until `start`: such a container is
+    // created (hooks, namespaces, mounts) and refuses to start.
+    if let Some(process) = spec.process() {
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            bail!("config.json: field process.args: must name a command");
+        }
     }
     validate_namespaces(namespaces(&spec))?;
+    if !creates_namespace(&spec, LinuxNamespaceType::Mount)
+        && spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_ref()).is_some()
+    {
+        bail!("config.json: field linux.rootfsPropagation: needs a mount namespace of the container's own");
+    }
+    super::unsupported::refuse(&spec)?;
     if creates_namespace(&spec, LinuxNamespaceType::User) && id_maps(&spec).is_none() {
         bail!("config.json: field linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
     }
@@ -175,6 +184,12 @@ pub fn default_spec() -> Spec {
     spec.set_hostname(Some("rcon".into()));
     if let Some(p) = spec.process_mut() {
         p.set_terminal(Some(true));
+        // As `runc spec` since CVE-2022-29162: no inheritable set, so a
+        // file capability cannot give an exec'd program more than it had.
+        if let Some(mut c) = p.capabilities().clone() {
+            c.set_inheritable(None);
+            p.set_capabilities(Some(c));
+        }
     }
     if let Some(linux) = spec.linux_mut() {
         let keep: Vec<LinuxNamespace> = linux
@@ -228,6 +243,30 @@ mod tests {
         let d = bundle_with(&v.to_string());
         let err = format!("{:#}", load_bundle(d.path()).err().unwrap());
         assert!(err.contains("linux.namespaces[0].type"), "{err}");
+    }
+
+    #[test]
+    fn spec_writes_no_inheritable_set_as_runc() {
+        let caps = &default_json()["process"]["capabilities"];
+        assert!(caps.get("inheritable").is_none(), "{caps}");
+        assert!(caps["ambient"].as_array().is_some_and(|a| !a.is_empty()), "{caps}");
+    }
+
+    #[test]
+    fn unknown_capability_name_is_refused_at_load() {
+        let mut v = default_json();
+        v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_KILL", "CAP_BOGUS"]);
+        let d = bundle_with(&v.to_string());
+        let err = format!("{:#}", load_bundle(d.path()).err().unwrap());
+        assert!(err.contains("process.capabilities.bounding[1]") && err.contains("CAP_BOGUS"), "{err}");
+    }
+
+    #[test]
+    fn config_without_process_loads() {
+        let mut v = default_json();
+        v.as_object_mut().unwrap().remove("process");
+        let d = bundle_with(&v.to_string());
+        assert!(load_bundle(d.path()).unwrap().spec.process().is_none());
     }
 
     #[test]

@@ -63,6 +63,13 @@ pub struct State {
     /// `creating` by a creator that is gone was abandoned, and gc removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<Creator>,
+    /// The cgroup v1 devices group that enforces `linux.resources.devices`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_cgroup: Option<PathBuf>,
+    /// The rootfs, when the container has no mount namespace of its own: its
+    /// mounts are then in rcon's, under this path, and delete unmounts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mounts: Option<PathBuf>,
 }
 
 /// A process, by pid and kernel start time (so a reused pid is not mistaken for it).

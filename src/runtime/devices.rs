@@ -1,0 +1,123 @@
+//! `linux.resources.devices` through the cgroup v1 devices controller, as
+//! runc applies them on v1 and hybrid hosts: the config's rules in order,
+//! then the devices rcon itself puts in /dev (so a "deny all" rule, which
+//! `runc spec` and containerd write, still leaves a working /dev). A pure v2
+//! host needs a BPF device program instead; until rcon has one, the rules are
+//! refused there (see unsupported.rs).
+//!
+//! The group is `<devices mount>/rcon/<id>`; the container's processes join
+//! it from the intermediate process before anything of the user's runs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
+
+/// Where the v1 devices controller is mounted, if it is.
+pub fn controller() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mut r = right.split(' ');
+        if r.next()? != "cgroup" || !r.nth(1)?.split(',').any(|o| o == "devices") {
+            return None;
+        }
+        left.split(' ').nth(4).map(PathBuf::from)
+    })
+}
+
+/// The devices every container gets in /dev (rootfs.rs makes them), allowed
+/// after the config's rules, plus mknod of any node (access is what counts).
+const ALWAYS: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+/// The config's device rules, or None when it has none.
+pub fn rules(spec: &Spec) -> Option<&[LinuxDeviceCgroup]> {
+    let list = spec.linux().as_ref()?.resources().as_ref()?.devices().as_deref()?;
+    (!list.is_empty()).then_some(list)
+}
+
+/// The writes that set a group's list: (file, rule), in order.
+pub fn writes(spec: &Spec) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = rules(spec)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| (if r.allow() { "devices.allow" } else { "devices.deny" }, rule_line(r)))
+        .collect();
+    out.extend(ALWAYS.iter().map(|r| ("devices.allow", r.to_string())));
+    let listed = spec.linux().as_ref().and_then(|l| l.devices().as_deref()).unwrap_or_default();
+    for d in listed {
+        let kind = if d.typ() == LinuxDeviceType::B { 'b' } else { 'c' };
+        out.push(("devices.allow", format!("{kind} {}:{} rwm", d.major(), d.minor())));
+    }
+    out
+}
+
+/// One rule as the kernel reads it: `TYPE MAJOR:MINOR ACCESS`, `*` for any.
+fn rule_line(r: &LinuxDeviceCgroup) -> String {
+    let kind = match r.typ() {
+        Some(LinuxDeviceType::B) => "b",
+        Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => "c",
+        _ => "a",
+    };
+    let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
+    let access = r.access().as_deref().filter(|a| !a.is_empty()).unwrap_or("rwm");
+    format!("{kind} {}:{} {access}", num(r.major()), num(r.minor()))
+}
+
+/// The group's path for a container.
+pub fn path_for(mount: &Path, id: &str) -> PathBuf {
+    mount.join("rcon").join(id)
+}
+
+/// Make the group and write its rules.
+pub fn create(path: &Path, spec: &Spec) -> Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("creating devices cgroup {}", path.display()))?;
+    for (file, rule) in writes(spec) {
+        fs::write(path.join(file), &rule)
+            .with_context(|| format!("config.json: field linux.resources.devices: writing {rule:?} to {file}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(resources: serde_json::Value, devices: serde_json::Value) -> Spec {
+        let mut v = serde_json::to_value(super::super::spec::default_spec()).unwrap();
+        v["linux"]["resources"] = resources;
+        v["linux"]["devices"] = devices;
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn deny_all_then_the_defaults_and_listed_devices() {
+        let s = spec(
+            serde_json::json!({"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "b", "major": 8, "access": "r"}]}),
+            serde_json::json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
+        );
+        let w = writes(&s);
+        assert_eq!(w[0], ("devices.deny", "a *:* rwm".into()));
+        assert_eq!(w[1], ("devices.allow", "b 8:* r".into()));
+        assert!(w.contains(&("devices.allow", "c 1:3 rwm".into())));
+        assert_eq!(w.last().unwrap(), &("devices.allow", "c 10:229 rwm".into()));
+    }
+
+    #[test]
+    fn no_rules_means_no_group() {
+        assert!(rules(&spec(serde_json::json!({}), serde_json::json!([]))).is_none());
+    }
+}
