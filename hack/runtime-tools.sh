@@ -37,7 +37,8 @@
 #     (unshare --net --mount): some tests take the network namespace out of the
 #     config (the container then shares the runner's) or set net.* sysctls, and
 #     none of that may reach the machine's root network namespace. No test sends
-#     traffic anywhere.
+#     traffic anywhere. That namespace gets lo and one veth pair (rt-eth0/1),
+#     because linux_cgroups_network indexes the second interface it finds.
 #
 # What "pass" means: a test passes for a runtime when the .t program exited 0
 # within the timeout and its stdout is either
@@ -108,6 +109,17 @@ if [[ "${RT_SUITE_IN_NS:-}" != 1 ]]; then
     RT_SUITE_IN_NS=1 exec unshare --net --mount --propagation private -- \
         "$0" "${args[@]}" "$rt_dir" "$rcon_bin" "$runc_bin"
 fi
+
+# From here on nothing may run in the machine's own network namespace.
+if [[ "$(readlink /proc/self/ns/net)" == "$(readlink /proc/1/ns/net)" ]]; then
+    echo "runtime-tools.sh: still in the root network namespace; refusing to run" >&2
+    exit 1
+fi
+# linux_cgroups_network takes the first two interfaces it sees (lo and what it
+# takes for eth0): give this namespace a second one, a veth pair that lives
+# and dies with it.
+ip link set lo up
+ip link add rt-eth0 type veth peer name rt-eth1
 
 work="$(mktemp -d /tmp/rcon-runtime-tools.XXXXXX)"
 [[ -n "$logs" ]] || logs="$work/logs"
