@@ -30,14 +30,15 @@ pub fn write_completion(shell: Shell, out: &mut dyn Write) {
     clap_complete::generate(shell, &mut cmd, "rcon", out);
 }
 
-/// `cmd` without its hidden subcommands (`pause`, `ipipd`, `__man`):
-/// clap_complete's scripts offer hidden subcommands, and clap cannot remove
-/// one, so the top level is built again from the visible parts. (The hidden
-/// ones are all at the top; clap_mangen skips hidden ones by itself.)
+/// `cmd` without its hidden subcommands (`pause`, `ipipd`, `__man`) and
+/// hidden global flags: clap_complete's scripts would offer them, and clap
+/// cannot remove a subcommand, so the top level is built again from its
+/// visible parts (without the derive's own group of every top-level flag,
+/// which would name the hidden ones). Hidden subcommands exist only at the
+/// top; clap_mangen skips hidden ones by itself.
 fn visible(cmd: Command) -> Command {
     let mut out = Command::new("rcon")
-        .args(cmd.get_arguments().cloned())
-        .groups(cmd.get_groups().cloned())
+        .args(cmd.get_arguments().filter(|a| !a.is_hide_set()).cloned())
         .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
         .subcommand_required(cmd.is_subcommand_required_set());
     if cmd.get_version().is_some() {
@@ -102,7 +103,7 @@ mod tests {
                 assert!(s.contains(flag), "{shell}: no {flag} in the completion script");
             }
             // The hidden commands are not offered.
-            for hidden in ["ipipd", "__man"] {
+            for hidden in ["ipipd", "__man", "systemd-cgroup", "rootless"] {
                 assert!(!s.contains(hidden), "{shell}: the completion script offers the hidden {hidden}");
             }
         }
