@@ -30,6 +30,8 @@ self=$(readlink -f "${BASH_SOURCE[0]}")
 repo=$(cd "$(dirname "$self")/.." && pwd)
 RCON=${RCON:-$repo/target/release/rcon}
 IMAGE=$repo/hack/.cache/busybox-oci
+# Where `ip netns` keeps its names (/var/run/netns), as mountinfo spells it.
+NETNS_RUN=$(readlink -f /var/run)/netns
 
 die() {
 	echo "demo: $*" >&2
@@ -46,13 +48,13 @@ if [[ ${RCON_DEMO_INNER:-} != 1 ]]; then
 	done
 	# The mount point must exist in the shared filesystem; an empty dir is
 	# what `ip netns add` would make there anyway.
-	mkdir -p /run/netns
+	mkdir -p "$NETNS_RUN"
 	RCON_DEMO_INNER=1 exec unshare --mount --propagation private -- "$self" "$@"
 fi
 # The mounts this mount namespace started with (copies of the machine's):
 # cleanup leaves alone the namespaces that those name.
 inherited_mounts=" $(awk '{printf "%s ", $1}' /proc/self/mountinfo)"
-mount -t tmpfs -o mode=0755,size=1m rcon-demo-netns /run/netns
+mount -t tmpfs -o mode=0755,size=1m rcon-demo-netns "$NETNS_RUN"
 
 # --- narration ----------------------------------------------------------------
 if [[ -t 1 ]]; then
@@ -68,7 +70,7 @@ step() {
 }
 # on NODE CMD...: show `[NODE] $ CMD`, run CMD in NODE's netns (with that
 # node's rcon state, when CMD is rcon), and show its output (stdout and
-# stderr); its stdout is also kept in OUT for the checks.
+# stderr), which is also kept in OUT for the checks.
 OUT=''
 on() {
 	local node=$1
@@ -101,12 +103,12 @@ in_ns() {
 	case $node in
 	node1 | node2)
 		RCON_ROOT=$WORLD/$node/run RCON_DATA_ROOT=$WORLD/$node/lib RCON_NETNS_DIR=$(netns_dir "$node") \
-			nsenter --net="/run/netns/$node" -- "$@"
+			nsenter --net="$NETNS_RUN/$node" -- "$@"
 		;;
-	*) nsenter --net="/run/netns/$node" -- "$@" ;;
+	*) nsenter --net="$NETNS_RUN/$node" -- "$@" ;;
 	esac
 }
-netns_dir() { if [[ $1 == node1 ]]; then echo /run/netns; else echo "$WORLD/$1/netns"; fi; }
+netns_dir() { if [[ $1 == node1 ]]; then echo "$NETNS_RUN"; else echo "$WORLD/$1/netns"; fi; }
 r1() { in_ns node1 rcon "$@"; }
 r2() { in_ns node2 rcon "$@"; }
 ok() { printf '%s   ok: %s%s\n' "$G" "$*" "$P"; }
@@ -139,7 +141,7 @@ cleanup() {
 	set +e
 	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
 	for node in node1 node2; do
-		[[ -e /run/netns/$node && -d $WORLD/$node ]] || continue
+		[[ -e $NETNS_RUN/$node && -d $WORLD/$node ]] || continue
 		for p in $(in_ns "$node" rcon pod ls 2>/dev/null | awk 'NR > 1 {print $2}'); do
 			in_ns "$node" rcon pod rm -f "$p" >/dev/null 2>&1
 		done
@@ -161,8 +163,8 @@ cleanup() {
 			kill -9 "${p#/proc/}" 2>/dev/null
 		fi
 	done
-	for f in /run/netns/*; do [[ -e $f ]] && ip netns delete "${f##*/}" 2>/dev/null; done
-	awk -v w="$WORLD" '$5 == "/run/netns" || index($5, w "/") == 1 || index($5, "/run/netns/") == 1 {print $5}' \
+	for f in "$NETNS_RUN"/*; do [[ -e $f ]] && ip netns delete "${f##*/}" 2>/dev/null; done
+	awk -v w="$WORLD" -v n="$NETNS_RUN" '$5 == n || index($5, w "/") == 1 || index($5, n "/") == 1 {print $5}' \
 		/proc/self/mountinfo | sort -ru | while read -r m; do umount -l "$(printf '%b' "$m")" 2>/dev/null; done
 	rm -rf --one-file-system "$WORLD" || echo "demo: could not remove $WORLD" >&2
 	if ((rc == 0)); then
@@ -214,7 +216,7 @@ ok "b reached a at $A"
 # --- 2 ------------------------------------------------------------------------
 step "A container reaches the outside, masqueraded as its node" \
 	"The outside (203.0.113.1, behind node1's uplink) runs a listener that answers with the source address it sees."
-nsenter --net=/run/netns/outside socat TCP-LISTEN:8080,reuseaddr,fork 'SYSTEM:echo outside sees $SOCAT_PEERADDR' &
+nsenter --net="$NETNS_RUN/outside" socat TCP-LISTEN:8080,reuseaddr,fork 'SYSTEM:echo outside sees $SOCAT_PEERADDR' &
 bg_pids+=($!)
 retry 5 in_ns outside sh -c 'ss -ltn | grep -q ":8080 "' || fail "the outside's listener did not start"
 on node1 rcon run --rm busybox sh -c 'ip -4 addr show eth0 | grep -o "inet [0-9.]*"; nc -w 3 203.0.113.1 8080'
