@@ -27,12 +27,16 @@ TEST_PKGS=(
 	kmod            # modprobe/depmod: module load order for the qemu initramfs
 	tcpdump         # wire checks of the cluster backends (VXLAN port, IP protocol 4)
 	ethtool         # the qemu ipip scenario turns a veth's tx offloads off (hack/qemu/)
+	libseccomp-dev  # linux.seccomp: the libseccomp crate links libseccomp (build time)
+	pkg-config      # how libseccomp-sys finds it
+	containerd      # `ctr oci spec` bundles in runtime-tests/foreign.rs
+	podman          # podman --runtime rcon in runtime-tests/foreign.rs
+	containernetworking-plugins # podman's CNI network there (also a bench peer)
 )
 BENCH_PKGS=(
 	crun      # a second peer
 	hyperfine # the timer
-	netavark                    # network setup peer (Podman's)
-	containernetworking-plugins # CNI bridge + host-local + portmap peers
+	netavark # network setup peer (Podman's)
 	iperf3                      # cluster backends' throughput (hack/bench-cluster.sh; also copied into the qemu image)
 )
 

@@ -109,8 +109,8 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         r => r.with_context(|| format!("creating {}", dir.display()))?,
     }
     let mut undo = Undo { dir: dir.clone(), pid: None, cgroup: None, devices: None, host_mounts: None, armed: true };
+    let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     if let Some(mount) = cgroup::host_mount() {
-        let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
         let cg = cgroup::path_for(&mount, id, cgroups_path.as_deref());
         cgroup::create(&cg)?;
         undo.cgroup = Some(cg);
@@ -127,7 +127,9 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
         cgroup: None,
         creator: Some(state::Creator::me()),
-        devices_cgroup: devices::rules(&bundle.spec).and(devices::controller()).map(|m| devices::path_for(&m, id)),
+        devices_cgroup: devices::rules(&bundle.spec)
+            .and(devices::controller())
+            .map(|m| cgroup::path_for(&m, id, cgroups_path.as_deref())),
         // Without a mount namespace of its own, the init mounts in ours.
         host_mounts: (!spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Mount)).then(|| bundle.rootfs.clone()),
     };

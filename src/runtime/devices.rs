@@ -5,7 +5,8 @@
 //! host needs a BPF device program instead; until rcon has one, the rules are
 //! refused there (see unsupported.rs).
 //!
-//! The group is `<devices mount>/rcon/<id>`; the container's processes join
+//! The group is `linux.cgroupsPath` under the devices mount, else `rcon/<id>`
+//! (as for the cgroup2 group, cgroup.rs); the container's processes join
 //! it from the intermediate process before anything of the user's runs.
 
 use std::fs;
@@ -75,11 +76,6 @@ fn rule_line(r: &LinuxDeviceCgroup) -> String {
     let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
     let access = r.access().as_deref().filter(|a| !a.is_empty()).unwrap_or("rwm");
     format!("{kind} {}:{} {access}", num(r.major()), num(r.minor()))
-}
-
-/// The group's path for a container.
-pub fn path_for(mount: &Path, id: &str) -> PathBuf {
-    mount.join("rcon").join(id)
 }
 
 /// Make the group and write its rules.

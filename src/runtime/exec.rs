@@ -8,13 +8,13 @@ use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context as _, Result};
 use nix::sched::CloneFlags;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use super::container::{dir_of, load_spec};
 use super::launch::{self, Namespaces};
 use super::state::{self, Status};
 use super::sync::Msg;
-use super::{cgroup, console, process, supervise, ExecOptions};
+use super::{cgroup, console, process, seccomp, supervise, ExecOptions};
 use crate::{store, Context};
 
 /// Namespaces to enter, the mount namespace last (it changes our root).
@@ -35,7 +35,9 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     if st.status != Status::Running {
         bail!("container {id:?} is {}: exec needs a running container", st.status);
     }
-    let process = build_process(&load_spec(&dir)?, &o)?;
+    let spec = load_spec(&dir)?;
+    let process = build_process(&spec, &o)?;
+    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let terminal = process.terminal().unwrap_or(false);
     let (console, ours) = match (terminal, &o.console_socket, o.detach) {
         (false, _, _) => (None, None),
@@ -58,7 +60,7 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     let cgroup = st.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
     let v1_cgroups = st.devices_cgroup.as_deref().map(cgroup::open_dir).into_iter().collect::<Result<_>>()?;
     let ns = Namespaces { join, new: CloneFlags::empty(), id_maps: None, cgroup, v1_cgroups };
-    let (pid, mut chan) = launch::spawn(ns, move |_chan| run_child(&process, console))?;
+    let (pid, mut chan) = launch::spawn(ns, move |_chan| run_child(&process, filter.as_ref(), console))?;
     // EOF means execve closed the channel: the process runs.
     if let Some(Msg::Error { msg }) = chan.recv()? {
         bail!("exec in container {id:?}: {msg}");
@@ -73,7 +75,9 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     supervise::wait(pid, pty)
 }
 
-fn run_child(process: &Process, console: Option<UnixStream>) -> Result<Infallible> {
+fn run_child(process: &Process, seccomp: Option<&LinuxSeccomp>, console: Option<UnixStream>) -> Result<Infallible> {
+    // An exec'd process is confined as the container's init is.
+    let filter = seccomp::compile(seccomp)?;
     nix::unistd::setsid().context("setsid")?;
     if let Some(c) = &console {
         let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
@@ -82,7 +86,7 @@ fn run_child(process: &Process, console: Option<UnixStream>) -> Result<Infallibl
     drop(console);
     let exec = process::resolve(process)?;
     nix::unistd::chdir(process.cwd().as_path()).with_context(|| format!("cwd {}", process.cwd().display()))?;
-    process::apply(process)?;
+    process::apply(process, filter.as_ref())?;
     process::exec(&exec, 0)
 }
 

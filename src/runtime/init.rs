@@ -12,7 +12,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::hooks::{self, Kind};
 use super::sync::{Channel, Msg};
-use super::{console, process, rootfs, spec};
+use super::{console, process, rootfs, seccomp, spec};
 
 /// Everything the init needs, prepared by rcon before the fork.
 pub struct InitConfig {
@@ -50,6 +50,8 @@ pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
     rootfs::finish(spec)?;
     // Without `process` the container is created all the same; start refuses.
     let ready = spec.process().as_ref().map(|p| prepare_process(p, cfg.console.as_ref())).transpose()?;
+    // Compiled now, so that a bad filter fails `create`; loaded at start.
+    let filter = seccomp::compile(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     drop(cfg.console);
     chan.send(&Msg::Created)?;
 
@@ -60,7 +62,7 @@ pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
             bail!("config.json has no process: there is nothing to start");
         };
         hooks::run(spec, Kind::StartContainer, &with_status(&state, "created"))?;
-        process::apply(proc_)?;
+        process::apply(proc_, filter.as_ref())?;
         process::exec(&exec, cfg.preserve_fds as i32)
     })();
     let err = result.unwrap_err();

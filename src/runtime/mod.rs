@@ -12,6 +12,7 @@ mod launch;
 mod process;
 mod procs;
 mod rootfs;
+mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod state;

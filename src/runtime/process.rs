@@ -52,8 +52,14 @@ fn find_executable(cmd: &str, search: &str, cwd: &Path) -> Result<PathBuf> {
     bail!("executable {cmd:?} not found in the container (PATH={search})")
 }
 
-/// rlimits, oom score, ids, capabilities, no_new_privileges.
-pub fn apply(process: &Process) -> Result<()> {
+/// rlimits, oom score, ids, capabilities, no_new_privileges, seccomp.
+pub fn apply(process: &Process, filter: Option<&super::seccomp::Filter>) -> Result<()> {
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+    // while rcon still has it (as runc); the calls below must then be allowed.
+    if !nnp {
+        filter.map(|f| f.load()).transpose()?;
+    }
     for r in process.rlimits().as_deref().unwrap_or(&[]) {
         let res = rlimit_resource(r.typ());
         let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
@@ -68,8 +74,10 @@ pub fn apply(process: &Process) -> Result<()> {
     drop_bounding(&caps)?;
     set_ids(process)?;
     set_caps(&caps)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         nix::sys::prctl::set_no_new_privs().context("no_new_privileges")?;
+        // As late as possible: only execve is left to allow.
+        filter.map(|f| f.load()).transpose()?;
     }
     Ok(())
 }

@@ -30,10 +30,13 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
     }
     let spec: Spec = store::read_json(&config)?;
     let root = spec.root().as_ref().context("config.json: field root: missing")?;
+    // Resolved, as runc does: mounts are made, and found again by delete, at
+    // the real path.
     let rootfs = dir.join(root.path());
-    if !rootfs.is_dir() {
-        bail!("config.json: field root.path: {} is not a directory", rootfs.display());
-    }
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .ok()
+        .filter(|r| r.is_dir())
+        .with_context(|| format!("config.json: field root.path: {} is not a directory", rootfs.display()))?;
     // The spec makes `process` optional until `start`: such a container is
     // created (hooks, namespaces, mounts) and refuses to start.
     if let Some(process) = spec.process() {
