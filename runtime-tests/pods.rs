@@ -288,7 +288,7 @@ fn bad_pod_input_changes_nothing() {
         (vec!["pod", "create", "--name=-x"], "invalid pod name"),
         (vec!["pod", "create", "--name", &long], "longer than 63"),
         (vec!["pod", "create", "--network", "nosuchnet"], "does not exist"),
-        (vec!["pod", "create", "-p", "80"], "need a network"),
+        (vec!["pod", "create", "--network", "none", "-p", "80"], "need a network"),
         (vec!["pod", "create", "--network", "padded", "-p", "notaport"], "notaport"),
         (vec!["pod", "create", "--share", "net"], "net"),
         (vec!["run", "--rm", "--pod", "nosuchpod", "busybox", "true"], "does not exist"),
@@ -328,4 +328,39 @@ fn hundred_pods_leak_nothing() {
     assert_eq!(footprint(&nw, "churn", &nw.w.netns_dir), before, "100 pods leaked");
     let alive: Vec<&i32> = pauses.iter().filter(|&&p| pid_alive(p)).collect();
     assert!(alive.is_empty(), "pause processes left: {alive:?}");
+}
+
+/// The README's own example: `pod create --name api -p 8081:80` with no
+/// network flag joins the default bridge, as `rcon run` does, and busybox
+/// httpd in a member answers on the published port from the internet
+/// namespace, from the node and from the node's localhost. `--network none`
+/// gives only lo, and refuses -p.
+#[test]
+fn pod_without_network_flag_gets_the_default_bridge_and_publishes() {
+    let nw = net_world("pd", "nftables");
+    let pod = format!("{}api", nw.w.name);
+    nw.w.ok(&["pod", "create", "--name", &pod, "-p", "8081:80"]);
+    assert_eq!(inspect(&nw.w, &pod)["network"], "bridge");
+    let ip = pod_ip(&nw.w, &pod);
+    let page = "echo api-page > /www/index.html && exec httpd -f -p 80 -h /www";
+    nw.w.ok(&["run", "-d", "--pod", &pod, "--name", "web", "busybox", "sh", "-c", &format!("mkdir /www; {page}")]);
+    let get = |ns: &str, host: &str| {
+        nw.w.sh_in(ns, &format!("timeout 3 busybox wget -q -O - http://{host}:8081/ || true")).trim().to_string()
+    };
+    let node = nw.node().to_string();
+    wait_until("httpd to answer", || get(&node, "127.0.0.1") == "api-page");
+    assert!(ip.starts_with("172.17."), "not on the default bridge: {ip}");
+    assert_eq!(get(&nw.inet.clone(), UPLINK_NODE), "api-page", "from another namespace");
+    assert_eq!(get(&node, UPLINK_NODE), "api-page", "from the node");
+    assert_eq!(get(&node, "127.0.0.1"), "api-page", "from the node's localhost");
+    nw.w.ok(&["pod", "rm", "-f", &pod]);
+
+    let bare = format!("{}lo", nw.w.name);
+    let err = nw.w.fails(&["pod", "create", "--name", &bare, "--network", "none", "-p", "8082:80"]);
+    assert!(err.contains("--network none"), "{err}");
+    nw.w.ok(&["pod", "create", "--name", &bare, "--network", "none"]);
+    let links = nw.w.ok(&["run", "--rm", "--pod", &bare, "busybox", "ip", "-o", "link"]);
+    let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, vec!["lo"], "{links}");
+    nw.w.ok(&["pod", "rm", &bare]);
 }

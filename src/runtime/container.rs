@@ -93,9 +93,8 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
             bail!("config.json process.terminal is true: --console-socket is required")
         }
     };
-    if let Some(w) = process.and_then(process::ambient_warning) {
-        tracing::warn!("{w}");
-    }
+    // Told once the container exists: a failed create says one line, its error.
+    let warning = process.and_then(process::ambient_warning);
     let join = open_joins(&bundle.spec)?;
     fs::DirBuilder::new()
         .recursive(true)
@@ -197,6 +196,9 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         store::write_atomic(p, pid.to_string().as_bytes()).context("--pid-file")?;
     }
     undo.armed = false;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
     tracing::debug!(id, "created: rootfs pivoted, init waits for start");
     Ok(st)
 }

@@ -38,6 +38,7 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     let spec = load_spec(&dir)?;
     let process = build_process(&spec, &o)?;
     let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let warning = process::ambient_warning(&process);
     let terminal = process.terminal().unwrap_or(false);
     let (console, ours) = match (terminal, &o.console_socket, o.detach) {
         (false, _, _) => (None, None),
@@ -50,9 +51,6 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
         }
         (true, None, true) => bail!("a detached exec with a terminal needs --console-socket"),
     };
-    if let Some(w) = process::ambient_warning(&process) {
-        tracing::warn!("{w}");
-    }
     let join = container_namespaces(st.pid)?;
     if !o.detach {
         supervise::prepare()?;
@@ -64,6 +62,9 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
     // EOF means execve closed the channel: the process runs.
     if let Some(Msg::Error { msg }) = chan.recv()? {
         bail!("exec in container {id:?}: {msg}");
+    }
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
     }
     if let Some(p) = &o.pid_file {
         store::write_atomic(p, pid.to_string().as_bytes()).context("--pid-file")?;
