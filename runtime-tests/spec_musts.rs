@@ -165,7 +165,8 @@ fn seccomp_filters_confine_the_init_and_exec() {
 #[test]
 fn what_rcon_cannot_apply_is_refused_at_create() {
     let w = World::new("smref");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "mem",
             Box::new(|v| v["linux"]["resources"] = json!({"memory": {"limit": 1 << 26}})),

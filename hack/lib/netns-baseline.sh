@@ -10,6 +10,7 @@
 # one when sourced by bash; the VM sets /netns-baseline.conf). Keys this
 # kernel lacks are skipped; a write that fails returns 1 with a message.
 netns_baseline() {
+	# shellcheck disable=SC2016 # the script is for the inner sh, unexpanded here
 	nsenter --net=/var/run/netns/"$1" sh -c '
 		while IFS= read -r line || [ -n "$line" ]; do
 			line=${line%%#*}

@@ -15,8 +15,8 @@
 //! namespace a world makes gets an explicit baseline instead: [`new_netns`]
 //! (and so [`World::add_system_netns`], [`World::with_node`]) writes the
 //! values of `hack/lib/netns-baseline.conf` (a fresh host's defaults:
-//! forwarding 0, rp_filter 0, route_localnet 0, proxy_arp 0, bridge-nf-call-*
-//! 1) into it right after `ip netns add`, before any link is made there (a new
+//! forwarding 0, rp_filter 0, route_localnet 0, proxy_arp 0, and
+//! bridge-nf-call-* 1) into it right after `ip netns add`, before any link is made there (a new
 //! device copies `conf.default`) and before rcon runs there. A world that
 //! needs another value sets it after the baseline (cluster.rs's router turns
 //! ip_forward on). The same file is the baseline of hack/lib/world.sh (demo,

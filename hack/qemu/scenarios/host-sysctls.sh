@@ -86,7 +86,7 @@ $IP netns del bare
 
 step "the world: node, inet and lan with the baseline"
 for n in $NODE $INET $LAN; do
-	netns $n
+	netns "$n"
 done
 mkdir -p /tmp/$NODE/run /tmp/$NODE/lib /tmp/$NODE/netns
 $IP link add up0 netns $NODE type veth peer name up1 netns $INET || fail "uplink veth"
@@ -104,10 +104,10 @@ $IP -n $LAN addr add $LAN_IP/24 dev eth0
 $IP -n $LAN link set eth0 up
 $IP -n $LAN route add default via $LAN_GW
 for n in $NODE $INET $LAN; do
-	want $n net.ipv4.ip_forward 0 "the baseline"
-	want $n net.ipv4.conf.all.rp_filter 0 "the baseline"
-	want $n net.ipv4.conf.all.route_localnet 0 "the baseline"
-	want $n net.ipv4.conf.all.proxy_arp 0 "the baseline"
+	want "$n" net.ipv4.ip_forward 0 "the baseline"
+	want "$n" net.ipv4.conf.all.rp_filter 0 "the baseline"
+	want "$n" net.ipv4.conf.all.route_localnet 0 "the baseline"
+	want "$n" net.ipv4.conf.all.proxy_arp 0 "the baseline"
 done
 want $NODE net.ipv4.conf.up0.forwarding 0 "a device made after the baseline copies conf.default"
 want $NODE net.ipv4.conf.up0.rp_filter 0 "a device made after the baseline copies conf.default"
@@ -176,7 +176,7 @@ left=$(in_node $NODE $IP -o link | grep -c 'rcon-')
 [ "$left" -eq 0 ] || fail "rcon- links left in the node: $(in_node $NODE $IP -o link)"
 want $NODE net.ipv4.conf.all.rp_filter 0 "untouched"
 for n in $NODE $INET $LAN; do
-	$IP netns del $n
+	$IP netns del "$n"
 done
 [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ] || fail "the VM's root namespace's ip_forward changed"
 step "ok"

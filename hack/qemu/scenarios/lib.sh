@@ -22,8 +22,8 @@
 # nsenter is busybox's.
 IP=/usr/sbin/ip
 NODES="nodea nodeb"
-NETNS_BASELINE_CONF=/netns-baseline.conf
-# shellcheck source=../../lib/netns-baseline.sh
+export NETNS_BASELINE_CONF=/netns-baseline.conf # read by netns_baseline
+# shellcheck source=hack/lib/netns-baseline.sh
 . /netns-baseline.sh
 
 # on_fail: what a scenario prints before fail exits (state, counters);
