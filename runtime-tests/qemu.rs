@@ -34,14 +34,21 @@ fn run_scenario(name: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Run a scenario that must pass and print each of `wants`.
+fn assert_scenario(name: &str, wants: &[&str]) {
+    let (ok, out) = run_scenario(name);
+    assert!(ok, "hack/qemu/run.sh failed:\n{out}");
+    assert!(out.lines().any(|l| l == "RCON-QEMU-RESULT: PASS"), "no PASS line:\n{out}");
+    for want in wants {
+        assert!(out.contains(want), "no {want:?}:\n{out}");
+    }
+}
+
 /// Two namespaces joined by a veth, an ipip tunnel in each, and a ping across
 /// it; the shipped rcon binary runs and nft takes rcon's kinds of rules.
 #[test]
 fn kernel_ipip_in_qemu_smoke() {
-    let (ok, out) = run_scenario("ipip-smoke.sh");
-    assert!(ok, "hack/qemu/run.sh failed:\n{out}");
-    assert!(out.lines().any(|l| l == "RCON-QEMU-RESULT: PASS"), "no PASS line:\n{out}");
-    assert!(out.contains("ipip-smoke: ok"), "{out}");
+    assert_scenario("ipip-smoke.sh", &["ipip-smoke: ok"]);
 }
 
 /// rcon's ipip backend between two node namespaces in the VM: kernel IPIP on
@@ -51,27 +58,22 @@ fn kernel_ipip_in_qemu_smoke() {
 /// and 1 MB TCP both ways. Needs ethtool on the host (`hack/install-deps.sh`).
 #[test]
 fn cluster_ipip_kernel_and_userspace_in_qemu() {
-    let (ok, out) = run_scenario("cluster-ipip.sh");
-    assert!(ok, "hack/qemu/run.sh failed:\n{out}");
-    assert!(out.lines().any(|l| l == "RCON-QEMU-RESULT: PASS"), "no PASS line:\n{out}");
-    for want in [
-        "cluster-ipip: phase1: wire: IP proto 4",
-        "cluster-ipip: phase1 kernel-kernel ok",
-        "cluster-ipip: phase2 kernel-userspace ok",
-        "cluster-ipip: ok",
-    ] {
-        assert!(out.contains(want), "no {want:?}:\n{out}");
-    }
+    assert_scenario(
+        "cluster-ipip.sh",
+        &[
+            "cluster-ipip: phase1: wire: IP proto 4",
+            "cluster-ipip: phase1 kernel-kernel ok",
+            "cluster-ipip: phase2 kernel-userspace ok",
+            "cluster-ipip: ok",
+        ],
+    );
 }
 
 /// The userspace plane receiving what the kernel's sends over a veth with
 /// its offloads on (unfinished inner checksums, GSO packets): TCP both ways.
 #[test]
 fn cluster_ipip_userspace_receives_offloaded_kernel_packets_in_qemu() {
-    let (ok, out) = run_scenario("cluster-ipip-offload.sh");
-    assert!(ok, "hack/qemu/run.sh failed:\n{out}");
-    assert!(out.lines().any(|l| l == "RCON-QEMU-RESULT: PASS"), "no PASS line:\n{out}");
-    assert!(out.contains("cluster-ipip-offload: kernel-offload-userspace ok"), "{out}");
+    assert_scenario("cluster-ipip-offload.sh", &["cluster-ipip-offload: kernel-offload-userspace ok"]);
 }
 
 /// The test worlds' sysctl baseline (hack/lib/netns-baseline.conf, "Test worlds and host sysctls" in
@@ -82,16 +84,14 @@ fn cluster_ipip_userspace_receives_offloaded_kernel_packets_in_qemu() {
 /// masquerade and one on an --internal network does not, and the last network's removal puts 0 back.
 #[test]
 fn host_sysctls_do_not_leak_into_worlds_in_qemu() {
-    let (ok, out) = run_scenario("host-sysctls.sh");
-    assert!(ok, "hack/qemu/run.sh failed:\n{out}");
-    assert!(out.lines().any(|l| l == "RCON-QEMU-RESULT: PASS"), "no PASS line:\n{out}");
-    for want in [
-        "host-sysctls: control: a namespace made without the baseline inherits them",
-        "host-sysctls: before rcon: the node does not forward (inet -> lan unanswered)",
-        "host-sysctls: p1 -> inet:8080 answered (inet has no route to 10.10.0.0/24: masqueraded)",
-        "host-sysctls: p2 on vault: gateway yes, internet no",
-        "host-sysctls: ok",
-    ] {
-        assert!(out.contains(want), "no {want:?}:\n{out}");
-    }
+    assert_scenario(
+        "host-sysctls.sh",
+        &[
+            "host-sysctls: control: a namespace made without the baseline inherits them",
+            "host-sysctls: before rcon: the node does not forward (inet -> lan unanswered)",
+            "host-sysctls: p1 -> inet:8080 answered (inet has no route to 10.10.0.0/24: masqueraded)",
+            "host-sysctls: p2 on vault: gateway yes, internet no",
+            "host-sysctls: ok",
+        ],
+    );
 }
