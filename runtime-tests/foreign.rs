@@ -110,7 +110,7 @@ fn podman_runs_busybox_with_rcon_on_a_cni_network() {
     std::fs::write(
         &conf,
         format!(
-            "[containers]\npids_limit = 0\n[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"/usr/lib/cni\"]\nnetwork_config_dir = \"{}\"\ndefault_subnet = \"10.188.0.0/24\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"/usr/lib/cni\"]\nnetwork_config_dir = \"{}\"\ndefault_subnet = \"10.188.0.0/24\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
             p(&cni)
         ),
     )

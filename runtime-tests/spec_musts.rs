@@ -172,7 +172,7 @@ fn what_rcon_cannot_apply_is_refused_at_create() {
             Box::new(|v| v["linux"]["resources"] = json!({"memory": {"limit": 1 << 26}})),
             "linux.resources.memory.limit",
         ),
-        ("pids", Box::new(|v| v["linux"]["resources"] = json!({"pids": {"limit": 10}})), "linux.resources.pids.limit"),
+        ("cpu", Box::new(|v| v["linux"]["resources"] = json!({"cpu": {"shares": 512}})), "linux.resources.cpu.shares"),
         ("aa", Box::new(|v| v["process"]["apparmorProfile"] = "docker-default".into()), "process.apparmorProfile"),
         (
             "se",
@@ -205,5 +205,39 @@ fn what_rcon_cannot_apply_is_refused_at_create() {
     let warns: Vec<&str> = err.lines().filter(|l| l.contains("ambient")).collect();
     assert_eq!(warns.len(), 1, "{err}");
     assert!(warns[0].contains("CAP_CHOWN") && !warns[0].contains("CAP_KILL"), "{err}");
+    assert_clean(&w, &[&b]);
+}
+
+/// `linux.resources.pids.limit` through the v1 pids controller: with a limit
+/// of 4, an `exec`'d shell (the init is the first process) gets two of its
+/// background sleeps and no more, the group counts the refused forks, a
+/// further `exec` is refused with the kernel's EAGAIN, and delete removes
+/// the group.
+#[test]
+fn pids_limit_caps_the_container() {
+    let w = World::new("smpid");
+    let b = w.bundle("b", |v| {
+        v["process"]["args"] = json!(["sleep", "1000"]);
+        v["linux"]["resources"] = json!({"pids": {"limit": 4}});
+        v["linux"]["cgroupsPath"] = format!("/rcon-test/{}", w.name).into();
+    });
+    let id = w.id("c");
+    w.ok_files(&["create", "--bundle", p(&b), &id]);
+    let group = std::path::PathBuf::from(format!("/sys/fs/cgroup/pids/rcon-test/{}", w.name));
+    let read = |f: &str| std::fs::read_to_string(group.join(f)).unwrap();
+    assert_eq!(read("pids.max").trim(), "4");
+    w.ok(&["start", &id]);
+    let forks = "for i in 1 2 3 4 5; do sleep 100 >/dev/null 2>&1 & done; echo all-forked";
+    let out = w.rcon(&["exec", &id, "sh", "-c", forks]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("all-forked"), "{out:?}");
+    assert_eq!(read("pids.current").trim(), "3", "the init and two sleeps stay");
+    let refused: u64 = read("pids.events").trim().trim_start_matches("max ").parse().unwrap();
+    assert!(refused >= 1, "no fork was refused");
+    // An exec needs two slots at once (rcon's intermediate and the process).
+    let err = w.fails(&["exec", &id, "true"]);
+    assert!(err.contains("EAGAIN"), "{err}");
+    w.ok(&["delete", "--force", &id]);
+    assert!(!group.exists(), "delete left {}", group.display());
+    let _ = std::fs::remove_dir(group.parent().unwrap());
     assert_clean(&w, &[&b]);
 }

@@ -22,7 +22,7 @@ use super::launch::{self, Namespaces};
 use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
-use super::{cgroup, devices, process, procs, rootfs, CreateOptions};
+use super::{cgroup, cgroup_v1, process, procs, rootfs, CreateOptions};
 use crate::{net, store, Context};
 
 const SPEC_COPY: &str = "config.json";
@@ -47,7 +47,7 @@ struct Undo {
     dir: PathBuf,
     pid: Option<i32>,
     cgroup: Option<PathBuf>,
-    devices: Option<PathBuf>,
+    v1_cgroups: Vec<PathBuf>,
     host_mounts: Option<PathBuf>,
     armed: bool,
 }
@@ -62,7 +62,7 @@ impl Drop for Undo {
             // Reap it if it became our child (run sets us as subreaper).
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
         }
-        for cg in self.cgroup.iter().chain(&self.devices) {
+        for cg in self.cgroup.iter().chain(&self.v1_cgroups) {
             let _ = cgroup::remove(cg);
         }
         if let Some(rootfs) = &self.host_mounts {
@@ -107,13 +107,15 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         }
         r => r.with_context(|| format!("creating {}", dir.display()))?,
     }
-    let mut undo = Undo { dir: dir.clone(), pid: None, cgroup: None, devices: None, host_mounts: None, armed: true };
+    let mut undo =
+        Undo { dir: dir.clone(), pid: None, cgroup: None, v1_cgroups: Vec::new(), host_mounts: None, armed: true };
     let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     if let Some(mount) = cgroup::host_mount() {
         let cg = cgroup::path_for(&mount, id, cgroups_path.as_deref());
         cgroup::create(&cg)?;
         undo.cgroup = Some(cg);
     }
+    let v1 = cgroup_v1::paths(&bundle.spec, id);
     let mut st = State {
         oci_version: state::OCI_VERSION.into(),
         id: id.into(),
@@ -126,18 +128,16 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
         cgroup: None,
         creator: Some(state::Creator::me()),
-        devices_cgroup: devices::rules(&bundle.spec)
-            .and(devices::controller())
-            .map(|m| cgroup::path_for(&m, id, cgroups_path.as_deref())),
+        v1_cgroups: v1.iter().map(|(_, path)| path.clone()).collect(),
         // Without a mount namespace of its own, the init mounts in ours.
         host_mounts: (!spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Mount)).then(|| bundle.rootfs.clone()),
     };
-    undo.devices = st.devices_cgroup.clone();
+    undo.v1_cgroups = st.v1_cgroups.clone();
     undo.host_mounts = st.host_mounts.clone();
     // Recorded before made, so that gc finds them after a crash.
     st.save(&dir)?;
-    if let Some(d) = &st.devices_cgroup {
-        devices::create(d, &bundle.spec)?;
+    for (group, path) in &v1 {
+        cgroup_v1::create(group, path)?;
     }
     store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;
     let dir_fd = File::open(&dir)?;
@@ -155,7 +155,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         start,
     };
     let cgroup = undo.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
-    let v1_cgroups = st.devices_cgroup.as_deref().map(cgroup::open_dir).into_iter().collect::<Result<_>>()?;
+    let v1_cgroups = st.v1_cgroups.iter().map(|p| cgroup::open_dir(p)).collect::<Result<_>>()?;
     let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup, v1_cgroups };
     let (pid, mut chan) = launch::spawn(ns, move |chan| init::run(cfg, chan))?;
     tracing::debug!(id, pid, "init forked in its namespaces");
@@ -289,7 +289,7 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
                 }
             }
         }
-        for cg in st.cgroup.iter().chain(&st.devices_cgroup) {
+        for cg in st.cgroup.iter().chain(&st.v1_cgroups) {
             cgroup::remove(cg)?;
         }
         if let Some(rootfs) = &st.host_mounts {

@@ -5,28 +5,9 @@
 //! host needs a BPF device program instead; until rcon has one, the rules are
 //! refused there (see unsupported.rs).
 //!
-//! The group is `linux.cgroupsPath` under the devices mount, else `rcon/<id>`
-//! (as for the cgroup2 group, cgroup.rs); the container's processes join
-//! it from the intermediate process before anything of the user's runs.
+//! cgroup_v1.rs makes the group and puts the container in it.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context as _, Result};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
-
-/// Where the v1 devices controller is mounted, if it is.
-pub fn controller() -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let mut r = right.split(' ');
-        if r.next()? != "cgroup" || !r.nth(1)?.split(',').any(|o| o == "devices") {
-            return None;
-        }
-        left.split(' ').nth(4).map(PathBuf::from)
-    })
-}
 
 /// The devices every container gets in /dev (rootfs.rs makes them), allowed
 /// after the config's rules, plus mknod of any node (access is what counts).
@@ -76,16 +57,6 @@ fn rule_line(r: &LinuxDeviceCgroup) -> String {
     let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
     let access = r.access().as_deref().filter(|a| !a.is_empty()).unwrap_or("rwm");
     format!("{kind} {}:{} {access}", num(r.major()), num(r.minor()))
-}
-
-/// Make the group and write its rules.
-pub fn create(path: &Path, spec: &Spec) -> Result<()> {
-    fs::create_dir_all(path).with_context(|| format!("creating devices cgroup {}", path.display()))?;
-    for (file, rule) in writes(spec) {
-        fs::write(path.join(file), &rule)
-            .with_context(|| format!("config.json: field linux.resources.devices: writing {rule:?} to {file}"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

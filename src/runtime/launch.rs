@@ -24,7 +24,7 @@ pub struct Namespaces {
     /// The container's cgroup directory: the intermediate is born in it, so
     /// it and everything it forks are members from their first instruction.
     pub cgroup: Option<File>,
-    /// cgroup v1 groups (the devices controller's) to join as well.
+    /// cgroup v1 groups (devices, pids: cgroup_v1.rs) to join as well.
     pub v1_cgroups: Vec<File>,
 }
 

@@ -2,6 +2,7 @@
 //! It knows nothing of bridges; networks attach through `net` or hooks.
 
 mod cgroup;
+mod cgroup_v1;
 mod console;
 mod container;
 mod devices;

@@ -63,9 +63,9 @@ pub struct State {
     /// `creating` by a creator that is gone was abandoned, and gc removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<Creator>,
-    /// The cgroup v1 devices group that enforces `linux.resources.devices`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub devices_cgroup: Option<PathBuf>,
+    /// The cgroup v1 groups that carry device rules and the pids limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub v1_cgroups: Vec<PathBuf>,
     /// The rootfs, when the container has no mount namespace of its own: its
     /// mounts are then in rcon's, under this path, and delete unmounts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -60,6 +60,8 @@ const APPLIED: &[&str] = &[
 pub struct Host {
     /// A cgroup v1 devices controller, for `linux.resources.devices`.
     pub devices_controller: bool,
+    /// A cgroup v1 pids controller, for `linux.resources.pids`.
+    pub pids_controller: bool,
     /// AppArmor is enabled in the kernel.
     pub apparmor: bool,
 }
@@ -67,7 +69,8 @@ pub struct Host {
 impl Host {
     pub fn probe() -> Host {
         Host {
-            devices_controller: super::devices::controller().is_some(),
+            devices_controller: super::cgroup_v1::controller("devices").is_some(),
+            pids_controller: super::cgroup_v1::controller("pids").is_some(),
             apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y"),
         }
     }
@@ -103,6 +106,10 @@ fn why_not(path: &str, host: Host) -> Option<String> {
     if covers("linux.resources.devices", path) {
         return (!host.devices_controller)
             .then(|| "device rules need the cgroup v1 devices controller, which this host lacks".into());
+    }
+    if covers("linux.resources.pids", path) {
+        return (!host.pids_controller)
+            .then(|| "a pids limit needs the cgroup v1 pids controller, which this host lacks".into());
     }
     let what = if covers("process.apparmorProfile", path) {
         if host.apparmor {
@@ -147,7 +154,7 @@ fn leaves(v: &Value, path: &mut String, out: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    const HOST: Host = Host { devices_controller: true, apparmor: false };
+    const HOST: Host = Host { devices_controller: true, pids_controller: true, apparmor: false };
 
     fn spec_with(patch: impl FnOnce(&mut Value)) -> Spec {
         let mut v = serde_json::to_value(super::super::spec::default_spec()).unwrap();
@@ -162,7 +169,8 @@ mod tests {
     #[test]
     fn default_spec_is_applied_whole() {
         refuse_on(&spec_with(|_| {}), HOST).unwrap();
-        refuse_on(&spec_with(|_| {}), Host { devices_controller: false, apparmor: false }).unwrap();
+        let bare = Host { devices_controller: false, pids_controller: false, apparmor: false };
+        refuse_on(&spec_with(|_| {}), bare).unwrap();
     }
 
     #[test]
@@ -189,8 +197,11 @@ mod tests {
             v["linux"]["resources"] = serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]})
         });
         refuse_on(&dev, HOST).unwrap();
-        let v2 = Host { devices_controller: false, ..HOST };
+        let v2 = Host { devices_controller: false, pids_controller: false, ..HOST };
         assert!(refusal(&dev, v2).contains("linux.resources.devices.*.access: device rules need"));
+        let pids = spec_with(|v| v["linux"]["resources"] = serde_json::json!({"pids": {"limit": 64}}));
+        refuse_on(&pids, HOST).unwrap();
+        assert!(refusal(&pids, v2).contains("linux.resources.pids.limit: a pids limit needs"));
     }
 
     #[test]
