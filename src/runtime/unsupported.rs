@@ -78,7 +78,16 @@ impl Host {
 
 /// Refuse the first set field that rcon would not apply, on this host.
 pub fn refuse(spec: &Spec) -> Result<()> {
-    refuse_on(spec, Host::probe())
+    // The probe reads mountinfo: only for a config that asks for what it checks.
+    let linux = spec.linux().as_ref();
+    let needs_probe = linux.and_then(|l| l.resources().as_ref()).is_some()
+        || spec.process().as_ref().and_then(|p| p.apparmor_profile().as_ref()).is_some();
+    let host = if needs_probe {
+        Host::probe()
+    } else {
+        Host { devices_controller: false, pids_controller: false, apparmor: false }
+    };
+    refuse_on(spec, host)
 }
 
 pub fn refuse_on(spec: &Spec, host: Host) -> Result<()> {
