@@ -10,6 +10,7 @@ mod dockerrun;
 mod examples;
 mod firewall;
 mod foreign;
+mod gcrace;
 mod hooks;
 mod images;
 mod ipip_user;

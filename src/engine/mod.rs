@@ -59,7 +59,7 @@ fn exit_path(ctx: &Context, id: &str) -> PathBuf {
 }
 
 fn creator_path(ctx: &Context, id: &str) -> PathBuf {
-    rootfs::container_dir(ctx, id).join("creator")
+    rootfs::container_dir(ctx, id).join(rootfs::CREATOR)
 }
 
 /// Remove what runs killed mid-way left: containers abandoned in
@@ -75,6 +75,13 @@ pub fn gc(ctx: &Context) -> Result<Vec<String>> {
     let Ok(rd) = fs::read_dir(ctx.data_root.join("containers")) else { return Ok(removed) };
     for e in rd.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
+        // A data dir still being made: its creator is in its name.
+        if id.starts_with(rootfs::NEW) {
+            if rootfs::new_dir_creator(&id).is_none_or(|c| !c.alive()) {
+                fs::remove_dir_all(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+            }
+            continue;
+        }
         if ctx.container_dir(&id).exists() {
             continue;
         }
@@ -222,10 +229,8 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     let name = req.name.clone().unwrap_or_else(|| id[..12].to_string());
     reserve_name(ctx, &name, &id)?;
     let mut undo = Undo { ctx, id: id.clone(), armed: true };
-    let dir = rootfs::container_dir(ctx, &id);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // Who is making it: gc leaves a run in progress alone.
-    crate::store::write_json(&creator_path(ctx, &id), &runtime::state::Creator::me())?;
+    let dir = rootfs::create_dir(ctx, &id, &runtime::state::Creator::me())?;
     let root = rootfs::mount_overlay(&dir, &lower)?;
     let hostname = match &pod {
         Some(p) => p.hostname.clone(),

@@ -403,6 +403,17 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
     }
     report.index_links = eps.sweep_index(std::time::Duration::from_secs(60));
     report.rules.extend(super::service::gc(ctx, backends)?);
+    // The kernel's objects are listed before the records are read: attach
+    // saves an endpoint's record before it makes the veth and the port
+    // rules, so an object seen here that belongs to a live attach has its
+    // record in the read below, and only objects of gone endpoints go.
+    // The same holds for networks: saved before their bridge and rules.
+    let links = rcon_links(&node)?;
+    let port_owners: Vec<(Backend, Vec<String>)> =
+        backends.iter().filter_map(|b| firewall::open(*b).port_owners().ok().map(|o| (*b, o))).collect();
+    // A backend whose tool is missing has no rules of ours.
+    let fw_networks: Vec<(Backend, Vec<String>)> =
+        backends.iter().filter_map(|b| firewall::open(*b).networks().ok().map(|n| (*b, n))).collect();
     let live = eps.all()?;
     {
         // Under the claims' lock, as attach records its claims under it.
@@ -413,9 +424,8 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
             claims.release_claim(&c)?;
             report.ports.push(format!("{}:{}/{}", c.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), c.port, c.proto));
         }
-        for b in backends {
-            let fw = firewall::open(*b);
-            let Ok(owners) = fw.port_owners() else { continue };
+        for (b, owners) in port_owners {
+            let fw = firewall::open(b);
             for o in owners.into_iter().filter(|o| !keys.contains(o.as_str())) {
                 fw.remove_ports_of(&o)?;
                 report.rules.push(format!("{b}:ports of {o}"));
@@ -423,17 +433,15 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
         }
     }
     let hosts: HashSet<&str> = live.iter().map(|e| e.host_ifname.as_str()).collect();
-    for name in rcon_links(&node)? {
+    for name in links {
         if !hosts.contains(name.as_str()) {
             node.delete_by_name(&name)?;
             report.links.push(name);
         }
     }
     let known: HashSet<String> = networks(ctx).list()?.into_iter().map(|n| n.name).collect();
-    for b in backends {
-        let fw = firewall::open(*b);
-        // A backend whose tool is missing has no rules of ours.
-        let Ok(nets) = fw.networks() else { continue };
+    for (b, nets) in fw_networks {
+        let fw = firewall::open(b);
         for n in nets.into_iter().filter(|n| !known.contains(n)) {
             fw.remove_network(&n)?;
             forwarding::release(&ctx.data_root, &n)?;
