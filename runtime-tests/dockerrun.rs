@@ -150,8 +150,11 @@ fn detached_logs_ps_stop_rm() {
     let me = json.as_array().unwrap().iter().find(|r| r["name"] == "talker").unwrap();
     assert_eq!(me["image"], "busybox:latest");
     assert!(me["command"].as_str().unwrap().contains("sleep 1000"));
-    // exec by name shares the init's netns.
+    // `ps -q`, as docker users type it: the short ids, which name the container.
+    assert_eq!(w.ok(&["ps", "-q"]).lines().collect::<Vec<_>>(), [&id[..12]]);
     let pid = w.state_of(&id)["pid"].as_i64().unwrap();
+    assert_eq!(w.ok(&["ps", "-q", &id]).lines().next(), Some(pid.to_string().as_str()));
+    // exec by name shares the init's netns.
     let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     assert_eq!(w.ok(&["exec", "talker", "readlink", "/proc/self/ns/net"]).trim(), init_ns.to_str().unwrap());
     // rm refuses a running container; stop then rm works.
@@ -161,6 +164,22 @@ fn detached_logs_ps_stop_rm() {
         w.ok(&["ps"]).lines().any(|l| l.contains("talker") && l.contains("exited ("))
     });
     w.ok(&["rm", "talker"]);
+    assert_nothing_left(&w, &id);
+}
+
+/// `rm -f` killed after it killed the container's processes (issue 17):
+/// a running delete is left alone by gc, a dead one is finished by gc alone.
+#[test]
+fn gc_finishes_a_killed_rm() {
+    let w = world_with_busybox("drkrm");
+    let id = w.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_string();
+    let pid = w.state_of(&id)["pid"].as_i64().unwrap() as i32;
+    let out = w.cmd(&["rm", "-f", &id]).env("RCON_FAULT", "delete:killed").output().unwrap();
+    assert_eq!(out.status.code(), None, "rm should have been killed: {out:?}");
+    crate::common::wait_pid_gone(pid);
+    assert!(w.root.join(&id).exists(), "the killed rm got further than its fault point");
+    let gc = w.ok(&["gc"]);
+    assert!(gc.contains(&id), "gc did not say it removed {id}: {gc}");
     assert_nothing_left(&w, &id);
 }
 

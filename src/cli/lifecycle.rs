@@ -96,6 +96,9 @@ pub struct PsArgs {
     /// Accepted for docker users: stopped containers are always listed.
     #[arg(long, short = 'a')]
     pub all: bool,
+    /// Print only the containers' short ids, as `docker ps -q` (with an id: only the pids).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// With an id: that container's processes (runc's `ps`). Without: the containers.
     pub id: Option<String>,
 }
@@ -157,9 +160,18 @@ fn print_rows(rows: &[engine::Row], format: Format) -> Result<i32> {
 }
 
 pub fn ps(ctx: &Context, a: PsArgs) -> Result<i32> {
-    let Some(id) = a.id else { return print_rows(&engine::list(ctx)?, a.format) };
+    let Some(id) = a.id else {
+        let rows = engine::list(ctx)?;
+        if a.quiet {
+            rows.iter().for_each(|r| println!("{}", engine::names::short_id(&r.id)));
+            return Ok(0);
+        }
+        return print_rows(&rows, a.format);
+    };
     let pids = runtime::pids(ctx, &id)?;
-    if a.format == Format::Json {
+    if a.quiet {
+        pids.iter().for_each(|p| println!("{p}"));
+    } else if a.format == Format::Json {
         println!("{}", serde_json::to_string(&pids)?);
     } else {
         println!("{:<8} CMD", "PID");

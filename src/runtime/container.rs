@@ -283,10 +283,13 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
             }
             // A stopped container may still have orphans (no pid namespace): those go too.
             _ => {
+                // The intent first: a delete killed from here on is finished by gc.
+                mark_deleting(&dir);
                 procs::signal_all(&st, Signal::SIGKILL);
                 if !procs::wait_gone(&st, Duration::from_secs(10)) {
                     bail!("container {id:?}: pid {} did not exit after SIGKILL", st.pid);
                 }
+                store::fault("delete:killed");
             }
         }
         for cg in st.cgroup.iter().chain(&st.v1_cgroups) {
@@ -310,14 +313,32 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
 }
 
-/// Containers left in `creating` by an rcon process that is gone (killed
-/// mid-create): what `rcon gc` removes.
+/// The marker a delete leaves first: the deleting rcon, so that gc can tell
+/// a delete under way from one that was killed.
+const DELETING: &str = "deleting";
+
+/// One small file, not an atomic write: a torn one reads as a dead deleter,
+/// and gc then finishes a delete that was asked for anyway.
+fn mark_deleting(dir: &Path) {
+    let _ = fs::write(dir.join(DELETING), serde_json::to_vec(&state::Creator::me()).unwrap_or_default());
+}
+
+fn deleter_gone(dir: &Path) -> bool {
+    match fs::read(dir.join(DELETING)) {
+        Ok(b) => serde_json::from_slice::<state::Creator>(&b).map_or(true, |c| !c.alive()),
+        Err(_) => false,
+    }
+}
+
+/// Containers that an rcon process now gone left half-made (killed in
+/// `create`) or half-deleted (killed in `delete`): what `rcon gc` removes.
 pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(out) };
     for e in rd.flatten() {
         let Ok(st) = State::load(&e.path()) else { continue };
-        if st.status == Status::Creating && st.creator.is_none_or(|c| !c.alive()) {
+        let half_made = st.status == Status::Creating && st.creator.is_none_or(|c| !c.alive());
+        if half_made || deleter_gone(&e.path()) {
             out.push(st.id);
         }
     }
