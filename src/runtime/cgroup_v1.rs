@@ -16,15 +16,7 @@ use super::{cgroup, devices};
 
 /// Where v1 controller `name` is mounted, if it is.
 pub fn controller(name: &str) -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let mut r = right.split(' ');
-        if r.next()? != "cgroup" || !r.nth(1)?.split(',').any(|o| o == name) {
-            return None;
-        }
-        left.split(' ').nth(4).map(PathBuf::from)
-    })
+    cgroup::find_mount(|fstype, opts| fstype == "cgroup" && opts.split(',').any(|o| o == name))
 }
 
 /// The config's pids limit, if it sets one.

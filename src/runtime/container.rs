@@ -155,7 +155,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         start,
     };
     let cgroup = undo.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
-    let v1_cgroups = st.v1_cgroups.iter().map(|p| cgroup::open_dir(p)).collect::<Result<_>>()?;
+    let v1_cgroups = cgroup::open_dirs(&st.v1_cgroups)?;
     let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup, v1_cgroups };
     let (pid, mut chan) = launch::spawn(ns, move |chan| init::run(cfg, chan))?;
     tracing::debug!(id, pid, "init forked in its namespaces");

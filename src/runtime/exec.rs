@@ -56,7 +56,7 @@ pub fn exec(ctx: &Context, id: &str, o: ExecOptions) -> Result<i32> {
         supervise::prepare()?;
     }
     let cgroup = st.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
-    let v1_cgroups = st.v1_cgroups.iter().map(|p| cgroup::open_dir(p)).collect::<Result<_>>()?;
+    let v1_cgroups = cgroup::open_dirs(&st.v1_cgroups)?;
     let ns = Namespaces { join, new: CloneFlags::empty(), id_maps: None, cgroup, v1_cgroups };
     let (pid, mut chan) = launch::spawn(ns, move |_chan| run_child(&process, filter.as_ref(), console))?;
     // EOF means execve closed the channel: the process runs.
