@@ -8,6 +8,7 @@ pub mod context;
 pub mod engine;
 pub mod image;
 pub mod net;
+pub mod notice;
 pub mod runtime;
 pub mod store;
 

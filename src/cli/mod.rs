@@ -4,6 +4,7 @@
 mod completion;
 mod docker;
 mod exec;
+mod firewall;
 mod image;
 mod lifecycle;
 mod logging;
@@ -122,6 +123,9 @@ enum Command {
     Port { name: String },
     /// Remove what crashed runs left behind: endpoints, leases, veths, rules.
     Gc,
+    /// rcon's firewall rules: reload (restore them from the records).
+    #[command(subcommand)]
+    Firewall(firewall::FirewallCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
     /// Write one man page per command into DIR (`make man`).
@@ -225,6 +229,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Inspect { name } => network::inspect(ctx, &name),
         Command::Port { name } => network::port(ctx, &name),
         Command::Gc => network::gc(ctx),
+        Command::Firewall(c) => firewall::firewall(ctx, c),
         Command::Pause => rcon::engine::pause::run(),
         Command::Ipipd(a) => overlay::ipipd(a),
         Command::Completion(a) => completion::completion(a),

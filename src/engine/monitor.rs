@@ -31,6 +31,8 @@ pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<
                 libc::dup2(log_file.as_raw_fd(), 1);
                 libc::dup2(log_file.as_raw_fd(), 2);
             }
+            // Notices would land in the container's log: the waiting command prints them.
+            crate::notice::collect();
             let code = monitor(ctx, id, opts, rm, &mut tx);
             unsafe { libc::_exit(code) }
         }
@@ -39,7 +41,10 @@ pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<
             let mut reply = String::new();
             rx.read_to_string(&mut reply).context("waiting for the container to start")?;
             match reply.strip_prefix("ok") {
-                Some(_) => Ok(()),
+                Some(notices) => {
+                    notices.lines().filter(|l| !l.is_empty()).for_each(|l| eprintln!("rcon: {l}"));
+                    Ok(())
+                }
                 None if reply.is_empty() => bail!("the container monitor exited before the container started"),
                 None => bail!("{reply}"),
             }
@@ -49,7 +54,8 @@ pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<
 
 fn monitor(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool, tx: &mut std::os::unix::net::UnixStream) -> i32 {
     let res = runtime::run_foreground(ctx, id, opts, false, |_| {
-        let _ = tx.write_all(b"ok");
+        let notices: String = crate::notice::take().iter().map(|n| format!("\n{n}")).collect();
+        let _ = tx.write_all(format!("ok{notices}").as_bytes());
         let _ = tx.shutdown(std::net::Shutdown::Both);
     });
     match res {

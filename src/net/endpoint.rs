@@ -159,6 +159,11 @@ impl Store {
         self.dir.join(&ep.network).join(format!("{}.json", ep.key))
     }
 
+    /// `ep` has a record (an attach that failed early has none yet).
+    pub fn recorded(&self, ep: &Endpoint) -> bool {
+        self.path(ep).exists()
+    }
+
     /// The index directories that hold a link to `ep`.
     fn index_dirs(&self, ep: &Endpoint) -> Vec<PathBuf> {
         let mut dirs = vec![self.dir.join(BY_NETNS).join(netns_tag(&ep.netns_id))];

@@ -17,7 +17,7 @@ use super::ipam::Ipam;
 use super::link::Netlink;
 use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
 use super::ports::PortSpec;
-use super::{driver, forwarding};
+use super::{driver, forwarding, heal};
 use crate::Context;
 
 fn networks(ctx: &Context) -> network::Store {
@@ -31,6 +31,7 @@ fn endpoints(ctx: &Context) -> endpoint::Store {
 /// Create a network: record, bridge, forwarding and firewall rules. On any
 /// failure what was done is undone, and the node is as it was.
 pub fn create_network(ctx: &Context, req: &Request) -> Result<Network> {
+    heal::ensure(ctx, req.firewall)?;
     let store = networks(ctx);
     let _lock = store.lock()?;
     create_locked(ctx, &store, req)
@@ -160,6 +161,7 @@ pub fn inspect_network(ctx: &Context, name: &str) -> Result<Inspect> {
 /// Remove a network; with endpoints it needs `force`, which detaches them first.
 pub fn remove_network(ctx: &Context, name: &str, force: bool) -> Result<()> {
     let store = networks(ctx);
+    heal::ensure(ctx, store.get(name)?.firewall)?;
     let _lock = store.lock()?;
     let net = store.get(name)?;
     let eps = endpoints(ctx).on_network(name)?;
@@ -199,6 +201,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         if net.driver == Driver::Veth {
             bail!("network {}: the veth driver has no node side to publish ports on", net.name);
         }
+        heal::ensure(ctx, net.firewall)?;
     }
     let netns_id = endpoint::ns_identity(&req.netns)?;
     let eps = endpoints(ctx);
@@ -314,8 +317,15 @@ fn published(ep: &Endpoint) -> Option<firewall::Published<'_>> {
 }
 
 /// Undo one endpoint: published ports, interfaces, claims, lease, record (in that order).
+/// The record loses its ports before the rules go, so that a restore of the
+/// firewall meanwhile does not put them back (see `heal`).
 fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
     if let Some(p) = published(ep) {
+        let eps = endpoints(ctx);
+        if eps.recorded(ep) {
+            eps.save(&Endpoint { ports: Vec::new(), ..ep.clone() })?;
+        }
+        crate::store::fault("detach:unpublishing");
         let backend = networks(ctx).get(&ep.network).map(|n| n.firewall).unwrap_or_default();
         firewall::open(backend).remove_ports(&p)?;
         firewall::flush_udp_conntrack(&ep.ports)?;
@@ -341,6 +351,7 @@ pub fn detach(ctx: &Context, network: &str, netns: &Path, ifname: Option<&str>) 
     if mine.is_empty() {
         bail!("{} is not attached to network {network}", netns.display());
     }
+    ensure_for(ctx, &mine)?;
     let node = Netlink::current()?;
     mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))
 }
@@ -355,10 +366,19 @@ pub fn endpoints_of(ctx: &Context, owner: &str) -> Result<Vec<Endpoint>> {
 pub fn detach_owner(ctx: &Context, owner: &str, network: Option<&str>) -> Result<usize> {
     let mine = endpoints(ctx).find(Filter { owner: Some(owner), network, ..Default::default() })?;
     if !mine.is_empty() {
+        ensure_for(ctx, &mine)?;
         let node = Netlink::current()?;
         mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))?;
     }
     Ok(mine.len())
+}
+
+/// Heal the firewall before endpoints with published ports are detached.
+fn ensure_for(ctx: &Context, eps: &[Endpoint]) -> Result<()> {
+    if eps.iter().any(|e| !e.ports.is_empty()) {
+        heal::ensure_all(ctx)?;
+    }
+    Ok(())
 }
 
 /// What `rcon gc` removed.
@@ -379,6 +399,7 @@ pub struct GcReport {
 /// without a record, and firewall rules of networks that no longer exist.
 /// Safe at any time: a live endpoint is never touched.
 pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
+    heal::ensure_all(ctx)?;
     let mut report = GcReport::default();
     let node = Netlink::current()?;
     let eps = endpoints(ctx);
@@ -419,7 +440,8 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
         // Under the claims' lock, as attach records its claims under it.
         let claims = Claims::open(&ctx.data_root)?;
         let live = eps.all()?;
-        let keys: HashSet<&str> = live.iter().map(|e| e.key.as_str()).collect();
+        // An endpoint whose record lost its ports (a detach that crashed midway) owns none.
+        let keys: HashSet<&str> = live.iter().filter(|e| !e.ports.is_empty()).map(|e| e.key.as_str()).collect();
         for c in claims.all()?.into_iter().filter(|c| !keys.contains(c.owner.as_str())) {
             claims.release_claim(&c)?;
             report.ports.push(format!("{}:{}/{}", c.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), c.port, c.proto));

@@ -4,6 +4,7 @@ pub mod driver;
 pub mod endpoint;
 pub mod firewall;
 pub mod forwarding;
+pub mod heal;
 pub mod hostports;
 pub mod ipam;
 pub mod link;

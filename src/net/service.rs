@@ -176,6 +176,7 @@ fn all_backends(store: &Store, changed: Option<&Service>) -> Result<Vec<Ipv4Addr
 pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb) -> Result<Service> {
     crate::store::validate_id("service name", name)?;
     firewall::check_name(name)?;
+    super::heal::ensure(ctx, ctx.firewall)?;
     let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     if store.exists(name) {
@@ -193,6 +194,7 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
 
 pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     let store = store(&ctx.data_root);
+    super::heal::ensure(ctx, store.get(name)?.firewall)?;
     let _lock = store.lock()?;
     let svc = store.get(name)?;
     store.remove(name)?;
@@ -202,6 +204,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
 /// Change one service's backends, under the lock, and restate its rules.
 pub fn change(ctx: &Context, name: &str, edit: impl FnOnce(&mut Service) -> Result<()>) -> Result<Service> {
     let store = store(&ctx.data_root);
+    super::heal::ensure(ctx, store.get(name)?.firewall)?;
     let _lock = store.lock()?;
     let mut svc = store.get(name)?;
     edit(&mut svc)?;

@@ -39,7 +39,7 @@ use ipnet::Ipv4Net;
 
 use std::net::Ipv4Addr;
 
-use super::{chain_suffix, run, NetRules, Published, SvcRules};
+use super::{chain_suffix, run, NetRules, Published, SvcRules, Want};
 use crate::net::service::Lb;
 
 /// The iptables implementation of [`Firewall`].
@@ -199,24 +199,55 @@ fn split_words(s: &str) -> Result<Vec<String>> {
 /// The `iptables-restore --noflush` input that installs rcon's chains and jumps if missing and `net`'s rules,
 /// replacing whatever `net.name` had before.
 pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
-    let (name, s) = (net.name.as_str(), net.subnet.trunc());
-    let chain = net_chain(name);
-    let masq = net.masquerade && !net.internal;
-    let c = format!("-m comment --comment \"{name}\"");
     let mut b = String::from("*filter\n");
+    filter_base(live, &mut b);
+    // Declaring the network's chain creates it, or flushes it when it exists.
+    let _ = writeln!(b, ":{} - [0:0]", net_chain(&net.name));
+    for r in live.owned(&net.name).filter(|r| r.table == "filter") {
+        let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
+    }
+    filter_net(net, &mut b);
+    b.push_str("COMMIT\n*nat\n");
+    nat_base(live, &mut b);
+    for r in live.owned(&net.name).filter(|r| r.table == "nat") {
+        let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
+    }
+    nat_net(net, &mut b);
+    b.push_str("COMMIT\n");
+    b
+}
+
+/// The conntrack match and comment of the rules published ports need once.
+fn published_dnat() -> String {
+    format!("-m conntrack --ctstate DNAT -m comment --comment {PUBLISHED}")
+}
+
+/// rcon's filter chains and the rules outside its network chains, those `live` lacks.
+fn filter_base(live: &Live, b: &mut String) {
     for base in [FORWARD, ISOLATE] {
         if !live.has_chain("filter", base) {
             let _ = writeln!(b, ":{base} - [0:0]");
         }
     }
-    // Declaring the network's chain creates it, or flushes it when it exists.
-    let _ = writeln!(b, ":{chain} - [0:0]");
-    for r in live.owned(name).filter(|r| r.table == "filter") {
-        let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
-    }
     if !live.has_jump("filter", "FORWARD", FORWARD) {
         let _ = writeln!(b, "-I FORWARD 1 -j {FORWARD}");
     }
+    // Published ports reach a container from anywhere, another rcon network included.
+    let dnat = published_dnat();
+    if !live.has_comment("filter", ISOLATE, PUBLISHED) {
+        let _ = writeln!(b, "-I {ISOLATE} 1 {dnat} -j RETURN");
+    }
+    // In FORWARD itself, beside the jump: a rule of rcon's own chain would move
+    // whenever a network's rules are replaced.
+    if !live.has_comment("filter", "FORWARD", PUBLISHED) {
+        let _ = writeln!(b, "-I FORWARD 1 {dnat} -j ACCEPT");
+    }
+}
+
+/// One network's filter rules (its chain declared already).
+fn filter_net(net: &NetRules, b: &mut String) {
+    let (name, s, chain) = (net.name.as_str(), net.subnet.trunc(), net_chain(&net.name));
+    let c = format!("-m comment --comment \"{name}\"");
     let _ = writeln!(b, "-I {FORWARD} 1 -s {s} {c} -j {chain}");
     if net.internal {
         let _ = writeln!(b, "-A {FORWARD} -d {s} {c} -j DROP");
@@ -227,17 +258,10 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
     let _ = writeln!(b, "-A {chain} -d {s} -j ACCEPT");
     let _ = writeln!(b, "-A {chain} -j {ISOLATE}");
     let _ = writeln!(b, "-A {chain} -j {}", if net.internal { "DROP" } else { "ACCEPT" });
-    // Published ports reach a container from anywhere, another rcon network included.
-    let dnat = format!("-m conntrack --ctstate DNAT -m comment --comment {PUBLISHED}");
-    if !live.has_comment("filter", ISOLATE, PUBLISHED) {
-        let _ = writeln!(b, "-I {ISOLATE} 1 {dnat} -j RETURN");
-    }
-    // In FORWARD itself, beside the jump: a rule of rcon's own chain would move
-    // whenever a network's rules are replaced.
-    if !live.has_comment("filter", "FORWARD", PUBLISHED) {
-        let _ = writeln!(b, "-I FORWARD 1 {dnat} -j ACCEPT");
-    }
-    b.push_str("COMMIT\n*nat\n");
+}
+
+/// rcon's nat chains and the jumps to them, those `live` lacks.
+fn nat_base(live: &Live, b: &mut String) {
     for base in [POSTROUTING, PORTS, SERVICES] {
         if !live.has_chain("nat", base) {
             let _ = writeln!(b, ":{base} - [0:0]");
@@ -252,19 +276,140 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
         }
     }
     if !live.has_comment("nat", POSTROUTING, PUBLISHED) {
-        let _ = writeln!(b, "-A {POSTROUTING} -s 127.0.0.0/8 {dnat} -j MASQUERADE");
-    }
-    for r in live.owned(name).filter(|r| r.table == "nat") {
-        let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
+        let _ = writeln!(b, "-A {POSTROUTING} -s 127.0.0.0/8 {} -j MASQUERADE", published_dnat());
     }
     if !live.has_jump("nat", "POSTROUTING", POSTROUTING) {
         let _ = writeln!(b, "-I POSTROUTING 1 -j {POSTROUTING}");
     }
-    if masq {
-        let _ = writeln!(b, "-A {POSTROUTING} -s {s} ! -d {} {c} -j MASQUERADE", net.unnat.trunc());
+}
+
+/// One network's masquerade, when it has one.
+fn nat_net(net: &NetRules, b: &mut String) {
+    if net.masquerade && !net.internal {
+        let (name, s) = (&net.name, net.subnet.trunc());
+        let _ = writeln!(
+            b,
+            "-A {POSTROUTING} -s {s} ! -d {} -m comment --comment \"{name}\" -j MASQUERADE",
+            net.unnat.trunc()
+        );
+    }
+}
+
+/// rcon's rules in the built-in chains of `table`: the jumps to its chains and the published-port rules.
+fn builtin_refs<'a>(live: &'a Live, table: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+    live.rules.iter().filter(move |r| {
+        r.table == table
+            && !r.chain.starts_with(PREFIX)
+            && (r.target.as_deref().is_some_and(|t| t.starts_with(PREFIX)) || r.comment.as_deref() == Some(PUBLISHED))
+    })
+}
+
+/// The lines of one table that empty rcon's part of it: its rules in the built-in chains go, the chains
+/// in `keep` are declared (created, or flushed), and every other rcon chain is flushed and deleted.
+fn wipe(live: &Live, table: &str, keep: &BTreeSet<String>, b: &mut String) {
+    for r in builtin_refs(live, table) {
+        let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
+    }
+    for c in keep {
+        let _ = writeln!(b, ":{c} - [0:0]");
+    }
+    let gone: Vec<&str> = live
+        .chains
+        .iter()
+        .filter(|(t, c)| t == table && c.starts_with(PREFIX) && !keep.contains(c))
+        .map(|(_, c)| &**c)
+        .collect();
+    for verb in ["-F", "-X"] {
+        for c in &gone {
+            let _ = writeln!(b, "{verb} {c}");
+        }
+    }
+}
+
+/// The input that replaces all of rcon's chains and rules with `want` (atomic per table).
+pub(crate) fn render_restore(live: &Live, want: &Want) -> String {
+    let mut fresh = Live::default();
+    let mut keep = |table: &str, chains: Vec<String>| -> BTreeSet<String> {
+        if want.networks.is_empty() {
+            return BTreeSet::new();
+        }
+        for c in &chains {
+            fresh.chains.insert((table.to_string(), c.clone()));
+        }
+        chains.into_iter().collect()
+    };
+    let filter: Vec<String> = [FORWARD.to_string(), ISOLATE.to_string()]
+        .into_iter()
+        .chain(want.networks.iter().map(|n| net_chain(&n.name)))
+        .collect();
+    let filter = keep("filter", filter);
+    let nat: Vec<String> = [POSTROUTING, PORTS, SERVICES]
+        .into_iter()
+        .map(String::from)
+        .chain(want.ports.iter().map(|(owner, _, _)| ports_chain(owner)))
+        .chain(want.services.iter().map(|s| svc_chain(&s.name)))
+        .collect();
+    let nat = keep("nat", nat);
+    let mut b = String::from("*filter\n");
+    wipe(live, "filter", &filter, &mut b);
+    if !want.networks.is_empty() {
+        filter_base(&fresh, &mut b);
+        want.networks.iter().for_each(|n| filter_net(n, &mut b));
+    }
+    b.push_str("COMMIT\n*nat\n");
+    wipe(live, "nat", &nat, &mut b);
+    if !want.networks.is_empty() {
+        nat_base(&fresh, &mut b);
+        want.networks.iter().for_each(|n| nat_net(n, &mut b));
+        want.published().for_each(|p| port_lines(&p, &mut b));
+        want.service_rules().for_each(|s| service_lines(&s, &mut b));
     }
     b.push_str("COMMIT\n");
     b
+}
+
+/// The first thing of `want` that `live` lacks: a chain or jump of rcon's base, a network's rules, a
+/// service's rules. Published ports are not checked (see the nftables backend's `damage`).
+pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
+    if want.networks.is_empty() {
+        return None;
+    }
+    let chains = [("filter", FORWARD), ("filter", ISOLATE), ("nat", POSTROUTING), ("nat", PORTS), ("nat", SERVICES)];
+    if let Some((t, c)) = chains.iter().find(|(t, c)| !live.has_chain(t, c)) {
+        return Some(format!("chain {c} of table {t} is missing"));
+    }
+    let jumps = [
+        ("filter", "FORWARD", FORWARD),
+        ("nat", "PREROUTING", SERVICES),
+        ("nat", "PREROUTING", PORTS),
+        ("nat", "OUTPUT", SERVICES),
+        ("nat", "OUTPUT", PORTS),
+        ("nat", "POSTROUTING", POSTROUTING),
+    ];
+    if let Some((t, from, to)) = jumps.iter().find(|(t, f, to)| !live.has_jump(t, f, to)) {
+        return Some(format!("the jump from {from} to {to} (table {t}) is missing"));
+    }
+    let published = [("filter", ISOLATE), ("filter", "FORWARD"), ("nat", POSTROUTING)];
+    if let Some((t, c)) = published.iter().find(|(t, c)| !live.has_comment(t, c, PUBLISHED)) {
+        return Some(format!("the published-port rule of {c} (table {t}) is missing"));
+    }
+    let count = |table: &str, chain: &str| live.rules.iter().filter(|r| r.table == table && r.chain == chain).count();
+    for net in &want.networks {
+        let owned = |table: &str| live.owned(&net.name).filter(|r| r.table == table).count();
+        let masq = net.masquerade && !net.internal;
+        if count("filter", &net_chain(&net.name)) != 3 || owned("filter") != 3 || owned("nat") != usize::from(masq) {
+            return Some(format!("network {}: its rules are missing or changed", net.name));
+        }
+    }
+    for svc in &want.services {
+        let tag = format!("{SVC_TAG}{}", svc.name);
+        let tagged =
+            live.rules.iter().filter(|r| r.table == "nat" && r.comment.as_deref() == Some(tag.as_str())).count();
+        if tagged != svc.backends.len() + 1 || count("nat", &svc_chain(&svc.name)) != svc.backends.len() {
+            return Some(format!("service {}: its rules are missing", svc.name));
+        }
+    }
+    None
 }
 
 /// The input that removes `name`'s rules and chain, or every `RCON-*` chain and jump when no other network
@@ -277,19 +422,7 @@ pub(crate) fn render_remove(live: &Live, name: &str) -> Option<String> {
         if last {
             // Our jumps from the built-in chains, then every rcon chain: flushed first so none is still
             // referenced when it is deleted.
-            for r in live.rules.iter().filter(|r| r.table == table && !r.chain.starts_with(PREFIX)) {
-                if r.target.as_deref().is_some_and(|t| t.starts_with(PREFIX)) || r.comment.as_deref() == Some(PUBLISHED)
-                {
-                    let _ = writeln!(lines, "-D {} {}", r.chain, r.spec);
-                }
-            }
-            let ours: Vec<&str> =
-                live.chains.iter().filter(|(t, c)| t == table && c.starts_with(PREFIX)).map(|(_, c)| &**c).collect();
-            for verb in ["-F", "-X"] {
-                for c in &ours {
-                    let _ = writeln!(lines, "{verb} {c}");
-                }
-            }
+            wipe(live, table, &BTreeSet::new(), &mut lines);
         } else {
             for r in live.owned(name).filter(|r| r.table == table) {
                 let _ = writeln!(lines, "-D {} {}", r.chain, r.spec);
@@ -316,29 +449,42 @@ fn ports_chain(owner: &str) -> String {
 /// The input that adds or deletes exactly one endpoint's port rules: its chain, the jump to it, and the
 /// masquerade of a container reaching its own published port (a DNATed flow from itself to itself).
 pub(crate) fn render_ports(p: &Published, add: bool) -> String {
-    let chain = ports_chain(p.owner);
-    let c = format!("-m comment --comment {PORT_TAG}{}", p.owner);
-    let jump = format!("{PORTS} {c} -j {chain}");
-    let hairpin = format!("-s {ip}/32 -d {ip}/32 -m conntrack --ctstate DNAT {c} -j MASQUERADE", ip = p.ip);
     let mut b = String::from("*nat\n");
     if add {
-        // Declaring the chain creates it, or flushes it when it exists.
-        let _ = writeln!(b, ":{chain} - [0:0]");
-        for m in p.mappings {
-            let dst = m.host_ip.map(|ip| format!(" -d {ip}/32")).unwrap_or_default();
-            let _ = writeln!(
-                b,
-                "-A {chain} -p {}{dst} --dport {} -j DNAT --to-destination {}:{}",
-                m.proto, m.host_port, p.ip, m.ctr_port
-            );
-        }
-        let _ = writeln!(b, "-A {jump}");
-        let _ = writeln!(b, "-I {POSTROUTING} 1 {hairpin}");
+        port_lines(p, &mut b);
     } else {
+        let (jump, hairpin) = port_refs(p);
+        let chain = ports_chain(p.owner);
         let _ = writeln!(b, "-D {jump}\n-D {POSTROUTING} {hairpin}\n-F {chain}\n-X {chain}");
     }
     b.push_str("COMMIT\n");
     b
+}
+
+/// An endpoint's jump from RCON-PORTS (as `RCON-PORTS SPEC`) and its hairpin masquerade (as its SPEC).
+fn port_refs(p: &Published) -> (String, String) {
+    let c = format!("-m comment --comment {PORT_TAG}{}", p.owner);
+    let jump = format!("{PORTS} {c} -j {}", ports_chain(p.owner));
+    let hairpin = format!("-s {ip}/32 -d {ip}/32 -m conntrack --ctstate DNAT {c} -j MASQUERADE", ip = p.ip);
+    (jump, hairpin)
+}
+
+/// The nat lines that add one endpoint's chain, its DNAT rules and its references.
+fn port_lines(p: &Published, b: &mut String) {
+    let chain = ports_chain(p.owner);
+    let (jump, hairpin) = port_refs(p);
+    // Declaring the chain creates it, or flushes it when it exists.
+    let _ = writeln!(b, ":{chain} - [0:0]");
+    for m in p.mappings {
+        let dst = m.host_ip.map(|ip| format!(" -d {ip}/32")).unwrap_or_default();
+        let _ = writeln!(
+            b,
+            "-A {chain} -p {}{dst} --dport {} -j DNAT --to-destination {}:{}",
+            m.proto, m.host_port, p.ip, m.ctr_port
+        );
+    }
+    let _ = writeln!(b, "-A {jump}");
+    let _ = writeln!(b, "-I {POSTROUTING} 1 {hairpin}");
 }
 
 /// The input that deletes every port rule and the chain of `owner` that iptables-save lists.
@@ -363,32 +509,13 @@ pub(crate) fn render_remove_ports_of(live: &Live, owner: &str) -> Option<String>
 /// backend's shared set: here each service carries its own masquerade rules.
 pub(crate) fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, _all: &[Ipv4Addr]) -> String {
     let chain = svc_chain(name);
-    let c = format!("-m comment --comment {SVC_TAG}{name}");
     let tag = format!("{SVC_TAG}{name}");
     let mut b = String::from("*nat\n");
     for r in live.rules.iter().filter(|r| r.table == "nat" && r.comment.as_deref() == Some(tag.as_str())) {
         let _ = writeln!(b, "-D {} {}", r.chain, r.spec);
     }
     match svc {
-        Some(s) => {
-            let _ = writeln!(b, ":{chain} - [0:0]");
-            let n = s.backends.len();
-            for (i, (ip, port)) in s.backends.iter().enumerate() {
-                let left = n - i;
-                let pick = match (left, s.lb) {
-                    (1, _) => String::new(),
-                    (_, Lb::Roundrobin) => format!("-m statistic --mode nth --every {left} --packet 0 "),
-                    (_, Lb::Random) => format!("-m statistic --mode random --probability {:.8} ", 1.0 / left as f64),
-                };
-                let _ = writeln!(b, "-A {chain} -p {} {pick}-j DNAT --to-destination {ip}:{port}", s.vip.proto);
-                let _ = writeln!(
-                    b,
-                    "-I {POSTROUTING} 1 -s {ip}/32 -d {ip}/32 -m conntrack --ctstate DNAT {c} -j MASQUERADE"
-                );
-            }
-            let v = s.vip;
-            let _ = writeln!(b, "-A {SERVICES} -d {}/32 -p {} --dport {} {c} -j {chain}", v.ip, v.proto, v.port);
-        }
+        Some(s) => service_lines(s, &mut b),
         None if live.has_chain("nat", &chain) => {
             let _ = writeln!(b, "-F {chain}\n-X {chain}");
         }
@@ -396,6 +523,27 @@ pub(crate) fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, _a
     }
     b.push_str("COMMIT\n");
     b
+}
+
+/// The nat lines that add one service: its chain (declared: made, or flushed), a DNAT per backend, the
+/// masquerade of each backend reaching itself, and the jump for its VIP.
+fn service_lines(s: &SvcRules, b: &mut String) {
+    let chain = svc_chain(s.name);
+    let c = format!("-m comment --comment {SVC_TAG}{}", s.name);
+    let _ = writeln!(b, ":{chain} - [0:0]");
+    let n = s.backends.len();
+    for (i, (ip, port)) in s.backends.iter().enumerate() {
+        let left = n - i;
+        let pick = match (left, s.lb) {
+            (1, _) => String::new(),
+            (_, Lb::Roundrobin) => format!("-m statistic --mode nth --every {left} --packet 0 "),
+            (_, Lb::Random) => format!("-m statistic --mode random --probability {:.8} ", 1.0 / left as f64),
+        };
+        let _ = writeln!(b, "-A {chain} -p {} {pick}-j DNAT --to-destination {ip}:{port}", s.vip.proto);
+        let _ = writeln!(b, "-I {POSTROUTING} 1 -s {ip}/32 -d {ip}/32 -m conntrack --ctstate DNAT {c} -j MASQUERADE");
+    }
+    let v = s.vip;
+    let _ = writeln!(b, "-A {SERVICES} -d {}/32 -p {} --dport {} {c} -j {chain}", v.ip, v.proto, v.port);
 }
 
 impl super::Ruleset for Iptables {
@@ -448,6 +596,14 @@ impl super::Ruleset for Iptables {
             .filter(|r| r.table == "nat" && r.chain == SERVICES)
             .filter_map(|r| r.comment.as_deref()?.strip_prefix(SVC_TAG))
             .collect()
+    }
+
+    fn damage(live: &Live, want: &Want) -> Option<String> {
+        damage(live, want)
+    }
+
+    fn render_restore(live: &Live, want: &Want) -> String {
+        render_restore(live, want)
     }
 }
 
@@ -517,6 +673,53 @@ COMMIT
     }
 
     #[test]
+    fn damage_names_what_is_missing() {
+        let a = Want { networks: vec![net("a", "10.1.0.0/24", false, true)], ..Want::default() };
+        assert_eq!(damage(&live(), &a), None);
+        assert_eq!(damage(&live(), &Want::default()), None);
+        // The listing has no rules in b+x's own chain.
+        let both = Want { networks: vec![a.networks[0].clone(), net("b+x", "10.2.0.0/24", true, false)], ..a.clone() };
+        assert_eq!(damage(&live(), &both).unwrap(), "network b+x: its rules are missing or changed");
+        let no_jump = Live::parse(&SAVE.replace("-A POSTROUTING -j RCON-POSTROUTING\n", "")).unwrap();
+        assert_eq!(
+            damage(&no_jump, &a).unwrap(),
+            "the jump from POSTROUTING to RCON-POSTROUTING (table nat) is missing"
+        );
+        let flushed =
+            Live::parse(&SAVE.replace("-A RCON-POSTROUTING -s 10.1.0.0/24", "-A OTHER -s 10.1.0.0/24")).unwrap();
+        assert_eq!(damage(&flushed, &a).unwrap(), "network a: its rules are missing or changed");
+        assert_eq!(damage(&Live::default(), &a).unwrap(), "chain RCON-FORWARD of table filter is missing");
+    }
+
+    #[test]
+    fn restore_replaces_everything_of_rcon_and_nothing_else() {
+        let a = Want { networks: vec![net("a", "10.1.0.0/24", false, true)], ..Want::default() };
+        let got = render_restore(&live(), &a);
+        for line in [
+            "-D FORWARD -j RCON-FORWARD",
+            "-D FORWARD -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT",
+            ":RCON-FORWARD - [0:0]",
+            ":RCON-N-a - [0:0]",
+            "-F RCON-N_77267fbff2ca85bc\n-X RCON-N_77267fbff2ca85bc",
+            "-I FORWARD 1 -j RCON-FORWARD",
+            "-A RCON-N-a -d 10.1.0.0/24 -j ACCEPT",
+            "-D POSTROUTING -j RCON-POSTROUTING",
+            "-X RCON-P-k1",
+            "-A RCON-POSTROUTING -s 10.1.0.0/24 ! -d 10.1.0.0/24 -m comment --comment \"a\" -j MASQUERADE",
+        ] {
+            assert!(got.contains(line), "missing {line:?} in\n{got}");
+        }
+        assert!(!got.contains("DOCKER") && !got.contains("foreign") && !got.contains("docker0"), "{got}");
+        // Each declared chain is declared once, before any rule goes into it.
+        assert_eq!(got.matches(":RCON-N-a ").count(), 1);
+        let decl = got.find(":RCON-N-a ").unwrap();
+        assert!(got.find("-A RCON-N-a").unwrap() > decl);
+        // No network: everything of rcon goes, and nothing comes back.
+        let gone = render_restore(&live(), &Want::default());
+        assert!(gone.contains("-X RCON-FORWARD") && !gone.contains("-I ") && !gone.contains("-A "), "{gone}");
+    }
+
+    #[test]
     fn ports_add_remove_and_owners() {
         use crate::net::ports::{Mapping, Proto};
         let m = [
@@ -582,16 +785,16 @@ COMMIT
 *filter
 :RCON-FORWARD - [0:0]
 :RCON-ISOLATE - [0:0]
-:RCON-N-web - [0:0]
 -I FORWARD 1 -j RCON-FORWARD
+-I RCON-ISOLATE 1 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j RETURN
+-I FORWARD 1 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
+:RCON-N-web - [0:0]
 -I RCON-FORWARD 1 -s 10.88.0.0/16 -m comment --comment \"web\" -j RCON-N-web
 -A RCON-FORWARD -d 10.88.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"web\" -j ACCEPT
 -A RCON-ISOLATE -d 10.88.0.0/16 -m comment --comment \"web\" -j DROP
 -A RCON-N-web -d 10.88.0.0/16 -j ACCEPT
 -A RCON-N-web -j RCON-ISOLATE
 -A RCON-N-web -j ACCEPT
--I RCON-ISOLATE 1 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j RETURN
--I FORWARD 1 -m conntrack --ctstate DNAT -m comment --comment rcon:published -j ACCEPT
 COMMIT
 *nat
 :RCON-POSTROUTING - [0:0]

@@ -108,6 +108,44 @@ pub struct SvcRules<'a> {
     pub backends: &'a [(std::net::Ipv4Addr, u16)],
 }
 
+/// Everything rcon's records say the firewall of one backend must hold: the
+/// input of a restore (`rcon firewall reload`, or a command that finds the
+/// table damaged). Owned, as it is read from the records under the lock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Want {
+    pub networks: Vec<NetRules>,
+    /// Published ports: endpoint key, container address, mappings.
+    pub ports: Vec<(String, std::net::Ipv4Addr, Vec<crate::net::ports::Mapping>)>,
+    pub services: Vec<WantService>,
+}
+
+/// One service as [`Want`] holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantService {
+    pub name: String,
+    pub vip: crate::net::service::Vip,
+    pub lb: crate::net::service::Lb,
+    pub backends: Vec<(std::net::Ipv4Addr, u16)>,
+}
+
+impl Want {
+    pub(crate) fn published(&self) -> impl Iterator<Item = Published<'_>> {
+        self.ports.iter().map(|(owner, ip, mappings)| Published { owner, ip: *ip, mappings })
+    }
+
+    pub(crate) fn service_rules(&self) -> impl Iterator<Item = SvcRules<'_>> {
+        self.services.iter().map(|s| SvcRules { name: &s.name, vip: s.vip, lb: s.lb, backends: &s.backends })
+    }
+
+    /// Every backend address of every service (the service hairpin set).
+    pub(crate) fn all_backends(&self) -> Vec<std::net::Ipv4Addr> {
+        let mut all: Vec<_> = self.services.iter().flat_map(|s| s.backends.iter().map(|b| b.0)).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
 pub trait Firewall {
     /// Install rcon's base table/chains if missing and this network's rules, in one atomic batch. Idempotent: adding a
     /// network that is already there replaces its rules (no duplicates).
@@ -136,6 +174,14 @@ pub trait Firewall {
     fn remove_service(&self, name: &str, all_backends: &[std::net::Ipv4Addr]) -> Result<()>;
     /// Names of the services that have rules (gc).
     fn services(&self) -> Result<Vec<String>>;
+    /// What the live ruleset lacks of `want` (a table deleted, a chain gone, a network's rules
+    /// missing), or None when it holds all of it. Read without the lock: a hint to [`Firewall::restore`].
+    fn damage(&self, want: &Want) -> Result<Option<String>>;
+    /// Under the namespace's lock: read the live ruleset and `want()` (the records, read only now, so
+    /// that every change recorded before another command's firewall change is seen), and when `force`
+    /// or when something is missing, replace all of rcon's rules with `want` in one batch. Returns
+    /// what was missing (`force`: "reload"), or None when nothing had to be done.
+    fn restore(&self, want: &dyn Fn() -> Result<Want>, force: bool) -> Result<Option<String>>;
 }
 
 /// What a backend provides; the read-check-render-apply sequence, the lock
@@ -167,6 +213,10 @@ pub(crate) trait Ruleset {
         all_backends: &[std::net::Ipv4Addr],
     ) -> String;
     fn service_names(live: &Self::Live) -> std::collections::BTreeSet<&str>;
+    /// The first thing `want` needs that `live` lacks, or None.
+    fn damage(live: &Self::Live, want: &Want) -> Option<String>;
+    /// The batch that replaces everything rcon has in `live` with exactly `want`.
+    fn render_restore(live: &Self::Live, want: &Want) -> String;
 }
 
 /// The read-check-render-apply every change that depends on the live ruleset
@@ -219,12 +269,21 @@ impl<R: Ruleset> Firewall for R {
         if p.mappings.is_empty() {
             return Ok(());
         }
-        self.apply(&R::render_ports(p, true))
-            .with_context(|| format!("firewall ({}): publishing ports of {}", R::NAME, p.owner))
+        // Under the lock, though nothing is read back: a restore reads the records under it, so
+        // these entries are either in its batch or added after it, never wiped by it.
+        let add = || -> Result<()> {
+            let _lock = lock_netns()?;
+            self.apply(&R::render_ports(p, true))
+        };
+        add().with_context(|| format!("firewall ({}): publishing ports of {}", R::NAME, p.owner))
     }
 
     fn remove_ports(&self, p: &Published) -> Result<()> {
-        if p.mappings.is_empty() || self.apply(&R::render_ports(p, false)).is_ok() {
+        if p.mappings.is_empty() {
+            return Ok(());
+        }
+        let removed = lock_netns().and_then(|_lock| self.apply(&R::render_ports(p, false)));
+        if removed.is_ok() {
             return Ok(());
         }
         self.remove_ports_of(p.owner)
@@ -253,6 +312,25 @@ impl<R: Ruleset> Firewall for R {
 
     fn services(&self) -> Result<Vec<String>> {
         listed(self, "services", R::service_names)
+    }
+
+    fn damage(&self, want: &Want) -> Result<Option<String>> {
+        let live = self.live().with_context(|| format!("firewall ({}): checking rcon's rules", R::NAME))?;
+        Ok(R::damage(&live, want))
+    }
+
+    fn restore(&self, want: &dyn Fn() -> Result<Want>, force: bool) -> Result<Option<String>> {
+        let mut found = None;
+        relisted(
+            self,
+            || "restoring rcon's rules from its records".to_string(),
+            |live| {
+                let want = want()?;
+                found = if force { Some("reload".to_string()) } else { R::damage(live, &want) };
+                Ok(found.is_some().then(|| R::render_restore(live, &want)))
+            },
+        )?;
+        Ok(found)
     }
 }
 
