@@ -192,6 +192,11 @@ pub(crate) trait Ruleset {
     const NAME: &'static str;
     /// rcon's part of the live ruleset.
     fn live(&self) -> Result<Self::Live>;
+    /// As much of it as [`Ruleset::damage`] reads (nftables: without the sets' elements, whose listing
+    /// grows with the published ports).
+    fn glance(&self) -> Result<Self::Live> {
+        self.live()
+    }
     /// Name and subnet of each installed network.
     fn subnets(live: &Self::Live) -> std::collections::BTreeMap<&str, Ipv4Net>;
     fn owners(live: &Self::Live) -> std::collections::BTreeSet<&str>;
@@ -315,7 +320,7 @@ impl<R: Ruleset> Firewall for R {
     }
 
     fn damage(&self, want: &Want) -> Result<Option<String>> {
-        let live = self.live().with_context(|| format!("firewall ({}): checking rcon's rules", R::NAME))?;
+        let live = self.glance().with_context(|| format!("firewall ({}): checking rcon's rules", R::NAME))?;
         Ok(R::damage(&live, want))
     }
 

@@ -318,8 +318,10 @@ fn base_intact(live: &Live, chain: &str, rules: &[&str]) -> bool {
 const SETS: [&str; 9] = [SUBNETS, FWD_SRC, FWD_DST, NAT_SRC, PUB_ANY, PUB_ADDR, HAIRPIN, SVC_VIPS, SVC_SELF];
 
 /// The first thing of `want` that `live` lacks: the table, a base chain or its rules, a set, a network's
-/// chains or elements, a service's chain or VIP. Published ports are not checked: an attach records its
-/// ports before it adds them, so one in flight would read as damage; every restore puts them all back.
+/// or a service's chains and their rules. Elements are not checked, so that the check reads a terse
+/// listing whose size does not grow with the published ports (an attach in flight would read as damage
+/// anyway: it records its ports before it adds them); what deletes a whole table, chain or set is caught,
+/// and every restore puts back all elements.
 pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
     if want.networks.is_empty() {
         return None;
@@ -335,7 +337,7 @@ pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
     }
     let rules = |chain: &str| live.rules.get(chain).map_or(0, Vec::len);
     for net in &want.networks {
-        let (name, s) = (net.name.as_str(), net.subnet.trunc());
+        let name = net.name.as_str();
         let masq = net.masquerade && !net.internal;
         let (out, nat) = (out_chain(name), nat_chain(name));
         if rules(&out) != 3 || (masq && rules(&nat) != 1) {
@@ -344,16 +346,9 @@ pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
                 if rules(&out) != 3 { out } else { nat }
             ));
         }
-        let sets = [SUBNETS, FWD_SRC, FWD_DST].into_iter().chain(masq.then_some(NAT_SRC));
-        for set in sets {
-            if !live.elems.iter().any(|e| e.set == set && e.key == s && e.owner.as_deref() == Some(name)) {
-                return Some(format!("network {name}: its element of {set} is missing"));
-            }
-        }
     }
     for svc in &want.services {
-        let has_vip = live.svc.iter().any(|e| e.set == SVC_VIPS && e.owner.as_deref() == Some(svc.name.as_str()));
-        if !has_vip || rules(&svc_chain(&svc.name)) != 1 {
+        if rules(&svc_chain(&svc.name)) != 1 {
             return Some(format!("service {}: its rules are missing", svc.name));
         }
     }
@@ -517,17 +512,26 @@ pub(crate) fn render_remove(live: &Live, name: &str) -> Option<String> {
     (!b.is_empty()).then_some(b)
 }
 
+/// `nft ARGS` parsed; a missing table reads as an empty one.
+fn list(args: &[&str]) -> Result<Live> {
+    match run("nft", args, None) {
+        Ok(out) => Live::parse(&out),
+        // The table does not exist (yet, or any more).
+        Err(e) if e.to_string().contains("No such file or directory") => Ok(Live::default()),
+        Err(e) => Err(e),
+    }
+}
+
 impl super::Ruleset for Nftables {
     type Live = Live;
     const NAME: &'static str = "nftables";
 
     fn live(&self) -> Result<Live> {
-        match run("nft", &["-j", "list", "table", "ip", "rcon"], None) {
-            Ok(out) => Live::parse(&out),
-            // The table does not exist (yet, or any more).
-            Err(e) if e.to_string().contains("No such file or directory") => Ok(Live::default()),
-            Err(e) => Err(e),
-        }
+        list(&["-j", "list", "table", "ip", "rcon"])
+    }
+
+    fn glance(&self) -> Result<Live> {
+        list(&["-t", "-j", "list", "table", "ip", "rcon"])
     }
 
     fn subnets(live: &Live) -> BTreeMap<&str, Ipv4Net> {
@@ -895,7 +899,6 @@ delete element ip rcon hairpin { 10.1.0.3 . 10.1.0.3 }
         }
         for s in &w.services {
             l.rules.insert(svc_chain(&s.name), vec![None]);
-            l.svc.push(PortElem { set: SVC_VIPS.into(), key: String::new(), owner: Some(s.name.clone()) });
         }
         l
     }
@@ -916,14 +919,11 @@ delete element ip rcon hairpin { 10.1.0.3 . 10.1.0.3 }
         l.rules.remove("nat-a");
         assert_eq!(damage(&l, &w).unwrap(), "network a: its chain nat-a lost its rules");
         let mut l = intact();
-        l.elems.retain(|e| !(e.set == FWD_DST && e.owner.as_deref() == Some("b")));
-        assert_eq!(damage(&l, &w).unwrap(), "network b: its element of fwd_dst is missing");
-        let mut l = intact();
-        l.svc.clear();
+        l.rules.remove("svc-web");
         assert_eq!(damage(&l, &w).unwrap(), "service web: its rules are missing");
-        // A port element gone is not damage (an attach in flight looks the same).
+        // Elements are not read (a terse listing has none).
         let mut l = intact();
-        l.ports.clear();
+        l.elems.clear();
         assert_eq!(damage(&l, &w), None);
     }
 
