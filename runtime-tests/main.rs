@@ -21,5 +21,6 @@ mod network;
 mod pods;
 mod ports;
 mod qemu;
+mod records;
 mod services;
 mod spec_musts;

@@ -121,7 +121,7 @@ enum Command {
     /// List a container's published ports.
     Port { name: String },
     /// Remove what crashed runs left behind: endpoints, leases, veths, rules.
-    Gc,
+    Gc(network::GcArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
     /// Write one man page per command into DIR (`make man`).
@@ -187,6 +187,15 @@ fn report(r: anyhow::Result<i32>) -> i32 {
     }
 }
 
+/// One warning line on stderr per record a listing could not read: the
+/// listing itself worked, so the command still exits 0.
+pub fn warn_broken<'a>(broken: impl IntoIterator<Item = &'a rcon::store::Broken>) {
+    for b in broken {
+        tracing::warn!("{b}");
+        eprintln!("rcon: warning: {b}");
+    }
+}
+
 /// Clap's error, without its usage and help hints, on one line.
 fn one_line(text: &str) -> String {
     text.lines()
@@ -224,7 +233,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Node(c) => overlay::node(ctx, c),
         Command::Inspect { name } => network::inspect(ctx, &name),
         Command::Port { name } => network::port(ctx, &name),
-        Command::Gc => network::gc(ctx),
+        Command::Gc(a) => network::gc(ctx, a),
         Command::Pause => rcon::engine::pause::run(),
         Command::Ipipd(a) => overlay::ipipd(a),
         Command::Completion(a) => completion::completion(a),
