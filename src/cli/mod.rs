@@ -191,7 +191,6 @@ fn report(r: anyhow::Result<i32>) -> i32 {
 /// listing itself worked, so the command still exits 0.
 pub fn warn_broken<'a>(broken: impl IntoIterator<Item = &'a rcon::store::Broken>) {
     for b in broken {
-        tracing::warn!("{b}");
         eprintln!("rcon: warning: {b}");
     }
 }
