@@ -74,10 +74,10 @@ fn gc_goes_on(nw: &NetWorld, path: &str) {
     assert!(!link_exists(nw, STRAY) && !link_exists(nw, "rv00000000ab"), "the stray veth is still there");
 }
 
+/// Whether the node has a link `name` (`ip -o link` prints `N: name:` or `N: name@peer:`).
 fn link_exists(nw: &NetWorld, name: &str) -> bool {
-    nw.w.sh_in(nw.node(), "ip -o link").contains(&format!(" {name}@")) || {
-        nw.w.sh_in(nw.node(), "ip -o link").contains(&format!(" {name}:"))
-    }
+    let links = nw.w.sh_in(nw.node(), "ip -o link");
+    links.contains(&format!(" {name}@")) || links.contains(&format!(" {name}:"))
 }
 
 /// The node-side veth of a container's first interface.
@@ -117,8 +117,6 @@ fn a_torn_network_record_fails_alone() {
     gc_goes_on(&nw, &b.p());
     assert!(link_exists(&nw, "rcon-net1") && link_exists(&nw, &veth), "gc removed net1's bridge or c1's veth");
     assert_eq!(rules(), rules_before, "gc touched net1's rules");
-    let (code, _) = nw.client("net2", "true");
-    assert_eq!(code, 0);
     assert_eq!(
         w.rcon(&["exec", "c1", "ping", "-c1", "-W3", "10.70.0.1"]).status.code(),
         Some(0),
