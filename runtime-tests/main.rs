@@ -21,6 +21,7 @@ mod network;
 mod pods;
 mod ports;
 mod qemu;
+mod records;
 mod selfheal;
 mod services;
 mod spec_musts;

@@ -137,14 +137,20 @@ pub fn delete(ctx: &Context, a: DeleteArgs) -> Result<i32> {
 pub fn list(ctx: &Context, a: ListArgs) -> Result<i32> {
     let rows = engine::list(ctx)?;
     if a.quiet {
-        rows.iter().for_each(|r| println!("{}", r.id));
+        warn_rows(&rows);
+        rows.iter().filter(|r| r.broken.is_none()).for_each(|r| println!("{}", r.id));
         return Ok(0);
     }
     print_rows(&rows, a.format)
 }
 
+fn warn_rows(rows: &[engine::Row]) {
+    super::warn_broken(rows.iter().filter_map(|r| r.broken.as_ref()));
+}
+
 /// ID, name, image, status, pid, created and command: `docker ps -a` plus runc's pid.
 fn print_rows(rows: &[engine::Row], format: Format) -> Result<i32> {
+    warn_rows(rows);
     if format == Format::Json {
         println!("{}", serde_json::to_string(rows)?);
         return Ok(0);
@@ -154,6 +160,10 @@ fn print_rows(rows: &[engine::Row], format: Format) -> Result<i32> {
         let created = r.created.get(..19).unwrap_or(&r.created).replace('T', " ");
         let id = engine::names::short_id(&r.id);
         let pid = if r.status == "running" || r.status == "created" { r.pid.to_string() } else { "-".into() };
+        if let Some(b) = &r.broken {
+            println!("{id:<14} {:<19} {:<23} {:<13} {pid:<7} {:<21} {}", "-", "-", "broken", "-", b.cause);
+            continue;
+        }
         println!("{id:<14} {:<19} {:<23} {:<13} {pid:<7} {created:<21} {}", r.name, r.image, r.status, r.command);
     }
     Ok(0)
@@ -163,7 +173,8 @@ pub fn ps(ctx: &Context, a: PsArgs) -> Result<i32> {
     let Some(id) = a.id else {
         let rows = engine::list(ctx)?;
         if a.quiet {
-            rows.iter().for_each(|r| println!("{}", engine::names::short_id(&r.id)));
+            warn_rows(&rows);
+            rows.iter().filter(|r| r.broken.is_none()).for_each(|r| println!("{}", engine::names::short_id(&r.id)));
             return Ok(0);
         }
         return print_rows(&rows, a.format);

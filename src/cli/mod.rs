@@ -122,7 +122,7 @@ enum Command {
     /// List a container's published ports.
     Port { name: String },
     /// Remove what crashed runs left behind: endpoints, leases, veths, rules.
-    Gc,
+    Gc(network::GcArgs),
     /// rcon's firewall rules: reload (restore them from the records).
     #[command(subcommand)]
     Firewall(firewall::FirewallCmd),
@@ -191,6 +191,14 @@ fn report(r: anyhow::Result<i32>) -> i32 {
     }
 }
 
+/// One warning line on stderr per record a listing could not read: the
+/// listing itself worked, so the command still exits 0.
+pub fn warn_broken<'a>(broken: impl IntoIterator<Item = &'a rcon::store::Broken>) {
+    for b in broken {
+        eprintln!("rcon: warning: {b}");
+    }
+}
+
 /// Clap's error, without its usage and help hints, on one line.
 fn one_line(text: &str) -> String {
     text.lines()
@@ -228,7 +236,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Node(c) => overlay::node(ctx, c),
         Command::Inspect { name } => network::inspect(ctx, &name),
         Command::Port { name } => network::port(ctx, &name),
-        Command::Gc => network::gc(ctx),
+        Command::Gc(a) => network::gc(ctx, a),
         Command::Firewall(c) => firewall::firewall(ctx, c),
         Command::Pause => rcon::engine::pause::run(),
         Command::Ipipd(a) => overlay::ipipd(a),

@@ -129,13 +129,21 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
             println!("{}", net.name);
         }
         NetworkCmd::Ls(a) => {
-            let nets = manage::list_networks(ctx)?;
+            let all = manage::scan_networks(ctx)?;
+            super::warn_broken(&all.broken);
             if a.format == Format::Json {
-                println!("{}", serde_json::to_string(&nets)?);
+                // A broken network is `{"name", "broken": {kind, name, path, cause}}`.
+                let broken = all.broken.iter().map(|b| serde_json::json!({"name": b.name, "broken": b}));
+                let rows: Vec<serde_json::Value> =
+                    all.good.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?;
+                println!("{}", serde_json::to_string(&rows.into_iter().chain(broken).collect::<Vec<_>>())?);
                 return Ok(0);
             }
             println!("{:<20} {:<8} {:<18} {:<15} {:<15} FIREWALL", "NAME", "DRIVER", "SUBNET", "GATEWAY", "BRIDGE");
-            for n in nets {
+            for b in &all.broken {
+                println!("{:<20} {:<8} {:<18} {:<15} {:<15} {}", b.name, "broken", "-", "-", "-", b.cause);
+            }
+            for n in all.good {
                 let gw = n.gateway.map(|g| g.to_string()).unwrap_or_else(|| "-".into());
                 let br = n.bridge.clone().unwrap_or_else(|| "-".into());
                 println!(
@@ -148,7 +156,9 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
             }
         }
         NetworkCmd::Inspect { name } => {
-            println!("{}", serde_json::to_string_pretty(&manage::inspect_network(ctx, &name)?)?);
+            let i = manage::inspect_network(ctx, &name)?;
+            super::warn_broken(&i.broken);
+            println!("{}", serde_json::to_string_pretty(&i)?);
         }
         NetworkCmd::Rm { force, names } => {
             for n in names {
@@ -233,8 +243,18 @@ fn hook(ctx: &Context, stage: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Also remove the records that cannot be read (networks, endpoints,
+    /// leases, pods, services, peers); what they owned is collected by the next gc.
+    #[arg(long)]
+    remove_broken: bool,
+}
+
 /// `rcon gc`: remove what crashed runs left (endpoints, leases, veths, rules).
-pub fn gc(ctx: &Context) -> Result<i32> {
+/// A record that cannot be read is left with all it may own, and gc goes on
+/// with the rest, then fails with one line naming each such record.
+pub fn gc(ctx: &Context, a: GcArgs) -> Result<i32> {
     // Half-made pods, then containers: their removal releases their endpoints.
     for name in engine::pod::gc(ctx)? {
         println!("removed pod {name}");
@@ -258,7 +278,41 @@ pub fn gc(ctx: &Context) -> Result<i32> {
     if r.index_links > 0 {
         println!("removed {} dangling endpoint index link(s)", r.index_links);
     }
-    Ok(0)
+    let mut broken = r.broken;
+    broken.extend(engine::pod::store(ctx).scan()?.broken);
+    broken.extend(runtime::scan(ctx)?.broken);
+    if a.remove_broken {
+        let mut kept = Vec::new();
+        for b in broken {
+            if removable(&b) && rcon::store::remove_broken(&b)? {
+                println!("removed broken {} record {}", b.kind, b.path.display());
+            } else {
+                kept.push(b);
+            }
+        }
+        broken = kept;
+    }
+    if broken.is_empty() {
+        return Ok(0);
+    }
+    let n = broken.len();
+    let list: Vec<String> = broken.iter().map(|b| b.to_string()).collect();
+    let how = if broken.iter().any(removable) { " (or run `rcon gc --remove-broken`)" } else { "" };
+    bail!(
+        "gc: {n} record{} could not be read and {} left in place with what {} may own: {}; remove {} by hand{how}",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "was" } else { "were" },
+        if n == 1 { "it" } else { "they" },
+        list.join("; "),
+        if n == 1 { "it" } else { "them" },
+    )
+}
+
+/// The broken records `--remove-broken` may remove. A container's state is
+/// how its processes, cgroup and mounts are found, and the cluster settings
+/// how its device is: those are for a person to look at.
+fn removable(b: &rcon::store::Broken) -> bool {
+    !matches!(b.kind, "container" | "cluster")
 }
 
 /// `rcon inspect NAME`: the container with its interfaces.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use ipnet::Ipv4Net;
-use rcon::net::overlay::{self, ipip_user, Backend, InitRequest, IpipMode, Node, Peers};
+use rcon::net::overlay::{self, ipip_user, Backend, InitRequest, IpipMode, Node};
 use rcon::Context;
 
 #[derive(Subcommand, Debug)]
@@ -118,7 +118,12 @@ pub fn node(ctx: &Context, cmd: NodeCmd) -> Result<i32> {
             let c = overlay::require(&ctx.data_root)?;
             println!("{:<20} {:<16} {:<18} VTEP MAC", "NAME", "UNDERLAY IP", "SUBNET");
             println!("{:<20} {:<16} {:<18} {} (this node)", "-", c.underlay_ip, c.node_subnet.to_string(), c.vtep_mac);
-            for n in Peers::list(&overlay::peers(&ctx.data_root))? {
+            let all = overlay::peers(&ctx.data_root).scan()?;
+            super::warn_broken(&all.broken);
+            for b in &all.broken {
+                println!("{:<20} {:<16} {:<18} broken: {}", b.name, "-", "-", b.cause);
+            }
+            for n in all.good {
                 let mac = overlay::vtep_mac_of(&n).map(rcon::net::endpoint::format_mac).unwrap_or_default();
                 println!("{:<20} {:<16} {:<18} {}", n.name, n.underlay_ip, n.subnet.to_string(), mac);
             }

@@ -61,7 +61,12 @@ pub fn pod(ctx: &Context, cmd: PodCmd) -> Result<i32> {
         }
         PodCmd::Ls => {
             println!("{:<14} {:<20} {:<10} {:<18} CONTAINERS", "POD ID", "NAME", "STATUS", "IP");
-            for v in pod::list(ctx)? {
+            let (views, broken) = pod::list(ctx)?;
+            super::warn_broken(&broken);
+            for b in &broken {
+                println!("{:<14} {:<20} {:<10} {:<18} {}", "-", b.name, "broken", "-", b.cause);
+            }
+            for v in views {
                 let ip = v.endpoints.first().and_then(|e| e.cidr()).unwrap_or_else(|| "-".into());
                 let members: Vec<&str> = v.containers.iter().map(|c| c.name.as_str()).collect();
                 println!(

@@ -54,7 +54,12 @@ pub fn service(ctx: &Context, cmd: ServiceCmd) -> Result<i32> {
         }
         ServiceCmd::Ls => {
             println!("{:<20} {:<24} {:<10} BACKENDS", "NAME", "VIP", "LB");
-            for s in service::store(&ctx.data_root).list()? {
+            let all = service::store(&ctx.data_root).scan()?;
+            super::warn_broken(&all.broken);
+            for b in &all.broken {
+                println!("{:<20} {:<24} {:<10} {}", b.name, "-", "broken", b.cause);
+            }
+            for s in all.good {
                 let b: Vec<String> = s.backends.iter().map(|m| format!("{}:{}", m.ip, m.port)).collect();
                 println!("{:<20} {:<24} {:<10} {}", s.name, s.vip.to_string(), s.lb.to_string(), b.join(","));
             }

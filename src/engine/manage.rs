@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::names;
 use crate::runtime::{self, State, Status};
+use crate::store::Broken;
 use crate::Context;
 
 /// One line of `rcon ps`: the OCI state plus the engine's view.
@@ -22,10 +23,31 @@ pub struct Row {
     pub command: String,
     pub pid: i32,
     pub bundle: std::path::PathBuf,
+    /// Set when the container's state cannot be read: the row knows its id alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken: Option<Broken>,
 }
 
+/// Every container, oldest first; one whose state cannot be read is a row
+/// marked broken, after the others.
 pub fn list(ctx: &Context) -> Result<Vec<Row>> {
-    Ok(runtime::list(ctx)?.into_iter().map(|st| row(ctx, st)).collect())
+    let all = runtime::scan(ctx)?;
+    let good = all.good.into_iter().map(|st| row(ctx, st));
+    Ok(good.chain(all.broken.into_iter().map(broken_row)).collect())
+}
+
+fn broken_row(b: Broken) -> Row {
+    Row {
+        id: b.name.clone(),
+        name: String::new(),
+        image: String::new(),
+        status: "broken".into(),
+        created: String::new(),
+        command: String::new(),
+        pid: 0,
+        bundle: Default::default(),
+        broken: Some(b),
+    }
 }
 
 fn row(ctx: &Context, st: State) -> Row {
@@ -42,6 +64,7 @@ fn row(ctx: &Context, st: State) -> Row {
         created: st.created,
         pid: st.pid,
         bundle: st.bundle,
+        broken: None,
     }
 }
 
@@ -97,6 +120,9 @@ pub fn remove(ctx: &Context, key: &str, force: bool) -> Result<()> {
             }
             runtime::delete(ctx, &id, true)?;
         }
+        // A state that cannot be read: its processes and cgroup are found
+        // through it, so nothing of the container is removed.
+        Err(e) if ctx.container_dir(&id).join(runtime::state::STATE_FILE).exists() => return Err(e),
         Err(_) if !super::rootfs::container_dir(ctx, &id).exists() => bail!("no container named {key:?}"),
         Err(_) => {}
     }

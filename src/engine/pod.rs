@@ -410,8 +410,11 @@ pub fn view(ctx: &Context, pod: Pod) -> Result<View> {
     })
 }
 
-pub fn list(ctx: &Context) -> Result<Vec<View>> {
-    store(ctx).list()?.into_iter().map(|p| view(ctx, p)).collect()
+/// Every pod, and the pods whose record cannot be read.
+pub fn list(ctx: &Context) -> Result<(Vec<View>, Vec<crate::store::Broken>)> {
+    let all = store(ctx).scan()?;
+    let views = all.good.into_iter().map(|p| view(ctx, p)).collect::<Result<_>>()?;
+    Ok((views, all.broken))
 }
 
 /// For `run --pod`: the pod, which must be running.

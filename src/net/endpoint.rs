@@ -13,6 +13,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
+
+use crate::store::{Broken, Listing, Read};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +59,12 @@ pub fn ns_identity(path: &Path) -> Result<String> {
 /// The node-side veth name of endpoint `key`: `rv` and 10 hex digits, or
 /// `rp` for the end a veth-driver endpoint parks in the node.
 pub fn host_ifname(key: &str, parked: bool) -> String {
-    format!("{}{}", if parked { "rp" } else { "rv" }, &key[..10])
+    format!("{}{}", if parked { "rp" } else { "rv" }, key.get(..10).unwrap_or(key))
+}
+
+/// The key of a broken endpoint record (named `<network>/<key>`).
+pub fn broken_key(b: &Broken) -> &str {
+    b.name.rsplit_once('/').map_or(b.name.as_str(), |(_, k)| k)
 }
 
 /// Whether a link name is one `host_ifname` makes (gc's test for "ours").
@@ -208,18 +215,26 @@ impl Store {
     }
 
     /// The records that match `f`, sorted by address. By namespace or owner
-    /// through an index; by network from that network's directory.
+    /// through an index; by network from that network's directory. Records
+    /// that cannot be read are left out (see `scan`).
     pub fn find(&self, f: Filter) -> Result<Vec<Endpoint>> {
-        let files: Vec<PathBuf> = if let Some(dir) = f
+        Ok(self.scan(f)?.good)
+    }
+
+    /// `find`, with the records that match as far as their path tells and
+    /// cannot be read (named `<network>/<key>`, at their record's path).
+    pub fn scan(&self, f: Filter) -> Result<Listing<Endpoint>> {
+        // (network, key) of each candidate, from its index link or its path.
+        let files: Vec<(String, String)> = if let Some(dir) = f
             .netns_id
             .map(|n| self.dir.join(BY_NETNS).join(netns_tag(n)))
             .or_else(|| f.owner.map(|o| self.dir.join(BY_OWNER).join(owner_tag(o))))
         {
-            let prefix = f.network.map(|n| format!("{n}."));
             names(&dir)
-                .into_iter()
-                .filter(|n| prefix.as_deref().is_none_or(|p| n.starts_with(p)))
-                .map(|n| dir.join(n))
+                .iter()
+                .filter_map(|n| n.rsplit_once('.'))
+                .filter(|(net, _)| f.network.is_none_or(|want| want == *net))
+                .map(|(net, key)| (net.to_string(), key.to_string()))
                 .collect()
         } else {
             let nets = match f.network {
@@ -227,16 +242,24 @@ impl Store {
                 None => names(&self.dir),
             };
             nets.iter()
-                .flat_map(|n| names(&self.dir.join(n)).into_iter().map(move |f| self.dir.join(n).join(f)))
+                .flat_map(|n| {
+                    let keys = names(&self.dir.join(n));
+                    keys.into_iter().filter_map(move |k| Some((n.clone(), k.strip_suffix(".json")?.to_string())))
+                })
                 .collect()
         };
-        // A record being removed (or a link left dangling by a crash) is skipped.
-        let mut out: Vec<Endpoint> = files
-            .iter()
-            .filter_map(|p| crate::store::read_json::<Endpoint>(p).ok())
-            .filter(|ep| f.matches(ep))
-            .collect();
-        out.sort_by_key(|e| e.ip);
+        let mut out = Listing::default();
+        for (net, key) in files {
+            let p = self.dir.join(&net).join(format!("{key}.json"));
+            match crate::store::read_record::<Endpoint>(&p) {
+                Read::Good(ep) if f.matches(&ep) => out.good.push(ep),
+                Read::Good(_) => {}
+                Read::Bad(cause) => out.broken.push(Broken::new("endpoint", format!("{net}/{key}"), &p, cause)),
+                // Being removed, or an index link left dangling by a crash: skipped.
+                Read::Gone => {}
+            }
+        }
+        out.good.sort_by_key(|e| e.ip);
         Ok(out)
     }
 
@@ -246,6 +269,11 @@ impl Store {
 
     pub fn all(&self) -> Result<Vec<Endpoint>> {
         self.find(Filter::default())
+    }
+
+    /// Every record, and every one that cannot be read (gc, `network inspect`).
+    pub fn scan_all(&self, network: Option<&str>) -> Result<Listing<Endpoint>> {
+        self.scan(Filter { network, ..Default::default() })
     }
 
     /// Remove index links whose record is gone (a crash between the two) and

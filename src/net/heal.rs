@@ -13,7 +13,7 @@
 //! change or runs before its firewall part. `rcon firewall reload` restores
 //! unconditionally.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::endpoint;
 use super::firewall::{self, Backend, Want, WantService};
@@ -21,14 +21,21 @@ use super::network;
 use super::service;
 use crate::Context;
 
-/// What the records say `backend` must hold; published ports only with `ports` (they are many, and the
-/// check that runs on every command does not look at them).
-fn want(ctx: &Context, backend: Backend, ports: bool) -> Result<Want> {
-    let nets: Vec<network::Network> =
-        network::store(&ctx.data_root).list()?.into_iter().filter(|n| n.firewall == backend).collect();
+/// What the records say `backend` must hold. `full`: for a restore, with the published ports, and only
+/// when every record that could own a rule can be read (a restore replaces all of rcon's rules, and would
+/// drop those of a record it cannot read). Without, for the check that runs on every command: no ports
+/// (they are many, and the check does not look at them), and what can be read.
+fn want(ctx: &Context, backend: Backend, full: bool) -> Result<Want> {
+    let nets = network::store(&ctx.data_root).scan()?;
+    let svcs = service::store(&ctx.data_root).scan()?;
+    let eps = if full { endpoint::Store::new(&ctx.data_root).scan_all(None)? } else { Default::default() };
+    if let Some(b) = nets.broken.iter().chain(&svcs.broken).chain(&eps.broken).next().filter(|_| full) {
+        bail!("{b}; rcon's rules are not rebuilt without it (repair it, or remove it with `rcon gc --remove-broken`)");
+    }
+    let nets: Vec<network::Network> = nets.good.into_iter().filter(|n| n.firewall == backend).collect();
     let mut want = Want { networks: nets.iter().map(|n| n.rules()).collect(), ..Want::default() };
-    if ports {
-        for ep in endpoint::Store::new(&ctx.data_root).all()? {
+    if full {
+        for ep in eps.good {
             if let (Some(ip), false) = (ep.ip, ep.ports.is_empty()) {
                 if nets.iter().any(|n| n.name == ep.network) {
                     want.ports.push((ep.key, ip, ep.ports));
@@ -36,8 +43,8 @@ fn want(ctx: &Context, backend: Backend, ports: bool) -> Result<Want> {
             }
         }
     }
-    want.services = service::store(&ctx.data_root)
-        .list()?
+    want.services = svcs
+        .good
         .into_iter()
         .filter(|s| s.firewall == backend)
         .map(|s| WantService {
@@ -62,9 +69,14 @@ fn restore(ctx: &Context, backend: Backend, force: bool) -> Result<Option<String
 /// Call it holding no store lock (it may take them).
 pub fn ensure(ctx: &Context, backend: Backend) -> Result<()> {
     let fw = firewall::open(backend);
-    let Some(_) = fw.damage(&want(ctx, backend, false)?)? else { return Ok(()) };
-    if let Some(what) = restore(ctx, backend, false)? {
-        crate::notice::notice(&format!("firewall ({backend}): {what}; restored rcon's rules from its records"));
+    let Some(what) = fw.damage(&want(ctx, backend, false)?)? else { return Ok(()) };
+    // The command goes on either way: what it changes in the firewall succeeds or fails on its own.
+    match restore(ctx, backend, false) {
+        Ok(Some(what)) => {
+            crate::notice::notice(&format!("firewall ({backend}): {what}; restored rcon's rules from its records"))
+        }
+        Ok(None) => {}
+        Err(e) => crate::notice::notice(&format!("firewall ({backend}): {what}, and restoring it failed: {e:#}")),
     }
     Ok(())
 }

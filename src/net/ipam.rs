@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
-use crate::store;
+use crate::store::{self, Broken, Listing};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Lease {
@@ -98,9 +98,9 @@ impl Ipam {
         self.open(net)?.release(owner)
     }
 
-    /// All leases on `net`, sorted by address (none yet: empty). Readers need
-    /// no lock: every entry appears and disappears whole.
-    pub fn leases(&self, net: &str) -> Result<Vec<Lease>> {
+    /// All leases on `net`, sorted by address (none yet: empty), and the
+    /// broken ones. Readers need no lock: every entry appears and disappears whole.
+    pub fn leases(&self, net: &str) -> Result<Listing<Lease>> {
         leases_in(&self.net_dir(net)?)
     }
 
@@ -165,8 +165,11 @@ impl Book {
                     bail!("network {net}: {w} is the network or broadcast address of {subnet}");
                 }
                 if !self.take(w, owner)? {
-                    let holder = self.read_link(&w.to_string())?.unwrap_or_default();
-                    bail!("network {net}: {w} is already leased to {holder}");
+                    let lease = self.dir.join(w.to_string());
+                    match fs::read_link(&lease) {
+                        Ok(holder) => bail!("network {net}: {w} is already leased to {}", holder.display()),
+                        Err(e) => bail!("network {net}: {w} is taken: lease {} is unreadable: {e}", lease.display()),
+                    }
                 }
                 w
             }
@@ -184,7 +187,7 @@ impl Book {
                 let mut used: Option<HashSet<Ipv4Addr>> = None;
                 for (i, a) in ring.enumerate() {
                     if i == BLIND_TRIES {
-                        used = Some(leases_in(&self.dir)?.into_iter().map(|l| l.ip).collect());
+                        used = Some(taken(&leases_in(&self.dir)?));
                     }
                     if used.as_ref().is_some_and(|u| u.contains(&a)) {
                         continue;
@@ -195,7 +198,7 @@ impl Book {
                     }
                 }
                 let Some(a) = got else {
-                    let n = leases_in(&self.dir)?.len();
+                    let n = taken(&leases_in(&self.dir)?).len();
                     bail!("network {net}: no free address in {subnet} ({n} leased)");
                 };
                 self.set_last(a)?;
@@ -243,7 +246,7 @@ impl Book {
         Ok(())
     }
 
-    pub fn leases(&self) -> Result<Vec<Lease>> {
+    pub fn leases(&self) -> Result<Listing<Lease>> {
         leases_in(&self.dir)
     }
 
@@ -319,18 +322,33 @@ fn list(dir: &Path) -> Result<Vec<(String, bool)>> {
     Ok(out)
 }
 
-fn leases_in(dir: &Path) -> Result<Vec<Lease>> {
-    let mut leases = Vec::new();
+/// The leases in `dir` by address, and the entries named by an address that
+/// are not a lease link (a file restored or written by hand, say): those are
+/// broken, and their address stays taken (`take` cannot make its link).
+fn leases_in(dir: &Path) -> Result<Listing<Lease>> {
+    let net = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut out = Listing::default();
     for (name, _) in list(dir)? {
         let Ok(ip) = name.parse::<Ipv4Addr>() else { continue };
-        match fs::read_link(dir.join(&name)) {
-            Ok(owner) => leases.push(Lease { ip, owner: owner.to_string_lossy().into_owned() }),
+        let p = dir.join(&name);
+        match fs::read_link(&p) {
+            Ok(owner) => out.good.push(Lease { ip, owner: owner.to_string_lossy().into_owned() }),
             Err(e) if e.kind() == ErrorKind::NotFound => {} // released meanwhile
-            Err(e) => return Err(e).with_context(|| format!("reading lease {name}")),
+            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                let cause = "not a link to its holder (the address stays taken)";
+                out.broken.push(Broken::new("lease", format!("{net}/{ip}"), &p, cause));
+            }
+            Err(e) => out.broken.push(Broken::new("lease", format!("{net}/{ip}"), &p, e.to_string())),
         }
     }
-    leases.sort_by_key(|l| l.ip);
-    Ok(leases)
+    out.good.sort_by_key(|l| l.ip);
+    Ok(out)
+}
+
+/// Every address taken: leased, or named by a broken lease.
+fn taken(l: &Listing<Lease>) -> HashSet<Ipv4Addr> {
+    let broken = l.broken.iter().filter_map(|b| b.path.file_name()?.to_str()?.parse().ok());
+    l.good.iter().map(|le| le.ip).chain(broken).collect()
 }
 
 /// The first and last assignable address; /31 and /32 reserve nothing (RFC 3021).
@@ -407,7 +425,7 @@ mod tests {
         assert!(err("10.1.0.1").contains("gateway"));
         assert!(err(&ip.to_string()).contains("leased to c1"), "{}", err(&ip.to_string()));
         assert_eq!(ipam.allocate("n", s, gw, "c2", Some(a("10.1.0.77"))).unwrap(), a("10.1.0.77"));
-        assert_eq!(ipam.leases("n").unwrap().len(), 2);
+        assert_eq!(ipam.leases("n").unwrap().good.len(), 2);
         assert!(ipam.allocate("a/b", s, gw, "c3", None).is_err());
         assert!(ipam.allocate("", s, gw, "c3", None).is_err());
     }
@@ -436,12 +454,12 @@ mod tests {
         let err = ipam.allocate("n", s, gw, "c6", None).unwrap_err().to_string();
         assert_eq!(err, "network n: no free address in 10.2.0.0/29 (5 leased)");
 
-        let leases = ipam.leases("n").unwrap();
+        let leases = ipam.leases("n").unwrap().good;
         assert!(leases.windows(2).all(|w| w[0].ip < w[1].ip));
         assert_eq!(ipam.networks().unwrap(), ["n"]);
         ipam.drop_network("n").unwrap();
         ipam.drop_network("n").unwrap();
-        assert!(ipam.networks().unwrap().is_empty() && ipam.leases("n").unwrap().is_empty());
+        assert!(ipam.networks().unwrap().is_empty() && ipam.leases("n").unwrap().good.is_empty());
         assert_eq!(fs::read_dir(d.path().join("ipam")).unwrap().count(), 0);
     }
 
@@ -469,8 +487,31 @@ mod tests {
         );
         book.release_address(&Lease { ip: got[5], owner: "c5".into() }).unwrap();
         assert_eq!(book.allocate(s, gw, "ghost", None).unwrap(), got[5]);
-        assert_eq!(book.leases().unwrap().iter().filter(|l| l.owner == "ghost").count(), 1);
+        assert_eq!(book.leases().unwrap().good.iter().filter(|l| l.owner == "ghost").count(), 1);
         assert!(book.allocate(s, gw, "bad/owner", None).is_err());
+    }
+
+    /// A lease that is a plain file (say, emptied by a restore): reported,
+    /// and its address is never handed out, whether asked for or not.
+    #[test]
+    fn a_broken_lease_keeps_its_address() {
+        let d = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(d.path());
+        let (s, gw) = (n("10.5.0.0/29"), Some(a("10.5.0.1")));
+        assert_eq!(ipam.allocate("n", s, gw, "c1", None).unwrap(), a("10.5.0.2"));
+        let p = d.path().join("ipam/n/10.5.0.2");
+        fs::remove_file(&p).unwrap();
+        fs::write(&p, "").unwrap();
+        let l = ipam.leases("n").unwrap();
+        assert!(l.good.is_empty());
+        assert_eq!((l.broken[0].name.as_str(), l.broken[0].path.as_path()), ("n/10.5.0.2", p.as_path()));
+        let err = ipam.allocate("n", s, gw, "c2", Some(a("10.5.0.2"))).unwrap_err().to_string();
+        assert!(err.contains(&format!("10.5.0.2 is taken: lease {} is unreadable", p.display())), "{err}");
+        // Every other address goes, that one never (also past the blind tries).
+        let got: Vec<_> = (0..4).map(|i| ipam.allocate("n", s, gw, &format!("d{i}"), None).unwrap()).collect();
+        assert!(!got.contains(&a("10.5.0.2")), "{got:?}");
+        let err = ipam.allocate("n", s, gw, "d9", None).unwrap_err().to_string();
+        assert!(err.contains("no free address in 10.5.0.0/29 (5 leased)"), "{err}");
     }
 
     #[test]
@@ -504,7 +545,7 @@ mod tests {
         let got: Vec<Ipv4Addr> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
         let distinct: HashSet<_> = got.iter().collect();
         assert_eq!((got.len(), distinct.len()), (96, 96));
-        let leased: HashSet<_> = Ipam::new(&root).leases("n").unwrap().into_iter().map(|l| l.ip).collect();
+        let leased: HashSet<_> = Ipam::new(&root).leases("n").unwrap().good.into_iter().map(|l| l.ip).collect();
         assert_eq!(leased, got.iter().copied().collect());
     }
 }

@@ -18,6 +18,7 @@ use super::link::Netlink;
 use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
 use super::ports::PortSpec;
 use super::{driver, forwarding, heal};
+use crate::store::Broken;
 use crate::Context;
 
 fn networks(ctx: &Context) -> network::Store {
@@ -136,8 +137,14 @@ pub fn check_network(ctx: &Context, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every network that can be read.
 pub fn list_networks(ctx: &Context) -> Result<Vec<Network>> {
     networks(ctx).list()
+}
+
+/// `network ls`: every network, and those whose record cannot be read.
+pub fn scan_networks(ctx: &Context) -> Result<crate::store::Listing<Network>> {
+    networks(ctx).scan()
 }
 
 /// `network inspect`: the definition plus its endpoints.
@@ -149,13 +156,17 @@ pub struct Inspect {
     /// Every address leased on the network and its holder (an endpoint key);
     /// one without an endpoint is an orphan that `rcon gc` releases.
     pub leases: Vec<super::ipam::Lease>,
+    /// The network's endpoint and lease records that cannot be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub broken: Vec<Broken>,
 }
 
 pub fn inspect_network(ctx: &Context, name: &str) -> Result<Inspect> {
     let network = networks(ctx).get(name)?;
-    let endpoints = endpoints(ctx).on_network(name)?;
+    let eps = endpoints(ctx).scan_all(Some(name))?;
     let leases = Ipam::new(&ctx.data_root).leases(name)?;
-    Ok(Inspect { network, endpoints, leases })
+    let broken = eps.broken.into_iter().chain(leases.broken).collect();
+    Ok(Inspect { network, endpoints: eps.good, leases: leases.good, broken })
 }
 
 /// Remove a network; with endpoints it needs `force`, which detaches them first.
@@ -343,17 +354,26 @@ fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
 pub fn detach(ctx: &Context, network: &str, netns: &Path, ifname: Option<&str>) -> Result<()> {
     networks(ctx).get(network)?;
     let id = endpoint::ns_identity(netns)?;
-    let mine: Vec<Endpoint> = endpoints(ctx)
-        .find(Filter { network: Some(network), netns_id: Some(&id), ..Default::default() })?
-        .into_iter()
-        .filter(|e| ifname.is_none_or(|i| i == e.ifname))
-        .collect();
+    let mine: Vec<Endpoint> =
+        readable(endpoints(ctx).scan(Filter { network: Some(network), netns_id: Some(&id), ..Default::default() })?)?
+            .into_iter()
+            .filter(|e| ifname.is_none_or(|i| i == e.ifname))
+            .collect();
     if mine.is_empty() {
         bail!("{} is not attached to network {network}", netns.display());
     }
     ensure_for(ctx, &mine)?;
     let node = Netlink::current()?;
     mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))
+}
+
+/// The records of a detach, all of them: one that cannot be read names the
+/// lease, claims and veth to undo, so the detach stops before it starts.
+fn readable(l: crate::store::Listing<Endpoint>) -> Result<Vec<Endpoint>> {
+    match l.broken.first() {
+        Some(b) => Err(b.error()),
+        None => Ok(l.good),
+    }
 }
 
 /// Every endpoint that belongs to `owner` (a container id).
@@ -364,7 +384,7 @@ pub fn endpoints_of(ctx: &Context, owner: &str) -> Result<Vec<Endpoint>> {
 /// Detach what `owner` has on `network`, or on every network (container
 /// delete, where having nothing is fine). Returns how many were detached.
 pub fn detach_owner(ctx: &Context, owner: &str, network: Option<&str>) -> Result<usize> {
-    let mine = endpoints(ctx).find(Filter { owner: Some(owner), network, ..Default::default() })?;
+    let mine = readable(endpoints(ctx).scan(Filter { owner: Some(owner), network, ..Default::default() })?)?;
     if !mine.is_empty() {
         ensure_for(ctx, &mine)?;
         let node = Netlink::current()?;
@@ -381,7 +401,7 @@ fn ensure_for(ctx: &Context, eps: &[Endpoint]) -> Result<()> {
     Ok(())
 }
 
-/// What `rcon gc` removed.
+/// What `rcon gc` removed, and the records it could not read.
 #[derive(Debug, Default, Serialize)]
 pub struct GcReport {
     pub endpoints: Vec<String>,
@@ -392,12 +412,42 @@ pub struct GcReport {
     pub ports: Vec<String>,
     /// Dangling links in the endpoint indexes (a crash while saving or removing a record).
     pub index_links: usize,
+    /// Records that could not be read: left in place, with all they may own.
+    pub broken: Vec<Broken>,
+}
+
+impl GcReport {
+    fn broken(&mut self, more: impl IntoIterator<Item = Broken>) {
+        for b in more {
+            if !self.broken.iter().any(|o| o.path == b.path) {
+                self.broken.push(b);
+            }
+        }
+    }
+}
+
+/// The keys of the endpoint records on `network` (every network: None),
+/// the unreadable ones included: gc must not take what a broken record may
+/// hold. Its key is in its file name, and its lease, claims, port rules and
+/// veth names all derive from that key.
+fn endpoint_keys(
+    eps: &endpoint::Store,
+    network: Option<&str>,
+    keep: impl Fn(&Endpoint) -> bool,
+    report: &mut GcReport,
+) -> Result<HashSet<String>> {
+    let scan = eps.scan_all(network)?;
+    let mut keys: HashSet<String> = scan.good.into_iter().filter(|e| keep(e)).map(|e| e.key).collect();
+    keys.extend(scan.broken.iter().map(|b| endpoint::broken_key(b).to_string()));
+    report.broken(scan.broken);
+    Ok(keys)
 }
 
 /// Remove what crashed or vanished processes left: endpoints whose namespace
 /// is gone (with their veth and lease), leases without a record, rcon veths
 /// without a record, and firewall rules of networks that no longer exist.
-/// Safe at any time: a live endpoint is never touched.
+/// Safe at any time: a live endpoint is never touched. A record that cannot
+/// be read is skipped and reported, and nothing it may own is removed.
 pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
     heal::ensure_all(ctx)?;
     let mut report = GcReport::default();
@@ -414,8 +464,10 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
         // Records are read under the book's lock: an attach holds it from its
         // lease until its record is saved.
         let book = ipam.open(&net)?;
-        let keys: HashSet<String> = eps.on_network(&net)?.into_iter().map(|e| e.key).collect();
-        for lease in book.leases()? {
+        let keys = endpoint_keys(&eps, Some(&net), |_| true, &mut report)?;
+        let leases = book.leases()?;
+        report.broken(leases.broken);
+        for lease in leases.good {
             if !keys.contains(&lease.owner) {
                 book.release_address(&lease)?;
                 report.leases.push(format!("{net}/{}", lease.ip));
@@ -424,6 +476,8 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
     }
     report.index_links = eps.sweep_index(std::time::Duration::from_secs(60));
     report.rules.extend(super::service::gc(ctx, backends)?);
+    report.broken(super::service::store(&ctx.data_root).scan()?.broken);
+    report.broken(super::overlay::broken(&ctx.data_root));
     // The kernel's objects are listed before the records are read: attach
     // saves an endpoint's record before it makes the veth and the port
     // rules, so an object seen here that belongs to a live attach has its
@@ -435,36 +489,40 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
     // A backend whose tool is missing has no rules of ours.
     let fw_networks: Vec<(Backend, Vec<String>)> =
         backends.iter().filter_map(|b| firewall::open(*b).networks().ok().map(|n| (*b, n))).collect();
-    let live = eps.all()?;
+    let live = endpoint_keys(&eps, None, |_| true, &mut report)?;
     {
         // Under the claims' lock, as attach records its claims under it.
         let claims = Claims::open(&ctx.data_root)?;
-        let live = eps.all()?;
         // An endpoint whose record lost its ports (a detach that crashed midway) owns none.
-        let keys: HashSet<&str> = live.iter().filter(|e| !e.ports.is_empty()).map(|e| e.key.as_str()).collect();
-        for c in claims.all()?.into_iter().filter(|c| !keys.contains(c.owner.as_str())) {
+        let keys = endpoint_keys(&eps, None, |e| !e.ports.is_empty(), &mut report)?;
+        for c in claims.all()?.into_iter().filter(|c| !keys.contains(&c.owner)) {
             claims.release_claim(&c)?;
             report.ports.push(format!("{}:{}/{}", c.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), c.port, c.proto));
         }
         for (b, owners) in port_owners {
             let fw = firewall::open(b);
-            for o in owners.into_iter().filter(|o| !keys.contains(o.as_str())) {
+            for o in owners.into_iter().filter(|o| !keys.contains(o)) {
                 fw.remove_ports_of(&o)?;
                 report.rules.push(format!("{b}:ports of {o}"));
             }
         }
     }
-    let hosts: HashSet<&str> = live.iter().map(|e| e.host_ifname.as_str()).collect();
+    // Node ends are named from the key; a broken record's could be either kind.
+    let hosts: HashSet<String> =
+        live.iter().flat_map(|k| [endpoint::host_ifname(k, false), endpoint::host_ifname(k, true)]).collect();
     for name in links {
-        if !hosts.contains(name.as_str()) {
+        if !hosts.contains(&name) {
             node.delete_by_name(&name)?;
             report.links.push(name);
         }
     }
-    let known: HashSet<String> = networks(ctx).list()?.into_iter().map(|n| n.name).collect();
-    for (b, nets) in fw_networks {
+    // A network whose record cannot be read keeps its rules.
+    let nets = networks(ctx);
+    report.broken(nets.scan()?.broken);
+    let known: HashSet<String> = nets.names().into_iter().collect();
+    for (b, fw_nets) in fw_networks {
         let fw = firewall::open(b);
-        for n in nets.into_iter().filter(|n| !known.contains(n)) {
+        for n in fw_nets.into_iter().filter(|n| !known.contains(n)) {
             fw.remove_network(&n)?;
             forwarding::release(&ctx.data_root, &n)?;
             report.rules.push(format!("{b}:{n}"));

@@ -234,7 +234,8 @@ pub fn drop_endpoint(ctx: &Context, key: &str) -> Result<()> {
 pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<Vec<String>> {
     let store = store(&ctx.data_root);
     let _lock = store.lock()?;
-    let known: Vec<String> = store.list()?.into_iter().map(|s| s.name).collect();
+    // A service whose record cannot be read keeps its rules.
+    let known = store.names();
     let mut removed = Vec::new();
     for b in backends {
         let fw = firewall::open(*b);

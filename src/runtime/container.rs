@@ -23,6 +23,7 @@ use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
 use super::{cgroup, cgroup_v1, process, procs, rootfs, CreateOptions};
+use crate::store::{Broken, Listing, Read as Record};
 use crate::{net, store, Context};
 
 const SPEC_COPY: &str = "config.json";
@@ -345,20 +346,25 @@ pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn list(ctx: &Context) -> Result<Vec<State>> {
-    let Ok(rd) = fs::read_dir(&ctx.root) else {
-        return Ok(Vec::new());
-    };
-    let mut out: Vec<State> = rd
-        .flatten()
-        .filter(|e| e.path().join(state::STATE_FILE).exists())
-        .filter_map(|e| {
-            let mut st = State::load(&e.path()).ok()?;
-            st.refresh(&e.path());
-            Some(st)
-        })
-        .collect();
-    out.sort_by(|a, b| a.created.cmp(&b.created));
+/// Every container whose state can be read, oldest first, and those whose
+/// state cannot (named by their directory).
+pub fn scan(ctx: &Context) -> Result<Listing<State>> {
+    let mut out = Listing::default();
+    let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(out) };
+    for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let p = e.path().join(state::STATE_FILE);
+        match store::read_record::<State>(&p) {
+            Record::Good(mut st) => {
+                st.refresh(&e.path());
+                out.good.push(st);
+            }
+            // Dot dirs are the engine's (names, logs), never a container.
+            Record::Bad(cause) if !id.starts_with('.') => out.broken.push(Broken::new("container", id, &p, cause)),
+            _ => {}
+        }
+    }
+    out.good.sort_by(|a, b| a.created.cmp(&b.created));
     Ok(out)
 }
 

@@ -80,8 +80,14 @@ pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     container::abandoned(ctx)
 }
 
+/// Every container whose state can be read (see `scan`).
 pub fn list(ctx: &Context) -> Result<Vec<State>> {
-    container::list(ctx)
+    Ok(container::scan(ctx)?.good)
+}
+
+/// Every container, and those whose state cannot be read.
+pub fn scan(ctx: &Context) -> Result<crate::store::Listing<State>> {
+    container::scan(ctx)
 }
 
 pub fn pids(ctx: &Context, id: &str) -> Result<Vec<i32>> {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::store;
@@ -193,12 +193,15 @@ pub fn now_rfc3339() -> String {
 
 /// Load a container's state with its live status, or say clearly that it does not exist.
 pub fn load_live(dir: &Path, id: &str) -> Result<State> {
-    if !dir.join(STATE_FILE).exists() {
-        anyhow::bail!("container {id:?} does not exist");
+    let p = dir.join(STATE_FILE);
+    match crate::store::read_record::<State>(&p) {
+        crate::store::Read::Good(mut st) => {
+            st.refresh(dir);
+            Ok(st)
+        }
+        crate::store::Read::Gone => anyhow::bail!("container {id:?} does not exist"),
+        crate::store::Read::Bad(cause) => Err(crate::store::Broken::new("container", id, &p, cause).error()),
     }
-    let mut st = State::load(dir).with_context(|| format!("container {id:?}"))?;
-    st.refresh(dir);
-    Ok(st)
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! Files are written to a temporary sibling and renamed into place, so a crash
 //! never leaves a half-written file; shared state is guarded with flock.
 
+mod broken;
 mod records;
 
+pub use broken::{read_record, remove_broken, Broken, Listing, Read};
 pub use records::{Named, Records};
 
 use std::fs::{self, File, OpenOptions};
@@ -56,14 +58,19 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Read and parse a JSON file, naming the file and the field on error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let de = &mut serde_json::Deserializer::from_slice(&data);
+    parse_json(&data).map_err(|cause| anyhow::anyhow!("{}: {cause}", path.display()))
+}
+
+/// Parse JSON; the error is the cause alone, with the field when serde can name it.
+fn parse_json<T: serde::de::DeserializeOwned>(data: &[u8]) -> std::result::Result<T, String> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         // "." is the document itself, "?" a place serde could not name (bad syntax).
         if field == "." || field == "?" {
-            anyhow::anyhow!("{}: {}", path.display(), e.inner())
+            e.inner().to_string()
         } else {
-            anyhow::anyhow!("{}: field {}: {}", path.display(), field, e.inner())
+            format!("field {field}: {}", e.inner())
         }
     })
 }

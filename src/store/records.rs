@@ -1,11 +1,14 @@
 //! A directory of named JSON records (`<dir>/<name>.json`), changed under an
-//! flock on `<dir>/.lock`: the store of networks and of services.
+//! flock on `<dir>/.lock`: the store of networks, services, pods and peers.
+//! A record that cannot be read fails alone (see `super::broken`).
 
 use std::fs;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
+
+use super::{Broken, Listing, Read};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -36,35 +39,58 @@ impl<T: Named + Serialize + DeserializeOwned> Records<T> {
         super::lock(&self.dir.join(".lock"))
     }
 
+    /// One record; a missing one is named with the others, a broken one by its path and cause.
     pub fn get(&self, name: &str) -> Result<T> {
         super::validate_id(&format!("{} name", self.kind), name)?;
         let p = self.path(name);
-        if !p.exists() {
-            let known: Vec<String> = self.list()?.iter().map(|r| r.name().to_string()).collect();
-            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-            bail!("{} {name:?} does not exist ({}s: {known})", self.kind, self.kind);
+        match super::read_record(&p) {
+            Read::Good(r) => Ok(r),
+            Read::Bad(cause) => Err(Broken::new(self.kind, name, &p, cause).error()),
+            Read::Gone => {
+                let known = self.names();
+                let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                bail!("{} {name:?} does not exist ({}s: {known})", self.kind, self.kind)
+            }
         }
-        super::read_json(&p)
     }
 
     pub fn exists(&self, name: &str) -> bool {
         self.path(name).exists()
     }
 
-    /// Every record, by name (none yet: empty).
+    /// Every record that can be read, by name (none yet: empty); the broken
+    /// ones are left out (see `scan`).
     pub fn list(&self) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(&self.dir) else { return Ok(out) };
-        for e in rd.flatten() {
-            let p = e.path();
-            // Dot files are the lock and write_atomic's temporaries.
-            let hidden = e.file_name().to_string_lossy().starts_with('.');
-            if !hidden && p.extension().is_some_and(|x| x == "json") {
-                out.push(super::read_json(&p)?);
+        Ok(self.scan()?.good)
+    }
+
+    /// Every record by name, and those that cannot be read.
+    pub fn scan(&self) -> Result<Listing<T>> {
+        let mut out = Listing::default();
+        for name in self.names() {
+            let p = self.path(&name);
+            match super::read_record(&p) {
+                Read::Good(r) => out.good.push(r),
+                Read::Bad(cause) => out.broken.push(Broken::new(self.kind, name, &p, cause)),
+                Read::Gone => {} // removed meanwhile
             }
         }
-        out.sort_by(|a: &T, b: &T| a.name().cmp(b.name()));
+        out.good.sort_by(|a: &T, b: &T| a.name().cmp(b.name()));
         Ok(out)
+    }
+
+    /// The names of every record, readable or not, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            // Dot files are the lock and write_atomic's temporaries.
+            .filter(|n| !n.starts_with('.'))
+            .filter_map(|n| n.strip_suffix(".json").map(String::from))
+            .collect();
+        names.sort();
+        names
     }
 
     pub fn save(&self, record: &T) -> Result<()> {
@@ -84,5 +110,43 @@ impl<T: Named + Serialize + DeserializeOwned> Records<T> {
     /// Whether the directory exists at all (a cheap "none yet").
     pub fn any_dir(&self) -> bool {
         self.dir.exists()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+    struct Net {
+        name: String,
+        subnet: String,
+    }
+
+    impl Named for Net {
+        fn name(&self) -> &str {
+            &self.name
+        }
+    }
+
+    #[test]
+    fn one_torn_record_fails_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let st: Records<Net> = Records::new(d.path().to_path_buf(), "network");
+        for n in ["net1", "net2"] {
+            st.save(&Net { name: n.into(), subnet: "10.0.0.0/24".into() }).unwrap();
+        }
+        let torn = d.path().join("net1.json");
+        fs::write(&torn, r#"{"name": "net1", "subn"#).unwrap();
+        let all = st.scan().unwrap();
+        assert_eq!(all.good.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["net2"]);
+        assert_eq!((all.broken[0].name.as_str(), all.broken[0].path.as_path()), ("net1", torn.as_path()));
+        assert_eq!(st.list().unwrap().len(), 1);
+        assert_eq!(st.names(), ["net1", "net2"]);
+        assert!(st.get("net2").is_ok());
+        let err = st.get("net1").unwrap_err().to_string();
+        assert!(err.starts_with(&format!("network net1: record {} is unreadable: EOF", torn.display())), "{err}");
+        let err = st.get("net3").unwrap_err().to_string();
+        assert!(err.contains("(networks: net1, net2)"), "{err}");
     }
 }

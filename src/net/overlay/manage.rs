@@ -291,11 +291,9 @@ pub fn remove_node(ctx: &Context, name: &str) -> Result<()> {
     let store = peers(&ctx.data_root);
     let all = Peers::list(&store)?;
     let Some(n) = all.iter().find(|o| o.name == name) else {
-        let known: Vec<&str> = all.iter().map(|o| o.name.as_str()).collect();
-        bail!(
-            "node {name:?} does not exist (nodes: {})",
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        );
+        // Says why: no such node (naming the others), or its record is unreadable.
+        store.get(name)?;
+        bail!("node {name:?} does not exist");
     };
     let node = Netlink::current()?;
     backend::unprogram(&node, &c, n)?;

@@ -30,7 +30,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::state::Creator;
-use crate::store::{Named, Records};
+use crate::store::{Broken, Named, Read, Records};
 
 pub use manage::{add_node, init, remove_node, repair, reset, InitRequest};
 
@@ -182,11 +182,29 @@ fn config_path(data_root: &Path) -> PathBuf {
 
 /// This node's cluster settings, if it has joined one.
 pub fn load(data_root: &Path) -> Result<Option<Cluster>> {
-    let p = config_path(data_root);
-    if !p.exists() {
-        return Ok(None);
+    match read(data_root) {
+        Read::Good(c) => Ok(Some(c)),
+        Read::Gone => Ok(None),
+        Read::Bad(cause) => Err(broken_config(data_root, cause).error()),
     }
-    crate::store::read_json(&p).map(Some)
+}
+
+fn read(data_root: &Path) -> Read<Cluster> {
+    crate::store::read_record(&config_path(data_root))
+}
+
+fn broken_config(data_root: &Path, cause: String) -> Broken {
+    Broken::new("cluster", "settings", &config_path(data_root), cause)
+}
+
+/// The cluster records that cannot be read: this node's settings and peers (gc).
+pub fn broken(data_root: &Path) -> Vec<Broken> {
+    let mut out: Vec<Broken> = match read(data_root) {
+        Read::Bad(cause) => vec![broken_config(data_root, cause)],
+        _ => Vec::new(),
+    };
+    out.extend(peers(data_root).scan().map(|l| l.broken).unwrap_or_default());
+    out
 }
 
 /// This node's cluster, or the error every cluster command gives without one.
