@@ -21,5 +21,6 @@ mod network;
 mod pods;
 mod ports;
 mod qemu;
+mod refusals;
 mod services;
 mod spec_musts;

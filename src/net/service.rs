@@ -211,27 +211,23 @@ pub fn lease_owner(service: &str) -> String {
 /// hands: a lease, on every network whose range holds it, so that no
 /// container gets it later either. Returns those books, still locked.
 fn claim_vip(ctx: &Context, name: &str, ip: Ipv4Addr) -> Result<Vec<Book>> {
+    let nets = super::manage::list_networks(ctx)?;
+    if let Some(net) = nets.iter().find(|n| n.gateway == Some(ip)) {
+        bail!("--vip {ip}: it is the gateway of network {}", net.name);
+    }
     let node = super::link::Netlink::current()?;
     if let Some((link, _)) = node.all_ipv4_addresses()?.into_iter().find(|(_, a)| *a == ip) {
         bail!("--vip {ip}: the node's {link} holds that address");
     }
-    for ep in super::endpoint::Store::new(&ctx.data_root).all()? {
-        let who = || ep.owner.clone().unwrap_or_else(|| ep.netns.display().to_string());
-        if ep.ip == Some(ip) {
-            bail!("--vip {ip}: container {} holds that address ({} on network {})", who(), ep.ifname, ep.network);
-        }
-        if ep.gateway == Some(ip) {
-            bail!("--vip {ip}: it is the gateway of network {}", ep.network);
-        }
+    if let Some(ep) = super::endpoint::Store::new(&ctx.data_root).all()?.into_iter().find(|e| e.ip == Some(ip)) {
+        let who = ep.owner.unwrap_or_else(|| ep.netns.display().to_string());
+        bail!("--vip {ip}: container {who} holds that address ({} on network {})", ep.ifname, ep.network);
     }
     let ipam = Ipam::new(&ctx.data_root);
     let mut books = Vec::new();
     let owner = lease_owner(name);
     let res = (|| {
-        for net in super::manage::list_networks(ctx)? {
-            if net.gateway == Some(ip) {
-                bail!("--vip {ip}: it is the gateway of network {}", net.name);
-            }
+        for net in &nets {
             if net.pool().contains(&ip) {
                 let book = ipam.open(&net.name)?;
                 book.allocate(net.pool(), net.reserved_gateway(), &owner, Some(ip)).context(format!("--vip {ip}"))?;
