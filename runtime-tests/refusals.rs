@@ -22,7 +22,9 @@ fn p(b: &Path) -> &str {
 /// What a refusal must leave as it was in the node: links, addresses, rules, containers.
 fn node_view(nw: &NetWorld) -> (String, String, Vec<String>) {
     let node = nw.node();
-    let links = nw.w.sh_in(node, "ip -o addr show | awk '{print $2, $4}' | sort; ip -o link show | awk -F': ' '{print $2}' | sort");
+    let links = nw
+        .w
+        .sh_in(node, "ip -o addr show | awk '{print $2, $4}' | sort; ip -o link show | awk -F': ' '{print $2}' | sort");
     let rules = nw.w.sh_in(node, "nft list ruleset 2>/dev/null || true");
     let mut ids = nw.w.containers();
     ids.sort();
@@ -81,7 +83,22 @@ fn duplicate_mac_on_a_network() {
         let runs: Vec<_> = ["r1", "r2"]
             .map(|n| {
                 s.spawn(move || {
-                    (n, w.rcon(&["run", "-d", "--name", n, "--network", "m", "--mac", race, "busybox", "sleep", "1000"]))
+                    (
+                        n,
+                        w.rcon(&[
+                            "run",
+                            "-d",
+                            "--name",
+                            n,
+                            "--network",
+                            "m",
+                            "--mac",
+                            race,
+                            "busybox",
+                            "sleep",
+                            "1000",
+                        ]),
+                    )
                 })
             })
             .into_iter()
@@ -89,7 +106,12 @@ fn duplicate_mac_on_a_network() {
         runs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let winners: Vec<&str> = outs.iter().filter(|(_, o)| o.status.success()).map(|(n, _)| *n).collect();
-    assert_eq!(winners.len(), 1, "{:?}", outs.iter().map(|(n, o)| (n, String::from_utf8_lossy(&o.stderr))).collect::<Vec<_>>());
+    assert_eq!(
+        winners.len(),
+        1,
+        "{:?}",
+        outs.iter().map(|(n, o)| (n, String::from_utf8_lossy(&o.stderr))).collect::<Vec<_>>()
+    );
     let loser = outs.iter().find(|(_, o)| !o.status.success()).unwrap();
     let err = String::from_utf8_lossy(&loser.1.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
@@ -113,7 +135,16 @@ fn subnets_in_reserved_ranges() {
         let err = nw.w.fails(&["network", "create", "--subnet", subnet, "lo"]);
         assert!(err.contains(&format!("--subnet {subnet}")) && err.contains(range), "{subnet}: {err}");
     }
-    let err = nw.w.fails(&["cluster", "init", "--cidr", "127.1.0.0/16", "--node-subnet", "127.1.1.0/24", "--backend", "host-gw"]);
+    let err = nw.w.fails(&[
+        "cluster",
+        "init",
+        "--cidr",
+        "127.1.0.0/16",
+        "--node-subnet",
+        "127.1.1.0/24",
+        "--backend",
+        "host-gw",
+    ]);
     assert!(err.contains("--cidr 127.1.0.0/16 is in the loopback range"), "{err}");
     assert_eq!(node_view(&nw), before, "a refused subnet changed the node");
     assert_eq!(nw.w.ok(&["network", "ls"]).lines().count(), 1, "a refused network was recorded");
@@ -126,11 +157,9 @@ fn vip_held_by_an_interface() {
     w.ok(&["network", "create", "--subnet", "10.43.0.0/24", "v"]);
     let ip_a = nw.server("a", "v");
     let before = (node_view(&nw), leases(&nw, "v"));
-    for (vip, cause) in [
-        (ip_a.as_str(), "container"),
-        ("10.43.0.1", "gateway of network v"),
-        (crate::network::UPLINK_NODE, "up0"),
-    ] {
+    for (vip, cause) in
+        [(ip_a.as_str(), "container"), ("10.43.0.1", "gateway of network v"), (crate::network::UPLINK_NODE, "up0")]
+    {
         let err = w.fails(&["service", "create", "web", "--vip", &format!("{vip}:7000"), "--backend", "a:7000"]);
         assert!(err.contains(&format!("--vip {vip}")) && err.contains(cause), "{vip}: {err}");
     }

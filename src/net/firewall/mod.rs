@@ -195,7 +195,8 @@ fn listed<R: Ruleset>(r: &R, what: &str, names: impl FnOnce(&R::Live) -> BTreeSe
 
 impl<R: Ruleset> Firewall for R {
     fn add_network(&self, net: &NetRules) -> Result<()> {
-        check_name("network name", &net.name).with_context(|| format!("firewall ({}): adding network {}", R::NAME, net.name))?;
+        check_name("network name", &net.name)
+            .with_context(|| format!("firewall ({}): adding network {}", R::NAME, net.name))?;
         relisted(
             self,
             || format!("adding network {}", net.name),
@@ -239,7 +240,8 @@ impl<R: Ruleset> Firewall for R {
     }
 
     fn set_service(&self, svc: &SvcRules, all: &[std::net::Ipv4Addr]) -> Result<()> {
-        check_name("service name", svc.name).with_context(|| format!("firewall ({}): service {}", R::NAME, svc.name))?;
+        check_name("service name", svc.name)
+            .with_context(|| format!("firewall ({}): service {}", R::NAME, svc.name))?;
         relisted(
             self,
             || format!("service {}", svc.name),
