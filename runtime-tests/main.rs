@@ -22,6 +22,7 @@ mod pods;
 mod ports;
 mod qemu;
 mod records;
+mod refusals;
 mod selfheal;
 mod services;
 mod spec_musts;

@@ -286,7 +286,7 @@ fn bad_pod_input_changes_nothing() {
         (vec!["pod", "create", "--name", "a/b"], "single path component"),
         (vec!["pod", "create", "--name", "../x"], "single path component"),
         (vec!["pod", "create", "--name=-x"], "invalid pod name"),
-        (vec!["pod", "create", "--name", &long], "longer than 63"),
+        (vec!["pod", "create", "--name", &long], "the limit is 63"),
         (vec!["pod", "create", "--network", "nosuchnet"], "does not exist"),
         (vec!["pod", "create", "--network", "none", "-p", "80"], "need a network"),
         (vec!["pod", "create", "--network", "padded", "-p", "notaport"], "notaport"),

@@ -193,6 +193,13 @@ impl Drop for Undo<'_> {
 /// exit status (foreground).
 pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     let store = Store::open(&ctx.data_root)?;
+    // Names and flags first: nothing is pulled or made for a run refused later.
+    if let Some(n) = &req.name {
+        crate::store::validate_id("container name", n)?;
+    }
+    if let Some(h) = &req.o.hostname {
+        runtime::spec::check_hostname("--hostname", h)?;
+    }
     let img = find_image(&store, &req.image)?;
     let lower = store.rootfs(&img)?;
     let pod = req.pod.as_deref().map(|p| pod_join(ctx, p, req)).transpose()?;

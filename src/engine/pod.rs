@@ -142,10 +142,7 @@ pub fn store(ctx: &Context) -> Records<Pod> {
 /// A pod's name becomes a netns file name and, by default, its hostname.
 fn check_name(name: &str) -> Result<()> {
     store::validate_id("pod name", name)?;
-    if name.len() > 63 {
-        bail!("pod name {name:?} is longer than 63 characters (it is the pod's default hostname)");
-    }
-    Ok(())
+    store::check_len("pod name", name, 63, "it is the pod's default hostname")
 }
 
 /// Create a pod and print nothing; returns its record. All or nothing.
@@ -154,9 +151,10 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
     let name = req.name.clone().unwrap_or_else(|| id[..12].to_string());
     check_name(&name)?;
     let hostname = req.hostname.clone().unwrap_or_else(|| name.clone());
-    if hostname.is_empty() || hostname.len() > 64 {
-        bail!("--hostname {hostname:?}: a hostname has 1 to 64 characters");
+    if hostname.is_empty() {
+        bail!("--hostname: a hostname cannot be empty");
     }
+    crate::runtime::spec::check_hostname("--hostname", &hostname)?;
     let ports: Vec<PortSpec> = req.ports.iter().map(|p| p.parse()).collect::<Result<_>>()?;
     // As `rcon run` and a podman pod: the default bridge unless told otherwise.
     let network = match req.network.as_deref() {

@@ -108,6 +108,9 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     if mac[0] & 1 == 1 {
         anyhow::bail!("--mac {s}: a multicast address cannot name an interface");
     }
+    if mac == [0; 6] {
+        anyhow::bail!("--mac {s}: the all-zero address cannot name an interface");
+    }
     Ok(mac)
 }
 
@@ -313,6 +316,8 @@ mod tests {
         assert_eq!(parse_mac(&format_mac(m)).unwrap(), m);
         assert!(parse_mac("01:00:5e:00:00:01").unwrap_err().to_string().contains("multicast"));
         assert!(parse_mac("zz").is_err());
+        assert!(parse_mac("00:00:00:00:00:00").unwrap_err().to_string().contains("all-zero"));
+        assert!(parse_mac("ff:ff:ff:ff:ff:ff").unwrap_err().to_string().contains("multicast"));
     }
 
     #[test]

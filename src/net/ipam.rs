@@ -31,6 +31,9 @@ use ipnet::Ipv4Net;
 
 use crate::store::{self, Broken, Listing};
 
+mod mac;
+pub use mac::MacLease;
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Lease {
     pub ip: Ipv4Addr,
@@ -90,12 +93,15 @@ impl Ipam {
         self.open(net)?.allocate(subnet, gateway, owner, want)
     }
 
-    /// Release whatever `owner` holds on `net`. Idempotent (no lease, no directory: Ok).
-    pub fn release(&self, net: &str, owner: &str) -> Result<()> {
+    /// Release whatever `owner` holds on `net`, and its MAC when given.
+    /// Idempotent (no lease, no directory: Ok).
+    pub fn release(&self, net: &str, owner: &str, mac: Option<&str>) -> Result<()> {
         if !self.net_dir(net)?.exists() {
             return Ok(()); // don't make the directory just to find nothing
         }
-        self.open(net)?.release(owner)
+        let book = self.open(net)?;
+        book.release(owner)?;
+        mac.map_or(Ok(()), |m| book.release_mac(m, owner))
     }
 
     /// All leases on `net`, sorted by address (none yet: empty), and the
@@ -438,9 +444,9 @@ mod tests {
         let gw = Some(a("10.2.0.1"));
         let first = ipam.allocate("n", s, gw, "c0", None).unwrap();
         assert_eq!(first, a("10.2.0.2"));
-        ipam.release("n", "c0").unwrap();
-        ipam.release("n", "c0").unwrap();
-        ipam.release("none", "c0").unwrap();
+        ipam.release("n", "c0", None).unwrap();
+        ipam.release("n", "c0", None).unwrap();
+        ipam.release("none", "c0", None).unwrap();
         assert_eq!(ipam.allocate("n", s, gw, "c1", None).unwrap(), a("10.2.0.3"));
 
         // A fresh instance sees the leases and the next-fit position.
@@ -472,7 +478,7 @@ mod tests {
         assert_eq!(got.len(), 253);
         // One hole far from where next-fit resumes: found by listing, not by
         // 253 blind tries.
-        ipam.release("n", "c100").unwrap();
+        ipam.release("n", "c100", None).unwrap();
         assert_eq!(ipam.allocate("n", s, gw, "late", None).unwrap(), got[100]);
 
         // A crash between the lease and its way back: the owner link is

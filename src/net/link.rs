@@ -420,14 +420,22 @@ impl Netlink {
     pub fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
         let req = self.handle.address().get().set_link_index_filter(index).execute();
         let msgs: Vec<AddressMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing addresses")?;
+        Ok(msgs.iter().filter(|m| m.header.index == index).filter_map(v4_local).collect())
+    }
+
+    /// Every IPv4 address of the namespace, with the name of its link (the
+    /// address's label), in one dump.
+    pub fn all_ipv4_addresses(&self) -> Result<Vec<(String, Ipv4Addr)>> {
+        let req = self.handle.address().get().execute();
+        let msgs: Vec<AddressMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing addresses")?;
         Ok(msgs
             .iter()
-            .filter(|m| m.header.index == index)
             .filter_map(|m| {
-                m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Ipv4Net::new(*ip, m.header.prefix_len).ok(),
+                let label = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Label(l) => Some(l.clone()),
                     _ => None,
-                })
+                });
+                Some((label.unwrap_or_else(|| format!("link {}", m.header.index)), v4_local(m)?.addr()))
             })
             .collect())
     }
@@ -496,6 +504,14 @@ fn ignore_gone(r: Result<()>) -> Result<()> {
 
 fn format_mac(mac: [u8; 6]) -> String {
     super::endpoint::format_mac(mac)
+}
+
+/// An address message's local IPv4 address with its prefix.
+fn v4_local(m: &AddressMessage) -> Option<Ipv4Net> {
+    m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Ipv4Net::new(*ip, m.header.prefix_len).ok(),
+        _ => None,
+    })
 }
 
 /// Delete the link `name` from a forked child and return at once: the kernel

@@ -3,7 +3,6 @@
 //! written before the kernel object it describes, and removed after it.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -45,6 +44,10 @@ fn create_locked(ctx: &Context, store: &network::Store, req: &Request) -> Result
     let node = Netlink::current()?;
     let mut taken: Vec<(String, ipnet::Ipv4Net)> =
         store.list()?.into_iter().map(|n| (format!("network {}", n.name), n.subnet)).collect();
+    // Service VIPs: a range holding one would hand it to a container (`service create` takes this lock too).
+    for s in super::service::store(&ctx.data_root).list()? {
+        taken.push((format!("the VIP of service {}", s.name), ipnet::Ipv4Net::from(s.vip.ip)));
+    }
     // Routes already here, except the default route (it overlaps everything).
     taken.extend(
         node.routes()?.into_iter().filter(|r| r.dest.prefix_len() > 0).map(|r| (format!("route {}", r.dest), r.dest)),
@@ -214,6 +217,9 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         }
         heal::ensure(ctx, net.firewall)?;
     }
+    // A file that is not a network namespace is said so, before anything is done.
+    let ns = crate::runtime::spec::check_ns_file(&req.netns, oci_spec::runtime::LinuxNamespaceType::Network)
+        .context("--netns")?;
     let netns_id = endpoint::ns_identity(&req.netns)?;
     let eps = endpoints(ctx);
     let _p2p = match net.driver {
@@ -229,7 +235,6 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
     if let Some(ep) = mine.iter().find(|e| e.network == net.name && e.netns_alive()) {
         bail!("{} is already attached to network {} as {}", req.netns.display(), net.name, ep.ifname);
     }
-    let ns = File::open(&req.netns).with_context(|| format!("netns {}", req.netns.display()))?;
     let inner = Netlink::in_netns(&ns)?;
     let ifname = match &req.ifname {
         Some(i) => {
@@ -283,6 +288,12 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         ep.ip = Some(ip);
         if req.mac.is_none() && net.cluster.is_some() {
             ep.mac = endpoint::format_mac(endpoint::mac_from_ip(ip));
+        }
+        // Every endpoint's MAC is reserved, so a --mac never repeats a derived one either.
+        if let Some(holder) = book.take_mac(&ep.mac, &key)? {
+            let who = eps.on_network(&net.name)?.into_iter().find(|e| e.key == holder);
+            let who = who.map_or(holder, |e| e.owner.unwrap_or_else(|| e.netns.display().to_string()));
+            bail!("--mac {}: network {} has this address already, on {who}", ep.mac, net.name);
         }
         crate::store::fault("attach:leased");
         let claims = (!req.ports.is_empty()).then(|| Claims::open(&ctx.data_root)).transpose()?;
@@ -346,7 +357,7 @@ fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
     if !ep.ports.is_empty() {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
     }
-    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key)?;
+    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(&ep.mac))?;
     endpoints(ctx).remove(ep)
 }
 
@@ -464,13 +475,24 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
         // Records are read under the book's lock: an attach holds it from its
         // lease until its record is saved.
         let book = ipam.open(&net)?;
-        let keys = endpoint_keys(&eps, Some(&net), |_| true, &mut report)?;
+        let mut keys = endpoint_keys(&eps, Some(&net), |_| true, &mut report)?;
+        // A service's VIP lease: kept while the service is, its record readable or not (read under the
+        // book's lock too, which `service create` holds until it is saved).
+        let svcs = super::service::store(&ctx.data_root).scan()?;
+        let names = svcs.good.iter().map(|s| s.name.as_str()).chain(svcs.broken.iter().map(|b| b.name.as_str()));
+        keys.extend(names.map(super::service::lease_owner));
         let leases = book.leases()?;
         report.broken(leases.broken);
         for lease in leases.good {
             if !keys.contains(&lease.owner) {
                 book.release_address(&lease)?;
                 report.leases.push(format!("{net}/{}", lease.ip));
+            }
+        }
+        for m in book.macs()? {
+            if !keys.contains(&m.owner) {
+                book.release_mac(&m.mac, &m.owner)?;
+                report.leases.push(format!("{net}/{}", m.mac));
             }
         }
     }

@@ -141,20 +141,45 @@ pub fn check_ifname(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The ranges no network may use, by name: their addresses mean something
+/// else to the kernel (a bridge holding 127.0.0.1, a multicast route) or,
+/// for 0.0.0.0/8 and 240.0.0.0/4, cannot be assigned at all.
+const RESERVED: [(&str, [u8; 4], u8); 5] = [
+    ("\"this network\"", [0, 0, 0, 0], 8),
+    ("loopback", [127, 0, 0, 0], 8),
+    ("link-local", [169, 254, 0, 0], 16),
+    ("multicast", [224, 0, 0, 0], 4),
+    ("reserved (broadcast)", [240, 0, 0, 0], 4),
+];
+
+/// Refuse a range that is in, or overlaps, one of the [`RESERVED`] ranges;
+/// `what` names the flag (`--subnet`, `--cidr`).
+pub fn check_unreserved(what: &str, range: Ipv4Net) -> Result<()> {
+    for (name, addr, len) in RESERVED {
+        let r = Ipv4Net::new(Ipv4Addr::from(addr), len).expect("a valid prefix");
+        if r.contains(&range) {
+            bail!("{what} {range} is in the {name} range {r}");
+        }
+        if range.contains(&r) {
+            bail!("{what} {range} overlaps the {name} range {r}");
+        }
+    }
+    Ok(())
+}
+
 /// Turn a request into a full definition. `taken` holds the subnets that
 /// must not be overlapped (other networks, routes in the namespace);
 /// `default_mtu` is the MTU of the default-route interface.
 pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> Result<Network> {
     crate::store::validate_id("network name", &req.name)?;
     // Firewall comments and record names stay short; docker allows far less in practice.
-    if req.name.len() > 64 {
-        bail!("network name {:?}: at most 64 characters", req.name);
-    }
+    crate::store::check_len("network name", &req.name, 64, "it names records and firewall rules")?;
     let subnet = match req.subnet {
         Some(s) => {
             if s != s.trunc() {
                 bail!("--subnet {s}: host bits are set (did you mean {}?)", s.trunc());
             }
+            check_unreserved("--subnet", s)?;
             if let Some((what, _)) = taken.iter().find(|(_, t)| super::ipam::overlaps(&s, t)) {
                 bail!("--subnet {s} overlaps {what}");
             }
@@ -299,6 +324,26 @@ mod tests {
         assert!(resolve(&v, &[], 1500).unwrap_err().to_string().contains("/30"));
         v.subnet = Some(net("10.9.0.0/31"));
         assert_eq!(resolve(&v, &[], 1500).unwrap().gateway, None);
+    }
+
+    #[test]
+    fn reserved_ranges_are_refused_by_name() {
+        let e = |s: &str| check_unreserved("--subnet", net(s)).map_err(|e| e.to_string());
+        assert_eq!(e("127.0.0.0/24"), Err("--subnet 127.0.0.0/24 is in the loopback range 127.0.0.0/8".into()));
+        assert_eq!(e("224.0.0.0/24"), Err("--subnet 224.0.0.0/24 is in the multicast range 224.0.0.0/4".into()));
+        assert!(e("169.254.3.0/24").unwrap_err().contains("link-local range 169.254.0.0/16"));
+        assert!(e("0.0.0.0/16").unwrap_err().contains("\"this network\" range 0.0.0.0/8"));
+        assert!(e("255.255.255.0/24").unwrap_err().contains("240.0.0.0/4"));
+        assert!(e("240.0.0.0/4").unwrap_err().contains("is in the reserved (broadcast) range"));
+        // Overlap, not only containment.
+        assert_eq!(e("96.0.0.0/3"), Err("--subnet 96.0.0.0/3 overlaps the loopback range 127.0.0.0/8".into()));
+        assert!(e("128.0.0.0/1").unwrap_err().contains("overlaps the link-local range"));
+        for ok in ["10.0.0.0/8", "126.0.0.0/8", "128.0.0.0/8", "169.253.0.0/16", "223.255.255.0/24", "172.17.0.0/16"] {
+            assert_eq!(e(ok), Ok(()), "{ok}");
+        }
+        let mut r = Request::new("lo");
+        r.subnet = Some(net("127.0.0.0/24"));
+        assert!(resolve(&r, &[], 1500).unwrap_err().to_string().contains("loopback"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::firewall::{self, Backend, SvcRules};
+use super::ipam::{Book, Ipam};
 use super::ports::Proto;
 use crate::Context;
 
@@ -175,8 +176,11 @@ fn all_backends(store: &Store, changed: Option<&Service>) -> Result<Vec<Ipv4Addr
 
 pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb) -> Result<Service> {
     crate::store::validate_id("service name", name)?;
-    firewall::check_name(name)?;
+    firewall::check_name("service name", name)?;
     super::heal::ensure(ctx, ctx.firewall)?;
+    // The networks' lock first (the order `network rm` takes the two in): no
+    // network is made meanwhile whose range holds the VIP.
+    let _nets = super::network::store(&ctx.data_root).lock()?;
     let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     if store.exists(name) {
@@ -186,10 +190,60 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
         bail!("{vip} is the address of service {:?} already", other.name);
     }
     let svc = Service { name: name.to_string(), vip, lb, firewall: ctx.firewall, backends };
-    // Rules first: a failure leaves no record.
-    apply(&store, &svc)?;
-    store.save(&svc)?;
-    Ok(svc)
+    let books = claim_vip(ctx, name, vip.ip)?;
+    // Rules first: a failure leaves no record. The books stay locked until
+    // the record names the service, so gc never takes its leases for orphans.
+    let res = apply(&store, &svc).and_then(|()| store.save(&svc));
+    for b in &books {
+        if res.is_err() {
+            let _ = b.release(&lease_owner(name));
+        }
+    }
+    res.map(|()| svc)
+}
+
+/// The holder name of a service's VIP in IPAM (never an endpoint key, which is hex).
+pub fn lease_owner(service: &str) -> String {
+    format!("svc:{service}")
+}
+
+/// Refuse a VIP that an interface holds (an address of the node, a
+/// container's address, a network's gateway), and take it out of IPAM's
+/// hands: a lease, on every network whose range holds it, so that no
+/// container gets it later either. Returns those books, still locked.
+fn claim_vip(ctx: &Context, name: &str, ip: Ipv4Addr) -> Result<Vec<Book>> {
+    let nets = super::manage::list_networks(ctx)?;
+    if let Some(net) = nets.iter().find(|n| n.gateway == Some(ip)) {
+        bail!("--vip {ip}: it is the gateway of network {}", net.name);
+    }
+    let node = super::link::Netlink::current()?;
+    if let Some((link, _)) = node.all_ipv4_addresses()?.into_iter().find(|(_, a)| *a == ip) {
+        bail!("--vip {ip}: the node's {link} holds that address");
+    }
+    if let Some(ep) = super::endpoint::Store::new(&ctx.data_root).all()?.into_iter().find(|e| e.ip == Some(ip)) {
+        let who = ep.owner.unwrap_or_else(|| ep.netns.display().to_string());
+        bail!("--vip {ip}: container {who} holds that address ({} on network {})", ep.ifname, ep.network);
+    }
+    let ipam = Ipam::new(&ctx.data_root);
+    let mut books = Vec::new();
+    let owner = lease_owner(name);
+    let res = (|| {
+        for net in &nets {
+            if net.pool().contains(&ip) {
+                let book = ipam.open(&net.name)?;
+                book.allocate(net.pool(), net.reserved_gateway(), &owner, Some(ip)).context(format!("--vip {ip}"))?;
+                books.push(book);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = res {
+        for b in &books {
+            let _ = b.release(&owner);
+        }
+        return Err(e);
+    }
+    Ok(books)
 }
 
 pub fn remove(ctx: &Context, name: &str) -> Result<()> {
@@ -198,7 +252,12 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     let _lock = store.lock()?;
     let svc = store.get(name)?;
     store.remove(name)?;
-    firewall::open(svc.firewall).remove_service(name, &all_backends(&store, None)?)
+    firewall::open(svc.firewall).remove_service(name, &all_backends(&store, None)?)?;
+    let ipam = Ipam::new(&ctx.data_root);
+    for net in ipam.networks()? {
+        ipam.release(&net, &lease_owner(name), None)?;
+    }
+    Ok(())
 }
 
 /// Change one service's backends, under the lock, and restate its rules.

@@ -42,6 +42,38 @@ pub fn path_for(mount: &Path, id: &str, cgroups_path: Option<&Path>) -> PathBuf 
     }
 }
 
+/// How group `path` stands to group `other`, when the two nest: the kernel
+/// kills and limits a whole subtree, so nested groups are never independent.
+pub fn nesting(path: &Path, other: &Path) -> Option<&'static str> {
+    if path == other {
+        Some("is the cgroup")
+    } else if path.starts_with(other) {
+        Some("is inside the cgroup")
+    } else if other.starts_with(path) {
+        Some("holds the cgroup")
+    } else {
+        None
+    }
+}
+
+/// The groups this process is in, as directories: the v2 one (`0::/path`)
+/// and each mounted v1 hierarchy's, from /proc/self/cgroup.
+pub fn own_paths() -> Vec<PathBuf> {
+    let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(hier), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else { continue };
+        let rel = path.trim_start_matches('/');
+        if hier == "0" && ctrls.is_empty() {
+            out.extend(host_mount().map(|m| m.join(rel)));
+        } else {
+            out.extend(ctrls.split(',').filter_map(super::cgroup_v1::controller).map(|m| m.join(rel)));
+        }
+    }
+    out
+}
+
 /// Make the cgroup; one left over by a crash is reused if it is empty.
 pub fn create(path: &Path) -> Result<()> {
     match fs::create_dir(path) {
@@ -104,6 +136,17 @@ pub fn remove(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_groups_are_found_both_ways() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(nesting(&p("/cg/a"), &p("/cg/a")), Some("is the cgroup"));
+        assert_eq!(nesting(&p("/cg/a/b"), &p("/cg/a")), Some("is inside the cgroup"));
+        assert_eq!(nesting(&p("/cg/a"), &p("/cg/a/b/c")), Some("holds the cgroup"));
+        // Components, not string prefixes: /cg/ab is beside /cg/a.
+        assert_eq!(nesting(&p("/cg/ab"), &p("/cg/a")), None);
+        assert_eq!(nesting(&p("/cg/a"), &p("/cg/b")), None);
+    }
 
     #[test]
     fn cgroup_paths() {

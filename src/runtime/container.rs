@@ -111,12 +111,14 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     let mut undo =
         Undo { dir: dir.clone(), pid: None, cgroup: None, v1_cgroups: Vec::new(), host_mounts: None, armed: true };
     let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    if let Some(mount) = cgroup::host_mount() {
-        let cg = cgroup::path_for(&mount, id, cgroups_path.as_deref());
-        cgroup::create(&cg)?;
-        undo.cgroup = Some(cg);
-    }
+    let cg = cgroup::host_mount().map(|mount| cgroup::path_for(&mount, id, cgroups_path.as_deref()));
     let v1 = cgroup_v1::paths(&bundle.spec, id);
+    // Before anything names these groups: the Undo removes what it names.
+    refuse_nested_cgroups(ctx, id, cg.iter().chain(v1.iter().map(|(_, p)| p)))?;
+    if let Some(cg) = &cg {
+        cgroup::create(cg)?;
+        undo.cgroup = Some(cg.clone());
+    }
     let mut st = State {
         oci_version: state::OCI_VERSION.into(),
         id: id.into(),
@@ -127,7 +129,8 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         created: state::now_rfc3339(),
         pid_start_time: 0,
         own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
-        cgroup: None,
+        // Recorded now, so that a create beside this one sees it.
+        cgroup: cg.clone(),
         creator: Some(state::Creator::me()),
         v1_cgroups: v1.iter().map(|(_, path)| path.clone()).collect(),
         // Without a mount namespace of its own, the init mounts in ours.
@@ -202,6 +205,30 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     }
     tracing::debug!(id, "created: rootfs pivoted, init waits for start");
     Ok(st)
+}
+
+/// Refuse groups that nest with another container's (deleting the outer
+/// one would kill the inner container too) or that hold rcon itself (the
+/// container's limits would bind its caller). An equal group counts too.
+fn refuse_nested_cgroups<'a>(ctx: &Context, id: &str, mine: impl Iterator<Item = &'a PathBuf> + Clone) -> Result<()> {
+    let field = "config.json: field linux.cgroupsPath";
+    for own in cgroup::own_paths() {
+        if let Some(c) = mine.clone().find(|c| own.starts_with(c)) {
+            bail!("{field}: {} holds rcon itself ({})", c.display(), own.display());
+        }
+    }
+    let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(()) };
+    for e in rd.flatten().filter(|e| e.file_name() != id) {
+        let Ok(other) = State::load(&e.path()) else { continue };
+        for theirs in other.cgroup.iter().chain(&other.v1_cgroups) {
+            for c in mine.clone() {
+                if let Some(how) = cgroup::nesting(c, theirs) {
+                    bail!("{field}: {} {how} of container {} ({})", c.display(), other.id, theirs.display());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Open the namespace files to join, in an order that keeps later opens valid.

@@ -56,6 +56,12 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
     }
     validate_sysctls(&spec)?;
     validate_hook_timeouts(&spec)?;
+    if let Some(h) = spec.hostname() {
+        check_hostname("config.json: field hostname:", h)?;
+    }
+    if let Some(d) = spec.domainname() {
+        check_hostname("config.json: field domainname:", d)?;
+    }
     Ok(Bundle { dir, spec, rootfs })
 }
 
@@ -145,6 +151,14 @@ fn validate_hook_timeouts(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The kernel's limit on a host or domain name (HOST_NAME_MAX): longer is EINVAL.
+pub const HOST_NAME_MAX: usize = 64;
+
+/// Refuse a hostname the kernel would refuse, saying the limit.
+pub fn check_hostname(what: &str, name: &str) -> Result<()> {
+    store::check_len(what, name, HOST_NAME_MAX, "HOST_NAME_MAX")
 }
 
 /// Only namespaced sysctls, and only when the container has that namespace.

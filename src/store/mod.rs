@@ -96,6 +96,20 @@ pub fn lock_file(f: File) -> Result<Lock> {
     Flock::lock(f, FlockArg::LockExclusive).map(Lock).map_err(|(_, e)| anyhow::Error::from(e))
 }
 
+/// The longest file name the kernel takes (NAME_MAX): every id below is one.
+pub const NAME_MAX: usize = 255;
+
+/// Refuse `name` when it is longer than `limit` bytes, saying both numbers
+/// and what sets the limit (`why`), instead of the kernel's ENAMETOOLONG or
+/// EINVAL later. The name is shown cut short: the line stays one line.
+pub fn check_len(what: &str, name: &str, limit: usize, why: &str) -> Result<()> {
+    if name.len() > limit {
+        let shown: String = name.chars().take(24).collect();
+        bail!("{what} \"{shown}…\" is {} bytes; the limit is {limit} ({why})", name.len());
+    }
+    Ok(())
+}
+
 /// Container, namespace and pod names: a safe single path component.
 pub fn validate_id(kind: &str, id: &str) -> Result<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_.+-".contains(c);
@@ -105,7 +119,9 @@ pub fn validate_id(kind: &str, id: &str) -> Result<()> {
     if id == "." || id == ".." || id.contains('/') || id.contains('\0') {
         bail!("invalid {kind} id {id:?}: it must be a single path component, not holding '/' or '..'");
     }
-    if id.len() > 1024 || !id.chars().all(ok_char) || !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+    let what = if kind.ends_with("name") { kind.to_string() } else { format!("{kind} id") };
+    check_len(&what, id, NAME_MAX, "a file name")?;
+    if !id.chars().all(ok_char) || !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         bail!("invalid {kind} id {id:?}: use letters, digits and _.+- and start with a letter or digit");
     }
     Ok(())
@@ -130,6 +146,9 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "../x", "-x", "a b", "é"] {
             assert!(validate_id("container", bad).is_err(), "{bad:?} accepted");
         }
+        assert!(validate_id("container", &"a".repeat(NAME_MAX)).is_ok());
+        let long = validate_id("netns", &"a".repeat(300)).unwrap_err().to_string();
+        assert_eq!(long, format!("netns id \"{}…\" is 300 bytes; the limit is 255 (a file name)", "a".repeat(24)));
     }
 
     #[test]

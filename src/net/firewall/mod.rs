@@ -250,7 +250,8 @@ fn listed<R: Ruleset>(r: &R, what: &str, names: impl FnOnce(&R::Live) -> BTreeSe
 
 impl<R: Ruleset> Firewall for R {
     fn add_network(&self, net: &NetRules) -> Result<()> {
-        check_name(&net.name).with_context(|| format!("firewall ({}): adding network {}", R::NAME, net.name))?;
+        check_name("network name", &net.name)
+            .with_context(|| format!("firewall ({}): adding network {}", R::NAME, net.name))?;
         relisted(
             self,
             || format!("adding network {}", net.name),
@@ -262,7 +263,7 @@ impl<R: Ruleset> Firewall for R {
     }
 
     fn remove_network(&self, name: &str) -> Result<()> {
-        check_name(name).with_context(|| format!("firewall ({}): removing network {name}", R::NAME))?;
+        check_name("network name", name).with_context(|| format!("firewall ({}): removing network {name}", R::NAME))?;
         relisted(self, || format!("removing network {name}"), |live| Ok(R::render_remove(live, name)))
     }
 
@@ -303,7 +304,8 @@ impl<R: Ruleset> Firewall for R {
     }
 
     fn set_service(&self, svc: &SvcRules, all: &[std::net::Ipv4Addr]) -> Result<()> {
-        check_name(svc.name).with_context(|| format!("firewall ({}): service {}", R::NAME, svc.name))?;
+        check_name("service name", svc.name)
+            .with_context(|| format!("firewall ({}): service {}", R::NAME, svc.name))?;
         relisted(
             self,
             || format!("service {}", svc.name),
@@ -390,11 +392,13 @@ pub fn open(backend: Backend) -> Box<dyn Firewall> {
 /// The longest network name the firewall takes: nft element comments hold at most 128 bytes.
 pub const MAX_NAME: usize = 128;
 
-/// A network name fit for comments and chain names: 1 to 128 of letters, digits and `_.+-`.
-pub fn check_name(name: &str) -> Result<()> {
+/// A network or service name (`what`) fit for comments and chain names:
+/// 1 to 128 of letters, digits and `_.+-`.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    crate::store::check_len(what, name, MAX_NAME, "nft comments")?;
     let ok = |c: char| c.is_ascii_alphanumeric() || "_.+-".contains(c);
-    if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(ok) {
-        bail!("network name {name:?} cannot be used in firewall rules: use 1 to {MAX_NAME} letters, digits and _.+-");
+    if name.is_empty() || !name.chars().all(ok) {
+        bail!("{what} {name:?} cannot be used in firewall rules: use 1 to {MAX_NAME} letters, digits and _.+-");
     }
     Ok(())
 }
@@ -402,7 +406,7 @@ pub fn check_name(name: &str) -> Result<()> {
 /// Validate a network before rendering: its name, a subnet that is not the whole space, and no overlap with
 /// the subnets of the other networks already installed (`live`: name and subnet of each).
 pub(crate) fn check_network<'a>(net: &NetRules, live: impl IntoIterator<Item = (&'a str, Ipv4Net)>) -> Result<()> {
-    check_name(&net.name)?;
+    check_name("network name", &net.name)?;
     let subnet = net.subnet.trunc();
     if subnet.prefix_len() == 0 {
         bail!("network {}: subnet {} covers every address", net.name, net.subnet);
@@ -503,10 +507,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(check_name("a.b+c_d-1").is_ok());
-        assert!(check_name(&"x".repeat(MAX_NAME)).is_ok());
+        assert!(check_name("network name", "a.b+c_d-1").is_ok());
+        assert!(check_name("network name", &"x".repeat(MAX_NAME)).is_ok());
         for bad in ["", "a b", "a\"b", "a/b", "é", &"x".repeat(MAX_NAME + 1)] {
-            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+            assert!(check_name("network name", bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -56,6 +56,7 @@ pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>
     if req.cidr != req.cidr.trunc() {
         bail!("--cidr {}: host bits are set (did you mean {}?)", req.cidr, req.cidr.trunc());
     }
+    crate::net::network::check_unreserved("--cidr", req.cidr)?;
     check_range(req.cidr, req.node_subnet, "--node-subnet")?;
     if req.node_subnet.prefix_len() > 30 {
         bail!("--node-subnet {}: too small for a gateway and pods (at most /30)", req.node_subnet);
