@@ -201,6 +201,24 @@ fn gc_after_a_crash_releases_ports() {
             let claims = std::fs::read_dir(nw.w.data_root.join("ports")).map(|r| r.count()).unwrap_or(0);
             assert_eq!(claims, 0, "{backend} {point}: claims left");
         }
+        // A detach killed after its record lost its ports, before the rules went: the namespace lives on,
+        // and gc takes the entries and claims that no record names any more.
+        let ns = crate::common::unique("vd");
+        nw.w.add_system_netns(&ns);
+        let path = format!("/var/run/netns/{ns}");
+        nw.w.ok(&["network", "attach", "--netns", &path, "-p", "8088:80", "crashp"]);
+        assert_ne!(port_rules(&nw, backend), "");
+        let out =
+            nw.w.cmd(&["network", "detach", "--netns", &path, "crashp"])
+                .env("RCON_FAULT", "detach:unpublishing")
+                .output()
+                .unwrap();
+        assert_eq!(out.status.code(), None, "detach should have been killed");
+        nw.w.ok(&["gc"]);
+        assert_eq!(port_rules(&nw, backend), "", "{backend} detach: port entries left");
+        let claims = std::fs::read_dir(nw.w.data_root.join("ports")).map(|r| r.count()).unwrap_or(0);
+        assert_eq!(claims, 0, "{backend} detach: claims left");
+        nw.w.ok(&["network", "detach", "--netns", &path, "crashp"]);
         // The port is free again.
         nw.server_with("again", "crashp", &["-p", "8088:7000"]);
         assert_eq!(tcp_from(&nw, &nw.inet.clone(), UPLINK_NODE, 8088), "from-again");
