@@ -70,7 +70,7 @@ mod tests {
         assert_eq!(a.take_mac(m, "k2").unwrap().as_deref(), Some("k1"));
         assert_eq!(b.take_mac(m, "k2").unwrap(), None, "another network is another book");
         // Neither the MACs nor anything else show up as address leases.
-        assert!(a.leases().unwrap().is_empty());
+        assert!(a.leases().unwrap().good.is_empty());
         assert_eq!(a.macs().unwrap(), [MacLease { mac: m.into(), owner: "k1".into() }]);
         a.release_mac(m, "k2").unwrap(); // not k2's: nothing happens
         assert_eq!(a.take_mac(m, "k2").unwrap().as_deref(), Some("k1"));
