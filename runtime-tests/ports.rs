@@ -60,7 +60,8 @@ pub(crate) fn port_rules(nw: &NetWorld, backend: &str) -> String {
             nw.node(),
             "for s in 'map ip rcon pub_any' 'map ip rcon pub_addr' 'set ip rcon hairpin'; do nft list $s 2>/dev/null | grep -i comment; done; true",
         ),
-        _ => nw.w.sh_in(nw.node(), "iptables-save -t nat | grep -- '--comment port:' || true"),
+        // iptables-save quotes a comment with a digit in it (most endpoint keys), so the quote is optional.
+        _ => nw.w.sh_in(nw.node(), "iptables-save -t nat | grep -E -- '--comment \"?port:' || true"),
     }
 }
 

@@ -24,6 +24,7 @@
 //! namespace to configure.
 
 pub mod iptables;
+mod nflist;
 pub mod nftables;
 
 use std::collections::BTreeSet;
@@ -192,8 +193,8 @@ pub(crate) trait Ruleset {
     const NAME: &'static str;
     /// rcon's part of the live ruleset.
     fn live(&self) -> Result<Self::Live>;
-    /// As much of it as [`Ruleset::damage`] reads (nftables: without the sets' elements, whose listing
-    /// grows with the published ports).
+    /// As much of it as [`Ruleset::damage`] reads (nftables: chains, sets and rule comments straight
+    /// from netlink, without the sets' elements, whose listing grows with the published ports).
     fn glance(&self) -> Result<Self::Live> {
         self.live()
     }

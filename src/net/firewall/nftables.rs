@@ -531,7 +531,7 @@ impl super::Ruleset for Nftables {
     }
 
     fn glance(&self) -> Result<Live> {
-        list(&["-t", "-j", "list", "table", "ip", "rcon"])
+        super::nflist::glance("rcon")
     }
 
     fn subnets(live: &Live) -> BTreeMap<&str, Ipv4Net> {
