@@ -19,7 +19,7 @@ use crate::image::{self, Store};
 use crate::runtime::{self, CreateOptions, Status};
 use crate::Context;
 pub use manage::{forget, list, logs, remove, stop, Row};
-pub use spec::{Net, Overrides};
+pub use spec::{CgroupNs, Net, Overrides};
 
 /// `rcon run [options] IMAGE [CMD...]`.
 #[derive(Debug, Clone, Default)]
