@@ -66,7 +66,7 @@ fn creator_path(ctx: &Context, id: &str) -> PathBuf {
 /// `creating`, and engine data dirs (overlay, name) that never got as far
 /// as the runtime. Returns the ids removed.
 pub fn gc(ctx: &Context) -> Result<Vec<String>> {
-    let mut removed = Vec::new();
+    let mut removed = runtime::remove_half_made_dirs(ctx)?;
     for id in runtime::abandoned(ctx)? {
         runtime::delete(ctx, &id, true)?;
         forget(ctx, &id)?;
@@ -88,7 +88,7 @@ pub fn gc(ctx: &Context) -> Result<Vec<String>> {
         let creator: Option<runtime::state::Creator> = crate::store::read_json(&creator_path(ctx, &id)).ok();
         // A container that ran and was removed by the runtime alone (OCI
         // delete of an engine container) has no creator alive either.
-        if creator.is_none_or(|c| !c.alive()) {
+        if creator.is_none_or(|c| !c.alive()) && !rootfs::creator_held(&e.path()) {
             forget(ctx, &id)?;
             removed.push(id);
         }
@@ -231,6 +231,7 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     let mut undo = Undo { ctx, id: id.clone(), armed: true };
     // Who is making it: gc leaves a run in progress alone.
     let dir = rootfs::create_dir(ctx, &id, &runtime::state::Creator::me())?;
+    let _creator = rootfs::hold_creator(&dir)?;
     let root = rootfs::mount_overlay(&dir, &lower)?;
     let hostname = match &pod {
         Some(p) => p.hostname.clone(),

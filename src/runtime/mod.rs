@@ -80,6 +80,10 @@ pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     container::abandoned(ctx)
 }
 
+pub fn remove_half_made_dirs(ctx: &Context) -> Result<Vec<String>> {
+    container::remove_half_made_dirs(ctx)
+}
+
 pub fn list(ctx: &Context) -> Result<Vec<State>> {
     container::list(ctx)
 }
