@@ -144,19 +144,28 @@ fn footprint(nw: &NetWorld) -> Vec<String> {
     vec![
         format!("links {}", w.sh_in(nw.node(), "ip -o link | cut -d: -f2 | sort")),
         format!("netns files {:?}, mounts below {mounts}", entries(&w.netns_dir)),
-        format!("state {:?}", entries(&w.root).into_iter().filter(|e| !e.starts_with('.')).collect::<Vec<_>>()),
+        format!("state {:?}", entries(&w.root).into_iter().filter(|e| !bookkeeping(e)).collect::<Vec<_>>()),
         format!("names {:?}", entries(&w.root.join(".names"))),
         format!("data dirs {:?}, overlay mounts {data_mounts}", entries(&w.data_root.join("containers"))),
-        format!("pods {:?}", entries(&w.data_root.join("pods"))),
+        format!(
+            "pods {:?}",
+            entries(&w.data_root.join("pods")).into_iter().filter(|e| !bookkeeping(e)).collect::<Vec<_>>()
+        ),
         format!("leases {}, endpoints {}", lease_count(w, NET), inspect["endpoints"].as_array().map_or(0, |a| a.len())),
         format!("port claims {claims:?}"),
         format!("port rules {}", port_rules(nw, "nftables")),
     ]
 }
 
+/// The state root's and the pod store's own entries (`.names`, `.logs`,
+/// `.lock`), which stay; a half-made `.new-` dir is not one of them.
+fn bookkeeping(name: &str) -> bool {
+    name.starts_with('.') && !name.starts_with(".new-")
+}
+
 /// Container ids the world knows of now (state dirs, data dirs, half-made ones).
 fn known_ids(w: &World) -> Vec<String> {
-    let mut ids: Vec<String> = entries(&w.root).into_iter().filter(|e| !e.starts_with('.')).collect();
+    let mut ids: Vec<String> = entries(&w.root).into_iter().filter(|e| !bookkeeping(e)).collect();
     for d in entries(&w.data_root.join("containers")) {
         ids.push(d.rsplit('-').next().unwrap_or(&d).to_string());
     }
