@@ -186,6 +186,18 @@ fn cgroups_of(ids: &[String]) -> Vec<PathBuf> {
     out
 }
 
+/// Wait for the node to be as `before` (a veth goes a moment after its
+/// delete); if it never is, fail with the difference.
+fn settled(nw: &NetWorld, before: &[String], what: &str) {
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut now = footprint(nw);
+    while now != before && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+        now = footprint(nw);
+    }
+    assert_eq!(now, before, "{what}: left something");
+}
+
 /// One round: set up, start the command, SIGKILL it after `delay`, gc, the
 /// user's cleanup; then nothing of it may be left.
 fn round(nw: &NetWorld, cmd: Cmd, n: &str, delay: Duration, before: &[String]) {
@@ -202,8 +214,7 @@ fn round(nw: &NetWorld, cmd: Cmd, n: &str, delay: Duration, before: &[String]) {
     cmd.cleanup(w, n);
     ids.extend(known_ids(w));
     let what = format!("{cmd:?} killed after {delay:?}");
-    wait_until(&format!("{what}: the node to be as before"), || footprint(nw) == before);
-    assert_eq!(footprint(nw), before, "{what}: left something");
+    settled(nw, before, &what);
     wait_until(&format!("{what}: its processes to end"), || world_procs(w).is_empty());
     assert_eq!(cgroups_of(&ids), Vec::<PathBuf>::new(), "{what}: cgroups left");
 }
@@ -235,7 +246,7 @@ fn kill_9_anywhere_then_gc_leaves_nothing() {
     for cmd in cmds {
         k += 1;
         let full = measure(&nw, cmd, &format!("k{k}"));
-        wait_until(&format!("{cmd:?} undisturbed: the node to be as before"), || footprint(&nw) == before);
+        settled(&nw, &before, &format!("{cmd:?} undisturbed"));
         let mut delays: Vec<Duration> = (1..=10).map(|i| full * i / 10).collect();
         delays.extend((0..RANDOM_ROUNDS).map(|_| full * (rng.next() % 1000) as u32 / 1000));
         for delay in delays {

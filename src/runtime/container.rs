@@ -375,10 +375,19 @@ fn deleter_gone(dir: &Path) -> bool {
 pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(out) };
-    for e in rd.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')) {
+    for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if id.starts_with('.') {
+            continue;
+        }
+        // Before the state: a delete killed inside its final remove_dir_all
+        // may have taken state.json already (the kill sweep found such dirs).
+        if deleter_gone(&e.path()) {
+            out.push(id);
+            continue;
+        }
         let Ok(st) = State::load(&e.path()) else { continue };
-        let half_made = st.status == Status::Creating && st.creator.is_none_or(|c| !c.alive());
-        if half_made || deleter_gone(&e.path()) {
+        if st.status == Status::Creating && st.creator.is_none_or(|c| !c.alive()) {
             out.push(st.id);
         }
     }
