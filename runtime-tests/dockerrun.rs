@@ -292,3 +292,49 @@ fn closed_terminal_ends_the_container() {
     wait_until("the container to be removed", || !w.data_root.join("containers").join(&id).exists());
     assert_nothing_left(&w, &id);
 }
+
+/// Each `/proc/self/cgroup` line's path (`ID:CONTROLLERS:PATH`).
+fn cgroup_paths(out: &str) -> Vec<&str> {
+    out.lines().take_while(|l| *l != "==").filter_map(|l| l.splitn(3, ':').nth(2)).collect()
+}
+
+/// Its own cgroup namespace by default (issue 17 part 5): the container's
+/// cgroup is its root in /proc/self/cgroup and in /sys/fs/cgroup, where no
+/// other container's group shows; a pod's containers too. `--cgroupns host`
+/// shows the full path and the other containers.
+#[test]
+fn cgroup_namespace_is_private_unless_host() {
+    let w = world_with_busybox("dcg");
+    let other = w.ok(&["run", "-d", "--name", "other", "--network", "none", "busybox", "sleep", "1000"]);
+    let other = other.trim();
+    let script = "cat /proc/self/cgroup; echo ==; find /sys/fs/cgroup -type d";
+    w.ok(&["pod", "create", "--name", "p1", "--network", "none"]);
+    for extra in [&[][..], &["--cgroupns", "private"], &["--pod", "p1"]] {
+        let mut args = vec!["run", "--rm"];
+        if extra.is_empty() || extra[0] != "--pod" {
+            args.extend(["--network", "none"]);
+        }
+        args.extend_from_slice(extra);
+        args.extend(["busybox", "sh", "-c", script]);
+        let out = w.ok(&args);
+        let paths = cgroup_paths(&out);
+        assert!(paths.contains(&"/") && paths.iter().all(|p| *p == "/"), "{extra:?}: {out}");
+        let dirs = out.split("==\n").nth(1).unwrap_or_default();
+        assert_eq!(dirs.trim(), "/sys/fs/cgroup", "{extra:?}: more than its own group is visible: {out}");
+        assert!(!out.contains(other), "{extra:?} sees the other container: {out}");
+    }
+    // The host's namespace: the full path, and the other container beside it.
+    let out = w.ok(&["run", "--rm", "--network", "none", "--cgroupns", "host", "busybox", "sh", "-c", script]);
+    let unified = out.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_default();
+    assert!(unified.starts_with("/rcon/"), "{out}");
+    assert!(out.contains(&format!("/sys/fs/cgroup/rcon/{other}")), "{out}");
+    assert!(out.contains(&format!("/sys/fs/cgroup{unified}")), "its own group is not in the tree: {out}");
+    // Bad values and bundles: one line, nothing made.
+    let err = w.fails(&["run", "--rm", "--cgroupns", "shared", "busybox", "true"]);
+    assert!(err.contains("shared") && err.contains("private") && err.contains("host"), "{err}");
+    let err = w.fails(&["run", "--bundle", "/nonexistent", "--cgroupns", "host", "x"]);
+    assert!(err.contains("--cgroupns") && err.contains("linux.namespaces"), "{err}");
+    w.ok(&["pod", "rm", "-f", "p1"]);
+    w.ok(&["rm", "-f", "other"]);
+    assert_eq!(w.ok(&["ps", "-a", "-q"]).trim(), "");
+}

@@ -14,6 +14,7 @@ mod gcrace;
 mod hooks;
 mod images;
 mod ipip_user;
+mod killsweep;
 mod lifecycle;
 mod namespaces;
 mod netns;

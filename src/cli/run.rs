@@ -3,8 +3,8 @@
 //! - docker-style: `run [-it] [-d] [--rm] [--name N] … IMAGE [CMD [ARG...]]`.
 
 use anyhow::{bail, Result};
-use clap::Args;
-use rcon::engine::{self, Overrides, RunRequest};
+use clap::{Args, ValueEnum};
+use rcon::engine::{self, CgroupNs, Overrides, RunRequest};
 use rcon::runtime;
 use rcon::Context;
 
@@ -61,15 +61,29 @@ pub struct RunArgs {
     /// shares it). The pod owns the address, the ports and the hostname.
     #[arg(long)]
     pub pod: Option<String>,
+    /// The cgroup namespace: private (the default: a new one rooted at the
+    /// container's own cgroup) or host (rcon's, showing the whole tree).
+    #[arg(long, value_enum)]
+    pub cgroupns: Option<CgroupnsMode>,
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// docker's `--cgroupns` values.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupnsMode {
+    Private,
+    Host,
 }
 
 /// The exit status is the container's own, or 128+N when signal N killed it.
 pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
     if a.oci.bundle.is_some() {
         let [id] = a.args.as_slice() else { bail!("run --bundle takes exactly one container id") };
+        if a.cgroupns.is_some() {
+            bail!("--cgroupns is for images: a bundle's config.json chooses (a \"cgroup\" entry in linux.namespaces)");
+        }
         return runtime::run(ctx, id, &a.oci.options(), a.detach);
     }
     let (image, cmd) = a.args.split_first().expect("clap requires one argument");
@@ -82,6 +96,10 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
             workdir: a.workdir,
             user: a.user,
             tty: a.tty,
+            cgroupns: match a.cgroupns {
+                Some(CgroupnsMode::Host) => CgroupNs::Host,
+                Some(CgroupnsMode::Private) | None => CgroupNs::Private,
+            },
         },
         name: a.name,
         net: a.net,

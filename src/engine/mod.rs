@@ -11,7 +11,7 @@ mod rootfs;
 pub mod spec;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
@@ -19,7 +19,7 @@ use crate::image::{self, Store};
 use crate::runtime::{self, CreateOptions, Status};
 use crate::Context;
 pub use manage::{forget, list, logs, remove, stop, Row};
-pub use spec::{Net, Overrides};
+pub use spec::{CgroupNs, Net, Overrides};
 
 /// `rcon run [options] IMAGE [CMD...]`.
 #[derive(Debug, Clone, Default)]
@@ -66,13 +66,16 @@ fn creator_path(ctx: &Context, id: &str) -> PathBuf {
 /// `creating`, and engine data dirs (overlay, name) that never got as far
 /// as the runtime. Returns the ids removed.
 pub fn gc(ctx: &Context) -> Result<Vec<String>> {
-    let mut removed = Vec::new();
+    let mut removed = runtime::remove_half_made_dirs(ctx)?;
     for id in runtime::abandoned(ctx)? {
         runtime::delete(ctx, &id, true)?;
         forget(ctx, &id)?;
         removed.push(id);
     }
-    let Ok(rd) = fs::read_dir(ctx.data_root.join("containers")) else { return Ok(removed) };
+    let Ok(rd) = fs::read_dir(ctx.data_root.join("containers")) else {
+        gc_names(ctx)?;
+        return Ok(removed);
+    };
     for e in rd.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         // A data dir still being made: its creator is in its name.
@@ -88,11 +91,12 @@ pub fn gc(ctx: &Context) -> Result<Vec<String>> {
         let creator: Option<runtime::state::Creator> = crate::store::read_json(&creator_path(ctx, &id)).ok();
         // A container that ran and was removed by the runtime alone (OCI
         // delete of an engine container) has no creator alive either.
-        if creator.is_none_or(|c| !c.alive()) {
+        if creator.is_none_or(|c| !c.alive()) && !rootfs::creator_held(&e.path()) {
             forget(ctx, &id)?;
             removed.push(id);
         }
     }
+    gc_names(ctx)?;
     Ok(removed)
 }
 
@@ -145,33 +149,61 @@ pub fn parse_net(ctx: &Context, s: Option<&str>) -> Result<Net> {
     })
 }
 
-/// Reserve `name` for `id` (O_EXCL file), taking over a name whose
-/// container is gone.
+/// Reserve `name` for `id`, taking over a name whose container is gone.
+/// The reservation is written whole under a temporary name and then
+/// linked, so a name never exists without its owner (link refuses a taken
+/// name, as O_EXCL would); a kill leaves at most a `.tmp-ID` file.
 fn reserve_name(ctx: &Context, name: &str, id: &str) -> Result<()> {
     crate::store::validate_id("container name", name)?;
     let dir = names_dir(ctx);
     fs::create_dir_all(&dir)?;
-    let path = dir.join(name);
+    let tmp = dir.join(format!("{NAME_TMP}{id}"));
+    fs::write(&tmp, id.as_bytes()).context("reserving the container name")?;
+    let res = link_name(ctx, &tmp, &dir.join(name), name);
+    let _ = fs::remove_file(&tmp);
+    res
+}
+
+/// The prefix of a name reservation being written (`.tmp-ID`).
+const NAME_TMP: &str = ".tmp-";
+
+fn link_name(ctx: &Context, tmp: &Path, path: &Path, name: &str) -> Result<()> {
     for _ in 0..2 {
-        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                std::io::Write::write_all(&mut f, id.as_bytes())?;
-                return Ok(());
-            }
+        match fs::hard_link(tmp, path) {
+            Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let owner = fs::read_to_string(&path).unwrap_or_default();
-                if ctx.container_dir(owner.trim()).exists() || rootfs::container_dir(ctx, owner.trim()).exists() {
-                    bail!(
-                        "container name {name:?} is already in use by {}",
-                        &owner.trim()[..owner.trim().len().min(12)]
-                    );
+                let owner = fs::read_to_string(path).unwrap_or_default();
+                let owner = owner.trim();
+                if !owner_gone(ctx, owner) {
+                    bail!("container name {name:?} is already in use by {}", &owner[..owner.len().min(12)]);
                 }
-                let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(path);
             }
             Err(e) => return Err(e).context("reserving the container name"),
         }
     }
     bail!("container name {name:?} is already in use")
+}
+
+/// A name's container has neither state nor data dir: a run reserves its
+/// name only once its data dir exists, and `forget` drops the name first.
+fn owner_gone(ctx: &Context, owner: &str) -> bool {
+    owner.is_empty() || !(ctx.container_dir(owner).exists() || rootfs::container_dir(ctx, owner).exists())
+}
+
+/// Names (and half-written reservations) whose container is gone.
+fn gc_names(ctx: &Context) -> Result<()> {
+    for e in fs::read_dir(names_dir(ctx)).into_iter().flatten().flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let owner = match file.strip_prefix(NAME_TMP) {
+            Some(id) => id.to_string(),
+            None => fs::read_to_string(e.path()).unwrap_or_default().trim().to_string(),
+        };
+        if owner_gone(ctx, &owner) {
+            fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Undo a run that failed before the runtime took over.
@@ -234,10 +266,13 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     }
     let id = names::new_id()?;
     let name = req.name.clone().unwrap_or_else(|| id[..12].to_string());
-    reserve_name(ctx, &name, &id)?;
-    let mut undo = Undo { ctx, id: id.clone(), armed: true };
-    // Who is making it: gc leaves a run in progress alone.
+    // Who is making it: gc leaves a run in progress alone. The data dir
+    // comes before the name, so a name whose container has no dir at all
+    // is a killed run's, which gc removes.
     let dir = rootfs::create_dir(ctx, &id, &runtime::state::Creator::me())?;
+    let mut undo = Undo { ctx, id: id.clone(), armed: true };
+    let _creator = rootfs::hold_creator(&dir)?;
+    reserve_name(ctx, &name, &id)?;
     let root = rootfs::mount_overlay(&dir, &lower)?;
     let hostname = match &pod {
         Some(p) => p.hostname.clone(),

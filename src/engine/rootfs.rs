@@ -4,6 +4,7 @@
 //! the whole cleanup, so it is safe to repeat.
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -23,7 +24,7 @@ pub fn container_dir(ctx: &Context, id: &str) -> PathBuf {
 pub fn create_dir(ctx: &Context, id: &str, creator: &Creator) -> Result<PathBuf> {
     let parent = ctx.data_root.join("containers");
     fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let tmp = parent.join(format!("{NEW}{}-{}-{id}", creator.pid, creator.start));
+    let tmp = parent.join(creator.new_dir_name(id));
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     // Not atomic on its own: nothing reads it before the rename below.
     fs::write(tmp.join(CREATOR), serde_json::to_vec(creator)?).context("writing the creator record")?;
@@ -32,15 +33,35 @@ pub fn create_dir(ctx: &Context, id: &str, creator: &Creator) -> Result<PathBuf>
     Ok(dir)
 }
 
+/// A shared flock on the data dir's creator record, taken by the rcon that
+/// makes the container and never released by hand: it lasts while any
+/// process holds the open file, so a `run -d` monitor forked meanwhile keeps
+/// it when that rcon is killed, and gc does not take a container from under
+/// it (the creator's pid alone would say "gone").
+pub fn hold_creator(dir: &Path) -> Result<fs::File> {
+    let f = fs::File::open(dir.join(CREATOR)).context("opening the creator record")?;
+    // SAFETY: flock on an fd we own; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("locking the creator record");
+    }
+    Ok(f)
+}
+
+/// Whether a process still holds the data dir's creator record.
+pub fn creator_held(dir: &Path) -> bool {
+    let Ok(f) = fs::File::open(dir.join(CREATOR)) else { return false };
+    // SAFETY: flock on an fd we own; closing it (drop) releases our probe.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+}
+
 /// The prefix of a data dir still being made.
-pub const NEW: &str = ".new-";
+pub const NEW: &str = crate::runtime::state::NEW_DIR;
 /// The record of the rcon making a container.
 pub const CREATOR: &str = "creator";
 
 /// The creator named by a `.new-PID-START-ID` dir, if `name` is one.
 pub fn new_dir_creator(name: &str) -> Option<Creator> {
-    let mut parts = name.strip_prefix(NEW)?.splitn(3, '-');
-    Some(Creator { pid: parts.next()?.parse().ok()?, start: parts.next()?.parse().ok()? })
+    Creator::of_new_dir(name)
 }
 
 /// Mount the overlay at `<dir>/rootfs` and return that path.

@@ -41,6 +41,18 @@ pub enum Net {
     Path(PathBuf),
 }
 
+/// Which cgroup namespace the container gets (`--cgroupns`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CgroupNs {
+    /// A new one, rooted at the container's own cgroup, so the container
+    /// sees neither the node's tree nor other containers' groups (docker's
+    /// default on cgroup v2).
+    #[default]
+    Private,
+    /// rcon's own: the container sees the whole tree and its full path.
+    Host,
+}
+
 /// What the command line asks for, beyond the image.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -50,6 +62,7 @@ pub struct Overrides {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub tty: bool,
+    pub cgroupns: CgroupNs,
 }
 
 /// The process arguments: Entrypoint + (the given command, else Cmd).
@@ -171,6 +184,11 @@ pub fn build(b: &Build) -> Result<Spec> {
         super::names::COMMAND: args.join(" "),
     });
     set_network(&mut v, b.net);
+    if b.o.cgroupns == CgroupNs::Private {
+        // The runtime unshares it after the process has joined its cgroups,
+        // so its root is the container's own group.
+        add_namespace(&mut v, json!({"type": "cgroup"}));
+    }
     join_namespaces(&mut v, b.joins);
     let mounts = v["mounts"].as_array_mut().context("default spec has mounts")?;
     for (src, dest) in b.etc_files {
@@ -185,12 +203,24 @@ pub fn build(b: &Build) -> Result<Spec> {
 }
 
 fn set_network(v: &mut Value, net: &Net) {
-    let Some(list) = v["linux"]["namespaces"].as_array_mut() else { return };
-    list.retain(|n| n["type"] != "network");
     match net {
-        Net::None => list.push(json!({"type": "network"})),
-        Net::Host => {}
-        Net::Path(p) => list.push(json!({"type": "network", "path": p})),
+        Net::None => add_namespace(v, json!({"type": "network"})),
+        Net::Host => remove_namespace(v, "network"),
+        Net::Path(p) => add_namespace(v, json!({"type": "network", "path": p})),
+    }
+}
+
+/// Put `ns` in linux.namespaces, in place of any entry of its type.
+fn add_namespace(v: &mut Value, ns: Value) {
+    remove_namespace(v, ns["type"].as_str().unwrap_or_default());
+    if let Some(list) = v["linux"]["namespaces"].as_array_mut() {
+        list.push(ns);
+    }
+}
+
+fn remove_namespace(v: &mut Value, kind: &str) {
+    if let Some(list) = v["linux"]["namespaces"].as_array_mut() {
+        list.retain(|n| n["type"] != kind);
     }
 }
 
@@ -202,10 +232,8 @@ fn join_namespaces(v: &mut Value, joins: &[(&str, PathBuf)]) {
             o.remove("hostname");
         }
     }
-    let Some(list) = v["linux"]["namespaces"].as_array_mut() else { return };
     for (kind, path) in joins {
-        list.retain(|n| n["type"] != *kind);
-        list.push(json!({"type": kind, "path": path}));
+        add_namespace(v, json!({"type": kind, "path": path}));
     }
 }
 
@@ -255,5 +283,35 @@ mod tests {
         assert_eq!(user("33", d.path()).unwrap(), (33, 44));
         assert_eq!(user("web:staff", d.path()).unwrap(), (33, 50));
         assert!(user("nobody-here", d.path()).is_err());
+    }
+
+    fn namespaces_of(o: &Overrides, net: &Net, joins: &[(&'static str, PathBuf)]) -> Vec<Value> {
+        let b = Build {
+            img: &cfg(),
+            image_name: "img",
+            name: "c1",
+            rootfs: Path::new("/nonexistent"),
+            hostname: "h",
+            o,
+            net,
+            joins,
+            etc_files: &[],
+        };
+        let v = serde_json::to_value(build(&b).unwrap()).unwrap();
+        v["linux"]["namespaces"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn cgroup_namespace_is_private_unless_host() {
+        let has_cgroup = |o: &Overrides| namespaces_of(o, &Net::None, &[]).iter().any(|n| n["type"] == "cgroup");
+        assert!(has_cgroup(&Overrides::default()));
+        assert!(!has_cgroup(&Overrides { cgroupns: CgroupNs::Host, ..Default::default() }));
+        // A pod member joins the pod's namespaces and still gets its own cgroup namespace.
+        let joins = [("ipc", PathBuf::from("/p/ipc")), ("uts", PathBuf::from("/p/uts"))];
+        let list = namespaces_of(&Overrides::default(), &Net::Path("/p/net".into()), &joins);
+        let types: Vec<&str> = list.iter().filter_map(|n| n["type"].as_str()).collect();
+        assert_eq!(types.iter().filter(|t| **t == "cgroup").count(), 1, "{types:?}");
+        assert!(list.iter().any(|n| n["type"] == "ipc" && n["path"] == "/p/ipc"), "{list:?}");
+        assert!(list.iter().any(|n| n["type"] == "network" && n["path"] == "/p/net"), "{list:?}");
     }
 }

@@ -73,6 +73,48 @@ impl Drop for Undo {
     }
 }
 
+/// Make `<root>/<id>` with `st` already inside: written in a dir named
+/// after its creator (`.new-PID-START-create`), then renamed without
+/// replacing, which is also the atomic duplicate-id check. So gc never sees
+/// a container dir without its state, and removes a `.new-` dir whose
+/// creator is gone (`remove_half_made_dirs`).
+fn make_dir(dir: &Path, st: &State) -> Result<()> {
+    let creator = st.creator.unwrap_or_else(state::Creator::me);
+    let tmp = dir.with_file_name(creator.new_dir_name("create"));
+    fs::DirBuilder::new().mode(0o711).create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let renamed = st.save(&tmp).and_then(|()| {
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &tmp,
+            nix::fcntl::AT_FDCWD,
+            dir,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::EEXIST => anyhow::anyhow!("container {:?} already exists", st.id),
+            e => anyhow::Error::from(e).context(format!("creating {}", dir.display())),
+        })
+    });
+    if renamed.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    renamed
+}
+
+/// Remove the `.new-` dirs of creates that were killed before their rename
+/// (nothing but a state file is in one). Returns their names.
+pub fn remove_half_made_dirs(ctx: &Context) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(&ctx.root).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if state::Creator::of_new_dir(&name).is_some_and(|c| !c.alive()) {
+            fs::remove_dir_all(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
 /// Create the container; its init waits on the start socket. `console`
 /// overrides --console-socket (run uses an internal pair for its own pty).
 pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixStream>) -> Result<State> {
@@ -102,23 +144,11 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         .mode(0o711)
         .create(&ctx.root)
         .with_context(|| format!("--root {}", ctx.root.display()))?;
-    match fs::DirBuilder::new().mode(0o711).create(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("container {id:?} already exists")
-        }
-        r => r.with_context(|| format!("creating {}", dir.display()))?,
-    }
-    let mut undo =
-        Undo { dir: dir.clone(), pid: None, cgroup: None, v1_cgroups: Vec::new(), host_mounts: None, armed: true };
     let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let cg = cgroup::host_mount().map(|mount| cgroup::path_for(&mount, id, cgroups_path.as_deref()));
+    let cgroup_dir = cgroup::host_mount().map(|mount| cgroup::path_for(&mount, id, cgroups_path.as_deref()));
     let v1 = cgroup_v1::paths(&bundle.spec, id);
     // Before anything names these groups: the Undo removes what it names.
-    refuse_nested_cgroups(ctx, id, cg.iter().chain(v1.iter().map(|(_, p)| p)))?;
-    if let Some(cg) = &cg {
-        cgroup::create(cg)?;
-        undo.cgroup = Some(cg.clone());
-    }
+    refuse_nested_cgroups(ctx, id, cgroup_dir.iter().chain(v1.iter().map(|(_, p)| p)))?;
     let mut st = State {
         oci_version: state::OCI_VERSION.into(),
         id: id.into(),
@@ -130,16 +160,27 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         pid_start_time: 0,
         own_pid_ns: spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid),
         // Recorded now, so that a create beside this one sees it.
-        cgroup: cg.clone(),
+        cgroup: cgroup_dir.clone(),
         creator: Some(state::Creator::me()),
         v1_cgroups: v1.iter().map(|(_, path)| path.clone()).collect(),
         // Without a mount namespace of its own, the init mounts in ours.
         host_mounts: (!spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Mount)).then(|| bundle.rootfs.clone()),
     };
-    undo.v1_cgroups = st.v1_cgroups.clone();
-    undo.host_mounts = st.host_mounts.clone();
-    // Recorded before made, so that gc finds them after a crash.
-    st.save(&dir)?;
+    // Recorded before made, so that gc finds them after a crash: the dir
+    // appears with this state inside.
+    make_dir(&dir, &st)?;
+    let mut undo = Undo {
+        dir: dir.clone(),
+        pid: None,
+        cgroup: None,
+        v1_cgroups: st.v1_cgroups.clone(),
+        host_mounts: st.host_mounts.clone(),
+        armed: true,
+    };
+    if let Some(cg) = &cgroup_dir {
+        cgroup::create(cg)?;
+        undo.cgroup = Some(cg.clone());
+    }
     for (group, path) in &v1 {
         cgroup_v1::create(group, path)?;
     }
@@ -166,7 +207,6 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     undo.pid = Some(pid);
     st.pid = pid;
     st.pid_start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
-    st.cgroup = undo.cgroup.clone();
     st.save(&dir)?;
     match chan.expect("mount setup")? {
         Msg::Hooks => {}
@@ -364,9 +404,18 @@ pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(out) };
     for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if id.starts_with('.') {
+            continue;
+        }
+        // Before the state: a delete killed inside its final remove_dir_all
+        // may have taken state.json already (the kill sweep found such dirs).
+        if deleter_gone(&e.path()) {
+            out.push(id);
+            continue;
+        }
         let Ok(st) = State::load(&e.path()) else { continue };
-        let half_made = st.status == Status::Creating && st.creator.is_none_or(|c| !c.alive());
-        if half_made || deleter_gone(&e.path()) {
+        if st.status == Status::Creating && st.creator.is_none_or(|c| !c.alive()) {
             out.push(st.id);
         }
     }
@@ -380,14 +429,17 @@ pub fn scan(ctx: &Context) -> Result<Listing<State>> {
     let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(out) };
     for e in rd.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
+        // Dot dirs are the engine's (names, logs) or a create's still being made (`.new-`), never a container.
+        if id.starts_with('.') {
+            continue;
+        }
         let p = e.path().join(state::STATE_FILE);
         match store::read_record::<State>(&p) {
             Record::Good(mut st) => {
                 st.refresh(&e.path());
                 out.good.push(st);
             }
-            // Dot dirs are the engine's (names, logs), never a container.
-            Record::Bad(cause) if !id.starts_with('.') => out.broken.push(Broken::new("container", id, &p, cause)),
+            Record::Bad(cause) => out.broken.push(Broken::new("container", id, &p, cause)),
             _ => {}
         }
     }

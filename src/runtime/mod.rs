@@ -80,6 +80,10 @@ pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     container::abandoned(ctx)
 }
 
+pub fn remove_half_made_dirs(ctx: &Context) -> Result<Vec<String>> {
+    container::remove_half_made_dirs(ctx)
+}
+
 /// Every container whose state can be read (see `scan`).
 pub fn list(ctx: &Context) -> Result<Vec<State>> {
     Ok(container::scan(ctx)?.good)

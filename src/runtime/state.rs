@@ -79,7 +79,22 @@ pub struct Creator {
     pub start: u64,
 }
 
+/// The prefix of a dir still being made: `.new-PID-START-NAME` names its
+/// creator, so gc can tell a dir being made from a crash's leftover.
+pub const NEW_DIR: &str = ".new-";
+
 impl Creator {
+    /// `.new-PID-START-NAME`: a dir this creator is making.
+    pub fn new_dir_name(&self, name: &str) -> String {
+        format!("{NEW_DIR}{}-{}-{name}", self.pid, self.start)
+    }
+
+    /// The creator named by a `.new-PID-START-NAME` dir, if `name` is one.
+    pub fn of_new_dir(name: &str) -> Option<Creator> {
+        let mut parts = name.strip_prefix(NEW_DIR)?.splitn(3, '-');
+        Some(Creator { pid: parts.next()?.parse().ok()?, start: parts.next()?.parse().ok()? })
+    }
+
     pub fn me() -> Creator {
         let pid = std::process::id() as i32;
         Creator { pid, start: proc_start_time(pid).map(|(t, _)| t).unwrap_or(0) }
