@@ -255,23 +255,8 @@ fn kill_9_anywhere_then_gc_leaves_nothing() {
         }
     }
     // After the sweep: a new container gets an address and its port answers.
-    nw.w.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "after",
-        "-p",
-        "38500:7000",
-        "busybox",
-        "nc",
-        "-ll",
-        "-p",
-        "7000",
-        "-e",
-        "echo",
-        "after",
-    ]);
-    wait_until("the port to answer", || tcp_from(&nw, &nw.inet, UPLINK_NODE, 38500) == "after");
+    nw.server_with("after", "bridge", &["-p", "38500:7000"]);
+    wait_until("the port to answer", || tcp_from(&nw, &nw.inet, UPLINK_NODE, 38500) == "from-after");
     assert_eq!(nw.w.ok(&["gc"]).trim(), "", "gc touched a live container");
     nw.w.ok(&["rm", "-f", "after"]);
 }

@@ -95,6 +95,15 @@ impl NetWorld {
     }
 }
 
+/// Nothing of rcon's is left in the node's firewall.
+pub(crate) fn assert_no_rules(nw: &NetWorld, backend: &str) {
+    let rules = match backend {
+        "nftables" => nw.w.sh_in(nw.node(), "nft list ruleset"),
+        _ => nw.w.sh_in(nw.node(), "iptables-save | grep -i rcon || true"),
+    };
+    assert!(!rules.contains("rcon") && !rules.contains("RCON"), "rules left: {rules}");
+}
+
 /// The container's first address, without the prefix length.
 pub(crate) fn ip_of(w: &World, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", name])).unwrap();
@@ -138,11 +147,7 @@ fn bridge_paths(backend: &str) {
         nw.w.ok(&["network", "rm", n]);
     }
     wait_until("only lo and the uplink in the node", || nw.w.sh_in(nw.node(), "ip -o link").lines().count() == 2);
-    let rules = match backend {
-        "nftables" => nw.w.sh_in(nw.node(), "nft list ruleset"),
-        _ => nw.w.sh_in(nw.node(), "iptables-save | grep -i rcon || true"),
-    };
-    assert!(!rules.contains("rcon") && !rules.contains("RCON"), "rules left: {rules}");
+    assert_no_rules(&nw, backend);
     assert_eq!(nw.w.sh_in(nw.node(), "cat /proc/sys/net/ipv4/ip_forward").trim(), "0");
     let leases = std::fs::read_dir(nw.w.data_root.join("ipam")).map(|r| r.count()).unwrap_or(0);
     assert_eq!(leases, 0, "lease files left");

@@ -6,7 +6,7 @@
 //! and a service VIP; each is first shown broken by the damage, so the test
 //! fails if nothing heals.
 
-use crate::network::{net_world, NetWorld, UPLINK_INET, UPLINK_NODE};
+use crate::network::{assert_no_rules, net_world, NetWorld, UPLINK_INET, UPLINK_NODE};
 use crate::ports::tcp_from;
 
 const VIP: &str = "10.96.0.10";
@@ -74,24 +74,7 @@ fn heal(backend: &str) {
         assert_eq!(paths(&nw, 8081, &s2), (true, true, true, true), "{backend}: after `{damage}` ({what}) and {cmd:?}");
     }
     // The container started by the healing run got its port too, and nothing heals twice.
-    nw.w.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "s4",
-        "--network",
-        "front",
-        "-p",
-        "8084:7000",
-        "busybox",
-        "nc",
-        "-ll",
-        "-p",
-        "7000",
-        "-e",
-        "echo",
-        "from-s4",
-    ]);
+    nw.server_with("s4", "front", &["-p", "8084:7000"]);
     let inet = nw.inet.clone();
     assert_eq!(tcp_from(&nw, &inet, UPLINK_NODE, 8084), "from-s4");
     let out = nw.w.rcon(&["gc"]);
@@ -102,11 +85,7 @@ fn heal(backend: &str) {
     for n in ["front", "back", "extra", "bridge"] {
         nw.w.ok(&["network", "rm", n]);
     }
-    let rules = match backend {
-        "nftables" => nw.w.sh_in(nw.node(), "nft list ruleset"),
-        _ => nw.w.sh_in(nw.node(), "iptables-save | grep -i rcon || true"),
-    };
-    assert!(!rules.contains("rcon") && !rules.contains("RCON"), "rules left: {rules}");
+    assert_no_rules(&nw, backend);
 }
 
 #[test]
