@@ -66,19 +66,22 @@ fn restore(ctx: &Context, backend: Backend, force: bool) -> Result<Option<String
 }
 
 /// Before a command changes `backend`'s rules: put back whatever of the records' rules is missing.
-/// Call it holding no store lock (it may take them).
-pub fn ensure(ctx: &Context, backend: Backend) -> Result<()> {
+/// Call it holding no store lock (it may take them). Returns whether it restored.
+pub fn ensure(ctx: &Context, backend: Backend) -> Result<bool> {
     let fw = firewall::open(backend);
-    let Some(what) = fw.damage(&want(ctx, backend, false)?)? else { return Ok(()) };
+    let Some(what) = fw.damage(&want(ctx, backend, false)?)? else { return Ok(false) };
     // The command goes on either way: what it changes in the firewall succeeds or fails on its own.
     match restore(ctx, backend, false) {
         Ok(Some(what)) => {
-            crate::notice::notice(&format!("firewall ({backend}): {what}; restored rcon's rules from its records"))
+            crate::notice::notice(&format!("firewall ({backend}): {what}; restored rcon's rules from its records"));
+            Ok(true)
         }
-        Ok(None) => {}
-        Err(e) => crate::notice::notice(&format!("firewall ({backend}): {what}, and restoring it failed: {e:#}")),
+        Ok(None) => Ok(false),
+        Err(e) => {
+            crate::notice::notice(&format!("firewall ({backend}): {what}, and restoring it failed: {e:#}"));
+            Ok(false)
+        }
     }
-    Ok(())
 }
 
 /// [`ensure`] for every backend some network uses.

@@ -308,7 +308,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         if driver::attach(&node, &inner, &ns, &net, &ep, &others)? {
             enable_rules(ctx, &net)?;
         }
-        publish(&net, &ep)?;
+        publish(ctx, &net, &ep)?;
         crate::store::fault("attach:wired");
         Ok(())
     })();
@@ -322,14 +322,20 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
 /// The DNAT entries of an endpoint's published ports, with what the node
 /// needs for them: 127.0.0.1 may be DNATed out of the node side (the bridge,
 /// or the routed veth end), and stale UDP flows are forgotten.
-fn publish(net: &Network, ep: &Endpoint) -> Result<()> {
+fn publish(ctx: &Context, net: &Network, ep: &Endpoint) -> Result<()> {
     let Some(p) = published(ep) else { return Ok(()) };
     let dev = match net.driver {
         Driver::Bridge => net.bridge.clone().context("bridge network without a bridge")?,
         _ => ep.host_ifname.clone(),
     };
     super::link::set_conf(&dev, "route_localnet", "1")?;
-    firewall::open(net.firewall).add_ports(&p)?;
+    if let Err(e) = firewall::open(net.firewall).add_ports(&p) {
+        // The table went since the check at the start (a firewall reload just now): a restore puts it
+        // back with these ports, which the record names already.
+        if !heal::ensure(ctx, net.firewall)? {
+            return Err(e);
+        }
+    }
     firewall::flush_udp_conntrack(&ep.ports)
 }
 

@@ -368,8 +368,69 @@ pub(crate) fn render_restore(live: &Live, want: &Want) -> String {
     b
 }
 
+/// The chains `damage` reads: the whole filter table (rcon's part of it does not grow with ports) and, of
+/// the nat table, the chains that hold jumps and per-network or per-service rules, not the per-endpoint
+/// chains of DNAT rules. `iptables-save` reads every rule (about 75 ms at 10,000 mappings here); one
+/// `iptables -S CHAIN` reads its chain (1.4 ms), and the seven run at once.
+const GLANCED: [(&str, Option<&str>); 7] = [
+    ("filter", None),
+    ("nat", Some("PREROUTING")),
+    ("nat", Some("OUTPUT")),
+    ("nat", Some("POSTROUTING")),
+    ("nat", Some(POSTROUTING)),
+    ("nat", Some(PORTS)),
+    ("nat", Some(SERVICES)),
+];
+
+/// [`GLANCED`], read back as one `iptables-save`-shaped text and parsed. A chain that does not exist
+/// lists nothing.
+fn glance() -> Result<Live> {
+    use std::process::{Command, Stdio};
+    let children: Vec<_> = GLANCED
+        .iter()
+        .map(|(table, chain)| {
+            let mut c = Command::new("iptables");
+            c.args(["-w", "-t", table, "-S"]).args(chain.iter());
+            c.env("LC_ALL", "C").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+            c.spawn().context("spawning iptables (is its package installed?)")
+        })
+        .collect::<Result<_>>()?;
+    let mut save = String::new();
+    let mut table = "";
+    for ((t, _), child) in GLANCED.iter().zip(children) {
+        let out = child.wait_with_output().context("waiting for iptables")?;
+        if *t != table {
+            if !table.is_empty() {
+                save.push_str("COMMIT\n");
+            }
+            let _ = writeln!(save, "*{t}");
+            table = t;
+        }
+        if !out.status.success() {
+            continue;
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut words = line.splitn(3, ' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("-N"), Some(chain), _) => {
+                    let _ = writeln!(save, ":{chain} - [0:0]");
+                }
+                (Some("-P"), Some(chain), Some(policy)) => {
+                    let _ = writeln!(save, ":{chain} {policy} [0:0]");
+                }
+                _ => {
+                    let _ = writeln!(save, "{line}");
+                }
+            }
+        }
+    }
+    save.push_str("COMMIT\n");
+    Live::parse(&save)
+}
+
 /// The first thing of `want` that `live` lacks: a chain or jump of rcon's base, a network's rules, a
-/// service's rules. Published ports are not checked (see the nftables backend's `damage`).
+/// service's rules (its VIP jump and masquerades: its own chain is not in the glance). Published ports
+/// are not checked (see the nftables backend's `damage`).
 pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
     if want.networks.is_empty() {
         return None;
@@ -405,7 +466,7 @@ pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
         let tag = format!("{SVC_TAG}{}", svc.name);
         let tagged =
             live.rules.iter().filter(|r| r.table == "nat" && r.comment.as_deref() == Some(tag.as_str())).count();
-        if tagged != svc.backends.len() + 1 || count("nat", &svc_chain(&svc.name)) != svc.backends.len() {
+        if tagged != svc.backends.len() + 1 {
             return Some(format!("service {}: its rules are missing", svc.name));
         }
     }
@@ -552,6 +613,10 @@ impl super::Ruleset for Iptables {
 
     fn live(&self) -> Result<Live> {
         Live::parse(&run("iptables-save", &[], None)?)
+    }
+
+    fn glance(&self) -> Result<Live> {
+        glance()
     }
 
     fn subnets(live: &Live) -> BTreeMap<&str, Ipv4Net> {
