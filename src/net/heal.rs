@@ -60,9 +60,21 @@ fn want(ctx: &Context, backend: Backend, full: bool) -> Result<Want> {
 /// Restore `backend`'s rules from the records when `force` or when something is missing; says so on
 /// stderr when it had to. Returns what was missing.
 fn restore(ctx: &Context, backend: Backend, force: bool) -> Result<Option<String>> {
+    restore_counted(ctx, backend, force).map(|(what, _)| what)
+}
+
+/// [`restore`], with what the records asked for: (networks, endpoints with ports, services).
+fn restore_counted(ctx: &Context, backend: Backend, force: bool) -> Result<(Option<String>, [usize; 3])> {
     let _nets = network::store(&ctx.data_root).lock()?;
     let _svcs = service::store(&ctx.data_root).lock()?;
-    firewall::open(backend).restore(&|| want(ctx, backend, true), force)
+    let counts = std::cell::Cell::new([0; 3]);
+    let read = || {
+        let w = want(ctx, backend, true)?;
+        counts.set([w.networks.len(), w.ports.len(), w.services.len()]);
+        Ok(w)
+    };
+    let what = firewall::open(backend).restore(&read, force)?;
+    Ok((what, counts.get()))
 }
 
 /// Before a command changes `backend`'s rules: put back whatever of the records' rules is missing.
@@ -110,14 +122,8 @@ pub struct Reloaded {
 pub fn reload(ctx: &Context) -> Result<Vec<Reloaded>> {
     let mut out = Vec::new();
     for backend in backends_in_use(ctx)? {
-        restore(ctx, backend, true)?;
-        let w = want(ctx, backend, true)?;
-        out.push(Reloaded {
-            backend,
-            networks: w.networks.len(),
-            published: w.ports.len(),
-            services: w.services.len(),
-        });
+        let (_, [networks, published, services]) = restore_counted(ctx, backend, true)?;
+        out.push(Reloaded { backend, networks, published, services });
     }
     Ok(out)
 }

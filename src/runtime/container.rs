@@ -257,9 +257,8 @@ fn refuse_nested_cgroups<'a>(ctx: &Context, id: &str, mine: impl Iterator<Item =
             bail!("{field}: {} holds rcon itself ({})", c.display(), own.display());
         }
     }
-    let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(()) };
-    for e in rd.flatten().filter(|e| e.file_name() != id) {
-        let Ok(other) = State::load(&e.path()) else { continue };
+    for (_, dir) in container_dirs(ctx).filter(|(other, _)| other != id) {
+        let Ok(other) = State::load(&dir) else { continue };
         for theirs in other.cgroup.iter().chain(&other.v1_cgroups) {
             for c in mine.clone() {
                 if let Some(how) = cgroup::nesting(c, theirs) {
@@ -398,23 +397,27 @@ fn deleter_gone(dir: &Path) -> bool {
     }
 }
 
+/// The containers' dirs under the root, by id: dot dirs are the engine's (names, logs) or a create's
+/// still being made (`.new-`), never a container.
+fn container_dirs(ctx: &Context) -> impl Iterator<Item = (String, PathBuf)> {
+    fs::read_dir(&ctx.root).into_iter().flatten().flatten().filter_map(|e| {
+        let id = e.file_name().to_string_lossy().into_owned();
+        (!id.starts_with('.')).then(|| (id, e.path()))
+    })
+}
+
 /// Containers that an rcon process now gone left half-made (killed in
 /// `create`) or half-deleted (killed in `delete`): what `rcon gc` removes.
 pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(out) };
-    for e in rd.flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        if id.starts_with('.') {
-            continue;
-        }
+    for (id, dir) in container_dirs(ctx) {
         // Before the state: a delete killed inside its final remove_dir_all
         // may have taken state.json already (the kill sweep found such dirs).
-        if deleter_gone(&e.path()) {
+        if deleter_gone(&dir) {
             out.push(id);
             continue;
         }
-        let Ok(st) = State::load(&e.path()) else { continue };
+        let Ok(st) = State::load(&dir) else { continue };
         if st.status == Status::Creating && st.creator.is_none_or(|c| !c.alive()) {
             out.push(st.id);
         }
@@ -426,17 +429,11 @@ pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
 /// state cannot (named by their directory).
 pub fn scan(ctx: &Context) -> Result<Listing<State>> {
     let mut out = Listing::default();
-    let Ok(rd) = fs::read_dir(&ctx.root) else { return Ok(out) };
-    for e in rd.flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        // Dot dirs are the engine's (names, logs) or a create's still being made (`.new-`), never a container.
-        if id.starts_with('.') {
-            continue;
-        }
-        let p = e.path().join(state::STATE_FILE);
+    for (id, dir) in container_dirs(ctx) {
+        let p = dir.join(state::STATE_FILE);
         match store::read_record::<State>(&p) {
             Record::Good(mut st) => {
-                st.refresh(&e.path());
+                st.refresh(&dir);
                 out.good.push(st);
             }
             Record::Bad(cause) => out.broken.push(Broken::new("container", id, &p, cause)),
