@@ -132,6 +132,19 @@ impl Claims {
         Ok(())
     }
 
+    /// Remove port directories that hold no claim: a claim killed between
+    /// its mkdir and its symlink leaves one (gc, under the lock, so no
+    /// claim is being made in it).
+    pub fn sweep_empty(&self) -> Result<()> {
+        for entry in fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                let _ = fs::remove_dir(&path); // fails, as it should, on a dir with claims
+            }
+        }
+        Ok(())
+    }
+
     /// Every claim (gc).
     pub fn all(&self) -> Result<Vec<Claim>> {
         let mut out = Vec::new();
@@ -220,6 +233,9 @@ mod tests {
         assert!(err.contains("0.0.0.0:41001/tcp is already published by endpoint a"), "{err}");
         // All or nothing: b's 41003 was given back.
         assert!(c.all().unwrap().iter().all(|cl| cl.owner == "a"));
+        fs::create_dir(c.port_dir(Proto::Udp, 41999)).unwrap(); // a claim killed after its mkdir
+        c.sweep_empty().unwrap();
+        assert!(!c.port_dir(Proto::Udp, 41999).exists() && c.port_dir(Proto::Tcp, 41000).exists());
         // `any` and one address exclude each other.
         let err = c.claim("b", &[spec("127.0.0.1:41000:80")]).unwrap_err().to_string();
         assert!(err.contains("already published by endpoint a"), "{err}");

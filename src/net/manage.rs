@@ -527,6 +527,7 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
             claims.release_claim(&c)?;
             report.ports.push(format!("{}:{}/{}", c.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), c.port, c.proto));
         }
+        claims.sweep_empty()?;
         for (b, owners) in port_owners {
             let fw = firewall::open(b);
             for o in owners.into_iter().filter(|o| !keys.contains(o)) {
