@@ -13,7 +13,7 @@ use crate::common::{sh, wait_until, World};
 use crate::network::ip_of;
 
 /// Underlay addresses: node i is 192.168.77.(i+1); its pods 10.244.(i+1).0/24.
-fn underlay_ip(i: usize) -> String {
+pub(crate) fn underlay_ip(i: usize) -> String {
     format!("192.168.77.{}", i + 1)
 }
 
@@ -21,12 +21,12 @@ fn node_subnet(i: usize) -> String {
     format!("10.244.{}.0/24", i + 1)
 }
 
-struct Cluster {
-    nodes: Vec<World>,
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<World>,
     /// The underlay namespace (bridge `ul`), owned by the first node's world.
-    underlay: String,
+    pub(crate) underlay: String,
     /// Node i's underlay address.
-    ips: Vec<String>,
+    pub(crate) ips: Vec<String>,
     captures: Vec<Child>,
 }
 
@@ -52,22 +52,26 @@ fn nodes(tag: &str, n: usize) -> Vec<World> {
 }
 
 /// `n` nodes on one underlay bridge (MTU 1500), each with the busybox image.
-fn cluster(tag: &str, n: usize) -> Cluster {
+pub(crate) fn cluster(tag: &str, n: usize) -> Cluster {
     let mut nodes = nodes(tag, n);
     let underlay = format!("{}u", nodes[0].name);
     nodes[0].add_system_netns(&underlay);
     sh(&format!("ip -n {underlay} link add ul type bridge && ip -n {underlay} link set ul up"));
     for (i, w) in nodes.iter().enumerate() {
-        let node = w.node.clone().unwrap();
-        sh(&format!(
-            "ip link add u0 netns {node} type veth peer name p{i} netns {underlay} && \
-             ip -n {underlay} link set p{i} master ul up && \
-             ip -n {node} addr add {}/24 dev u0 && ip -n {node} link set u0 up",
-            underlay_ip(i)
-        ));
+        plug(&underlay, w.node.as_ref().unwrap(), &format!("p{i}"), &underlay_ip(i));
     }
     let ips = (0..n).map(underlay_ip).collect();
     Cluster { nodes, underlay, ips, captures: Vec::new() }
+}
+
+/// Plug namespace `ns` into the underlay bridge: its `u0` (address `ip`/24)
+/// is a veth whose other end, `port`, is a port of the bridge.
+pub(crate) fn plug(underlay: &str, ns: &str, port: &str, ip: &str) {
+    sh(&format!(
+        "ip link add u0 netns {ns} type veth peer name {port} netns {underlay} && \
+         ip -n {underlay} link set {port} master ul up && \
+         ip -n {ns} addr add {ip}/24 dev u0 && ip -n {ns} link set u0 up"
+    ));
 }
 
 /// Two nodes in two subnets (192.168.77.1 and 192.168.78.2) joined by a
@@ -126,7 +130,7 @@ impl Cluster {
     /// A server container on node `i`: answers 7000 with the connection it
     /// sees (netstat: the client's address), 7001 with a 1 MB blob whose
     /// md5 it logs first. Returns its address.
-    fn server(&self, i: usize) -> String {
+    pub(crate) fn server(&self, i: usize) -> String {
         let script = "dd if=/dev/urandom of=/blob bs=1024 count=1024 2>/dev/null; md5sum /blob; \
                       nc -ll -p 7001 -e cat /blob & \
                       exec nc -ll -p 7000 -e sh -c 'netstat -tn | grep :7000'";
@@ -136,28 +140,28 @@ impl Cluster {
     }
 
     /// Run `script` in a throwaway container on node `i`'s cluster network.
-    fn client(&self, i: usize, script: &str) -> (bool, String) {
+    pub(crate) fn client(&self, i: usize, script: &str) -> (bool, String) {
         let out = self.nodes[i].rcon(&["run", "--rm", "--network", "cluster", "busybox", "sh", "-c", script]);
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// A container that only sleeps, `srv` on node `i`; returns its address.
-    fn sleeper(&self, i: usize) -> String {
+    pub(crate) fn sleeper(&self, i: usize) -> String {
         self.nodes[i].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sleep", "1000"]);
         ip_of(&self.nodes[i], "srv")
     }
 
     /// Whether a container on node `from` gets an answer from `ip`.
-    fn reaches(&self, from: usize, ip: &str) -> bool {
+    pub(crate) fn reaches(&self, from: usize, ip: &str) -> bool {
         self.client(from, &format!("ping -c1 -w3 {ip}")).0
     }
 
-    fn node_sh(&self, i: usize, cmd: &str) -> String {
+    pub(crate) fn node_sh(&self, i: usize, cmd: &str) -> String {
         self.nodes[i].sh_in(self.nodes[i].node.as_ref().unwrap(), cmd)
     }
 
     /// Start a capture of `filter` on the underlay bridge; returns the file it writes.
-    fn capture(&mut self, filter: &str) -> std::path::PathBuf {
+    pub(crate) fn capture(&mut self, filter: &str) -> std::path::PathBuf {
         let file = self.nodes[0].dir.path().join(format!("cap{}.txt", self.captures.len()));
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", self.underlay))

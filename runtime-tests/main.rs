@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod console;
 mod dockerrun;
+mod etcd;
 mod examples;
 mod firewall;
 mod foreign;
