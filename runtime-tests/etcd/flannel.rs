@@ -5,7 +5,7 @@
 
 use super::store::{Etcd, PREFIX};
 use crate::cluster::plug;
-use crate::common::{sh, World};
+use crate::common::{busybox_rootfs, sh, World};
 
 /// The hand-made node: namespace `ns` on the underlay, its pod in `pod`.
 pub(crate) struct Flannel {
@@ -98,6 +98,8 @@ impl Flannel {
     pub(crate) fn pod_reaches(&self, ip: &str) -> bool {
         std::process::Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", self.pod))
+            // The host has no ping: busybox's (static) from the test rootfs.
+            .arg(busybox_rootfs().join("bin/busybox"))
             .args(["ping", "-c1", "-w3", ip])
             .stdout(std::process::Stdio::null())
             .status()
