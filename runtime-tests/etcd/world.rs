@@ -193,6 +193,32 @@ impl EtcdCluster {
         self.c.node_sh(i, "ip route").lines().any(|l| l.starts_with(&format!("{subnet} ")))
     }
 
+    /// Put a vxlan lease for `key_name` (e.g. `10.244.99.0-24`) as a node at
+    /// `public_ip` with `mac` would, on an etcd lease of `ttl` seconds.
+    pub(crate) fn put_lease(&self, key_name: &str, public_ip: &str, mac: &str, ttl: u32) {
+        let id = self.etcd.grant(&self.etcd.ns, ttl);
+        let value = format!(
+            r#"{{"PublicIP":"{public_ip}","BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"{mac}"}}}}"#
+        );
+        self.ctl(&["put", "--lease", &id, &format!("{PREFIX}/subnets/{key_name}"), &value]);
+    }
+
+    /// The value of lease key `key_name`, parsed.
+    pub(crate) fn lease_value(&self, key_name: &str) -> serde_json::Value {
+        let v = self.ctl(&["get", "--print-value-only", &format!("{PREFIX}/subnets/{key_name}")]);
+        serde_json::from_str(v.trim()).unwrap_or_else(|e| panic!("lease {key_name}: {e}: {v:?}"))
+    }
+
+    /// The TTL that the etcd lease holding `key_name` was granted with.
+    pub(crate) fn granted_ttl(&self, key_name: &str) -> i64 {
+        let kv: serde_json::Value =
+            serde_json::from_str(&self.ctl(&["get", "-w", "json", &format!("{PREFIX}/subnets/{key_name}")])).unwrap();
+        let id = kv["kvs"][0]["lease"].as_i64().unwrap_or_else(|| panic!("{key_name} has no lease: {kv}"));
+        let ttl: serde_json::Value =
+            serde_json::from_str(&self.ctl(&["lease", "timetolive", &format!("{id:x}"), "-w", "json"])).unwrap();
+        ttl["granted-ttl"].as_i64().unwrap()
+    }
+
     /// A hand-made flannel node at 192.168.77.50 with 10.244.200.0/24.
     pub(crate) fn flannel(&mut self) -> Flannel {
         let underlay = self.c.underlay.clone();
