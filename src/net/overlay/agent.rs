@@ -146,12 +146,14 @@ fn session(ctx: &Context, over: &Overrides, backoff: &mut Duration) -> Result<En
     if let Err(end) = keep_lease(ctx, &mut etcd, &c)? {
         return Ok(end);
     }
-    let (rev, mut want) = {
+    let (rev, mut want, mut have) = {
         let _l = manage::lock(ctx)?;
         let Some(c) = current(ctx, Some(&c.lease_name()))? else { return Ok(End::Left) };
         let (rev, want, lines) = sync(ctx, &node, &c, &mut etcd)?;
         lines.iter().for_each(|l| say(l));
-        (rev, want)
+        // Only this agent changes the record from now on (init holds the
+        // lock and refuses a member; reset ends the session): keep it here.
+        (rev, want, LeasePeers::new(&ctx.data_root).load()?)
     };
     let mut watch = etcd.watch(rev + 1)?;
     say(&format!("watching {} from revision {}", etcd.at.subnets_prefix(), rev + 1));
@@ -176,7 +178,6 @@ fn session(ctx: &Context, over: &Overrides, backoff: &mut Duration) -> Result<En
                 let mut lines = want.apply(&me, &changes);
                 let _l = manage::lock(ctx)?;
                 let Some(c) = current(ctx, Some(&me.own))? else { return Ok(End::Left) };
-                let mut have = LeasePeers::new(&ctx.data_root).load()?;
                 let steps = diff(&have, &want.peers);
                 lines.extend(apply(ctx, &node, &c, &mut have, steps)?);
                 lines.iter().for_each(|l| say(l));

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, PutOptions, TlsOptions,
-    Txn, TxnOp, WatchOptions, WatchStream,
+    Txn, TxnOp, WatchOptions, WatchResponse, WatchStream,
 };
+use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
@@ -260,29 +261,41 @@ impl Etcd {
                 if msg.canceled() {
                     bail!("etcd at {shown}: the watch was cancelled ({})", msg.cancel_reason());
                 }
-                let changes: Vec<Change> = msg
-                    .events()
-                    .iter()
-                    .filter_map(|ev| {
-                        let kv = ev.kv()?;
-                        let name = kv.key_str().ok()?.strip_prefix(&prefix)?.to_string();
-                        Some(match ev.event_type() {
-                            EventType::Put => Change::Put(Entry {
-                                name,
-                                value: kv.value().to_vec(),
-                                lease: kv.lease(),
-                                mod_revision: kv.mod_revision(),
-                            }),
-                            EventType::Delete => Change::Delete(name),
-                        })
-                    })
-                    .collect();
+                let mut changes = changes_of(&msg, &prefix);
+                // What else has arrived already joins this batch: a burst of
+                // puts is then programmed and recorded once, not per put.
+                while let Some(Ok(Some(more))) = w.message().now_or_never() {
+                    if more.canceled() {
+                        break; // the next call reports it
+                    }
+                    changes.extend(changes_of(&more, &prefix));
+                }
                 if !changes.is_empty() {
                     return Ok(Watched::Changes(changes));
                 }
             }
         })
     }
+}
+
+/// The lease changes of one watch response.
+fn changes_of(msg: &WatchResponse, prefix: &str) -> Vec<Change> {
+    msg.events()
+        .iter()
+        .filter_map(|ev| {
+            let kv = ev.kv()?;
+            let name = kv.key_str().ok()?.strip_prefix(prefix)?.to_string();
+            Some(match ev.event_type() {
+                EventType::Put => Change::Put(Entry {
+                    name,
+                    value: kv.value().to_vec(),
+                    lease: kv.lease(),
+                    mod_revision: kv.mod_revision(),
+                }),
+                EventType::Delete => Change::Delete(name),
+            })
+        })
+        .collect()
 }
 
 /// A client error said briefly: a gRPC status as its message and its
