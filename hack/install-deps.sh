@@ -32,6 +32,10 @@ TEST_PKGS=(
 	containerd      # `ctr oci spec` bundles in runtime-tests/foreign.rs
 	podman          # podman --runtime rcon in runtime-tests/foreign.rs
 	containernetworking-plugins # podman's CNI network there (also a bench peer)
+	protobuf-compiler # protoc: the etcd-client crate compiles etcd's gRPC API (build time)
+	etcd-server       # the etcd that runtime-tests/etcd.rs starts inside its own namespace
+	etcd-client       # etcdctl: leases written by hand, as flannel's tools do
+	openssl           # a CA and certificates for the etcd TLS test
 )
 BENCH_PKGS=(
 	crun      # a second peer

@@ -26,7 +26,7 @@ pub struct InitRequest {
     pub ipip_mode: IpipMode,
 }
 
-fn lock(ctx: &Context) -> Result<crate::store::Lock> {
+pub(super) fn lock(ctx: &Context) -> Result<crate::store::Lock> {
     let d = super::dir(&ctx.data_root);
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     crate::store::lock(&d.join(".lock"))
@@ -34,7 +34,7 @@ fn lock(ctx: &Context) -> Result<crate::store::Lock> {
 
 /// The lock, and this node's cluster (read under it). Without a cluster,
 /// the error, and nothing made on disk.
-fn lock_cluster(ctx: &Context) -> Result<(crate::store::Lock, Cluster)> {
+pub(super) fn lock_cluster(ctx: &Context) -> Result<(crate::store::Lock, Cluster)> {
     super::require(&ctx.data_root)?;
     let l = lock(ctx)?;
     Ok((l, super::require(&ctx.data_root)?))
@@ -50,62 +50,106 @@ fn check_range(cidr: Ipv4Net, subnet: Ipv4Net, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Set this node up: the record, the node's network, the backend's device.
-/// Returns the cluster and a note for the user (the IPIP fallback).
-pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>)> {
-    if req.cidr != req.cidr.trunc() {
-        bail!("--cidr {}: host bits are set (did you mean {}?)", req.cidr, req.cidr.trunc());
-    }
-    crate::net::network::check_unreserved("--cidr", req.cidr)?;
-    check_range(req.cidr, req.node_subnet, "--node-subnet")?;
-    if req.node_subnet.prefix_len() > 30 {
-        bail!("--node-subnet {}: too small for a gateway and pods (at most /30)", req.node_subnet);
-    }
-    if !(1..=super::MAX_VNI).contains(&req.vni) {
-        bail!("--vni {} is out of range: use 1 to {}", req.vni, super::MAX_VNI);
-    }
-    if req.port == 0 {
-        bail!("--port 0: use a UDP port from 1 to 65535");
-    }
-    crate::store::validate_id("network name", &req.network).context("--network")?;
-    let node = Netlink::current()?;
-    let underlay = match &req.underlay {
-        Some(u) => u.clone(),
-        None => default_interface(&node)?,
+/// The underlay as init found it.
+pub(super) struct Underlay {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub mtu: u32,
+}
+
+/// The underlay interface (default: the default route's) and this node's
+/// address on it: `public_ip` when given (it must be one of the
+/// interface's), else the interface's first.
+pub(super) fn underlay(node: &Netlink, name: Option<&str>, public_ip: Option<Ipv4Addr>) -> Result<Underlay> {
+    let name = match name {
+        Some(u) => u.to_string(),
+        None => default_interface(node)?,
     };
-    let idx = node.index(&underlay)?.with_context(|| format!("--underlay {underlay}: no such interface"))?;
-    let underlay_ip = node
-        .ipv4_addresses(idx)?
-        .first()
-        .map(|a| a.addr())
-        .with_context(|| format!("--underlay {underlay}: the interface has no IPv4 address"))?;
-    let underlay_mtu = node.mtu_of(idx)?.unwrap_or(1500);
-    let _lock = lock(ctx)?;
+    let idx = node.index(&name)?.with_context(|| format!("--underlay {name}: no such interface"))?;
+    let addrs: Vec<Ipv4Addr> = node.ipv4_addresses(idx)?.iter().map(|a| a.addr()).collect();
+    let ip = match public_ip {
+        Some(ip) if addrs.contains(&ip) => ip,
+        Some(ip) => bail!(
+            "--public-ip {ip} is not an address of the underlay {name} (it has {})",
+            if addrs.is_empty() {
+                "none".to_string()
+            } else {
+                addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            }
+        ),
+        None => *addrs.first().with_context(|| format!("--underlay {name}: the interface has no IPv4 address"))?,
+    };
+    Ok(Underlay { name, ip, mtu: node.mtu_of(idx)?.unwrap_or(1500) })
+}
+
+/// The error of an init on a node that is in a cluster already.
+pub(super) fn refuse_member(ctx: &Context) -> Result<()> {
     if let Some(c) = super::load(&ctx.data_root)? {
         bail!("this node is already in a cluster ({} on {}): run `rcon cluster reset` first", c.cidr, c.node_subnet);
     }
-    let mut c = Cluster {
+    Ok(())
+}
+
+/// Check the settings every init shares.
+pub(super) fn check_settings(cidr: Ipv4Net, node_subnet: Ipv4Net, vni: u32, port: u16, network: &str) -> Result<()> {
+    if cidr != cidr.trunc() {
+        bail!("--cidr {cidr}: host bits are set (did you mean {}?)", cidr.trunc());
+    }
+    crate::net::network::check_unreserved("--cidr", cidr)?;
+    check_range(cidr, node_subnet, "--node-subnet")?;
+    if node_subnet.prefix_len() > 30 {
+        bail!("--node-subnet {node_subnet}: too small for a gateway and pods (at most /30)");
+    }
+    if !(1..=super::MAX_VNI).contains(&vni) {
+        bail!("--vni {vni} is out of range: use 1 to {}", super::MAX_VNI);
+    }
+    if port == 0 {
+        bail!("--port 0: use a UDP port from 1 to 65535");
+    }
+    crate::store::validate_id("network name", network).context("--network")
+}
+
+/// Set this node up: the record, the node's network, the backend's device.
+/// Returns the cluster and a note for the user (the IPIP fallback).
+pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>)> {
+    check_settings(req.cidr, req.node_subnet, req.vni, req.port, &req.network)?;
+    let node = Netlink::current()?;
+    let ul = underlay(&node, req.underlay.as_deref(), None)?;
+    let _lock = lock(ctx)?;
+    refuse_member(ctx)?;
+    build(ctx, &node, new_cluster(req, ul))
+}
+
+/// The record of a node joining with `req` over `ul`.
+pub(super) fn new_cluster(req: &InitRequest, ul: Underlay) -> Cluster {
+    Cluster {
         cidr: req.cidr,
         node_subnet: req.node_subnet,
         backend: req.backend,
         vni: req.vni,
         port: req.port,
-        underlay,
-        underlay_ip,
-        mtu: underlay_mtu - req.backend.overhead(),
+        underlay: ul.name,
+        underlay_ip: ul.ip,
+        mtu: ul.mtu - req.backend.overhead(),
         network: req.network.clone(),
-        vtep_mac: crate::net::endpoint::format_mac(super::vtep_mac_for(underlay_ip)),
+        vtep_mac: crate::net::endpoint::format_mac(super::vtep_mac_for(ul.ip)),
         ipip_mode: req.ipip_mode,
         ipip_plane: None,
         daemon: None,
+        store: None,
         created: crate::runtime::state::now_rfc3339(),
-    };
+    }
+}
+
+/// Record `c`, then make its network and device; on failure undo it all.
+/// The caller holds the cluster lock.
+pub(super) fn build(ctx: &Context, node: &Netlink, mut c: Cluster) -> Result<(Cluster, Option<String>)> {
     super::save(&ctx.data_root, &c)?;
     crate::store::fault("cluster:recorded");
     let res = (|| {
         let net = netmanage::create_network(ctx, &network_request(ctx, &c))?;
         let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
-        let note = backend::setup(&node, &mut c, &bridge, &ctx.data_root)?;
+        let note = backend::setup(node, &mut c, &bridge, &ctx.data_root)?;
         crate::store::fault("cluster:device");
         super::save(&ctx.data_root, &c)?;
         Ok(note)
@@ -113,7 +157,7 @@ pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>
     match res {
         Ok(note) => Ok((c, note)),
         Err(e) => {
-            let _ = undo(ctx, &node, &c, true);
+            let _ = undo(ctx, node, &c, true);
             Err(e)
         }
     }
@@ -155,16 +199,20 @@ pub fn reset(ctx: &Context, force: bool) -> Result<()> {
     undo(ctx, &node, &c, force)
 }
 
-fn undo(ctx: &Context, node: &Netlink, c: &Cluster, force: bool) -> Result<()> {
+pub(super) fn undo(ctx: &Context, node: &Netlink, c: &Cluster, force: bool) -> Result<()> {
     if netmanage::list_networks(ctx)?.iter().any(|n| n.name == c.network) {
         netmanage::remove_network(ctx, &c.network, force)?;
     }
-    let store = peers(&ctx.data_root);
-    for p in Peers::list(&store)? {
+    let store = super::peer_store(&ctx.data_root, c);
+    for p in store.list()? {
         backend::unprogram(node, c, &p)?;
-        Peers::remove(&store, &p.name)?;
+        store.remove(&p.name)?;
     }
     backend::teardown(node, c, &ctx.data_root)?;
+    if let Some(m) = &c.store {
+        super::member::leave(m);
+        super::LeasePeers::new(&ctx.data_root).remove_file()?;
+    }
     std::fs::remove_file(super::config_path(&ctx.data_root)).or_else(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Ok(()),
         _ => Err(e).context("removing the cluster record"),
@@ -212,12 +260,24 @@ pub fn repair(ctx: &Context) -> Result<Vec<String>> {
         node.up(node.require(&dev)?, Some(node.require(&bridge)?))?;
         done.push(format!("made {dev} a port of {bridge} again"));
     }
-    let all = Peers::list(&peers(&ctx.data_root))?;
+    let all = super::peer_store(&ctx.data_root, &c).list()?;
     for p in &all {
         backend::program(&node, &c, p)?;
     }
     backend::sync_daemon(&c, &all, &ctx.data_root)?;
     Ok(done)
+}
+
+/// Peers declared by hand are for the static mode: in the etcd mode they
+/// come from the store.
+fn refuse_static(c: &Cluster, what: &str) -> Result<()> {
+    match &c.store {
+        Some(m) => bail!(
+            "`{what}` declares peers by hand, but this node's peers come from etcd at {}",
+            m.at.endpoints.join(",")
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Check a peer against this node and the other peers.
@@ -261,6 +321,7 @@ fn on_segment(node: &Netlink, c: &Cluster, ip: Ipv4Addr) -> Result<bool> {
 /// no-op; a different node under a taken name is refused.
 pub fn add_node(ctx: &Context, n: &Node) -> Result<()> {
     let (_lock, c) = lock_cluster(ctx)?;
+    refuse_static(&c, "node add")?;
     let store = peers(&ctx.data_root);
     let all = Peers::list(&store)?;
     if let Some(old) = all.iter().find(|o| o.name == n.name) {
@@ -289,6 +350,7 @@ pub fn add_node(ctx: &Context, n: &Node) -> Result<()> {
 /// `rcon node rm`: unprogram, then forget.
 pub fn remove_node(ctx: &Context, name: &str) -> Result<()> {
     let (_lock, c) = lock_cluster(ctx)?;
+    refuse_static(&c, "node rm")?;
     let store = peers(&ctx.data_root);
     let all = Peers::list(&store)?;
     let Some(n) = all.iter().find(|o| o.name == name) else {

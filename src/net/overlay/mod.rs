@@ -14,18 +14,26 @@
 //!   underlay address, or, on a kernel without ipip, rcon's userspace IPIP
 //!   data plane (a TUN device and a raw socket: `ipip_user`).
 //!
-//! This node's settings are `<data-root>/cluster/cluster.json`; the peers
-//! come from a `Peers` source (today files under `cluster/nodes/`).
+//! This node's settings are `<data-root>/cluster/cluster.json`. The peers
+//! come from one of two sources behind the `Peers` trait: files under
+//! `cluster/nodes/` declared by hand (`node add`, `cluster apply`), or, in
+//! the etcd mode, flannel's subnet leases in etcd, which the node agent
+//! watches (`member`, `agent`) and mirrors in `cluster/leases.json`.
 
+pub mod agent;
 pub mod apply;
 pub mod backend;
+pub mod etcd;
+pub mod flannel;
 pub mod ipip_user;
 mod manage;
+pub mod member;
+pub mod reconcile;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +41,8 @@ use crate::runtime::state::Creator;
 use crate::store::{Broken, Named, Read, Records};
 
 pub use manage::{add_node, init, remove_node, repair, reset, InitRequest};
+
+use std::collections::BTreeMap;
 
 /// How pods on different nodes reach each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +143,29 @@ pub struct Cluster {
     /// The userspace IPIP supervisor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<Creator>,
+    /// The etcd mode: where the leases are and which one is this node's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<Membership>,
     pub created: String,
+}
+
+/// This node's lease in the etcd store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    #[serde(flatten)]
+    pub at: etcd::Endpoint,
+    /// The etcd lease this node's key is attached to.
+    pub lease: i64,
+    pub lease_ttl_secs: u64,
+    /// flannel's subnet.env, written for tools built for flannel.
+    pub subnet_file: PathBuf,
+}
+
+impl Cluster {
+    /// This node's lease key name (`10.244.1.0-24`).
+    pub fn lease_name(&self) -> String {
+        flannel::key_name(self.node_subnet)
+    }
 }
 
 /// A peer node.
@@ -218,6 +250,61 @@ fn save(data_root: &Path, c: &Cluster) -> Result<()> {
 
 pub fn peers(data_root: &Path) -> Records<Node> {
     Records::new(dir(data_root).join("nodes"), "node")
+}
+
+/// The peers this node has programmed from the etcd store, in one file
+/// that the agent writes once per batch (a file per peer would cost a
+/// millisecond each with a thousand nodes).
+pub struct LeasePeers {
+    path: PathBuf,
+}
+
+impl LeasePeers {
+    pub fn new(data_root: &Path) -> LeasePeers {
+        LeasePeers { path: dir(data_root).join("leases.json") }
+    }
+
+    pub fn load(&self) -> Result<BTreeMap<String, Node>> {
+        match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            _ => crate::store::read_json(&self.path),
+        }
+    }
+
+    pub fn save(&self, all: &BTreeMap<String, Node>) -> Result<()> {
+        crate::store::write_json(&self.path, all)
+    }
+
+    pub fn remove_file(&self) -> Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the leases record"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Peers for LeasePeers {
+    fn list(&self) -> Result<Vec<Node>> {
+        Ok(self.load()?.into_values().collect())
+    }
+    fn put(&self, node: &Node) -> Result<()> {
+        let mut all = self.load()?;
+        all.insert(node.name.clone(), node.clone());
+        self.save(&all)
+    }
+    fn remove(&self, name: &str) -> Result<()> {
+        let mut all = self.load()?;
+        all.remove(name);
+        self.save(&all)
+    }
+}
+
+/// Where this node's peers are recorded: by hand, or mirrored from etcd.
+pub fn peer_store(data_root: &Path, c: &Cluster) -> Box<dyn Peers> {
+    match c.store {
+        Some(_) => Box::new(LeasePeers::new(data_root)),
+        None => Box::new(peers(data_root)),
+    }
 }
 
 /// The VTEP MAC of the node at `underlay_ip`: locally administered, unicast.
