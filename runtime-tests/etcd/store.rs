@@ -43,7 +43,9 @@ impl Tls {
         };
         leaf(
             "server",
-            &format!("subjectAltName=IP:{ETCD_IP}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"),
+            &format!(
+                "subjectAltName=IP:{ETCD_IP}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n"
+            ),
         );
         leaf("client", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n");
         Tls {
