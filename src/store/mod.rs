@@ -91,6 +91,22 @@ pub fn lock(path: &Path) -> Result<Lock> {
 }
 
 /// Take an exclusive flock on an already open file or directory.
+/// Take an exclusive lock on `path` if no one holds it; None when someone does.
+pub fn try_lock(path: &Path) -> Result<Option<Lock>> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening lock {}", path.display()))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(Lock(l))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
 pub fn lock_file(f: File) -> Result<Lock> {
     let _ = f.as_fd();
     Flock::lock(f, FlockArg::LockExclusive).map(Lock).map_err(|(_, e)| anyhow::Error::from(e))

@@ -111,6 +111,13 @@ pub fn run(ctx: &Context, over: &Overrides) -> Result<()> {
     if c.store.is_none() {
         bail!("this node's peers are declared by hand (`cluster init` without --store etcd): the agent has nothing to watch");
     }
+    // One agent per node: two would each keep their own view of what is programmed.
+    let Some(_only) = crate::store::try_lock(&super::dir(&ctx.data_root).join("agent.lock"))? else {
+        bail!(
+            "an agent runs on this node already (it holds {})",
+            super::dir(&ctx.data_root).join("agent.lock").display()
+        );
+    };
     let mut backoff = BACKOFF_MIN;
     loop {
         match session(ctx, over, &mut backoff) {
