@@ -123,7 +123,17 @@ impl Etcd {
                     .map_err(|_| anyhow::anyhow!("no answer in {}s", CALL_TIMEOUT.as_secs()))??;
                 anyhow::Ok(c)
             })
-            .map_err(|e| anyhow::anyhow!("etcd at {shown} is unreachable: {}", cause(&e)))?;
+            .map_err(|e| {
+                // etcd with --client-cert-auth drops a client without a
+                // certificate in the handshake, which tonic reports only
+                // as a closed stream.
+                let hint = if at.cafile.is_some() && at.certfile.is_none() {
+                    " (if etcd asks clients for a certificate, give --etcd-certfile and --etcd-keyfile)"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("etcd at {shown} is unreachable: {}{hint}", cause(&e))
+            })?;
         Ok(Etcd { rt, client, at: at.clone() })
     }
 
