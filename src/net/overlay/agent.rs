@@ -79,6 +79,7 @@ pub fn sync(ctx: &Context, node: &Netlink, c: &Cluster, etcd: &mut Etcd) -> Resu
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub endpoints: Option<Vec<String>>,
+    pub prefix: Option<String>,
     pub cafile: Option<std::path::PathBuf>,
     pub certfile: Option<std::path::PathBuf>,
     pub keyfile: Option<std::path::PathBuf>,
@@ -88,6 +89,9 @@ impl Overrides {
     fn over(&self, mut at: Endpoint) -> Endpoint {
         if let Some(e) = &self.endpoints {
             at.endpoints = e.clone();
+        }
+        if let Some(p) = &self.prefix {
+            at.prefix = p.trim_end_matches('/').to_string();
         }
         at.cafile = self.cafile.clone().or(at.cafile);
         at.certfile = self.certfile.clone().or(at.certfile);
