@@ -90,6 +90,7 @@ bench: bench-deps deps build bundle
 	hack/bench-ports.sh
 	hack/bench-pods.sh
 	hack/bench-cluster.sh
+	hack/bench-etcd.sh
 
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:
