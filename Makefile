@@ -99,6 +99,7 @@ lint:
 		shellcheck -s sh hack/qemu/init; \
 	else echo "lint: shellcheck not installed, skipped"; fi
 	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean
