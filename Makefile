@@ -90,6 +90,7 @@ bench: bench-deps deps build bundle
 	hack/bench-ports.sh
 	hack/bench-pods.sh
 	hack/bench-cluster.sh
+	hack/bench-etcd.sh
 
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:
@@ -98,6 +99,7 @@ lint:
 		shellcheck -s sh hack/qemu/init; \
 	else echo "lint: shellcheck not installed, skipped"; fi
 	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean

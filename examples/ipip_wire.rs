@@ -9,6 +9,9 @@
 //! payload those packets would have carried, per second); `send` prints
 //! `sent N`.
 
+// Every `unsafe` says why it is sound, as in the crate.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 

@@ -181,11 +181,11 @@ fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the report ------------------------------------------------------------------
-# The network, pod and cluster sections belong to hack/bench-net.sh,
-# hack/bench-ports.sh, hack/bench-pods.sh and hack/bench-cluster.sh: carry
-# them over as they are.
+# The network, pod, cluster and etcd sections belong to hack/bench-net.sh,
+# hack/bench-ports.sh, hack/bench-pods.sh, hack/bench-cluster.sh and
+# hack/bench-etcd.sh: carry them over as they are.
 carried=()
-for owner in bench-net bench-ports bench-pods bench-cluster; do
+for owner in bench-net bench-ports bench-pods bench-cluster bench-etcd; do
 	sec=$(md_section_get "$OUT" "$owner")
 	if [[ -n $sec ]]; then carried+=("$sec"); fi
 done
@@ -216,7 +216,8 @@ tmp=$OUT.new
 		network sections are written by [hack/bench-net.sh](../hack/bench-net.sh)
 		and [hack/bench-ports.sh](../hack/bench-ports.sh), the pod section by
 		[hack/bench-pods.sh](../hack/bench-pods.sh), the cross-host section by
-		[hack/bench-cluster.sh](../hack/bench-cluster.sh).
+		[hack/bench-cluster.sh](../hack/bench-cluster.sh), the etcd section by
+		[hack/bench-etcd.sh](../hack/bench-etcd.sh).
 
 		- date: $(date -u '+%Y-%m-%d %H:%M UTC')
 		- kernel: $(uname -r)

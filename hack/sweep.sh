@@ -4,7 +4,9 @@
 #   - named netns /var/run/netns/rt<letters><digits>... (runtime-tests' unique())
 #   - mounts under /tmp/rcon-rt* (the tests' private netns dirs and bind mounts)
 #   - the temp dirs /tmp/rcon-rt* themselves
-#   - rcon processes (pod pause processes, IPIP daemons) started in those dirs' worlds
+#   - rcon processes (pod pause processes, IPIP daemons, cluster agents) started
+#     in those dirs' worlds, and other processes with such a dir on their
+#     command line (the etcd a test started)
 #
 # Names made by a test binary that is still running are kept: unique() puts
 # the test process's pid (mod 100000) right after the letters, so a name whose
@@ -73,6 +75,23 @@ for pid in $(pgrep -f rcon || true); do
 	fi
 	if kill -KILL "$pid" 2>/dev/null; then
 		echo "sweep: killed rcon process $pid of $world"
+		removed=$((removed + 1))
+	fi
+done
+
+# 2b. Other processes a test started with its world's dir on the command
+#     line (etcd --data-dir /tmp/rcon-rt…/etcd, tcpdump -w …).
+for pid in $(pgrep -f '/tmp/rcon-rt' || true); do
+	[[ $pid == "$$" ]] && continue
+	world=$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null |
+		sed -n 's#.*/tmp/\(rcon-rt[^/]*\).*#\1#p' | head -n 1 || true)
+	[[ -n $world ]] || continue
+	if in_use "$world"; then
+		kept=$((kept + 1))
+		continue
+	fi
+	if kill -KILL "$pid" 2>/dev/null; then
+		echo "sweep: killed process $pid ($(cat "/proc/$pid/comm" 2>/dev/null || echo gone)) of $world"
 		removed=$((removed + 1))
 	fi
 done

@@ -33,6 +33,7 @@ fn recv_master(listener: &UnixListener) -> (OwnedFd, String) {
     let n = msg.bytes;
     assert_eq!(fds.len(), 1, "expected exactly one fd over the console socket");
     let body = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // SAFETY: the fd was just received over SCM_RIGHTS; nothing else owns it.
     (unsafe { OwnedFd::from_raw_fd(fds[0]) }, body)
 }
 

@@ -129,6 +129,8 @@ impl Pair {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // SAFETY: the hook runs in the forked child before exec and makes one
+        // prctl(2) call, which is async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);

@@ -1,6 +1,7 @@
 //! Root integration tests: real namespaces, real processes, real packets.
 //! Each test builds its own world (see ../shared TESTING rules in
 //! docs/TESTING.md) and tears it down on success and on failure.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod badinput;
 mod cluster;

@@ -4,6 +4,9 @@
 //! `runtime` (OCI bundles, state, process launch), `net` (named namespaces and
 //! netlink) and `store` (atomic files, locks, ids).
 
+// Every `unsafe` says why it is sound, and every `pub unsafe fn` documents its contract.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 pub mod context;
 pub mod engine;
 pub mod image;

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Throwaway worlds for the network benches (hack/bench-net.sh,
-# hack/bench-ports.sh, hack/bench-pods.sh, hack/bench-cluster.sh): named "node" netns and a temp dir whose names carry
+# hack/bench-ports.sh, hack/bench-pods.sh, hack/bench-cluster.sh, hack/bench-etcd.sh): named "node" netns and a temp dir whose names carry
 # the run's pid, so that a later run can tell a crashed run's leftovers (pid
 # gone) from another run going on now. Source it, then set:
 #

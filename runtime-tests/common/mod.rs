@@ -143,6 +143,8 @@ impl World {
         if let Some(node) = &self.node {
             let ns = std::fs::File::open(format!("/var/run/netns/{node}")).expect("opening the node netns");
             use std::os::unix::process::CommandExt;
+            // SAFETY: the hook runs in the forked child before exec and only
+            // calls setns(2) on an fd it owns: async-signal-safe, no allocation.
             unsafe {
                 c.pre_exec(move || {
                     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)

@@ -164,15 +164,9 @@ pub enum ClusterCmd {
     Config(ConfigCmd),
     /// The node agent (etcd mode), in the foreground: keeps this node's lease and programs its peers.
     Agent {
-        /// etcd client URLs (default: those `cluster init` was given).
-        #[arg(long, env = "RCON_ETCD_ENDPOINTS", value_delimiter = ',')]
-        etcd_endpoints: Vec<String>,
-        #[arg(long, env = "RCON_ETCD_CAFILE")]
-        etcd_cafile: Option<PathBuf>,
-        #[arg(long, env = "RCON_ETCD_CERTFILE")]
-        etcd_certfile: Option<PathBuf>,
-        #[arg(long, env = "RCON_ETCD_KEYFILE")]
-        etcd_keyfile: Option<PathBuf>,
+        /// Each defaults to what `cluster init` was given.
+        #[command(flatten)]
+        etcd: EtcdArgs,
     },
 }
 
@@ -278,12 +272,13 @@ pub fn cluster(ctx: &Context, cmd: ClusterCmd) -> Result<i32> {
         ClusterCmd::Config(ConfigCmd::Get { etcd }) => {
             println!("{}", serde_json::to_string(&member::get_config(&etcd.endpoint()?)?)?);
         }
-        ClusterCmd::Agent { etcd_endpoints, etcd_cafile, etcd_certfile, etcd_keyfile } => {
+        ClusterCmd::Agent { etcd } => {
             let over = agent::Overrides {
-                endpoints: (!etcd_endpoints.is_empty()).then_some(etcd_endpoints),
-                cafile: etcd_cafile,
-                certfile: etcd_certfile,
-                keyfile: etcd_keyfile,
+                endpoints: (!etcd.etcd_endpoints.is_empty()).then_some(etcd.etcd_endpoints),
+                prefix: etcd.etcd_prefix,
+                cafile: etcd.etcd_cafile,
+                certfile: etcd.etcd_certfile,
+                keyfile: etcd.etcd_keyfile,
             };
             agent::run(ctx, &over)?;
         }

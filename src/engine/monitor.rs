@@ -19,11 +19,15 @@ pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<
     fs::create_dir_all(log.parent().unwrap_or(&ctx.root))?;
     let log_file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let (mut rx, mut tx) = std::os::unix::net::UnixStream::pair()?;
+    // SAFETY: `rcon run -d` is single-threaded here (no thread or async runtime started yet), so the
+    // child's copy of our memory holds no lock another thread had taken.
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             drop(rx);
             let _ = nix::unistd::setsid();
             let null = fs::File::open("/dev/null").ok();
+            // SAFETY: no memory is passed; fds 0-2 are stdio, which nothing in this process owns as an
+            // OwnedFd, so pointing them at another open file breaks no owner.
             unsafe {
                 if let Some(n) = &null {
                     libc::dup2(n.as_raw_fd(), 0);
@@ -34,6 +38,8 @@ pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<
             // Notices would land in the container's log: the waiting command prints them.
             crate::notice::collect();
             let code = monitor(ctx, id, opts, rm, &mut tx);
+            // SAFETY: _exit takes an integer and ends the monitor at once, so the parent's Drops and
+            // atexit handlers, copied by fork, do not run a second time.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { .. } => {

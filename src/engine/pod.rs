@@ -302,6 +302,7 @@ fn pidfd(p: Creator) -> Option<OwnedFd> {
     if fd < 0 {
         return None;
     }
+    // SAFETY: pidfd_open just returned this new fd (not -1): nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     // Checked after opening: from here on the pid cannot be reused under us.
     p.alive().then_some(fd)

@@ -34,13 +34,18 @@ nix::ioctl_write_ptr_bad!(set_flags, libc::SIOCSIFFLAGS, libc::ifreq);
 pub fn loopback_up() -> Result<()> {
     let sock =
         socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).context("socket for lo")?;
+    // SAFETY: ifreq is plain old data (bytes, integers and a union of them): all zeroes is a valid one.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (i, b) in b"lo".iter().enumerate() {
         req.ifr_name[i] = *b as libc::c_char;
     }
-    unsafe { get_flags(sock.as_raw_fd(), &mut req) }.context("reading lo flags")?;
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    unsafe { set_flags(sock.as_raw_fd(), &req) }.context("bringing lo up")?;
+    // SAFETY: SIOCGIFFLAGS fills and SIOCSIFFLAGS reads one `ifreq`, and `req` is one, alive for both
+    // calls; the union's flags member is the one SIOCGIFFLAGS wrote, and any bits are a valid c_short.
+    unsafe {
+        get_flags(sock.as_raw_fd(), &mut req).context("reading lo flags")?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        set_flags(sock.as_raw_fd(), &req).context("bringing lo up")?;
+    }
     Ok(())
 }
 
@@ -519,7 +524,8 @@ fn v4_local(m: &AddressMessage) -> Option<Ipv4Net> {
 /// A child that dies first leaves a link without a record, which gc removes.
 pub fn delete_detached(name: &str) -> Result<()> {
     use nix::unistd::{fork, ForkResult};
-    // Safe: rcon runs single-threaded here (current-thread runtimes only).
+    // SAFETY: rcon runs single-threaded here (current-thread runtimes only, and the threads it starts
+    // elsewhere are joined before they return), so the child's copy holds no lock another thread had.
     match unsafe { fork() }.context("fork")? {
         ForkResult::Parent { .. } => Ok(()),
         ForkResult::Child => {
@@ -527,11 +533,15 @@ pub fn delete_detached(name: &str) -> Result<()> {
             // output waits for the kernel.
             if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
                 for fd in 0..3 {
+                    // SAFETY: no memory is passed; fds 0-2 are stdio, which nothing in this process owns as an
+                    // OwnedFd, so pointing them at another open file breaks no owner.
                     unsafe { libc::dup2(null.as_raw_fd(), fd) };
                 }
             }
             let _ = nix::unistd::setsid();
             let ok = Netlink::current().and_then(|n| n.delete_by_name(name)).is_ok();
+            // SAFETY: _exit takes an integer and ends the child at once, so the caller's Drops and atexit
+            // handlers, copied by fork, do not run a second time.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
     }

@@ -23,16 +23,20 @@ pub fn setup(console: &UnixStream, size: Option<(u16, u16)>) -> Result<()> {
         .with_context(|| format!("opening {name}"))?;
     if let Some((rows, cols)) = size {
         let ws = Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one `Winsize`, and `ws` is one, alive for the call on our open slave.
         unsafe { set_winsize(slave.as_raw_fd(), &ws) }.context("setting console size")?;
     }
     send_fd(console, master.as_raw_fd(), name.as_bytes()).context("sending pty master to console socket")?;
     drop(master);
     for fd in 0..3 {
         // libc directly: nix's dup2 returns an OwnedFd that would close stdio on drop.
+        // SAFETY: no memory is passed; fds 0-2 are stdio, which nothing in this process owns as an
+        // OwnedFd, so pointing them at the open slave breaks no owner.
         if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
             return Err(std::io::Error::last_os_error()).context("dup2 pty slave");
         }
     }
+    // SAFETY: TIOCSCTTY takes an integer (0: do not steal), no pointer; fd 0 is the slave just dup'ed.
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("TIOCSCTTY");
     }
@@ -60,6 +64,7 @@ pub fn recv_fd(sock: &UnixStream) -> Result<OwnedFd> {
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS just installed this fd in our table for us alone: nothing else owns it.
                 return Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(*fd) });
             }
         }

@@ -116,6 +116,7 @@ fn apply_sysctls(spec: &Spec) -> Result<()> {
 }
 
 fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: the kernel reads exactly `name.len()` bytes (no NUL needed) from `name`, alive for the call.
     let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
     if r != 0 {
         return Err(std::io::Error::last_os_error()).context("config.json: field domainname");

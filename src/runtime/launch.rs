@@ -70,6 +70,8 @@ fn fork_into(cgroup: Option<&File>) -> Result<(ForkResult, bool)> {
             _ => {}
         }
     }
+    // SAFETY: rcon is single-threaded here (see the module comment), so the child's copy of our memory
+    // holds no lock another thread had taken.
     Ok((unsafe { fork() }.context("fork")?, false))
 }
 
@@ -109,6 +111,8 @@ where
                     1
                 }
             };
+            // SAFETY: _exit takes an integer and ends this copy at once, so none of rcon's Drops or
+            // atexit handlers (and no buffered output) runs a second time.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child: mid } => {
@@ -170,11 +174,13 @@ where
     // The child must not speak before we have reported its pid on the shared
     // channel: it waits for one byte on this pipe.
     let (go_rx, go_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    // SAFETY: the intermediate is a fork of single-threaded rcon and starts no thread itself.
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             drop(go_tx);
             let mut b = [0u8; 1];
             if !matches!(nix::unistd::read(&go_rx, &mut b), Ok(1)) {
+                // SAFETY: as for the intermediate's _exit: nothing of rcon's runs twice.
                 unsafe { libc::_exit(1) }
             }
             drop(go_rx);
@@ -186,6 +192,7 @@ where
                 Err(_) => anyhow::anyhow!("container init panicked"),
             };
             let _ = chan.send(&Msg::Error { msg: format!("{err:#}") });
+            // SAFETY: as for the intermediate's _exit: nothing of rcon's runs twice.
             unsafe { libc::_exit(1) }
         }
         ForkResult::Parent { child } => {

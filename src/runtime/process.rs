@@ -63,6 +63,7 @@ pub fn apply(process: &Process, filter: Option<&super::seccomp::Filter>) -> Resu
     for r in process.rlimits().as_deref().unwrap_or(&[]) {
         let res = rlimit_resource(r.typ());
         let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        // SAFETY: setrlimit reads one `rlimit`, and `lim` is one, alive for the call.
         if unsafe { libc::setrlimit(res as _, &lim) } != 0 {
             bail!("setrlimit {:?}: {}", r.typ(), std::io::Error::last_os_error());
         }
@@ -203,11 +204,15 @@ pub fn exec(e: &Exec, keep_fds: i32) -> Result<std::convert::Infallible> {
     let empty = nix::sys::signal::SigSet::empty();
     nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None).ok();
     // Rust ignores SIGPIPE at startup; an ignored disposition survives execve.
+    // SAFETY: SIG_DFL installs no handler of ours, so no code can run in a signal context.
     unsafe { nix::sys::signal::signal(nix::sys::signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }.ok();
     for fd in 3..3 + keep_fds {
+        // SAFETY: F_SETFD takes an integer, no pointer; it only clears FD_CLOEXEC on the fds passed on.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
     // Everything rcon itself opened must not leak into the container.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC takes integers and closes nothing now: it only
+    // marks our fds close-on-exec, and the execve below is next.
     unsafe { libc::syscall(libc::SYS_close_range, 3 + keep_fds, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     let err = nix::unistd::execve(&e.path, &e.args, &e.env).unwrap_err();
     bail!("exec {:?}: {err}", e.path)

@@ -66,9 +66,13 @@ nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
 fn copy_winsize(pty: &OwnedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    if unsafe { get_winsize(0, &mut ws) }.is_ok() {
-        let _ = unsafe { set_winsize(pty.as_raw_fd(), &ws) };
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one `winsize` and TIOCSWINSZ reads one, and `ws` is one, alive for
+    // both calls; an fd that is closed or no terminal only makes the ioctl fail.
+    unsafe {
+        if get_winsize(0, &mut ws).is_ok() {
+            let _ = set_winsize(pty.as_raw_fd(), &ws);
+        }
     }
 }
 
@@ -102,8 +106,9 @@ pub fn wait(pid: i32, mut pty: Option<OwnedFd>) -> Result<i32> {
     let mut code = None;
     let mut kill_at: Option<Instant> = None;
     let mut buf = [0u8; 8192];
+    let our_stdin = std::io::stdin();
     while code.is_none() || pty.is_some() {
-        let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+        let stdin = our_stdin.as_fd();
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if let Some(p) = &pty {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
@@ -189,6 +194,8 @@ fn reap(pid: i32) -> Option<i32> {
 }
 
 fn write_all(fd: i32, mut data: &[u8]) {
+    // SAFETY: `fd` is our stdout, open for the life of the process, or the pty that the caller holds
+    // across this call; the borrow ends when we return.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {

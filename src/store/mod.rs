@@ -78,19 +78,31 @@ fn parse_json<T: serde::de::DeserializeOwned>(data: &[u8]) -> std::result::Resul
 /// An exclusive flock held until dropped.
 pub struct Lock(#[allow(dead_code)] Flock<File>);
 
-/// Take an exclusive lock on `path` (created if missing), blocking until free.
-pub fn lock(path: &Path) -> Result<Lock> {
-    let f = OpenOptions::new()
+/// Open (create) a lock file.
+fn open_lock(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .with_context(|| format!("opening lock {}", path.display()))?;
-    lock_file(f).with_context(|| format!("locking {}", path.display()))
+        .with_context(|| format!("opening lock {}", path.display()))
 }
 
-/// Take an exclusive flock on an already open file or directory.
+/// Take an exclusive lock on `path` (created if missing), blocking until free.
+pub fn lock(path: &Path) -> Result<Lock> {
+    lock_file(open_lock(path)?).with_context(|| format!("locking {}", path.display()))
+}
+
+/// Take an exclusive lock on `path` if no one holds it; None when someone does.
+pub fn try_lock(path: &Path) -> Result<Option<Lock>> {
+    match Flock::lock(open_lock(path)?, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(Lock(l))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
 pub fn lock_file(f: File) -> Result<Lock> {
     let _ = f.as_fd();
     Flock::lock(f, FlockArg::LockExclusive).map(Lock).map_err(|(_, e)| anyhow::Error::from(e))

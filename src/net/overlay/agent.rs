@@ -79,6 +79,7 @@ pub fn sync(ctx: &Context, node: &Netlink, c: &Cluster, etcd: &mut Etcd) -> Resu
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub endpoints: Option<Vec<String>>,
+    pub prefix: Option<String>,
     pub cafile: Option<std::path::PathBuf>,
     pub certfile: Option<std::path::PathBuf>,
     pub keyfile: Option<std::path::PathBuf>,
@@ -88,6 +89,9 @@ impl Overrides {
     fn over(&self, mut at: Endpoint) -> Endpoint {
         if let Some(e) = &self.endpoints {
             at.endpoints = e.clone();
+        }
+        if let Some(p) = &self.prefix {
+            at.prefix = p.trim_end_matches('/').to_string();
         }
         at.cafile = self.cafile.clone().or(at.cafile);
         at.certfile = self.certfile.clone().or(at.certfile);
@@ -111,6 +115,13 @@ pub fn run(ctx: &Context, over: &Overrides) -> Result<()> {
     if c.store.is_none() {
         bail!("this node's peers are declared by hand (`cluster init` without --store etcd): the agent has nothing to watch");
     }
+    // One agent per node: two would each keep their own view of what is programmed.
+    let Some(_only) = crate::store::try_lock(&super::dir(&ctx.data_root).join("agent.lock"))? else {
+        bail!(
+            "an agent runs on this node already (it holds {})",
+            super::dir(&ctx.data_root).join("agent.lock").display()
+        );
+    };
     let mut backoff = BACKOFF_MIN;
     loop {
         match session(ctx, over, &mut backoff) {

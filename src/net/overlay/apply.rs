@@ -96,6 +96,9 @@ pub fn apply(ctx: &Context, path: &Path) -> Result<Vec<String>> {
             done.push(format!("initialised cluster {} on {} ({})", want.cidr, want.node_subnet, want.backend));
             done.extend(note);
         }
+        Some(c) if c.store.is_some() => {
+            bail!("{}: this node's peers come from etcd (`cluster init --store etcd`); `cluster apply` is for peers declared in a file", path.display());
+        }
         Some(c) => {
             let differs = c.cidr != want.cidr
                 || c.node_subnet != want.node_subnet

@@ -43,7 +43,10 @@ pub fn setup(node: &Netlink, c: &mut Cluster, bridge: &str, data_root: &Path) ->
             let l2 = c.backend == Backend::VxlanL2;
             let mac = super::vtep_mac_for(c.underlay_ip);
             let name = vxlan_name(c.vni);
-            let idx = node.create_vxlan(&name, c.vni, c.port, c.underlay_ip, underlay, l2, c.mtu, mac)?;
+            let idx = match node.create_vxlan(&name, c.vni, c.port, c.underlay_ip, underlay, l2, c.mtu, mac) {
+                Err(e) if lacks_link_type(&e) => bail!("backend {}: this kernel has no vxlan link type", c.backend),
+                r => r?,
+            };
             node.no_ipv6_addresses(idx)?;
             if l2 {
                 node.up(idx, Some(node.require(bridge)?))?;

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
 /// How long a call may take before etcd counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle time before the kernel probes the connection to etcd.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Where the store is and how to reach it (recorded in the cluster record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +110,10 @@ impl Etcd {
             bail!("no etcd endpoints: give --etcd-endpoints URLS or set RCON_ETCD_ENDPOINTS");
         }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
-        let mut opts = ConnectOptions::new().with_connect_timeout(CALL_TIMEOUT);
+        // TCP keepalive, not gRPC pings: the kernel probes an idle
+        // connection and the agent wakes only if it died silently (a host
+        // gone without a reset), instead of every ping interval.
+        let mut opts = ConnectOptions::new().with_connect_timeout(CALL_TIMEOUT).with_tcp_keepalive(TCP_KEEPALIVE);
         if let Some(tls) = at.tls()? {
             opts = opts.with_tls(tls);
         }
@@ -123,7 +128,17 @@ impl Etcd {
                     .map_err(|_| anyhow::anyhow!("no answer in {}s", CALL_TIMEOUT.as_secs()))??;
                 anyhow::Ok(c)
             })
-            .map_err(|e| anyhow::anyhow!("etcd at {shown} is unreachable: {}", cause(&e)))?;
+            .map_err(|e| {
+                // etcd with --client-cert-auth drops a client without a
+                // certificate in the handshake, which tonic reports only
+                // as a closed stream.
+                let hint = if at.cafile.is_some() && at.certfile.is_none() {
+                    " (if etcd asks clients for a certificate, give --etcd-certfile and --etcd-keyfile)"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("etcd at {shown} is unreachable: {}{hint}", cause(&e))
+            })?;
         Ok(Etcd { rt, client, at: at.clone() })
     }
 

@@ -134,6 +134,7 @@ pub fn receive(local: Ipv4Addr, peer: Ipv4Addr, first: Duration, idle: Duration)
 fn set_timeout(fd: &impl AsRawFd, d: Duration) -> Result<()> {
     let tv = libc::timeval { tv_sec: d.as_secs() as libc::time_t, tv_usec: d.subsec_micros() as libc::suseconds_t };
     let len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: the kernel reads `len` bytes, one timeval, from `tv`, alive for the call.
     if unsafe {
         libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), len)
     } < 0

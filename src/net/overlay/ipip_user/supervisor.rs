@@ -146,7 +146,9 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
 fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
     let ts = timeout.map(|d| libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as _ });
     let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: siginfo_t is plain old data (integers and a union of them): all zeroes is a valid one.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` and `info` are alive for the call, and `tsp` is null or points at `ts`, which is too.
     let r = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, tsp) };
     if r < 0 {
         return None;

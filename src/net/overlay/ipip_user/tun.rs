@@ -22,6 +22,7 @@ fn ifreq(name: &str) -> Result<libc::ifreq> {
     if name.is_empty() || name.len() > IFNAMSIZ_MAX || name.contains('/') {
         bail!("bad interface name {name:?}");
     }
+    // SAFETY: ifreq is plain old data (bytes, integers and a union of them): all zeroes is a valid one.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (i, b) in name.bytes().enumerate() {
         req.ifr_name[i] = b as libc::c_char;
@@ -43,6 +44,7 @@ fn open_dev(nonblocking: bool) -> Result<File> {
 fn attach(f: &File, name: &str) -> Result<()> {
     let mut req = ifreq(name)?;
     req.ifr_ifru.ifru_flags = FLAGS as libc::c_short;
+    // SAFETY: TUNSETIFF reads one `ifreq`, and `req` is one, alive for the call.
     if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &req) } < 0 {
         let e = std::io::Error::last_os_error();
         bail!("{name} is not usable as a multi-queue TUN device: {e}");
@@ -55,6 +57,7 @@ fn attach(f: &File, name: &str) -> Result<()> {
 pub fn create(name: &str, mtu: u32) -> Result<()> {
     let f = open_dev(false)?;
     attach(&f, name)?;
+    // SAFETY: TUNSETPERSIST takes an integer, no pointer.
     if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
         return Err(std::io::Error::last_os_error()).with_context(|| format!("making {name} persistent"));
     }
@@ -68,6 +71,7 @@ pub fn delete(name: &str) -> Result<()> {
     }
     let f = open_dev(false)?;
     attach(&f, name)?;
+    // SAFETY: TUNSETPERSIST takes an integer, no pointer.
     if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETPERSIST, 0 as libc::c_ulong) } < 0 {
         return Err(std::io::Error::last_os_error()).with_context(|| format!("releasing {name}"));
     }
@@ -75,16 +79,19 @@ pub fn delete(name: &str) -> Result<()> {
 }
 
 fn inet_socket() -> Result<OwnedFd> {
+    // SAFETY: socket takes integers only.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if sock < 0 {
         return Err(std::io::Error::last_os_error()).context("socket for the MTU ioctls");
     }
+    // SAFETY: socket just returned this new fd (not -1): nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(sock) })
 }
 
 fn set_mtu(name: &str, mtu: u32) -> Result<()> {
     let mut req = ifreq(name)?;
     req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu).context("MTU out of range")?;
+    // SAFETY: SIOCSIFMTU reads one `ifreq`, and `req` is one, alive for the call.
     if unsafe { libc::ioctl(inet_socket()?.as_raw_fd(), libc::SIOCSIFMTU, &req) } < 0 {
         return Err(std::io::Error::last_os_error()).with_context(|| format!("setting the MTU of {name} to {mtu}"));
     }
@@ -94,9 +101,11 @@ fn set_mtu(name: &str, mtu: u32) -> Result<()> {
 /// The MTU of `name`.
 pub fn mtu(name: &str) -> Result<usize> {
     let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFMTU writes one `ifreq`, and `req` is one, alive for the call.
     if unsafe { libc::ioctl(inet_socket()?.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } < 0 {
         return Err(std::io::Error::last_os_error()).with_context(|| format!("reading the MTU of {name}"));
     }
+    // SAFETY: the union's mtu member is the one SIOCGIFMTU wrote, and any bits are a valid c_int.
     Ok(usize::try_from(unsafe { req.ifr_ifru.ifru_mtu }).unwrap_or(0))
 }
 
@@ -104,6 +113,7 @@ pub fn mtu(name: &str) -> Result<usize> {
 /// /sys/class/net: that shows the namespace sysfs was mounted in).
 pub fn exists(name: &str) -> bool {
     let Ok(c) = CString::new(name) else { return false };
+    // SAFETY: `c` is a NUL-terminated string, alive for the call, which only reads it.
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
@@ -120,9 +130,11 @@ pub fn open_queue(name: &str, nonblocking: bool, offload: bool) -> Result<(File,
     let f = open_dev(nonblocking)?;
     attach(&f, name)?;
     let sz = super::offload::VNET_HDR_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one c_int, and `sz` is one, alive for the call.
     if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETVNETHDRSZ, &sz) } < 0 {
         return Err(std::io::Error::last_os_error()).with_context(|| format!("TUNSETVNETHDRSZ on {name}"));
     }
+    // SAFETY: TUNSETOFFLOAD takes an integer (the feature bits), no pointer.
     let set = |features: libc::c_uint| unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETOFFLOAD, features as libc::c_ulong) } == 0;
     let on = offload && set(libc::TUN_F_CSUM | libc::TUN_F_TSO4);
     if !on && !set(0) {

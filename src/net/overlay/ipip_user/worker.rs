@@ -79,6 +79,7 @@ fn read_one(tun: &mut File, buf: &mut [u8], wait: bool) -> Result<Option<usize>>
                     return Ok(None);
                 }
                 let mut pfd = libc::pollfd { fd: tun.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: poll reads and writes one pollfd (n = 1), and `pfd` is one, alive for the call.
                 if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 && errno() != libc::EINTR {
                     return os_err("poll on the TUN queue");
                 }
@@ -89,6 +90,7 @@ fn read_one(tun: &mut File, buf: &mut [u8], wait: bool) -> Result<Option<usize>>
 }
 
 fn empty_msgs(n: usize) -> Vec<libc::mmsghdr> {
+    // SAFETY: mmsghdr is plain old data (integers and raw pointers, null when zero): all zeroes is valid.
     (0..n).map(|_| unsafe { std::mem::zeroed() }).collect()
 }
 
@@ -159,6 +161,9 @@ impl Tx {
         let mut off = 0;
         while off < self.n {
             let left = (self.n - off) as libc::c_uint;
+            // SAFETY: `left` messages from `off` are filled in (`push`), each pointing at its own
+            // address and iovecs in vectors that never grow, and at a head in `heads` and a body
+            // that the caller keeps alive until this flush (see `Tx`).
             let r = unsafe { libc::sendmmsg(raw, self.msgs[off..].as_mut_ptr(), left, 0) };
             if r > 0 {
                 off += r as usize;
@@ -179,8 +184,9 @@ impl Tx {
         let mut quote = [0u8; icmp::QUOTE];
         let mut len = 0;
         for (k, v) in self.iovs[i].iter().enumerate() {
-            // The head's outer header is not quoted; the body is a TUN read
-            // buffer that outlives the flush (see `push`).
+            // The head's outer header is not quoted.
+            // SAFETY: message `i` < `n` was filled in by `push`: its head iovec spans `heads[i]`, and its
+            // body iovec a buffer that outlives the flush calling us (see `Tx`).
             let part = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
             let part = if k == 0 { &part[OUTER_LEN..] } else { part };
             let n = part.len().min(quote.len() - len);
@@ -269,6 +275,8 @@ impl RxBatch {
     pub(super) fn recv(&mut self, fd: RawFd) -> i32 {
         let flags = if self.msgs.len() > 1 { libc::MSG_WAITFORONE } else { 0 };
         let n = self.msgs.len() as libc::c_uint;
+        // SAFETY: each of the `n` messages points at one iovec of `_iovs`, spanning its buffer in
+        // `bufs`; all are owned by `self`, never resized, and alive for the call. No timeout (null).
         unsafe { libc::recvmmsg(fd, self.msgs.as_mut_ptr(), n, flags, std::ptr::null_mut()) }
     }
 
@@ -358,6 +366,8 @@ fn wire_to_tun(
                 wiov.push(iov(payload_of(&bufs[bj][rj.clone()])));
             }
             // A TUN that is down refuses (EIO): the packet is dropped, as on a wire.
+            // SAFETY: every iovec in `wiov` spans `hdr` or a part of `bufs`, all alive and unchanged
+            // for the call; the kernel only reads them.
             let _ = unsafe { libc::writev(tun.as_raw_fd(), wiov.as_ptr(), wiov.len() as libc::c_int) };
         }
     }
