@@ -66,8 +66,8 @@ impl NetConfig {
     }
 
     /// Check it and fill in flannel's defaults: SubnetLen 24 (or Network's
-    /// length + 1 for a range of /24 or smaller), the whole range, VNI 1
-    /// and, for VXLAN, port 8472.
+    /// length + 1 for a range of /24 or smaller), the range from its second
+    /// subnet to its last, VNI 1 and, for VXLAN, port 8472.
     pub fn plan(&self, key: &str) -> Result<Plan> {
         let net = self.network;
         if net != net.trunc() {
@@ -80,7 +80,9 @@ impl NetConfig {
             bail!("{key}: SubnetLen {len} must be longer than Network's /{} and at most 30", net.prefix_len());
         }
         let subnets = || net.subnets(len).expect("checked length");
-        let first = subnets().next().expect("a range has a subnet").network();
+        // flannel leaves the range's first subnet out by default: its
+        // network address is the range's own.
+        let first = subnets().nth(1).expect("a shorter SubnetLen gives two subnets at least").network();
         let last = subnets().last().expect("a range has a subnet").network();
         let (min, max) = (self.subnet_min.unwrap_or(first), self.subnet_max.unwrap_or(last));
         for (what, ip) in [("SubnetMin", min), ("SubnetMax", max)] {
@@ -207,7 +209,8 @@ mod tests {
     fn flannel_defaults() {
         let p = plan(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#).unwrap();
         assert_eq!((p.subnet_len, p.vni, p.port, p.backend), (24, 1, 8472, Backend::Vxlan));
-        assert_eq!(p.subnets().count(), 256);
+        assert_eq!(p.subnets().count(), 255);
+        assert_eq!(p.subnets().next().map(key_name).as_deref(), Some("10.244.1.0-24"));
         let p = plan(r#"{"Network":"10.9.0.0/24","Backend":{"Type":"host-gw"}}"#).unwrap();
         assert_eq!(p.subnet_len, 25);
         let p = plan(
@@ -233,15 +236,16 @@ mod tests {
 
     #[test]
     fn free_subnets_skip_taken_ones_and_run_out() {
-        let p = plan(r#"{"Network":"10.1.0.0/23","Backend":{"Type":"vxlan"}}"#).unwrap();
-        let a: Ipv4Net = "10.1.0.0/24".parse().unwrap();
+        let p = plan(r#"{"Network":"10.1.0.0/22","SubnetMax":"10.1.2.0","Backend":{"Type":"vxlan"}}"#).unwrap();
+        let a: Ipv4Net = "10.1.1.0/24".parse().unwrap();
         let taken: HashSet<Ipv4Net> = [a].into();
         for seed in 0..4 {
-            assert_eq!(p.pick_free(&taken, seed), Some("10.1.1.0/24".parse().unwrap()));
+            assert_eq!(p.pick_free(&taken, seed), Some("10.1.2.0/24".parse().unwrap()));
         }
         let full: HashSet<Ipv4Net> = p.subnets().collect();
         assert_eq!(p.pick_free(&full, 3), None);
-        assert!(p.allows(a) && !p.allows("10.1.0.0/25".parse().unwrap()));
+        assert!(p.allows(a) && !p.allows("10.1.1.0/25".parse().unwrap()));
+        assert!(!p.allows("10.1.0.0/24".parse().unwrap()) && !p.allows("10.1.3.0/24".parse().unwrap()));
     }
 
     #[test]
