@@ -2,7 +2,7 @@
 //! (the data plane stays, the agent catches up once it is back), leases
 //! deleted (by etcdctl, by `node rm`, or the node's own), an agent stopped
 //! (its short lease expires and the others drop it), an agent restarted
-//! (nothing changes).
+//! (nothing changes), a node reinstalled (it gets its subnet back).
 
 use nix::sys::signal::Signal;
 
@@ -150,4 +150,28 @@ fn a_restarted_agent_changes_nothing() {
     assert_eq!(lease_of(&e), lease, "the restarted agent took another lease");
     assert!(e.c.reaches(0, &ip), "no ping after the agent restarted");
     e.c.nodes[1].ok(&["rm", "-f", "srv"]);
+}
+
+/// A node that comes back with nothing of its own (a reinstall: its records
+/// and devices gone) gets its old subnet back while its lease lives: init
+/// finds the lease with its public IP and takes it over, and the old etcd
+/// lease goes with it.
+#[test]
+fn a_reinstalled_node_gets_its_subnet_back() {
+    let e = etcd_cluster("ei", 1, false);
+    e.put_config(CONFIG);
+    e.init(0, &[]);
+    let before = e.subnet_of(0);
+    let old_lease = e.inspect(0)["store"]["lease"].as_i64().unwrap();
+    let w = &e.c.nodes[0];
+    e.c.node_sh(0, "ip link del rcon-cluster && ip link del rcon-vx1");
+    for d in [&w.data_root, &w.root] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+    e.init(0, &[]);
+    assert_eq!(e.subnet_of(0), before, "the reinstalled node got another subnet");
+    assert_eq!(e.leases(), [key(&before)], "one lease, the node's own");
+    let leases = e.ctl(&["lease", "list"]);
+    assert!(!leases.contains(&format!("{old_lease:x}")), "the old etcd lease {old_lease:x} is still granted: {leases}");
+    assert_ne!(e.inspect(0)["store"]["lease"].as_i64().unwrap(), old_lease);
 }

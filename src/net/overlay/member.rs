@@ -156,6 +156,10 @@ fn acquire(
         if let Some(e) = mine {
             let s = flannel::parse_key_name(&e.name).expect("checked above");
             if etcd.replace(&e.name, value.to_vec(), lease, e.mod_revision)? {
+                // The old etcd lease holds no key now: let it go at once.
+                if e.lease != 0 {
+                    let _ = etcd.revoke(e.lease);
+                }
                 return Ok(s);
             }
             continue;
