@@ -84,7 +84,20 @@ pub fn cleanup(ctx: &Context, id: &str) -> Result<()> {
     }
     let root = dir.join("rootfs");
     while umount2(&root, MntFlags::MNT_DETACH).is_ok() {}
-    fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+    // A detached overlay lives on until its last user is gone (a killed
+    // container still exiting) and may write to upper/ and work/ until
+    // then, so the removal can meet a directory that filled again: try
+    // again for a moment before calling it an error.
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r.with_context(|| format!("removing {}", dir.display())),
+        }
+    }
 }
 
 #[cfg(test)]

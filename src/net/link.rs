@@ -323,26 +323,30 @@ impl Netlink {
 
     /// Send one request with these netlink flags and wait for the kernel's answer.
     fn request(&self, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
-        let mut req = NetlinkMessage::from(msg);
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let mut handle = self.handle.clone();
-        self.rt
-            .block_on(async move {
-                let mut resp = handle.request(req)?;
-                while let Some(m) = futures::StreamExt::next(&mut resp).await {
-                    if let NetlinkPayload::Error(e) = m.payload {
-                        return Err(rtnetlink::Error::NetlinkError(e));
-                    }
-                }
-                Ok(())
-            })
-            .map_err(nl)
+        self.rt.block_on(send(self.handle.clone(), msg, flags)).map_err(nl)
     }
 
-    /// A device's own forwarding entry (`bridge fdb … self`): `mac` is sent
-    /// to the VTEP at `dst`. `append` adds one more destination to an
-    /// entry (head-end replication on the all-zero MAC); otherwise the
-    /// entry is replaced.
+    /// Send `reqs` together, a window of them in flight on the one socket,
+    /// and return each one's answer in order: a thousand peers' entries
+    /// cost the kernel's work and not a round trip each.
+    pub fn send_all(&self, reqs: Vec<Request>) -> Vec<Result<()>> {
+        use futures::StreamExt as _;
+        // The window keeps the kernel's answers within the socket's receive
+        // buffer: an answer dropped for want of room would never come.
+        const IN_FLIGHT: usize = 128;
+        let handle = self.handle.clone();
+        let sends = reqs.into_iter().map(|r| {
+            let h = handle.clone();
+            async move { send(h, r.msg, r.flags).await.map_err(nl).with_context(|| r.what) }
+        });
+        self.rt.block_on(futures::stream::iter(sends).buffered(IN_FLIGHT).collect())
+    }
+
+    /// Send one prepared request.
+    pub fn send_one(&self, r: Request) -> Result<()> {
+        self.request(r.msg, r.flags).with_context(|| r.what)
+    }
+
     fn fdb_message(index: u32, mac: [u8; 6], dst: Ipv4Addr) -> NeighbourMessage {
         let mut m = NeighbourMessage::default();
         m.header.family = NlFamily::Bridge;
@@ -355,9 +359,7 @@ impl Netlink {
     }
 
     pub fn set_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr, append: bool) -> Result<()> {
-        let how = if append { NLM_F_APPEND } else { NLM_F_REPLACE };
-        self.request(RouteNetlinkMessage::NewNeighbour(Self::fdb_message(index, mac, dst)), NLM_F_CREATE | how)
-            .with_context(|| format!("adding fdb entry {} dst {dst}", format_mac(mac)))
+        self.send_one(Request::set_fdb(index, mac, dst, append))
     }
 
     pub fn del_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<()> {
@@ -392,8 +394,7 @@ impl Netlink {
 
     /// A permanent neighbour entry, replacing whatever `ip` had.
     pub fn set_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
-        let req = self.handle.neighbours().add(index, ip.into()).link_layer_address(&mac).replace();
-        self.block(req.execute()).with_context(|| format!("setting neighbour {ip}"))
+        self.send_one(Request::set_neighbour(index, ip, mac))
     }
 
     pub fn del_neighbour(&self, index: u32, ip: Ipv4Addr) -> Result<()> {
@@ -407,8 +408,7 @@ impl Netlink {
 
     /// `add_route`, replacing a route to the same destination.
     pub fn set_route(&self, dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Result<()> {
-        let msg = route_message(dest, via, dev, onlink);
-        self.block(self.handle.route().add(msg).replace().execute()).with_context(|| route_text("setting", dest, via))
+        self.send_one(Request::set_route(dest, via, dev, onlink))
     }
 
     pub fn del_route(&self, dest: Ipv4Net) -> Result<()> {
@@ -475,6 +475,63 @@ impl Netlink {
             Some(i) => self.mtu_of(i)?.unwrap_or(1500),
             None => 1500,
         })
+    }
+}
+
+/// Send one request and wait for its acknowledgement.
+async fn send(mut handle: Handle, msg: RouteNetlinkMessage, flags: u16) -> Result<(), rtnetlink::Error> {
+    let mut req = NetlinkMessage::from(msg);
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    let mut resp = handle.request(req)?;
+    while let Some(m) = futures::StreamExt::next(&mut resp).await {
+        if let NetlinkPayload::Error(e) = m.payload {
+            return Err(rtnetlink::Error::NetlinkError(e));
+        }
+    }
+    Ok(())
+}
+
+/// A request made ready to send, alone (`Netlink::send_one`) or with
+/// others (`Netlink::send_all`); `what` names it in an error.
+pub struct Request {
+    msg: RouteNetlinkMessage,
+    flags: u16,
+    what: String,
+}
+
+impl Request {
+    /// `dest` via `via` on `dev`, replacing a route to the same destination.
+    pub fn set_route(dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Request {
+        Request {
+            msg: RouteNetlinkMessage::NewRoute(route_message(dest, via, dev, onlink)),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
+            what: route_text("setting", dest, via),
+        }
+    }
+
+    /// A permanent neighbour entry, replacing whatever `ip` had.
+    pub fn set_neighbour(index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Request {
+        let mut m = NeighbourMessage::default();
+        m.header.family = NlFamily::Inet;
+        m.header.ifindex = index;
+        m.header.state = NeighbourState::Permanent;
+        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        Request {
+            msg: RouteNetlinkMessage::NewNeighbour(m),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
+            what: format!("setting neighbour {ip}"),
+        }
+    }
+
+    /// A permanent FDB entry: `mac` behind `dst` (append: one more destination).
+    pub fn set_fdb(index: u32, mac: [u8; 6], dst: Ipv4Addr, append: bool) -> Request {
+        let how = if append { NLM_F_APPEND } else { NLM_F_REPLACE };
+        Request {
+            msg: RouteNetlinkMessage::NewNeighbour(Netlink::fdb_message(index, mac, dst)),
+            flags: NLM_F_CREATE | how,
+            what: format!("adding fdb entry {} dst {dst}", format_mac(mac)),
+        }
     }
 }
 

@@ -24,8 +24,10 @@ fn me(c: &Cluster) -> Me {
 }
 
 /// Program `steps` (the caller holds the cluster lock) and record what is
-/// programmed. A step that fails is logged and left out of `have`, so the
-/// next listing tries it again.
+/// programmed. Removals and changes go one by one, in order (a subnet
+/// handed from one node to another is freed first); the additions then go
+/// to the kernel together. A step that fails is logged and left out of
+/// `have`, so the next listing tries it again.
 fn apply(
     ctx: &Context,
     node: &Netlink,
@@ -37,11 +39,15 @@ fn apply(
         return Ok(Vec::new());
     }
     let mut lines = Vec::new();
-    for step in steps {
+    let say = |lines: &mut Vec<String>, step: &Step, res: Result<()>| {
+        lines.push(match res {
+            Ok(()) => step.line(),
+            Err(e) => format!("failed: {}: {e:#}", step.line()),
+        })
+    };
+    let (adds, others): (Vec<Step>, Vec<Step>) = steps.into_iter().partition(|s| matches!(s, Step::Add(_)));
+    for step in others {
         let res = match &step {
-            Step::Add(n) => backend::program(node, c, n).map(|()| {
-                have.insert(n.name.clone(), n.clone());
-            }),
             Step::Change { old, new } => {
                 have.remove(&old.name);
                 backend::unprogram(node, c, old).and_then(|()| backend::program(node, c, new)).map(|()| {
@@ -51,11 +57,17 @@ fn apply(
             Step::Remove(n) => backend::unprogram(node, c, n).map(|()| {
                 have.remove(&n.name);
             }),
+            Step::Add(_) => unreachable!("partitioned out"),
         };
-        lines.push(match res {
-            Ok(()) => step.line(),
-            Err(e) => format!("failed: {}: {e:#}", step.line()),
-        });
+        say(&mut lines, &step, res);
+    }
+    let peers: Vec<Node> =
+        adds.iter().filter_map(|s| if let Step::Add(n) = s { Some(n.clone()) } else { None }).collect();
+    for ((step, res), n) in adds.iter().zip(backend::program_all(node, c, &peers)).zip(peers) {
+        if res.is_ok() {
+            have.insert(n.name.clone(), n);
+        }
+        say(&mut lines, step, res);
     }
     LeasePeers::new(&ctx.data_root).save(have)?;
     let all: Vec<Node> = have.values().cloned().collect();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use super::{ipip_user, vtep_mac_of, Backend, Cluster, IpipMode, Node};
-use crate::net::link::{os_error, Netlink};
+use crate::net::link::{os_error, Netlink, Request};
 
 /// The device name of a VXLAN backend (`rcon-vx` + VNI fits 15 bytes).
 fn vxlan_name(vni: u32) -> String {
@@ -152,35 +152,69 @@ fn daemons_of(peers_file: &Path) -> Vec<i32> {
 /// Reach `peer` from this node.
 pub fn program(node: &Netlink, c: &Cluster, peer: &Node) -> Result<()> {
     let ctx = || format!("node {}", peer.name);
-    match (c.backend, c.ipip_plane) {
-        (Backend::HostGw, _) => {
-            let dev = node.require(&c.underlay)?;
-            node.set_route(peer.subnet, Some(peer.underlay_ip), dev, false).with_context(ctx)
-        }
-        (Backend::Vxlan, _) => {
-            let dev = node.require(&vxlan_name(c.vni))?;
-            let (mac, gw) = (vtep_mac_of(peer)?, peer.subnet.network());
-            node.set_neighbour(dev, gw, mac).with_context(ctx)?;
-            node.set_fdb(dev, mac, peer.underlay_ip, false).with_context(ctx)?;
-            node.set_route(peer.subnet, Some(gw), dev, true).with_context(ctx)
-        }
-        (Backend::VxlanL2, _) => {
-            let dev = node.require(&vxlan_name(c.vni))?;
-            match node.set_fdb(dev, [0; 6], peer.underlay_ip, true) {
-                // Already among the entry's destinations.
-                Err(e) if os_error(&e) == Some(libc::EEXIST) => Ok(()),
-                r => r.with_context(ctx),
+    if c.backend == Backend::VxlanL2 {
+        let dev = node.require(&vxlan_name(c.vni))?;
+        return match node.set_fdb(dev, [0; 6], peer.underlay_ip, true) {
+            // Already among the entry's destinations.
+            Err(e) if os_error(&e) == Some(libc::EEXIST) => Ok(()),
+            r => r.with_context(ctx),
+        };
+    }
+    let dev = node.require(&device(c).unwrap_or_else(|| c.underlay.clone()))?;
+    requests(c, dev, peer)?.into_iter().try_for_each(|r| node.send_one(r)).with_context(ctx)
+}
+
+/// Reach every peer of `peers`, their requests sent together (the agent's
+/// batches): each peer's result, in order.
+pub fn program_all(node: &Netlink, c: &Cluster, peers: &[Node]) -> Vec<Result<()>> {
+    if c.backend == Backend::VxlanL2 {
+        return peers.iter().map(|p| program(node, c, p)).collect();
+    }
+    let dev = match node.require(&device(c).unwrap_or_else(|| c.underlay.clone())) {
+        Ok(d) => d,
+        Err(e) => return peers.iter().map(|_| Err(anyhow::anyhow!("{e:#}"))).collect(),
+    };
+    let mut out: Vec<Result<()>> = Vec::with_capacity(peers.len());
+    let mut batch = Vec::new();
+    // (index into `out`, how many requests) of the peers in the batch.
+    let mut owners = Vec::new();
+    for p in peers {
+        match requests(c, dev, p) {
+            Ok(rs) => {
+                owners.push((out.len(), rs.len()));
+                batch.extend(rs);
+                out.push(Ok(()));
             }
-        }
-        (Backend::Ipip, Some(IpipMode::Userspace)) => {
-            let dev = node.require(TUN_DEV)?;
-            node.set_route(peer.subnet, None, dev, false).with_context(ctx)
-        }
-        (Backend::Ipip, _) => {
-            let dev = node.require(IPIP_DEV)?;
-            node.set_route(peer.subnet, Some(peer.underlay_ip), dev, true).with_context(ctx)
+            Err(e) => out.push(Err(e)),
         }
     }
+    let mut answers = node.send_all(batch).into_iter();
+    for (i, n) in owners {
+        let failed = answers.by_ref().take(n).find_map(Result::err);
+        if let Some(e) = failed {
+            out[i] = Err(e).with_context(|| format!("node {}", peers[i].name));
+        }
+    }
+    out
+}
+
+/// The requests that reach `peer` over the backend's device `dev` (the
+/// underlay for host-gw); not for vxlan-l2, whose one entry may exist.
+fn requests(c: &Cluster, dev: u32, peer: &Node) -> Result<Vec<Request>> {
+    Ok(match (c.backend, c.ipip_plane) {
+        (Backend::HostGw, _) => vec![Request::set_route(peer.subnet, Some(peer.underlay_ip), dev, false)],
+        (Backend::Vxlan, _) => {
+            let (mac, gw) = (vtep_mac_of(peer)?, peer.subnet.network());
+            vec![
+                Request::set_neighbour(dev, gw, mac),
+                Request::set_fdb(dev, mac, peer.underlay_ip, false),
+                Request::set_route(peer.subnet, Some(gw), dev, true),
+            ]
+        }
+        (Backend::Ipip, Some(IpipMode::Userspace)) => vec![Request::set_route(peer.subnet, None, dev, false)],
+        (Backend::Ipip, _) => vec![Request::set_route(peer.subnet, Some(peer.underlay_ip), dev, true)],
+        (Backend::VxlanL2, _) => bail!("vxlan-l2 peers are programmed one by one"),
+    })
 }
 
 /// Forget `peer`: its route, FDB and neighbour entries.
