@@ -712,7 +712,8 @@ section=$CACHE/etcd.md
 		  above). The agent's part is one wake-up per batch: it reads what has arrived (a burst is one batch),
 		  works out the difference from the peers it holds in memory,
 		  and programs the neighbour, the FDB entry and the route with
-		  one netlink request each, in its own process. Its tail comes
+		  one netlink request each, in its own process, the batch's
+		  requests sent together. Its tail comes
 		  from the machine: $NODES agents, $NODES monitors and etcd
 		  wake at once on $(nproc) CPUs, so the last node to be
 		  scheduled waits for the others.
@@ -722,11 +723,11 @@ section=$CACHE/etcd.md
 		  $(nproc) CPUs: that is the difference in the first table, and
 		  with $LEASES leases it is the whole figure ($LEASES × 3
 		  processes one after another). rcon's time for $LEASES peers
-		  is 3 netlink requests per peer with no process started;
-		  each request waits for its acknowledgement (the requests are
-		  not packed into one message), which is fast enough here that
-		  etcd's own handling of the transactions is a good part of the
-		  figure.
+		  is 3 netlink requests per peer with no process started, a
+		  batch's additions sent together with up to 128 in flight on
+		  the agent's one socket (\`Netlink::send_all\`): a batch costs
+		  the kernel's work, not a round trip per entry, and etcd's own
+		  handling of the transactions is a good part of the figure.
 		- Memory: the agent is one process with a current-thread tokio
 		  runtime for the etcd client and another for netlink; the peers it holds cost little beside the binary
 		  and its libraries (compare VmRSS with $NODES peers and with
@@ -735,11 +736,12 @@ section=$CACHE/etcd.md
 		- Idle: the agent waits on its watch stream and one timer, the
 		  lease renewal (a third of the TTL: 8 h with the default 24 h).
 		  Nothing else wakes it: no polling, no resync timer, no gRPC
-		  keepalive ping. The flip side is that with no keepalive a
-		  connection to etcd that dies silently (a host that vanishes
-		  without a reset) is noticed only at the next renewal or call;
-		  an etcd that stops or restarts closes the connection and the
-		  agent lists again at once. etcdctl's Go runtime, by contrast,
+		  keepalive ping. A connection to etcd that dies silently (a
+		  host that vanishes without a reset) is found by TCP keepalive
+		  instead, which the kernel runs without waking the agent
+		  (probes after 30 s idle; the agent wakes only when the socket
+		  fails); an etcd that stops or restarts closes the connection
+		  and the agent lists again at once. etcdctl's Go runtime, by contrast,
 		  wakes on its own (the context switches of the naive row).
 		- The puts in the scale run are $LEASES keys in $(((LEASES + 99) / 100)) transactions,
 		  so the agent sees them in a handful of watch responses; $LEASES
