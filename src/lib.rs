@@ -14,5 +14,6 @@ pub mod net;
 pub mod notice;
 pub mod runtime;
 pub mod store;
+pub mod sys;
 
 pub use context::Context;

@@ -4,6 +4,8 @@
 
 mod manage;
 mod monitor;
+mod network_hook;
+pub use network_hook::install_network_hook;
 pub mod names;
 pub mod pause;
 pub mod pod;

@@ -218,8 +218,8 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         heal::ensure(ctx, net.firewall)?;
     }
     // A file that is not a network namespace is said so, before anything is done.
-    let ns = crate::runtime::spec::check_ns_file(&req.netns, oci_spec::runtime::LinuxNamespaceType::Network)
-        .context("--netns")?;
+    let ns =
+        crate::sys::ns::check_ns_file(&req.netns, oci_spec::runtime::LinuxNamespaceType::Network).context("--netns")?;
     let netns_id = endpoint::ns_identity(&req.netns)?;
     let eps = endpoints(ctx);
     let _p2p = match net.driver {

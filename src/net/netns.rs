@@ -22,8 +22,8 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::LinuxNamespaceType;
 
-use crate::runtime::spec::check_ns_file;
 use crate::store;
+use crate::sys::ns::check_ns_file;
 
 /// The file that holds the name `name` (no validation: see `open`).
 pub fn path(dir: &Path, name: &str) -> PathBuf {

@@ -251,7 +251,7 @@ pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> 
         icc: req.icc,
         masquerade: req.masquerade && !req.internal,
         firewall: req.firewall,
-        created: crate::runtime::state::now_rfc3339(),
+        created: crate::sys::time::now_rfc3339(),
         ip_range: req.ip_range,
         cluster: req.cluster,
     })

@@ -24,7 +24,7 @@ use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
 use super::{cgroup, cgroup_v1, process, procs, rootfs, CreateOptions};
 use crate::store::{Broken, Listing, Read as Record};
-use crate::{net, store, Context};
+use crate::{store, Context};
 
 const SPEC_COPY: &str = "config.json";
 
@@ -216,7 +216,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     let json = st.oci_json();
     // rcon's own networks (the rcon.network annotation) come first, so the
     // bundle's hooks already see the interfaces, as after a CNI plugin.
-    net::wire::on_create(ctx, id, pid, &st.annotations)?;
+    super::network::on_create(ctx, id, pid, &st.annotations)?;
     let rest = (|| {
         // runtime-tools (hooks_stdin) expects prestart to see "created", as
         // when the spec ran it at `start`; createRuntime sees "creating".
@@ -231,7 +231,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         }
     })();
     if let Err(e) = rest {
-        let _ = net::wire::on_delete(ctx, id);
+        let _ = super::network::on_delete(ctx, id);
         return Err(e);
     }
     st.status = Status::Created;
@@ -367,7 +367,7 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
         }
         // Leases and records go; the veths went with the namespace. A failure
         // here must not keep the container: gc finds what is left.
-        if let Err(e) = net::wire::on_delete(ctx, id) {
+        if let Err(e) = super::network::on_delete(ctx, id) {
             tracing::warn!(id, "releasing the container's networks: {e:#}");
         }
         st.status = Status::Stopped;

@@ -28,7 +28,7 @@ pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
     nix::unistd::setsid().context("setsid")?;
     let spec = &cfg.spec;
     if spec::creates_namespace(spec, LinuxNamespaceType::Network) {
-        crate::net::link::loopback_up()?;
+        crate::sys::iface::loopback_up()?;
     }
     rootfs::prepare(spec, &cfg.rootfs)?;
     apply_sysctls(spec)?;

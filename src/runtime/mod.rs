@@ -10,6 +10,7 @@ mod exec;
 mod hooks;
 mod init;
 mod launch;
+pub mod network;
 mod process;
 mod procs;
 mod rootfs;

@@ -3,8 +3,9 @@
 //! The status is not stored but derived each time from the process and the
 //! start socket, so a crash can never leave a stale "running" on disk.
 
+pub use crate::sys::proc::{proc_ppid, proc_start_time, process_alive, Creator, NEW_DIR};
+pub use crate::sys::time::{now_rfc3339, rfc3339};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -72,39 +73,6 @@ pub struct State {
     pub host_mounts: Option<PathBuf>,
 }
 
-/// A process, by pid and kernel start time (so a reused pid is not mistaken for it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Creator {
-    pub pid: i32,
-    pub start: u64,
-}
-
-/// The prefix of a dir still being made: `.new-PID-START-NAME` names its
-/// creator, so gc can tell a dir being made from a crash's leftover.
-pub const NEW_DIR: &str = ".new-";
-
-impl Creator {
-    /// `.new-PID-START-NAME`: a dir this creator is making.
-    pub fn new_dir_name(&self, name: &str) -> String {
-        format!("{NEW_DIR}{}-{}-{name}", self.pid, self.start)
-    }
-
-    /// The creator named by a `.new-PID-START-NAME` dir, if `name` is one.
-    pub fn of_new_dir(name: &str) -> Option<Creator> {
-        let mut parts = name.strip_prefix(NEW_DIR)?.splitn(3, '-');
-        Some(Creator { pid: parts.next()?.parse().ok()?, start: parts.next()?.parse().ok()? })
-    }
-
-    pub fn me() -> Creator {
-        let pid = std::process::id() as i32;
-        Creator { pid, start: proc_start_time(pid).map(|(t, _)| t).unwrap_or(0) }
-    }
-
-    pub fn alive(&self) -> bool {
-        process_alive(self.pid, self.start)
-    }
-}
-
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }
@@ -146,66 +114,6 @@ impl State {
     }
 }
 
-/// Field 22 of /proc/PID/stat, and whether the process is a zombie.
-pub fn proc_start_time(pid: i32) -> Option<(u64, bool)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parens: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let zombie = matches!(fields.first(), Some(&"Z") | Some(&"X"));
-    Some((fields.get(19)?.parse().ok()?, zombie))
-}
-
-/// Alive, not a zombie, and the same process that was recorded.
-pub fn process_alive(pid: i32, start_time: u64) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    match proc_start_time(pid) {
-        Some((t, zombie)) => !zombie && (start_time == 0 || t == start_time),
-        None => false,
-    }
-}
-
-/// Read the parent pid of a process from /proc.
-pub fn proc_ppid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Format a duration since the epoch as RFC 3339 UTC with nanoseconds.
-pub fn rfc3339(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since_epoch.subsec_nanos()
-    )
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-pub fn now_rfc3339() -> String {
-    rfc3339(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default())
-}
-
 /// Load a container's state with its live status, or say clearly that it does not exist.
 pub fn load_live(dir: &Path, id: &str) -> Result<State> {
     let p = dir.join(STATE_FILE);
@@ -222,23 +130,6 @@ pub fn load_live(dir: &Path, id: &str) -> Result<State> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_known_dates() {
-        assert_eq!(rfc3339(Duration::from_secs(0)), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(Duration::new(1_795_305_600, 5)), "2026-11-22T00:00:00.000000005Z");
-        assert_eq!(rfc3339(Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000000000Z");
-    }
-
-    #[test]
-    fn own_process_is_alive_and_start_time_checked() {
-        let pid = std::process::id() as i32;
-        let (t, zombie) = proc_start_time(pid).unwrap();
-        assert!(!zombie);
-        assert!(process_alive(pid, t));
-        assert!(!process_alive(pid, t + 1), "pid reuse not detected");
-        assert!(!process_alive(0, 0));
-    }
 
     #[test]
     fn status_serializes_lowercase() {

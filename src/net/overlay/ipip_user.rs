@@ -25,7 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::state::{self, Creator};
+use crate::sys::proc::{self, Creator};
 
 mod icmp;
 mod offload;
@@ -99,7 +99,7 @@ pub fn start(cfg: &Config) -> Result<Creator> {
         let err = err.trim().trim_start_matches("rcon: ").replace('\n', " ");
         bail!("rcon ipipd failed ({status}): {err}");
     };
-    let start = state::proc_start_time(pid).map(|(t, _)| t).context("rcon ipipd exited at once")?;
+    let start = proc::proc_start_time(pid).map(|(t, _)| t).context("rcon ipipd exited at once")?;
     Ok(Creator { pid, start })
 }
 

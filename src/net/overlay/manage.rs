@@ -137,7 +137,7 @@ pub(super) fn new_cluster(req: &InitRequest, ul: Underlay) -> Cluster {
         ipip_plane: None,
         daemon: None,
         store: None,
-        created: crate::runtime::state::now_rfc3339(),
+        created: crate::sys::time::now_rfc3339(),
     }
 }
 

@@ -37,8 +37,8 @@ use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::state::Creator;
 use crate::store::{Broken, Named, Read, Records};
+use crate::sys::proc::Creator;
 
 pub use manage::{add_node, init, remove_node, repair, reset, InitRequest};
 

@@ -1,0 +1,8 @@
+//! The lowest layer: what talks to the kernel or the clock directly and
+//! knows nothing of containers or networks. Every other layer may use it;
+//! it uses none of them.
+
+pub mod iface;
+pub mod ns;
+pub mod proc;
+pub mod time;
