@@ -17,3 +17,6 @@ pub mod store;
 pub mod sys;
 
 pub use context::Context;
+
+#[cfg(test)]
+mod layers;
