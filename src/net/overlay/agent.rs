@@ -184,6 +184,7 @@ fn session(ctx: &Context, over: &Overrides, backoff: &mut Duration) -> Result<En
     let renew_every = Duration::from_secs((m.lease_ttl_secs / 3).max(1));
     let mut renew_at = Instant::now() + renew_every;
     let me = me(&c);
+    let created = c.created.clone();
     loop {
         match etcd.next(&mut watch, renew_at)? {
             Watched::Timeout => {
@@ -201,6 +202,11 @@ fn session(ctx: &Context, over: &Overrides, backoff: &mut Duration) -> Result<En
                 let mut lines = want.apply(&me, &changes);
                 let _l = manage::lock(ctx)?;
                 let Some(c) = current(ctx, Some(&me.own))? else { return Ok(End::Left) };
+                if c.created != created {
+                    // Reset and joined again under the same subnet: what this
+                    // session holds is another membership's.
+                    bail!("this node joined the cluster again: listing anew");
+                }
                 let steps = diff(&have, &want.peers);
                 lines.extend(apply(ctx, &node, &c, &mut have, steps)?);
                 lines.iter().for_each(|l| say(l));

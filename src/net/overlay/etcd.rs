@@ -279,11 +279,16 @@ impl Etcd {
                 let mut changes = changes_of(&msg, &prefix);
                 // What else has arrived already joins this batch: a burst of
                 // puts is then programmed and recorded once, not per put.
-                while let Some(Ok(Some(more))) = w.message().now_or_never() {
-                    if more.canceled() {
-                        break; // the next call reports it
+                // A message taken here is gone from the stream, so an end
+                // or a cancel met here is reported now (the caller lists
+                // again, which also covers this batch), never swallowed.
+                while let Some(more) = w.message().now_or_never() {
+                    match more {
+                        Ok(Some(m)) if !m.canceled() => changes.extend(changes_of(&m, &prefix)),
+                        Ok(Some(m)) => bail!("etcd at {shown}: the watch was cancelled ({})", m.cancel_reason()),
+                        Ok(None) => bail!("etcd at {shown}: the watch ended"),
+                        Err(e) => bail!("etcd at {shown}: the watch broke: {}", cause(&e.into())),
                     }
-                    changes.extend(changes_of(&more, &prefix));
                 }
                 if !changes.is_empty() {
                     return Ok(Watched::Changes(changes));
