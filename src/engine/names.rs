@@ -45,7 +45,7 @@ pub fn resolve(ctx: &Context, key: &str) -> Result<String> {
         if key.len() >= 3 { all.iter().filter(|s| s.id.starts_with(key)).collect() } else { Vec::new() };
     match by_prefix.as_slice() {
         [one] => Ok(one.id.clone()),
-        [] => bail!("container {key:?} does not exist"),
+        [] => Err(crate::error::Error::NotFound(format!("container {key:?} does not exist")).into()),
         _ => bail!("{key:?} matches {} containers: use more of the id", by_prefix.len()),
     }
 }

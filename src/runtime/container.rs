@@ -91,7 +91,7 @@ fn make_dir(dir: &Path, st: &State) -> Result<()> {
             nix::fcntl::RenameFlags::RENAME_NOREPLACE,
         )
         .map_err(|e| match e {
-            nix::errno::Errno::EEXIST => anyhow::anyhow!("container {:?} already exists", st.id),
+            nix::errno::Errno::EEXIST => crate::error::Error::Exists(format!("container {:?} already exists", st.id)).into(),
             e => anyhow::Error::from(e).context(format!("creating {}", dir.display())),
         })
     });
@@ -335,7 +335,7 @@ pub fn kill(ctx: &Context, id: &str, sig: Signal, all: bool) -> Result<()> {
 pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     let dir = dir_of(ctx, id)?;
     if !dir.exists() {
-        bail!("container {id:?} does not exist");
+        return Err(crate::error::Error::NotFound(format!("container {id:?} does not exist")).into());
     }
     let loaded = State::load(&dir);
     let spec = load_spec(&dir).ok();
@@ -343,10 +343,10 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
         st.refresh(&dir);
         match st.status {
             Status::Running if !force => {
-                bail!("container {id:?} is running: stop it first or use --force")
+                return Err(crate::error::Error::Busy(format!("container {id:?} is running: stop it first or use --force")).into())
             }
             Status::Creating if st.pid != 0 && !force => {
-                bail!("container {id:?} is being created: use --force")
+                return Err(crate::error::Error::Busy(format!("container {id:?} is being created: use --force")).into())
             }
             // A stopped container may still have orphans (no pid namespace): those go too.
             _ => {
