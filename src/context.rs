@@ -8,7 +8,6 @@ use std::str::FromStr;
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-
 /// The three roots every command works under.
 #[derive(Debug, Clone)]
 pub struct Context {
