@@ -123,7 +123,7 @@ pub fn load_live(dir: &Path, id: &str) -> Result<State> {
             Ok(st)
         }
         crate::store::Read::Gone => {
-            return Err(crate::error::Error::NotFound(format!("container {id:?} does not exist")).into())
+            Err(crate::error::Error::NotFound(format!("container {id:?} does not exist")).into())
         }
         crate::store::Read::Bad(cause) => Err(crate::store::Broken::new("container", id, &p, cause).error()),
     }

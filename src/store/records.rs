@@ -49,11 +49,11 @@ impl<T: Named + Serialize + DeserializeOwned> Records<T> {
             Read::Gone => {
                 let known = self.names();
                 let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-                return Err(crate::error::Error::NotFound(format!(
+                Err(crate::error::Error::NotFound(format!(
                     "{} {name:?} does not exist ({}s: {known})",
                     self.kind, self.kind
                 ))
-                .into());
+                .into())
             }
         }
     }
