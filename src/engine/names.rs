@@ -50,15 +50,3 @@ pub fn resolve(ctx: &Context, key: &str) -> Result<String> {
     }
 }
 
-/// A name must be free and a valid file name (it may become a netns name later).
-pub fn check_free(ctx: &Context, name: &str) -> Result<()> {
-    crate::store::validate_id("container name", name)?;
-    if name_taken(ctx, name)? {
-        bail!("container name {name:?} is already in use");
-    }
-    Ok(())
-}
-
-fn name_taken(ctx: &Context, name: &str) -> Result<bool> {
-    Ok(runtime::list(ctx)?.iter().any(|s| name_of(s) == name || s.id == name))
-}
