@@ -49,4 +49,3 @@ pub fn resolve(ctx: &Context, key: &str) -> Result<String> {
         _ => bail!("{key:?} matches {} containers: use more of the id", by_prefix.len()),
     }
 }
-
