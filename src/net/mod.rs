@@ -8,6 +8,7 @@ pub mod heal;
 pub mod hostports;
 pub mod ipam;
 pub mod link;
+pub mod macaddr;
 pub mod manage;
 pub mod netns;
 pub mod network;
