@@ -80,7 +80,7 @@ pub fn attach(
         Driver::Bridge => {
             let (br, made) = ensure_bridge(node, net)?;
             let host = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
-            no_ipv6(&ep.host_ifname);
+            no_ipv6(node, &ep.host_ifname);
             make_port(node, net, br, host)?;
             configure_inside(inner, ep, net.gateway.map(|g| (g, false)))?;
             Ok(made)
@@ -89,7 +89,7 @@ pub fn attach(
             let host_mac = super::endpoint::mac_for(&format!("host/{}", ep.key));
             let host = node.create_veth(&ep.host_ifname, Some(host_mac), &ep.ifname, ns, mac, net.mtu)?;
             node.set_conf(&ep.host_ifname, "proxy_arp", "1")?;
-            no_ipv6(&ep.host_ifname);
+            no_ipv6(node, &ep.host_ifname);
             node.up(host, None)?;
             let ip = ep.ip.context("routed endpoint without an address")?;
             node.add_route(Ipv4Net::new(ip, 32)?, None, host, false)?;
@@ -111,8 +111,8 @@ pub fn attach(
 /// without IPv6 has no such file. (The container end gets `addrgenmode
 /// none` over netlink instead: writing /proc/sys there would mean entering
 /// its namespace, and those lookups slow down as namespaces accumulate.)
-fn no_ipv6(ifname: &str) {
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"), "1");
+fn no_ipv6(node: &dyn Links, ifname: &str) {
+    let _ = node.set_sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), "1");
 }
 
 /// Address, link up and (for the first interface) the default route, inside the namespace.

@@ -16,6 +16,8 @@ pub mod network;
 pub mod overlay;
 pub mod ports;
 pub mod service;
+#[cfg(test)]
+pub mod testing;
 pub mod wire;
 
 /// Hex SHA-256 of `s`: stable short names for links and records.
