@@ -33,7 +33,6 @@ fn paths(data_root: &Path) -> (PathBuf, PathBuf) {
     (data_root.join("forwarding.json"), data_root.join("forwarding.lock"))
 }
 
-
 /// Turn net.ipv4.ip_forward on in `links`' namespace, recording under `data_root` (e.g. data_root/forwarding.json)
 /// its previous value and which networks need it. `enable(links, data_root, net_name)`; `release(links, data_root, net_name)` forgets
 /// the network and, when none remain, restores the recorded previous value and removes the record. Both idempotent and

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
+use super::links::{Links, Request};
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -23,7 +24,6 @@ use rtnetlink::packet_route::neighbour::{
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
 use rtnetlink::packet_route::{AddressFamily as NlFamily, RouteNetlinkMessage};
-use super::links::{Links, Request};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 /// Linux interface names hold at most 15 bytes.
@@ -124,10 +124,9 @@ impl Netlink {
     /// A prepared request as its netlink message and flags.
     fn message(r: &Request) -> (RouteNetlinkMessage, u16) {
         match *r {
-            Request::Route { dest, via, dev, onlink } => (
-                RouteNetlinkMessage::NewRoute(route_message(dest, via, dev, onlink)),
-                NLM_F_CREATE | NLM_F_REPLACE,
-            ),
+            Request::Route { dest, via, dev, onlink } => {
+                (RouteNetlinkMessage::NewRoute(route_message(dest, via, dev, onlink)), NLM_F_CREATE | NLM_F_REPLACE)
+            }
             Request::Neighbour { index, ip, mac } => {
                 let mut m = NeighbourMessage::default();
                 m.header.family = NlFamily::Inet;

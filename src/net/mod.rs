@@ -6,8 +6,8 @@ pub mod firewall;
 pub mod forwarding;
 pub mod heal;
 pub mod hostports;
-pub mod kernel;
 pub mod ipam;
+pub mod kernel;
 pub mod link;
 pub mod links;
 pub mod manage;
@@ -18,6 +18,8 @@ pub mod ports;
 pub mod service;
 #[cfg(test)]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 /// Hex SHA-256 of `s`: stable short names for links and records.

@@ -154,9 +154,17 @@ impl FakeLinks {
         self.script.clone()
     }
 
-    /// Every namespace of the model, as it is now.
+    /// Every namespace of the model that holds anything, as it is now (a
+    /// container's namespace that is as fresh as when it was first seen is left out).
     pub fn snapshot(&self) -> BTreeMap<String, Ns> {
-        self.world.borrow().nss.clone()
+        let fresh = Ns::new();
+        self.world
+            .borrow()
+            .nss
+            .iter()
+            .filter(|(n, ns)| *n == NODE || **ns != fresh)
+            .map(|(n, ns)| (n.clone(), ns.clone()))
+            .collect()
     }
 
     /// This handle's namespace, as it is now.
@@ -192,8 +200,15 @@ impl FakeLinks {
         let mut w = self.world.borrow_mut();
         let idx = w.next_index;
         w.next_index += 1;
-        let link =
-            Link { name: name.into(), kind: kind.into(), up: false, master: None, mac, peer: None, flags: String::new() };
+        let link = Link {
+            name: name.into(),
+            kind: kind.into(),
+            up: false,
+            master: None,
+            mac,
+            peer: None,
+            flags: String::new(),
+        };
         w.nss.entry(ns.to_string()).or_insert_with(Ns::new).links.insert(idx, link);
         idx
     }
@@ -476,7 +491,12 @@ impl FakeFirewalls {
 
     /// Every backend's rules, as they are now (a backend never touched is absent).
     pub fn snapshot(&self) -> BTreeMap<String, Rules> {
-        self.tables.borrow().iter().filter(|(_, r)| **r != Rules::default()).map(|(b, r)| (b.clone(), r.clone())).collect()
+        self.tables
+            .borrow()
+            .iter()
+            .filter(|(_, r)| **r != Rules::default())
+            .map(|(b, r)| (b.clone(), r.clone()))
+            .collect()
     }
 
     /// Put rules in place without logging them.
@@ -597,6 +617,12 @@ pub fn fail_on(script: &Shared, op: &str) {
     let mut s = script.borrow_mut();
     s.fail_op = Some(op.to_string());
     s.fired = false;
+}
+
+/// Forget a fault that has not fired.
+pub fn no_faults(script: &Shared) {
+    let mut s = script.borrow_mut();
+    (s.fail_at, s.fail_op) = (None, None);
 }
 
 /// The log since `from`, without the namespaces' names (a container's is a dev:inode).
