@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 
 use rcon::net::firewall::{self, Backend, NetRules};
 use rcon::net::forwarding;
+use rcon::net::link::Netlink;
 
 use crate::common::{new_netns, require_root, sh, unique};
+
+/// The links of the calling thread's namespace (forwarding's sysctl is written there).
+fn here() -> Netlink {
+    Netlink::current().unwrap()
+}
 
 const INET: &str = "198.51.100.1";
 const UPLINK: &str = "198.51.100.2";
@@ -227,7 +233,7 @@ fn masquerade(backend: Backend) {
     let dr = t.data_root().to_path_buf();
     let net = rules("m1", "10.11.0.0/24", false, true);
     t.in_node(|| {
-        forwarding::enable(&dr, "m1").unwrap();
+        forwarding::enable(&here(), &dr, "m1").unwrap();
         fw().add_network(&net).unwrap();
     });
     assert_eq!(t.connect("c1", INET).as_deref(), Some(UPLINK), "egress is not masqueraded");
@@ -247,7 +253,7 @@ fn masquerade(backend: Backend) {
         fw().remove_network("m1").unwrap();
         fw().remove_network("m1").unwrap();
         assert!(fw().networks().unwrap().is_empty());
-        forwarding::release(&dr, "m1").unwrap();
+        forwarding::release(&here(), &dr, "m1").unwrap();
     });
     t.assert_no_rcon(backend);
     assert!(t.foreign_intact(backend), "a foreign rule was touched");
@@ -273,7 +279,7 @@ fn internal(backend: Backend) {
     t.sh("inet", &format!("ip route add 10.11.0.0/24 via {UPLINK}"));
     let fw = || firewall::open(backend);
     let dr = t.data_root().to_path_buf();
-    t.in_node(|| forwarding::enable(&dr, "i1").unwrap());
+    t.in_node(|| forwarding::enable(&here(), &dr, "i1").unwrap());
     // Control: with forwarding alone, both directions work.
     assert!(t.connect("c1", INET).is_some(), "no egress before the rules: the world is broken");
     assert!(t.connect("inet", "10.11.0.2").is_some(), "no ingress before the rules: the world is broken");
@@ -286,7 +292,7 @@ fn internal(backend: Backend) {
 
     t.in_node(|| {
         fw().remove_network("i1").unwrap();
-        forwarding::release(&dr, "i1").unwrap();
+        forwarding::release(&here(), &dr, "i1").unwrap();
     });
     t.assert_no_rcon(backend);
 }
@@ -311,8 +317,8 @@ fn isolation(backend: Backend) {
     let fw = || firewall::open(backend);
     let dr = t.data_root().to_path_buf();
     t.in_node(|| {
-        forwarding::enable(&dr, "a").unwrap();
-        forwarding::enable(&dr, "b.x+1").unwrap();
+        forwarding::enable(&here(), &dr, "a").unwrap();
+        forwarding::enable(&here(), &dr, "b.x+1").unwrap();
     });
     assert!(t.connect("c1", "10.12.0.2").is_some(), "ctr1 cannot reach ctr2 before the rules: the world is broken");
 
@@ -330,7 +336,7 @@ fn isolation(backend: Backend) {
 
     t.in_node(|| {
         fw().remove_network("a").unwrap();
-        forwarding::release(&dr, "a").unwrap();
+        forwarding::release(&here(), &dr, "a").unwrap();
         assert_eq!(fw().networks().unwrap(), ["b.x+1"]);
     });
     assert_eq!(t.forwarding("node"), "1", "forwarding went off while network b needs it");
@@ -339,7 +345,7 @@ fn isolation(backend: Backend) {
 
     t.in_node(|| {
         fw().remove_network("b.x+1").unwrap();
-        forwarding::release(&dr, "b.x+1").unwrap();
+        forwarding::release(&here(), &dr, "b.x+1").unwrap();
     });
     t.assert_no_rcon(backend);
     assert!(t.foreign_intact(backend), "a foreign rule was touched");
@@ -366,18 +372,18 @@ fn firewall_forwarding() {
     assert_eq!(t.forwarding("node"), "0");
 
     t.in_node(|| {
-        forwarding::enable(&dr, "a").unwrap();
-        forwarding::enable(&dr, "a").unwrap();
-        forwarding::enable(&dr, "b").unwrap();
+        forwarding::enable(&here(), &dr, "a").unwrap();
+        forwarding::enable(&here(), &dr, "a").unwrap();
+        forwarding::enable(&here(), &dr, "b").unwrap();
     });
     assert_eq!(t.forwarding("node"), "1");
     assert_eq!(root_forwarding(), root_before, "the root namespace's ip_forward changed");
     assert!(record.exists());
-    t.in_node(|| forwarding::release(&dr, "a").unwrap());
+    t.in_node(|| forwarding::release(&here(), &dr, "a").unwrap());
     assert_eq!(t.forwarding("node"), "1", "released while b needs it");
     t.in_node(|| {
-        forwarding::release(&dr, "b").unwrap();
-        forwarding::release(&dr, "b").unwrap();
+        forwarding::release(&here(), &dr, "b").unwrap();
+        forwarding::release(&here(), &dr, "b").unwrap();
     });
     assert_eq!(t.forwarding("node"), "0", "the previous value is not restored");
     assert!(!record.exists(), "the record is left");
@@ -385,8 +391,8 @@ fn firewall_forwarding() {
     // A namespace that forwarded before rcon keeps forwarding after it.
     t.sh("node", "echo 1 > /proc/sys/net/ipv4/ip_forward");
     t.in_node(|| {
-        forwarding::enable(&dr, "c").unwrap();
-        forwarding::release(&dr, "c").unwrap();
+        forwarding::enable(&here(), &dr, "c").unwrap();
+        forwarding::release(&here(), &dr, "c").unwrap();
     });
     assert_eq!(t.forwarding("node"), "1");
     assert_eq!(root_forwarding(), root_before, "the root namespace's ip_forward changed");

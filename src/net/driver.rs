@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
 use super::endpoint::{parse_mac, Endpoint};
-use super::link::{os_error, set_conf, Netlink};
+use super::links::{os_error, Links};
 use super::network::{Driver, Network, ROUTED_GATEWAY};
 
 /// The bridge's MAC, derived from the network name so it never follows its ports.
@@ -24,7 +24,7 @@ fn bridge_mac(net: &Network) -> [u8; 6] {
 
 /// Make the network's bridge with its gateway address, unless it exists.
 /// Returns whether it had to be made (the caller then re-applies rules).
-pub fn ensure_bridge(node: &Netlink, net: &Network) -> Result<(u32, bool)> {
+pub fn ensure_bridge(node: &dyn Links, net: &Network) -> Result<(u32, bool)> {
     let name = net.bridge.as_deref().context("bridge network without a bridge name")?;
     if let Some(i) = node.index(name)? {
         return Ok((i, false));
@@ -42,7 +42,7 @@ pub fn ensure_bridge(node: &Netlink, net: &Network) -> Result<(u32, bool)> {
 
 /// Bring the node end `host` up as a port of the network's bridge `br`,
 /// with the network's hairpin and isolation settings.
-pub fn make_port(node: &Netlink, net: &Network, br: u32, host: u32) -> Result<()> {
+pub fn make_port(node: &dyn Links, net: &Network, br: u32, host: u32) -> Result<()> {
     node.up(host, Some(br)).map_err(|e| match os_error(&e) {
         Some(libc::EXFULL) => anyhow::anyhow!(
             "network {}: bridge {} is full (a Linux bridge takes at most 1023 ports)",
@@ -54,7 +54,7 @@ pub fn make_port(node: &Netlink, net: &Network, br: u32, host: u32) -> Result<()
     node.bridge_port(host, true, !net.icc)
 }
 
-pub fn remove_bridge(node: &Netlink, net: &Network) -> Result<()> {
+pub fn remove_bridge(node: &dyn Links, net: &Network) -> Result<()> {
     match &net.bridge {
         Some(b) => node.delete_by_name(b),
         None => Ok(()),
@@ -65,8 +65,8 @@ pub fn remove_bridge(node: &Netlink, net: &Network) -> Result<()> {
 /// `inner` is a handle in the endpoint's namespace, `ns` its file. Returns
 /// whether the network's bridge had to be made (the caller re-applies rules).
 pub fn attach(
-    node: &Netlink,
-    inner: &Netlink,
+    node: &dyn Links,
+    inner: &dyn Links,
     ns: &File,
     net: &Network,
     ep: &Endpoint,
@@ -80,7 +80,7 @@ pub fn attach(
         Driver::Bridge => {
             let (br, made) = ensure_bridge(node, net)?;
             let host = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
-            no_ipv6(&ep.host_ifname);
+            no_ipv6(node, &ep.host_ifname);
             make_port(node, net, br, host)?;
             configure_inside(inner, ep, net.gateway.map(|g| (g, false)))?;
             Ok(made)
@@ -88,8 +88,8 @@ pub fn attach(
         Driver::Routed => {
             let host_mac = super::endpoint::mac_for(&format!("host/{}", ep.key));
             let host = node.create_veth(&ep.host_ifname, Some(host_mac), &ep.ifname, ns, mac, net.mtu)?;
-            set_conf(&ep.host_ifname, "proxy_arp", "1")?;
-            no_ipv6(&ep.host_ifname);
+            node.set_conf(&ep.host_ifname, "proxy_arp", "1")?;
+            no_ipv6(node, &ep.host_ifname);
             node.up(host, None)?;
             let ip = ep.ip.context("routed endpoint without an address")?;
             node.add_route(Ipv4Net::new(ip, 32)?, None, host, false)?;
@@ -111,14 +111,14 @@ pub fn attach(
 /// without IPv6 has no such file. (The container end gets `addrgenmode
 /// none` over netlink instead: writing /proc/sys there would mean entering
 /// its namespace, and those lookups slow down as namespaces accumulate.)
-fn no_ipv6(ifname: &str) {
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"), "1");
+fn no_ipv6(node: &dyn Links, ifname: &str) {
+    let _ = node.set_sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), "1");
 }
 
 /// Address, link up and (for the first interface) the default route, inside the namespace.
 /// `onlink` routes go via a gateway that is not in the interface's subnet (routed: 169.254.1.1).
 /// Returns the interface's index.
-fn configure_inside(inner: &Netlink, ep: &Endpoint, gateway: Option<(Ipv4Addr, bool)>) -> Result<u32> {
+fn configure_inside(inner: &dyn Links, ep: &Endpoint, gateway: Option<(Ipv4Addr, bool)>) -> Result<u32> {
     let idx = inner.require(&ep.ifname)?;
     let ip = ep.ip.context("endpoint without an address")?;
     inner.no_ipv6_addresses(idx)?;
@@ -140,8 +140,8 @@ fn configure_inside(inner: &Netlink, ep: &Endpoint, gateway: Option<(Ipv4Addr, b
 /// The veth driver: the first end waits parked in the node namespace
 /// (down, named after its record) until the second end's namespace comes.
 fn attach_p2p(
-    node: &Netlink,
-    inner: &Netlink,
+    node: &dyn Links,
+    inner: &dyn Links,
     ns: &File,
     net: &Network,
     ep: &Endpoint,
@@ -168,10 +168,10 @@ fn attach_p2p(
             let theirs = File::open(&o.netns)?;
             let local = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
             node.rename_into(local, &o.ifname, Some(&theirs))?;
-            let other_side = Netlink::in_netns(&theirs)?;
+            let other_side = node.in_netns(&theirs)?;
             let idx = other_side.require(&o.ifname)?;
             other_side.set_address(idx, parse_mac(&o.mac)?)?;
-            configure_inside(&other_side, o, None)?;
+            configure_inside(other_side.as_ref(), o, None)?;
             configure_inside(inner, ep, None).map(|_| ())
         }
         _ => {
@@ -183,13 +183,13 @@ fn attach_p2p(
 
 /// Remove the endpoint's interfaces. Deleting either end of a veth deletes
 /// both (and the routes through it); a namespace that is gone took them along.
-pub fn detach(node: &Netlink, ep: &Endpoint) -> Result<()> {
+pub fn detach(node: &dyn Links, ep: &Endpoint) -> Result<()> {
     if node.index(&ep.host_ifname)?.is_some() {
-        return super::link::delete_detached(&ep.host_ifname);
+        return node.delete_detached(&ep.host_ifname);
     }
     if ep.netns_alive() {
         if let Ok(ns) = File::open(&ep.netns) {
-            Netlink::in_netns(&ns)?.delete_by_name(&ep.ifname)?;
+            node.in_netns(&ns)?.delete_by_name(&ep.ifname)?;
         }
     }
     Ok(())

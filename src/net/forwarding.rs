@@ -4,8 +4,8 @@
 //! The record, `<data_root>/forwarding.json`, holds the value found before rcon first turned forwarding on
 //! and the networks that need it. It is written before the sysctl changes, so a crash never leaves forwarding
 //! on with nothing saying why, and every read-modify-write happens under an flock on
-//! `<data_root>/forwarding.lock`, so concurrent rcon processes agree. The sysctl is the calling thread's
-//! (`/proc/sys/net` follows the thread's network namespace): call from a thread inside the namespace.
+//! `<data_root>/forwarding.lock`, so concurrent rcon processes agree. The sysctl is read and written through
+//! `Links`, that of the namespace the handle speaks to.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use super::links::Links;
 use crate::store;
 
-const SYSCTL: &str = "/proc/sys/net/ipv4/ip_forward";
+/// The sysctl, under /proc/sys/net of the namespace `links` speaks to.
+const SYSCTL: &str = "ipv4/ip_forward";
 
 /// The contents of forwarding.json.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -31,19 +33,11 @@ fn paths(data_root: &Path) -> (PathBuf, PathBuf) {
     (data_root.join("forwarding.json"), data_root.join("forwarding.lock"))
 }
 
-fn read_sysctl() -> Result<String> {
-    Ok(fs::read_to_string(SYSCTL).with_context(|| format!("reading {SYSCTL}"))?.trim().to_string())
-}
-
-fn write_sysctl(value: &str) -> Result<()> {
-    fs::write(SYSCTL, value).with_context(|| format!("writing {value} to {SYSCTL}"))
-}
-
-/// Turn net.ipv4.ip_forward on in the calling thread's netns, recording under `data_root` (e.g. data_root/forwarding.json)
-/// its previous value and which networks need it. `enable(data_root, net_name)`; `release(data_root, net_name)` forgets
+/// Turn net.ipv4.ip_forward on in `links`' namespace, recording under `data_root` (e.g. data_root/forwarding.json)
+/// its previous value and which networks need it. `enable(links, data_root, net_name)`; `release(links, data_root, net_name)` forgets
 /// the network and, when none remain, restores the recorded previous value and removes the record. Both idempotent and
 /// safe across concurrent rcon processes (use crate::store::lock for an flock, store::write_json/read_json).
-pub fn enable(data_root: &Path, net: &str) -> Result<()> {
+pub fn enable(links: &dyn Links, data_root: &Path, net: &str) -> Result<()> {
     let run = || -> Result<()> {
         if net.is_empty() {
             bail!("empty network name");
@@ -54,14 +48,14 @@ pub fn enable(data_root: &Path, net: &str) -> Result<()> {
         let mut rec = if record.exists() {
             store::read_json::<Record>(&record)?
         } else {
-            Record { previous: read_sysctl()?, networks: BTreeSet::new() }
+            Record { previous: links.sysctl(SYSCTL)?, networks: BTreeSet::new() }
         };
         if rec.networks.insert(net.to_string()) {
             store::write_json(&record, &rec)?;
         }
         // Also when the network was recorded: turning it on again is harmless and repairs a reset sysctl.
-        if read_sysctl()? != "1" {
-            write_sysctl("1")?;
+        if links.sysctl(SYSCTL)? != "1" {
+            links.set_sysctl(SYSCTL, "1")?;
         }
         Ok(())
     };
@@ -69,7 +63,7 @@ pub fn enable(data_root: &Path, net: &str) -> Result<()> {
 }
 
 /// See [`enable`].
-pub fn release(data_root: &Path, net: &str) -> Result<()> {
+pub fn release(links: &dyn Links, data_root: &Path, net: &str) -> Result<()> {
     let run = || -> Result<()> {
         let (record, lock) = paths(data_root);
         if !data_root.exists() {
@@ -84,8 +78,8 @@ pub fn release(data_root: &Path, net: &str) -> Result<()> {
             return Ok(());
         }
         if rec.networks.is_empty() {
-            if read_sysctl()? != rec.previous {
-                write_sysctl(&rec.previous)?;
+            if links.sysctl(SYSCTL)? != rec.previous {
+                links.set_sysctl(SYSCTL, &rec.previous)?;
             }
             fs::remove_file(&record).with_context(|| format!("removing {}", record.display()))
         } else {
@@ -111,8 +105,9 @@ mod tests {
     #[test]
     fn release_without_record_is_ok() {
         let dir = tempfile::tempdir().unwrap();
-        release(dir.path(), "a").unwrap();
-        release(&dir.path().join("missing"), "a").unwrap();
+        let links = crate::net::testing::FakeLinks::new();
+        release(&links, dir.path(), "a").unwrap();
+        release(&links, &dir.path().join("missing"), "a").unwrap();
         assert!(!dir.path().join("missing").exists());
     }
 }

@@ -16,7 +16,8 @@
 use anyhow::{bail, Result};
 
 use super::endpoint;
-use super::firewall::{self, Backend, Want, WantService};
+use super::firewall::{Backend, Want, WantService};
+use super::kernel::{Firewalls, RealFirewalls};
 use super::network;
 use super::service;
 use crate::Context;
@@ -59,12 +60,17 @@ fn want(ctx: &Context, backend: Backend, full: bool) -> Result<Want> {
 
 /// Restore `backend`'s rules from the records when `force` or when something is missing; says so on
 /// stderr when it had to. Returns what was missing.
-fn restore(ctx: &Context, backend: Backend, force: bool) -> Result<Option<String>> {
-    restore_counted(ctx, backend, force).map(|(what, _)| what)
+fn restore(ctx: &Context, fw: &dyn Firewalls, backend: Backend, force: bool) -> Result<Option<String>> {
+    restore_counted(ctx, fw, backend, force).map(|(what, _)| what)
 }
 
 /// [`restore`], with what the records asked for: (networks, endpoints with ports, services).
-fn restore_counted(ctx: &Context, backend: Backend, force: bool) -> Result<(Option<String>, [usize; 3])> {
+fn restore_counted(
+    ctx: &Context,
+    fw: &dyn Firewalls,
+    backend: Backend,
+    force: bool,
+) -> Result<(Option<String>, [usize; 3])> {
     let _nets = network::store(&ctx.data_root).lock()?;
     let _svcs = service::store(&ctx.data_root).lock()?;
     let counts = std::cell::Cell::new([0; 3]);
@@ -73,17 +79,21 @@ fn restore_counted(ctx: &Context, backend: Backend, force: bool) -> Result<(Opti
         counts.set([w.networks.len(), w.ports.len(), w.services.len()]);
         Ok(w)
     };
-    let what = firewall::open(backend).restore(&read, force)?;
+    let what = fw.open(backend).restore(&read, force)?;
     Ok((what, counts.get()))
 }
 
 /// Before a command changes `backend`'s rules: put back whatever of the records' rules is missing.
 /// Call it holding no store lock (it may take them). Returns whether it restored.
 pub fn ensure(ctx: &Context, backend: Backend) -> Result<bool> {
-    let fw = firewall::open(backend);
-    let Some(what) = fw.damage(&want(ctx, backend, false)?)? else { return Ok(false) };
+    ensure_with(ctx, &RealFirewalls, backend)
+}
+
+/// [`ensure`] with these firewalls.
+pub fn ensure_with(ctx: &Context, fw: &dyn Firewalls, backend: Backend) -> Result<bool> {
+    let Some(what) = fw.open(backend).damage(&want(ctx, backend, false)?)? else { return Ok(false) };
     // The command goes on either way: what it changes in the firewall succeeds or fails on its own.
-    match restore(ctx, backend, false) {
+    match restore(ctx, fw, backend, false) {
         Ok(Some(what)) => {
             crate::notice::notice(&format!("firewall ({backend}): {what}; restored rcon's rules from its records"));
             Ok(true)
@@ -97,9 +107,9 @@ pub fn ensure(ctx: &Context, backend: Backend) -> Result<bool> {
 }
 
 /// [`ensure`] for every backend some network uses.
-pub fn ensure_all(ctx: &Context) -> Result<()> {
+pub fn ensure_all(ctx: &Context, fw: &dyn Firewalls) -> Result<()> {
     for b in backends_in_use(ctx)? {
-        ensure(ctx, b)?;
+        ensure_with(ctx, fw, b)?;
     }
     Ok(())
 }
@@ -122,7 +132,7 @@ pub struct Reloaded {
 pub fn reload(ctx: &Context) -> Result<Vec<Reloaded>> {
     let mut out = Vec::new();
     for backend in backends_in_use(ctx)? {
-        let (_, [networks, published, services]) = restore_counted(ctx, backend, true)?;
+        let (_, [networks, published, services]) = restore_counted(ctx, &RealFirewalls, backend, true)?;
         out.push(Reloaded { backend, networks, published, services });
     }
     Ok(out)

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
+use super::links::{Links, Request};
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -38,6 +39,9 @@ pub struct Route {
 pub struct Netlink {
     rt: tokio::runtime::Runtime,
     handle: Handle,
+    /// The namespace this socket is in, when it is not the calling thread's:
+    /// /proc/sys/net follows the thread, so a sysctl is written from inside it.
+    ns: Option<File>,
 }
 
 /// rtnetlink errors carry only the errno: turn them into io errors so the
@@ -66,20 +70,24 @@ impl Netlink {
         let _in = rt.enter();
         let (conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
         rt.spawn(conn);
-        Ok(Netlink { rt, handle })
+        Ok(Netlink { rt, handle, ns: None })
     }
 
     /// A socket in the namespace of `ns` (a netns file): enter, open, leave.
     pub fn in_netns(ns: &File) -> Result<Netlink> {
-        let _back = super::netns::enter(ns.as_fd())?;
-        Netlink::current()
+        let mut nl = {
+            let _back = super::netns::enter(ns.as_fd())?;
+            Netlink::current()?
+        };
+        nl.ns = Some(ns.try_clone().context("keeping the netns file")?);
+        Ok(nl)
     }
 
     fn block<T>(&self, f: impl std::future::Future<Output = Result<T, rtnetlink::Error>>) -> Result<T> {
         self.rt.block_on(f).map_err(nl)
     }
 
-    pub fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
+    fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
         let req = self.handle.link().get().match_name(name.to_string()).execute();
         match self.rt.block_on(async {
             futures::pin_mut!(req);
@@ -97,7 +105,61 @@ impl Netlink {
         }
     }
 
-    pub fn link_names(&self) -> Result<Vec<String>> {
+    /// Send one request with these netlink flags and wait for the kernel's answer.
+    fn request(&self, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
+        self.rt.block_on(send(self.handle.clone(), msg, flags)).map_err(nl)
+    }
+
+    fn fdb_message(index: u32, mac: [u8; 6], dst: Ipv4Addr) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.family = NlFamily::Bridge;
+        m.header.ifindex = index;
+        m.header.state = NeighbourState::Permanent;
+        m.header.flags = NeighbourFlags::Own;
+        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+        m
+    }
+
+    /// A prepared request as its netlink message and flags.
+    fn message(r: &Request) -> (RouteNetlinkMessage, u16) {
+        match *r {
+            Request::Route { dest, via, dev, onlink } => {
+                (RouteNetlinkMessage::NewRoute(route_message(dest, via, dev, onlink)), NLM_F_CREATE | NLM_F_REPLACE)
+            }
+            Request::Neighbour { index, ip, mac } => {
+                let mut m = NeighbourMessage::default();
+                m.header.family = NlFamily::Inet;
+                m.header.ifindex = index;
+                m.header.state = NeighbourState::Permanent;
+                m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+                m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+                (RouteNetlinkMessage::NewNeighbour(m), NLM_F_CREATE | NLM_F_REPLACE)
+            }
+            Request::Fdb { index, mac, dst, append } => {
+                let how = if append { NLM_F_APPEND } else { NLM_F_REPLACE };
+                (RouteNetlinkMessage::NewNeighbour(Self::fdb_message(index, mac, dst)), NLM_F_CREATE | how)
+            }
+        }
+    }
+
+    /// Run `f` inside this socket's namespace (it is the calling thread's when `ns` is None).
+    fn inside<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _back = self.ns.as_ref().map(|ns| super::netns::enter(ns.as_fd())).transpose()?;
+        f()
+    }
+}
+
+impl Links for Netlink {
+    fn in_netns(&self, ns: &File) -> Result<Box<dyn Links>> {
+        Ok(Box::new(Netlink::in_netns(ns)?))
+    }
+
+    fn index(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.link_by_name(name)?.map(|m| m.header.index))
+    }
+
+    fn link_names(&self) -> Result<Vec<String>> {
         let req = self.handle.link().get().execute();
         let msgs: Vec<LinkMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing links")?;
         Ok(msgs
@@ -111,16 +173,7 @@ impl Netlink {
             .collect())
     }
 
-    pub fn index(&self, name: &str) -> Result<Option<u32>> {
-        Ok(self.link_by_name(name)?.map(|m| m.header.index))
-    }
-
-    /// The index of `name`, or a clear error when it does not exist.
-    pub fn require(&self, name: &str) -> Result<u32> {
-        self.index(name)?.with_context(|| format!("link {name} does not exist"))
-    }
-
-    pub fn mtu_of(&self, index: u32) -> Result<Option<u32>> {
+    fn mtu_of(&self, index: u32) -> Result<Option<u32>> {
         let req = self.handle.link().get().match_index(index).execute();
         let msg = self
             .rt
@@ -138,7 +191,7 @@ impl Netlink {
     }
 
     /// A bridge, up, with a fixed MAC (so it does not follow its ports).
-    pub fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32) -> Result<u32> {
+    fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32) -> Result<u32> {
         let msg = LinkBridge::new(name).address(mac.to_vec()).mtu(mtu).build();
         self.block(self.handle.link().add(msg).execute()).with_context(|| format!("creating bridge {name}"))?;
         self.require(name)
@@ -148,7 +201,7 @@ impl Netlink {
     /// clash with nothing here), with the peer's MAC (and the local end's,
     /// when given) and both MTUs set. Returns the index of the local end,
     /// which is left down.
-    pub fn create_veth(
+    fn create_veth(
         &self,
         local: &str,
         local_mac: Option<[u8; 6]>,
@@ -184,7 +237,7 @@ impl Netlink {
     /// work that grows with the number of containers. IPv6 itself stays on,
     /// so a user may still add addresses by hand. The kernel refuses this
     /// attribute when the link is made, hence a message of its own.
-    pub fn no_ipv6_addresses(&self, index: u32) -> Result<()> {
+    fn no_ipv6_addresses(&self, index: u32) -> Result<()> {
         let mut msg = LinkUnspec::new_with_index(index).build();
         msg.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
             In6AddrGenMode::None,
@@ -197,7 +250,7 @@ impl Netlink {
     }
 
     /// Enslave to `master` (when given) and bring up.
-    pub fn up(&self, index: u32, master: Option<u32>) -> Result<()> {
+    fn up(&self, index: u32, master: Option<u32>) -> Result<()> {
         let mut b = LinkUnspec::new_with_index(index).up();
         if let Some(m) = master {
             b = b.controller(m);
@@ -206,7 +259,7 @@ impl Netlink {
     }
 
     /// Rename a link (it must be down) and optionally move it to another namespace.
-    pub fn rename_into(&self, index: u32, name: &str, ns: Option<&File>) -> Result<()> {
+    fn rename_into(&self, index: u32, name: &str, ns: Option<&File>) -> Result<()> {
         let mut b = LinkUnspec::new_with_index(index).name(name);
         if let Some(ns) = ns {
             b = b.setns_by_fd(ns.as_raw_fd());
@@ -214,46 +267,35 @@ impl Netlink {
         self.block(self.handle.link().set(b.build()).execute()).with_context(|| format!("moving link to {name}"))
     }
 
-    pub fn set_address(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+    fn set_address(&self, index: u32, mac: [u8; 6]) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index).address(mac.to_vec()).build();
         self.block(self.handle.link().set(msg).execute()).context("setting the MAC address")
     }
 
     /// Hairpin (published-port hairpin needs it) and port isolation (icc=false).
-    pub fn bridge_port(&self, index: u32, hairpin: bool, isolated: bool) -> Result<()> {
+    fn bridge_port(&self, index: u32, hairpin: bool, isolated: bool) -> Result<()> {
         let msg = LinkBridgePort::new(index).hairpin(hairpin).isolated(isolated).build();
         self.block(self.handle.link().set_port(msg).execute()).context("setting bridge port flags")
     }
 
-    pub fn delete_link(&self, index: u32) -> Result<()> {
+    fn delete_link(&self, index: u32) -> Result<()> {
         self.block(self.handle.link().del(index).execute()).with_context(|| format!("deleting link {index}"))
     }
 
-    /// Delete `name` if it exists.
-    pub fn delete_by_name(&self, name: &str) -> Result<()> {
-        match self.index(name)? {
-            Some(i) => match self.delete_link(i) {
-                Err(e) if is_gone(&e) => Ok(()),
-                r => r,
-            },
-            None => Ok(()),
-        }
-    }
-
-    pub fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+    fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
         self.block(self.handle.address().add(index, ip.into(), prefix).execute())
             .with_context(|| format!("adding address {ip}/{prefix}"))
     }
 
     /// Add a route: via a gateway (`onlink` when the gateway is not in a
     /// local subnet), or straight out of the device (scope link).
-    pub fn add_route(&self, dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Result<()> {
+    fn add_route(&self, dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Result<()> {
         let msg = route_message(dest, via, dev, onlink);
         self.block(self.handle.route().add(msg).execute()).with_context(|| route_text("adding", dest, via))
     }
 
     /// A permanent neighbour entry (ip lladdr MAC nud permanent).
-    pub fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+    fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
         let req = self
             .handle
             .neighbours()
@@ -266,7 +308,7 @@ impl Netlink {
     /// A VXLAN device on `underlay` (VNI, UDP port, local address), with its
     /// MTU and MAC, and learning as asked; left down.
     #[allow(clippy::too_many_arguments)]
-    pub fn create_vxlan(
+    fn create_vxlan(
         &self,
         name: &str,
         vni: u32,
@@ -291,21 +333,16 @@ impl Netlink {
 
     /// A kernel ipip device with no fixed remote: each peer is reached by an
     /// onlink route via its underlay address (as `tunl0` is used). Left down.
-    pub fn create_ipip(&self, name: &str, local: Ipv4Addr, underlay: u32, mtu: u32) -> Result<u32> {
+    fn create_ipip(&self, name: &str, local: Ipv4Addr, underlay: u32, mtu: u32) -> Result<u32> {
         let msg = rtnetlink::LinkIpIp::new(name).local(local).dev(underlay).pmtudisc(true).mtu(mtu).build();
         self.block(self.handle.link().add(msg).execute()).with_context(|| format!("creating ipip device {name}"))?;
         self.require(name)
     }
 
-    /// Send one request with these netlink flags and wait for the kernel's answer.
-    fn request(&self, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
-        self.rt.block_on(send(self.handle.clone(), msg, flags)).map_err(nl)
-    }
-
     /// Send `reqs` together, a window of them in flight on the one socket,
     /// and return each one's answer in order: a thousand peers' entries
     /// cost the kernel's work and not a round trip each.
-    pub fn send_all(&self, reqs: Vec<Request>) -> Vec<Result<()>> {
+    fn send_all(&self, reqs: Vec<Request>) -> Vec<Result<()>> {
         use futures::StreamExt as _;
         // The window keeps the kernel's answers within the socket's receive
         // buffer: an answer dropped for want of room would never come.
@@ -313,39 +350,26 @@ impl Netlink {
         let handle = self.handle.clone();
         let sends = reqs.into_iter().map(|r| {
             let h = handle.clone();
-            async move { send(h, r.msg, r.flags).await.map_err(nl).with_context(|| r.what) }
+            let (msg, flags) = Self::message(&r);
+            async move { send(h, msg, flags).await.map_err(nl).with_context(|| r.what()) }
         });
         self.rt.block_on(futures::stream::iter(sends).buffered(IN_FLIGHT).collect())
     }
 
     /// Send one prepared request.
-    pub fn send_one(&self, r: Request) -> Result<()> {
-        self.request(r.msg, r.flags).with_context(|| r.what)
+    fn send_one(&self, r: Request) -> Result<()> {
+        let (msg, flags) = Self::message(&r);
+        self.request(msg, flags).with_context(|| r.what())
     }
 
-    fn fdb_message(index: u32, mac: [u8; 6], dst: Ipv4Addr) -> NeighbourMessage {
-        let mut m = NeighbourMessage::default();
-        m.header.family = NlFamily::Bridge;
-        m.header.ifindex = index;
-        m.header.state = NeighbourState::Permanent;
-        m.header.flags = NeighbourFlags::Own;
-        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
-        m
-    }
-
-    pub fn set_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr, append: bool) -> Result<()> {
-        self.send_one(Request::set_fdb(index, mac, dst, append))
-    }
-
-    pub fn del_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<()> {
+    fn del_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<()> {
         ignore_gone(self.request(RouteNetlinkMessage::DelNeighbour(Self::fdb_message(index, mac, dst)), 0))
             .with_context(|| format!("deleting fdb entry {} dst {dst}", format_mac(mac)))
     }
 
     /// The MACs of a device's own forwarding entries that point at `dst`
     /// (static or learned).
-    pub fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<[u8; 6]>> {
+    fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<[u8; 6]>> {
         let req = self.handle.neighbours().get().set_address_family(NlFamily::Bridge).execute();
         let msgs: Vec<NeighbourMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing fdb")?;
         Ok(msgs
@@ -368,12 +392,7 @@ impl Netlink {
             .collect())
     }
 
-    /// A permanent neighbour entry, replacing whatever `ip` had.
-    pub fn set_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
-        self.send_one(Request::set_neighbour(index, ip, mac))
-    }
-
-    pub fn del_neighbour(&self, index: u32, ip: Ipv4Addr) -> Result<()> {
+    fn del_neighbour(&self, index: u32, ip: Ipv4Addr) -> Result<()> {
         let mut m = NeighbourMessage::default();
         m.header.family = NlFamily::Inet;
         m.header.ifindex = index;
@@ -382,12 +401,7 @@ impl Netlink {
             .with_context(|| format!("deleting neighbour {ip}"))
     }
 
-    /// `add_route`, replacing a route to the same destination.
-    pub fn set_route(&self, dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Result<()> {
-        self.send_one(Request::set_route(dest, via, dev, onlink))
-    }
-
-    pub fn del_route(&self, dest: Ipv4Net) -> Result<()> {
+    fn del_route(&self, dest: Ipv4Net) -> Result<()> {
         // Scope "nowhere" matches a route of any scope, as `ip route del` does.
         let msg = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dest.network(), dest.prefix_len())
@@ -398,7 +412,7 @@ impl Netlink {
     }
 
     /// The IPv4 addresses (with their prefixes) of link `index`.
-    pub fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+    fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
         let req = self.handle.address().get().set_link_index_filter(index).execute();
         let msgs: Vec<AddressMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing addresses")?;
         Ok(msgs.iter().filter(|m| m.header.index == index).filter_map(v4_local).collect())
@@ -406,7 +420,7 @@ impl Netlink {
 
     /// Every IPv4 address of the namespace, with the name of its link (the
     /// address's label), in one dump.
-    pub fn all_ipv4_addresses(&self) -> Result<Vec<(String, Ipv4Addr)>> {
+    fn all_ipv4_addresses(&self) -> Result<Vec<(String, Ipv4Addr)>> {
         let req = self.handle.address().get().execute();
         let msgs: Vec<AddressMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing addresses")?;
         Ok(msgs
@@ -422,7 +436,7 @@ impl Netlink {
     }
 
     /// The IPv4 routes of the main table.
-    pub fn routes(&self) -> Result<Vec<Route>> {
+    fn routes(&self) -> Result<Vec<Route>> {
         let req = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
         let msgs: Vec<RouteMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing routes")?;
         Ok(msgs
@@ -444,13 +458,18 @@ impl Netlink {
             .collect())
     }
 
-    /// The MTU of the interface that holds the default route (1500 without one).
-    pub fn default_route_mtu(&self) -> Result<u32> {
-        let oif = self.routes()?.into_iter().find(|r| r.dest.prefix_len() == 0).and_then(|r| r.oif);
-        Ok(match oif {
-            Some(i) => self.mtu_of(i)?.unwrap_or(1500),
-            None => 1500,
-        })
+    fn delete_detached(&self, name: &str) -> Result<()> {
+        delete_detached(self.ns.as_ref(), name)
+    }
+
+    fn sysctl(&self, key: &str) -> Result<String> {
+        let p = format!("/proc/sys/net/{key}");
+        self.inside(|| Ok(std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?.trim().to_string()))
+    }
+
+    fn set_sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let p = format!("/proc/sys/net/{key}");
+        self.inside(|| std::fs::write(&p, value).with_context(|| format!("writing {value} to {p}")))
     }
 }
 
@@ -465,50 +484,6 @@ async fn send(mut handle: Handle, msg: RouteNetlinkMessage, flags: u16) -> Resul
         }
     }
     Ok(())
-}
-
-/// A request made ready to send, alone (`Netlink::send_one`) or with
-/// others (`Netlink::send_all`); `what` names it in an error.
-pub struct Request {
-    msg: RouteNetlinkMessage,
-    flags: u16,
-    what: String,
-}
-
-impl Request {
-    /// `dest` via `via` on `dev`, replacing a route to the same destination.
-    pub fn set_route(dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Request {
-        Request {
-            msg: RouteNetlinkMessage::NewRoute(route_message(dest, via, dev, onlink)),
-            flags: NLM_F_CREATE | NLM_F_REPLACE,
-            what: route_text("setting", dest, via),
-        }
-    }
-
-    /// A permanent neighbour entry, replacing whatever `ip` had.
-    pub fn set_neighbour(index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Request {
-        let mut m = NeighbourMessage::default();
-        m.header.family = NlFamily::Inet;
-        m.header.ifindex = index;
-        m.header.state = NeighbourState::Permanent;
-        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        Request {
-            msg: RouteNetlinkMessage::NewNeighbour(m),
-            flags: NLM_F_CREATE | NLM_F_REPLACE,
-            what: format!("setting neighbour {ip}"),
-        }
-    }
-
-    /// A permanent FDB entry: `mac` behind `dst` (append: one more destination).
-    pub fn set_fdb(index: u32, mac: [u8; 6], dst: Ipv4Addr, append: bool) -> Request {
-        let how = if append { NLM_F_APPEND } else { NLM_F_REPLACE };
-        Request {
-            msg: RouteNetlinkMessage::NewNeighbour(Netlink::fdb_message(index, mac, dst)),
-            flags: NLM_F_CREATE | how,
-            what: format!("adding fdb entry {} dst {dst}", format_mac(mac)),
-        }
-    }
 }
 
 fn route_message(dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> RouteMessage {
@@ -555,7 +530,8 @@ fn v4_local(m: &AddressMessage) -> Option<Ipv4Net> {
 /// Delete the link `name` from a forked child and return at once: the kernel
 /// takes about 20 ms to unregister a veth and nothing needs to wait for it.
 /// A child that dies first leaves a link without a record, which gc removes.
-pub fn delete_detached(name: &str) -> Result<()> {
+/// `ns`: the namespace of the link, when it is not the calling thread's.
+fn delete_detached(ns: Option<&File>, name: &str) -> Result<()> {
     use nix::unistd::{fork, ForkResult};
     // SAFETY: rcon runs single-threaded here (current-thread runtimes only, and the threads it starts
     // elsewhere are joined before they return), so the child's copy holds no lock another thread had.
@@ -572,16 +548,14 @@ pub fn delete_detached(name: &str) -> Result<()> {
                 }
             }
             let _ = nix::unistd::setsid();
-            let ok = Netlink::current().and_then(|n| n.delete_by_name(name)).is_ok();
+            let nl = match ns {
+                Some(ns) => Netlink::in_netns(ns),
+                None => Netlink::current(),
+            };
+            let ok = nl.and_then(|n| n.delete_by_name(name)).is_ok();
             // SAFETY: _exit takes an integer and ends the child at once, so the caller's Drops and atexit
             // handlers, copied by fork, do not run a second time.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
     }
-}
-
-/// Set a per-interface IPv4 sysctl (proxy_arp, …) in the calling thread's namespace.
-pub fn set_conf(ifname: &str, key: &str, value: &str) -> Result<()> {
-    let p = format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
-    std::fs::write(&p, value).with_context(|| format!("writing {p}"))
 }

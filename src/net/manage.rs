@@ -13,7 +13,8 @@ use super::endpoint::{self, Endpoint, Filter};
 use super::firewall::{self, Backend};
 use super::hostports::Claims;
 use super::ipam::Ipam;
-use super::link::Netlink;
+use super::kernel::Kernel;
+use super::links::Links;
 use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
 use super::ports::PortSpec;
 use super::{driver, forwarding, heal};
@@ -31,17 +32,22 @@ fn endpoints(ctx: &Context) -> endpoint::Store {
 /// Create a network: record, bridge, forwarding and firewall rules. On any
 /// failure what was done is undone, and the node is as it was.
 pub fn create_network(ctx: &Context, req: &Request) -> Result<Network> {
-    heal::ensure(ctx, req.firewall)?;
-    let store = networks(ctx);
-    let _lock = store.lock()?;
-    create_locked(ctx, &store, req)
+    create_network_with(ctx, &Kernel::real(), req)
 }
 
-fn create_locked(ctx: &Context, store: &network::Store, req: &Request) -> Result<Network> {
+/// [`create_network`] on these links and firewalls.
+pub fn create_network_with(ctx: &Context, k: &Kernel, req: &Request) -> Result<Network> {
+    heal::ensure_with(ctx, k.firewalls.as_ref(), req.firewall)?;
+    let store = networks(ctx);
+    let _lock = store.lock()?;
+    create_locked(ctx, k, &store, req)
+}
+
+fn create_locked(ctx: &Context, k: &Kernel, store: &network::Store, req: &Request) -> Result<Network> {
     if store.exists(&req.name) {
         bail!("network {:?} already exists", req.name);
     }
-    let node = Netlink::current()?;
+    let node = k.links()?;
     let mut taken: Vec<(String, ipnet::Ipv4Net)> =
         store.list()?.into_iter().map(|n| (format!("network {}", n.name), n.subnet)).collect();
     // Service VIPs: a range holding one would hand it to a container (`service create` takes this lock too).
@@ -60,8 +66,8 @@ fn create_locked(ctx: &Context, store: &network::Store, req: &Request) -> Result
     }
     store.save(&net)?;
     crate::store::fault("network:recorded");
-    if let Err(e) = install(ctx, &node, &net) {
-        let _ = uninstall(ctx, &node, &net);
+    if let Err(e) = install(ctx, k, &net) {
+        let _ = uninstall(ctx, k, &net);
         let _ = store.remove(&net.name);
         return Err(e);
     }
@@ -69,30 +75,31 @@ fn create_locked(ctx: &Context, store: &network::Store, req: &Request) -> Result
 }
 
 /// The kernel side of a network: bridge, ip_forward, firewall rules.
-fn install(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
+fn install(ctx: &Context, k: &Kernel, net: &Network) -> Result<()> {
     if net.driver == Driver::Bridge {
-        driver::ensure_bridge(node, net)?;
+        driver::ensure_bridge(k.links()?, net)?;
     }
-    enable_rules(ctx, net)
+    enable_rules(ctx, k, net)
 }
 
 /// A network's forwarding and firewall rules (both idempotent).
-fn enable_rules(ctx: &Context, net: &Network) -> Result<()> {
-    forwarding::enable(&ctx.data_root, &net.name)?;
-    firewall::open(net.firewall).add_network(&net.rules())
+fn enable_rules(ctx: &Context, k: &Kernel, net: &Network) -> Result<()> {
+    forwarding::enable(k.links()?, &ctx.data_root, &net.name)?;
+    k.firewall(net.firewall).add_network(&net.rules())
 }
 
 /// A bridge network's kernel side back after its bridge went missing (a
 /// reboot, `ip link del`): the bridge with its address, forwarding, the
 /// rules, and the node ends of its endpoints that still exist as its ports
 /// again. Returns whether the bridge had to be made.
-pub fn restore_bridge(ctx: &Context, node: &Netlink, net: &Network) -> Result<bool> {
+pub fn restore_bridge(ctx: &Context, k: &Kernel, net: &Network) -> Result<bool> {
     if net.driver != Driver::Bridge {
         return Ok(false);
     }
+    let node = k.links()?;
     let (br, made) = driver::ensure_bridge(node, net)?;
     if made {
-        enable_rules(ctx, net)?;
+        enable_rules(ctx, k, net)?;
         for ep in endpoints(ctx).on_network(&net.name)? {
             if let Some(host) = node.index(&ep.host_ifname)? {
                 driver::make_port(node, net, br, host)?;
@@ -102,14 +109,14 @@ pub fn restore_bridge(ctx: &Context, node: &Netlink, net: &Network) -> Result<bo
     Ok(made)
 }
 
-fn uninstall(ctx: &Context, node: &Netlink, net: &Network) -> Result<()> {
-    firewall::open(net.firewall).remove_network(&net.name)?;
-    forwarding::release(&ctx.data_root, &net.name)?;
-    driver::remove_bridge(node, net)
+fn uninstall(ctx: &Context, k: &Kernel, net: &Network) -> Result<()> {
+    k.firewall(net.firewall).remove_network(&net.name)?;
+    forwarding::release(k.links()?, &ctx.data_root, &net.name)?;
+    driver::remove_bridge(k.links()?, net)
 }
 
 /// The default network, made on first use (with the context's firewall backend).
-fn default_network(ctx: &Context) -> Result<Network> {
+fn default_network(ctx: &Context, k: &Kernel) -> Result<Network> {
     let store = networks(ctx);
     if store.exists(DEFAULT_NETWORK) {
         return store.get(DEFAULT_NETWORK);
@@ -120,13 +127,17 @@ fn default_network(ctx: &Context) -> Result<Network> {
     }
     let mut req = Request::new(DEFAULT_NETWORK);
     req.firewall = ctx.firewall;
-    create_locked(ctx, &store, &req)
+    create_locked(ctx, k, &store, &req)
 }
 
 /// A network by name; `bridge` is made on first use like docker0.
 pub fn get_network(ctx: &Context, name: &str) -> Result<Network> {
+    network_with(ctx, &Kernel::real(), name)
+}
+
+fn network_with(ctx: &Context, k: &Kernel, name: &str) -> Result<Network> {
     if name == DEFAULT_NETWORK {
-        return default_network(ctx);
+        return default_network(ctx, k);
     }
     networks(ctx).get(name)
 }
@@ -174,19 +185,23 @@ pub fn inspect_network(ctx: &Context, name: &str) -> Result<Inspect> {
 
 /// Remove a network; with endpoints it needs `force`, which detaches them first.
 pub fn remove_network(ctx: &Context, name: &str, force: bool) -> Result<()> {
+    remove_network_with(ctx, &Kernel::real(), name, force)
+}
+
+/// [`remove_network`] on these links and firewalls.
+pub fn remove_network_with(ctx: &Context, k: &Kernel, name: &str, force: bool) -> Result<()> {
     let store = networks(ctx);
-    heal::ensure(ctx, store.get(name)?.firewall)?;
+    heal::ensure_with(ctx, k.firewalls.as_ref(), store.get(name)?.firewall)?;
     let _lock = store.lock()?;
     let net = store.get(name)?;
     let eps = endpoints(ctx).on_network(name)?;
     if !eps.is_empty() && !force {
         bail!("network {name:?} has {} endpoint(s): detach them first or use --force", eps.len());
     }
-    let node = Netlink::current()?;
     for ep in &eps {
-        detach_endpoint(ctx, &node, ep)?;
+        detach_endpoint(ctx, k, ep)?;
     }
-    uninstall(ctx, &node, &net)?;
+    uninstall(ctx, k, &net)?;
     Ipam::new(&ctx.data_root).drop_network(name)?;
     store.remove(name)
 }
@@ -207,7 +222,12 @@ pub struct AttachRequest {
 
 /// Attach a namespace to a network. All or nothing.
 pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
-    let net = get_network(ctx, &req.network)?;
+    attach_with(ctx, &Kernel::real(), req)
+}
+
+/// [`attach`] on these links and firewalls.
+pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<Endpoint> {
+    let net = network_with(ctx, k, &req.network)?;
     if !req.ports.is_empty() {
         if net.internal {
             bail!("network {} is internal: it publishes no ports", net.name);
@@ -215,7 +235,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         if net.driver == Driver::Veth {
             bail!("network {}: the veth driver has no node side to publish ports on", net.name);
         }
-        heal::ensure(ctx, net.firewall)?;
+        heal::ensure_with(ctx, k.firewalls.as_ref(), net.firewall)?;
     }
     // A file that is not a network namespace is said so, before anything is done.
     let ns =
@@ -235,7 +255,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
     if let Some(ep) = mine.iter().find(|e| e.network == net.name && e.netns_alive()) {
         bail!("{} is already attached to network {} as {}", req.netns.display(), net.name, ep.ifname);
     }
-    let inner = Netlink::in_netns(&ns)?;
+    let inner = k.links()?.in_netns(&ns)?;
     let ifname = match &req.ifname {
         Some(i) => {
             network::check_ifname("interface", i)?;
@@ -276,7 +296,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
     if net.driver == Driver::Veth && others.len() >= 2 {
         bail!("network {}: the veth driver joins exactly two ends, and both are attached", net.name);
     }
-    let node = Netlink::current()?;
+    let node = k.links()?;
     let res = (|| {
         // The lease, then the record (gc's way back to everything), then the
         // kernel. The lease book stays locked until the record names the
@@ -305,15 +325,15 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
         crate::store::fault("attach:recorded");
         // A bridge that had to be made again (node rebooted, crash during
         // create) comes back with its forwarding and rules.
-        if driver::attach(&node, &inner, &ns, &net, &ep, &others)? {
-            enable_rules(ctx, &net)?;
+        if driver::attach(node, inner.as_ref(), &ns, &net, &ep, &others)? {
+            enable_rules(ctx, k, &net)?;
         }
-        publish(ctx, &net, &ep)?;
+        publish(ctx, k, &net, &ep)?;
         crate::store::fault("attach:wired");
         Ok(())
     })();
     if let Err(e) = res {
-        let _ = detach_endpoint(ctx, &node, &ep);
+        let _ = detach_endpoint(ctx, k, &ep);
         return Err(e);
     }
     Ok(ep)
@@ -322,21 +342,21 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
 /// The DNAT entries of an endpoint's published ports, with what the node
 /// needs for them: 127.0.0.1 may be DNATed out of the node side (the bridge,
 /// or the routed veth end), and stale UDP flows are forgotten.
-fn publish(ctx: &Context, net: &Network, ep: &Endpoint) -> Result<()> {
+fn publish(ctx: &Context, k: &Kernel, net: &Network, ep: &Endpoint) -> Result<()> {
     let Some(p) = published(ep) else { return Ok(()) };
     let dev = match net.driver {
         Driver::Bridge => net.bridge.clone().context("bridge network without a bridge")?,
         _ => ep.host_ifname.clone(),
     };
-    super::link::set_conf(&dev, "route_localnet", "1")?;
-    if let Err(e) = firewall::open(net.firewall).add_ports(&p) {
+    k.links()?.set_conf(&dev, "route_localnet", "1")?;
+    if let Err(e) = k.firewall(net.firewall).add_ports(&p) {
         // The table went since the check at the start (a firewall reload just now): a restore puts it
         // back with these ports, which the record names already.
-        if !heal::ensure(ctx, net.firewall)? {
+        if !heal::ensure_with(ctx, k.firewalls.as_ref(), net.firewall)? {
             return Err(e);
         }
     }
-    firewall::flush_udp_conntrack(&ep.ports)
+    k.firewalls.flush_udp_conntrack(&ep.ports)
 }
 
 fn published(ep: &Endpoint) -> Option<firewall::Published<'_>> {
@@ -347,7 +367,7 @@ fn published(ep: &Endpoint) -> Option<firewall::Published<'_>> {
 /// Undo one endpoint: published ports, interfaces, claims, lease, record (in that order).
 /// The record loses its ports before the rules go, so that a restore of the
 /// firewall meanwhile does not put them back (see `heal`).
-fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
+fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Result<()> {
     if let Some(p) = published(ep) {
         let eps = endpoints(ctx);
         if eps.recorded(ep) {
@@ -355,11 +375,11 @@ fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
         }
         crate::store::fault("detach:unpublishing");
         let backend = networks(ctx).get(&ep.network).map(|n| n.firewall).unwrap_or_default();
-        firewall::open(backend).remove_ports(&p)?;
-        firewall::flush_udp_conntrack(&ep.ports)?;
+        k.firewall(backend).remove_ports(&p)?;
+        k.firewalls.flush_udp_conntrack(&ep.ports)?;
     }
-    super::service::drop_endpoint(ctx, &ep.key)?;
-    driver::detach(node, ep)?;
+    super::service::drop_endpoint(ctx, k.firewalls.as_ref(), &ep.key)?;
+    driver::detach(k.links()?, ep)?;
     if !ep.ports.is_empty() {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
     }
@@ -369,6 +389,11 @@ fn detach_endpoint(ctx: &Context, node: &Netlink, ep: &Endpoint) -> Result<()> {
 
 /// Detach `netns` from `network` (one interface, or all of them on that network).
 pub fn detach(ctx: &Context, network: &str, netns: &Path, ifname: Option<&str>) -> Result<()> {
+    detach_with(ctx, &Kernel::real(), network, netns, ifname)
+}
+
+/// [`detach`] on these links and firewalls.
+pub fn detach_with(ctx: &Context, k: &Kernel, network: &str, netns: &Path, ifname: Option<&str>) -> Result<()> {
     networks(ctx).get(network)?;
     let id = endpoint::ns_identity(netns)?;
     let mine: Vec<Endpoint> =
@@ -379,9 +404,8 @@ pub fn detach(ctx: &Context, network: &str, netns: &Path, ifname: Option<&str>) 
     if mine.is_empty() {
         bail!("{} is not attached to network {network}", netns.display());
     }
-    ensure_for(ctx, &mine)?;
-    let node = Netlink::current()?;
-    mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))
+    ensure_for(ctx, k, &mine)?;
+    mine.iter().try_for_each(|ep| detach_endpoint(ctx, k, ep))
 }
 
 /// The records of a detach, all of them: one that cannot be read names the
@@ -401,19 +425,23 @@ pub fn endpoints_of(ctx: &Context, owner: &str) -> Result<Vec<Endpoint>> {
 /// Detach what `owner` has on `network`, or on every network (container
 /// delete, where having nothing is fine). Returns how many were detached.
 pub fn detach_owner(ctx: &Context, owner: &str, network: Option<&str>) -> Result<usize> {
+    detach_owner_with(ctx, &Kernel::real(), owner, network)
+}
+
+/// [`detach_owner`] on these links and firewalls.
+pub fn detach_owner_with(ctx: &Context, k: &Kernel, owner: &str, network: Option<&str>) -> Result<usize> {
     let mine = readable(endpoints(ctx).scan(Filter { owner: Some(owner), network, ..Default::default() })?)?;
     if !mine.is_empty() {
-        ensure_for(ctx, &mine)?;
-        let node = Netlink::current()?;
-        mine.iter().try_for_each(|ep| detach_endpoint(ctx, &node, ep))?;
+        ensure_for(ctx, k, &mine)?;
+        mine.iter().try_for_each(|ep| detach_endpoint(ctx, k, ep))?;
     }
     Ok(mine.len())
 }
 
 /// Heal the firewall before endpoints with published ports are detached.
-fn ensure_for(ctx: &Context, eps: &[Endpoint]) -> Result<()> {
+fn ensure_for(ctx: &Context, k: &Kernel, eps: &[Endpoint]) -> Result<()> {
     if eps.iter().any(|e| !e.ports.is_empty()) {
-        heal::ensure_all(ctx)?;
+        heal::ensure_all(ctx, k.firewalls.as_ref())?;
     }
     Ok(())
 }
@@ -466,13 +494,18 @@ fn endpoint_keys(
 /// Safe at any time: a live endpoint is never touched. A record that cannot
 /// be read is skipped and reported, and nothing it may own is removed.
 pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
-    heal::ensure_all(ctx)?;
+    gc_with(ctx, &Kernel::real(), backends)
+}
+
+/// [`gc`] on these links and firewalls.
+pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcReport> {
+    heal::ensure_all(ctx, k.firewalls.as_ref())?;
     let mut report = GcReport::default();
-    let node = Netlink::current()?;
+    let node = k.links()?;
     let eps = endpoints(ctx);
     for ep in eps.all()? {
         if !ep.netns_alive() {
-            detach_endpoint(ctx, &node, &ep)?;
+            detach_endpoint(ctx, k, &ep)?;
             report.endpoints.push(format!("{}/{}", ep.network, ep.key));
         }
     }
@@ -503,7 +536,7 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
         }
     }
     report.index_links = eps.sweep_index(std::time::Duration::from_secs(60));
-    report.rules.extend(super::service::gc(ctx, backends)?);
+    report.rules.extend(super::service::gc(ctx, k.firewalls.as_ref(), backends)?);
     report.broken(super::service::store(&ctx.data_root).scan()?.broken);
     report.broken(super::overlay::broken(&ctx.data_root));
     // The kernel's objects are listed before the records are read: attach
@@ -511,12 +544,12 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
     // rules, so an object seen here that belongs to a live attach has its
     // record in the read below, and only objects of gone endpoints go.
     // The same holds for networks: saved before their bridge and rules.
-    let links = rcon_links(&node)?;
+    let links = rcon_links(node)?;
     let port_owners: Vec<(Backend, Vec<String>)> =
-        backends.iter().filter_map(|b| firewall::open(*b).port_owners().ok().map(|o| (*b, o))).collect();
+        backends.iter().filter_map(|b| k.firewall(*b).port_owners().ok().map(|o| (*b, o))).collect();
     // A backend whose tool is missing has no rules of ours.
     let fw_networks: Vec<(Backend, Vec<String>)> =
-        backends.iter().filter_map(|b| firewall::open(*b).networks().ok().map(|n| (*b, n))).collect();
+        backends.iter().filter_map(|b| k.firewall(*b).networks().ok().map(|n| (*b, n))).collect();
     let live = endpoint_keys(&eps, None, |_| true, &mut report)?;
     {
         // Under the claims' lock, as attach records its claims under it.
@@ -529,7 +562,7 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
         }
         claims.sweep_empty()?;
         for (b, owners) in port_owners {
-            let fw = firewall::open(b);
+            let fw = k.firewall(b);
             for o in owners.into_iter().filter(|o| !keys.contains(o)) {
                 fw.remove_ports_of(&o)?;
                 report.rules.push(format!("{b}:ports of {o}"));
@@ -550,10 +583,10 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
     report.broken(nets.scan()?.broken);
     let known: HashSet<String> = nets.names().into_iter().collect();
     for (b, fw_nets) in fw_networks {
-        let fw = firewall::open(b);
+        let fw = k.firewall(b);
         for n in fw_nets.into_iter().filter(|n| !known.contains(n)) {
             fw.remove_network(&n)?;
-            forwarding::release(&ctx.data_root, &n)?;
+            forwarding::release(node, &ctx.data_root, &n)?;
             report.rules.push(format!("{b}:{n}"));
         }
     }
@@ -562,7 +595,7 @@ pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<GcReport> {
 
 /// Node-side veth ends that rcon names (rv… for containers, rp… parked).
 /// Read over netlink: /sys/class/net shows the namespace sysfs was mounted in.
-fn rcon_links(node: &Netlink) -> Result<Vec<String>> {
+fn rcon_links(node: &dyn Links) -> Result<Vec<String>> {
     Ok(node.link_names()?.into_iter().filter(|n| endpoint::is_host_ifname(n)).collect())
 }
 

@@ -7,7 +7,9 @@ pub mod forwarding;
 pub mod heal;
 pub mod hostports;
 pub mod ipam;
+pub mod kernel;
 pub mod link;
+pub mod links;
 pub mod macaddr;
 pub mod manage;
 pub mod netns;
@@ -15,6 +17,10 @@ pub mod network;
 pub mod overlay;
 pub mod ports;
 pub mod service;
+#[cfg(test)]
+pub mod testing;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 /// Hex SHA-256 of `s`: stable short names for links and records.

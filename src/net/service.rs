@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::firewall::{self, Backend, SvcRules};
 use super::ipam::{Book, Ipam};
+use super::kernel::{Firewalls, RealFirewalls};
 use super::ports::Proto;
 use crate::Context;
 
@@ -154,10 +155,10 @@ pub fn address_key(ip: Ipv4Addr) -> String {
 }
 
 /// Restate `svc`'s rules, with every service's backends for the hairpin set.
-fn apply(store: &Store, svc: &Service) -> Result<()> {
+fn apply(store: &Store, fw: &dyn Firewalls, svc: &Service) -> Result<()> {
     let backends: Vec<(Ipv4Addr, u16)> = svc.backends.iter().map(|m| (m.ip, m.port)).collect();
     let rules = SvcRules { name: &svc.name, vip: svc.vip, lb: svc.lb, backends: &backends };
-    firewall::open(svc.firewall).set_service(&rules, &all_backends(store, Some(svc))?)
+    fw.open(svc.firewall).set_service(&rules, &all_backends(store, Some(svc))?)
 }
 
 /// Every backend address of every service, `changed` in place of its record.
@@ -193,7 +194,7 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
     let books = claim_vip(ctx, name, vip.ip)?;
     // Rules first: a failure leaves no record. The books stay locked until
     // the record names the service, so gc never takes its leases for orphans.
-    let res = apply(&store, &svc).and_then(|()| store.save(&svc));
+    let res = apply(&store, &RealFirewalls, &svc).and_then(|()| store.save(&svc));
     for b in &books {
         if res.is_err() {
             let _ = b.release(&lease_owner(name));
@@ -216,8 +217,8 @@ fn claim_vip(ctx: &Context, name: &str, ip: Ipv4Addr) -> Result<Vec<Book>> {
     if let Some(net) = nets.iter().find(|n| n.gateway == Some(ip)) {
         bail!("--vip {ip}: it is the gateway of network {}", net.name);
     }
-    let node = super::link::Netlink::current()?;
-    if let Some((link, _)) = node.all_ipv4_addresses()?.into_iter().find(|(_, a)| *a == ip) {
+    let kernel = super::kernel::Kernel::real();
+    if let Some((link, _)) = kernel.links()?.all_ipv4_addresses()?.into_iter().find(|(_, a)| *a == ip) {
         bail!("--vip {ip}: the node's {link} holds that address");
     }
     if let Some(ep) = super::endpoint::Store::new(&ctx.data_root).all()?.into_iter().find(|e| e.ip == Some(ip)) {
@@ -252,7 +253,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     let _lock = store.lock()?;
     let svc = store.get(name)?;
     store.remove(name)?;
-    firewall::open(svc.firewall).remove_service(name, &all_backends(&store, None)?)?;
+    RealFirewalls.open(svc.firewall).remove_service(name, &all_backends(&store, None)?)?;
     let ipam = Ipam::new(&ctx.data_root);
     for net in ipam.networks()? {
         ipam.release(&net, &lease_owner(name), None)?;
@@ -267,13 +268,13 @@ pub fn change(ctx: &Context, name: &str, edit: impl FnOnce(&mut Service) -> Resu
     let _lock = store.lock()?;
     let mut svc = store.get(name)?;
     edit(&mut svc)?;
-    apply(&store, &svc)?;
+    apply(&store, &RealFirewalls, &svc)?;
     store.save(&svc)?;
     Ok(svc)
 }
 
 /// An endpoint went: it leaves every service it was a backend of.
-pub fn drop_endpoint(ctx: &Context, key: &str) -> Result<()> {
+pub fn drop_endpoint(ctx: &Context, fw: &dyn Firewalls, key: &str) -> Result<()> {
     let store = store(&ctx.data_root);
     if !store.any_dir() {
         return Ok(());
@@ -282,7 +283,7 @@ pub fn drop_endpoint(ctx: &Context, key: &str) -> Result<()> {
     for mut svc in store.list()? {
         if svc.backends.iter().any(|m| m.endpoint == key) {
             svc.backends.retain(|m| m.endpoint != key);
-            apply(&store, &svc)?;
+            apply(&store, fw, &svc)?;
             store.save(&svc)?;
         }
     }
@@ -290,14 +291,14 @@ pub fn drop_endpoint(ctx: &Context, key: &str) -> Result<()> {
 }
 
 /// gc: rules of services that have no record any more. Returns their names.
-pub fn gc(ctx: &Context, backends: &[Backend]) -> Result<Vec<String>> {
+pub fn gc(ctx: &Context, fw: &dyn Firewalls, backends: &[Backend]) -> Result<Vec<String>> {
     let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     // A service whose record cannot be read keeps its rules.
     let known = store.names();
     let mut removed = Vec::new();
     for b in backends {
-        let fw = firewall::open(*b);
+        let fw = fw.open(*b);
         let Ok(names) = fw.services() else { continue };
         for n in names.into_iter().filter(|n| !known.contains(n)) {
             fw.remove_service(&n, &all_backends(&store, None)?)?;

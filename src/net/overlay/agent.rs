@@ -14,6 +14,7 @@ use super::etcd::{Endpoint, Etcd, Watched};
 use super::reconcile::{diff, own_lease_lost, Me, Step, Want};
 use super::{backend, flannel, manage, Cluster, LeasePeers, Node};
 use crate::net::link::Netlink;
+use crate::net::links::Links;
 use crate::Context;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -30,7 +31,7 @@ fn me(c: &Cluster) -> Me {
 /// `have`, so the next listing tries it again.
 fn apply(
     ctx: &Context,
-    node: &Netlink,
+    node: &dyn Links,
     c: &Cluster,
     have: &mut BTreeMap<String, Node>,
     steps: Vec<Step>,
@@ -78,7 +79,7 @@ fn apply(
 /// List the leases and program the difference (the caller holds the
 /// cluster lock). Returns the store's revision, what is wanted, and a line
 /// per change or skipped lease.
-pub fn sync(ctx: &Context, node: &Netlink, c: &Cluster, etcd: &mut Etcd) -> Result<(i64, Want, Vec<String>)> {
+pub fn sync(ctx: &Context, node: &dyn Links, c: &Cluster, etcd: &mut Etcd) -> Result<(i64, Want, Vec<String>)> {
     let (rev, entries) = etcd.list()?;
     let (want, mut lines) = Want::from_list(&me(c), entries.iter().map(|e| (e.name.as_str(), e.value.as_slice())));
     let mut have = LeasePeers::new(&ctx.data_root).load()?;

@@ -24,6 +24,7 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 
 use super::{Backend, InitRequest, IpipMode, Node, Peers};
+use crate::net::kernel::Kernel;
 use crate::Context;
 
 #[derive(Debug, Deserialize)]
@@ -87,12 +88,17 @@ pub fn parse(path: &Path) -> Result<File> {
 
 /// What `apply` did, one line each.
 pub fn apply(ctx: &Context, path: &Path) -> Result<Vec<String>> {
+    apply_with(ctx, &Kernel::real(), path)
+}
+
+/// [`apply`] on these links and firewalls.
+pub fn apply_with(ctx: &Context, k: &Kernel, path: &Path) -> Result<Vec<String>> {
     let f = parse(path)?;
     let want = f.cluster.request();
     let mut done = Vec::new();
     match super::load(&ctx.data_root)? {
         None => {
-            let (_, note) = super::init(ctx, &want)?;
+            let (_, note) = super::init_with(ctx, k, &want)?;
             done.push(format!("initialised cluster {} on {} ({})", want.cidr, want.node_subnet, want.backend));
             done.extend(note);
         }
@@ -113,7 +119,7 @@ pub fn apply(ctx: &Context, path: &Path) -> Result<Vec<String>> {
             }
             // What went missing behind rcon's back comes back first: peers
             // need the device.
-            done.extend(super::repair(ctx)?);
+            done.extend(super::repair_with(ctx, k)?);
         }
     }
     let have = Peers::list(&super::peers(&ctx.data_root))?;
@@ -121,14 +127,14 @@ pub fn apply(ctx: &Context, path: &Path) -> Result<Vec<String>> {
         match f.nodes.iter().find(|n| n.name == old.name) {
             Some(n) if n == old => {}
             _ => {
-                super::remove_node(ctx, &old.name)?;
+                super::remove_node_with(ctx, k, &old.name)?;
                 done.push(format!("removed node {}", old.name));
             }
         }
     }
     for n in &f.nodes {
         if !have.iter().any(|o| o == n) {
-            super::add_node(ctx, n)?;
+            super::add_node_with(ctx, k, n)?;
             done.push(format!("added node {}", n.name));
         }
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use super::{ipip_user, vtep_mac_of, Backend, Cluster, IpipMode, Node};
-use crate::net::link::{os_error, Netlink, Request};
+use crate::net::links::{os_error, Links, Request};
 
 /// The device name of a VXLAN backend (`rcon-vx` + VNI fits 15 bytes).
 fn vxlan_name(vni: u32) -> String {
@@ -34,7 +34,7 @@ fn peers_file(data_root: &Path) -> PathBuf {
 /// Make this node's device (and for userspace IPIP start its daemon).
 /// Records in `c` which IPIP data plane was chosen. `bridge` is the node's
 /// cluster bridge (vxlan-l2 makes the device its port).
-pub fn setup(node: &Netlink, c: &mut Cluster, bridge: &str, data_root: &Path) -> Result<Option<String>> {
+pub fn setup(node: &dyn Links, c: &mut Cluster, bridge: &str, data_root: &Path) -> Result<Option<String>> {
     let underlay = node.require(&c.underlay)?;
     let mut note = None;
     match c.backend {
@@ -111,7 +111,7 @@ fn lacks_link_type(e: &anyhow::Error) -> bool {
 }
 
 /// Remove this node's device (and stop the userspace daemon).
-pub fn teardown(node: &Netlink, c: &Cluster, data_root: &Path) -> Result<()> {
+pub fn teardown(node: &dyn Links, c: &Cluster, data_root: &Path) -> Result<()> {
     if let Some(d) = c.daemon {
         ipip_user::stop(d)?;
     }
@@ -150,11 +150,11 @@ fn daemons_of(peers_file: &Path) -> Vec<i32> {
 }
 
 /// Reach `peer` from this node.
-pub fn program(node: &Netlink, c: &Cluster, peer: &Node) -> Result<()> {
+pub fn program(node: &dyn Links, c: &Cluster, peer: &Node) -> Result<()> {
     let ctx = || format!("node {}", peer.name);
     if c.backend == Backend::VxlanL2 {
         let dev = node.require(&vxlan_name(c.vni))?;
-        return match node.set_fdb(dev, [0; 6], peer.underlay_ip, true) {
+        return match node.send_one(Request::set_fdb(dev, [0; 6], peer.underlay_ip, true)) {
             // Already among the entry's destinations.
             Err(e) if os_error(&e) == Some(libc::EEXIST) => Ok(()),
             r => r.with_context(ctx),
@@ -166,7 +166,7 @@ pub fn program(node: &Netlink, c: &Cluster, peer: &Node) -> Result<()> {
 
 /// Reach every peer of `peers`, their requests sent together (the agent's
 /// batches): each peer's result, in order.
-pub fn program_all(node: &Netlink, c: &Cluster, peers: &[Node]) -> Vec<Result<()>> {
+pub fn program_all(node: &dyn Links, c: &Cluster, peers: &[Node]) -> Vec<Result<()>> {
     if c.backend == Backend::VxlanL2 {
         return peers.iter().map(|p| program(node, c, p)).collect();
     }
@@ -218,7 +218,7 @@ fn requests(c: &Cluster, dev: u32, peer: &Node) -> Result<Vec<Request>> {
 }
 
 /// Forget `peer`: its route, FDB and neighbour entries.
-pub fn unprogram(node: &Netlink, c: &Cluster, peer: &Node) -> Result<()> {
+pub fn unprogram(node: &dyn Links, c: &Cluster, peer: &Node) -> Result<()> {
     let ctx = || format!("node {}", peer.name);
     let dev = device(c).map(|d| node.index(&d)).transpose()?.flatten();
     match (c.backend, dev) {

@@ -7,7 +7,8 @@ use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
 use super::{backend, peers, Backend, Cluster, IpipMode, Node, Peers};
-use crate::net::link::Netlink;
+use crate::net::kernel::Kernel;
+use crate::net::links::Links;
 use crate::net::manage as netmanage;
 use crate::net::network::{Driver, Request};
 use crate::Context;
@@ -60,7 +61,7 @@ pub(super) struct Underlay {
 /// The underlay interface (default: the default route's) and this node's
 /// address on it: `public_ip` when given (it must be one of the
 /// interface's), else the interface's first.
-pub(super) fn underlay(node: &Netlink, name: Option<&str>, public_ip: Option<Ipv4Addr>) -> Result<Underlay> {
+pub(super) fn underlay(node: &dyn Links, name: Option<&str>, public_ip: Option<Ipv4Addr>) -> Result<Underlay> {
     let name = match name {
         Some(u) => u.to_string(),
         None => default_interface(node)?,
@@ -112,12 +113,16 @@ pub(super) fn check_settings(cidr: Ipv4Net, node_subnet: Ipv4Net, vni: u32, port
 /// Set this node up: the record, the node's network, the backend's device.
 /// Returns the cluster and a note for the user (the IPIP fallback).
 pub fn init(ctx: &Context, req: &InitRequest) -> Result<(Cluster, Option<String>)> {
+    init_with(ctx, &Kernel::real(), req)
+}
+
+/// [`init`] on these links and firewalls.
+pub fn init_with(ctx: &Context, k: &Kernel, req: &InitRequest) -> Result<(Cluster, Option<String>)> {
     check_settings(req.cidr, req.node_subnet, req.vni, req.port, &req.network)?;
-    let node = Netlink::current()?;
-    let ul = underlay(&node, req.underlay.as_deref(), None)?;
+    let ul = underlay(k.links()?, req.underlay.as_deref(), None)?;
     let _lock = lock(ctx)?;
     refuse_member(ctx)?;
-    build(ctx, &node, new_cluster(req, ul))
+    build(ctx, k, new_cluster(req, ul))
 }
 
 /// The record of a node joining with `req` over `ul`.
@@ -143,13 +148,13 @@ pub(super) fn new_cluster(req: &InitRequest, ul: Underlay) -> Cluster {
 
 /// Record `c`, then make its network and device; on failure undo it all.
 /// The caller holds the cluster lock.
-pub(super) fn build(ctx: &Context, node: &Netlink, mut c: Cluster) -> Result<(Cluster, Option<String>)> {
+pub(super) fn build(ctx: &Context, k: &Kernel, mut c: Cluster) -> Result<(Cluster, Option<String>)> {
     super::save(&ctx.data_root, &c)?;
     crate::store::fault("cluster:recorded");
     let res = (|| {
-        let net = netmanage::create_network(ctx, &network_request(ctx, &c))?;
+        let net = netmanage::create_network_with(ctx, k, &network_request(ctx, &c))?;
         let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
-        let note = backend::setup(node, &mut c, &bridge, &ctx.data_root)?;
+        let note = backend::setup(k.links()?, &mut c, &bridge, &ctx.data_root)?;
         crate::store::fault("cluster:device");
         super::save(&ctx.data_root, &c)?;
         Ok(note)
@@ -157,7 +162,7 @@ pub(super) fn build(ctx: &Context, node: &Netlink, mut c: Cluster) -> Result<(Cl
     match res {
         Ok(note) => Ok((c, note)),
         Err(e) => {
-            let _ = undo(ctx, node, &c, true);
+            let _ = undo(ctx, k, &c, true);
             Err(e)
         }
     }
@@ -182,7 +187,7 @@ fn network_request(ctx: &Context, c: &Cluster) -> Request {
     r
 }
 
-fn default_interface(node: &Netlink) -> Result<String> {
+fn default_interface(node: &dyn Links) -> Result<String> {
     let oif = node.routes()?.into_iter().find(|r| r.dest.prefix_len() == 0).and_then(|r| r.oif);
     let Some(oif) = oif else { bail!("no default route to take the underlay from: give --underlay IFACE") };
     node.link_names()?
@@ -195,14 +200,14 @@ fn default_interface(node: &Netlink) -> Result<String> {
 /// endpoints needs `force` (which detaches them).
 pub fn reset(ctx: &Context, force: bool) -> Result<()> {
     let (_lock, c) = lock_cluster(ctx)?;
-    let node = Netlink::current()?;
-    undo(ctx, &node, &c, force)
+    undo(ctx, &Kernel::real(), &c, force)
 }
 
-pub(super) fn undo(ctx: &Context, node: &Netlink, c: &Cluster, force: bool) -> Result<()> {
+pub(super) fn undo(ctx: &Context, k: &Kernel, c: &Cluster, force: bool) -> Result<()> {
     if netmanage::list_networks(ctx)?.iter().any(|n| n.name == c.network) {
-        netmanage::remove_network(ctx, &c.network, force)?;
+        netmanage::remove_network_with(ctx, k, &c.network, force)?;
     }
+    let node = k.links()?;
     let store = super::peer_store(&ctx.data_root, c);
     for p in store.list()? {
         backend::unprogram(node, c, &p)?;
@@ -225,18 +230,23 @@ pub(super) fn undo(ctx: &Context, node: &Netlink, c: &Cluster, force: bool) -> R
 /// replace semantics, so what is in place stays as it is). A line for each
 /// thing brought back.
 pub fn repair(ctx: &Context) -> Result<Vec<String>> {
+    repair_with(ctx, &Kernel::real())
+}
+
+/// [`repair`] on these links and firewalls.
+pub fn repair_with(ctx: &Context, k: &Kernel) -> Result<Vec<String>> {
     let (_lock, mut c) = lock_cluster(ctx)?;
-    let node = Netlink::current()?;
+    let node = k.links()?;
     let mut done = Vec::new();
     let net = match netmanage::list_networks(ctx)?.into_iter().find(|n| n.name == c.network) {
         Some(n) => n,
         None => {
             done.push(format!("recreated network {}", c.network));
-            netmanage::create_network(ctx, &network_request(ctx, &c))?
+            netmanage::create_network_with(ctx, k, &network_request(ctx, &c))?
         }
     };
     let bridge = net.bridge.clone().context("the cluster network has no bridge")?;
-    let bridge_made = netmanage::restore_bridge(ctx, &node, &net)?;
+    let bridge_made = netmanage::restore_bridge(ctx, k, &net)?;
     if bridge_made {
         done.push(format!("recreated bridge {bridge}"));
     }
@@ -246,10 +256,10 @@ pub fn repair(ctx: &Context) -> Result<Vec<String>> {
     };
     let stopped = c.daemon.is_some_and(|d| !d.alive());
     if missing.is_some() || stopped {
-        backend::teardown(&node, &c, &ctx.data_root)?;
+        backend::teardown(node, &c, &ctx.data_root)?;
         (c.daemon, c.ipip_plane) = (None, None);
         super::save(&ctx.data_root, &c)?;
-        backend::setup(&node, &mut c, &bridge, &ctx.data_root)?;
+        backend::setup(node, &mut c, &bridge, &ctx.data_root)?;
         super::save(&ctx.data_root, &c)?;
         done.push(match missing {
             Some(d) => format!("recreated device {d}"),
@@ -262,7 +272,7 @@ pub fn repair(ctx: &Context) -> Result<Vec<String>> {
     }
     let all = super::peer_store(&ctx.data_root, &c).list()?;
     for p in &all {
-        backend::program(&node, &c, p)?;
+        backend::program(node, &c, p)?;
     }
     backend::sync_daemon(&c, &all, &ctx.data_root)?;
     Ok(done)
@@ -281,7 +291,7 @@ fn refuse_static(c: &Cluster, what: &str) -> Result<()> {
 }
 
 /// Check a peer against this node and the other peers.
-fn check_node(node: &Netlink, c: &Cluster, others: &[Node], n: &Node) -> Result<()> {
+fn check_node(node: &dyn Links, c: &Cluster, others: &[Node], n: &Node) -> Result<()> {
     crate::store::validate_id("node name", &n.name)?;
     check_range(c.cidr, n.subnet, &format!("node {}: --subnet", n.name))?;
     if crate::net::ipam::overlaps(&n.subnet, &c.node_subnet) {
@@ -312,7 +322,7 @@ fn check_node(node: &Netlink, c: &Cluster, others: &[Node], n: &Node) -> Result<
 }
 
 /// Whether `ip` is inside a subnet the underlay interface is directly on.
-fn on_segment(node: &Netlink, c: &Cluster, ip: Ipv4Addr) -> Result<bool> {
+fn on_segment(node: &dyn Links, c: &Cluster, ip: Ipv4Addr) -> Result<bool> {
     let idx = node.require(&c.underlay)?;
     Ok(node.ipv4_addresses(idx)?.iter().any(|a| a.trunc().contains(&ip)))
 }
@@ -320,6 +330,11 @@ fn on_segment(node: &Netlink, c: &Cluster, ip: Ipv4Addr) -> Result<bool> {
 /// `rcon node add`: record, then program. Adding the same node twice is a
 /// no-op; a different node under a taken name is refused.
 pub fn add_node(ctx: &Context, n: &Node) -> Result<()> {
+    add_node_with(ctx, &Kernel::real(), n)
+}
+
+/// [`add_node`] on these links.
+pub fn add_node_with(ctx: &Context, k: &Kernel, n: &Node) -> Result<()> {
     let (_lock, c) = lock_cluster(ctx)?;
     refuse_static(&c, "node add")?;
     let store = peers(&ctx.data_root);
@@ -329,18 +344,18 @@ pub fn add_node(ctx: &Context, n: &Node) -> Result<()> {
             bail!("node {} already exists with other settings: `rcon node rm {}` first", n.name, n.name);
         }
     }
-    let node = Netlink::current()?;
-    check_node(&node, &c, &all, n)?;
+    let node = k.links()?;
+    check_node(node, &c, &all, n)?;
     store.put(n)?;
     crate::store::fault("node:recorded");
-    let res = backend::program(&node, &c, n).and_then(|()| {
+    let res = backend::program(node, &c, n).and_then(|()| {
         let mut now = all.clone();
         now.retain(|o| o.name != n.name);
         now.push(n.clone());
         backend::sync_daemon(&c, &now, &ctx.data_root)
     });
     if let Err(e) = res {
-        let _ = backend::unprogram(&node, &c, n);
+        let _ = backend::unprogram(node, &c, n);
         let _ = Peers::remove(&store, &n.name);
         return Err(e);
     }
@@ -349,6 +364,11 @@ pub fn add_node(ctx: &Context, n: &Node) -> Result<()> {
 
 /// `rcon node rm`: unprogram, then forget.
 pub fn remove_node(ctx: &Context, name: &str) -> Result<()> {
+    remove_node_with(ctx, &Kernel::real(), name)
+}
+
+/// [`remove_node`] on these links.
+pub fn remove_node_with(ctx: &Context, k: &Kernel, name: &str) -> Result<()> {
     let (_lock, c) = lock_cluster(ctx)?;
     refuse_static(&c, "node rm")?;
     let store = peers(&ctx.data_root);
@@ -358,8 +378,7 @@ pub fn remove_node(ctx: &Context, name: &str) -> Result<()> {
         store.get(name)?;
         bail!("node {name:?} does not exist");
     };
-    let node = Netlink::current()?;
-    backend::unprogram(&node, &c, n)?;
+    backend::unprogram(k.links()?, &c, n)?;
     let rest: Vec<Node> = all.iter().filter(|o| o.name != name).cloned().collect();
     backend::sync_daemon(&c, &rest, &ctx.data_root)?;
     Peers::remove(&store, name)

@@ -15,7 +15,7 @@ use super::etcd::{Endpoint, Etcd};
 use super::flannel::{self, NetConfig, Plan};
 use super::manage::{self, InitRequest};
 use super::{agent, Cluster, IpipMode, Membership};
-use crate::net::link::Netlink;
+use crate::net::kernel::Kernel;
 use crate::Context;
 
 /// flannel's lease lifetime.
@@ -67,8 +67,9 @@ pub fn join(ctx: &Context, req: &JoinRequest) -> Result<(Cluster, Option<String>
     if req.lease_ttl < Duration::from_secs(2) {
         bail!("--lease-ttl {}s is too short: at least 2s", req.lease_ttl.as_secs());
     }
-    let node = Netlink::current()?;
-    let ul = manage::underlay(&node, req.underlay.as_deref(), req.public_ip)?;
+    let k = Kernel::real();
+    let node = k.links()?;
+    let ul = manage::underlay(node, req.underlay.as_deref(), req.public_ip)?;
     let _lock = manage::lock(ctx)?;
     manage::refuse_member(ctx)?;
     let mut etcd = Etcd::connect(&req.at)?;
@@ -113,7 +114,7 @@ pub fn join(ctx: &Context, req: &JoinRequest) -> Result<(Cluster, Option<String>
             lease_ttl_secs: req.lease_ttl.as_secs(),
             subnet_file: req.subnet_file.clone(),
         });
-        manage::build(ctx, &node, c)
+        manage::build(ctx, &k, c)
     });
     let (c, note) = match res {
         Ok(r) => r,
@@ -124,10 +125,10 @@ pub fn join(ctx: &Context, req: &JoinRequest) -> Result<(Cluster, Option<String>
     };
     let finish = (|| {
         write_subnet_env(&c, &req.subnet_file)?;
-        agent::sync(ctx, &node, &c, &mut etcd).map(drop)
+        agent::sync(ctx, node, &c, &mut etcd).map(drop)
     })();
     if let Err(e) = finish {
-        let _ = manage::undo(ctx, &node, &c, true);
+        let _ = manage::undo(ctx, &k, &c, true);
         return Err(e);
     }
     Ok((c, note))

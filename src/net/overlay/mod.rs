@@ -40,7 +40,9 @@ use serde::{Deserialize, Serialize};
 use crate::store::{Broken, Named, Read, Records};
 use crate::sys::proc::Creator;
 
-pub use manage::{add_node, init, remove_node, repair, reset, InitRequest};
+pub use manage::{
+    add_node, add_node_with, init, init_with, remove_node, remove_node_with, repair, repair_with, reset, InitRequest,
+};
 
 use std::collections::BTreeMap;
 
