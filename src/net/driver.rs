@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
 use super::endpoint::{parse_mac, Endpoint};
-use super::links::{os_error, Links};
+use super::links::Links;
 use super::network::{Driver, Network, ROUTED_GATEWAY};
 
 /// The bridge's MAC, derived from the network name so it never follows its ports.
@@ -43,7 +43,7 @@ pub fn ensure_bridge(node: &dyn Links, net: &Network) -> Result<(u32, bool)> {
 /// Bring the node end `host` up as a port of the network's bridge `br`,
 /// with the network's hairpin and isolation settings.
 pub fn make_port(node: &dyn Links, net: &Network, br: u32, host: u32) -> Result<()> {
-    node.up(host, Some(br)).map_err(|e| match os_error(&e) {
+    node.up(host, Some(br)).map_err(|e| match crate::error::errno(&e) {
         Some(libc::EXFULL) => anyhow::anyhow!(
             "network {}: bridge {} is full (a Linux bridge takes at most 1023 ports)",
             net.name,

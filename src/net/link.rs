@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
 use super::links::{Links, Request};
+use crate::error::{self, Kind};
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -53,16 +54,6 @@ fn nl(e: rtnetlink::Error) -> anyhow::Error {
     }
 }
 
-/// The kernel's errno behind an error from this module, if that is what it is.
-pub fn os_error(e: &anyhow::Error) -> Option<i32> {
-    e.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error())
-}
-
-/// Whether an error from this module is the kernel's ENOENT/ENODEV.
-pub fn is_gone(e: &anyhow::Error) -> bool {
-    os_error(e).is_some_and(|c| c == libc::ENOENT || c == libc::ENODEV)
-}
-
 impl Netlink {
     /// A socket in the calling thread's network namespace.
     pub fn current() -> Result<Netlink> {
@@ -96,7 +87,7 @@ impl Netlink {
             Ok(m) => Ok(m),
             Err(e) => {
                 let e = nl(e);
-                if is_gone(&e) {
+                if error::is_not_found(&e) {
                     Ok(None)
                 } else {
                     Err(e).with_context(|| format!("looking up link {name}"))
@@ -244,7 +235,7 @@ impl Links for Netlink {
         )])]));
         match self.block(self.handle.link().set(msg).execute()) {
             // A kernel without IPv6 has nothing to turn off.
-            Err(e) if os_error(&e) == Some(libc::EAFNOSUPPORT) => Ok(()),
+            Err(e) if error::kind(&e) == Some(Kind::Unsupported) => Ok(()),
             r => r.with_context(|| format!("turning off IPv6 addresses on link {index}")),
         }
     }
@@ -510,7 +501,7 @@ fn route_text(verb: &str, dest: Ipv4Net, via: Option<Ipv4Addr>) -> String {
 /// Deleting what is already gone is done.
 fn ignore_gone(r: Result<()>) -> Result<()> {
     match r {
-        Err(e) if is_gone(&e) || os_error(&e) == Some(libc::ESRCH) => Ok(()),
+        Err(e) if error::is_not_found(&e) => Ok(()),
         r => r,
     }
 }

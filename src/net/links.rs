@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 
-pub use super::link::{is_gone, os_error, Route};
+pub use super::link::Route;
 
 /// The operations rcon's logic needs on one network namespace.
 pub trait Links {
@@ -103,7 +103,7 @@ pub trait Links {
     fn delete_by_name(&self, name: &str) -> Result<()> {
         match self.index(name)? {
             Some(i) => match self.delete_link(i) {
-                Err(e) if is_gone(&e) => Ok(()),
+                Err(e) if crate::error::is_not_found(&e) => Ok(()),
                 r => r,
             },
             None => Ok(()),

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use super::{ipip_user, vtep_mac_of, Backend, Cluster, IpipMode, Node};
-use crate::net::links::{os_error, Links, Request};
+use crate::error::{self, Kind};
+use crate::net::links::{Links, Request};
 
 /// The device name of a VXLAN backend (`rcon-vx` + VNI fits 15 bytes).
 fn vxlan_name(vni: u32) -> String {
@@ -107,7 +108,7 @@ pub fn setup(node: &dyn Links, c: &mut Cluster, bridge: &str, data_root: &Path) 
 /// The kernel's answer to a link kind it does not know (rtnl_newlink finds
 /// no ops and cannot load a module). Any other error is a real one.
 fn lacks_link_type(e: &anyhow::Error) -> bool {
-    os_error(e) == Some(libc::EOPNOTSUPP)
+    error::errno(e) == Some(libc::EOPNOTSUPP)
 }
 
 /// Remove this node's device (and stop the userspace daemon).
@@ -156,7 +157,7 @@ pub fn program(node: &dyn Links, c: &Cluster, peer: &Node) -> Result<()> {
         let dev = node.require(&vxlan_name(c.vni))?;
         return match node.send_one(Request::set_fdb(dev, [0; 6], peer.underlay_ip, true)) {
             // Already among the entry's destinations.
-            Err(e) if os_error(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) if error::kind(&e) == Some(Kind::Exists) => Ok(()),
             r => r.with_context(ctx),
         };
     }
