@@ -4,5 +4,7 @@
 
 pub mod iface;
 pub mod ns;
+pub mod pidfd;
 pub mod proc;
+pub mod spawn;
 pub mod time;
