@@ -36,6 +36,16 @@ pub enum Error {
     TimedOut { prog: String, after: Duration },
 }
 
+impl Error {
+    /// The system's error under it, for a caller that words its own line.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            Error::Spawn { err, .. } | Error::Write { err, .. } | Error::Wait { err, .. } => err,
+            Error::TimedOut { .. } => ErrorKind::TimedOut.into(),
+        }
+    }
+}
+
 fn spawn_text(prog: &str, err: &io::Error) -> String {
     match err.kind() {
         ErrorKind::NotFound => format!("{prog} not found in PATH (is its package installed?)"),
