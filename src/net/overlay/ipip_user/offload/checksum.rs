@@ -1,8 +1,6 @@
 //! Internet checksums (RFC 1071) over byte buffers, in the native word
 //! order the TUN header uses.
 
-use super::TCP;
-
 /// The one's complement sum of `data` (RFC 1071), unfolded, in native word
 /// order (which gives the right bytes back once folded and stored with
 /// `to_ne_bytes`). Chunks summed one after another must each start at an
@@ -63,7 +61,7 @@ pub fn complete_csum(pkt: &mut [u8], start: usize, offset: usize) -> bool {
 mod tests {
     use super::*;
     use crate::net::overlay::ipip_user::offload::testpkt::{data, ip_ok, tcp, tcp_ok};
-    use crate::net::overlay::ipip_user::offload::{ACK, PSH};
+    use crate::net::overlay::ipip_user::offload::{ACK, PSH, TCP};
 
     #[test]
     fn checksum_matches_rfc1071_example_and_odd_lengths() {
