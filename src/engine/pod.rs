@@ -9,11 +9,8 @@
 //! them; `gc` finishes the removal of a pod whose creator died.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -28,6 +25,7 @@ use crate::net::{netns, ports::PortSpec};
 use crate::runtime;
 use crate::runtime::state::{self, Creator};
 use crate::store::{self, Named, Records};
+use crate::sys::spawn;
 use crate::Context;
 
 /// The annotation that puts a container in a pod (its name or id).
@@ -238,8 +236,7 @@ fn spawn_pause(netns: &Path, hostname: &str, share_pid: bool) -> Result<Creator>
         flags |= CloneFlags::CLONE_NEWPID;
     }
     let hostname = hostname.to_string();
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("rcon").arg("pause").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut cmd = spawn::rcon_self(["pause"]);
     // SAFETY: between fork and exec only async-signal-safe calls, no allocation.
     unsafe {
         cmd.pre_exec(move || {
@@ -249,18 +246,8 @@ fn spawn_pause(netns: &Path, hostname: &str, share_pid: bool) -> Result<Creator>
             Ok(())
         });
     }
-    let mut child = cmd.spawn().context("starting the pause process")?;
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
-    let pid = match line.trim().parse::<i32>() {
-        Ok(pid) => pid,
-        Err(_) => {
-            let mut err = String::new();
-            let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
-            let status = child.wait()?;
-            bail!("the pause process failed ({status}): {}", err.trim().replace('\n', " "));
-        }
-    };
+    let (mut child, pid) =
+        spawn::start_resident(&mut cmd, "the pause process", spawn::READY_TIMEOUT, |l| l.parse::<i32>().ok())?;
     if share_pid {
         // The one that forked the pid 1 of the new namespace, done.
         let _ = child.wait();
@@ -274,40 +261,6 @@ fn members(ctx: &Context, pod: &Pod) -> Result<Vec<runtime::State>> {
     Ok(runtime::list(ctx)?.into_iter().filter(|st| pod.has_member(&st.annotations)).collect())
 }
 
-/// TERM, then KILL after `grace`; waits until the process is gone. A pidfd
-/// pins the process (no signal reaches a reused pid) and wakes us the
-/// moment it exits; the pause process is not our child, so there is no
-/// waitpid.
-fn end_process(p: Creator, grace: Duration) {
-    let Some(fd) = pidfd(p) else { return };
-    for (sig, wait) in [(libc::SIGTERM, grace), (libc::SIGKILL, Duration::from_secs(5))] {
-        // SAFETY: plain syscalls on a descriptor we own.
-        let sent = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, 0, 0) };
-        if sent != 0 {
-            return; // already gone
-        }
-        let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let ms = nix::poll::PollTimeout::try_from(wait.as_millis().min(60_000) as i32)
-            .unwrap_or(nix::poll::PollTimeout::MAX);
-        if matches!(nix::poll::poll(&mut pfd, ms), Ok(n) if n > 0) {
-            return;
-        }
-    }
-}
-
-/// A pidfd for `p`, if it is still the process that was recorded.
-fn pidfd(p: Creator) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: pidfd_open just returned this new fd (not -1): nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // Checked after opening: from here on the pid cannot be reused under us.
-    p.alive().then_some(fd)
-}
-
 /// Remove the kernel side and the record of a pod, in the reverse order of
 /// `build`; safe to repeat and on a pod in any state.
 fn teardown(ctx: &Context, pod: &Pod) -> Result<()> {
@@ -315,7 +268,9 @@ fn teardown(ctx: &Context, pod: &Pod) -> Result<()> {
         super::remove(ctx, &st.id, true)?;
     }
     match pod.pause {
-        Some(p) => end_process(p, Duration::from_secs(2)),
+        Some(p) => {
+            spawn::stop(p, Duration::from_secs(2));
+        }
         // A creator killed before it recorded the pause: whatever is in the
         // pod's netns is that pause process.
         None => {
@@ -372,7 +327,7 @@ pub fn stop(ctx: &Context, key: &str, grace: Duration) -> Result<Pod> {
     pod.stopped = true;
     pods.save(&pod)?;
     if let Some(p) = pod.pause {
-        end_process(p, grace);
+        spawn::stop(p, grace);
     }
     Ok(pod)
 }

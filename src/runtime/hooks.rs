@@ -1,13 +1,14 @@
 //! OCI hooks: each gets the state JSON on stdin, runs with its own args and
 //! env, and is killed when its timeout passes.
 
-use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use oci_spec::runtime::{Hook, Spec};
+
+use crate::sys::spawn::{self, Keep};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -79,34 +80,14 @@ fn run_one(hook: &Hook, state_json: &str) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("spawning")?;
-    // A hook that never reads stdin must not block us: ignore EPIPE.
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state_json.as_bytes());
-    }
-    let mut stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
     let timeout = hook.timeout().map(|t| Duration::from_secs(t as u64));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if timeout.is_some_and(|t| started.elapsed() >= t) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("timed out after {}s", timeout.unwrap_or_default().as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    let out = match spawn::run(&mut cmd, Some(state_json.as_bytes()), Keep::STDERR, timeout) {
+        Ok(out) => out,
+        Err(spawn::Error::Spawn { err, .. }) => return Err(anyhow::Error::new(err).context("spawning")),
+        Err(spawn::Error::TimedOut { after, .. }) => bail!("timed out after {}s", after.as_secs()),
+        Err(e) => return Err(e.into()),
     };
-    let err = reader.join().unwrap_or_default();
+    let (status, err) = (out.status, String::from_utf8_lossy(&out.stderr));
     if !status.success() {
         let last = err.trim().lines().last().unwrap_or("").to_string();
         bail!("{status}{}{last}", if last.is_empty() { "" } else { ": " });

@@ -4,5 +4,9 @@
 
 pub mod iface;
 pub mod ns;
+pub mod pidfd;
 pub mod proc;
+pub mod rawsock;
+pub mod spawn;
 pub mod time;
+pub mod tun;

@@ -385,20 +385,20 @@ const GLANCED: [(&str, Option<&str>); 7] = [
 /// [`GLANCED`], read back as one `iptables-save`-shaped text and parsed. A chain that does not exist
 /// lists nothing.
 fn glance() -> Result<Live> {
-    use std::process::{Command, Stdio};
+    use crate::sys::spawn::{self, Keep};
     let children: Vec<_> = GLANCED
         .iter()
         .map(|(table, chain)| {
-            let mut c = Command::new("iptables");
-            c.args(["-w", "-t", table, "-S"]).args(chain.iter());
-            c.env("LC_ALL", "C").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-            c.spawn().context("spawning iptables (is its package installed?)")
+            let mut c = std::process::Command::new("iptables");
+            c.args(["-w", "-t", table, "-S"]).args(chain.iter()).env("LC_ALL", "C");
+            spawn::spawn(&mut c, None, Keep::STDOUT)
+                .map_err(|e| anyhow::Error::new(e.into_io()).context("spawning iptables (is its package installed?)"))
         })
         .collect::<Result<_>>()?;
     let mut save = String::new();
     let mut table = "";
     for ((t, _), child) in GLANCED.iter().zip(children) {
-        let out = child.wait_with_output().context("waiting for iptables")?;
+        let out = child.wait(None).map_err(|e| anyhow::Error::new(e.into_io()).context("waiting for iptables"))?;
         if *t != table {
             if !table.is_empty() {
                 save.push_str("COMMIT\n");

@@ -29,16 +29,16 @@ pub mod nftables;
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{ErrorKind, Write as _};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use crate::context::FirewallBackend as Backend;
 use crate::store;
+use crate::sys::spawn::{self, Keep};
 
 /// One network's firewall needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,28 +412,9 @@ pub(crate) fn lock_netns() -> Result<store::Lock> {
 /// its stderr.
 pub(crate) fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<String> {
     let shown = std::iter::once(prog).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
-    let mut child = Command::new(prog)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
-            ErrorKind::NotFound => anyhow!("{prog} not found in PATH (is its package installed?)"),
-            _ => anyhow!("spawning {prog}: {e}"),
-        })?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        // A child that fails early closes its stdin: its exit status and stderr say why, not EPIPE.
-        if let Err(e) = stdin.write_all(text.as_bytes()) {
-            if e.kind() != ErrorKind::BrokenPipe {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(anyhow!("writing to {prog}: {e}"));
-            }
-        }
-    }
-    let out = child.wait_with_output().with_context(|| format!("waiting for {prog}"))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args).env("LC_ALL", "C");
+    let out = spawn::run(&mut cmd, input.map(str::as_bytes), Keep::BOTH, None)?;
     if !out.status.success() {
         bail!("{shown}: {}", one_line(&String::from_utf8_lossy(&out.stderr), out.status));
     }

@@ -15,17 +15,16 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::sys::proc::{self, Creator};
+use crate::sys::spawn;
 
 mod icmp;
 mod offload;
@@ -79,9 +78,7 @@ pub fn write_peers(path: &std::path::Path, peers: &[Peer]) -> Result<()> {
 /// stdio on /dev/null), in the caller's network namespace; returns the
 /// supervisor once the data plane is up.
 pub fn start(cfg: &Config) -> Result<Creator> {
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("rcon").args(supervisor::args(cfg));
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut cmd = spawn::rcon_self(supervisor::args(cfg));
     // SAFETY: setsid is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -89,16 +86,7 @@ pub fn start(cfg: &Config) -> Result<Creator> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().context("starting rcon ipipd")?;
-    let mut line = String::new();
-    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("piped")), &mut line);
-    let Ok(pid) = line.trim().parse::<i32>() else {
-        let mut err = String::new();
-        let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut err);
-        let status = child.wait()?;
-        let err = err.trim().trim_start_matches("rcon: ").replace('\n', " ");
-        bail!("rcon ipipd failed ({status}): {err}");
-    };
+    let (_, pid) = spawn::start_resident(&mut cmd, "rcon ipipd", spawn::READY_TIMEOUT, |l| l.parse::<i32>().ok())?;
     let start = proc::proc_start_time(pid).map(|(t, _)| t).context("rcon ipipd exited at once")?;
     Ok(Creator { pid, start })
 }
@@ -113,20 +101,7 @@ pub fn reload(daemon: Creator) -> Result<()> {
 
 /// Stop the supervisor and its worker: TERM, then KILL; returns once it is gone.
 pub fn stop(daemon: Creator) -> Result<()> {
-    let pid = Pid::from_raw(daemon.pid);
-    for (sig, grace) in [(Signal::SIGTERM, Duration::from_secs(5)), (Signal::SIGKILL, Duration::from_secs(5))] {
-        if !daemon.alive() || kill(pid, sig).is_err() {
-            break;
-        }
-        let end = Instant::now() + grace;
-        while daemon.alive() && Instant::now() < end {
-            // Reap it if it is our child (start in this process); ECHILD otherwise.
-            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
-    if daemon.alive() {
+    if !spawn::stop(daemon, Duration::from_secs(5)) {
         bail!("rcon ipipd (pid {}) did not stop", daemon.pid);
     }
     Ok(())

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::offload::{fold, sum};
-use super::sock::{icmp_socket, path_mtu, send_to};
 use super::table::{header_addrs, OUTER_LEN};
+use crate::sys::rawsock::{icmp_socket, path_mtu, send_to};
 
 /// RFC 1812 4.3.2.3: an ICMP error quotes as much of the packet as fits in 576 bytes.
 pub const QUOTE: usize = 576 - 20 - 8;

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::sock::{errno, os_err, rx_socket, tx_socket};
+use super::sock::{rx_socket, tx_socket};
 use super::table::{decap_range, outer_header, Table, OUTER_LEN};
 use super::worker::{broken_socket, RxBatch, Tx, BATCH};
 use super::Peer;
+use crate::sys::rawsock::{errno, os_err};
 
 /// Packets per sendmmsg: the segments of one 64 KB TSO super-packet.
 const ROUND: usize = 45;

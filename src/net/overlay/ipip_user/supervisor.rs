@@ -3,17 +3,18 @@
 //! 100 ms once a worker has lived for a while); SIGHUP is passed on to the
 //! worker; TERM or INT stop the worker and end the supervisor with 0.
 
-use std::io::{BufRead as _, BufReader, Read as _};
 use std::os::unix::process::CommandExt as _;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::Config;
+use crate::sys::proc::Creator;
+use crate::sys::spawn;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -40,9 +41,8 @@ pub fn args(cfg: &Config) -> Vec<String> {
 /// It dies with us (PDEATHSIG), so a supervisor killed by KILL leaves no
 /// data plane behind.
 fn spawn_worker(cfg: &Config) -> Result<Child> {
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("rcon").args(args(cfg)).arg("--worker");
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut cmd = spawn::rcon_self(args(cfg));
+    cmd.arg("--worker");
     // SAFETY: prctl is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -52,32 +52,14 @@ fn spawn_worker(cfg: &Config) -> Result<Child> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().context("starting the ipipd worker")?;
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
-    if line.trim() != "ready" {
-        let mut err = String::new();
-        let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
-        let status = child.wait()?;
-        let err = err.trim().trim_start_matches("rcon: ").replace('\n', " ");
-        bail!("the ipipd worker failed ({status}): {err}");
-    }
+    let (child, ()) =
+        spawn::start_resident(&mut cmd, "the ipipd worker", spawn::READY_TIMEOUT, |l| (l == "ready").then_some(()))?;
     Ok(child)
 }
 
-/// TERM, then KILL after a grace period; reaps it.
-fn end_worker(child: &mut Child) {
-    let pid = Pid::from_raw(child.id() as i32);
-    let _ = kill(pid, Signal::SIGTERM);
-    let end = Instant::now() + STOP_GRACE;
-    while Instant::now() < end {
-        if !matches!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+/// TERM, then KILL after a grace period; reaps it. Our child, not reaped yet: its pid is still its own.
+fn end_worker(child: &Child) {
+    spawn::stop(Creator { pid: child.id() as i32, start: 0 }, STOP_GRACE);
 }
 
 /// Run until TERM or INT. The first worker must start (its error is ours);
@@ -103,7 +85,7 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
         let wait = restart_at.map(|t| t.saturating_duration_since(Instant::now()));
         match next_signal(&set, wait) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
-                if let Some(w) = worker.as_mut() {
+                if let Some(w) = &worker {
                     end_worker(w);
                 }
                 return Ok(0);

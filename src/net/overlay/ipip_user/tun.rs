@@ -1,4 +1,5 @@
-//! The TUN side: a persistent multi-queue device, and its queues.
+//! The TUN side: a persistent multi-queue device, and its queues (the
+//! ioctls themselves are in sys::tun and sys::iface).
 //!
 //! Every queue is opened with IFF_VNET_HDR: each read and write starts with
 //! a `virtio_net_hdr`. The flag belongs to the device and the last TUNSETIFF
@@ -6,62 +7,39 @@
 //! flags; whether the kernel hands over super-packets (TSO) and partial
 //! checksums is then switched by `open_queue`'s `offload` (TUNSETOFFLOAD).
 
-use std::ffi::CString;
-use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::net::link::IFNAMSIZ_MAX;
+use crate::sys::{iface, tun};
 
-const TUN_PATH: &str = "/dev/net/tun";
 const FLAGS: libc::c_int = libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR;
 
-fn ifreq(name: &str) -> Result<libc::ifreq> {
+fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > IFNAMSIZ_MAX || name.contains('/') {
         bail!("bad interface name {name:?}");
     }
-    // SAFETY: ifreq is plain old data (bytes, integers and a union of them): all zeroes is a valid one.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in name.bytes().enumerate() {
-        req.ifr_name[i] = b as libc::c_char;
-    }
-    Ok(req)
+    Ok(())
 }
 
-fn open_dev(nonblocking: bool) -> Result<File> {
-    let flags = if nonblocking { libc::O_NONBLOCK } else { 0 };
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC | flags)
-        .open(TUN_PATH)
-        .with_context(|| TUN_PATH.to_string())
-}
-
-/// TUNSETIFF: attach `f` as one queue of `name` (made if it does not exist).
-fn attach(f: &File, name: &str) -> Result<()> {
-    let mut req = ifreq(name)?;
-    req.ifr_ifru.ifru_flags = FLAGS as libc::c_short;
-    // SAFETY: TUNSETIFF reads one `ifreq`, and `req` is one, alive for the call.
-    if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &req) } < 0 {
-        let e = std::io::Error::last_os_error();
+/// A handle on the TUN driver attached as one queue of `name` (made if it does not exist).
+fn attach(name: &str, nonblocking: bool) -> Result<File> {
+    check_name(name)?;
+    let f = tun::open(nonblocking).context(tun::TUN_PATH)?;
+    if let Err(e) = tun::set_iff(&f, name, FLAGS) {
         bail!("{name} is not usable as a multi-queue TUN device: {e}");
     }
-    Ok(())
+    Ok(f)
 }
 
 /// Make `name` (or take it if it is already one of ours), persistent, with
 /// MTU `mtu`, and leave it down.
 pub fn create(name: &str, mtu: u32) -> Result<()> {
-    let f = open_dev(false)?;
-    attach(&f, name)?;
-    // SAFETY: TUNSETPERSIST takes an integer, no pointer.
-    if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("making {name} persistent"));
-    }
-    set_mtu(name, mtu)
+    let f = attach(name, false)?;
+    tun::set_persist(&f, true).with_context(|| format!("making {name} persistent"))?;
+    let mtu_c = libc::c_int::try_from(mtu).context("MTU out of range")?;
+    iface::set_mtu(name, mtu_c).with_context(|| format!("setting the MTU of {name} to {mtu}"))
 }
 
 /// Remove a device made by `create`; one that is gone already is fine.
@@ -69,52 +47,19 @@ pub fn delete(name: &str) -> Result<()> {
     if !exists(name) {
         return Ok(());
     }
-    let f = open_dev(false)?;
-    attach(&f, name)?;
-    // SAFETY: TUNSETPERSIST takes an integer, no pointer.
-    if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETPERSIST, 0 as libc::c_ulong) } < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("releasing {name}"));
-    }
-    Ok(())
-}
-
-fn inet_socket() -> Result<OwnedFd> {
-    // SAFETY: socket takes integers only.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(std::io::Error::last_os_error()).context("socket for the MTU ioctls");
-    }
-    // SAFETY: socket just returned this new fd (not -1): nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(sock) })
-}
-
-fn set_mtu(name: &str, mtu: u32) -> Result<()> {
-    let mut req = ifreq(name)?;
-    req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu).context("MTU out of range")?;
-    // SAFETY: SIOCSIFMTU reads one `ifreq`, and `req` is one, alive for the call.
-    if unsafe { libc::ioctl(inet_socket()?.as_raw_fd(), libc::SIOCSIFMTU, &req) } < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("setting the MTU of {name} to {mtu}"));
-    }
-    Ok(())
+    let f = attach(name, false)?;
+    tun::set_persist(&f, false).with_context(|| format!("releasing {name}"))
 }
 
 /// The MTU of `name`.
 pub fn mtu(name: &str) -> Result<usize> {
-    let mut req = ifreq(name)?;
-    // SAFETY: SIOCGIFMTU writes one `ifreq`, and `req` is one, alive for the call.
-    if unsafe { libc::ioctl(inet_socket()?.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("reading the MTU of {name}"));
-    }
-    // SAFETY: the union's mtu member is the one SIOCGIFMTU wrote, and any bits are a valid c_int.
-    Ok(usize::try_from(unsafe { req.ifr_ifru.ifru_mtu }).unwrap_or(0))
+    check_name(name)?;
+    iface::mtu(name).with_context(|| format!("reading the MTU of {name}"))
 }
 
-/// Whether `name` exists in the calling thread's network namespace (not
-/// /sys/class/net: that shows the namespace sysfs was mounted in).
+/// Whether `name` exists in the calling thread's network namespace.
 pub fn exists(name: &str) -> bool {
-    let Ok(c) = CString::new(name) else { return false };
-    // SAFETY: `c` is a NUL-terminated string, alive for the call, which only reads it.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    iface::exists(name)
 }
 
 /// One more queue of the existing device `name`. TUNSETIFF would quietly
@@ -127,18 +72,12 @@ pub fn open_queue(name: &str, nonblocking: bool, offload: bool) -> Result<(File,
     if !exists(name) {
         bail!("TUN device {name} does not exist");
     }
-    let f = open_dev(nonblocking)?;
-    attach(&f, name)?;
-    let sz = super::offload::VNET_HDR_LEN as libc::c_int;
-    // SAFETY: TUNSETVNETHDRSZ reads one c_int, and `sz` is one, alive for the call.
-    if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETVNETHDRSZ, &sz) } < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("TUNSETVNETHDRSZ on {name}"));
-    }
-    // SAFETY: TUNSETOFFLOAD takes an integer (the feature bits), no pointer.
-    let set = |features: libc::c_uint| unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETOFFLOAD, features as libc::c_ulong) } == 0;
-    let on = offload && set(libc::TUN_F_CSUM | libc::TUN_F_TSO4);
-    if !on && !set(0) {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("turning offloads off on {name}"));
+    let f = attach(name, nonblocking)?;
+    let len = super::offload::VNET_HDR_LEN as libc::c_int;
+    tun::set_vnet_hdr_len(&f, len).with_context(|| format!("TUNSETVNETHDRSZ on {name}"))?;
+    let on = offload && tun::set_offload(&f, libc::TUN_F_CSUM | libc::TUN_F_TSO4).is_ok();
+    if !on {
+        tun::set_offload(&f, 0).with_context(|| format!("turning offloads off on {name}"))?;
     }
     Ok((f, on))
 }

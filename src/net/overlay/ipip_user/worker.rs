@@ -33,9 +33,10 @@ use super::offload::{
     complete_csum, has_psh, merge_head, payload_of, single_hdr, tso_plan, tso_segment, Coalescer, VnetHdr,
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN,
 };
-use super::sock::{errno, icmp_error, os_err, rx_socket, sockaddr, tx_socket, SA_LEN};
+use super::sock::{rx_socket, tx_socket};
 use super::table::{decap_range, ecn_decap, encap_target, outer_header, Table, OUTER_LEN};
 use super::{icmp, tun, Config, Peer};
+use crate::sys::rawsock::{errno, icmp_error, os_err, sockaddr, SA_LEN};
 
 /// Packets per recvmmsg, and TUN reads per round, when batching.
 pub(super) const BATCH: usize = 64;
