@@ -37,6 +37,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the program itself is missing (not on PATH, or no such file).
+    pub fn program_missing(&self) -> bool {
+        matches!(self, Error::Spawn { err, .. } if err.kind() == ErrorKind::NotFound)
+    }
+
     /// The system's error under it, for a caller that words its own line.
     pub fn into_io(self) -> io::Error {
         match self {
@@ -347,6 +352,7 @@ mod tests {
     fn a_missing_program_is_named() {
         let e = run(&mut Command::new("rcon-no-such-prog"), None, Keep::BOTH, None).unwrap_err();
         assert_eq!(e.to_string(), "rcon-no-such-prog not found in PATH (is its package installed?)");
+        assert!(e.program_missing());
         let e = run(&mut Command::new("/"), None, Keep::BOTH, None).unwrap_err();
         assert!(e.to_string().starts_with("spawning /: "), "{e}");
     }

@@ -323,7 +323,7 @@ pub fn flush_udp_conntrack(mappings: &[crate::net::ports::Mapping]) -> Result<()
         return Ok(());
     }
     let listing = match run("conntrack", &["-L", "-p", "udp"], None) {
-        Err(e) if e.to_string().contains("not found in PATH") => return Err(e),
+        Err(e) if e.downcast_ref::<spawn::Error>().is_some_and(spawn::Error::program_missing) => return Err(e),
         Err(_) => return Ok(()), // nothing tracked, or no conntrack in this kernel
         Ok(out) => out,
     };
