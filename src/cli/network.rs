@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::{ArgAction, Args, Subcommand};
 use ipnet::Ipv4Net;
+use rcon::net::macaddr::Mac;
 use rcon::net::manage::{self, AttachRequest};
 use rcon::net::network::{Driver, Request};
 use rcon::net::wire;
@@ -172,7 +173,7 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
                 network: a.network,
                 netns: manage::netns_of_pid(pid),
                 ip: a.ip,
-                mac: a.mac,
+                mac: a.mac.as_deref().map(Mac::for_interface).transpose()?,
                 owner: Some(id),
                 ..Default::default()
             };
@@ -190,7 +191,7 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
                 netns: a.netns,
                 ifname: a.ifname,
                 ip: a.ip,
-                mac: a.mac,
+                mac: a.mac.as_deref().map(Mac::for_interface).transpose()?,
                 owner: None,
                 ports: a.publish.iter().map(|p| p.parse()).collect::<Result<_>>()?,
             };

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::Ipv4Net;
+use rcon::net::macaddr::Mac;
 use rcon::net::overlay::etcd::{Endpoint, DEFAULT_PREFIX};
 use rcon::net::overlay::flannel::{BackendConfig, NetConfig};
 use rcon::net::overlay::member::{self, JoinRequest};
@@ -314,6 +315,10 @@ fn list_leases(c: &overlay::Cluster, m: &overlay::Membership) -> Result<()> {
 pub fn node(ctx: &Context, cmd: NodeCmd) -> Result<i32> {
     match cmd {
         NodeCmd::Add { name, underlay_ip, subnet, vtep_mac } => {
+            let vtep_mac = vtep_mac
+                .as_deref()
+                .map(|m| Mac::for_interface(m).with_context(|| format!("node {name}: --vtep-mac")))
+                .transpose()?;
             overlay::add_node(ctx, &Node { name: name.clone(), underlay_ip, subnet, vtep_mac })?;
             println!("{name}");
         }
@@ -343,7 +348,7 @@ pub fn node(ctx: &Context, cmd: NodeCmd) -> Result<i32> {
                 println!("{:<20} {:<16} {:<18} broken: {}", b.name, "-", "-", b.cause);
             }
             for n in all.good {
-                let mac = overlay::vtep_mac_of(&n).map(rcon::net::endpoint::format_mac).unwrap_or_default();
+                let mac = overlay::vtep_mac_of(&n);
                 println!("{:<20} {:<16} {:<18} {}", n.name, n.underlay_ip, n.subnet.to_string(), mac);
             }
         }

@@ -8,16 +8,17 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
-use super::endpoint::{parse_mac, Endpoint};
+use super::endpoint::Endpoint;
 use super::links::Links;
 use super::network::{Driver, Network, ROUTED_GATEWAY};
+use crate::net::macaddr::Mac;
 
 /// The bridge's MAC, derived from the network name so it never follows its ports.
-fn bridge_mac(net: &Network) -> [u8; 6] {
+fn bridge_mac(net: &Network) -> Mac {
     // A cluster network has the same name on every node, and with vxlan-l2
     // one L2 domain: its MACs come from the node's own addresses.
     if let (Some(_), Some(gw)) = (net.cluster, net.gateway) {
-        return super::endpoint::mac_from_ip(gw);
+        return Mac::from_ip(gw);
     }
     super::endpoint::mac_for(&format!("bridge/{}", net.name))
 }
@@ -72,7 +73,7 @@ pub fn attach(
     ep: &Endpoint,
     others: &[Endpoint],
 ) -> Result<bool> {
-    let mac = parse_mac(&ep.mac)?;
+    let mac = ep.mac;
     // A node end of the same name is a leftover (a detach still deleting it in
     // the background, or a crash): it goes first.
     node.delete_by_name(&ep.host_ifname)?;
@@ -145,7 +146,7 @@ fn attach_p2p(
     ns: &File,
     net: &Network,
     ep: &Endpoint,
-    mac: [u8; 6],
+    mac: Mac,
     others: &[Endpoint],
 ) -> Result<()> {
     let other = match others {
@@ -170,7 +171,7 @@ fn attach_p2p(
             node.rename_into(local, &o.ifname, Some(&theirs))?;
             let other_side = node.in_netns(&theirs)?;
             let idx = other_side.require(&o.ifname)?;
-            other_side.set_address(idx, parse_mac(&o.mac)?)?;
+            other_side.set_address(idx, o.mac)?;
             configure_inside(other_side.as_ref(), o, None)?;
             configure_inside(inner, ep, None).map(|_| ())
         }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
+use crate::net::macaddr::Mac;
 use crate::store::{Broken, Listing, Read};
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +33,7 @@ pub struct Endpoint {
     pub host_ifname: String,
     pub ip: Option<Ipv4Addr>,
     pub prefix: u8,
-    pub mac: String,
+    pub mac: Mac,
     pub gateway: Option<Ipv4Addr>,
     /// Host ports published to this interface's address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -78,40 +79,10 @@ pub fn key_for(network: &str, netns_id: &str, ifname: &str) -> String {
 }
 
 /// A locally administered unicast MAC derived from the key (stable, no randomness needed).
-pub fn mac_for(key: &str) -> [u8; 6] {
+pub fn mac_for(key: &str) -> Mac {
     let h = super::short_hash(&format!("mac/{key}"));
     let b = |i: usize| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap_or(0);
-    [0x02, b(0), b(1), b(2), b(3), b(4)]
-}
-
-/// Docker's MAC for an address, 02:42 and the address: unique wherever the
-/// address is (a cluster network spans nodes that each name things alike).
-pub fn mac_from_ip(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    [0x02, 0x42, o[0], o[1], o[2], o[3]]
-}
-
-pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
-pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let bad = || anyhow::anyhow!("--mac {s:?}: use six hex bytes like 02:42:ac:11:00:02");
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut mac = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        mac[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    if mac[0] & 1 == 1 {
-        anyhow::bail!("--mac {s}: a multicast address cannot name an interface");
-    }
-    if mac == [0; 6] {
-        anyhow::bail!("--mac {s}: the all-zero address cannot name an interface");
-    }
-    Ok(mac)
+    Mac([0x02, b(0), b(1), b(2), b(3), b(4)])
 }
 
 /// Records are stored by network, `<data-root>/endpoints/<network>/<key>.json`,
@@ -312,12 +283,8 @@ mod tests {
     #[test]
     fn macs_are_local_unicast_and_parse_back() {
         let m = mac_for("abc");
-        assert_eq!(m[0], 0x02);
-        assert_eq!(parse_mac(&format_mac(m)).unwrap(), m);
-        assert!(parse_mac("01:00:5e:00:00:01").unwrap_err().to_string().contains("multicast"));
-        assert!(parse_mac("zz").is_err());
-        assert!(parse_mac("00:00:00:00:00:00").unwrap_err().to_string().contains("all-zero"));
-        assert!(parse_mac("ff:ff:ff:ff:ff:ff").unwrap_err().to_string().contains("multicast"));
+        assert_eq!(m.octets()[0], 0x02);
+        assert_eq!(Mac::for_interface(&m.to_string()).unwrap(), m);
     }
 
     #[test]
@@ -334,7 +301,7 @@ mod tests {
             host_ifname: "rv0".into(),
             ip: None,
             prefix: 24,
-            mac: "02:00:00:00:00:01".into(),
+            mac: "02:00:00:00:00:01".parse().unwrap(),
             gateway: None,
             ports: Vec::new(),
         };

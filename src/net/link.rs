@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use super::links::{Links, Request};
 use crate::error::{self, Kind};
+use crate::net::macaddr::Mac;
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -101,13 +102,13 @@ impl Netlink {
         self.rt.block_on(send(self.handle.clone(), msg, flags)).map_err(nl)
     }
 
-    fn fdb_message(index: u32, mac: [u8; 6], dst: Ipv4Addr) -> NeighbourMessage {
+    fn fdb_message(index: u32, mac: Mac, dst: Ipv4Addr) -> NeighbourMessage {
         let mut m = NeighbourMessage::default();
         m.header.family = NlFamily::Bridge;
         m.header.ifindex = index;
         m.header.state = NeighbourState::Permanent;
         m.header.flags = NeighbourFlags::Own;
-        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
         m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
         m
     }
@@ -124,7 +125,7 @@ impl Netlink {
                 m.header.ifindex = index;
                 m.header.state = NeighbourState::Permanent;
                 m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-                m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+                m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
                 (RouteNetlinkMessage::NewNeighbour(m), NLM_F_CREATE | NLM_F_REPLACE)
             }
             Request::Fdb { index, mac, dst, append } => {
@@ -182,8 +183,8 @@ impl Links for Netlink {
     }
 
     /// A bridge, up, with a fixed MAC (so it does not follow its ports).
-    fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32) -> Result<u32> {
-        let msg = LinkBridge::new(name).address(mac.to_vec()).mtu(mtu).build();
+    fn create_bridge(&self, name: &str, mac: Mac, mtu: u32) -> Result<u32> {
+        let msg = LinkBridge::new(name).address(mac.octets().to_vec()).mtu(mtu).build();
         self.block(self.handle.link().add(msg).execute()).with_context(|| format!("creating bridge {name}"))?;
         self.require(name)
     }
@@ -195,20 +196,20 @@ impl Links for Netlink {
     fn create_veth(
         &self,
         local: &str,
-        local_mac: Option<[u8; 6]>,
+        local_mac: Option<Mac>,
         peer: &str,
         peer_ns: &File,
-        peer_mac: [u8; 6],
+        peer_mac: Mac,
         mtu: u32,
     ) -> Result<u32> {
         let peer_msg = LinkUnspec::new_with_name(peer)
-            .address(peer_mac.to_vec())
+            .address(peer_mac.octets().to_vec())
             .mtu(mtu)
             .setns_by_fd(peer_ns.as_raw_fd())
             .build();
         let mut msg = LinkVeth::new(local, peer).mtu(mtu);
         if let Some(m) = local_mac {
-            msg = msg.address(m.to_vec());
+            msg = msg.address(m.octets().to_vec());
         }
         let msg = msg
             .set_info_data(rtnetlink::packet_route::link::InfoData::Veth(
@@ -258,8 +259,8 @@ impl Links for Netlink {
         self.block(self.handle.link().set(b.build()).execute()).with_context(|| format!("moving link to {name}"))
     }
 
-    fn set_address(&self, index: u32, mac: [u8; 6]) -> Result<()> {
-        let msg = LinkUnspec::new_with_index(index).address(mac.to_vec()).build();
+    fn set_address(&self, index: u32, mac: Mac) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).address(mac.octets().to_vec()).build();
         self.block(self.handle.link().set(msg).execute()).context("setting the MAC address")
     }
 
@@ -286,12 +287,12 @@ impl Links for Netlink {
     }
 
     /// A permanent neighbour entry (ip lladdr MAC nud permanent).
-    fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+    fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: Mac) -> Result<()> {
         let req = self
             .handle
             .neighbours()
             .add(index, ip.into())
-            .link_layer_address(&mac)
+            .link_layer_address(&mac.octets())
             .state(rtnetlink::packet_route::neighbour::NeighbourState::Permanent);
         self.block(req.execute()).with_context(|| format!("adding neighbour {ip}"))
     }
@@ -308,7 +309,7 @@ impl Links for Netlink {
         underlay: u32,
         learning: bool,
         mtu: u32,
-        mac: [u8; 6],
+        mac: Mac,
     ) -> Result<u32> {
         let msg = rtnetlink::LinkVxlan::new(name, vni)
             .port(port)
@@ -316,7 +317,7 @@ impl Links for Netlink {
             .dev(underlay)
             .learning(learning)
             .mtu(mtu)
-            .address(mac.to_vec())
+            .address(mac.octets().to_vec())
             .build();
         self.block(self.handle.link().add(msg).execute()).with_context(|| format!("creating vxlan device {name}"))?;
         self.require(name)
@@ -353,14 +354,14 @@ impl Links for Netlink {
         self.request(msg, flags).with_context(|| r.what())
     }
 
-    fn del_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<()> {
+    fn del_fdb(&self, index: u32, mac: Mac, dst: Ipv4Addr) -> Result<()> {
         ignore_gone(self.request(RouteNetlinkMessage::DelNeighbour(Self::fdb_message(index, mac, dst)), 0))
-            .with_context(|| format!("deleting fdb entry {} dst {dst}", format_mac(mac)))
+            .with_context(|| format!("deleting fdb entry {mac} dst {dst}"))
     }
 
     /// The MACs of a device's own forwarding entries that point at `dst`
     /// (static or learned).
-    fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<[u8; 6]>> {
+    fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<Mac>> {
         let req = self.handle.neighbours().get().set_address_family(NlFamily::Bridge).execute();
         let msgs: Vec<NeighbourMessage> = self.rt.block_on(req.try_collect()).map_err(nl).context("listing fdb")?;
         Ok(msgs
@@ -376,7 +377,7 @@ impl Links for Netlink {
             })
             .filter_map(|m| {
                 m.attributes.iter().find_map(|a| match a {
-                    NeighbourAttribute::LinkLayerAddress(l) => l.as_slice().try_into().ok(),
+                    NeighbourAttribute::LinkLayerAddress(l) => <[u8; 6]>::try_from(l.as_slice()).ok().map(Mac),
                     _ => None,
                 })
             })
@@ -504,10 +505,6 @@ fn ignore_gone(r: Result<()>) -> Result<()> {
         Err(e) if error::is_not_found(&e) => Ok(()),
         r => r,
     }
-}
-
-fn format_mac(mac: [u8; 6]) -> String {
-    super::endpoint::format_mac(mac)
 }
 
 /// An address message's local IPv4 address with its prefix.

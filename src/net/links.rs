@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 
 pub use super::link::Route;
+use crate::net::macaddr::Mac;
 
 /// The operations rcon's logic needs on one network namespace.
 pub trait Links {
@@ -25,17 +26,17 @@ pub trait Links {
     fn mtu_of(&self, index: u32) -> Result<Option<u32>>;
 
     /// A bridge, up, with a fixed MAC (so it does not follow its ports).
-    fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32) -> Result<u32>;
+    fn create_bridge(&self, name: &str, mac: Mac, mtu: u32) -> Result<u32>;
     /// A veth pair whose peer is born inside `peer_ns`, with the peer's MAC
     /// (and the local end's, when given) and both MTUs set. Returns the index
     /// of the local end, which is left down.
     fn create_veth(
         &self,
         local: &str,
-        local_mac: Option<[u8; 6]>,
+        local_mac: Option<Mac>,
         peer: &str,
         peer_ns: &File,
-        peer_mac: [u8; 6],
+        peer_mac: Mac,
         mtu: u32,
     ) -> Result<u32>;
     /// A VXLAN device on `underlay` (VNI, UDP port, local address), left down.
@@ -49,7 +50,7 @@ pub trait Links {
         underlay: u32,
         learning: bool,
         mtu: u32,
-        mac: [u8; 6],
+        mac: Mac,
     ) -> Result<u32>;
     /// A kernel ipip device with no fixed remote, left down.
     fn create_ipip(&self, name: &str, local: Ipv4Addr, underlay: u32, mtu: u32) -> Result<u32>;
@@ -60,7 +61,7 @@ pub trait Links {
     fn up(&self, index: u32, master: Option<u32>) -> Result<()>;
     /// Rename a link (it must be down) and optionally move it to another namespace.
     fn rename_into(&self, index: u32, name: &str, ns: Option<&File>) -> Result<()>;
-    fn set_address(&self, index: u32, mac: [u8; 6]) -> Result<()>;
+    fn set_address(&self, index: u32, mac: Mac) -> Result<()>;
     /// Hairpin and port isolation of a bridge port.
     fn bridge_port(&self, index: u32, hairpin: bool, isolated: bool) -> Result<()>;
     fn delete_link(&self, index: u32) -> Result<()>;
@@ -72,13 +73,13 @@ pub trait Links {
     /// Via a gateway (`onlink` when it is not in a local subnet), or straight out of the device.
     fn add_route(&self, dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool) -> Result<()>;
     /// A permanent neighbour entry.
-    fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()>;
+    fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: Mac) -> Result<()>;
     /// Forget route `dest`, its FDB entry, its neighbour: gone is done.
     fn del_route(&self, dest: Ipv4Net) -> Result<()>;
-    fn del_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<()>;
+    fn del_fdb(&self, index: u32, mac: Mac, dst: Ipv4Addr) -> Result<()>;
     fn del_neighbour(&self, index: u32, ip: Ipv4Addr) -> Result<()>;
     /// The MACs of a device's own forwarding entries that point at `dst`.
-    fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<[u8; 6]>>;
+    fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<Mac>>;
 
     /// Send `reqs` together and return each one's answer, in order.
     fn send_all(&self, reqs: Vec<Request>) -> Vec<Result<()>>;
@@ -138,9 +139,9 @@ pub enum Request {
     /// `dest` via `via` on `dev`, replacing a route to the same destination.
     Route { dest: Ipv4Net, via: Option<Ipv4Addr>, dev: u32, onlink: bool },
     /// A permanent neighbour entry, replacing whatever `ip` had.
-    Neighbour { index: u32, ip: Ipv4Addr, mac: [u8; 6] },
+    Neighbour { index: u32, ip: Ipv4Addr, mac: Mac },
     /// A permanent FDB entry: `mac` behind `dst` (append: one more destination).
-    Fdb { index: u32, mac: [u8; 6], dst: Ipv4Addr, append: bool },
+    Fdb { index: u32, mac: Mac, dst: Ipv4Addr, append: bool },
 }
 
 impl Request {
@@ -148,11 +149,11 @@ impl Request {
         Request::Route { dest, via, dev, onlink }
     }
 
-    pub fn set_neighbour(index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Request {
+    pub fn set_neighbour(index: u32, ip: Ipv4Addr, mac: Mac) -> Request {
         Request::Neighbour { index, ip, mac }
     }
 
-    pub fn set_fdb(index: u32, mac: [u8; 6], dst: Ipv4Addr, append: bool) -> Request {
+    pub fn set_fdb(index: u32, mac: Mac, dst: Ipv4Addr, append: bool) -> Request {
         Request::Fdb { index, mac, dst, append }
     }
 
@@ -163,7 +164,7 @@ impl Request {
             Request::Route { dest, via: None, .. } => format!("setting route {dest}"),
             Request::Neighbour { ip, .. } => format!("setting neighbour {ip}"),
             Request::Fdb { mac, dst, .. } => {
-                format!("adding fdb entry {} dst {dst}", super::endpoint::format_mac(*mac))
+                format!("adding fdb entry {mac} dst {dst}")
             }
         }
     }

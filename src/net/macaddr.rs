@@ -28,13 +28,18 @@ impl Mac {
     /// A MAC given for an interface (`--mac`): unicast and not all zero.
     pub fn for_interface(s: &str) -> anyhow::Result<Mac> {
         let mac: Mac = s.parse().map_err(|e| Error::Invalid(format!("--mac {e}")))?;
-        if mac.0[0] & 1 == 1 {
-            return Err(Error::Invalid(format!("--mac {s}: a multicast address cannot name an interface")).into());
+        Ok(mac.unicast()?)
+    }
+
+    /// This MAC, if it can name an interface: unicast and not all zero.
+    pub fn unicast(self) -> Result<Mac, Error> {
+        if self.0[0] & 1 == 1 {
+            return Err(Error::Invalid(format!("--mac {self}: a multicast address cannot name an interface")));
         }
-        if mac.0 == [0; 6] {
-            return Err(Error::Invalid(format!("--mac {s}: the all-zero address cannot name an interface")).into());
+        if self.0 == [0; 6] {
+            return Err(Error::Invalid(format!("--mac {self}: the all-zero address cannot name an interface")));
         }
-        Ok(mac)
+        Ok(self)
     }
 }
 
@@ -100,7 +105,14 @@ mod tests {
 
     #[test]
     fn bad_text_is_refused_with_the_form_to_use() {
-        for bad in ["", "02:42:0a:01:00", "02:42:0a:01:00:ff:01", "02:42:0a:01:00:fg", "002:42:0a:01:00:ff", "02-42-0a-01-00-ff"] {
+        for bad in [
+            "",
+            "02:42:0a:01:00",
+            "02:42:0a:01:00:ff:01",
+            "02:42:0a:01:00:fg",
+            "002:42:0a:01:00:ff",
+            "02-42-0a-01-00-ff",
+        ] {
             let e = bad.parse::<Mac>().unwrap_err();
             assert!(e.to_string().contains("six hex bytes"), "{bad}: {e}");
         }

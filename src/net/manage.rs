@@ -15,6 +15,7 @@ use super::hostports::Claims;
 use super::ipam::Ipam;
 use super::kernel::Kernel;
 use super::links::Links;
+use super::macaddr::Mac;
 use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
 use super::ports::PortSpec;
 use super::{driver, forwarding, heal};
@@ -214,7 +215,7 @@ pub struct AttachRequest {
     /// eth0, eth1 …: the first free one when not given.
     pub ifname: Option<String>,
     pub ip: Option<Ipv4Addr>,
-    pub mac: Option<String>,
+    pub mac: Option<Mac>,
     pub owner: Option<String>,
     /// Host ports to publish to this interface (`-p`).
     pub ports: Vec<PortSpec>,
@@ -271,10 +272,7 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         }
     };
     let key = endpoint::key_for(&net.name, &netns_id, &ifname);
-    let mac = match &req.mac {
-        Some(m) => endpoint::parse_mac(m)?,
-        None => endpoint::mac_for(&key),
-    };
+    let mac = req.mac.unwrap_or_else(|| endpoint::mac_for(&key));
     let mut ep = Endpoint {
         network: net.name.clone(),
         key: key.clone(),
@@ -285,7 +283,7 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         host_ifname: endpoint::host_ifname(&key, net.driver == Driver::Veth),
         ip: None,
         prefix: net.container_prefix(),
-        mac: endpoint::format_mac(mac),
+        mac,
         gateway: net.gateway,
         ports: Vec::new(),
     };
@@ -307,10 +305,10 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         let ip = book.allocate(net.pool(), net.reserved_gateway(), &key, req.ip)?;
         ep.ip = Some(ip);
         if req.mac.is_none() && net.cluster.is_some() {
-            ep.mac = endpoint::format_mac(endpoint::mac_from_ip(ip));
+            ep.mac = Mac::from_ip(ip);
         }
         // Every endpoint's MAC is reserved, so a --mac never repeats a derived one either.
-        if let Some(holder) = book.take_mac(&ep.mac, &key)? {
+        if let Some(holder) = book.take_mac(&ep.mac.to_string(), &key)? {
             let who = eps.on_network(&net.name)?.into_iter().find(|e| e.key == holder);
             let who = who.map_or(holder, |e| e.owner.unwrap_or_else(|| e.netns.display().to_string()));
             bail!("--mac {}: network {} has this address already, on {who}", ep.mac, net.name);
@@ -383,7 +381,7 @@ fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Result<()> {
     if !ep.ports.is_empty() {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
     }
-    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(&ep.mac))?;
+    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(&ep.mac.to_string()))?;
     endpoints(ctx).remove(ep)
 }
 

@@ -19,6 +19,7 @@ use ipnet::Ipv4Net;
 use super::firewall::{Backend, Firewall, NetRules, Published, SvcRules, Want};
 use super::kernel::{Firewalls, Kernel};
 use super::links::{Links, Request, Route};
+use super::macaddr::Mac;
 use super::ports::Mapping;
 
 /// The log and the faults the fakes share.
@@ -55,7 +56,7 @@ pub struct Link {
     pub kind: String,
     pub up: bool,
     pub master: Option<u32>,
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<Mac>,
     /// The other end of a veth: its namespace and index.
     pub peer: Option<(String, u32)>,
     pub flags: String,
@@ -68,8 +69,8 @@ pub struct Ns {
     pub addrs: BTreeSet<(u32, Ipv4Net)>,
     /// Destination → (via, device, onlink).
     pub routes: BTreeMap<Ipv4Net, (Option<Ipv4Addr>, u32, bool)>,
-    pub neighbours: BTreeMap<(u32, Ipv4Addr), [u8; 6]>,
-    pub fdb: BTreeSet<(u32, [u8; 6], Ipv4Addr)>,
+    pub neighbours: BTreeMap<(u32, Ipv4Addr), Mac>,
+    pub fdb: BTreeSet<(u32, Mac, Ipv4Addr)>,
     pub sysctls: BTreeMap<String, String>,
 }
 
@@ -196,7 +197,7 @@ impl FakeLinks {
         self.world.borrow_mut().nss.get_mut(&self.ns).unwrap().routes.insert(dest, (via, dev, false));
     }
 
-    fn insert(&self, ns: &str, name: &str, kind: &str, mac: Option<[u8; 6]>) -> u32 {
+    fn insert(&self, ns: &str, name: &str, kind: &str, mac: Option<Mac>) -> u32 {
         let mut w = self.world.borrow_mut();
         let idx = w.next_index;
         w.next_index += 1;
@@ -227,11 +228,11 @@ impl FakeLinks {
     }
 
     /// A new device, refused when the name is taken.
-    fn create(&self, op: &str, name: &str, kind: &str, mac: Option<[u8; 6]>) -> Result<u32> {
+    fn create(&self, op: &str, name: &str, kind: &str, mac: Option<Mac>) -> Result<u32> {
         self.create_logged(op, name.to_string(), name, kind, mac)
     }
 
-    fn create_logged(&self, op: &str, log: String, name: &str, kind: &str, mac: Option<[u8; 6]>) -> Result<u32> {
+    fn create_logged(&self, op: &str, log: String, name: &str, kind: &str, mac: Option<Mac>) -> Result<u32> {
         self.step(op, log)?;
         if self.with(|ns| ns.by_name(name)).is_some() {
             bail!(std::io::Error::from_raw_os_error(libc::EEXIST));
@@ -288,7 +289,7 @@ impl Links for FakeLinks {
         Ok(Some(1500))
     }
 
-    fn create_bridge(&self, name: &str, mac: [u8; 6], _mtu: u32) -> Result<u32> {
+    fn create_bridge(&self, name: &str, mac: Mac, _mtu: u32) -> Result<u32> {
         let idx = self.create("create_bridge", name, "bridge", Some(mac))?;
         self.link(idx, |l| l.up = true)?;
         Ok(idx)
@@ -297,10 +298,10 @@ impl Links for FakeLinks {
     fn create_veth(
         &self,
         local: &str,
-        local_mac: Option<[u8; 6]>,
+        local_mac: Option<Mac>,
         peer: &str,
         peer_ns: &File,
-        peer_mac: [u8; 6],
+        peer_mac: Mac,
         _mtu: u32,
     ) -> Result<u32> {
         let theirs = FakeLinks::ns_name(peer_ns)?;
@@ -321,7 +322,7 @@ impl Links for FakeLinks {
         _underlay: u32,
         _learning: bool,
         _mtu: u32,
-        mac: [u8; 6],
+        mac: Mac,
     ) -> Result<u32> {
         self.create("create_vxlan", name, &format!("vxlan {vni}"), Some(mac))
     }
@@ -355,7 +356,7 @@ impl Links for FakeLinks {
         Ok(())
     }
 
-    fn set_address(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+    fn set_address(&self, index: u32, mac: Mac) -> Result<()> {
         self.step("set_address", index.to_string())?;
         self.link(index, |l| l.mac = Some(mac))
     }
@@ -409,7 +410,7 @@ impl Links for FakeLinks {
         Ok(())
     }
 
-    fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+    fn add_neighbour(&self, index: u32, ip: Ipv4Addr, mac: Mac) -> Result<()> {
         self.step("add_neighbour", format!("{ip} dev {index}"))?;
         self.with(|ns| ns.neighbours.insert((index, ip), mac));
         Ok(())
@@ -421,7 +422,7 @@ impl Links for FakeLinks {
         Ok(())
     }
 
-    fn del_fdb(&self, index: u32, mac: [u8; 6], dst: Ipv4Addr) -> Result<()> {
+    fn del_fdb(&self, index: u32, mac: Mac, dst: Ipv4Addr) -> Result<()> {
         self.step("del_fdb", format!("{mac:02x?} dst {dst} dev {index}"))?;
         self.with(|ns| ns.fdb.remove(&(index, mac, dst)));
         Ok(())
@@ -433,7 +434,7 @@ impl Links for FakeLinks {
         Ok(())
     }
 
-    fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<[u8; 6]>> {
+    fn fdb_macs_to(&self, index: u32, dst: Ipv4Addr) -> Result<Vec<Mac>> {
         Ok(self.with(|ns| ns.fdb.iter().filter(|(i, _, d)| *i == index && *d == dst).map(|e| e.1).collect()))
     }
 

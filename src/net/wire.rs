@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, Result};
 
 use super::endpoint::Endpoint;
+use super::macaddr::Mac;
 use super::manage::{self, AttachRequest};
 use super::ports;
 use crate::Context;
@@ -52,6 +53,7 @@ pub fn requests(ann: &HashMap<String, String>, owner: &str, pid: i32) -> Result<
         .get(IP)
         .map(|s| s.parse::<Ipv4Addr>().with_context(|| format!("annotation {IP}: {s:?} is not an IPv4 address")))
         .transpose()?;
+    let mac = ann.get(MAC).map(|s| Mac::for_interface(s).with_context(|| format!("annotation {MAC}"))).transpose()?;
     Ok(nets
         .split(',')
         .map(str::trim)
@@ -62,7 +64,7 @@ pub fn requests(ann: &HashMap<String, String>, owner: &str, pid: i32) -> Result<
             netns: manage::netns_of_pid(pid),
             ifname: None,
             ip: ip.filter(|_| i == 0),
-            mac: ann.get(MAC).filter(|_| i == 0).cloned(),
+            mac: mac.filter(|_| i == 0),
             owner: Some(owner.to_string()),
             ports: if i == 0 { ports.clone() } else { Vec::new() },
         })

@@ -223,7 +223,7 @@ fn keep_lease(ctx: &Context, etcd: &mut Etcd, c: &Cluster) -> Result<Result<(), 
     let Some(c) = current(ctx, Some(&c.lease_name()))? else { return Ok(Err(End::Left)) };
     let m = c.store.clone().expect("etcd mode");
     let name = c.lease_name();
-    let value = serde_json::to_vec(&flannel::own_attrs(c.underlay_ip, c.backend, c.vni, &c.vtep_mac))?;
+    let value = serde_json::to_vec(&flannel::own_attrs(c.underlay_ip, c.backend, c.vni, c.vtep_mac))?;
     let (_, entries) = etcd.list()?;
     let held = entries.iter().find(|e| e.name == name);
     if let Some(e) = held {

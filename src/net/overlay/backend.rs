@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use super::{ipip_user, vtep_mac_of, Backend, Cluster, IpipMode, Node};
 use crate::error::{self, Kind};
 use crate::net::links::{Links, Request};
+use crate::net::macaddr::Mac;
 
 /// The device name of a VXLAN backend (`rcon-vx` + VNI fits 15 bytes).
 fn vxlan_name(vni: u32) -> String {
@@ -155,7 +156,7 @@ pub fn program(node: &dyn Links, c: &Cluster, peer: &Node) -> Result<()> {
     let ctx = || format!("node {}", peer.name);
     if c.backend == Backend::VxlanL2 {
         let dev = node.require(&vxlan_name(c.vni))?;
-        return match node.send_one(Request::set_fdb(dev, [0; 6], peer.underlay_ip, true)) {
+        return match node.send_one(Request::set_fdb(dev, Mac::default(), peer.underlay_ip, true)) {
             // Already among the entry's destinations.
             Err(e) if error::kind(&e) == Some(Kind::Exists) => Ok(()),
             r => r.with_context(ctx),
@@ -205,7 +206,7 @@ fn requests(c: &Cluster, dev: u32, peer: &Node) -> Result<Vec<Request>> {
     Ok(match (c.backend, c.ipip_plane) {
         (Backend::HostGw, _) => vec![Request::set_route(peer.subnet, Some(peer.underlay_ip), dev, false)],
         (Backend::Vxlan, _) => {
-            let (mac, gw) = (vtep_mac_of(peer)?, peer.subnet.network());
+            let (mac, gw) = (vtep_mac_of(peer), peer.subnet.network());
             vec![
                 Request::set_neighbour(dev, gw, mac),
                 Request::set_fdb(dev, mac, peer.underlay_ip, false),
@@ -231,7 +232,7 @@ pub fn unprogram(node: &dyn Links, c: &Cluster, peer: &Node) -> Result<()> {
             .with_context(ctx),
         (Backend::Vxlan, Some(dev)) => {
             node.del_route(peer.subnet).with_context(ctx)?;
-            node.del_fdb(dev, vtep_mac_of(peer)?, peer.underlay_ip).with_context(ctx)?;
+            node.del_fdb(dev, vtep_mac_of(peer), peer.underlay_ip).with_context(ctx)?;
             node.del_neighbour(dev, peer.subnet.network()).with_context(ctx)
         }
         _ => node.del_route(peer.subnet).with_context(ctx),

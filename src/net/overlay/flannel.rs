@@ -11,6 +11,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, Node};
+use crate::net::macaddr::Mac;
 
 /// flannel's default VXLAN port (the kernel's historical one), used when
 /// the config gives none, so that a flannel node and an rcon node agree.
@@ -162,7 +163,7 @@ pub fn parse_key_name(name: &str) -> Option<Ipv4Net> {
 }
 
 /// What this node puts in its lease.
-pub fn own_attrs(public_ip: Ipv4Addr, backend: Backend, vni: u32, vtep_mac: &str) -> LeaseAttrs {
+pub fn own_attrs(public_ip: Ipv4Addr, backend: Backend, vni: u32, vtep_mac: Mac) -> LeaseAttrs {
     let data = matches!(backend, Backend::Vxlan | Backend::VxlanL2)
         .then(|| BackendData { vni: Some(vni), vtep_mac: Some(vtep_mac.to_string()) });
     LeaseAttrs { public_ip, backend_type: backend.to_string(), backend_data: data, rest: Default::default() }
@@ -180,8 +181,7 @@ pub fn peer_of(name: &str, value: &[u8], backend: Backend) -> Result<Node> {
     let vtep_mac = match backend {
         Backend::Vxlan => {
             let mac = a.backend_data.and_then(|d| d.vtep_mac).context("a vxlan lease without BackendData.VtepMAC")?;
-            crate::net::endpoint::parse_mac(&mac).with_context(|| format!("VtepMAC {mac:?}"))?;
-            Some(mac.to_ascii_lowercase())
+            Some(Mac::for_interface(&mac).with_context(|| format!("VtepMAC {mac:?}"))?)
         }
         _ => None,
     };
@@ -257,11 +257,11 @@ mod tests {
         let v = br#"{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"9A:5B:00:11:22:33"}}"#;
         let n = peer_of("10.244.52.0-24", v, Backend::Vxlan).unwrap();
         assert_eq!(n.underlay_ip, "192.0.2.1".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(n.vtep_mac.as_deref(), Some("9a:5b:00:11:22:33"));
+        assert_eq!(n.vtep_mac.map(|m| m.to_string()).as_deref(), Some("9a:5b:00:11:22:33"));
         let e = peer_of("10.244.52.0-24", v, Backend::HostGw).unwrap_err().to_string();
         assert!(e.contains("its backend is \"vxlan\""), "{e}");
         assert!(peer_of("10.244.52.0-24", b"nope", Backend::Vxlan).unwrap_err().to_string().contains("not a lease"));
-        let own = own_attrs("192.0.2.9".parse().unwrap(), Backend::Vxlan, 1, "0e:52:c0:00:02:09");
+        let own = own_attrs("192.0.2.9".parse().unwrap(), Backend::Vxlan, 1, "0e:52:c0:00:02:09".parse().unwrap());
         let text = serde_json::to_string(&own).unwrap();
         assert_eq!(
             text,

@@ -137,7 +137,7 @@ pub(super) fn new_cluster(req: &InitRequest, ul: Underlay) -> Cluster {
         underlay_ip: ul.ip,
         mtu: ul.mtu - req.backend.overhead(),
         network: req.network.clone(),
-        vtep_mac: crate::net::endpoint::format_mac(super::vtep_mac_for(ul.ip)),
+        vtep_mac: super::vtep_mac_for(ul.ip),
         ipip_mode: req.ipip_mode,
         ipip_plane: None,
         daemon: None,
@@ -307,7 +307,7 @@ fn check_node(node: &dyn Links, c: &Cluster, others: &[Node], n: &Node) -> Resul
         bail!("node {}: --underlay-ip {} is node {}'s already", n.name, n.underlay_ip, o.name);
     }
     if let Some(m) = &n.vtep_mac {
-        crate::net::endpoint::parse_mac(m).with_context(|| format!("node {}: --vtep-mac", n.name))?;
+        m.unicast().with_context(|| format!("node {}: --vtep-mac", n.name))?;
     }
     if c.backend == Backend::HostGw && !on_segment(node, c, n.underlay_ip)? {
         bail!(

@@ -86,8 +86,7 @@ pub fn join(ctx: &Context, req: &JoinRequest) -> Result<(Cluster, Option<String>
             );
         }
     }
-    let vtep_mac = crate::net::endpoint::format_mac(super::vtep_mac_for(ul.ip));
-    let value = serde_json::to_vec(&flannel::own_attrs(ul.ip, plan.backend, plan.vni, &vtep_mac))?;
+    let value = serde_json::to_vec(&flannel::own_attrs(ul.ip, plan.backend, plan.vni, super::vtep_mac_for(ul.ip)))?;
     let lease = etcd.grant(req.lease_ttl)?;
     let subnet = match acquire(&mut etcd, &plan, ul.ip, req.node_subnet, &value, lease) {
         Ok(s) => s,

@@ -37,6 +37,7 @@ use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use crate::net::macaddr::Mac;
 use crate::store::{Broken, Named, Read, Records};
 use crate::sys::proc::Creator;
 
@@ -136,7 +137,7 @@ pub struct Cluster {
     pub network: String,
     /// This node's VTEP MAC (vxlan backends): derived from the underlay
     /// address, so it is the same after a restart and peers can work it out.
-    pub vtep_mac: String,
+    pub vtep_mac: Mac,
     #[serde(default)]
     pub ipip_mode: IpipMode,
     /// The IPIP data plane in use (`kernel` or `userspace`), ipip only.
@@ -177,7 +178,7 @@ pub struct Node {
     pub underlay_ip: Ipv4Addr,
     pub subnet: Ipv4Net,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vtep_mac: Option<String>,
+    pub vtep_mac: Option<Mac>,
 }
 
 impl Named for Node {
@@ -310,17 +311,14 @@ pub fn peer_store(data_root: &Path, c: &Cluster) -> Box<dyn Peers> {
 }
 
 /// The VTEP MAC of the node at `underlay_ip`: locally administered, unicast.
-pub fn vtep_mac_for(underlay_ip: Ipv4Addr) -> [u8; 6] {
+pub fn vtep_mac_for(underlay_ip: Ipv4Addr) -> Mac {
     let o = underlay_ip.octets();
-    [0x0e, 0x52, o[0], o[1], o[2], o[3]]
+    Mac([0x0e, 0x52, o[0], o[1], o[2], o[3]])
 }
 
 /// A peer's VTEP MAC: given, else derived.
-pub fn vtep_mac_of(node: &Node) -> Result<[u8; 6]> {
-    match &node.vtep_mac {
-        Some(m) => super::endpoint::parse_mac(m),
-        None => Ok(vtep_mac_for(node.underlay_ip)),
-    }
+pub fn vtep_mac_of(node: &Node) -> Mac {
+    node.vtep_mac.unwrap_or_else(|| vtep_mac_for(node.underlay_ip))
 }
 
 #[cfg(test)]
@@ -339,7 +337,7 @@ mod tests {
 
     #[test]
     fn vtep_mac_is_stable_and_local() {
-        let m = vtep_mac_for("192.168.50.2".parse().unwrap());
+        let m = vtep_mac_for("192.168.50.2".parse().unwrap()).octets();
         assert_eq!(m, [0x0e, 0x52, 192, 168, 50, 2]);
         assert_eq!(m[0] & 0x02, 0x02, "locally administered");
         assert_eq!(m[0] & 0x01, 0, "unicast");

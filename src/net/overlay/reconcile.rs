@@ -166,7 +166,7 @@ mod tests {
         ];
         let (w, skipped) = Want::from_list(&me(), list);
         assert_eq!(w.peers.keys().collect::<Vec<_>>(), ["10.244.2.0-24"]);
-        assert_eq!(w.peers["10.244.2.0-24"].vtep_mac.as_deref(), Some("aa:bb:cc:00:00:02"));
+        assert_eq!(w.peers["10.244.2.0-24"].vtep_mac.map(|m| m.to_string()).as_deref(), Some("aa:bb:cc:00:00:02"));
         assert_eq!(skipped.len(), 3, "{skipped:?}");
         assert!(skipped[0].starts_with("skipped 10.244.3.0-24: not a lease"), "{skipped:?}");
         assert!(skipped[1].contains("its backend is \"host-gw\""), "{skipped:?}");

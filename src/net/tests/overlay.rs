@@ -36,7 +36,7 @@ fn cluster(backend: Backend, plane: Option<IpipMode>) -> Cluster {
         underlay_ip: UNDERLAY_IP,
         mtu: 1450,
         network: "pods".into(),
-        vtep_mac: crate::net::endpoint::format_mac(vtep_mac_for(UNDERLAY_IP)),
+        vtep_mac: vtep_mac_for(UNDERLAY_IP),
         ipip_mode: plane.unwrap_or_default(),
         ipip_plane: plane,
         daemon: None,
@@ -79,7 +79,7 @@ fn with_peers(links: &FakeLinks, c: &Cluster, base: &Ns, peers: &[Node]) -> Ns {
                 want.fdb.insert((vx, mac, p.underlay_ip));
             }
             (Backend::VxlanL2, _) => {
-                want.fdb.insert((dev("rcon-vx1"), [0; 6], p.underlay_ip));
+                want.fdb.insert((dev("rcon-vx1"), crate::net::macaddr::Mac::default(), p.underlay_ip));
             }
             (Backend::Ipip, Some(IpipMode::Userspace)) => {
                 want.routes.insert(p.subnet, (None, dev("rcon-tun"), false));
