@@ -279,6 +279,8 @@ pub fn gc(ctx: &Context, a: GcArgs) -> Result<i32> {
         println!("removed {} dangling endpoint index link(s)", r.index_links);
     }
     let mut broken = r.broken;
+    // The cluster's records are the overlay's, which sits above net's gc.
+    broken.extend(rcon::net::overlay::broken(&ctx.data_root));
     broken.extend(engine::pod::store(ctx).scan()?.broken);
     broken.extend(runtime::scan(ctx)?.broken);
     if a.remove_broken {

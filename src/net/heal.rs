@@ -18,7 +18,7 @@ use anyhow::{bail, Result};
 use super::endpoint;
 use super::firewall::{self, Backend, Want, WantService};
 use super::network;
-use super::service;
+use super::service_store;
 use crate::Context;
 
 /// What the records say `backend` must hold. `full`: for a restore, with the published ports, and only
@@ -27,7 +27,7 @@ use crate::Context;
 /// (they are many, and the check does not look at them), and what can be read.
 fn want(ctx: &Context, backend: Backend, full: bool) -> Result<Want> {
     let nets = network::store(&ctx.data_root).scan()?;
-    let svcs = service::store(&ctx.data_root).scan()?;
+    let svcs = service_store::store(&ctx.data_root).scan()?;
     let eps = if full { endpoint::Store::new(&ctx.data_root).scan_all(None)? } else { Default::default() };
     if let Some(b) = nets.broken.iter().chain(&svcs.broken).chain(&eps.broken).next().filter(|_| full) {
         bail!("{b}; rcon's rules are not rebuilt without it (repair it, or remove it with `rcon gc --remove-broken`)");
@@ -66,7 +66,7 @@ fn restore(ctx: &Context, backend: Backend, force: bool) -> Result<Option<String
 /// [`restore`], with what the records asked for: (networks, endpoints with ports, services).
 fn restore_counted(ctx: &Context, backend: Backend, force: bool) -> Result<(Option<String>, [usize; 3])> {
     let _nets = network::store(&ctx.data_root).lock()?;
-    let _svcs = service::store(&ctx.data_root).lock()?;
+    let _svcs = service_store::store(&ctx.data_root).lock()?;
     let counts = std::cell::Cell::new([0; 3]);
     let read = || {
         let w = want(ctx, backend, true)?;

@@ -14,6 +14,8 @@ pub mod network;
 pub mod overlay;
 pub mod ports;
 pub mod service;
+pub mod service_store;
+pub mod service_types;
 pub mod wire;
 
 /// Hex SHA-256 of `s`: stable short names for links and records.

@@ -40,7 +40,7 @@ use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
 use super::{chain_suffix, run, NetRules, Published, SvcRules, Want};
-use crate::net::service::Lb;
+use crate::net::service_types::Lb;
 
 /// The iptables implementation of [`Firewall`].
 pub struct Iptables;

@@ -39,6 +39,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::net::service_types::{Lb, Vip};
 use crate::store;
 
 /// Which program speaks to the kernel's packet filter.
@@ -104,8 +105,8 @@ pub struct Published<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct SvcRules<'a> {
     pub name: &'a str,
-    pub vip: crate::net::service::Vip,
-    pub lb: crate::net::service::Lb,
+    pub vip: Vip,
+    pub lb: Lb,
     pub backends: &'a [(std::net::Ipv4Addr, u16)],
 }
 
@@ -124,8 +125,8 @@ pub struct Want {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WantService {
     pub name: String,
-    pub vip: crate::net::service::Vip,
-    pub lb: crate::net::service::Lb,
+    pub vip: Vip,
+    pub lb: Lb,
     pub backends: Vec<(std::net::Ipv4Addr, u16)>,
 }
 

@@ -64,7 +64,7 @@ use ipnet::Ipv4Net;
 use serde_json::Value;
 
 use super::{chain_suffix, run, NetRules, Published, SvcRules, Want};
-use crate::net::service::Lb;
+use crate::net::service_types::Lb;
 use std::net::Ipv4Addr;
 
 /// The nftables implementation of [`Firewall`].
