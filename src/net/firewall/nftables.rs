@@ -59,13 +59,13 @@
 //! are rendered by concern: a network and the base (`networks`), published ports (`published`), services
 //! (`services`), and the whole table's check and restore (`restore`); `live` reads the table back.
 
+#[cfg(test)]
+mod fixtures;
 mod live;
 mod networks;
 mod published;
 mod restore;
 mod services;
-#[cfg(test)]
-mod fixtures;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

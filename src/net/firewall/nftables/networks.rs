@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use super::services::declare_service_sets;
 use super::{
-    nat_chain, out_chain, Live, NetRules, BASE_RULES, BASE_TAG, FWD_DST, FWD_SRC, HAIRPIN, NAT_SRC, PUB_ADDR,
-    PUB_ANY, SUBNETS, TABLE,
+    nat_chain, out_chain, Live, NetRules, BASE_RULES, BASE_TAG, FWD_DST, FWD_SRC, HAIRPIN, NAT_SRC, PUB_ADDR, PUB_ANY,
+    SUBNETS, TABLE,
 };
 
 /// The batch that installs the base table (when missing or different) and `net`'s rules, replacing whatever
@@ -213,7 +213,6 @@ add element ip rcon nat_src { 10.88.0.0/16 comment \"web\" : jump nat-web }
         assert!(got.contains("flush chain ip rcon replies\nadd rule ip rcon replies ct state"), "{got}");
         assert!(!got.contains("flush chain ip rcon postrouting"), "{got}");
     }
-
 
     #[test]
     fn remove_one_then_last() {

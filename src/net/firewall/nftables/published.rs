@@ -73,5 +73,4 @@ delete element ip rcon hairpin { 10.1.0.3 . 10.1.0.3 }
         assert_eq!(render_remove_ports_of(&l, "k2"), None);
         assert!(!l.owners().contains("k1"), "a port owner is no network");
     }
-
 }

@@ -184,5 +184,4 @@ mod tests {
         l.elems.clear();
         assert_eq!(damage(&l, &w), None);
     }
-
 }

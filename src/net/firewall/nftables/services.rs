@@ -110,5 +110,4 @@ mod tests {
         let empty = SvcRules { backends: &[], ..svc };
         assert!(render_service(&Live::default(), "web", Some(&empty), &[]).contains("add rule ip rcon svc-web reject"));
     }
-
 }
