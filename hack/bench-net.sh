@@ -146,12 +146,8 @@ CACHE=$repo/hack/.cache/bench
 RAW=$CACHE/net
 BENCH_TAG=bench-net
 
-for n in $COUNTS; do
-	if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n > 60000)); then
-		echo "bench-net: bad count '$n' in BENCH_NET_COUNTS (1..60000: one /16)" >&2
-		exit 2
-	fi
-done
+# shellcheck disable=SC2086 # one count a word
+check_counts bench-net BENCH_NET_COUNTS 60000 ": one /16" $COUNTS
 for t in $TOOLS; do
 	case $t in netavark | cni | rcon) ;; *)
 		echo "bench-net: unknown tool '$t' in BENCH_NET_TOOLS (netavark, cni, rcon)" >&2

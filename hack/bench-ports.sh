@@ -290,12 +290,8 @@ BENCH_TAG=bench-ports
 
 # Host ports 20000 up to 20000+N-2 must stay clear of the probe's and the
 # inserts' ports and of the ephemeral range (32768 and up).
-for n in $COUNTS; do
-	if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n > 12000)); then
-		echo "bench-ports: bad count '$n' in BENCH_PORTS_COUNTS (1..12000)" >&2
-		exit 2
-	fi
-done
+# shellcheck disable=SC2086 # one count a word
+check_counts bench-ports BENCH_PORTS_COUNTS 12000 "" $COUNTS
 for v in "$INSERTS" "$CONNECTS" "$ROUNDS" "$CHUNK"; do
 	[[ $v =~ ^[1-9][0-9]*$ ]] || {
 		echo "bench-ports: BENCH_PORTS_INSERTS, _CONNECTS, _ROUNDS and _CHUNK take a positive number, not '$v'" >&2

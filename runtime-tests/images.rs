@@ -200,6 +200,36 @@ struct Registry {
     child: Child,
 }
 
+impl Registry {
+    /// Debian's docker-registry serving on 127.0.0.1:`port` inside `ns`, with
+    /// its storage in the world's dir; returns once it listens.
+    fn start(w: &World, ns: &Path, port: u16) -> Registry {
+        let dir = w.dir.path().join(format!("registry-{port}"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let cfg = dir.join("config.yml");
+        let data = dir.join("data");
+        let yml = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            data.display()
+        );
+        std::fs::write(&cfg, yml).unwrap();
+        let log = dir.join("log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(["/usr/bin/docker-registry", "serve", s(&cfg)])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let reg = Registry { child };
+        wait_until("the registry to listen", || {
+            std::fs::read_to_string(&log).unwrap_or_default().contains("listening on")
+        });
+        reg
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -237,28 +267,7 @@ fn pull_from_a_local_registry() {
     let ns = w.netns_dir.join(&ns_name);
     ns_ok(&w, &ns, &["ip", "link", "set", "lo", "up"]);
     let port = 5000;
-    let dir = w.dir.path().join("registry");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let cfg = dir.join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.join("log");
-    let child = Command::new("nsenter")
-        .arg(format!("--net={}", ns.display()))
-        .args(["/usr/bin/docker-registry", "serve", s(&cfg)])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join("out")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let _reg = Registry { child };
-    wait_until("the registry to listen", || std::fs::read_to_string(&log).unwrap_or_default().contains("listening on"));
+    let _reg = Registry::start(&w, &ns, port);
 
     let target = format!("docker://127.0.0.1:{port}/busybox:latest");
     let src = format!("oci:{}:latest", cache("busybox-oci").display());
@@ -294,28 +303,7 @@ fn run_pulls_a_missing_image() {
     w.ok(&["netns", "add", &ns_name]);
     let ns = w.netns_dir.join(&ns_name);
     ns_ok(&w, &ns, &["ip", "link", "set", "lo", "up"]);
-    let dir = w.dir.path().join("registry");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let cfg = dir.join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5001\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.join("log");
-    let child = Command::new("nsenter")
-        .arg(format!("--net={}", ns.display()))
-        .args(["/usr/bin/docker-registry", "serve", s(&cfg)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let _reg = Registry { child };
-    wait_until("the registry to listen", || std::fs::read_to_string(&log).unwrap_or_default().contains("listening on"));
+    let _reg = Registry::start(&w, &ns, 5001);
     let src = format!("oci:{}:latest", cache("busybox-oci").display());
     ns_ok(
         &w,

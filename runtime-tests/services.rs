@@ -31,24 +31,25 @@ fn rules(nw: &NetWorld, backend: &str) -> String {
     }
 }
 
+/// `service create NAME --vip VIP:PORT`, with a `--backend` per target and
+/// the flags (`--lb …`) that follow the targets as they are.
+fn create(nw: &NetWorld, name: &str, port: u16, rest: &[&str]) {
+    let vip = format!("{VIP}:{port}");
+    let mut args = vec!["service", "create", name, "--vip", &vip];
+    let flags = rest.iter().position(|a| a.starts_with("--")).unwrap_or(rest.len());
+    for b in &rest[..flags] {
+        args.extend(["--backend", b]);
+    }
+    args.extend(&rest[flags..]);
+    nw.w.ok(&args);
+}
+
 fn services(backend: &str) {
     let nw = net_world(&format!("v{}", &backend[..1]), backend);
     nw.w.ok(&["network", "create", "--subnet", "10.30.0.0/24", "svc"]);
     nw.server("b1", "svc");
     nw.server("b2", "svc");
-    nw.w.ok(&[
-        "service",
-        "create",
-        "web",
-        "--vip",
-        &format!("{VIP}:80"),
-        "--backend",
-        "b1:7000",
-        "--backend",
-        "b2:7000",
-        "--lb",
-        "roundrobin",
-    ]);
+    create(&nw, "web", 80, &["b1:7000", "b2:7000", "--lb", "roundrobin"]);
     let ls = nw.w.ok(&["service", "ls"]);
     assert!(ls.contains("web") && ls.contains(&format!("{VIP}:80/tcp")), "{ls}");
 
@@ -82,17 +83,7 @@ fn services(backend: &str) {
 
     // Random spreading reaches both too.
     nw.server("b3", "svc");
-    nw.w.ok(&[
-        "service",
-        "create",
-        "rnd",
-        "--vip",
-        &format!("{VIP}:81"),
-        "--backend",
-        "b1:7000",
-        "--backend",
-        "b3:7000",
-    ]);
+    create(&nw, "rnd", 81, &["b1:7000", "b3:7000"]);
     let script = connects(30, 81);
     let (_, out) = nw.client("svc", &script);
     let rnd: BTreeSet<&str> = out.lines().collect();

@@ -9,6 +9,7 @@
 
 pub mod context;
 pub mod engine;
+pub mod error;
 pub mod image;
 pub mod net;
 pub mod notice;

@@ -141,6 +141,19 @@ bench_dispatch() {
 # to ('' for a quick look, unless BENCH_OUT names one); sources mdsection.sh;
 # refuses to run without root.
 # shellcheck disable=SC2034 # quick and OUT are for the caller
+# check_counts TOOL VAR MAX [WHY] COUNT...: every COUNT is a whole number from 1
+# to MAX, or the bench stops with one line naming VAR.
+check_counts() {
+	local tool=$1 var=$2 max=$3 why=$4 n
+	shift 4
+	for n in "$@"; do
+		if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n > max)); then
+			echo "$tool: bad count '$n' in $var (1..$max$why)" >&2
+			exit 2
+		fi
+	done
+}
+
 bench_start() {
 	local name=$1
 	shift

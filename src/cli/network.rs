@@ -255,51 +255,43 @@ pub struct GcArgs {
 /// A record that cannot be read is left with all it may own, and gc goes on
 /// with the rest, then fails with one line naming each such record.
 pub fn gc(ctx: &Context, a: GcArgs) -> Result<i32> {
-    // Half-made pods, then containers: their removal releases their endpoints.
-    for name in engine::pod::gc(ctx)? {
+    let r = engine::gc(
+        ctx,
+        &[rcon::net::firewall::Backend::Nftables, rcon::net::firewall::Backend::Iptables],
+        a.remove_broken,
+    )?;
+    for name in &r.pods {
         println!("removed pod {name}");
     }
-    for id in engine::gc(ctx)? {
+    for id in &r.containers {
         println!("removed container {id}");
     }
-    let r = manage::gc(ctx, &[rcon::net::firewall::Backend::Nftables, rcon::net::firewall::Backend::Iptables])?;
+    let n = &r.net;
     let all = [
-        ("endpoint", &r.endpoints),
-        ("lease", &r.leases),
-        ("link", &r.links),
-        ("rules", &r.rules),
-        ("host port claim", &r.ports),
+        ("endpoint", &n.endpoints),
+        ("lease", &n.leases),
+        ("link", &n.links),
+        ("rules", &n.rules),
+        ("host port claim", &n.ports),
     ];
     for (what, items) in all {
         for i in items {
             println!("removed {what} {i}");
         }
     }
-    if r.index_links > 0 {
-        println!("removed {} dangling endpoint index link(s)", r.index_links);
+    if n.index_links > 0 {
+        println!("removed {} dangling endpoint index link(s)", n.index_links);
     }
-    let mut broken = r.broken;
-    // The cluster's records are the overlay's, which sits above net's gc.
-    broken.extend(rcon::net::overlay::broken(&ctx.data_root));
-    broken.extend(engine::pod::store(ctx).scan()?.broken);
-    broken.extend(runtime::scan(ctx)?.broken);
-    if a.remove_broken {
-        let mut kept = Vec::new();
-        for b in broken {
-            if removable(&b) && rcon::store::remove_broken(&b)? {
-                println!("removed broken {} record {}", b.kind, b.path.display());
-            } else {
-                kept.push(b);
-            }
-        }
-        broken = kept;
+    for b in &r.broken_removed {
+        println!("removed broken {} record {}", b.kind, b.path.display());
     }
+    let broken = r.broken;
     if broken.is_empty() {
         return Ok(0);
     }
     let n = broken.len();
     let list: Vec<String> = broken.iter().map(|b| b.to_string()).collect();
-    let how = if broken.iter().any(removable) { " (or run `rcon gc --remove-broken`)" } else { "" };
+    let how = if broken.iter().any(engine::gc_removable) { " (or run `rcon gc --remove-broken`)" } else { "" };
     bail!(
         "gc: {n} record{} could not be read and {} left in place with what {} may own: {}; remove {} by hand{how}",
         if n == 1 { "" } else { "s" },
@@ -308,13 +300,6 @@ pub fn gc(ctx: &Context, a: GcArgs) -> Result<i32> {
         list.join("; "),
         if n == 1 { "it" } else { "them" },
     )
-}
-
-/// The broken records `--remove-broken` may remove. A container's state is
-/// how its processes, cgroup and mounts are found, and the cluster settings
-/// how its device is: those are for a person to look at.
-fn removable(b: &rcon::store::Broken) -> bool {
-    !matches!(b.kind, "container" | "cluster")
 }
 
 /// `rcon inspect NAME`: the container with its interfaces.

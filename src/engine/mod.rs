@@ -2,6 +2,7 @@
 //! It turns an image into an OCI bundle and hands it to the same runtime
 //! path as `create/start`; the runtime knows nothing of images.
 
+mod gc;
 mod manage;
 mod monitor;
 mod network_hook;
@@ -20,6 +21,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::image::{self, Store};
 use crate::runtime::{self, CreateOptions, Status};
 use crate::Context;
+pub use gc::{gc, removable as gc_removable, Report as GcReport};
 pub use manage::{forget, list, logs, remove, stop, Row};
 pub use spec::{CgroupNs, Net, Overrides};
 
@@ -62,44 +64,6 @@ fn exit_path(ctx: &Context, id: &str) -> PathBuf {
 
 fn creator_path(ctx: &Context, id: &str) -> PathBuf {
     rootfs::container_dir(ctx, id).join(rootfs::CREATOR)
-}
-
-/// Remove what runs killed mid-way left: containers abandoned in
-/// `creating`, and engine data dirs (overlay, name) that never got as far
-/// as the runtime. Returns the ids removed.
-pub fn gc(ctx: &Context) -> Result<Vec<String>> {
-    let mut removed = runtime::remove_half_made_dirs(ctx)?;
-    for id in runtime::abandoned(ctx)? {
-        runtime::delete(ctx, &id, true)?;
-        forget(ctx, &id)?;
-        removed.push(id);
-    }
-    let Ok(rd) = fs::read_dir(ctx.data_root.join("containers")) else {
-        gc_names(ctx)?;
-        return Ok(removed);
-    };
-    for e in rd.flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        // A data dir still being made: its creator is in its name.
-        if id.starts_with(rootfs::NEW) {
-            if rootfs::new_dir_creator(&id).is_none_or(|c| !c.alive()) {
-                fs::remove_dir_all(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
-            }
-            continue;
-        }
-        if ctx.container_dir(&id).exists() {
-            continue;
-        }
-        let creator: Option<runtime::state::Creator> = crate::store::read_json(&creator_path(ctx, &id)).ok();
-        // A container that ran and was removed by the runtime alone (OCI
-        // delete of an engine container) has no creator alive either.
-        if creator.is_none_or(|c| !c.alive()) && !rootfs::creator_held(&e.path()) {
-            forget(ctx, &id)?;
-            removed.push(id);
-        }
-    }
-    gc_names(ctx)?;
-    Ok(removed)
 }
 
 /// The recorded exit status of a stopped engine container.
@@ -176,7 +140,7 @@ fn link_name(ctx: &Context, tmp: &Path, path: &Path, name: &str) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let owner = fs::read_to_string(path).unwrap_or_default();
                 let owner = owner.trim();
-                if !owner_gone(ctx, owner) {
+                if !gc::owner_gone(ctx, owner) {
                     bail!("container name {name:?} is already in use by {}", &owner[..owner.len().min(12)]);
                 }
                 let _ = fs::remove_file(path);
@@ -185,27 +149,6 @@ fn link_name(ctx: &Context, tmp: &Path, path: &Path, name: &str) -> Result<()> {
         }
     }
     bail!("container name {name:?} is already in use")
-}
-
-/// A name's container has neither state nor data dir: a run reserves its
-/// name only once its data dir exists, and `forget` drops the name first.
-fn owner_gone(ctx: &Context, owner: &str) -> bool {
-    owner.is_empty() || !(ctx.container_dir(owner).exists() || rootfs::container_dir(ctx, owner).exists())
-}
-
-/// Names (and half-written reservations) whose container is gone.
-fn gc_names(ctx: &Context) -> Result<()> {
-    for e in fs::read_dir(names_dir(ctx)).into_iter().flatten().flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        let owner = match file.strip_prefix(NAME_TMP) {
-            Some(id) => id.to_string(),
-            None => fs::read_to_string(e.path()).unwrap_or_default().trim().to_string(),
-        };
-        if owner_gone(ctx, &owner) {
-            fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// Undo a run that failed before the runtime took over.

@@ -45,20 +45,7 @@ pub fn resolve(ctx: &Context, key: &str) -> Result<String> {
         if key.len() >= 3 { all.iter().filter(|s| s.id.starts_with(key)).collect() } else { Vec::new() };
     match by_prefix.as_slice() {
         [one] => Ok(one.id.clone()),
-        [] => bail!("container {key:?} does not exist"),
+        [] => Err(crate::error::Error::NotFound(format!("container {key:?} does not exist")).into()),
         _ => bail!("{key:?} matches {} containers: use more of the id", by_prefix.len()),
     }
-}
-
-/// A name must be free and a valid file name (it may become a netns name later).
-pub fn check_free(ctx: &Context, name: &str) -> Result<()> {
-    crate::store::validate_id("container name", name)?;
-    if name_taken(ctx, name)? {
-        bail!("container name {name:?} is already in use");
-    }
-    Ok(())
-}
-
-fn name_taken(ctx: &Context, name: &str) -> Result<bool> {
-    Ok(runtime::list(ctx)?.iter().any(|s| name_of(s) == name || s.id == name))
 }

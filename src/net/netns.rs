@@ -98,7 +98,7 @@ fn bind_new(dir: &Path, name: &str, mount_on: impl FnOnce(&Path) -> Result<()>) 
     // O_EXCL makes "exists" atomic: two racing adds of one name cannot both win.
     match fcntl::open(&file, OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => drop(fd),
-        Err(Errno::EEXIST) => bail!("netns {name} already exists"),
+        Err(Errno::EEXIST) => return Err(crate::error::Error::Exists(format!("netns {name} already exists")).into()),
         Err(e) => return Err(e).with_context(|| format!("creating {}", file.display())),
     }
     if let Err(e) = mount_on(&file) {
@@ -131,7 +131,7 @@ pub fn delete(dir: &Path, name: &str) -> Result<()> {
 
 fn not_found(name: &str, e: std::io::Error) -> anyhow::Error {
     if e.kind() == ErrorKind::NotFound {
-        anyhow!("netns {name} does not exist")
+        crate::error::Error::NotFound(format!("netns {name} does not exist")).into()
     } else {
         anyhow!("netns {name}: {e}")
     }

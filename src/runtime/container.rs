@@ -91,7 +91,9 @@ fn make_dir(dir: &Path, st: &State) -> Result<()> {
             nix::fcntl::RenameFlags::RENAME_NOREPLACE,
         )
         .map_err(|e| match e {
-            nix::errno::Errno::EEXIST => anyhow::anyhow!("container {:?} already exists", st.id),
+            nix::errno::Errno::EEXIST => {
+                crate::error::Error::Exists(format!("container {:?} already exists", st.id)).into()
+            }
             e => anyhow::Error::from(e).context(format!("creating {}", dir.display())),
         })
     });
@@ -103,7 +105,7 @@ fn make_dir(dir: &Path, st: &State) -> Result<()> {
 
 /// Remove the `.new-` dirs of creates that were killed before their rename
 /// (nothing but a state file is in one). Returns their names.
-pub fn remove_half_made_dirs(ctx: &Context) -> Result<Vec<String>> {
+fn remove_half_made_dirs(ctx: &Context) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for e in fs::read_dir(&ctx.root).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -335,7 +337,7 @@ pub fn kill(ctx: &Context, id: &str, sig: Signal, all: bool) -> Result<()> {
 pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     let dir = dir_of(ctx, id)?;
     if !dir.exists() {
-        bail!("container {id:?} does not exist");
+        return Err(crate::error::Error::NotFound(format!("container {id:?} does not exist")).into());
     }
     let loaded = State::load(&dir);
     let spec = load_spec(&dir).ok();
@@ -343,10 +345,13 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
         st.refresh(&dir);
         match st.status {
             Status::Running if !force => {
-                bail!("container {id:?} is running: stop it first or use --force")
+                return Err(crate::error::Error::Busy(format!(
+                    "container {id:?} is running: stop it first or use --force"
+                ))
+                .into())
             }
             Status::Creating if st.pid != 0 && !force => {
-                bail!("container {id:?} is being created: use --force")
+                return Err(crate::error::Error::Busy(format!("container {id:?} is being created: use --force")).into())
             }
             // A stopped container may still have orphans (no pid namespace): those go too.
             _ => {
@@ -406,9 +411,30 @@ fn container_dirs(ctx: &Context) -> impl Iterator<Item = (String, PathBuf)> {
     })
 }
 
+/// Remove the `.new-` dirs of killed creates, then the containers an rcon
+/// process now gone left half-made or half-deleted.
+pub fn gc(ctx: &Context) -> Result<Collected> {
+    let dirs = remove_half_made_dirs(ctx)?;
+    let mut containers = Vec::new();
+    for id in abandoned(ctx)? {
+        delete(ctx, &id, true)?;
+        containers.push(id);
+    }
+    Ok(Collected { dirs, containers })
+}
+
+/// What the runtime's gc removed.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// `.new-` dirs of creates killed before their rename (no container yet).
+    pub dirs: Vec<String>,
+    /// Containers removed, by id.
+    pub containers: Vec<String>,
+}
+
 /// Containers that an rcon process now gone left half-made (killed in
-/// `create`) or half-deleted (killed in `delete`): what `rcon gc` removes.
-pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
+/// `create`) or half-deleted (killed in `delete`).
+fn abandoned(ctx: &Context) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (id, dir) in container_dirs(ctx) {
         // Before the state: a delete killed inside its final remove_dir_all

@@ -30,6 +30,7 @@ use nix::sys::signal::Signal;
 
 use crate::Context;
 pub use console::recv_fd;
+pub use container::Collected;
 pub use state::{State, Status};
 
 /// What `create` and `run --bundle` take besides the id.
@@ -77,12 +78,10 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> Result<()> {
     container::delete(ctx, id, force)
 }
 
-pub fn abandoned(ctx: &Context) -> Result<Vec<String>> {
-    container::abandoned(ctx)
-}
-
-pub fn remove_half_made_dirs(ctx: &Context) -> Result<Vec<String>> {
-    container::remove_half_made_dirs(ctx)
+/// The runtime's part of `rcon gc`: containers that a dead rcon process left
+/// half-made or half-deleted.
+pub fn gc(ctx: &Context) -> Result<Collected> {
+    container::gc(ctx)
 }
 
 /// Every container whose state can be read (see `scan`).

@@ -122,7 +122,9 @@ pub fn load_live(dir: &Path, id: &str) -> Result<State> {
             st.refresh(dir);
             Ok(st)
         }
-        crate::store::Read::Gone => anyhow::bail!("container {id:?} does not exist"),
+        crate::store::Read::Gone => {
+            Err(crate::error::Error::NotFound(format!("container {id:?} does not exist")).into())
+        }
         crate::store::Read::Bad(cause) => Err(crate::store::Broken::new("container", id, &p, cause).error()),
     }
 }

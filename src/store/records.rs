@@ -6,7 +6,7 @@ use std::fs;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 use super::{Broken, Listing, Read};
 use serde::de::DeserializeOwned;
@@ -49,7 +49,11 @@ impl<T: Named + Serialize + DeserializeOwned> Records<T> {
             Read::Gone => {
                 let known = self.names();
                 let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-                bail!("{} {name:?} does not exist ({}s: {known})", self.kind, self.kind)
+                Err(crate::error::Error::NotFound(format!(
+                    "{} {name:?} does not exist ({}s: {known})",
+                    self.kind, self.kind
+                ))
+                .into())
             }
         }
     }

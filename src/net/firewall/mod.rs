@@ -28,49 +28,18 @@ mod nflist;
 pub mod nftables;
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::fs::File;
 use std::io::{ErrorKind, Write as _};
 use std::process::{Command, Stdio};
-use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use crate::context::FirewallBackend as Backend;
 use crate::net::service_types::{Lb, Vip};
 use crate::store;
-
-/// Which program speaks to the kernel's packet filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    #[default]
-    Nftables,
-    Iptables,
-}
-
-impl FromStr for Backend {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<Backend> {
-        match s {
-            "nftables" => Ok(Backend::Nftables),
-            "iptables" => Ok(Backend::Iptables),
-            _ => bail!("unknown firewall backend {s:?}: choose nftables or iptables"),
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Nftables => "nftables",
-            Backend::Iptables => "iptables",
-        })
-    }
-}
 
 /// One network's firewall needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,13 +8,15 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, PutOptions, TlsOptions,
     Txn, TxnOp, WatchOptions, WatchResponse, WatchStream,
 };
 use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{self, Error};
 
 pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
 /// How long a call may take before etcd counts as unreachable.
@@ -153,7 +155,11 @@ impl Etcd {
         self.rt.block_on(async {
             match tokio::time::timeout(CALL_TIMEOUT, f(c)).await {
                 Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => bail!("etcd at {shown}: {what}: {}", cause(&anyhow::Error::from(e))),
+                Ok(Err(e)) => {
+                    let gone = matches!(&e, etcd_client::Error::GRpcStatus(st) if st.code() == tonic::Code::NotFound);
+                    let msg = format!("etcd at {shown}: {what}: {}", cause(&anyhow::Error::from(e)));
+                    Err(if gone { Error::NotFound(msg).into() } else { anyhow!(msg) })
+                }
                 Err(_) => bail!("etcd at {shown}: {what}: no answer in {}s", CALL_TIMEOUT.as_secs()),
             }
         })
@@ -198,7 +204,7 @@ impl Etcd {
 
     pub fn revoke(&mut self, lease: i64) -> Result<()> {
         match self.call("revoking the lease", |mut c| async move { c.lease_revoke(lease).await }) {
-            Err(e) if format!("{e:#}").contains("not found") => Ok(()),
+            Err(e) if error::is_not_found(&e) => Ok(()),
             r => r.map(drop),
         }
     }
@@ -213,7 +219,7 @@ impl Etcd {
         match r {
             Ok(Some(resp)) => Ok(resp.ttl() > 0),
             Ok(None) => Ok(false),
-            Err(e) if format!("{e:#}").contains("lease not found") => Ok(false),
+            Err(e) if error::is_not_found(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }
