@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use rcon::net::service::{self, Lb, Member, Vip};
+use rcon::net::service;
+use rcon::net::service_store::{self, Member};
+use rcon::net::service_types::{BackendRef, BackendSpec, Lb, Target, Vip};
 use rcon::{engine, Context};
 
 #[derive(Subcommand, Debug)]
@@ -35,14 +37,19 @@ pub enum ServiceCmd {
     RmBackend { name: String, backend: String },
 }
 
-/// `CONTAINER:PORT` resolved to the container's endpoint.
+/// `CONTAINER:PORT` (or `IP:PORT`) parsed, then resolved to the container's endpoint.
 fn member(ctx: &Context, spec: &str) -> Result<Member> {
-    let (c, port) = service::parse_backend(spec)?;
-    if let Ok(ip) = c.parse() {
-        return service::member_at(ctx, ip, port);
+    let spec: BackendSpec = spec.parse()?;
+    match &spec.target {
+        Target::Address(ip) => {
+            let cluster = rcon::net::overlay::load(&ctx.data_root)?.map(|c| c.cidr);
+            service::member_at(ctx, cluster, *ip, spec.port)
+        }
+        Target::Container(c) => {
+            let id = engine::names::resolve(ctx, c)?;
+            service::member(ctx, &id, c, spec.port)
+        }
     }
-    let id = engine::names::resolve(ctx, &c)?;
-    service::member(ctx, &id, &c, port)
 }
 
 pub fn service(ctx: &Context, cmd: ServiceCmd) -> Result<i32> {
@@ -54,7 +61,7 @@ pub fn service(ctx: &Context, cmd: ServiceCmd) -> Result<i32> {
         }
         ServiceCmd::Ls => {
             println!("{:<20} {:<24} {:<10} BACKENDS", "NAME", "VIP", "LB");
-            let all = service::store(&ctx.data_root).scan()?;
+            let all = service_store::store(&ctx.data_root).scan()?;
             super::warn_broken(&all.broken);
             for b in &all.broken {
                 println!("{:<20} {:<24} {:<10} {}", b.name, "-", "broken", b.cause);
@@ -65,7 +72,7 @@ pub fn service(ctx: &Context, cmd: ServiceCmd) -> Result<i32> {
             }
         }
         ServiceCmd::Inspect { name } => {
-            println!("{}", serde_json::to_string_pretty(&service::store(&ctx.data_root).get(&name)?)?);
+            println!("{}", serde_json::to_string_pretty(&service_store::store(&ctx.data_root).get(&name)?)?);
         }
         ServiceCmd::Rm { names } => {
             for n in names {
@@ -83,14 +90,11 @@ pub fn service(ctx: &Context, cmd: ServiceCmd) -> Result<i32> {
             })?;
         }
         ServiceCmd::RmBackend { name, backend } => {
-            let (c, port) = match service::parse_backend(&backend) {
-                Ok((c, p)) => (c, Some(p)),
-                Err(_) => (backend.clone(), None),
-            };
+            let BackendRef { target, port } = BackendRef::from(backend.as_str());
             // An address backend is named by its address, a container by name or id.
-            let id = match c.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => service::address_key(ip),
-                Err(_) => engine::names::resolve(ctx, &c)?,
+            let id = match &target {
+                Target::Address(ip) => service_store::address_key(*ip),
+                Target::Container(c) => engine::names::resolve(ctx, c)?,
             };
             service::change(ctx, &name, |s| {
                 let before = s.backends.len();

@@ -49,6 +49,8 @@ pub fn gc(ctx: &Context, backends: &[Backend], remove_broken: bool) -> Result<Re
     r.net = net::gc(ctx, backends)?;
 
     let mut broken = std::mem::take(&mut r.net.broken);
+    // The cluster's records are the overlay's, which sits above net's manage.
+    broken.extend(crate::net::overlay::broken(&ctx.data_root));
     broken.extend(pod::store(ctx).scan()?.broken);
     broken.extend(runtime::scan(ctx)?.broken);
     for b in broken {

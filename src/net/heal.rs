@@ -19,7 +19,7 @@ use super::endpoint;
 use super::firewall::{Backend, Want, WantService};
 use super::kernel::{Firewalls, RealFirewalls};
 use super::network;
-use super::service;
+use super::service_store;
 use crate::Context;
 
 /// What the records say `backend` must hold. `full`: for a restore, with the published ports, and only
@@ -28,7 +28,7 @@ use crate::Context;
 /// (they are many, and the check does not look at them), and what can be read.
 fn want(ctx: &Context, backend: Backend, full: bool) -> Result<Want> {
     let nets = network::store(&ctx.data_root).scan()?;
-    let svcs = service::store(&ctx.data_root).scan()?;
+    let svcs = service_store::store(&ctx.data_root).scan()?;
     let eps = if full { endpoint::Store::new(&ctx.data_root).scan_all(None)? } else { Default::default() };
     if let Some(b) = nets.broken.iter().chain(&svcs.broken).chain(&eps.broken).next().filter(|_| full) {
         bail!("{b}; rcon's rules are not rebuilt without it (repair it, or remove it with `rcon gc --remove-broken`)");
@@ -72,7 +72,7 @@ fn restore_counted(
     force: bool,
 ) -> Result<(Option<String>, [usize; 3])> {
     let _nets = network::store(&ctx.data_root).lock()?;
-    let _svcs = service::store(&ctx.data_root).lock()?;
+    let _svcs = service_store::store(&ctx.data_root).lock()?;
     let counts = std::cell::Cell::new([0; 3]);
     let read = || {
         let w = want(ctx, backend, true)?;

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
-use super::links::{Links, Request};
+use super::links::{Links, Request, Route};
 use crate::error::{self, Kind};
 use crate::net::macaddr::Mac;
 use anyhow::{Context as _, Result};
@@ -30,13 +30,6 @@ use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteM
 
 /// Linux interface names hold at most 15 bytes.
 pub const IFNAMSIZ_MAX: usize = 15;
-
-/// A route as rcon needs to see it: destination and output interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub dest: Ipv4Net,
-    pub oif: Option<u32>,
-}
 
 pub struct Netlink {
     rt: tokio::runtime::Runtime,

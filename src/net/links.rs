@@ -12,8 +12,14 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 
-pub use super::link::Route;
 use crate::net::macaddr::Mac;
+
+/// A route as rcon needs to see it: destination and output interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dest: Ipv4Net,
+    pub oif: Option<u32>,
+}
 
 /// The operations rcon's logic needs on one network namespace.
 pub trait Links {

@@ -52,7 +52,7 @@ fn create_locked(ctx: &Context, k: &Kernel, store: &network::Store, req: &Reques
     let mut taken: Vec<(String, ipnet::Ipv4Net)> =
         store.list()?.into_iter().map(|n| (format!("network {}", n.name), n.subnet)).collect();
     // Service VIPs: a range holding one would hand it to a container (`service create` takes this lock too).
-    for s in super::service::store(&ctx.data_root).list()? {
+    for s in super::service_store::store(&ctx.data_root).list()? {
         taken.push((format!("the VIP of service {}", s.name), ipnet::Ipv4Net::from(s.vip.ip)));
     }
     // Routes already here, except the default route (it overlaps everything).
@@ -515,9 +515,9 @@ pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcRepo
         let mut keys = endpoint_keys(&eps, Some(&net), |_| true, &mut report)?;
         // A service's VIP lease: kept while the service is, its record readable or not (read under the
         // book's lock too, which `service create` holds until it is saved).
-        let svcs = super::service::store(&ctx.data_root).scan()?;
+        let svcs = super::service_store::store(&ctx.data_root).scan()?;
         let names = svcs.good.iter().map(|s| s.name.as_str()).chain(svcs.broken.iter().map(|b| b.name.as_str()));
-        keys.extend(names.map(super::service::lease_owner));
+        keys.extend(names.map(super::service_store::lease_owner));
         let leases = book.leases()?;
         report.broken(leases.broken);
         for lease in leases.good {
@@ -535,8 +535,7 @@ pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcRepo
     }
     report.index_links = eps.sweep_index(std::time::Duration::from_secs(60));
     report.rules.extend(super::service::gc(ctx, k.firewalls.as_ref(), backends)?);
-    report.broken(super::service::store(&ctx.data_root).scan()?.broken);
-    report.broken(super::overlay::broken(&ctx.data_root));
+    report.broken(super::service_store::store(&ctx.data_root).scan()?.broken);
     // The kernel's objects are listed before the records are read: attach
     // saves an endpoint's record before it makes the veth and the port
     // rules, so an object seen here that belongs to a live attach has its

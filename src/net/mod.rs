@@ -17,6 +17,8 @@ pub mod network;
 pub mod overlay;
 pub mod ports;
 pub mod service;
+pub mod service_store;
+pub mod service_types;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]

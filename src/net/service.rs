@@ -7,130 +7,24 @@
 //! whenever its backends change. A backend is an endpoint: when the endpoint
 //! goes (its container is removed), it leaves every service it was in.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::str::FromStr;
 
 use anyhow::{bail, Context as _, Result};
-use serde::{Deserialize, Serialize};
+use ipnet::Ipv4Net;
 
+use super::endpoint::{self, Filter};
 use super::firewall::{self, Backend, SvcRules};
 use super::ipam::{Book, Ipam};
 use super::kernel::{Firewalls, RealFirewalls};
-use super::ports::Proto;
+use super::service_store::{address_key, lease_owner, store, Member, Service, Store};
+use super::service_types::{Lb, Vip};
+use super::{heal, network};
 use crate::Context;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lb {
-    #[default]
-    Random,
-    Roundrobin,
-}
-
-impl FromStr for Lb {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Lb> {
-        match s {
-            "random" => Ok(Lb::Random),
-            "roundrobin" => Ok(Lb::Roundrobin),
-            _ => bail!("--lb {s:?}: use random or roundrobin"),
-        }
-    }
-}
-
-impl fmt::Display for Lb {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Lb::Random => "random",
-            Lb::Roundrobin => "roundrobin",
-        })
-    }
-}
-
-/// `IP:PORT[/proto]`, the service's address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vip {
-    pub ip: Ipv4Addr,
-    pub port: u16,
-    pub proto: Proto,
-}
-
-impl FromStr for Vip {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Vip> {
-        let (addr, proto) = match s.rsplit_once('/') {
-            Some((a, p)) => (a, p.parse().with_context(|| format!("--vip {s}"))?),
-            None => (s, Proto::Tcp),
-        };
-        let bad = || anyhow::anyhow!("--vip {s:?}: use IP:PORT[/tcp|udp|sctp]");
-        let (ip, port) = addr.split_once(':').ok_or_else(bad)?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
-        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-        if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
-            bail!("--vip {s}: {ip} cannot be a service address");
-        }
-        Ok(Vip { ip, port, proto })
-    }
-}
-
-impl fmt::Display for Vip {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}/{}", self.ip, self.port, self.proto)
-    }
-}
-
-/// One backend: a container's endpoint and the port it serves on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    /// The container (id) as given to `--backend`, and its name then.
-    pub container: String,
-    pub name: String,
-    /// The endpoint's key: how the backend leaves when its endpoint goes.
-    pub endpoint: String,
-    pub ip: Ipv4Addr,
-    pub port: u16,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Service {
-    pub name: String,
-    pub vip: Vip,
-    pub lb: Lb,
-    pub firewall: Backend,
-    pub backends: Vec<Member>,
-}
-
-/// `CONTAINER:PORT`, as `--backend` takes it.
-pub fn parse_backend(s: &str) -> Result<(String, u16)> {
-    let bad = || anyhow::anyhow!("--backend {s:?}: use CONTAINER:PORT");
-    let (c, p) = s.rsplit_once(':').ok_or_else(bad)?;
-    let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-    if c.is_empty() {
-        return Err(bad());
-    }
-    Ok((c.to_string(), port))
-}
-
-/// The services on disk: `<data-root>/services/<name>.json`.
-pub type Store = crate::store::Records<Service>;
-
-pub fn store(data_root: &Path) -> Store {
-    Store::new(data_root.join("services"), "service")
-}
-
-impl crate::store::Named for Service {
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-// --- the use cases -------------------------------------------------------------------------------------
 
 /// Container `id`'s first interface with an address, as a backend on `port`.
 pub fn member(ctx: &Context, id: &str, name: &str, port: u16) -> Result<Member> {
-    let ep = super::manage::endpoints_of(ctx, id)?
+    let ep = endpoint::Store::new(&ctx.data_root)
+        .find(Filter { owner: Some(id), ..Default::default() })?
         .into_iter()
         .find(|e| e.ip.is_some())
         .with_context(|| format!("container {name:?} has no interface on an rcon network to serve from"))?;
@@ -139,19 +33,15 @@ pub fn member(ctx: &Context, id: &str, name: &str, port: u16) -> Result<Member> 
 
 /// A backend given by address: a pod on another node of the cluster (or any
 /// address this node routes into one of its networks or its cluster range).
-pub fn member_at(ctx: &Context, ip: Ipv4Addr, port: u16) -> Result<Member> {
-    let cluster = super::overlay::load(&ctx.data_root)?.map(|c| c.cidr);
-    let nets = super::manage::list_networks(ctx)?;
+/// `cluster`: the node's cluster range, if it is in one (the overlay, above
+/// this module, knows it).
+pub fn member_at(ctx: &Context, cluster: Option<Ipv4Net>, ip: Ipv4Addr, port: u16) -> Result<Member> {
+    let nets = network::store(&ctx.data_root).list()?;
     if !cluster.iter().chain(nets.iter().map(|n| &n.subnet)).any(|r| r.contains(&ip)) {
         bail!("--backend {ip}:{port}: {ip} is in no rcon network and no cluster range of this node");
     }
     let key = address_key(ip);
     Ok(Member { container: String::new(), name: ip.to_string(), endpoint: key, ip, port })
-}
-
-/// The endpoint key an address backend goes by.
-pub fn address_key(ip: Ipv4Addr) -> String {
-    format!("addr:{ip}")
 }
 
 /// Restate `svc`'s rules, with every service's backends for the hairpin set.
@@ -178,10 +68,10 @@ fn all_backends(store: &Store, changed: Option<&Service>) -> Result<Vec<Ipv4Addr
 pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb) -> Result<Service> {
     crate::store::validate_id("service name", name)?;
     firewall::check_name("service name", name)?;
-    super::heal::ensure(ctx, ctx.firewall)?;
+    heal::ensure(ctx, ctx.firewall)?;
     // The networks' lock first (the order `network rm` takes the two in): no
     // network is made meanwhile whose range holds the VIP.
-    let _nets = super::network::store(&ctx.data_root).lock()?;
+    let _nets = network::store(&ctx.data_root).lock()?;
     let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     if store.exists(name) {
@@ -203,17 +93,12 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
     res.map(|()| svc)
 }
 
-/// The holder name of a service's VIP in IPAM (never an endpoint key, which is hex).
-pub fn lease_owner(service: &str) -> String {
-    format!("svc:{service}")
-}
-
 /// Refuse a VIP that an interface holds (an address of the node, a
 /// container's address, a network's gateway), and take it out of IPAM's
 /// hands: a lease, on every network whose range holds it, so that no
 /// container gets it later either. Returns those books, still locked.
 fn claim_vip(ctx: &Context, name: &str, ip: Ipv4Addr) -> Result<Vec<Book>> {
-    let nets = super::manage::list_networks(ctx)?;
+    let nets = network::store(&ctx.data_root).list()?;
     if let Some(net) = nets.iter().find(|n| n.gateway == Some(ip)) {
         bail!("--vip {ip}: it is the gateway of network {}", net.name);
     }
@@ -221,7 +106,7 @@ fn claim_vip(ctx: &Context, name: &str, ip: Ipv4Addr) -> Result<Vec<Book>> {
     if let Some((link, _)) = kernel.links()?.all_ipv4_addresses()?.into_iter().find(|(_, a)| *a == ip) {
         bail!("--vip {ip}: the node's {link} holds that address");
     }
-    if let Some(ep) = super::endpoint::Store::new(&ctx.data_root).all()?.into_iter().find(|e| e.ip == Some(ip)) {
+    if let Some(ep) = endpoint::Store::new(&ctx.data_root).all()?.into_iter().find(|e| e.ip == Some(ip)) {
         let who = ep.owner.unwrap_or_else(|| ep.netns.display().to_string());
         bail!("--vip {ip}: container {who} holds that address ({} on network {})", ep.ifname, ep.network);
     }
@@ -249,7 +134,7 @@ fn claim_vip(ctx: &Context, name: &str, ip: Ipv4Addr) -> Result<Vec<Book>> {
 
 pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     let store = store(&ctx.data_root);
-    super::heal::ensure(ctx, store.get(name)?.firewall)?;
+    heal::ensure(ctx, store.get(name)?.firewall)?;
     let _lock = store.lock()?;
     let svc = store.get(name)?;
     store.remove(name)?;
@@ -264,7 +149,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
 /// Change one service's backends, under the lock, and restate its rules.
 pub fn change(ctx: &Context, name: &str, edit: impl FnOnce(&mut Service) -> Result<()>) -> Result<Service> {
     let store = store(&ctx.data_root);
-    super::heal::ensure(ctx, store.get(name)?.firewall)?;
+    heal::ensure(ctx, store.get(name)?.firewall)?;
     let _lock = store.lock()?;
     let mut svc = store.get(name)?;
     edit(&mut svc)?;
@@ -306,23 +191,4 @@ pub fn gc(ctx: &Context, fw: &dyn Firewalls, backends: &[Backend]) -> Result<Vec
         }
     }
     Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vips_and_backends_parse() {
-        let v: Vip = "10.96.0.100:80".parse().unwrap();
-        assert_eq!((v.ip, v.port, v.proto), (Ipv4Addr::new(10, 96, 0, 100), 80, Proto::Tcp));
-        assert_eq!("10.96.0.10:53/udp".parse::<Vip>().unwrap().to_string(), "10.96.0.10:53/udp");
-        for bad in ["10.96.0.1", "10.96.0.1:0", "x:80", "0.0.0.0:80", "127.0.0.1:80", "10.0.0.1:80/icmp"] {
-            assert!(bad.parse::<Vip>().is_err(), "{bad} accepted");
-        }
-        assert_eq!(parse_backend("web:8080").unwrap(), ("web".to_string(), 8080));
-        assert!(parse_backend("web").is_err() && parse_backend(":80").is_err() && parse_backend("w:0").is_err());
-        assert_eq!("roundrobin".parse::<Lb>().unwrap(), Lb::Roundrobin);
-        assert!("rr".parse::<Lb>().is_err());
-    }
 }

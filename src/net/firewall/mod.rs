@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use crate::context::FirewallBackend as Backend;
+use crate::net::service_types::{Lb, Vip};
 use crate::store;
 use crate::sys::spawn::{self, Keep};
 
@@ -73,8 +74,8 @@ pub struct Published<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct SvcRules<'a> {
     pub name: &'a str,
-    pub vip: crate::net::service::Vip,
-    pub lb: crate::net::service::Lb,
+    pub vip: Vip,
+    pub lb: Lb,
     pub backends: &'a [(std::net::Ipv4Addr, u16)],
 }
 
@@ -93,8 +94,8 @@ pub struct Want {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WantService {
     pub name: String,
-    pub vip: crate::net::service::Vip,
-    pub lb: crate::net::service::Lb,
+    pub vip: Vip,
+    pub lb: Lb,
     pub backends: Vec<(std::net::Ipv4Addr, u16)>,
 }
 

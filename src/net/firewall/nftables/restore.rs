@@ -1,0 +1,187 @@
+//! The table as a whole: what a live table lacks of what the records want (the check every command
+//! runs), and the batch that replaces the table with exactly that (a restore).
+
+use std::fmt::Write as _;
+
+use super::live::PortElem;
+use super::networks::{base_intact, render_add};
+use super::published::render_ports;
+use super::services::render_service;
+use super::{nat_chain, out_chain, svc_chain, Live, Want, BASE_RULES, BASE_TAG, SETS, SVC_SELF, TABLE};
+
+/// The first thing of `want` that `live` lacks: the table, a base chain or its rules, a set, a network's
+/// or a service's chains and their rules. Elements are not checked, so that the check reads a terse
+/// listing whose size does not grow with the published ports (an attach in flight would read as damage
+/// anyway: it records its ports before it adds them); what deletes a whole table, chain or set is caught,
+/// and every restore puts back all elements.
+pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
+    if want.networks.is_empty() {
+        return None;
+    }
+    if !live.exists {
+        return Some(format!("table {TABLE} is missing"));
+    }
+    if let Some((chain, _)) = BASE_RULES.iter().find(|(c, r)| !live.chains.contains(*c) || !base_intact(live, c, r)) {
+        return Some(format!("chain {chain} of table {TABLE} is missing or changed"));
+    }
+    if let Some(set) = SETS.iter().find(|s| !live.sets.contains(**s)) {
+        return Some(format!("set {set} of table {TABLE} is missing"));
+    }
+    let rules = |chain: &str| live.rules.get(chain).map_or(0, Vec::len);
+    for net in &want.networks {
+        let name = net.name.as_str();
+        let masq = net.masquerade && !net.internal;
+        let (out, nat) = (out_chain(name), nat_chain(name));
+        if rules(&out) != 3 || (masq && rules(&nat) != 1) {
+            return Some(format!(
+                "network {name}: its chain {} lost its rules",
+                if rules(&out) != 3 { out } else { nat }
+            ));
+        }
+    }
+    for svc in &want.services {
+        if rules(&svc_chain(&svc.name)) != 1 {
+            return Some(format!("service {}: its rules are missing", svc.name));
+        }
+    }
+    None
+}
+
+/// The batch that replaces the whole table with `want`: the table is deleted and made again in one
+/// transaction, so no packet sees it half-built. Chains are declared before any map (see `render_add`).
+pub(crate) fn render_restore(want: &Want) -> String {
+    let mut b = format!("add table {TABLE}\ndelete table {TABLE}\n");
+    if want.networks.is_empty() {
+        return b;
+    }
+    let _ = writeln!(b, "add table {TABLE}");
+    let mut live = Live { exists: true, ..Live::default() };
+    let own_chains = want.networks.iter().flat_map(|n| {
+        let masq = n.masquerade && !n.internal;
+        std::iter::once(out_chain(&n.name)).chain(masq.then(|| nat_chain(&n.name)))
+    });
+    for chain in own_chains.chain(want.services.iter().map(|s| svc_chain(&s.name))) {
+        let _ = writeln!(b, "add chain {TABLE} {chain}");
+        live.chains.insert(chain);
+    }
+    for net in &want.networks {
+        b.push_str(&render_add(&live, net));
+        // The base is in the batch now: the next network's part adds only its own.
+        for (chain, rules) in BASE_RULES {
+            live.chains.insert(chain.to_string());
+            live.rules.insert(chain.to_string(), vec![Some(BASE_TAG.to_string()); rules.len()]);
+        }
+    }
+    for p in want.published() {
+        b.push_str(&render_ports(&p, true));
+    }
+    let all = want.all_backends();
+    for svc in want.service_rules() {
+        b.push_str(&render_service(&live, svc.name, Some(&svc), &all));
+        // The hairpin set is whole after the first service.
+        let pairs = all.iter().map(|ip| PortElem { set: SVC_SELF.into(), key: format!("{ip} . {ip}"), owner: None });
+        if live.svc.is_empty() {
+            live.svc.extend(pairs);
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::net;
+    use super::super::live::Elem;
+    use super::super::{FWD_DST, FWD_SRC, NAT_SRC, PUB_ANY, SUBNETS};
+    use super::*;
+    use crate::net::service_types::Lb;
+
+    fn want_two() -> Want {
+        use crate::net::ports::{Mapping, Proto};
+        let m = vec![Mapping { proto: Proto::Tcp, host_ip: None, host_port: 8080, ctr_port: 80 }];
+        let svc = |name: &str, vip: &str| crate::net::firewall::WantService {
+            name: name.into(),
+            vip: vip.parse().unwrap(),
+            lb: Lb::Random,
+            backends: vec![("10.1.0.2".parse().unwrap(), 80)],
+        };
+        Want {
+            networks: vec![net("a", "10.1.0.0/24", false, true), net("b", "10.2.0.0/24", true, false)],
+            ports: vec![("k1".into(), "10.1.0.2".parse().unwrap(), m)],
+            services: vec![svc("web", "10.96.0.1:80"), svc("api", "10.96.0.2:80")],
+        }
+    }
+
+    #[test]
+    fn restore_rebuilds_the_table_in_one_batch() {
+        let got = render_restore(&want_two());
+        assert!(got.starts_with("add table ip rcon\ndelete table ip rcon\nadd table ip rcon\n"), "{got}");
+        let lines: Vec<&str> = got.lines().collect();
+        let first_map = lines.iter().position(|l| l.starts_with("add map") || l.starts_with("add set")).unwrap();
+        let last_chain = lines.iter().rposition(|l| l.starts_with("add chain")).unwrap();
+        assert!(last_chain < first_map, "a chain declared after a map:\n{got}");
+        // The base rules once, whatever the number of networks.
+        let base: usize = BASE_RULES.iter().map(|(_, r)| r.len()).sum();
+        assert_eq!(got.matches(&format!("comment \"{BASE_TAG}\"")).count(), base, "{got}");
+        for line in [
+            "add element ip rcon fwd_dst { 10.2.0.0/24 comment \"b\" : drop }",
+            "add element ip rcon nat_src { 10.1.0.0/24 comment \"a\" : jump nat-a }",
+            "add element ip rcon pub_any { tcp . 8080 comment \"k1\" : 10.1.0.2 . 80 }",
+            "add element ip rcon svc_vips { 10.96.0.2 . tcp . 80 comment \"api\" : goto svc-api }",
+        ] {
+            assert!(got.contains(line), "missing {line:?} in\n{got}");
+        }
+        assert!(!got.contains("nat-b"), "an internal network masquerades:\n{got}");
+        assert_eq!(got.matches("add element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 }").count(), 1, "{got}");
+        // No network: the table just goes.
+        assert_eq!(render_restore(&Want::default()), "add table ip rcon\ndelete table ip rcon\n");
+    }
+
+    /// The live table exactly as `want_two` makes it.
+    fn intact() -> Live {
+        let w = want_two();
+        let mut l = Live { exists: true, ..Live::default() };
+        for (chain, rules) in BASE_RULES {
+            l.chains.insert(chain.into());
+            l.rules.insert(chain.into(), vec![Some(BASE_TAG.into()); rules.len()]);
+        }
+        l.sets = SETS.iter().map(|s| s.to_string()).collect();
+        for n in &w.networks {
+            l.rules.insert(out_chain(&n.name), vec![None; 3]);
+            let masq = n.masquerade && !n.internal;
+            if masq {
+                l.rules.insert(nat_chain(&n.name), vec![None]);
+            }
+            for set in [SUBNETS, FWD_SRC, FWD_DST].into_iter().chain(masq.then_some(NAT_SRC)) {
+                l.elems.push(Elem { set: set.into(), key: n.subnet, owner: Some(n.name.clone()) });
+            }
+        }
+        for s in &w.services {
+            l.rules.insert(svc_chain(&s.name), vec![None]);
+        }
+        l
+    }
+
+    #[test]
+    fn damage_names_what_is_missing() {
+        let w = want_two();
+        assert_eq!(damage(&intact(), &w), None);
+        assert_eq!(damage(&Live::default(), &Want::default()), None, "no network needs no table");
+        assert_eq!(damage(&Live::default(), &w).unwrap(), "table ip rcon is missing");
+        let mut l = intact();
+        l.rules.remove("postrouting");
+        assert_eq!(damage(&l, &w).unwrap(), "chain postrouting of table ip rcon is missing or changed");
+        let mut l = intact();
+        l.sets.remove(PUB_ANY);
+        assert_eq!(damage(&l, &w).unwrap(), "set pub_any of table ip rcon is missing");
+        let mut l = intact();
+        l.rules.remove("nat-a");
+        assert_eq!(damage(&l, &w).unwrap(), "network a: its chain nat-a lost its rules");
+        let mut l = intact();
+        l.rules.remove("svc-web");
+        assert_eq!(damage(&l, &w).unwrap(), "service web: its rules are missing");
+        // Elements are not read (a terse listing has none).
+        let mut l = intact();
+        l.elems.clear();
+        assert_eq!(damage(&l, &w), None);
+    }
+}
