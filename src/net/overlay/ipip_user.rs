@@ -64,11 +64,6 @@ pub fn create_tun(name: &str, mtu: u32) -> Result<()> {
     tun::create(name, mtu)
 }
 
-/// Remove a device made by `create_tun` (gone already is fine).
-pub fn delete_tun(name: &str) -> Result<()> {
-    tun::delete(name)
-}
-
 /// Write the peers file atomically.
 pub fn write_peers(path: &std::path::Path, peers: &[Peer]) -> Result<()> {
     crate::store::write_json(path, &peers)
