@@ -10,7 +10,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
-use super::links::{Links, Request, Route};
+use super::links::{Links, Request, Route, Vxlan};
 use crate::error::{self, Kind};
 use crate::net::macaddr::Mac;
 use anyhow::{Context as _, Result};
@@ -290,27 +290,14 @@ impl Links for Netlink {
         self.block(req.execute()).with_context(|| format!("adding neighbour {ip}"))
     }
 
-    /// A VXLAN device on `underlay` (VNI, UDP port, local address), with its
-    /// MTU and MAC, and learning as asked; left down.
-    #[allow(clippy::too_many_arguments)]
-    fn create_vxlan(
-        &self,
-        name: &str,
-        vni: u32,
-        port: u16,
-        local: Ipv4Addr,
-        underlay: u32,
-        learning: bool,
-        mtu: u32,
-        mac: Mac,
-    ) -> Result<u32> {
-        let msg = rtnetlink::LinkVxlan::new(name, vni)
-            .port(port)
-            .local(local)
-            .dev(underlay)
-            .learning(learning)
-            .mtu(mtu)
-            .address(mac.octets().to_vec())
+    fn create_vxlan(&self, name: &str, v: &Vxlan) -> Result<u32> {
+        let msg = rtnetlink::LinkVxlan::new(name, v.vni)
+            .port(v.port)
+            .local(v.local)
+            .dev(v.underlay)
+            .learning(v.learning)
+            .mtu(v.mtu)
+            .address(v.mac.octets().to_vec())
             .build();
         self.block(self.handle.link().add(msg).execute()).with_context(|| format!("creating vxlan device {name}"))?;
         self.require(name)

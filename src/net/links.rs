@@ -22,6 +22,19 @@ pub struct Route {
 }
 
 /// The operations rcon's logic needs on one network namespace.
+/// A VXLAN device's settings: its VNI, UDP port and local address on the
+/// `underlay` link's index, with learning as asked, its MTU and its MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub port: u16,
+    pub local: Ipv4Addr,
+    pub underlay: u32,
+    pub learning: bool,
+    pub mtu: u32,
+    pub mac: Mac,
+}
+
 pub trait Links {
     /// A handle on the namespace of `ns` (a netns file): a container's side.
     fn in_netns(&self, ns: &File) -> Result<Box<dyn Links>>;
@@ -45,19 +58,8 @@ pub trait Links {
         peer_mac: Mac,
         mtu: u32,
     ) -> Result<u32>;
-    /// A VXLAN device on `underlay` (VNI, UDP port, local address), left down.
-    #[allow(clippy::too_many_arguments)]
-    fn create_vxlan(
-        &self,
-        name: &str,
-        vni: u32,
-        port: u16,
-        local: Ipv4Addr,
-        underlay: u32,
-        learning: bool,
-        mtu: u32,
-        mac: Mac,
-    ) -> Result<u32>;
+    /// A VXLAN device as `v` says, left down.
+    fn create_vxlan(&self, name: &str, v: &Vxlan) -> Result<u32>;
     /// A kernel ipip device with no fixed remote, left down.
     fn create_ipip(&self, name: &str, local: Ipv4Addr, underlay: u32, mtu: u32) -> Result<u32>;
 

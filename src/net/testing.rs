@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 use ipnet::Ipv4Net;
 
 use super::kernel::Kernel;
-use super::links::{Links, Request, Route};
+use super::links::{Links, Request, Route, Vxlan};
 use super::macaddr::Mac;
 
 mod firewalls;
@@ -314,18 +314,8 @@ impl Links for FakeLinks {
         Ok(idx)
     }
 
-    fn create_vxlan(
-        &self,
-        name: &str,
-        vni: u32,
-        _port: u16,
-        _local: Ipv4Addr,
-        _underlay: u32,
-        _learning: bool,
-        _mtu: u32,
-        mac: Mac,
-    ) -> Result<u32> {
-        self.create("create_vxlan", name, &format!("vxlan {vni}"), Some(mac))
+    fn create_vxlan(&self, name: &str, v: &Vxlan) -> Result<u32> {
+        self.create("create_vxlan", name, &format!("vxlan {}", v.vni), Some(v.mac))
     }
 
     fn create_ipip(&self, name: &str, _local: Ipv4Addr, _underlay: u32, _mtu: u32) -> Result<u32> {

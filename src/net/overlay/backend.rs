@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::{ipip_user, vtep_mac_of, Backend, Cluster, IpipMode, Node};
 use crate::error::{self, Kind};
-use crate::net::links::{Links, Request};
+use crate::net::links::{Links, Request, Vxlan};
 use crate::net::macaddr::Mac;
 
 /// The device name of a VXLAN backend (`rcon-vx` + VNI fits 15 bytes).
@@ -45,7 +45,8 @@ pub fn setup(node: &dyn Links, c: &mut Cluster, bridge: &str, data_root: &Path) 
             let l2 = c.backend == Backend::VxlanL2;
             let mac = super::vtep_mac_for(c.underlay_ip);
             let name = vxlan_name(c.vni);
-            let idx = match node.create_vxlan(&name, c.vni, c.port, c.underlay_ip, underlay, l2, c.mtu, mac) {
+            let v = Vxlan { vni: c.vni, port: c.port, local: c.underlay_ip, underlay, learning: l2, mtu: c.mtu, mac };
+            let idx = match node.create_vxlan(&name, &v) {
                 Err(e) if lacks_link_type(&e) => bail!("backend {}: this kernel has no vxlan link type", c.backend),
                 r => r?,
             };

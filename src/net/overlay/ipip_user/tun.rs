@@ -42,15 +42,6 @@ pub fn create(name: &str, mtu: u32) -> Result<()> {
     iface::set_mtu(name, mtu_c).with_context(|| format!("setting the MTU of {name} to {mtu}"))
 }
 
-/// Remove a device made by `create`; one that is gone already is fine.
-pub fn delete(name: &str) -> Result<()> {
-    if !exists(name) {
-        return Ok(());
-    }
-    let f = attach(name, false)?;
-    tun::set_persist(&f, false).with_context(|| format!("releasing {name}"))
-}
-
 /// The MTU of `name`.
 pub fn mtu(name: &str) -> Result<usize> {
     check_name(name)?;
