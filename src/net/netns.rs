@@ -9,8 +9,7 @@
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
-use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -18,7 +17,9 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use nix::errno::Errno;
 use nix::fcntl::{self, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{unshare, CloneFlags};
+
+pub use crate::sys::ns::{enter, NetnsGuard};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::LinuxNamespaceType;
 
@@ -196,36 +197,6 @@ pub fn pids(dir: &Path, name: &str) -> Result<Vec<i32>> {
     }
     found.sort_unstable();
     Ok(found)
-}
-
-/// While alive, the current thread is in another network namespace.
-///
-/// `setns` acts on the calling thread only, so this is for dedicated threads
-/// (a `std::thread` spawned for the job), never for a tokio worker or any
-/// thread that other code may run on meanwhile. The guard is `!Send`: it must
-/// be dropped on the thread it was made on. Dropping it restores the thread's
-/// original namespace; if even that fails the thread is unusable, so it panics.
-pub struct NetnsGuard {
-    orig: File,
-    _not_send: PhantomData<*const ()>,
-}
-
-/// Move the current thread into the network namespace `ns` (see `NetnsGuard`).
-pub fn enter<F: AsFd>(ns: F) -> Result<NetnsGuard> {
-    let orig = File::open("/proc/thread-self/ns/net").context("opening /proc/thread-self/ns/net")?;
-    setns(ns, CloneFlags::CLONE_NEWNET).context("setns(CLONE_NEWNET)")?;
-    Ok(NetnsGuard { orig, _not_send: PhantomData })
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        if let Err(e) = setns(&self.orig, CloneFlags::CLONE_NEWNET) {
-            tracing::error!("cannot restore the thread's network namespace: {e}");
-            if !std::thread::panicking() {
-                panic!("cannot restore the thread's network namespace: {e}");
-            }
-        }
-    }
 }
 
 #[cfg(test)]
