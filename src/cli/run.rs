@@ -104,7 +104,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         name: a.name,
         net: a.net,
         ip: a.ip,
-        mac: a.mac,
+        mac: a.mac.as_deref().map(rcon::net::macaddr::Mac::for_interface).transpose()?,
         ports: a.publish,
         publish_all: a.publish_all,
         detach: a.detach,

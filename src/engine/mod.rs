@@ -34,7 +34,7 @@ pub struct RunRequest {
     pub net: Option<String>,
     /// `--ip`, `--mac` on the network.
     pub ip: Option<std::net::Ipv4Addr>,
-    pub mac: Option<String>,
+    pub mac: Option<crate::net::macaddr::Mac>,
     /// `-p` specs, as written.
     pub ports: Vec<String>,
     /// `-P`: publish every port the image exposes.
@@ -242,7 +242,7 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     if let Some(n) = &network {
         // The runtime wires it at create, as for any bundle with these annotations.
         let mut ann = spec.annotations().clone().unwrap_or_default();
-        crate::net::wire::annotate(&mut ann, n, req.ip, req.mac.as_deref(), &ports);
+        crate::net::wire::annotate(&mut ann, n, req.ip, req.mac, &ports);
         spec.set_annotations(Some(ann));
     }
     if let Some(p) = &pod {

@@ -26,7 +26,7 @@ pub fn annotate(
     ann: &mut HashMap<String, String>,
     network: &str,
     ip: Option<Ipv4Addr>,
-    mac: Option<&str>,
+    mac: Option<Mac>,
     ports: &[String],
 ) {
     ann.insert(NETWORK.into(), network.into());
@@ -37,7 +37,7 @@ pub fn annotate(
         ann.insert(IP.into(), ip.to_string());
     }
     if let Some(mac) = mac {
-        ann.insert(MAC.into(), mac.into());
+        ann.insert(MAC.into(), mac.to_string());
     }
 }
 
