@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
 use super::endpoint::Endpoint;
-use super::links::Links;
+use super::links::{Links, Veth};
 use super::network::{Driver, Network, ROUTED_GATEWAY};
 use crate::net::macaddr::Mac;
 
@@ -80,7 +80,7 @@ pub fn attach(
     match net.driver {
         Driver::Bridge => {
             let (br, made) = ensure_bridge(node, net)?;
-            let host = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
+            let host = node.create_veth(&veth(ep, None, ns, net))?;
             no_ipv6(node, &ep.host_ifname);
             make_port(node, net, br, host)?;
             configure_inside(inner, ep, net.gateway.map(|g| (g, false)))?;
@@ -88,7 +88,7 @@ pub fn attach(
         }
         Driver::Routed => {
             let host_mac = super::endpoint::mac_for(&format!("host/{}", ep.key));
-            let host = node.create_veth(&ep.host_ifname, Some(host_mac), &ep.ifname, ns, mac, net.mtu)?;
+            let host = node.create_veth(&veth(ep, Some(host_mac), ns, net))?;
             node.set_conf(&ep.host_ifname, "proxy_arp", "1")?;
             no_ipv6(node, &ep.host_ifname);
             node.up(host, None)?;
@@ -167,7 +167,7 @@ fn attach_p2p(
             // The partner lost its end when we last detached: make a new pair
             // and hand the local end to the partner, under its old name.
             let theirs = File::open(&o.netns)?;
-            let local = node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
+            let local = node.create_veth(&veth(ep, None, ns, net))?;
             node.rename_into(local, &o.ifname, Some(&theirs))?;
             let other_side = node.in_netns(&theirs)?;
             let idx = other_side.require(&o.ifname)?;
@@ -176,7 +176,7 @@ fn attach_p2p(
             configure_inside(inner, ep, None).map(|_| ())
         }
         _ => {
-            node.create_veth(&ep.host_ifname, None, &ep.ifname, ns, mac, net.mtu)?;
+            node.create_veth(&veth(ep, None, ns, net))?;
             configure_inside(inner, ep, None).map(|_| ())
         }
     }
@@ -194,4 +194,10 @@ pub fn detach(node: &dyn Links, ep: &Endpoint) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The pair of endpoint `ep`: its node end (with `host_mac`, when given)
+/// here, its own end born in the container's namespace `ns`.
+fn veth<'a>(ep: &'a Endpoint, host_mac: Option<Mac>, ns: &'a File, net: &Network) -> Veth<'a> {
+    Veth { local: &ep.host_ifname, local_mac: host_mac, peer: &ep.ifname, peer_ns: ns, peer_mac: ep.mac, mtu: net.mtu }
 }

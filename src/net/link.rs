@@ -10,7 +10,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
-use super::links::{Links, Request, Route, Vxlan};
+use super::links::{Links, Request, Route, Veth, Vxlan};
 use crate::error::{self, Kind};
 use crate::net::macaddr::Mac;
 use anyhow::{Context as _, Result};
@@ -182,26 +182,15 @@ impl Links for Netlink {
         self.require(name)
     }
 
-    /// A veth pair whose peer is born inside `peer_ns` (so its name may
-    /// clash with nothing here), with the peer's MAC (and the local end's,
-    /// when given) and both MTUs set. Returns the index of the local end,
-    /// which is left down.
-    fn create_veth(
-        &self,
-        local: &str,
-        local_mac: Option<Mac>,
-        peer: &str,
-        peer_ns: &File,
-        peer_mac: Mac,
-        mtu: u32,
-    ) -> Result<u32> {
+    fn create_veth(&self, v: &Veth) -> Result<u32> {
+        let (local, peer) = (v.local, v.peer);
         let peer_msg = LinkUnspec::new_with_name(peer)
-            .address(peer_mac.octets().to_vec())
-            .mtu(mtu)
-            .setns_by_fd(peer_ns.as_raw_fd())
+            .address(v.peer_mac.octets().to_vec())
+            .mtu(v.mtu)
+            .setns_by_fd(v.peer_ns.as_raw_fd())
             .build();
-        let mut msg = LinkVeth::new(local, peer).mtu(mtu);
-        if let Some(m) = local_mac {
+        let mut msg = LinkVeth::new(local, peer).mtu(v.mtu);
+        if let Some(m) = v.local_mac {
             msg = msg.address(m.octets().to_vec());
         }
         let msg = msg

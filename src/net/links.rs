@@ -22,6 +22,17 @@ pub struct Route {
 }
 
 /// The operations rcon's logic needs on one network namespace.
+/// A veth pair: the local end's name (and MAC, when given), the peer's
+/// name, namespace and MAC, and both ends' MTU.
+pub struct Veth<'a> {
+    pub local: &'a str,
+    pub local_mac: Option<Mac>,
+    pub peer: &'a str,
+    pub peer_ns: &'a File,
+    pub peer_mac: Mac,
+    pub mtu: u32,
+}
+
 /// A VXLAN device's settings: its VNI, UDP port and local address on the
 /// `underlay` link's index, with learning as asked, its MTU and its MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,18 +57,10 @@ pub trait Links {
 
     /// A bridge, up, with a fixed MAC (so it does not follow its ports).
     fn create_bridge(&self, name: &str, mac: Mac, mtu: u32) -> Result<u32>;
-    /// A veth pair whose peer is born inside `peer_ns`, with the peer's MAC
-    /// (and the local end's, when given) and both MTUs set. Returns the index
-    /// of the local end, which is left down.
-    fn create_veth(
-        &self,
-        local: &str,
-        local_mac: Option<Mac>,
-        peer: &str,
-        peer_ns: &File,
-        peer_mac: Mac,
-        mtu: u32,
-    ) -> Result<u32>;
+    /// A veth pair as `v` says, its peer born inside `v.peer_ns` (so its
+    /// name may clash with nothing here). Returns the index of the local
+    /// end, which is left down.
+    fn create_veth(&self, v: &Veth) -> Result<u32>;
     /// A VXLAN device as `v` says, left down.
     fn create_vxlan(&self, name: &str, v: &Vxlan) -> Result<u32>;
     /// A kernel ipip device with no fixed remote, left down.

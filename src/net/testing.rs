@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 use ipnet::Ipv4Net;
 
 use super::kernel::Kernel;
-use super::links::{Links, Request, Route, Vxlan};
+use super::links::{Links, Request, Route, Veth, Vxlan};
 use super::macaddr::Mac;
 
 mod firewalls;
@@ -296,18 +296,11 @@ impl Links for FakeLinks {
         Ok(idx)
     }
 
-    fn create_veth(
-        &self,
-        local: &str,
-        local_mac: Option<Mac>,
-        peer: &str,
-        peer_ns: &File,
-        peer_mac: Mac,
-        _mtu: u32,
-    ) -> Result<u32> {
-        let theirs = FakeLinks::ns_name(peer_ns)?;
-        let idx = self.create_logged("create_veth", format!("{local} peer {peer}"), local, "veth", local_mac)?;
-        let pidx = self.insert(&theirs, peer, "veth", Some(peer_mac));
+    fn create_veth(&self, v: &Veth) -> Result<u32> {
+        let (local, peer) = (v.local, v.peer);
+        let theirs = FakeLinks::ns_name(v.peer_ns)?;
+        let idx = self.create_logged("create_veth", format!("{local} peer {peer}"), local, "veth", v.local_mac)?;
+        let pidx = self.insert(&theirs, peer, "veth", Some(v.peer_mac));
         let mut w = self.world.borrow_mut();
         w.nss.get_mut(&self.ns).unwrap().links.get_mut(&idx).unwrap().peer = Some((theirs.clone(), pidx));
         w.nss.get_mut(&theirs).unwrap().links.get_mut(&pidx).unwrap().peer = Some((self.ns.clone(), idx));
