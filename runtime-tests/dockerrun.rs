@@ -264,8 +264,10 @@ fn interactive_shell_in_tmux() {
     tmux(&["send-keys", "-t", &session, "clear; wc -c < /tmp/typed", "Enter"]);
     wait_until("cat to end on Ctrl-D", || screen().lines().any(|l| l.trim() == "11"));
     // Ctrl-C reaches the shell's foreground job: sleep dies, the shell lives on.
+    // It is sent once sleep's process group owns the terminal: a Ctrl-C
+    // between the shell's fork and its tcsetpgrp would reach the shell.
     tmux(&["send-keys", "-t", &session, "sleep 100", "Enter"]);
-    wait_until("sleep to start", || procs() == 2);
+    wait_until("sleep to own the terminal", || procs() == 2 && foreground_job(&id));
     tmux(&["send-keys", "-t", &session, "C-c", ""]);
     wait_until("Ctrl-C to end sleep", || procs() == 1);
     tmux(&["send-keys", "-t", &session, "echo after-$((40+2))", "Enter"]);
@@ -275,6 +277,19 @@ fn interactive_shell_in_tmux() {
     let _ = tmux(&["kill-session", "-t", &session]);
     assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "3");
     assert!(w.containers().iter().all(|c| c.starts_with('.')), "--rm left {:?}", w.containers());
+}
+
+/// Whether a process of container `id` other than its shell leads the
+/// terminal's foreground process group (/proc/PID/stat: pgrp and tpgid).
+fn foreground_job(id: &str) -> bool {
+    let f = Path::new("/sys/fs/cgroup/unified/rcon").join(id).join("cgroup.procs");
+    let pids = std::fs::read_to_string(f).unwrap_or_default();
+    pids.lines().any(|pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the command name: state ppid pgrp session tty_nr tpgid.
+        let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        f.len() > 5 && f[2] == f[5] && f[2] != f[3] && f[2] == pid
+    })
 }
 
 /// Closing the window of a `run -it` (tmux kill-session) hangs up the
