@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
+use crate::net::macaddr::Mac;
 use crate::store::{self, Broken, Listing};
 
 mod mac;
@@ -95,13 +96,13 @@ impl Ipam {
 
     /// Release whatever `owner` holds on `net`, and its MAC when given.
     /// Idempotent (no lease, no directory: Ok).
-    pub fn release(&self, net: &str, owner: &str, mac: Option<&str>) -> Result<()> {
+    pub fn release(&self, net: &str, owner: &str, mac: Option<Mac>) -> Result<()> {
         if !self.net_dir(net)?.exists() {
             return Ok(()); // don't make the directory just to find nothing
         }
         let book = self.open(net)?;
         book.release(owner)?;
-        mac.map_or(Ok(()), |m| book.release_mac(m, owner))
+        mac.map_or(Ok(()), |m| book.release_mac(&m.to_string(), owner))
     }
 
     /// All leases on `net`, sorted by address (none yet: empty), and the

@@ -308,7 +308,7 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
             ep.mac = Mac::from_ip(ip);
         }
         // Every endpoint's MAC is reserved, so a --mac never repeats a derived one either.
-        if let Some(holder) = book.take_mac(&ep.mac.to_string(), &key)? {
+        if let Some(holder) = book.take_mac(ep.mac, &key)? {
             let who = eps.on_network(&net.name)?.into_iter().find(|e| e.key == holder);
             let who = who.map_or(holder, |e| e.owner.unwrap_or_else(|| e.netns.display().to_string()));
             bail!("--mac {}: network {} has this address already, on {who}", ep.mac, net.name);
@@ -381,7 +381,7 @@ fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Result<()> {
     if !ep.ports.is_empty() {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
     }
-    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(&ep.mac.to_string()))?;
+    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(ep.mac))?;
     endpoints(ctx).remove(ep)
 }
 

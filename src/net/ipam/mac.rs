@@ -19,7 +19,7 @@ pub struct MacLease {
 impl Book {
     /// Reserve `mac` for `owner` (idempotent per owner). Returns the holder
     /// when somebody else has it already.
-    pub fn take_mac(&self, mac: &str, owner: &str) -> Result<Option<String>> {
+    pub fn take_mac(&self, mac: Mac, owner: &str) -> Result<Option<String>> {
         let name = format!("{MAC}{mac}");
         let p = self.dir.join(&name);
         match symlink(owner, &p) {
@@ -33,7 +33,8 @@ impl Book {
         }
     }
 
-    /// Give `mac` back, if `owner` holds it. Idempotent.
+    /// Give `mac` back, if `owner` holds it. Idempotent. `mac` is as the
+    /// book names it (`MacLease::mac`), so gc can release any entry it lists.
     pub fn release_mac(&self, mac: &str, owner: &str) -> Result<()> {
         let name = format!("{MAC}{mac}");
         if self.read_link(&name)?.as_deref() == Some(owner) {
@@ -64,18 +65,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let ipam = Ipam::new(d.path());
         let (a, b) = (ipam.open("a").unwrap(), ipam.open("b").unwrap());
-        let m = "02:42:0a:00:00:05";
+        let text = "02:42:0a:00:00:05";
+        let m: crate::net::macaddr::Mac = text.parse().unwrap();
         assert_eq!(a.take_mac(m, "k1").unwrap(), None);
         assert_eq!(a.take_mac(m, "k1").unwrap(), None, "idempotent for its holder");
         assert_eq!(a.take_mac(m, "k2").unwrap().as_deref(), Some("k1"));
         assert_eq!(b.take_mac(m, "k2").unwrap(), None, "another network is another book");
         // Neither the MACs nor anything else show up as address leases.
         assert!(a.leases().unwrap().good.is_empty());
-        assert_eq!(a.macs().unwrap(), [MacLease { mac: m.into(), owner: "k1".into() }]);
-        a.release_mac(m, "k2").unwrap(); // not k2's: nothing happens
+        assert_eq!(a.macs().unwrap(), [MacLease { mac: text.into(), owner: "k1".into() }]);
+        a.release_mac(text, "k2").unwrap(); // not k2's: nothing happens
         assert_eq!(a.take_mac(m, "k2").unwrap().as_deref(), Some("k1"));
-        a.release_mac(m, "k1").unwrap();
-        a.release_mac(m, "k1").unwrap();
+        a.release_mac(text, "k1").unwrap();
+        a.release_mac(text, "k1").unwrap();
         assert_eq!(a.take_mac(m, "k2").unwrap(), None);
     }
 
@@ -89,7 +91,7 @@ mod tests {
                 // Each thread opens the book itself: flock is per open file description.
                 std::thread::spawn(move || {
                     let book = Ipam::new(&root).open("n").unwrap();
-                    book.take_mac("02:00:00:00:00:01", &format!("k{t}")).unwrap().is_none()
+                    book.take_mac("02:00:00:00:00:01".parse().unwrap(), &format!("k{t}")).unwrap().is_none()
                 })
             })
             .map(|h| usize::from(h.join().unwrap()))
