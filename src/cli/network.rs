@@ -256,11 +256,34 @@ pub struct GcArgs {
 /// A record that cannot be read is left with all it may own, and gc goes on
 /// with the rest, then fails with one line naming each such record.
 pub fn gc(ctx: &Context, a: GcArgs) -> Result<i32> {
-    let r = engine::gc(
+    let mut r = engine::GcReport::default();
+    let done = engine::gc(
         ctx,
         &[rcon::net::firewall::Backend::Nftables, rcon::net::firewall::Backend::Iptables],
         a.remove_broken,
-    )?;
+        &mut r,
+    );
+    print_removed(&r);
+    done?;
+    let broken = r.broken;
+    if broken.is_empty() {
+        return Ok(0);
+    }
+    let n = broken.len();
+    let list: Vec<String> = broken.iter().map(|b| b.to_string()).collect();
+    let how = if broken.iter().any(engine::gc_removable) { " (or run `rcon gc --remove-broken`)" } else { "" };
+    bail!(
+        "gc: {n} record{} could not be read and {} left in place with what {} may own: {}; remove {} by hand{how}",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "was" } else { "were" },
+        if n == 1 { "it" } else { "they" },
+        list.join("; "),
+        if n == 1 { "it" } else { "them" },
+    )
+}
+
+/// What one gc removed, a line each.
+fn print_removed(r: &engine::GcReport) {
     for name in &r.pods {
         println!("removed pod {name}");
     }
@@ -286,21 +309,6 @@ pub fn gc(ctx: &Context, a: GcArgs) -> Result<i32> {
     for b in &r.broken_removed {
         println!("removed broken {} record {}", b.kind, b.path.display());
     }
-    let broken = r.broken;
-    if broken.is_empty() {
-        return Ok(0);
-    }
-    let n = broken.len();
-    let list: Vec<String> = broken.iter().map(|b| b.to_string()).collect();
-    let how = if broken.iter().any(engine::gc_removable) { " (or run `rcon gc --remove-broken`)" } else { "" };
-    bail!(
-        "gc: {n} record{} could not be read and {} left in place with what {} may own: {}; remove {} by hand{how}",
-        if n == 1 { "" } else { "s" },
-        if n == 1 { "was" } else { "were" },
-        if n == 1 { "it" } else { "they" },
-        list.join("; "),
-        if n == 1 { "it" } else { "them" },
-    )
 }
 
 /// `rcon inspect NAME`: the container with its interfaces.

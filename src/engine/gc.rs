@@ -36,14 +36,15 @@ pub struct Report {
 
 /// Collect every layer's garbage on the firewall `backends`. With
 /// `remove_broken`, unreadable records that own nothing a person must look
-/// at are removed too.
-pub fn gc(ctx: &Context, backends: &[Backend], remove_broken: bool) -> Result<Report> {
-    let mut r = Report { pods: pod::gc(ctx)?, ..Report::default() };
+/// at are removed too. What was removed goes into `r` as it goes, so that a
+/// failure part way still reports what the earlier layers removed.
+pub fn gc(ctx: &Context, backends: &[Backend], remove_broken: bool, r: &mut Report) -> Result<()> {
+    r.pods = pod::gc(ctx)?;
     let rt = runtime::gc(ctx)?;
+    r.containers = [rt.dirs, rt.containers.clone()].concat();
     for id in &rt.containers {
         forget(ctx, id)?;
     }
-    r.containers = [rt.dirs, rt.containers].concat();
     r.containers.extend(data_dirs(ctx)?);
     names(ctx)?;
     r.net = net::gc(ctx, backends)?;
@@ -60,7 +61,7 @@ pub fn gc(ctx: &Context, backends: &[Backend], remove_broken: bool) -> Result<Re
             r.broken.push(b);
         }
     }
-    Ok(r)
+    Ok(())
 }
 
 /// The broken records `--remove-broken` may remove. A container's state is
