@@ -112,7 +112,7 @@ fn two_nodes_init_at_once_and_their_agents_connect_pods() {
     e.c.nodes[1].ok(&["cluster", "reset", "-f"]);
     let removed = format!("removed {}", key(&subs[1]));
     e.agent(0).wait_line(m, "node 0's agent to drop node 1", |l| l == removed);
-    assert!(!e.has_route(0, &subs[1]), "node 0 kept node 1's route");
+    assert!(!e.has_route(0, &subs[1]), "node 0 kept node 1's route: {}", e.agent(0).log());
     assert_eq!(e.leases(), [key(&subs[0])]);
     crate::common::wait_until("node 1's agent to stop after the reset", || !e.agent(1).alive());
 }

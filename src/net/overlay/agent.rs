@@ -239,6 +239,11 @@ fn keep_lease(ctx: &Context, etcd: &mut Etcd, c: &Cluster) -> Result<Result<(), 
             ))));
         }
     }
+    // Lease again under the lock: a `cluster reset` holds it from revoking
+    // the lease to removing the record, so the subnet is never leased anew
+    // for a node that is leaving (its peers would program it again).
+    let _l = manage::lock(ctx)?;
+    let Some(mut c) = current(ctx, Some(&name))? else { return Ok(Err(End::Left)) };
     let lease = etcd.grant(Duration::from_secs(m.lease_ttl_secs))?;
     let taken = match held {
         Some(e) => etcd.replace(&name, value, lease, e.mod_revision)?,
@@ -248,11 +253,6 @@ fn keep_lease(ctx: &Context, etcd: &mut Etcd, c: &Cluster) -> Result<Result<(), 
         let _ = etcd.revoke(lease);
         bail!("leasing {name} again: it changed meanwhile");
     }
-    let _l = manage::lock(ctx)?;
-    let Some(mut c) = current(ctx, Some(&name))? else {
-        let _ = etcd.revoke(lease);
-        return Ok(Err(End::Left));
-    };
     let old = c.store.as_ref().map_or(0, |m| m.lease);
     c.store.as_mut().expect("etcd mode").lease = lease;
     super::save(&ctx.data_root, &c)?;
