@@ -49,6 +49,12 @@ crun_bundle=$WORLD/bundle-crun
 mkdir -p "$crun_bundle"
 cp -a "$bundle/rootfs" "$crun_bundle/rootfs"
 jq '.ociVersion = "1.0.2-dev"' "$bundle/config.json" >"$crun_bundle/config.json"
+# The same bundle with Docker-style limits: a 64 MB memory limit and 100 pids.
+limits='.linux.resources = {"memory": {"limit": 67108864}, "pids": {"limit": 100}}'
+limits_bundle=$WORLD/bundle-limits
+mkdir -p "$limits_bundle"
+ln -s "$bundle/rootfs" "$limits_bundle/rootfs"
+jq "$limits" "$bundle/config.json" >"$limits_bundle/config.json"
 
 # --- wrappers ----------------------------------------------------------------
 # One small sh script per row, so that every row pays the same overhead (one
@@ -72,6 +78,8 @@ wrap rcon "$(runtime_body "$RCON" "$RCON_ROOT" "$bundle")"
 wrap runc "$(runtime_body "$(command -v runc)" "$WORLD/runc" "$bundle")"
 wrap crun "$(runtime_body "$(command -v crun)" "$WORLD/crun" "$crun_bundle")"
 wrap unshare "$(command -v unshare) -nmpui -f true"
+wrap rcon-limits "$(runtime_body "$RCON" "$RCON_ROOT" "$limits_bundle")"
+wrap runc-limits "$(runtime_body "$(command -v runc)" "$WORLD/runc" "$limits_bundle")"
 # From image to exit: rcon makes the bundle itself (overlay on the image's
 # unpacked rootfs, config from the image) and removes everything after.
 "$repo/hack/mkimage.sh" >/dev/null
@@ -84,6 +92,8 @@ declare -A label=(
 	[runc]="runc run"
 	[crun]="crun run"
 	[unshare]="unshare -nmpui -f true"
+	[rcon-limits]="rcon run, 64 MB and 100 pids"
+	[runc-limits]="runc run, 64 MB and 100 pids"
 	[rcon-image]="rcon run --rm --net none busybox true"
 	[true]="/bin/true"
 )
@@ -142,11 +152,12 @@ bench_set() {
 	in_mode "$mode" hyperfine "${args[@]}"
 }
 
-# table JSON: markdown rows, ratio against "runc run" when it was measured.
+# table JSON [BASE]: markdown rows, ratio against BASE (default "runc run")
+# when it was measured.
 table() {
 	echo "| runtime | mean ms | stddev ms | median ms | min ms | ratio to runc |"
 	echo "|---|---:|---:|---:|---:|---:|"
-	jq -r '([.results[] | select(.command == "runc run") | .mean] | first) as $base
+	jq -r --arg base "${2:-runc run}" '([.results[] | select(.command == $base) | .mean] | first) as $base
 		| .results[]
 		| [.command, .mean * 1000, .stddev * 1000, .median * 1000, .min * 1000,
 		   (if $base then .mean / $base else "" end)] | @tsv' "$1" |
@@ -161,9 +172,12 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 main_json=$CACHE/lifecycle.json
 hidden_json=$CACHE/lifecycle-cgroup2-hidden.json
 image_json=$CACHE/image-to-exit.json
-rm -f "$main_json" "$hidden_json" "$image_json"
+limits_json=$CACHE/lifecycle-limits.json
+rm -f "$main_json" "$hidden_json" "$image_json" "$limits_json"
 
 bench_set host "$image_json" rcon-image runc || true
+
+bench_set host "$limits_json" rcon-limits runc-limits rcon runc || true
 
 bench_set host "$main_json" rcon runc crun unshare true
 main_refused=$(for r in "${!refused[@]}"; do printf '%s\t%s\n' "$r" "${refused[$r]}"; done | sort)
@@ -274,6 +288,23 @@ tmp=$OUT.new
 		for r in "${!refused[@]}"; do
 			printf -- '- %s also failed with cgroup2 hidden: `%s`\n' "${label[$r]}" "${refused[$r]}"
 		done
+	fi
+	cat <<-EOF
+
+		## With limits: a 64 MB memory limit and 100 pids
+
+		The bundle above with \`linux.resources\` set to a 64 MB memory limit
+		and a limit of 100 pids, as \`docker run -m 64m --pids-limit 100\` asks
+		for. Both runtimes make and fill their cgroups (on this host, the v1
+		memory and pids controllers) and remove them at delete. The rows without
+		limits were in the same hyperfine run; the ratio is to runc with the
+		same limits.
+
+	EOF
+	if [[ -f $limits_json ]]; then
+		table "$limits_json" "${label[runc-limits]}"
+	else
+		echo "_Not measured: ${refused[rcon-limits]:-${refused[runc-limits]:-the rows failed}}_"
 	fi
 	cat <<-EOF
 
