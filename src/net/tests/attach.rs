@@ -161,10 +161,15 @@ fn detach_removes_rules_then_the_veth_then_lease_and_record() {
     // The port rules first (the record loses its ports before, so a restore of the firewall meanwhile does
     // not put them back), then the node end, which takes the container's end along; leases and the
     // record are files, released after the kernel's objects so that a failure leaves the record that
-    // finds them.
+    // finds them. The anti-spoofing element goes last, once no record names it (a restore meanwhile
+    // would put it back).
     assert_eq!(
         ops(&w, from),
-        [format!("nftables: remove_ports {}", ep.key), format!("node: delete_detached {}", ep.host_ifname)]
+        [
+            format!("nftables: remove_ports {}", ep.key),
+            format!("node: delete_detached {}", ep.host_ifname),
+            format!("nftables: remove_guard {}", ep.key),
+        ]
     );
     assert_eq!(w.state(), before);
 
@@ -198,6 +203,8 @@ fn gc_detaches_the_dead_then_removes_orphans_rules_links_and_networks() {
     w.links.seed_link("rv00deadbeef", "veth", None);
     w.fw.seed(crate::net::firewall::Backend::Nftables, |r| {
         r.ports.insert("00deadbeef".into(), ("10.0.0.9".parse().unwrap(), Vec::new()));
+        let g = crate::net::firewall::Guard { owner: "00deadbeef".into(), port: "rv00deadbeef".into(), from: None };
+        r.guards.insert(g.owner.clone(), g);
         let mut gone = r.networks["n1"].clone();
         gone.name = "gone".into();
         r.networks.insert("gone".into(), gone);
@@ -209,6 +216,8 @@ fn gc_detaches_the_dead_then_removes_orphans_rules_links_and_networks() {
         [
             format!("nftables: remove_ports {}", ep.key),
             format!("node: delete_detached {}", ep.host_ifname),
+            format!("nftables: remove_guard {}", ep.key),
+            "nftables: remove_guard 00deadbeef".into(),
             "nftables: remove_ports 00deadbeef".into(),
             "node: delete_link rv00deadbeef".into(),
             "nftables: remove_network gone".into(),
