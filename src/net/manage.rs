@@ -323,7 +323,13 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         crate::store::fault("attach:recorded");
         // Before the port exists, so that its first frame is checked.
         if let Some(g) = heal::guard(&net, &ep) {
-            k.firewall(net.firewall).add_guard(&g)?;
+            if let Err(e) = k.firewall(net.firewall).add_guard(&g) {
+                // The table went (a firewall reload): a restore puts it back with every port the
+                // records name, this one included.
+                if !heal::ensure_with(ctx, k.firewalls.as_ref(), net.firewall)? {
+                    return Err(e);
+                }
+            }
         }
         crate::store::fault("attach:guarded");
         // A bridge that had to be made again (node rebooted, crash during

@@ -107,6 +107,7 @@ impl Network {
             internal: self.internal,
             masquerade: self.masquerade,
             unnat: self.cluster.unwrap_or(self.subnet),
+            bridge: self.driver == Driver::Bridge,
         }
     }
 }

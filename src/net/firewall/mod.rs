@@ -53,12 +53,15 @@ pub struct NetRules {
     pub masquerade: bool,
     /// Destinations not masqueraded: the subnet, or a cluster's whole pod range.
     pub unnat: Ipv4Net,
+    /// A bridge network: the anti-spoofing table (see `guard`) must be there for its ports.
+    #[serde(default)]
+    pub bridge: bool,
 }
 
 impl NetRules {
     /// A plain network's rules: nothing beyond its subnet is left un-NATed, no anti-spoofing.
     pub fn plain(name: &str, subnet: Ipv4Net, internal: bool, masquerade: bool) -> NetRules {
-        NetRules { name: name.into(), subnet, internal, masquerade, unnat: subnet }
+        NetRules { name: name.into(), subnet, internal, masquerade, unnat: subnet, bridge: false }
     }
 }
 
@@ -134,8 +137,9 @@ impl Want {
 }
 
 pub trait Firewall {
-    /// Install rcon's base table/chains if missing and this network's rules, in one atomic batch. Idempotent: adding a
-    /// network that is already there replaces its rules (no duplicates).
+    /// Install rcon's base table/chains if missing and this network's rules, in one atomic batch (and, for a
+    /// bridge, the anti-spoofing table in a second). Idempotent: adding a network that is already there
+    /// replaces its rules (no duplicates).
     fn add_network(&self, net: &NetRules) -> Result<()>;
     /// Remove exactly this network's rules; when no rcon network remains, remove rcon's table/chains/jumps entirely.
     /// Idempotent (absent: Ok).
@@ -163,7 +167,7 @@ pub trait Firewall {
     fn services(&self) -> Result<Vec<String>>;
     /// Let container port `g.port` send only from its own MAC and address (or anything, for a network
     /// that allows spoofing): one element, added in one batch that reads nothing back, so its cost does
-    /// not grow with the containers. The table's base is made first when missing.
+    /// not grow with the containers. Fails when the table is missing (see [`Firewall::restore`]).
     fn add_guard(&self, g: &Guard) -> Result<()>;
     /// Remove `g`'s element. Idempotent.
     fn remove_guard(&self, g: &Guard) -> Result<()>;
@@ -256,7 +260,19 @@ impl<R: Ruleset> Firewall for R {
                 check_network(net, R::subnets(live))?;
                 Ok(Some(R::render_add(live, net)))
             },
-        )
+        )?;
+        if !net.bridge {
+            return Ok(());
+        }
+        let base = || -> Result<()> {
+            let _lock = lock_netns()?;
+            let batch = guard::render_base(&guard::glance()?);
+            if batch.is_empty() {
+                return Ok(());
+            }
+            run("nft", &["-f", "-"], Some(&batch)).map(drop)
+        };
+        base().with_context(|| format!("firewall (anti-spoofing): adding network {}", net.name))
     }
 
     fn remove_network(&self, name: &str) -> Result<()> {
@@ -321,14 +337,11 @@ impl<R: Ruleset> Firewall for R {
     }
 
     fn add_guard(&self, g: &Guard) -> Result<()> {
+        // No table is made here: one made for this element alone would drop every other container's
+        // frames. The caller heals a missing table from the records instead.
         let add = || -> Result<()> {
             let _lock = lock_netns()?;
-            if run("nft", &["-f", "-"], Some(&guard::render_add(g))).is_ok() {
-                return Ok(());
-            }
-            // The table or its base is missing (the first container, or a flush meanwhile).
-            let base = guard::render_base(&guard::glance()?);
-            run("nft", &["-f", "-"], Some(&(base + &guard::render_add(g)))).map(drop)
+            run("nft", &["-f", "-"], Some(&guard::render_add(g))).map(drop)
         };
         add().with_context(|| format!("firewall (anti-spoofing): guarding port {} of {}", g.port, g.owner))
     }

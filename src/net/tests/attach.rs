@@ -127,6 +127,37 @@ fn attach_undoes_every_step_when_a_later_one_fails() {
     assert!(every_fault_is_undone(Driver::Veth, "") >= 4);
 }
 
+/// A bridge port is guarded (its own MAC and address) before its veth exists, so that its first frame is
+/// checked; a network that allows spoofing gets an exempt port instead, and other drivers nothing.
+#[test]
+fn bridge_ports_are_guarded_before_they_exist() {
+    let w = World::new();
+    w.network("n1", Driver::Bridge);
+    let from = w.calls();
+    let ep = w.attach("n1", "").unwrap();
+    let ops = ops(&w, from);
+    let guard = ops.iter().position(|o| *o == format!("nftables: add_guard {}", ep.key)).expect("not guarded");
+    let veth = ops.iter().position(|o| o.starts_with("node: create_veth")).expect("no veth");
+    assert!(guard < veth, "{ops:?}");
+    let rules = &w.fw.snapshot()["nftables"];
+    let g = &rules.guards[&ep.key];
+    assert_eq!(
+        (g.port.as_str(), g.from.clone()),
+        (ep.host_ifname.as_str(), Some((ep.mac.to_string(), ep.ip.unwrap())))
+    );
+    w.detach("n1").unwrap();
+
+    let mut req = Request::new("free");
+    req.allow_spoofing = true;
+    manage::create_network_with(&w.ctx, &w.k, &req).unwrap();
+    let ep = w.attach("free", "").unwrap();
+    assert_eq!(w.fw.snapshot()["nftables"].guards[&ep.key].from, None);
+
+    w.network("r1", Driver::Routed);
+    let ep = w.attach("r1", "").unwrap();
+    assert!(!w.fw.snapshot()["nftables"].guards.contains_key(&ep.key), "a routed port was guarded");
+}
+
 /// What the fakes were asked, without the namespace names of containers.
 fn ops(w: &World, from: usize) -> Vec<String> {
     calls_since(&w.script, from)
