@@ -108,18 +108,31 @@ fn attack(nw: &NetWorld, rec: &Recorder, round: &str) -> (bool, bool, bool) {
     let bridge_mac =
         nw.w.sh_in(nw.node(), "ip -o link show rcon-guarded | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2");
     let bridge_mac = bridge_mac.trim();
-    let atk_mac = sh(&format!("nsenter --net=/proc/{atk_pid}/ns/net cat /sys/class/net/eth0/address"));
-    let atk_mac = atk_mac.trim();
+    let atk: serde_json::Value = serde_json::from_str(&nw.w.ok(&["inspect", "atk"])).unwrap();
+    let atk_mac = atk["networks"][0]["mac"].as_str().unwrap();
     // Both caches hold the truth first: the node pings the victim (and so the victim learns the gateway).
-    nw.w.sh_in(nw.node(), &format!("ping -c1 -w3 {victim_ip}"));
+    nw.w.sh_in(nw.node(), &format!("busybox ping -c1 -w3 {victim_ip}"));
     let victim_mac = neigh(&node_ns, &victim_ip);
     assert_ne!(victim_mac, "none");
     assert_eq!(neigh(&victim_ns, GW), bridge_mac);
-    // busybox arping binds its probe socket to the claimed sender address: the namespace lets it bind
-    // an address it does not hold (a sysctl of the attacker's own namespace, no capability).
+    // busybox arping binds a probe socket to the claimed sender address: the namespace lets it bind an
+    // address it does not hold (a sysctl of the attacker's own namespace; no capability is added).
     sh(&format!("nsenter --net=/proc/{atk_pid}/ns/net sysctl -qw net.ipv4.ip_nonlocal_bind=1"));
-    for (flag, ip) in [("-U", victim_ip.as_str()), ("-A", victim_ip.as_str()), ("-U", GW), ("-A", GW)] {
-        nw.w.ok(&["exec", "atk", "arping", flag, "-c", "2", "-I", "eth0", ip]);
+    // -U: gratuitous ARP (a broadcast request, sender = target = IP); -A -s IP: an ARP reply from IP.
+    for ip in [victim_ip.as_str(), GW] {
+        for flags in [&["-U"][..], &["-A", "-s", ip]] {
+            let mut args = vec!["exec", "atk", "arping", "-c", "2", "-I", "eth0"];
+            args.extend_from_slice(flags);
+            args.push(ip);
+            // -A exits 1 as nobody answers a reply; what matters is that both were sent.
+            let out = nw.w.rcon(&args);
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                said.contains("Sent 2 probe"),
+                "arping {flags:?} {ip}: {said} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
     send_udp(&atk_pid, bridge_mac, &victim_ip, &format!("spoofed-{round}"));
     // Its own datagram, sent last down the same port, marks that everything before it got through or not.
