@@ -18,10 +18,10 @@ TEST_PKGS=(
 	skopeo          # pushes the busybox image to the test registry (runtime-tests/images.rs)
 	docker-registry # a registry the pull test starts inside its own netns
 	tmux            # drives `rcon run -it` the way a person types (runtime-tests/dockerrun.rs)
-	nftables        # nft: the default firewall backend, and rule checks in tests
+	nftables        # nft: the default firewall backend, both backends' anti-spoofing table, rule checks in tests
 	iptables        # the second firewall backend
 	conntrack       # flushing stale UDP conntrack entries, and checks in tests
-	python3         # a UDP echo server in runtime-tests/ports.rs, bench-ports' connect client
+	python3         # a UDP echo server in runtime-tests/ports.rs, spoofed frames in antispoof.rs, bench-ports' connect client
 	runc            # another runtime wired by `rcon network hook` (examples/network-bundle)
 	qemu-system-x86 # boots Debian's stock kernel for the kernel ipip tests (hack/qemu/)
 	kmod            # modprobe/depmod: module load order for the qemu initramfs

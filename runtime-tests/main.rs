@@ -3,6 +3,7 @@
 //! docs/TESTING.md) and tears it down on success and on failure.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod antispoof;
 mod badinput;
 mod cluster;
 mod common;

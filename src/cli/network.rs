@@ -77,6 +77,10 @@ pub struct CreateArgs {
     /// Whether traffic leaving the subnet is masqueraded.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
     masquerade: bool,
+    /// Let containers send from any MAC and address (routers in containers); by default a bridge
+    /// port passes only its container's own MAC, ARP for its own address and IPv4 from it.
+    #[arg(long)]
+    allow_spoofing: bool,
     name: String,
 }
 
@@ -125,6 +129,7 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
             req.internal = a.internal;
             req.icc = a.icc;
             req.masquerade = a.masquerade;
+            req.allow_spoofing = a.allow_spoofing;
             req.firewall = ctx.firewall;
             let net = manage::create_network(ctx, &req)?;
             println!("{}", net.name);

@@ -16,7 +16,7 @@
 use anyhow::{bail, Result};
 
 use super::endpoint;
-use super::firewall::{Backend, Want, WantService};
+use super::firewall::{Backend, Guard, Want, WantService};
 use super::kernel::{Firewalls, RealFirewalls};
 use super::network;
 use super::service_store;
@@ -34,13 +34,17 @@ fn want(ctx: &Context, backend: Backend, full: bool) -> Result<Want> {
         bail!("{b}; rcon's rules are not rebuilt without it (repair it, or remove it with `rcon gc --remove-broken`)");
     }
     let nets: Vec<network::Network> = nets.good.into_iter().filter(|n| n.firewall == backend).collect();
-    let mut want = Want { networks: nets.iter().map(|n| n.rules()).collect(), ..Want::default() };
+    let mut want = Want {
+        networks: nets.iter().map(|n| n.rules()).collect(),
+        bridged: nets.iter().any(|n| n.driver == network::Driver::Bridge),
+        ..Want::default()
+    };
     if full {
         for ep in eps.good {
+            let Some(net) = nets.iter().find(|n| n.name == ep.network) else { continue };
+            want.guards.extend(guard(net, &ep));
             if let (Some(ip), false) = (ep.ip, ep.ports.is_empty()) {
-                if nets.iter().any(|n| n.name == ep.network) {
-                    want.ports.push((ep.key, ip, ep.ports));
-                }
+                want.ports.push((ep.key, ip, ep.ports));
             }
         }
     }
@@ -56,6 +60,16 @@ fn want(ctx: &Context, backend: Backend, full: bool) -> Result<Want> {
         })
         .collect();
     Ok(want)
+}
+
+/// What `ep`'s bridge port may send from (None: `net` is no bridge, or `ep` has no address yet).
+pub(crate) fn guard(net: &network::Network, ep: &endpoint::Endpoint) -> Option<Guard> {
+    let ip = ep.ip.filter(|_| net.driver == network::Driver::Bridge)?;
+    Some(Guard {
+        owner: ep.key.clone(),
+        port: ep.host_ifname.clone(),
+        from: (!net.allow_spoofing).then(|| (ep.mac.to_string(), ip)),
+    })
 }
 
 /// Restore `backend`'s rules from the records when `force` or when something is missing; says so on

@@ -321,6 +321,17 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         eps.save(&ep)?;
         drop((claims, book));
         crate::store::fault("attach:recorded");
+        // Before the port exists, so that its first frame is checked.
+        if let Some(g) = heal::guard(&net, &ep) {
+            if let Err(e) = k.firewall(net.firewall).add_guard(&g) {
+                // The table went (a firewall reload): a restore puts it back with every port the
+                // records name, this one included.
+                if !heal::ensure_with(ctx, k.firewalls.as_ref(), net.firewall)? {
+                    return Err(e);
+                }
+            }
+        }
+        crate::store::fault("attach:guarded");
         // A bridge that had to be made again (node rebooted, crash during
         // create) comes back with its forwarding and rules.
         if driver::attach(node, inner.as_ref(), &ns, &net, &ep, &others)? {
@@ -382,7 +393,12 @@ fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Result<()> {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
     }
     Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(ep.mac))?;
-    endpoints(ctx).remove(ep)
+    endpoints(ctx).remove(ep)?;
+    // Last, after the record: a firewall restore meanwhile re-adds what the records name.
+    match networks(ctx).get(&ep.network) {
+        Ok(net) => heal::guard(&net, ep).map_or(Ok(()), |g| k.firewall(net.firewall).remove_guard(&g)),
+        Err(_) => k.firewall(Backend::default()).remove_guard_of(&ep.key),
+    }
 }
 
 /// Detach `netns` from `network` (one interface, or all of them on that network).
@@ -547,7 +563,18 @@ pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcRepo
     // A backend whose tool is missing has no rules of ours.
     let fw_networks: Vec<(Backend, Vec<String>)> =
         backends.iter().filter_map(|b| k.firewall(*b).networks().ok().map(|n| (*b, n))).collect();
+    // One table serves both backends: listed once.
+    let guard_owners = match backends.first() {
+        Some(b) => k.firewall(*b).guard_owners().ok().map(|o| (*b, o)),
+        None => None,
+    };
     let live = endpoint_keys(&eps, None, |_| true, &mut report)?;
+    if let Some((b, owners)) = guard_owners {
+        for o in owners.into_iter().filter(|o| !live.contains(o)) {
+            k.firewall(b).remove_guard_of(&o)?;
+            report.rules.push(format!("anti-spoofing:port of {o}"));
+        }
+    }
     {
         // Under the claims' lock, as attach records its claims under it.
         let claims = Claims::open(&ctx.data_root)?;

@@ -75,6 +75,10 @@ pub struct Network {
     /// (pods see each other's own addresses across nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Ipv4Net>,
+    /// Containers may send from any MAC and address (`--allow-spoofing`: routers in containers). A
+    /// record from before the flag reads as protected.
+    #[serde(default)]
+    pub allow_spoofing: bool,
 }
 
 impl Network {
@@ -103,6 +107,7 @@ impl Network {
             internal: self.internal,
             masquerade: self.masquerade,
             unnat: self.cluster.unwrap_or(self.subnet),
+            bridge: self.driver == Driver::Bridge,
         }
     }
 }
@@ -122,6 +127,7 @@ pub struct Request {
     pub firewall: Backend,
     pub ip_range: Option<Ipv4Net>,
     pub cluster: Option<Ipv4Net>,
+    pub allow_spoofing: bool,
 }
 
 impl Request {
@@ -236,6 +242,9 @@ pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> 
             bail!("--ip-range {r} is not a range inside --subnet {subnet}");
         }
     }
+    if req.allow_spoofing && req.driver != Driver::Bridge {
+        bail!("--allow-spoofing applies to the bridge driver only (the {} driver has no shared segment)", req.driver);
+    }
     let mtu = req.mtu.unwrap_or(default_mtu);
     if !(576..=65535).contains(&mtu) {
         bail!("--mtu {mtu}: use 576 to 65535");
@@ -254,6 +263,7 @@ pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> 
         created: crate::sys::time::now_rfc3339(),
         ip_range: req.ip_range,
         cluster: req.cluster,
+        allow_spoofing: req.allow_spoofing,
     })
 }
 

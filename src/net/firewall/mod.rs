@@ -23,6 +23,7 @@
 //! calling thread's network namespace: call from a thread that is in the
 //! namespace to configure.
 
+pub mod guard;
 pub mod iptables;
 mod nflist;
 pub mod nftables;
@@ -52,13 +53,27 @@ pub struct NetRules {
     pub masquerade: bool,
     /// Destinations not masqueraded: the subnet, or a cluster's whole pod range.
     pub unnat: Ipv4Net,
+    /// A bridge network: the anti-spoofing table (see `guard`) must be there for its ports.
+    #[serde(default)]
+    pub bridge: bool,
 }
 
 impl NetRules {
-    /// A plain network's rules: nothing beyond its subnet is left un-NATed.
+    /// A plain network's rules: nothing beyond its subnet is left un-NATed, no anti-spoofing.
     pub fn plain(name: &str, subnet: Ipv4Net, internal: bool, masquerade: bool) -> NetRules {
-        NetRules { name: name.into(), subnet, internal, masquerade, unnat: subnet }
+        NetRules { name: name.into(), subnet, internal, masquerade, unnat: subnet, bridge: false }
     }
+}
+
+/// One container's bridge port, and what it may send from (see `guard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The endpoint's key: the comment on its element.
+    pub owner: String,
+    /// The node-side veth end (the bridge port frames come in on).
+    pub port: String,
+    /// Its MAC (as `ip link` prints it) and address; None: its network allows spoofing.
+    pub from: Option<(String, std::net::Ipv4Addr)>,
 }
 
 /// One endpoint's published ports, as the firewall needs them.
@@ -88,6 +103,10 @@ pub struct Want {
     /// Published ports: endpoint key, container address, mappings.
     pub ports: Vec<(String, std::net::Ipv4Addr, Vec<crate::net::ports::Mapping>)>,
     pub services: Vec<WantService>,
+    /// Some network is a bridge: the anti-spoofing table must be there.
+    pub bridged: bool,
+    /// The bridge ports of containers.
+    pub guards: Vec<Guard>,
 }
 
 /// One service as [`Want`] holds it.
@@ -118,8 +137,9 @@ impl Want {
 }
 
 pub trait Firewall {
-    /// Install rcon's base table/chains if missing and this network's rules, in one atomic batch. Idempotent: adding a
-    /// network that is already there replaces its rules (no duplicates).
+    /// Install rcon's base table/chains if missing and this network's rules, in one atomic batch (and, for a
+    /// bridge, the anti-spoofing table in a second). Idempotent: adding a network that is already there
+    /// replaces its rules (no duplicates).
     fn add_network(&self, net: &NetRules) -> Result<()>;
     /// Remove exactly this network's rules; when no rcon network remains, remove rcon's table/chains/jumps entirely.
     /// Idempotent (absent: Ok).
@@ -145,6 +165,16 @@ pub trait Firewall {
     fn remove_service(&self, name: &str, all_backends: &[std::net::Ipv4Addr]) -> Result<()>;
     /// Names of the services that have rules (gc).
     fn services(&self) -> Result<Vec<String>>;
+    /// Let container port `g.port` send only from its own MAC and address (or anything, for a network
+    /// that allows spoofing): one element, added in one batch that reads nothing back, so its cost does
+    /// not grow with the containers. Fails when the table is missing (see [`Firewall::restore`]).
+    fn add_guard(&self, g: &Guard) -> Result<()>;
+    /// Remove `g`'s element. Idempotent.
+    fn remove_guard(&self, g: &Guard) -> Result<()>;
+    /// Owners (endpoint keys) that have a guard element (gc compares them with the endpoint records).
+    fn guard_owners(&self) -> Result<Vec<String>>;
+    /// Remove every guard element of `owner`.
+    fn remove_guard_of(&self, owner: &str) -> Result<()>;
     /// What the live ruleset lacks of `want` (a table deleted, a chain gone, a network's rules
     /// missing), or None when it holds all of it. Read without the lock: a hint to [`Firewall::restore`].
     fn damage(&self, want: &Want) -> Result<Option<String>>;
@@ -230,12 +260,26 @@ impl<R: Ruleset> Firewall for R {
                 check_network(net, R::subnets(live))?;
                 Ok(Some(R::render_add(live, net)))
             },
-        )
+        )?;
+        if !net.bridge {
+            return Ok(());
+        }
+        let base = || -> Result<()> {
+            let _lock = lock_netns()?;
+            let batch = guard::render_base(&guard::glance()?);
+            if batch.is_empty() {
+                return Ok(());
+            }
+            run("nft", &["-f", "-"], Some(&batch)).map(drop)
+        };
+        base().with_context(|| format!("firewall (anti-spoofing): adding network {}", net.name))
     }
 
     fn remove_network(&self, name: &str) -> Result<()> {
         check_name("network name", name).with_context(|| format!("firewall ({}): removing network {name}", R::NAME))?;
-        relisted(self, || format!("removing network {name}"), |live| Ok(R::render_remove(live, name)))
+        relisted(self, || format!("removing network {name}"), |live| Ok(R::render_remove(live, name)))?;
+        // The anti-spoofing table goes with the last container port of any network.
+        guarded("removing the anti-spoofing table when empty", |live| Ok(guard::render_drop_empty(live)))
     }
 
     fn networks(&self) -> Result<Vec<String>> {
@@ -292,24 +336,84 @@ impl<R: Ruleset> Firewall for R {
         listed(self, "services", R::service_names)
     }
 
+    fn add_guard(&self, g: &Guard) -> Result<()> {
+        // No table is made here: one made for this element alone would drop every other container's
+        // frames. The caller heals a missing table from the records instead.
+        let add = || -> Result<()> {
+            let _lock = lock_netns()?;
+            run("nft", &["-f", "-"], Some(&guard::render_add(g))).map(drop)
+        };
+        add().with_context(|| format!("firewall (anti-spoofing): guarding port {} of {}", g.port, g.owner))
+    }
+
+    fn remove_guard(&self, g: &Guard) -> Result<()> {
+        let remove = || -> Result<()> {
+            let _lock = lock_netns()?;
+            if !guard::glance()?.exists {
+                return Ok(()); // no table, no element
+            }
+            run("nft", &["-f", "-"], Some(&guard::render_remove(g))).map(drop)
+        };
+        remove().with_context(|| format!("firewall (anti-spoofing): unguarding port {} of {}", g.port, g.owner))
+    }
+
+    fn guard_owners(&self) -> Result<Vec<String>> {
+        let live = guard::live().context("firewall (anti-spoofing): listing guarded ports")?;
+        Ok(guard::owners(&live).into_iter().map(String::from).collect())
+    }
+
+    fn remove_guard_of(&self, owner: &str) -> Result<()> {
+        guarded(&format!("unguarding the ports of {owner}"), |live| Ok(guard::render_remove_of(live, owner)))
+    }
+
     fn damage(&self, want: &Want) -> Result<Option<String>> {
         let live = self.glance().with_context(|| format!("firewall ({}): checking rcon's rules", R::NAME))?;
-        Ok(R::damage(&live, want))
+        if let Some(d) = R::damage(&live, want) {
+            return Ok(Some(d));
+        }
+        if !want.bridged {
+            return Ok(None);
+        }
+        let live = guard::glance().context("firewall (anti-spoofing): checking rcon's table")?;
+        Ok(guard::damage(&live, want))
     }
 
     fn restore(&self, want: &dyn Fn() -> Result<Want>, force: bool) -> Result<Option<String>> {
         let mut found = None;
+        let mut wanted = Want::default();
         relisted(
             self,
             || "restoring rcon's rules from its records".to_string(),
             |live| {
-                let want = want()?;
-                found = if force { Some("reload".to_string()) } else { R::damage(live, &want) };
-                Ok(found.is_some().then(|| R::render_restore(live, &want)))
+                wanted = want()?;
+                found = if force { Some("reload".to_string()) } else { R::damage(live, &wanted) };
+                if found.is_none() && wanted.bridged {
+                    found = guard::damage(&guard::glance()?, &wanted);
+                }
+                Ok(found.is_some().then(|| R::render_restore(live, &wanted)))
             },
         )?;
+        // The records were read under the lock above; an attach records its endpoint before it adds its
+        // element, and a detach removes the element before the record, so re-adding them all is right.
+        if found.is_some() && wanted.bridged {
+            guarded("restoring the anti-spoofing table", |live| {
+                Ok(Some(guard::render_restore(live, &wanted)).filter(|b| !b.is_empty()))
+            })?;
+        }
         Ok(found)
     }
+}
+
+/// [`relisted`] for the anti-spoofing table, which both backends share.
+fn guarded(what: &str, render: impl FnOnce(&guard::Live) -> Result<Option<String>>) -> Result<()> {
+    let change = || -> Result<()> {
+        let _lock = lock_netns()?;
+        match render(&guard::live()?)? {
+            Some(batch) => run("nft", &["-f", "-"], Some(&batch)).map(drop),
+            None => Ok(()),
+        }
+    };
+    change().with_context(|| format!("firewall (anti-spoofing): {what}"))
 }
 
 /// Flush the conntrack entries of UDP mappings: a flow the kernel tracked

@@ -27,14 +27,19 @@ const UDATA_COMMENT: u8 = 0;
 /// One object's netlink attributes: (type, payload).
 type Attrs = Vec<(u16, Vec<u8>)>;
 
-/// Chains, sets and rule comments of `table ip NAME` in the calling thread's network namespace.
-pub(crate) fn glance(table: &str) -> Result<Live> {
+/// The nfgenmsg family of `table ip …`.
+pub(crate) const FAMILY_IP: u8 = libc::AF_INET as u8;
+/// … and of `table bridge …` (NFPROTO_BRIDGE).
+pub(crate) const FAMILY_BRIDGE: u8 = 7;
+
+/// Chains, sets and rule comments of `table FAMILY NAME` in the calling thread's network namespace.
+pub(crate) fn glance(family: u8, table: &str) -> Result<Live> {
     let fd =
         socket::socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
             .context("opening a netfilter netlink socket")?;
     let mut live = Live::default();
     for (seq, msg) in [NFT_MSG_GETCHAIN, NFT_MSG_GETSET, NFT_MSG_GETRULE].into_iter().enumerate() {
-        for attrs in dump(&fd, msg, seq as u32 + 1, table)? {
+        for attrs in dump(&fd, msg, seq as u32 + 1, family, table)? {
             let get = |n: u16| attrs.iter().find(|(t, _)| *t == n).map(|(_, v)| v.as_slice());
             if get(ATTR_TABLE).map(cstr) != Some(table) {
                 continue;
@@ -58,7 +63,7 @@ pub(crate) fn glance(table: &str) -> Result<Live> {
 }
 
 /// One dump request for `table`'s objects of kind `msg`; every reply's attributes.
-fn dump(fd: &std::os::fd::OwnedFd, msg: u16, seq: u32, table: &str) -> Result<Vec<Attrs>> {
+fn dump(fd: &std::os::fd::OwnedFd, msg: u16, seq: u32, family: u8, table: &str) -> Result<Vec<Attrs>> {
     use std::os::fd::AsRawFd;
     let mut name = table.as_bytes().to_vec();
     name.push(0);
@@ -70,8 +75,8 @@ fn dump(fd: &std::os::fd::OwnedFd, msg: u16, seq: u32, table: &str) -> Result<Ve
     req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     req.extend_from_slice(&seq.to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes());
-    // nfgenmsg: family AF_INET, version 0, resource id 0.
-    req.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]);
+    // nfgenmsg: family, version 0, resource id 0.
+    req.extend_from_slice(&[family, 0, 0, 0]);
     req.extend_from_slice(&(attr_len as u16).to_ne_bytes());
     req.extend_from_slice(&ATTR_TABLE.to_ne_bytes());
     req.extend_from_slice(&name);

@@ -155,7 +155,7 @@ impl super::Ruleset for Nftables {
     }
 
     fn glance(&self) -> Result<Live> {
-        super::nflist::glance("rcon")
+        super::nflist::glance(super::nflist::FAMILY_IP, "rcon")
     }
 
     fn subnets(live: &Live) -> BTreeMap<&str, Ipv4Net> {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use anyhow::Result;
 
 use super::Shared;
-use crate::net::firewall::{Backend, Firewall, NetRules, Published, SvcRules, Want};
+use crate::net::firewall::{Backend, Firewall, Guard, NetRules, Published, SvcRules, Want};
 use crate::net::kernel::Firewalls;
 use crate::net::ports::Mapping;
 
@@ -21,6 +21,8 @@ pub struct Rules {
     pub ports: BTreeMap<String, (Ipv4Addr, Vec<Mapping>)>,
     /// Service → its backends.
     pub services: BTreeMap<String, Vec<(Ipv4Addr, u16)>>,
+    /// Owner (endpoint key) → its guarded port.
+    pub guards: BTreeMap<String, Guard>,
 }
 
 /// Backend name → its rules (`Backend` has no order of its own).
@@ -135,6 +137,26 @@ impl Firewall for FakeFirewall {
 
     fn services(&self) -> Result<Vec<String>> {
         Ok(self.with(|r| r.services.keys().cloned().collect()))
+    }
+
+    fn add_guard(&self, g: &Guard) -> Result<()> {
+        self.step("add_guard", &g.owner)?;
+        self.with(|r| r.guards.insert(g.owner.clone(), g.clone()));
+        Ok(())
+    }
+
+    fn remove_guard(&self, g: &Guard) -> Result<()> {
+        self.remove_guard_of(&g.owner)
+    }
+
+    fn guard_owners(&self) -> Result<Vec<String>> {
+        Ok(self.with(|r| r.guards.keys().cloned().collect()))
+    }
+
+    fn remove_guard_of(&self, owner: &str) -> Result<()> {
+        self.step("remove_guard", owner)?;
+        self.with(|r| r.guards.remove(owner));
+        Ok(())
     }
 
     fn damage(&self, _want: &Want) -> Result<Option<String>> {

@@ -127,6 +127,37 @@ fn attach_undoes_every_step_when_a_later_one_fails() {
     assert!(every_fault_is_undone(Driver::Veth, "") >= 4);
 }
 
+/// A bridge port is guarded (its own MAC and address) before its veth exists, so that its first frame is
+/// checked; a network that allows spoofing gets an exempt port instead, and other drivers nothing.
+#[test]
+fn bridge_ports_are_guarded_before_they_exist() {
+    let w = World::new();
+    w.network("n1", Driver::Bridge);
+    let from = w.calls();
+    let ep = w.attach("n1", "").unwrap();
+    let ops = ops(&w, from);
+    let guard = ops.iter().position(|o| *o == format!("nftables: add_guard {}", ep.key)).expect("not guarded");
+    let veth = ops.iter().position(|o| o.starts_with("node: create_veth")).expect("no veth");
+    assert!(guard < veth, "{ops:?}");
+    let rules = &w.fw.snapshot()["nftables"];
+    let g = &rules.guards[&ep.key];
+    assert_eq!(
+        (g.port.as_str(), g.from.clone()),
+        (ep.host_ifname.as_str(), Some((ep.mac.to_string(), ep.ip.unwrap())))
+    );
+    w.detach("n1").unwrap();
+
+    let mut req = Request::new("free");
+    req.allow_spoofing = true;
+    manage::create_network_with(&w.ctx, &w.k, &req).unwrap();
+    let ep = w.attach("free", "").unwrap();
+    assert_eq!(w.fw.snapshot()["nftables"].guards[&ep.key].from, None);
+
+    w.network("r1", Driver::Routed);
+    let ep = w.attach("r1", "").unwrap();
+    assert!(!w.fw.snapshot()["nftables"].guards.contains_key(&ep.key), "a routed port was guarded");
+}
+
 /// What the fakes were asked, without the namespace names of containers.
 fn ops(w: &World, from: usize) -> Vec<String> {
     calls_since(&w.script, from)
@@ -161,10 +192,15 @@ fn detach_removes_rules_then_the_veth_then_lease_and_record() {
     // The port rules first (the record loses its ports before, so a restore of the firewall meanwhile does
     // not put them back), then the node end, which takes the container's end along; leases and the
     // record are files, released after the kernel's objects so that a failure leaves the record that
-    // finds them.
+    // finds them. The anti-spoofing element goes last, once no record names it (a restore meanwhile
+    // would put it back).
     assert_eq!(
         ops(&w, from),
-        [format!("nftables: remove_ports {}", ep.key), format!("node: delete_detached {}", ep.host_ifname)]
+        [
+            format!("nftables: remove_ports {}", ep.key),
+            format!("node: delete_detached {}", ep.host_ifname),
+            format!("nftables: remove_guard {}", ep.key),
+        ]
     );
     assert_eq!(w.state(), before);
 
@@ -198,6 +234,8 @@ fn gc_detaches_the_dead_then_removes_orphans_rules_links_and_networks() {
     w.links.seed_link("rv00deadbeef", "veth", None);
     w.fw.seed(crate::net::firewall::Backend::Nftables, |r| {
         r.ports.insert("00deadbeef".into(), ("10.0.0.9".parse().unwrap(), Vec::new()));
+        let g = crate::net::firewall::Guard { owner: "00deadbeef".into(), port: "rv00deadbeef".into(), from: None };
+        r.guards.insert(g.owner.clone(), g);
         let mut gone = r.networks["n1"].clone();
         gone.name = "gone".into();
         r.networks.insert("gone".into(), gone);
@@ -209,6 +247,8 @@ fn gc_detaches_the_dead_then_removes_orphans_rules_links_and_networks() {
         [
             format!("nftables: remove_ports {}", ep.key),
             format!("node: delete_detached {}", ep.host_ifname),
+            format!("nftables: remove_guard {}", ep.key),
+            "nftables: remove_guard 00deadbeef".into(),
             "nftables: remove_ports 00deadbeef".into(),
             "node: delete_link rv00deadbeef".into(),
             "nftables: remove_network gone".into(),

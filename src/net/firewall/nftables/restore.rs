@@ -108,6 +108,7 @@ mod tests {
             networks: vec![net("a", "10.1.0.0/24", false, true), net("b", "10.2.0.0/24", true, false)],
             ports: vec![("k1".into(), "10.1.0.2".parse().unwrap(), m)],
             services: vec![svc("web", "10.96.0.1:80"), svc("api", "10.96.0.2:80")],
+            ..Want::default()
         }
     }
 
