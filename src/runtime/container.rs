@@ -43,6 +43,11 @@ pub fn load_spec(dir: &Path) -> Result<Spec> {
     store::read_json(&dir.join(SPEC_COPY))
 }
 
+/// Replace the container's copy of config.json (`update` changes its limits).
+pub fn save_spec(dir: &Path, spec: &Spec) -> Result<()> {
+    store::write_json(&dir.join(SPEC_COPY), spec)
+}
+
 /// Undo a half-done create: kill the init, remove the state dir.
 struct Undo {
     dir: PathBuf,
@@ -165,6 +170,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         cgroup: cgroup_dir.clone(),
         creator: Some(state::Creator::me()),
         v1_cgroups: v1,
+        oom_killed: false,
         // Without a mount namespace of its own, the init mounts in ours.
         host_mounts: (!spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Mount)).then(|| bundle.rootfs.clone()),
     };
@@ -316,7 +322,10 @@ pub fn start(ctx: &Context, id: &str) -> Result<State> {
 }
 
 pub fn state(ctx: &Context, id: &str) -> Result<State> {
-    state::load_live(&dir_of(ctx, id)?, id)
+    let dir = dir_of(ctx, id)?;
+    let mut st = state::load_live(&dir, id)?;
+    super::limits::note_oom(&dir, &mut st);
+    Ok(st)
 }
 
 pub fn kill(ctx: &Context, id: &str, sig: Signal, all: bool) -> Result<()> {
@@ -458,6 +467,7 @@ pub fn scan(ctx: &Context) -> Result<Listing<State>> {
         match store::read_record::<State>(&p) {
             Record::Good(mut st) => {
                 st.refresh(&dir);
+                super::limits::note_oom(&dir, &mut st);
                 out.good.push(st);
             }
             Record::Bad(cause) => out.broken.push(Broken::new("container", id, &p, cause)),

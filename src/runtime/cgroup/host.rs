@@ -58,9 +58,4 @@ impl Host {
     pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
         self.v1.iter().find(|(c, _)| c.iter().any(|c| c == controller)).map(|(_, m)| m.as_path())
     }
-
-    /// Every v1 mount point, for sweeps that must look under all of them.
-    pub fn v1_mounts(&self) -> impl Iterator<Item = &Path> {
-        self.v1.iter().map(|(_, m)| m.as_path())
-    }
 }
