@@ -4,6 +4,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod badinput;
+mod cgroups;
 mod cluster;
 mod common;
 mod console;
