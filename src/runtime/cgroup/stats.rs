@@ -25,6 +25,19 @@ impl Dirs<'_> {
         fs::read_to_string(self.with(file)?.join(file)).ok()
     }
 
+    /// The keyed file of the first group whose copy has `key` (v1's
+    /// cpu.stat has throttling but no usage; cgroup2's has usage always).
+    fn keyed_with(&self, file: &str, key: &str) -> BTreeMap<String, u64> {
+        self.v1
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(self.v2)
+            .filter_map(|d| fs::read_to_string(d.join(file)).ok())
+            .map(|t| keyed(&t))
+            .find(|k| k.contains_key(key))
+            .unwrap_or_default()
+    }
+
     fn num(&self, file: &str) -> Option<u64> {
         self.read(file).and_then(|s| number(&s))
     }
@@ -69,8 +82,10 @@ pub fn stats(d: &Dirs) -> Value {
 }
 
 fn cpu(d: &Dirs) -> Value {
-    let stat = d.read("cpu.stat").map(|t| keyed(&t)).unwrap_or_default();
+    let stat = d.keyed_with("cpu.stat", "usage_usec");
     let get = |k: &str| stat.get(k).copied().unwrap_or(0);
+    let throttle = d.keyed_with("cpu.stat", "nr_periods");
+    let th = |k: &str| throttle.get(k).copied().unwrap_or(0);
     let usage = match d.num("cpuacct.usage") {
         Some(total) => {
             let percpu: Vec<u64> = d
@@ -89,10 +104,10 @@ fn cpu(d: &Dirs) -> Value {
         }),
     };
     // v1 counts throttled time in ns, v2 in µs.
-    let throttled = stat.get("throttled_time").copied().unwrap_or(get("throttled_usec") * 1000);
+    let throttled = throttle.get("throttled_time").copied().unwrap_or(th("throttled_usec") * 1000);
     json!({
         "usage": usage,
-        "throttling": {"periods": get("nr_periods"), "throttledPeriods": get("nr_throttled"), "throttledTime": throttled},
+        "throttling": {"periods": th("nr_periods"), "throttledPeriods": th("nr_throttled"), "throttledTime": throttled},
     })
 }
 
