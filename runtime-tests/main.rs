@@ -5,6 +5,7 @@
 
 mod antispoof;
 mod badinput;
+mod cgroups;
 mod cluster;
 mod common;
 mod console;

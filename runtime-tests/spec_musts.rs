@@ -168,11 +168,15 @@ fn what_rcon_cannot_apply_is_refused_at_create() {
     type Edit = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
-            "mem",
-            Box::new(|v| v["linux"]["resources"] = json!({"memory": {"limit": 1 << 26}})),
-            "linux.resources.memory.limit",
+            "huge",
+            Box::new(|v| v["linux"]["resources"] = json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 22}]})),
+            "linux.resources.hugepageLimits",
         ),
-        ("cpu", Box::new(|v| v["linux"]["resources"] = json!({"cpu": {"shares": 512}})), "linux.resources.cpu.shares"),
+        (
+            "kmem",
+            Box::new(|v| v["linux"]["resources"] = json!({"memory": {"limit": 1 << 26, "kernel": 1 << 20}})),
+            "linux.resources.memory.kernel",
+        ),
         ("aa", Box::new(|v| v["process"]["apparmorProfile"] = "docker-default".into()), "process.apparmorProfile"),
         (
             "se",

@@ -3,6 +3,7 @@
 
 mod completion;
 mod docker;
+mod events;
 mod exec;
 mod firewall;
 mod image;
@@ -15,6 +16,7 @@ mod pod;
 mod run;
 mod service;
 mod spec;
+mod update;
 
 use std::path::PathBuf;
 
@@ -84,6 +86,10 @@ enum Command {
     Ps(lifecycle::PsArgs),
     /// Run a new process inside a running container.
     Exec(exec::ExecArgs),
+    /// Change a running container's cgroup limits (as runc's update).
+    Update(update::UpdateArgs),
+    /// Print a container's stats and OOM events as JSON (as runc's events).
+    Events(events::EventsArgs),
     /// Write a default config.json into a bundle.
     Spec(spec::SpecArgs),
     /// Create, start and wait for a container.
@@ -222,6 +228,8 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::List(a) => lifecycle::list(ctx, a),
         Command::Ps(a) => lifecycle::ps(ctx, a),
         Command::Exec(a) => exec::exec(ctx, a),
+        Command::Update(a) => update::update(ctx, a),
+        Command::Events(a) => events::events(ctx, a),
         Command::Spec(a) => spec::spec(a),
         Command::Run(a) => run::run(ctx, a),
         Command::Netns(c) => netns::netns(ctx, c),

@@ -335,6 +335,7 @@ pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
         "id": st.id,
         "name": engine::names::name_of(&st),
         "status": st.status.to_string(),
+        "oomKilled": st.oom_killed,
         "pid": st.pid,
         "bundle": st.bundle,
         "netns": format!("/proc/{}/ns/net", st.pid),

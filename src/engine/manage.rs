@@ -55,6 +55,7 @@ fn row(ctx: &Context, st: State) -> Row {
         (Status::Stopped, Some(code)) => format!("exited ({code})"),
         (s, _) => s.to_string(),
     };
+    let status = if st.oom_killed { format!("{status} OOMKilled") } else { status };
     Row {
         name: names::name_of(&st).to_string(),
         image: st.annotations.get(names::IMAGE).cloned().unwrap_or_default(),

@@ -3,13 +3,77 @@
 //! `delete` find exactly the container's processes (orphans included), and
 //! cgroup.kill ends them in one write. On a host without cgroup2, callers
 //! fall back to the pid namespace or the process tree.
-//! Resource limits are not applied yet; this is the place they will go.
+//!
+//! `linux.resources` is applied through `Setup`: resources.rs turns the
+//! config into writes per controller and layout (host.rs), apply.rs makes
+//! the groups and writes them, stats.rs reads them back.
+
+pub mod apply;
+mod convert;
+pub mod host;
+pub mod resources;
+pub mod stats;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
+use oci_spec::runtime::{LinuxResources, Spec};
+
+pub use host::Host;
+use resources::{Version, Write};
+
+/// A container's cgroups and their settings, worked out (and the config
+/// checked against the host) before any group is made.
+pub struct Setup {
+    /// The cgroup2 dir that holds every process of the container.
+    pub v2_dir: Option<PathBuf>,
+    v2_mount: Option<PathBuf>,
+    v2_writes: Vec<Write>,
+    /// The v1 groups: settings, hierarchy mount, dir.
+    pub v1: Vec<(super::cgroup_v1::Group, PathBuf, PathBuf)>,
+}
+
+/// The config's `linux.resources`, if any.
+pub fn resources_of(spec: &Spec) -> Option<&LinuxResources> {
+    spec.linux().as_ref()?.resources().as_ref()
+}
+
+/// The writes for `r` on `host`, or the one-line refusal.
+pub fn plan(r: &LinuxResources, host: &Host) -> Result<Vec<Write>> {
+    resources::plan(r, &|c| host.version(c)).map_err(|e| anyhow!("config.json: {e}"))
+}
+
+impl Setup {
+    pub fn new(spec: &Spec, id: &str) -> Result<Setup> {
+        let host = Host::probe();
+        let writes = resources_of(spec).map(|r| plan(r, &host)).transpose()?.unwrap_or_default();
+        let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+        let v2_dir = host.v2.as_ref().map(|m| path_for(m, id, cgroups_path.as_deref()));
+        let v1 = super::cgroup_v1::paths(spec, id, &host, &writes);
+        let v2_writes = writes.into_iter().filter(|w| w.version == Version::V2).collect();
+        Ok(Setup { v2_dir, v2_mount: host.v2, v2_writes, v1 })
+    }
+
+    pub fn v1_dirs(&self) -> Vec<PathBuf> {
+        self.v1.iter().map(|(_, _, p)| p.clone()).collect()
+    }
+
+    /// Once the cgroup2 dir is made: its settings, then the v1 groups.
+    pub fn apply(&self) -> Result<()> {
+        if let (Some(mount), Some(dir), false) = (&self.v2_mount, &self.v2_dir, self.v2_writes.is_empty()) {
+            let mut ctrls: Vec<&str> = self.v2_writes.iter().map(|w| w.controller.as_str()).collect();
+            ctrls.dedup();
+            apply::enable_v2(mount, dir, &ctrls)?;
+            apply::write_all(dir, &self.v2_writes)?;
+        }
+        for (group, mount, path) in &self.v1 {
+            super::cgroup_v1::create(group, mount, path)?;
+        }
+        Ok(())
+    }
+}
 
 /// Where the host has cgroup2 mounted (pure v2 or hybrid layout).
 pub fn host_mount() -> Option<PathBuf> {

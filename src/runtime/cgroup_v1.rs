@@ -1,72 +1,74 @@
-//! The cgroup v1 groups that carry the `linux.resources` rcon applies on a
-//! v1 or hybrid host (this one): device rules (devices.rs) and the pids
-//! limit. Each is `linux.cgroupsPath` (or `rcon/<id>`) under its controller's
+//! The cgroup v1 groups that carry `linux.resources` on a v1 or hybrid host
+//! (this one): device rules (devices.rs) and one group per controller that
+//! the config's limits write to (cgroup/resources.rs). Each is `linux.cgroupsPath` (or `rcon/<id>`) under its controller's
 //! mount, recorded in state.json before it is made, and joined by the
 //! intermediate process so that the init and every `exec` are members before
-//! anything of the user's runs. The rest of `linux.resources` is refused
-//! (unsupported.rs) until rcon applies it.
+//! anything of the user's runs. A controller with nothing to write is not
+//! joined: the container's cgroup2 dir already accounts its cpu time.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use oci_spec::runtime::Spec;
 
-use super::{cgroup, devices};
+use super::cgroup::{self, apply, resources::Version, resources::Write, Host};
+use super::devices;
 
 /// Where v1 controller `name` is mounted, if it is.
 pub fn controller(name: &str) -> Option<PathBuf> {
     cgroup::find_mount(|fstype, opts| fstype == "cgroup" && opts.split(',').any(|o| o == name))
 }
 
-/// The config's pids limit, if it sets one.
-pub fn pids_limit(spec: &Spec) -> Option<i64> {
-    spec.linux().as_ref()?.resources().as_ref()?.pids().as_ref().map(|p| p.limit())
-}
-
 /// One group: its controller, and the writes that configure it.
 #[derive(Debug, PartialEq)]
 pub struct Group {
-    pub controller: &'static str,
-    pub writes: Vec<(&'static str, String)>,
+    pub controller: String,
+    pub writes: Vec<Write>,
 }
 
-/// The groups the config needs, in the order they are made.
-pub fn groups(spec: &Spec) -> Vec<Group> {
+/// The groups the config needs, in the order they are made: device rules
+/// first, then one per controller that `plan` (resources.rs) writes to.
+pub fn groups(spec: &Spec, plan: &[Write]) -> Vec<Group> {
     let mut out = Vec::new();
     if devices::rules(spec).is_some() {
-        out.push(Group { controller: "devices", writes: devices::writes(spec) });
+        let writes = devices::writes(spec)
+            .into_iter()
+            .map(|(file, value)| Write {
+                version: Version::V1,
+                controller: "devices".into(),
+                file: file.into(),
+                value,
+                field: "devices".into(),
+            })
+            .collect();
+        out.push(Group { controller: "devices".into(), writes });
     }
-    if let Some(limit) = pids_limit(spec) {
-        // The spec's 0 or less is "no limit", pids.max's "max".
-        let value = if limit > 0 { limit.to_string() } else { "max".into() };
-        out.push(Group { controller: "pids", writes: vec![("pids.max", value)] });
+    for w in plan.iter().filter(|w| w.version == Version::V1) {
+        match out.iter_mut().find(|g| g.controller == w.controller) {
+            Some(g) => g.writes.push(w.clone()),
+            None => out.push(Group { controller: w.controller.clone(), writes: vec![w.clone()] }),
+        }
     }
     out
 }
 
-/// Where each group goes on this host; None for a controller it lacks
-/// (unsupported.rs refuses those configs before this runs).
-pub fn paths(spec: &Spec, id: &str) -> Vec<(Group, PathBuf)> {
+/// Where each group goes on this host, under its hierarchy's mount.
+pub fn paths(spec: &Spec, id: &str, host: &Host, plan: &[Write]) -> Vec<(Group, PathBuf, PathBuf)> {
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    groups(spec)
+    groups(spec, plan)
         .into_iter()
         .filter_map(|g| {
-            let mount = controller(g.controller)?;
-            Some((g, cgroup::path_for(&mount, id, cgroups_path.as_deref())))
+            let mount = host.v1_mount(&g.controller)?.to_path_buf();
+            let path = cgroup::path_for(&mount, id, cgroups_path.as_deref());
+            Some((g, mount, path))
         })
         .collect()
 }
 
 /// Make the group and write its settings.
-pub fn create(group: &Group, path: &Path) -> Result<()> {
-    fs::create_dir_all(path).with_context(|| format!("creating cgroup {}", path.display()))?;
-    for (file, value) in &group.writes {
-        fs::write(path.join(file), value).with_context(|| {
-            format!("config.json: field linux.resources.{}: writing {value:?} to {file}", group.controller)
-        })?;
-    }
-    Ok(())
+pub fn create(group: &Group, mount: &Path, path: &Path) -> Result<()> {
+    apply::make_v1(mount, path, &group.controller)?;
+    apply::write_all(path, &group.writes)
 }
 
 #[cfg(test)]
@@ -81,12 +83,18 @@ mod tests {
 
     #[test]
     fn groups_follow_the_config() {
-        assert_eq!(groups(&spec(serde_json::json!({}))), vec![]);
-        let g =
-            groups(&spec(serde_json::json!({"pids": {"limit": 64}, "devices": [{"allow": false, "access": "rwm"}]})));
-        assert_eq!(g.iter().map(|g| g.controller).collect::<Vec<_>>(), ["devices", "pids"]);
-        assert_eq!(g[1].writes, vec![("pids.max", "64".to_string())]);
-        let unlimited = groups(&spec(serde_json::json!({"pids": {"limit": -1}})));
-        assert_eq!(unlimited[0].writes, vec![("pids.max", "max".to_string())]);
+        let s = spec(serde_json::json!({}));
+        assert_eq!(groups(&s, &[]), vec![]);
+        let s = spec(
+            serde_json::json!({"pids": {"limit": 64}, "memory": {"limit": 1048576}, "devices": [{"allow": false, "access": "rwm"}]}),
+        );
+        let r = s.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let plan = super::super::cgroup::resources::plan(r, &|_| Some(Version::V1)).unwrap();
+        let g = groups(&s, &plan);
+        assert_eq!(g.iter().map(|g| g.controller.as_str()).collect::<Vec<_>>(), ["devices", "memory", "pids"]);
+        assert_eq!((g[2].writes[0].file.as_str(), g[2].writes[0].value.as_str()), ("pids.max", "64"));
+        // v2 writes go to the cgroup2 dir, not to a v1 group.
+        let plan = super::super::cgroup::resources::plan(r, &|_| Some(Version::V2)).unwrap();
+        assert_eq!(groups(&s, &plan).len(), 1);
     }
 }

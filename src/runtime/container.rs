@@ -22,7 +22,7 @@ use super::launch::{self, Namespaces};
 use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
-use super::{cgroup, cgroup_v1, process, procs, rootfs, CreateOptions};
+use super::{cgroup, process, procs, rootfs, CreateOptions};
 use crate::store::{Broken, Listing, Read as Record};
 use crate::{store, Context};
 
@@ -41,6 +41,11 @@ fn short_path(dir: &File, name: &str) -> PathBuf {
 
 pub fn load_spec(dir: &Path) -> Result<Spec> {
     store::read_json(&dir.join(SPEC_COPY))
+}
+
+/// Replace the container's copy of config.json (`update` changes its limits).
+pub fn save_spec(dir: &Path, spec: &Spec) -> Result<()> {
+    store::write_json(&dir.join(SPEC_COPY), spec)
 }
 
 /// Undo a half-done create: kill the init, remove the state dir.
@@ -146,11 +151,11 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         .mode(0o711)
         .create(&ctx.root)
         .with_context(|| format!("--root {}", ctx.root.display()))?;
-    let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let cgroup_dir = cgroup::host_mount().map(|mount| cgroup::path_for(&mount, id, cgroups_path.as_deref()));
-    let v1 = cgroup_v1::paths(&bundle.spec, id);
+    let groups = cgroup::Setup::new(&bundle.spec, id)?;
+    let cgroup_dir = groups.v2_dir.clone();
+    let v1 = groups.v1_dirs();
     // Before anything names these groups: the Undo removes what it names.
-    refuse_nested_cgroups(ctx, id, cgroup_dir.iter().chain(v1.iter().map(|(_, p)| p)))?;
+    refuse_nested_cgroups(ctx, id, cgroup_dir.iter().chain(&v1))?;
     let mut st = State {
         oci_version: state::OCI_VERSION.into(),
         id: id.into(),
@@ -164,7 +169,8 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         // Recorded now, so that a create beside this one sees it.
         cgroup: cgroup_dir.clone(),
         creator: Some(state::Creator::me()),
-        v1_cgroups: v1.iter().map(|(_, path)| path.clone()).collect(),
+        v1_cgroups: v1,
+        oom_killed: false,
         // Without a mount namespace of its own, the init mounts in ours.
         host_mounts: (!spec::creates_namespace(&bundle.spec, LinuxNamespaceType::Mount)).then(|| bundle.rootfs.clone()),
     };
@@ -183,9 +189,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         cgroup::create(cg)?;
         undo.cgroup = Some(cg.clone());
     }
-    for (group, path) in &v1 {
-        cgroup_v1::create(group, path)?;
-    }
+    groups.apply()?;
     store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;
     let dir_fd = File::open(&dir)?;
     let start = UnixListener::bind(short_path(&dir_fd, START_SOCKET)).context("binding start socket")?;
@@ -318,7 +322,10 @@ pub fn start(ctx: &Context, id: &str) -> Result<State> {
 }
 
 pub fn state(ctx: &Context, id: &str) -> Result<State> {
-    state::load_live(&dir_of(ctx, id)?, id)
+    let dir = dir_of(ctx, id)?;
+    let mut st = state::load_live(&dir, id)?;
+    super::limits::note_oom(&dir, &mut st);
+    Ok(st)
 }
 
 pub fn kill(ctx: &Context, id: &str, sig: Signal, all: bool) -> Result<()> {
@@ -460,6 +467,7 @@ pub fn scan(ctx: &Context) -> Result<Listing<State>> {
         match store::read_record::<State>(&p) {
             Record::Good(mut st) => {
                 st.refresh(&dir);
+                super::limits::note_oom(&dir, &mut st);
                 out.good.push(st);
             }
             Record::Bad(cause) => out.broken.push(Broken::new("container", id, &p, cause)),

@@ -10,6 +10,7 @@ mod exec;
 mod hooks;
 mod init;
 mod launch;
+mod limits;
 pub mod network;
 mod process;
 mod procs;
@@ -92,6 +93,26 @@ pub fn list(ctx: &Context) -> Result<Vec<State>> {
 /// Every container, and those whose state cannot be read.
 pub fn scan(ctx: &Context) -> Result<crate::store::Listing<State>> {
     container::scan(ctx)
+}
+
+/// Apply `r` to a created or running container (`rcon update`).
+pub fn update(ctx: &Context, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    limits::update(ctx, id, r)
+}
+
+/// runc's stats event for the container (`rcon events --stats`).
+pub fn stats(ctx: &Context, id: &str) -> Result<serde_json::Value> {
+    limits::stats_event(ctx, id)
+}
+
+/// Stats every `interval` and OOM events, to `emit`, until the container exits.
+pub fn events(
+    ctx: &Context,
+    id: &str,
+    interval: std::time::Duration,
+    emit: impl FnMut(&serde_json::Value) -> Result<()>,
+) -> Result<()> {
+    limits::events(ctx, id, interval, emit)
 }
 
 pub fn pids(ctx: &Context, id: &str) -> Result<Vec<i32>> {

@@ -67,6 +67,10 @@ pub struct State {
     /// The cgroup v1 groups that carry device rules and the pids limit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub v1_cgroups: Vec<PathBuf>,
+    /// The kernel's OOM killer killed a process of the container (read from
+    /// its memory group once it stopped).
+    #[serde(default, rename = "oomKilled", skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
     /// The rootfs, when the container has no mount namespace of its own: its
     /// mounts are then in rcon's, under this path, and delete unmounts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -53,6 +53,15 @@ const APPLIED: &[&str] = &[
     "linux.readonlyPaths",
     // seccomp.rs refuses what of it rcon cannot do (a notify listener).
     "linux.seccomp",
+    // cgroup/resources.rs refuses what this host cannot apply.
+    "linux.resources.memory",
+    "linux.resources.cpu",
+    "linux.resources.pids",
+    "linux.resources.blockIO",
+    "linux.resources.hugepageLimits",
+    "linux.resources.network",
+    "linux.resources.rdma",
+    "linux.resources.unified",
 ];
 
 /// What the host offers that some fields need.
@@ -60,8 +69,6 @@ const APPLIED: &[&str] = &[
 pub struct Host {
     /// A cgroup v1 devices controller, for `linux.resources.devices`.
     pub devices_controller: bool,
-    /// A cgroup v1 pids controller, for `linux.resources.pids`.
-    pub pids_controller: bool,
     /// AppArmor is enabled in the kernel.
     pub apparmor: bool,
 }
@@ -70,7 +77,6 @@ impl Host {
     pub fn probe() -> Host {
         Host {
             devices_controller: super::cgroup_v1::controller("devices").is_some(),
-            pids_controller: super::cgroup_v1::controller("pids").is_some(),
             apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y"),
         }
     }
@@ -82,12 +88,12 @@ pub fn refuse(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let needs_probe = linux.and_then(|l| l.resources().as_ref()).is_some()
         || spec.process().as_ref().and_then(|p| p.apparmor_profile().as_ref()).is_some();
-    let host = if needs_probe {
-        Host::probe()
-    } else {
-        Host { devices_controller: false, pids_controller: false, apparmor: false }
-    };
-    refuse_on(spec, host)
+    let host = if needs_probe { Host::probe() } else { Host { devices_controller: false, apparmor: false } };
+    refuse_on(spec, host)?;
+    if let Some(r) = super::cgroup::resources_of(spec) {
+        super::cgroup::plan(r, &super::cgroup::Host::probe())?;
+    }
+    Ok(())
 }
 
 pub fn refuse_on(spec: &Spec, host: Host) -> Result<()> {
@@ -101,7 +107,12 @@ pub fn refuse_on(spec: &Spec, host: Host) -> Result<()> {
     }
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()).and_then(Path::to_str) {
         if p.contains(':') {
-            bail!("config.json: field linux.cgroupsPath: {p:?} is systemd's slice:prefix:name form, which rcon does not manage; give a plain path");
+            let why = if Path::new("/run/systemd/system").exists() {
+                "rcon does not ask systemd for cgroups yet"
+            } else {
+                "that needs systemd, which does not run on this host"
+            };
+            bail!("config.json: field linux.cgroupsPath: {p:?} is systemd's slice:prefix:name form: {why}; give a plain path");
         }
     }
     Ok(())
@@ -116,18 +127,12 @@ fn why_not(path: &str, host: Host) -> Option<String> {
         return (!host.devices_controller)
             .then(|| "device rules need the cgroup v1 devices controller, which this host lacks".into());
     }
-    if covers("linux.resources.pids", path) {
-        return (!host.pids_controller)
-            .then(|| "a pids limit needs the cgroup v1 pids controller, which this host lacks".into());
-    }
     let what = if covers("process.apparmorProfile", path) {
         if host.apparmor {
             "rcon does not load AppArmor profiles yet"
         } else {
             "this host has no AppArmor"
         }
-    } else if covers("linux.resources", path) {
-        "rcon does not apply resource limits yet"
     } else {
         "rcon does not apply this setting"
     };
@@ -163,7 +168,7 @@ fn leaves(v: &Value, path: &mut String, out: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    const HOST: Host = Host { devices_controller: true, pids_controller: true, apparmor: false };
+    const HOST: Host = Host { devices_controller: true, apparmor: false };
 
     fn spec_with(patch: impl FnOnce(&mut Value)) -> Spec {
         let mut v = serde_json::to_value(super::super::spec::default_spec()).unwrap();
@@ -178,7 +183,7 @@ mod tests {
     #[test]
     fn default_spec_is_applied_whole() {
         refuse_on(&spec_with(|_| {}), HOST).unwrap();
-        let bare = Host { devices_controller: false, pids_controller: false, apparmor: false };
+        let bare = Host { devices_controller: false, apparmor: false };
         refuse_on(&spec_with(|_| {}), bare).unwrap();
     }
 
@@ -199,18 +204,16 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_refused_and_device_rules_need_the_controller() {
+    fn limits_pass_here_and_device_rules_need_the_controller() {
+        // resources.rs checks limits against the host; here they are known fields.
         let mem = spec_with(|v| v["linux"]["resources"] = serde_json::json!({"memory": {"limit": 1 << 20}}));
-        assert!(refusal(&mem, HOST).contains("linux.resources.memory.limit: rcon does not apply resource limits"));
+        refuse_on(&mem, HOST).unwrap();
         let dev = spec_with(|v| {
             v["linux"]["resources"] = serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]})
         });
         refuse_on(&dev, HOST).unwrap();
-        let v2 = Host { devices_controller: false, pids_controller: false, ..HOST };
+        let v2 = Host { devices_controller: false, ..HOST };
         assert!(refusal(&dev, v2).contains("linux.resources.devices.*.access: device rules need"));
-        let pids = spec_with(|v| v["linux"]["resources"] = serde_json::json!({"pids": {"limit": 64}}));
-        refuse_on(&pids, HOST).unwrap();
-        assert!(refusal(&pids, v2).contains("linux.resources.pids.limit: a pids limit needs"));
     }
 
     #[test]

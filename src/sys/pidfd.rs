@@ -10,6 +10,12 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub struct Pidfd(OwnedFd);
 
+impl AsFd for Pidfd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 impl Pidfd {
     /// A pidfd for `pid`; ESRCH when no such process exists (a zombie still does).
     pub fn open(pid: i32) -> io::Result<Pidfd> {
