@@ -22,7 +22,7 @@ use super::launch::{self, Namespaces};
 use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
-use super::{cgroup, cgroup_v1, process, procs, rootfs, CreateOptions};
+use super::{cgroup, cgroup_v1, device_prog, process, procs, rootfs, CreateOptions};
 use crate::store::{Broken, Listing, Read as Record};
 use crate::{store, Context};
 
@@ -148,7 +148,12 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         .with_context(|| format!("--root {}", ctx.root.display()))?;
     let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let cgroup_dir = cgroup::host_mount().map(|mount| cgroup::path_for(&mount, id, cgroups_path.as_deref()));
-    let v1 = cgroup_v1::paths(&bundle.spec, id);
+    let mut v1 = cgroup_v1::paths(&bundle.spec, id);
+    // Device rules go through either v1's devices group or a v2 program.
+    let device_prog = device_prog::plan(&bundle.spec, cgroup_dir.as_deref())?;
+    if device_prog.is_some() {
+        v1.retain(|(g, _)| g.controller != "devices");
+    }
     // Before anything names these groups: the Undo removes what it names.
     refuse_nested_cgroups(ctx, id, cgroup_dir.iter().chain(v1.iter().map(|(_, p)| p)))?;
     let mut st = State {
@@ -182,6 +187,11 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     if let Some(cg) = &cgroup_dir {
         cgroup::create(cg)?;
         undo.cgroup = Some(cg.clone());
+        // Before the init joins the group; rmdir detaches it, so the state
+        // needs no record of it.
+        if let Some(prog) = &device_prog {
+            prog.attach(cg)?;
+        }
     }
     for (group, path) in &v1 {
         cgroup_v1::create(group, path)?;

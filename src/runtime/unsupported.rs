@@ -60,6 +60,8 @@ const APPLIED: &[&str] = &[
 pub struct Host {
     /// A cgroup v1 devices controller, for `linux.resources.devices`.
     pub devices_controller: bool,
+    /// cgroup2, where a BPF device program can do the same (device_prog.rs).
+    pub cgroup2: bool,
     /// A cgroup v1 pids controller, for `linux.resources.pids`.
     pub pids_controller: bool,
     /// AppArmor is enabled in the kernel.
@@ -70,6 +72,7 @@ impl Host {
     pub fn probe() -> Host {
         Host {
             devices_controller: super::cgroup_v1::controller("devices").is_some(),
+            cgroup2: super::cgroup::host_mount().is_some(),
             pids_controller: super::cgroup_v1::controller("pids").is_some(),
             apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y"),
         }
@@ -85,7 +88,7 @@ pub fn refuse(spec: &Spec) -> Result<()> {
     let host = if needs_probe {
         Host::probe()
     } else {
-        Host { devices_controller: false, pids_controller: false, apparmor: false }
+        Host { devices_controller: false, cgroup2: false, pids_controller: false, apparmor: false }
     };
     refuse_on(spec, host)
 }
@@ -113,8 +116,10 @@ fn why_not(path: &str, host: Host) -> Option<String> {
         return None;
     }
     if covers("linux.resources.devices", path) {
-        return (!host.devices_controller)
-            .then(|| "device rules need the cgroup v1 devices controller, which this host lacks".into());
+        return (!host.devices_controller && !host.cgroup2).then(|| {
+            "device rules need the cgroup v1 devices controller or cgroup2 (for a BPF program), which this host lacks"
+                .into()
+        });
     }
     if covers("linux.resources.pids", path) {
         return (!host.pids_controller)
@@ -163,7 +168,7 @@ fn leaves(v: &Value, path: &mut String, out: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    const HOST: Host = Host { devices_controller: true, pids_controller: true, apparmor: false };
+    const HOST: Host = Host { devices_controller: true, cgroup2: true, pids_controller: true, apparmor: false };
 
     fn spec_with(patch: impl FnOnce(&mut Value)) -> Spec {
         let mut v = serde_json::to_value(super::super::spec::default_spec()).unwrap();
@@ -178,7 +183,7 @@ mod tests {
     #[test]
     fn default_spec_is_applied_whole() {
         refuse_on(&spec_with(|_| {}), HOST).unwrap();
-        let bare = Host { devices_controller: false, pids_controller: false, apparmor: false };
+        let bare = Host { devices_controller: false, cgroup2: false, pids_controller: false, apparmor: false };
         refuse_on(&spec_with(|_| {}), bare).unwrap();
     }
 
@@ -207,7 +212,9 @@ mod tests {
         });
         refuse_on(&dev, HOST).unwrap();
         let v2 = Host { devices_controller: false, pids_controller: false, ..HOST };
-        assert!(refusal(&dev, v2).contains("linux.resources.devices.*.access: device rules need"));
+        refuse_on(&dev, v2).unwrap();
+        let neither = Host { cgroup2: false, ..v2 };
+        assert!(refusal(&dev, neither).contains("linux.resources.devices.*.access: device rules need"));
         let pids = spec_with(|v| v["linux"]["resources"] = serde_json::json!({"pids": {"limit": 64}}));
         refuse_on(&pids, HOST).unwrap();
         assert!(refusal(&pids, v2).contains("linux.resources.pids.limit: a pids limit needs"));
