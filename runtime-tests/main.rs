@@ -7,6 +7,7 @@ mod badinput;
 mod cluster;
 mod common;
 mod console;
+mod devices_bpf;
 mod dockerrun;
 mod etcd;
 mod examples;
