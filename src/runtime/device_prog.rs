@@ -145,7 +145,9 @@ impl Policy {
         Ok(())
     }
 
-    /// Whether the kernel's v1 check lets `access` (bits) on the device through.
+    /// Whether the kernel's v1 check lets `access` (bits) on the device
+    /// through: the reference the program is tested against.
+    #[cfg(test)]
     pub fn allows(&self, kind: char, major: u32, minor: u32, access: u8) -> bool {
         let hits =
             |m: &Meta| m.kind == kind && m.major.is_none_or(|x| x == major) && m.minor.is_none_or(|x| x == minor);

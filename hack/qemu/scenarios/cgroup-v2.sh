@@ -57,6 +57,12 @@ bundle() {
 EOF
 }
 
+# detach ID BUNDLE: rcon run --detach; its output goes to a file, since the
+# container keeps rcon's stdio (a $(...) would wait for the container).
+detach() {
+	rcon run --detach --bundle "$2" "$1" >/tmp/run-"$1".out 2>&1 </dev/null
+}
+
 OPEN_TUN='mknod /dev/tun c 10 200 && echo made; : <>/dev/tun && echo opened'
 
 step "host: $(grep -c cgroup2 /proc/mounts) cgroup2 mount(s), controllers: $(cat $CG/cgroup.controllers)"
@@ -64,14 +70,14 @@ step "host: $(grep -c cgroup2 /proc/mounts) cgroup2 mount(s), controllers: $(cat
 
 step "control: no device rules, the TUN node opens"
 bundle /tmp/open '[]'
-out=$(rcon run --detach --bundle /tmp/open ctl 2>&1 </dev/null) || fail "run ctl: $out"
+detach ctl /tmp/open || fail "run ctl: $(cat /tmp/run-ctl.out)"
 got=$(rcon exec ctl sh -c "$OPEN_TUN" 2>&1)
 [ "$got" = "$(printf 'made\nopened')" ] || fail "control could not open its TUN node: $got"
 out=$(rcon delete --force ctl 2>&1) || fail "delete ctl: $out"
 
 step "deny all: the defaults work, the TUN node does not"
 bundle /tmp/deny '[{"allow": false, "access": "rwm"}]'
-out=$(rcon run --detach --bundle /tmp/deny dev 2>&1 </dev/null) || fail "run dev: $out"
+detach dev /tmp/deny || fail "run dev: $(cat /tmp/run-dev.out)"
 [ -d "$CG/rcon/dev" ] || fail "no cgroup $CG/rcon/dev"
 got=$(rcon exec dev sh -c 'head -c1 /dev/zero | wc -c; echo x >/dev/null && echo null-ok' 2>&1)
 [ "$(echo $got)" = "1 null-ok" ] || fail "/dev/zero or /dev/null refused under deny-all plus defaults: $got"
@@ -85,12 +91,13 @@ out=$(rcon delete --force dev 2>&1) || fail "delete dev: $out"
 
 step "pids limit on v2"
 bundle /tmp/pids '[]' ', "pids": {"limit": 16}'
-if out=$(rcon run --detach --bundle /tmp/pids pids 2>&1 </dev/null); then
+if detach pids /tmp/pids; then
 	got=$(cat "$CG/rcon/pids/pids.max" 2>&1)
 	[ "$got" = 16 ] || fail "pids limit accepted but pids.max is $got"
 	step "pids: pids.max 16 in the container's v2 group"
 	out=$(rcon delete --force pids 2>&1) || fail "delete pids: $out"
 else
+	out=$(cat /tmp/run-pids.out)
 	[ "$(echo "$out" | wc -l)" -eq 1 ] || fail "pids refusal is not one line: $out"
 	echo "$out" | grep -q 'linux.resources.pids' || fail "pids refusal does not name the field: $out"
 	step "pids: not applied on v2 yet, refused in one line: $out"
