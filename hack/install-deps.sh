@@ -36,6 +36,7 @@ TEST_PKGS=(
 	etcd-server       # the etcd that runtime-tests/etcd.rs starts inside its own namespace
 	etcd-client       # etcdctl: leases written by hand, as flannel's tools do
 	openssl           # a CA and certificates for the etcd TLS test
+	bpftool           # lists the cgroup device program in runtime-tests/devices_bpf.rs
 )
 BENCH_PKGS=(
 	crun      # a second peer

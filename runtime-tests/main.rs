@@ -9,6 +9,7 @@ mod cgroups;
 mod cluster;
 mod common;
 mod console;
+mod devices_bpf;
 mod dockerrun;
 mod etcd;
 mod examples;

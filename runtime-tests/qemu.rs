@@ -95,3 +95,22 @@ fn host_sysctls_do_not_leak_into_worlds_in_qemu() {
         ],
     );
 }
+
+/// A pure cgroup v2 host (the VM mounts only cgroup2): device rules become a
+/// BPF cgroup device program. A container without rules opens a TUN node it
+/// made (the control); one whose config denies all devices still reads
+/// /dev/zero and writes /dev/null, may mknod, and cannot open that node; its
+/// cgroup goes with `delete`. A pids limit is applied in the v2 group, or,
+/// until rcon writes v2 resources, refused in one line.
+#[test]
+fn cgroup_v2_device_program_in_qemu() {
+    assert_scenario(
+        "cgroup-v2.sh",
+        &[
+            "cgroup-v2: control: no device rules, the TUN node opens",
+            "cgroup-v2: /dev/zero read, /dev/null written",
+            "cgroup-v2: c 10:200: mknod yes, open: Operation not permitted",
+            "cgroup-v2: ok",
+        ],
+    );
+}

@@ -22,7 +22,7 @@ use super::launch::{self, Namespaces};
 use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
-use super::{cgroup, process, procs, rootfs, CreateOptions};
+use super::{cgroup, device_prog, process, procs, rootfs, CreateOptions};
 use crate::store::{Broken, Listing, Read as Record};
 use crate::{store, Context};
 
@@ -151,8 +151,13 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         .mode(0o711)
         .create(&ctx.root)
         .with_context(|| format!("--root {}", ctx.root.display()))?;
-    let groups = cgroup::Setup::new(&bundle.spec, id)?;
+    let mut groups = cgroup::Setup::new(&bundle.spec, id)?;
     let cgroup_dir = groups.v2_dir.clone();
+    // Device rules go through either v1's devices group or a v2 program.
+    let device_prog = device_prog::plan(&bundle.spec, cgroup_dir.as_deref())?;
+    if device_prog.is_some() {
+        groups.v1.retain(|(g, _, _)| g.controller != "devices");
+    }
     let v1 = groups.v1_dirs();
     // Before anything names these groups: the Undo removes what it names.
     refuse_nested_cgroups(ctx, id, cgroup_dir.iter().chain(&v1))?;
@@ -188,6 +193,11 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     if let Some(cg) = &cgroup_dir {
         cgroup::create(cg)?;
         undo.cgroup = Some(cg.clone());
+        // Before the init joins the group; rmdir detaches it, so the state
+        // needs no record of it.
+        if let Some(prog) = &device_prog {
+            prog.attach(cg)?;
+        }
     }
     groups.apply()?;
     store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;

@@ -1,9 +1,10 @@
 //! `linux.resources.devices` through the cgroup v1 devices controller, as
 //! runc applies them on v1 and hybrid hosts: the config's rules in order,
 //! then the devices rcon itself puts in /dev (so a "deny all" rule, which
-//! `runc spec` and containerd write, still leaves a working /dev). A pure v2
-//! host needs a BPF device program instead; until rcon has one, the rules are
-//! refused there (see unsupported.rs).
+//! `runc spec` and containerd write, still leaves a working /dev). A host
+//! without the v1 devices controller (pure v2) gets the same list as a BPF
+//! device program on the container's v2 cgroup (device_prog.rs), which also
+//! checks the list for both paths before anything is made.
 //!
 //! cgroup_v1.rs makes the group and puts the container in it.
 
@@ -52,6 +53,8 @@ fn rule_line(r: &LinuxDeviceCgroup) -> String {
     let kind = match r.typ() {
         Some(LinuxDeviceType::B) => "b",
         Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => "c",
+        // No cgroup rule: device_prog::rules refuses it before any write.
+        Some(LinuxDeviceType::P) => "p",
         _ => "a",
     };
     let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());

@@ -5,6 +5,7 @@ mod cgroup;
 mod cgroup_v1;
 mod console;
 mod container;
+mod device_prog;
 mod devices;
 mod exec;
 mod hooks;

@@ -69,6 +69,8 @@ const APPLIED: &[&str] = &[
 pub struct Host {
     /// A cgroup v1 devices controller, for `linux.resources.devices`.
     pub devices_controller: bool,
+    /// cgroup2, where a BPF device program can do the same (device_prog.rs).
+    pub cgroup2: bool,
     /// AppArmor is enabled in the kernel.
     pub apparmor: bool,
 }
@@ -77,6 +79,7 @@ impl Host {
     pub fn probe() -> Host {
         Host {
             devices_controller: super::cgroup_v1::controller("devices").is_some(),
+            cgroup2: super::cgroup::host_mount().is_some(),
             apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y"),
         }
     }
@@ -88,7 +91,7 @@ pub fn refuse(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let needs_probe = linux.and_then(|l| l.resources().as_ref()).is_some()
         || spec.process().as_ref().and_then(|p| p.apparmor_profile().as_ref()).is_some();
-    let host = if needs_probe { Host::probe() } else { Host { devices_controller: false, apparmor: false } };
+    let host = if needs_probe { Host::probe() } else { Host { devices_controller: false, cgroup2: false, apparmor: false } };
     refuse_on(spec, host)?;
     if let Some(r) = super::cgroup::resources_of(spec) {
         super::cgroup::plan(r, &super::cgroup::Host::probe())?;
@@ -124,8 +127,10 @@ fn why_not(path: &str, host: Host) -> Option<String> {
         return None;
     }
     if covers("linux.resources.devices", path) {
-        return (!host.devices_controller)
-            .then(|| "device rules need the cgroup v1 devices controller, which this host lacks".into());
+        return (!host.devices_controller && !host.cgroup2).then(|| {
+            "device rules need the cgroup v1 devices controller or cgroup2 (for a BPF program), which this host lacks"
+                .into()
+        });
     }
     let what = if covers("process.apparmorProfile", path) {
         if host.apparmor {
@@ -168,7 +173,7 @@ fn leaves(v: &Value, path: &mut String, out: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    const HOST: Host = Host { devices_controller: true, apparmor: false };
+    const HOST: Host = Host { devices_controller: true, cgroup2: true, apparmor: false };
 
     fn spec_with(patch: impl FnOnce(&mut Value)) -> Spec {
         let mut v = serde_json::to_value(super::super::spec::default_spec()).unwrap();
@@ -183,7 +188,7 @@ mod tests {
     #[test]
     fn default_spec_is_applied_whole() {
         refuse_on(&spec_with(|_| {}), HOST).unwrap();
-        let bare = Host { devices_controller: false, apparmor: false };
+        let bare = Host { devices_controller: false, cgroup2: false, apparmor: false };
         refuse_on(&spec_with(|_| {}), bare).unwrap();
     }
 
@@ -213,7 +218,9 @@ mod tests {
         });
         refuse_on(&dev, HOST).unwrap();
         let v2 = Host { devices_controller: false, ..HOST };
-        assert!(refusal(&dev, v2).contains("linux.resources.devices.*.access: device rules need"));
+        refuse_on(&dev, v2).unwrap();
+        let neither = Host { cgroup2: false, ..v2 };
+        assert!(refusal(&dev, neither).contains("linux.resources.devices.*.access: device rules need"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! knows nothing of containers or networks. Every other layer may use it;
 //! it uses none of them.
 
+pub mod bpf;
 pub mod iface;
 pub mod ns;
 pub mod pidfd;
