@@ -169,7 +169,15 @@ fn busybox_and_the_network_work_under_the_default_profile() {
     nw.w.ok(&["network", "create", "--subnet", "10.31.0.0/24", "front"]);
     nw.inet_listener(7100);
     nw.w.ok(&[
-        "run", "-d", "--name", "web", "--network", "front", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "busybox",
+        "sh",
+        "-c",
         "mkdir /www && echo page > /www/index.html && exec httpd -f -p 80 -h /www",
     ]);
     let ip = crate::network::ip_of(&nw.w, "web");
