@@ -1,6 +1,6 @@
 //! `rcon run`'s seccomp confinement: the default profile refuses the user
 //! namespace escape and Docker's list of blocked calls with EPERM, still runs
-//! busybox, a static glibc program and the network tools; `--security-opt`
+//! busybox, static and dynamic glibc programs and the network tools; `--security-opt`
 //! switches it off, swaps in a profile file, or sets no-new-privileges; bad
 //! options are one line and leave nothing. (Bundles' own `linux.seccomp` is
 //! spec_musts::seccomp_filters_confine_the_init_and_exec.)
@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::common::World;
+use crate::common::{sh, World};
 use crate::network::{net_world, UPLINK_INET};
 
 fn busybox_world(tag: &str) -> World {
@@ -55,7 +55,7 @@ fn the_user_namespace_escape_is_refused_unless_unconfined() {
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["Seccomp:", "0"]);
 }
 
-/// A static glibc program that makes each named call with arguments the
+/// A glibc program (built static and dynamic) that makes each named call with arguments the
 /// kernel itself would refuse with an error other than EPERM, and prints
 /// `name=ERRNO` (or `name=ok`): EPERM then can only come from the filter.
 const PROBE_C: &str = r#"
@@ -95,17 +95,28 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// An image holding only /probe (statically linked against glibc).
+/// An image holding /probe (glibc, static) and /probe-dyn (glibc, dynamic,
+/// with the loader and libraries `ldd` names at their own paths).
 fn probe_image(w: &World) {
     let dir = w.dir.path().join("probe");
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("probe.c");
     std::fs::write(&src, PROBE_C).unwrap();
-    let bin = dir.join("probe");
-    let st = Command::new("cc").args(["-static", "-O2", "-pthread", "-o"]).arg(&bin).arg(&src).status().unwrap();
-    assert!(st.success(), "building the probe with cc -static");
+    let cc = |out: &str, flags: &[&str]| {
+        let bin = dir.join(out);
+        let st = Command::new("cc").args(flags).args(["-O2", "-pthread", "-o"]).arg(&bin).arg(&src).status().unwrap();
+        assert!(st.success(), "building the probe with cc {flags:?}");
+        bin
+    };
     let mut b = tar::Builder::new(Vec::new());
-    b.append_path_with_name(&bin, "probe").unwrap();
+    b.append_path_with_name(cc("probe", &["-static"]), "probe").unwrap();
+    let dynamic = cc("probe-dyn", &[]);
+    b.append_path_with_name(&dynamic, "probe-dyn").unwrap();
+    let ldd = sh(&format!("ldd {}", dynamic.display()));
+    // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" and "/lib64/ld-linux-x86-64.so.2 (0x…)"
+    for lib in ldd.split_whitespace().filter(|t| t.starts_with('/')) {
+        b.append_path_with_name(lib, lib.trim_start_matches('/')).unwrap();
+    }
     let layer = b.into_inner().unwrap();
     let layout = dir.join("layout");
     crate::images::layout(&layout, &[layer]);
@@ -126,10 +137,10 @@ const BLOCKED: [&str; 11] = [
     "clone3",
 ];
 
-fn probe(w: &World, flags: &[&str]) -> Vec<(String, String)> {
+fn probe(w: &World, bin: &str, flags: &[&str]) -> Vec<(String, String)> {
     let mut args = vec!["run", "--rm", "--network", "none", "-w", "/"];
     args.extend_from_slice(flags);
-    args.extend(["probe", "/probe", "getpid", "thread"]);
+    args.extend(["probe", bin, "getpid", "thread"]);
     args.extend(BLOCKED);
     let (code, out, err) = run(w, &args);
     assert_eq!(code, 0, "{out}{err}");
@@ -140,7 +151,7 @@ fn probe(w: &World, flags: &[&str]) -> Vec<(String, String)> {
 fn blocked_calls_get_eperm_and_unconfined_lets_them_through() {
     let w = busybox_world("scblk");
     probe_image(&w);
-    let got = probe(&w, &[]);
+    let got = probe(&w, "/probe", &[]);
     let want: Vec<(String, String)> = ["getpid", "thread"]
         .iter()
         .map(|n| (n.to_string(), "ok".to_string()))
@@ -150,11 +161,13 @@ fn blocked_calls_get_eperm_and_unconfined_lets_them_through() {
         }))
         .collect();
     assert_eq!(got, want);
+    // A dynamically linked glibc program: the loader's calls are allowed too.
+    assert_eq!(probe(&w, "/probe-dyn", &[]), want);
     // Without the filter the kernel answers each of these with its own error
     // (EFAULT, EINVAL, EBADF...): the arguments were bad, so EPERM above was
     // the filter's. bpf and open_by_handle_at check their capability first,
     // so the kernel says EPERM for them too.
-    let got = probe(&w, &["--security-opt", "seccomp=unconfined"]);
+    let got = probe(&w, "/probe", &["--security-opt", "seccomp=unconfined"]);
     for (name, errno) in &got {
         if ["getpid", "thread", "bpf", "open_by_handle_at"].contains(&name.as_str()) {
             continue;
