@@ -46,7 +46,7 @@ fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
 
 /// Write an OCI layout of plain-tar `layers` at `dir`; returns blob digests
 /// (config, layers...) so tests can break them.
-fn layout(dir: &Path, layers: &[Vec<u8>]) -> Vec<String> {
+pub(crate) fn layout(dir: &Path, layers: &[Vec<u8>]) -> Vec<String> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |d: &[u8]| {

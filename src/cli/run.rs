@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
+use rcon::engine::security_opt::SecurityOpts;
 use rcon::engine::{self, CgroupNs, Overrides, RunRequest};
 use rcon::runtime;
 use rcon::Context;
@@ -65,6 +66,10 @@ pub struct RunArgs {
     /// container's own cgroup) or host (rcon's, showing the whole tree).
     #[arg(long, value_enum)]
     pub cgroupns: Option<CgroupnsMode>,
+    /// seccomp=unconfined, seccomp=FILE (a Docker or OCI seccomp profile), or
+    /// no-new-privileges[=true|false]. Without seccomp=, rcon's default profile applies.
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -81,6 +86,11 @@ pub enum CgroupnsMode {
 pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
     if a.oci.bundle.is_some() {
         let [id] = a.args.as_slice() else { bail!("run --bundle takes exactly one container id") };
+        if !a.security_opt.is_empty() {
+            bail!(
+                "--security-opt is for images: a bundle's config.json chooses (linux.seccomp, process.noNewPrivileges)"
+            );
+        }
         if a.cgroupns.is_some() {
             bail!("--cgroupns is for images: a bundle's config.json chooses (a \"cgroup\" entry in linux.namespaces)");
         }
@@ -100,6 +110,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
                 Some(CgroupnsMode::Host) => CgroupNs::Host,
                 Some(CgroupnsMode::Private) | None => CgroupNs::Private,
             },
+            security: SecurityOpts::parse(&a.security_opt)?,
         },
         name: a.name,
         net: a.net,

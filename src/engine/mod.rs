@@ -11,6 +11,9 @@ pub mod names;
 pub mod pause;
 pub mod pod;
 mod rootfs;
+mod seccomp_file;
+pub mod seccomp_profile;
+pub mod security_opt;
 pub mod spec;
 
 use std::fs;

@@ -63,6 +63,8 @@ pub struct Overrides {
     pub user: Option<String>,
     pub tty: bool,
     pub cgroupns: CgroupNs,
+    /// `--security-opt`: the seccomp filter and no-new-privileges.
+    pub security: super::security_opt::SecurityOpts,
 }
 
 /// The process arguments: Entrypoint + (the given command, else Cmd).
@@ -199,6 +201,8 @@ pub fn build(b: &Build) -> Result<Spec> {
         mounts.retain(|m| m["destination"] != "/sys");
         mounts.push(json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]}));
     }
+    // Last: the seccomp filter follows the final capability set.
+    super::security_opt::apply(&mut v, &b.o.security)?;
     Ok(serde_json::from_value(v)?)
 }
 

@@ -16,7 +16,7 @@ pub mod network;
 mod process;
 mod procs;
 mod rootfs;
-mod seccomp;
+pub(crate) mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod state;
