@@ -8,6 +8,7 @@ use rcon::engine::{self, CgroupNs, Overrides, RunRequest};
 use rcon::runtime;
 use rcon::Context;
 
+use super::confine::ConfineArgs;
 use super::lifecycle::BundleOpts;
 
 #[derive(Args, Debug)]
@@ -65,6 +66,8 @@ pub struct RunArgs {
     /// container's own cgroup) or host (rcon's, showing the whole tree).
     #[arg(long, value_enum)]
     pub cgroupns: Option<CgroupnsMode>,
+    #[command(flatten)]
+    pub confine: ConfineArgs,
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -84,6 +87,9 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         if a.cgroupns.is_some() {
             bail!("--cgroupns is for images: a bundle's config.json chooses (a \"cgroup\" entry in linux.namespaces)");
         }
+        if let Some(flag) = a.confine.first() {
+            bail!("{flag} is for images: a bundle's config.json sets it");
+        }
         return runtime::run(ctx, id, &a.oci.options(), a.detach);
     }
     let (image, cmd) = a.args.split_first().expect("clap requires one argument");
@@ -100,6 +106,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
                 Some(CgroupnsMode::Host) => CgroupNs::Host,
                 Some(CgroupnsMode::Private) | None => CgroupNs::Private,
             },
+            confine: a.confine.into_flags(),
         },
         name: a.name,
         net: a.net,

@@ -12,7 +12,7 @@ use crate::image::RunConfig;
 
 /// Docker's default capability set: enough for ping (NET_RAW), chown and
 /// setuid inside the container, nothing that reaches the host.
-const DEFAULT_CAPS: [&str; 14] = [
+pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
@@ -63,6 +63,8 @@ pub struct Overrides {
     pub user: Option<String>,
     pub tty: bool,
     pub cgroupns: CgroupNs,
+    /// Docker's resource and security flags (`confine.privileged` included).
+    pub confine: super::confine::Flags,
 }
 
 /// The process arguments: Entrypoint + (the given command, else Cmd).
@@ -173,15 +175,15 @@ pub fn build(b: &Build) -> Result<Spec> {
     p["cwd"] = json!(cwd);
     p["user"] = json!({"uid": uid, "gid": gid});
     p["noNewPrivileges"] = json!(false);
-    for set in ["bounding", "effective", "permitted"] {
-        p["capabilities"][set] = json!(DEFAULT_CAPS);
-    }
+    // confine::apply sets bounding, effective and permitted from DEFAULT_CAPS and the flags.
     p["capabilities"]["inheritable"] = json!([]);
     p["capabilities"]["ambient"] = json!([]);
+    let confine = super::confine::parse(&b.o.confine)?;
     v["annotations"] = json!({
         super::names::NAME: b.name,
         super::names::IMAGE: b.image_name,
         super::names::COMMAND: args.join(" "),
+        super::confine::HOST_CONFIG: super::confine::host_config(&confine).to_string(),
     });
     set_network(&mut v, b.net);
     if b.o.cgroupns == CgroupNs::Private {
@@ -199,6 +201,7 @@ pub fn build(b: &Build) -> Result<Spec> {
         mounts.retain(|m| m["destination"] != "/sys");
         mounts.push(json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]}));
     }
+    super::confine::apply(&mut v, &confine, &DEFAULT_CAPS)?;
     Ok(serde_json::from_value(v)?)
 }
 
