@@ -26,6 +26,7 @@ mod ports;
 mod qemu;
 mod records;
 mod refusals;
+mod runflags;
 mod selfheal;
 mod services;
 mod spec_musts;

@@ -335,6 +335,7 @@ pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
         "netns": format!("/proc/{}/ns/net", st.pid),
         "pod": st.annotations.get(engine::pod::POD),
         "networks": nets,
+        "HostConfig": engine::confine::host_config_of(&st.annotations),
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)

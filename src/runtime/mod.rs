@@ -33,6 +33,12 @@ pub use console::recv_fd;
 pub use container::Collected;
 pub use state::{State, Status};
 
+/// Whether this host can apply `linux.resources.devices` (what
+/// unsupported.rs checks), for the engine's default device list.
+pub fn applies_device_rules() -> bool {
+    unsupported::Host::probe().devices_controller
+}
+
 /// What `create` and `run --bundle` take besides the id.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {

@@ -173,9 +173,12 @@ fn cap_name(flag: &str, s: &str) -> Result<String> {
     Ok(name)
 }
 
-/// Every capability this kernel knows (docker's ALL).
+/// Docker's ALL: every capability rcon can give, which is its own bounding
+/// set (a machine may withhold some, as module loading on these VMs).
 fn all_caps() -> Vec<String> {
-    let set = caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all());
+    let set = caps::read(None, caps::CapSet::Bounding)
+        .or_else(|_| caps::runtime::procfs_all_supported(None))
+        .unwrap_or_else(|_| caps::all());
     let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
     v.sort();
     v
@@ -215,11 +218,11 @@ pub fn apply(v: &mut Value, c: &Confinement, default_caps: &[&str]) -> Result<()
     devs.extend(c.devices.iter().cloned());
     let linux = &mut v["linux"];
     linux["devices"] = Value::Array(devs.iter().map(Device::oci).collect());
-    linux["resources"]["devices"] = if c.privileged {
-        json!([{"allow": true, "access": "rwm"}])
-    } else {
-        Value::Array(devices::default_rules().into_iter().chain(c.devices.iter().map(Device::rule)).collect())
-    };
+    // Where the host has no way to apply a device list yet (pure cgroup v2
+    // before the BPF program), none is written, rather than every run refused.
+    if crate::runtime::applies_device_rules() {
+        linux["resources"]["devices"] = device_rules(c);
+    }
     let (masked, readonly): (&[&str], &[&str]) = if c.privileged { (&[], &[]) } else { (MASKED_PATHS, READONLY_PATHS) };
     linux["maskedPaths"] = json!(masked);
     linux["readonlyPaths"] = json!(readonly);
@@ -239,6 +242,14 @@ pub fn apply(v: &mut Value, c: &Confinement, default_caps: &[&str]) -> Result<()
     list.retain(|m| !user.iter().any(|u| m["destination"] == u.target.as_str()));
     list.extend(user.iter().map(|m| m.oci()));
     Ok(())
+}
+
+/// Docker's list (or allow-all when privileged), then the `--device` nodes.
+pub fn device_rules(c: &Confinement) -> Value {
+    if c.privileged {
+        return json!([{"allow": true, "access": "rwm"}]);
+    }
+    Value::Array(devices::default_rules().into_iter().chain(c.devices.iter().map(Device::rule)).collect())
 }
 
 fn apply_resources(v: &mut Value, c: &Confinement) {
@@ -315,6 +326,12 @@ pub fn host_config(c: &Confinement) -> Value {
         "Binds": binds,
         "Mounts": mounts,
     })
+}
+
+/// The HostConfig a container was run with, from its annotations (null
+/// for a bundle's container, whose config.json says it all).
+pub fn host_config_of(annotations: &std::collections::HashMap<String, String>) -> Value {
+    annotations.get(HOST_CONFIG).and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

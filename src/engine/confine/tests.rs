@@ -111,14 +111,15 @@ fn defaults_mask_like_docker_and_privileged_lifts_them() {
     let v = applied(&Confinement::default());
     assert_eq!(v["linux"]["maskedPaths"], json!(MASKED_PATHS));
     assert_eq!(v["linux"]["readonlyPaths"], json!(READONLY_PATHS));
-    assert_eq!(v["linux"]["resources"]["devices"], Value::Array(devices::default_rules()));
+    assert_eq!(device_rules(&Confinement::default()), Value::Array(devices::default_rules()));
     assert_eq!(v["process"]["capabilities"]["bounding"], json!(["CAP_CHOWN", "CAP_NET_RAW", "CAP_KILL"]));
     let sys = |v: &Value| v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap().clone();
     assert!(sys(&v)["options"].as_array().unwrap().contains(&json!("ro")));
     let p = applied(&Confinement { privileged: true, ..Default::default() });
     assert_eq!(p["linux"]["maskedPaths"], json!([]));
     assert_eq!(p["linux"]["readonlyPaths"], json!([]));
-    assert_eq!(p["linux"]["resources"]["devices"], json!([{"allow": true, "access": "rwm"}]));
+    let privileged = Confinement { privileged: true, ..Default::default() };
+    assert_eq!(device_rules(&privileged), json!([{"allow": true, "access": "rwm"}]));
     assert!(!sys(&p)["options"].as_array().unwrap().contains(&json!("ro")));
     assert!(p["linux"]["devices"].as_array().unwrap().iter().any(|d| d["path"] == "/dev/null"));
 }
@@ -148,8 +149,8 @@ fn mounts_devices_and_read_only_root() {
     assert!(pos("/a") < pos("/a/b"), "{dests:?}");
     assert_eq!(dests.iter().filter(|d| **d == "/dev/shm").count(), 1, "{dests:?}");
     assert_eq!(v["linux"]["devices"][0]["path"], "/dev/n0");
-    let rules = v["linux"]["resources"]["devices"].as_array().unwrap();
-    assert_eq!(rules.last().unwrap(), &json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}));
+    let rules = device_rules(&c);
+    assert_eq!(rules.as_array().unwrap().last().unwrap(), &json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}));
     assert!(err(|f| f.tmpfs = vec!["/x".into(), "/x".into()]).contains("/x is mounted twice"));
 }
 
