@@ -150,7 +150,10 @@ fn mounts_devices_and_read_only_root() {
     assert_eq!(dests.iter().filter(|d| **d == "/dev/shm").count(), 1, "{dests:?}");
     assert_eq!(v["linux"]["devices"][0]["path"], "/dev/n0");
     let rules = device_rules(&c);
-    assert_eq!(rules.as_array().unwrap().last().unwrap(), &json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}));
+    assert_eq!(
+        rules.as_array().unwrap().last().unwrap(),
+        &json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"})
+    );
     assert!(err(|f| f.tmpfs = vec!["/x".into(), "/x".into()]).contains("/x is mounted twice"));
 }
 
