@@ -66,8 +66,9 @@ pub struct RunArgs {
     /// container's own cgroup) or host (rcon's, showing the whole tree).
     #[arg(long, value_enum)]
     pub cgroupns: Option<CgroupnsMode>,
+    /// Boxed: these flags would make RunArgs the one large Command variant.
     #[command(flatten)]
-    pub confine: ConfineArgs,
+    pub confine: Box<ConfineArgs>,
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -106,7 +107,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
                 Some(CgroupnsMode::Host) => CgroupNs::Host,
                 Some(CgroupnsMode::Private) | None => CgroupNs::Private,
             },
-            confine: a.confine.into_flags(),
+            confine: (*a.confine).into_flags(),
         },
         name: a.name,
         net: a.net,
