@@ -16,14 +16,14 @@ fn busybox_layout() -> PathBuf {
 
 /// A world whose rcon runs in its own node netns: `run` attaches the default
 /// bridge network, which must never land in the machine's namespace.
-fn world_with_busybox(tag: &str) -> World {
+pub(crate) fn world_with_busybox(tag: &str) -> World {
     let w = World::with_node(tag);
     w.ok(&["image", "import", busybox_layout().to_str().unwrap(), "busybox"]);
     w
 }
 
 /// Nothing of the engine's is left: no state, no overlay, no data dir, no name, no log, no cgroup.
-fn assert_nothing_left(w: &World, id: &str) {
+pub(crate) fn assert_nothing_left(w: &World, id: &str) {
     assert!(!w.root.join(id).exists(), "state dir of {id} left");
     let data = w.data_root.join("containers").join(id);
     assert!(!data.exists(), "data dir {} left", data.display());

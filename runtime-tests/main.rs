@@ -29,6 +29,7 @@ mod ports;
 mod qemu;
 mod records;
 mod refusals;
+mod runflags;
 mod seccomp;
 mod selfheal;
 mod services;

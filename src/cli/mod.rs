@@ -2,6 +2,7 @@
 //! file that calls one library function and prints the result.
 
 mod completion;
+mod confine;
 mod docker;
 mod events;
 mod exec;

@@ -342,6 +342,7 @@ pub fn inspect(ctx: &Context, key: &str) -> Result<i32> {
         "pod": st.annotations.get(engine::pod::POD),
         "networks": nets,
         "security_opt": engine::security_opt::describe(&st.annotations),
+        "HostConfig": engine::confine::host_config_of(&st.annotations),
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)

@@ -9,6 +9,7 @@ use rcon::engine::{self, CgroupNs, Overrides, RunRequest};
 use rcon::runtime;
 use rcon::Context;
 
+use super::confine::ConfineArgs;
 use super::lifecycle::BundleOpts;
 
 #[derive(Args, Debug)]
@@ -70,6 +71,9 @@ pub struct RunArgs {
     /// no-new-privileges[=true|false]. Without seccomp=, rcon's default profile applies.
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Boxed: these flags would make RunArgs the one large Command variant.
+    #[command(flatten)]
+    pub confine: Box<ConfineArgs>,
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -94,6 +98,9 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         if a.cgroupns.is_some() {
             bail!("--cgroupns is for images: a bundle's config.json chooses (a \"cgroup\" entry in linux.namespaces)");
         }
+        if let Some(flag) = a.confine.first() {
+            bail!("{flag} is for images: a bundle's config.json sets it");
+        }
         return runtime::run(ctx, id, &a.oci.options(), a.detach);
     }
     let (image, cmd) = a.args.split_first().expect("clap requires one argument");
@@ -111,6 +118,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
                 Some(CgroupnsMode::Private) | None => CgroupNs::Private,
             },
             security: SecurityOpts::parse(&a.security_opt)?,
+            confine: (*a.confine).into_flags(),
         },
         name: a.name,
         net: a.net,

@@ -2,6 +2,7 @@
 //! It turns an image into an OCI bundle and hands it to the same runtime
 //! path as `create/start`; the runtime knows nothing of images.
 
+pub mod confine;
 mod gc;
 mod manage;
 mod monitor;
@@ -180,6 +181,7 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     if let Some(h) = &req.o.hostname {
         runtime::spec::check_hostname("--hostname", h)?;
     }
+    confine::parse(&req.o.confine)?;
     let img = find_image(&store, &req.image)?;
     let lower = store.rootfs(&img)?;
     let pod = req.pod.as_deref().map(|p| pod_join(ctx, p, req)).transpose()?;

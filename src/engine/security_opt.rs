@@ -72,10 +72,12 @@ impl SecurityOpts {
 
 /// Put the filter and no-new-privileges into a config being built. Called
 /// once the capabilities are final: the filter follows the bounding set.
-pub fn apply(v: &mut Value, o: &SecurityOpts) -> Result<()> {
+pub fn apply(v: &mut Value, o: &SecurityOpts, privileged: bool) -> Result<()> {
     let caps: Vec<Capability> =
         serde_json::from_value(v["process"]["capabilities"]["bounding"].clone()).unwrap_or_default();
     let filter = match &o.seccomp {
+        // As Docker: --privileged runs without the default profile (a file still applies).
+        Seccomp::Default if privileged => None,
         Seccomp::Default => Some(seccomp_profile::profile(&caps)),
         Seccomp::Unconfined => None,
         Seccomp::File(path, p) => {
@@ -98,7 +100,11 @@ pub fn apply(v: &mut Value, o: &SecurityOpts) -> Result<()> {
     if !v["annotations"].is_object() {
         v["annotations"] = json!({});
     }
-    v["annotations"][SECCOMP] = json!(o.describe_seccomp());
+    let mode = match (&o.seccomp, privileged) {
+        (Seccomp::Default, true) => "unconfined (--privileged)".to_string(),
+        _ => o.describe_seccomp(),
+    };
+    v["annotations"][SECCOMP] = json!(mode);
     v["annotations"][NO_NEW_PRIVILEGES] = json!(o.no_new_privileges.to_string());
     Ok(())
 }
@@ -144,7 +150,7 @@ mod tests {
 
     fn applied(o: &SecurityOpts, caps: &[&str]) -> Value {
         let mut v = json!({"process": {"capabilities": {"bounding": caps}}, "linux": {}, "annotations": {}});
-        apply(&mut v, o).unwrap();
+        apply(&mut v, o, false).unwrap();
         v
     }
 

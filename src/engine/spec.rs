@@ -12,7 +12,7 @@ use crate::image::RunConfig;
 
 /// Docker's default capability set: enough for ping (NET_RAW), chown and
 /// setuid inside the container, nothing that reaches the host.
-const DEFAULT_CAPS: [&str; 14] = [
+pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
@@ -65,6 +65,8 @@ pub struct Overrides {
     pub cgroupns: CgroupNs,
     /// `--security-opt`: the seccomp filter and no-new-privileges.
     pub security: super::security_opt::SecurityOpts,
+    /// Docker's resource and security flags (`confine.privileged` included).
+    pub confine: super::confine::Flags,
 }
 
 /// The process arguments: Entrypoint + (the given command, else Cmd).
@@ -175,15 +177,15 @@ pub fn build(b: &Build) -> Result<Spec> {
     p["cwd"] = json!(cwd);
     p["user"] = json!({"uid": uid, "gid": gid});
     p["noNewPrivileges"] = json!(false);
-    for set in ["bounding", "effective", "permitted"] {
-        p["capabilities"][set] = json!(DEFAULT_CAPS);
-    }
+    // confine::apply sets bounding, effective and permitted from DEFAULT_CAPS and the flags.
     p["capabilities"]["inheritable"] = json!([]);
     p["capabilities"]["ambient"] = json!([]);
+    let confine = super::confine::parse(&b.o.confine)?;
     v["annotations"] = json!({
         super::names::NAME: b.name,
         super::names::IMAGE: b.image_name,
         super::names::COMMAND: args.join(" "),
+        super::confine::HOST_CONFIG: super::confine::host_config(&confine).to_string(),
     });
     set_network(&mut v, b.net);
     if b.o.cgroupns == CgroupNs::Private {
@@ -201,8 +203,9 @@ pub fn build(b: &Build) -> Result<Spec> {
         mounts.retain(|m| m["destination"] != "/sys");
         mounts.push(json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "ro", "nosuid", "noexec", "nodev"]}));
     }
+    super::confine::apply(&mut v, &confine, &DEFAULT_CAPS)?;
     // Last: the seccomp filter follows the final capability set.
-    super::security_opt::apply(&mut v, &b.o.security)?;
+    super::security_opt::apply(&mut v, &b.o.security, confine.privileged)?;
     Ok(serde_json::from_value(v)?)
 }
 

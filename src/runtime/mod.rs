@@ -35,6 +35,13 @@ pub use console::recv_fd;
 pub use container::Collected;
 pub use state::{State, Status};
 
+/// Whether this host can apply `linux.resources.devices` (what
+/// unsupported.rs checks), for the engine's default device list.
+pub fn applies_device_rules() -> bool {
+    let h = unsupported::Host::probe();
+    h.devices_controller || h.cgroup2
+}
+
 /// What `create` and `run --bundle` take besides the id.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
