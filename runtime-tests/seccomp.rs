@@ -302,3 +302,31 @@ fn bad_security_opts_are_one_line_and_leave_nothing() {
     // The name was never taken.
     w.ok(&["run", "--rm", "--name", "bad", "--network", "none", "busybox", "true"]);
 }
+
+#[test]
+fn exec_into_a_run_container_is_confined_as_its_init() {
+    let w = busybox_world("scexec");
+    w.ok(&["run", "-d", "--name", "c", "--network", "none", "busybox", "sleep", "600"]);
+    let out = w.ok(&["exec", "c", "grep", "^Seccomp:", "/proc/self/status"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["Seccomp:", "2"]);
+    let out = w.rcon(&["exec", "c", "unshare", "-U", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("Operation not permitted"), "{err}");
+    w.ok(&["rm", "-f", "c"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "u",
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let out = w.ok(&["exec", "u", "grep", "^Seccomp:", "/proc/self/status"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["Seccomp:", "0"]);
+    w.ok(&["rm", "-f", "u"]);
+}
