@@ -127,7 +127,8 @@ fn update_raises_limits_and_events_report_oom() {
     assert_eq!(read(&g, "pids.max"), "50");
     let pids_group = g.1.iter().find(|d| d.join("pids.max").exists()).unwrap().clone();
     let members = std::fs::read_to_string(pids_group.join("cgroup.procs")).unwrap();
-    assert!(members.lines().any(|l| l.trim() == w.state_of(&id)["pid"].to_string()), "{members}");
+    let init = w.state_of(&id)["pid"].to_string();
+    assert!(members.lines().any(|l| l.trim() == init), "{members}");
 
     w.ok(&["kill", &id, "KILL"]);
     // The stream ends with the container.

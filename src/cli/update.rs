@@ -92,23 +92,32 @@ fn resources(a: &UpdateArgs) -> Result<LinuxResources> {
             m.insert(key.into(), value);
         }
     };
-    a.memory.map(|m| set("memory", "limit", m.into()));
-    a.memory_swap.map(|m| set("memory", "swap", m.into()));
-    a.memory_reservation.map(|m| set("memory", "reservation", m.into()));
+    let mut quota = a.cpu_quota.map(Value::from);
+    let mut period = a.cpu_period.map(Value::from);
     if let Some(cpus) = a.cpus {
         if !(cpus > 0.0 && cpus.is_finite()) {
             bail!("--cpus {cpus}: must be above 0");
         }
-        let period = a.cpu_period.unwrap_or(100_000);
-        set("cpu", "period", period.into());
-        set("cpu", "quota", ((cpus * period as f64).round() as i64).into());
+        let p = a.cpu_period.unwrap_or(100_000);
+        period = Some(p.into());
+        quota = Some(((cpus * p as f64).round() as i64).into());
     }
-    a.cpu_period.map(|p| set("cpu", "period", p.into()));
-    a.cpu_quota.map(|q| set("cpu", "quota", q.into()));
-    a.cpu_shares.map(|s| set("cpu", "shares", s.into()));
-    a.cpuset_cpus.clone().map(|s| set("cpu", "cpus", s.into()));
-    a.cpuset_mems.clone().map(|s| set("cpu", "mems", s.into()));
-    a.pids_limit.map(|l| set("pids", "limit", l.into()));
+    let flags = [
+        ("memory", "limit", a.memory.map(Value::from)),
+        ("memory", "swap", a.memory_swap.map(Value::from)),
+        ("memory", "reservation", a.memory_reservation.map(Value::from)),
+        ("cpu", "period", period),
+        ("cpu", "quota", quota),
+        ("cpu", "shares", a.cpu_shares.map(Value::from)),
+        ("cpu", "cpus", a.cpuset_cpus.clone().map(Value::from)),
+        ("cpu", "mems", a.cpuset_mems.clone().map(Value::from)),
+        ("pids", "limit", a.pids_limit.map(Value::from)),
+    ];
+    for (section, key, value) in flags {
+        if let Some(v) = value {
+            set(section, key, v);
+        }
+    }
     if root.is_empty() {
         bail!("update: nothing to change: give -r FILE or a limit flag (--memory, --cpus, --pids-limit, ...)");
     }
