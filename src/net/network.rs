@@ -334,6 +334,17 @@ mod tests {
         assert!(resolve(&v, &[], 1500).unwrap_err().to_string().contains("/30"));
         v.subnet = Some(net("10.9.0.0/31"));
         assert_eq!(resolve(&v, &[], 1500).unwrap().gateway, None);
+        v.allow_spoofing = true;
+        let e = resolve(&v, &[], 1500).unwrap_err().to_string();
+        assert_eq!(e, "--allow-spoofing applies to the bridge driver only (the veth driver has no shared segment)");
+        let mut b = Request::new("routers");
+        b.allow_spoofing = true;
+        let n = resolve(&b, &[], 1500).unwrap();
+        assert!(n.allow_spoofing && n.rules().bridge);
+        // A record written before the flag existed reads as protected.
+        let mut old = serde_json::to_value(&n).unwrap();
+        old.as_object_mut().unwrap().remove("allow_spoofing");
+        assert!(!serde_json::from_value::<Network>(old).unwrap().allow_spoofing);
     }
 
     #[test]

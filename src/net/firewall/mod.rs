@@ -380,26 +380,28 @@ impl<R: Ruleset> Firewall for R {
 
     fn restore(&self, want: &dyn Fn() -> Result<Want>, force: bool) -> Result<Option<String>> {
         let mut found = None;
-        let mut wanted = Want::default();
         relisted(
             self,
             || "restoring rcon's rules from its records".to_string(),
             |live| {
-                wanted = want()?;
-                found = if force { Some("reload".to_string()) } else { R::damage(live, &wanted) };
-                if found.is_none() && wanted.bridged {
-                    found = guard::damage(&guard::glance()?, &wanted);
+                let want = want()?;
+                found = if force { Some("reload".to_string()) } else { R::damage(live, &want) };
+                if want.bridged {
+                    // The anti-spoofing table under the same lock, so that the records read above are
+                    // what it gets: an attach records its endpoint before it adds its element, a detach
+                    // removes its record before its element.
+                    let guards = guard::live().context("anti-spoofing table")?;
+                    if found.is_none() {
+                        found = guard::damage(&guards, &want);
+                    }
+                    let batch = guard::render_restore(&guards, &want);
+                    if found.is_some() && !batch.is_empty() {
+                        run("nft", &["-f", "-"], Some(&batch))?;
+                    }
                 }
-                Ok(found.is_some().then(|| R::render_restore(live, &wanted)))
+                Ok(found.is_some().then(|| R::render_restore(live, &want)))
             },
         )?;
-        // The records were read under the lock above; an attach records its endpoint before it adds its
-        // element, and a detach removes the element before the record, so re-adding them all is right.
-        if found.is_some() && wanted.bridged {
-            guarded("restoring the anti-spoofing table", |live| {
-                Ok(Some(guard::render_restore(live, &wanted)).filter(|b| !b.is_empty()))
-            })?;
-        }
         Ok(found)
     }
 }
