@@ -521,6 +521,11 @@ pub(crate) fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<Stri
     let shown = std::iter::once(prog).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
     let mut cmd = Command::new(prog);
     cmd.args(args).env("LC_ALL", "C");
+    // A hook run by another runtime may get no PATH at all (runc passes the hook's `env` alone), and
+    // the libc default has no sbin, where nft and iptables live.
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    }
     let out = spawn::run(&mut cmd, input.map(str::as_bytes), Keep::BOTH, None)?;
     if !out.status.success() {
         bail!("{shown}: {}", one_line(&String::from_utf8_lossy(&out.stderr), out.status));
