@@ -228,9 +228,11 @@ fn every_field_reads_back() {
 fn what_the_host_lacks_fails_create_cleanly() {
     let w = World::new("cgno");
     let cases = [
+        // No rdma controller in either hierarchy here (hugetlb is offered by
+        // cgroup2's root, so hugepageLimits apply).
         (
-            json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}),
-            "linux.resources.hugepageLimits: needs the hugetlb controller",
+            json!({"rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}}}),
+            "linux.resources.rdma: needs the rdma controller",
         ),
         (
             json!({"network": {"classID": 1048577}}),

@@ -103,13 +103,16 @@ fn host_sysctls_do_not_leak_into_worlds_in_qemu() {
 /// cgroup goes with `delete`. A pids limit is applied in the v2 group, or,
 /// until rcon writes v2 resources, refused in one line.
 #[test]
-fn cgroup_v2_device_program_in_qemu() {
+fn cgroup_v2_devices_and_limits_in_qemu() {
     assert_scenario(
         "cgroup-v2.sh",
         &[
             "cgroup-v2: control: no device rules, the TUN node opens",
             "cgroup-v2: /dev/zero read, /dev/null written",
             "cgroup-v2: c 10:200: mknod yes, open: Operation not permitted",
+            "cgroup-v2: pids.max 16, memory.max 32 MiB, cpu.max 50000 100000, cpu.weight 39 (shares 1024)",
+            "cgroup-v2: a fork loop stops at the pids limit",
+            "cgroup-v2: the hog was OOM-killed: exit 137",
             "cgroup-v2: ok",
         ],
     );

@@ -91,7 +91,8 @@ pub fn refuse(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let needs_probe = linux.and_then(|l| l.resources().as_ref()).is_some()
         || spec.process().as_ref().and_then(|p| p.apparmor_profile().as_ref()).is_some();
-    let host = if needs_probe { Host::probe() } else { Host { devices_controller: false, cgroup2: false, apparmor: false } };
+    let host =
+        if needs_probe { Host::probe() } else { Host { devices_controller: false, cgroup2: false, apparmor: false } };
     refuse_on(spec, host)?;
     if let Some(r) = super::cgroup::resources_of(spec) {
         super::cgroup::plan(r, &super::cgroup::Host::probe())?;

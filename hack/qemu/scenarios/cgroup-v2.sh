@@ -10,8 +10,9 @@
 #     writes /dev/null (rcon's defaults come after the config's rules), may
 #     mknod, and cannot open the TUN node ("Operation not permitted");
 #   - deleting the container removes its cgroup dir (and the program with it);
-#   - a pids limit: applied (pids.max in the container's v2 group) once rcon
-#     writes v2 resources, else refused with one line naming the field.
+#   - limits: pids, memory and cpu in the container's v2 group (runc's
+#     conversions), controllers enabled on the way down from the root; a
+#     fork loop stops at the pids limit; a memory hog is OOM-killed (137).
 set -u
 SCENARIO=cgroup-v2
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -20,7 +21,7 @@ SCENARIO=cgroup-v2
 CG=/sys/fs/cgroup
 
 on_fail() {
-	ls "$CG/rcon" 2>/dev/null | sed 's/^/  cgroup rcon: /'
+	find "$CG/rcon" -mindepth 1 -maxdepth 1 2>/dev/null | sed 's/^/  cgroup rcon: /'
 	rcon list 2>/dev/null | sed 's/^/  rcon list: /'
 }
 
@@ -80,7 +81,7 @@ bundle /tmp/deny '[{"allow": false, "access": "rwm"}]'
 detach dev /tmp/deny || fail "run dev: $(cat /tmp/run-dev.out)"
 [ -d "$CG/rcon/dev" ] || fail "no cgroup $CG/rcon/dev"
 got=$(rcon exec dev sh -c 'head -c1 /dev/zero | wc -c; echo x >/dev/null && echo null-ok' 2>&1)
-[ "$(echo $got)" = "1 null-ok" ] || fail "/dev/zero or /dev/null refused under deny-all plus defaults: $got"
+[ "$(echo "$got" | tr '\n' ' ')" = "1 null-ok " ] || fail "/dev/zero or /dev/null refused under deny-all plus defaults: $got"
 step "/dev/zero read, /dev/null written"
 got=$(rcon exec dev sh -c "$OPEN_TUN" 2>&1)
 echo "$got" | grep -qx made || fail "mknod refused (c *:* m is allowed): $got"
@@ -89,19 +90,33 @@ step "c 10:200: mknod yes, open: Operation not permitted"
 out=$(rcon delete --force dev 2>&1) || fail "delete dev: $out"
 [ ! -d "$CG/rcon/dev" ] || fail "cgroup $CG/rcon/dev left after delete"
 
-step "pids limit on v2"
-bundle /tmp/pids '[]' ', "pids": {"limit": 16}'
-if detach pids /tmp/pids; then
-	got=$(cat "$CG/rcon/pids/pids.max" 2>&1)
-	[ "$got" = 16 ] || fail "pids limit accepted but pids.max is $got"
-	step "pids: pids.max 16 in the container's v2 group"
-	out=$(rcon delete --force pids 2>&1) || fail "delete pids: $out"
-else
-	out=$(cat /tmp/run-pids.out)
-	[ "$(echo "$out" | wc -l)" -eq 1 ] || fail "pids refusal is not one line: $out"
-	echo "$out" | grep -q 'linux.resources.pids' || fail "pids refusal does not name the field: $out"
-	step "pids: not applied on v2 yet, refused in one line: $out"
-fi
+step "limits on v2: pids, memory and cpu written with runc's conversions"
+bundle /tmp/lim '[]' ', "pids": {"limit": 16}, "memory": {"limit": 33554432}, "cpu": {"quota": 50000, "period": 100000, "shares": 1024}'
+detach lim /tmp/lim || fail "run lim: $(cat /tmp/run-lim.out)"
+for want in pids.max=16 memory.max=33554432 "cpu.max=50000 100000" cpu.weight=39; do
+	got=$(cat "$CG/rcon/lim/${want%%=*}" 2>&1)
+	[ "$got" = "${want#*=}" ] || fail "${want%%=*} is $got, want ${want#*=}"
+done
+grep -qw pids "$CG/cgroup.subtree_control" || fail "pids not enabled in the root's subtree_control"
+step "pids.max 16, memory.max 32 MiB, cpu.max 50000 100000, cpu.weight 39 (shares 1024)"
+# shellcheck disable=SC2016 # expanded by the container's shell
+got=$(rcon exec lim sh -c 'n=0; while [ $n -lt 40 ]; do sleep 100 >/dev/null 2>&1 & n=$((n+1)); done; echo looped' 2>&1)
+echo "$got" | grep -qi fork || fail "40 forks under a pids limit of 16 all succeeded: $got"
+cur=$(cat "$CG/rcon/lim/pids.current")
+[ "$cur" -le 16 ] || fail "pids.current $cur above the limit"
+step "a fork loop stops at the pids limit ($cur pids)"
+out=$(rcon delete --force lim 2>&1) || fail "delete lim: $out"
+
+step "a memory hog under 32 MiB on v2"
+bundle /tmp/hog '[]' ', "memory": {"limit": 33554432}'
+# 64 MiB in a shell variable: the shell, the container's init, is the one killed.
+echo 'x=$(head -c 67108864 /dev/zero | tr "\0" a); echo ${#x}' >/tmp/hog/rootfs/hog.sh
+sed -i 's|"args": \["sleep", "1000"\]|"args": ["sh", "/hog.sh"]|' /tmp/hog/config.json
+grep -q hog.sh /tmp/hog/config.json || fail "the hog's config was not written"
+rcon run --bundle /tmp/hog hog >/tmp/run-hog.out 2>&1 </dev/null
+code=$?
+[ "$code" = 137 ] || fail "the hog exited $code, want 137: $(cat /tmp/run-hog.out)"
+step "the hog was OOM-killed: exit 137"
 left=$(find "$CG/rcon" -mindepth 1 -maxdepth 1 -type d 2>/dev/null)
 [ -z "$left" ] || fail "container cgroups left: $left"
 step "ok"

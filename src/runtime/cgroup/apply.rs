@@ -2,8 +2,8 @@
 //! the groups rcon makes are written to, with two exceptions runc makes
 //! too, both needed for the group to work at all: an empty v1 cpuset on the
 //! way down is filled from its parent, and a v2 controller the container
-//! needs is enabled in the subtree_control of the groups between the root
-//! and the container's.
+//! needs is enabled in the subtree_control of the root and the groups
+//! between it and the container's (enabling moves and limits nothing).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,10 +33,15 @@ pub fn make_v1(mount: &Path, path: &Path, controller: &str) -> Result<()> {
     Ok(())
 }
 
-/// Enable each of `controllers` in every group from below the cgroup2
-/// root down to `path`'s parent, where it is not enabled yet.
+/// Enable each of `controllers` in every group from the cgroup2 root down
+/// to `path`'s parent, where it is not enabled yet.
 pub fn enable_v2(mount: &Path, path: &Path, controllers: &[&str]) -> Result<()> {
-    let dirs = below(mount, path);
+    // The root included, as runc and crun do without systemd: enabling a
+    // controller for the root's children only adds its files there (every
+    // limit starts at "max"); no process is moved or limited. Never the
+    // container's own dir, which holds processes.
+    let mut dirs = vec![mount.to_path_buf()];
+    dirs.extend(below(mount, path));
     for dir in dirs.iter().take(dirs.len().saturating_sub(1)) {
         let on = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
         for c in controllers.iter().filter(|c| **c != "cgroup" && !on.split_whitespace().any(|o| o == **c)) {

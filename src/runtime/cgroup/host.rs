@@ -13,8 +13,9 @@ pub struct Host {
     pub v1: Vec<(Vec<String>, PathBuf)>,
     /// The cgroup2 mount, if any.
     pub v2: Option<PathBuf>,
-    /// The controllers the cgroup2 root enables for its children (its
-    /// cgroup.subtree_control): rcon never enables one in the root itself.
+    /// The controllers the cgroup2 root offers (its cgroup.controllers):
+    /// those not bound to a v1 hierarchy. rcon enables the ones a container
+    /// uses on the way down from the root, as runc does.
     pub v2_controllers: Vec<String>,
 }
 
@@ -37,8 +38,8 @@ impl Host {
             }
         }
         if let Some(m) = &host.v2 {
-            let enabled = fs::read_to_string(m.join("cgroup.subtree_control")).unwrap_or_default();
-            host.v2_controllers = enabled.split_whitespace().map(String::from).collect();
+            let offered = fs::read_to_string(m.join("cgroup.controllers")).unwrap_or_default();
+            host.v2_controllers = offered.split_whitespace().map(String::from).collect();
         }
         host
     }

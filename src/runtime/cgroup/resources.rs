@@ -105,7 +105,7 @@ impl Plan<'_> {
             (_, Some(Version::V2)) => Ok(Version::V2),
             _ => Err(format!(
                 "field linux.resources.{field}: needs the {v1} controller, which this host has neither as a cgroup v1 \
-                 hierarchy nor enabled in cgroup2's root (rcon never enables controllers in groups it did not make)"
+                 hierarchy nor offered by cgroup2's root (its cgroup.controllers)"
             )),
         }
     }
