@@ -110,7 +110,9 @@ out=$(rcon delete --force lim 2>&1) || fail "delete lim: $out"
 step "a memory hog under 32 MiB on v2"
 bundle /tmp/hog '[]' ', "memory": {"limit": 33554432}'
 # 64 MiB in a shell variable: the shell, the container's init, is the one killed.
-echo 'x=$(head -c 67108864 /dev/zero | tr "\0" a); echo ${#x}' >/tmp/hog/rootfs/hog.sh
+cat >/tmp/hog/rootfs/hog.sh <<'HOG'
+x=$(head -c 67108864 /dev/zero | tr "\0" a); echo ${#x}
+HOG
 sed -i 's|"args": \["sleep", "1000"\]|"args": ["sh", "/hog.sh"]|' /tmp/hog/config.json
 grep -q hog.sh /tmp/hog/config.json || fail "the hog's config was not written"
 rcon run --bundle /tmp/hog hog >/tmp/run-hog.out 2>&1 </dev/null
