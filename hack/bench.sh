@@ -53,8 +53,8 @@ jq '.ociVersion = "1.0.2-dev"' "$bundle/config.json" >"$crun_bundle/config.json"
 limits='.linux.resources = {"memory": {"limit": 67108864}, "pids": {"limit": 100}}'
 limits_bundle=$WORLD/bundle-limits
 mkdir -p "$limits_bundle"
-ln -s "$bundle/rootfs" "$limits_bundle/rootfs"
-jq "$limits" "$bundle/config.json" >"$limits_bundle/config.json"
+# The same rootfs by absolute path (runc refuses a symlinked one).
+jq --arg root "$bundle/rootfs" "$limits | .root.path = \$root" "$bundle/config.json" >"$limits_bundle/config.json"
 
 # --- wrappers ----------------------------------------------------------------
 # One small sh script per row, so that every row pays the same overhead (one

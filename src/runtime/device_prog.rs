@@ -252,6 +252,12 @@ pub fn rules(spec: &Spec) -> Result<Vec<Rule>> {
     devices::writes(spec).iter().map(|(file, line)| parse(*file == "devices.allow", line)).collect()
 }
 
+/// The annotation by which a config asks for the program even beside a v1
+/// devices controller (when cgroup2 is there). `rcon run` sets it: joining
+/// a v1 group is a cgroup migration, about 15 ms on these hosts, while the
+/// program rides on the cgroup2 dir the init is cloned straight into.
+pub const PREFER_BPF: &str = "rcon.cgroup-devices";
+
 /// What `create` does with the config's device rules besides v1.
 #[derive(Debug)]
 pub struct Program(Vec<Insn>);
@@ -270,7 +276,9 @@ pub fn plan(spec: &Spec, cgroup2: Option<&Path>) -> Result<Option<Program>> {
         "bpf" => true,
         other => bail!("{ENV}={other:?}: the only value is \"bpf\" (a testing knob)"),
     };
-    if !forced && super::cgroup_v1::controller("devices").is_some() {
+    let preferred =
+        cgroup2.is_some() && spec.annotations().as_ref().and_then(|a| a.get(PREFER_BPF)).is_some_and(|v| v == "bpf");
+    if !forced && !preferred && super::cgroup_v1::controller("devices").is_some() {
         return Ok(None);
     }
     if cgroup2.is_none() {

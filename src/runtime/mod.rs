@@ -35,6 +35,8 @@ pub use console::recv_fd;
 pub use container::Collected;
 pub use state::{State, Status};
 
+pub use device_prog::PREFER_BPF as DEVICES_PREFER_BPF;
+
 /// Whether this host can apply `linux.resources.devices` (what
 /// unsupported.rs checks), for the engine's default device list.
 pub fn applies_device_rules() -> bool {

@@ -221,12 +221,16 @@ pub fn apply(v: &mut Value, c: &Confinement, default_caps: &[&str]) -> Result<()
     // Where the host has no way to apply a device list (neither the v1
     // devices controller nor cgroup2 for a BPF program), none is written,
     // rather than every run refused.
-    if crate::runtime::applies_device_rules() {
+    let device_list = crate::runtime::applies_device_rules();
+    if device_list {
         linux["resources"]["devices"] = device_rules(c);
     }
     let (masked, readonly): (&[&str], &[&str]) = if c.privileged { (&[], &[]) } else { (MASKED_PATHS, READONLY_PATHS) };
     linux["maskedPaths"] = json!(masked);
     linux["readonlyPaths"] = json!(readonly);
+    if device_list {
+        v["annotations"][crate::runtime::DEVICES_PREFER_BPF] = json!("bpf");
+    }
     v["root"]["readonly"] = json!(c.read_only);
     let Some(list) = v["mounts"].as_array_mut() else { bail!("the config has no mounts") };
     if c.privileged {
