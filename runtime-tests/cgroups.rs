@@ -152,7 +152,9 @@ fn update_raises_limits_and_events_report_oom() {
 fn cpu_quota_gives_half_a_cpu_and_stats_move() {
     let w = World::new("cgcpu");
     let b = w.bundle("b", |v| {
-        v["process"]["args"] = json!(["sh", "-c", "while :; do :; done"]);
+        // Two loops ask for two CPUs, so the quota, not the machine's other
+        // work (CI runs tests side by side), is what holds them to half of one.
+        v["process"]["args"] = json!(["sh", "-c", "while :; do :; done & while :; do :; done"]);
         v["linux"]["resources"] = json!({"cpu": {"quota": 50000, "period": 100000}});
     });
     let id = w.id("c");
@@ -168,12 +170,13 @@ fn cpu_quota_gives_half_a_cpu_and_stats_move() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let (u1, t1) = (cpu_usage_usec(&g.0), std::time::Instant::now());
     let share = (u1 - u0) as f64 / (t1 - t0).as_micros() as f64;
-    assert!((0.25..0.75).contains(&share), "the loop got {share:.2} of a CPU under a 50% quota");
+    assert!((0.25..0.65).contains(&share), "two loops got {share:.2} of a CPU under a 50% quota");
     let second = stats(&w);
     let total = |s: &serde_json::Value| s["data"]["cpu"]["usage"]["total"].as_u64().unwrap();
     assert!(total(&second) > total(&first), "{first}\n{second}");
-    // Periods with activity are counted; whether they were throttled depends on the machine's load.
+    // Two loops against half a CPU: the kernel throttled them.
     assert!(second["data"]["cpu"]["throttling"]["periods"].as_u64().unwrap() > 0, "{second}");
+    assert!(second["data"]["cpu"]["throttling"]["throttledPeriods"].as_u64().unwrap() > 0, "{second}");
     assert!(second["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{second}");
     w.ok(&["delete", "--force", &id]);
     assert_no_group(&id);

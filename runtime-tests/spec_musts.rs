@@ -168,9 +168,10 @@ fn what_rcon_cannot_apply_is_refused_at_create() {
     type Edit = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
-            "huge",
-            Box::new(|v| v["linux"]["resources"] = json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 22}]})),
-            "linux.resources.hugepageLimits",
+            // No rdma controller here, in v1 or cgroup2.
+            "rdma",
+            Box::new(|v| v["linux"]["resources"] = json!({"rdma": {"mlx5_1": {"hcaHandles": 3}}})),
+            "linux.resources.rdma",
         ),
         (
             "kmem",

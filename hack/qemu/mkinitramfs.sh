@@ -61,12 +61,13 @@ done
 # cover the expressions rcon's ruleset uses (src/net/firewall/nftables.rs:
 # vmap/sets are in nf_tables itself; ct, masquerade, nat, numgen, fib).
 # br_netfilter mirrors the dev machines, whose kernel has it built in with
-# bridge-nf-call-iptables=1.
+# bridge-nf-call-iptables=1. nft_meta_bridge carries `meta` (iifname) in the
+# bridge family, which the anti-spoofing table uses (firewall/guard.rs).
 modules=(
 	veth bridge br_netfilter macvlan tun
 	ipip vxlan
 	nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_numgen nft_fib_ipv4
-	nf_conntrack_netlink
+	nft_meta_bridge nf_conntrack_netlink
 )
 read -ra extra_mods <<<"${RCON_QEMU_MODULES:-}"
 modules+=("${extra_mods[@]}")
