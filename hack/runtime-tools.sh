@@ -123,6 +123,17 @@ ip link add rt-eth0 type veth peer name rt-eth1
 
 work="$(mktemp -d /tmp/rcon-runtime-tools.XXXXXX)"
 [[ -n "$logs" ]] || logs="$work/logs"
+# Hosts that systemd lays out as v1 or hybrid mount net_cls,net_prio; this VM
+# does not, though its kernel has both. Mount the hierarchy in this script's
+# private mount namespace (never under the host's /sys/fs/cgroup), so that
+# both runtimes can apply linux.resources.network. It goes with the namespace
+# once the containers' groups are gone.
+if awk '$1 == "net_cls" && $2 == 0 && $4 == 1 { f = 1 } END { exit !f }' /proc/cgroups \
+    && ! grep -q ' - cgroup [^ ]* [^ ]*net_cls' /proc/self/mountinfo; then
+    mkdir -p "$work/cgroup/net_cls,net_prio"
+    mount -t cgroup -o net_cls,net_prio rcon-rt "$work/cgroup/net_cls,net_prio" \
+        || echo "runtime-tools.sh: could not mount net_cls,net_prio; the network tests will fail" >&2
+fi
 mkdir -p "$logs/rcon" "$logs/runc" "$work/bin"
 # Like /tmp: a container root mapped to another uid (linux_uid_mappings) must
 # be able to reach its bundle, as it can under /tmp.
@@ -173,7 +184,7 @@ cleanup() {
     # is mounted under the work dir before removing it, and never cross into
     # another filesystem while removing.
     unmount_under "$work/"
-    rm -rf --one-file-system "${work:?}/tmp" "${work:?}/bin" 2>/dev/null || true
+    rm -rf --one-file-system "${work:?}/tmp" "${work:?}/bin" "${work:?}/cgroup" 2>/dev/null || true
     # The state roots go when they are empty (nothing left behind).
     find "$work/state" -depth -type d -empty -delete 2>/dev/null || true
     rmdir "$work" 2>/dev/null || true

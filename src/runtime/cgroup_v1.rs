@@ -1,14 +1,14 @@
 //! The cgroup v1 groups that carry `linux.resources` on a v1 or hybrid host
 //! (this one): device rules (devices.rs) and one group per controller that
 //! the config's limits write to (cgroup/resources.rs). Each is `linux.cgroupsPath` (or `rcon/<id>`) under its controller's
-//! mount, recorded in state.json before it is made, and joined by the
-//! intermediate process so that the init and every `exec` are members before
-//! anything of the user's runs. A controller with nothing to write is not
+//! mount, recorded in state.json before it is made, and joined before
+//! anything of the user's runs: rcon moves the init in while the init sets
+//! up its mounts (container.rs), and an `exec`'s intermediate joins itself. A controller with nothing to write is not
 //! joined: the container's cgroup2 dir already accounts its cpu time.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use oci_spec::runtime::Spec;
 
 use super::cgroup::{self, apply, resources::Version, resources::Write, Host};
@@ -63,6 +63,15 @@ pub fn paths(spec: &Spec, id: &str, host: &Host, plan: &[Write]) -> Vec<(Group, 
             Some((g, mount, path))
         })
         .collect()
+}
+
+/// Move process `pid` into each group.
+pub fn join(pid: i32, dirs: &[PathBuf]) -> Result<()> {
+    for dir in dirs {
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .with_context(|| format!("moving the init into cgroup {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Make the group and write its settings.

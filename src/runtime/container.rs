@@ -22,7 +22,7 @@ use super::launch::{self, Namespaces};
 use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
-use super::{cgroup, device_prog, process, procs, rootfs, CreateOptions};
+use super::{cgroup, cgroup_v1, device_prog, process, procs, rootfs, CreateOptions};
 use crate::store::{Broken, Listing, Read as Record};
 use crate::{store, Context};
 
@@ -216,18 +216,28 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         start,
     };
     let cgroup = undo.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
-    let v1_cgroups = cgroup::open_dirs(&st.v1_cgroups)?;
-    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup, v1_cgroups };
+    // The v1 groups are joined from here, below, not by the intermediate.
+    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup, v1_cgroups: Vec::new() };
     let (pid, mut chan) = launch::spawn(ns, move |chan| init::run(cfg, chan))?;
     tracing::debug!(id, pid, "init forked in its namespaces");
     undo.pid = Some(pid);
     st.pid = pid;
     st.pid_start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
-    st.save(&dir)?;
+    // The first v1 join of a process waits for an RCU grace period. Made
+    // here, it overlaps the init's mounts and this state write. The init
+    // runs nothing of the user's, and forks nothing, before the hooks
+    // message that rcon answers only after the join.
+    let (joined, saved) = std::thread::scope(|s| {
+        let join = s.spawn(|| cgroup_v1::join(pid, &st.v1_cgroups));
+        let saved = st.save(&dir);
+        (join.join().unwrap_or_else(|_| Err(anyhow::anyhow!("joining the v1 cgroups panicked"))), saved)
+    });
+    saved?;
     match chan.expect("mount setup")? {
         Msg::Hooks => {}
         other => bail!("container init: unexpected {other:?}"),
     }
+    joined?;
     tracing::debug!(id, "mounts in place");
     let json = st.oci_json();
     // rcon's own networks (the rcon.network annotation) come first, so the

@@ -1,8 +1,10 @@
 //! The channel between rcon and the container's init while it is set up:
-//! one JSON message per line over a socketpair. EOF means the other side
-//! exited, or (after execve closed the close-on-exec end) that exec succeeded.
+//! one JSON message per packet over a SOCK_SEQPACKET socketpair. EOF means
+//! the other side exited, or (after execve closed the close-on-exec end)
+//! that exec succeeded.
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context as _, Result};
@@ -29,34 +31,46 @@ pub enum Msg {
 
 pub struct Channel(pub UnixStream);
 
+/// Messages are a state JSON or an error line: far below this.
+const MAX_MESSAGE: usize = 64 * 1024;
+
 impl Channel {
+    /// Packets, not a byte stream: both ends may be shared by several
+    /// processes (rcon, the intermediate, the init), and a packet is read
+    /// whole by one of them in one call, never split or merged.
     pub fn pair() -> Result<(Channel, Channel)> {
-        let (a, b) = UnixStream::pair().context("socketpair")?;
-        Ok((Channel(a), Channel(b)))
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+            .context("socketpair")?;
+        Ok((Channel(UnixStream::from(a)), Channel(UnixStream::from(b))))
     }
 
     pub fn send(&mut self, msg: &Msg) -> Result<()> {
-        let mut line = serde_json::to_vec(msg)?;
-        line.push(b'\n');
-        self.0.write_all(&line).context("sending to container init")
+        let packet = serde_json::to_vec(msg)?;
+        if packet.len() > MAX_MESSAGE {
+            bail!("a message to the container init of {} bytes, over the limit of {MAX_MESSAGE}", packet.len());
+        }
+        self.0.write_all(&packet).context("sending to container init")
     }
 
-    /// Read one message; `None` at EOF. Byte by byte, because both ends may be
-    /// shared by several processes and no read may take more than its line.
+    /// Read one message; `None` at EOF (no message is ever empty).
     pub fn recv(&mut self) -> Result<Option<Msg>> {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        loop {
-            match self.0.read(&mut byte) {
-                Ok(0) if line.is_empty() => return Ok(None),
-                Ok(0) => bail!("container init: truncated message"),
-                Ok(_) if byte[0] == b'\n' => break,
-                Ok(_) => line.push(byte[0]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("reading from container init"),
+        use nix::sys::socket::{recv, MsgFlags};
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let n = loop {
+            // MSG_TRUNC: the packet's real length, so that a longer one is an error, not cut short.
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.context("reading from container init")?,
             }
+        };
+        if n == 0 {
+            return Ok(None);
         }
-        Ok(Some(serde_json::from_slice(&line).context("container init: bad message")?))
+        if n > buf.len() {
+            bail!("container init: a message of {n} bytes, over the limit of {MAX_MESSAGE}");
+        }
+        Ok(Some(serde_json::from_slice(&buf[..n]).context("container init: bad message")?))
     }
 
     /// Expect a message; an `Error` or EOF becomes an error naming the stage.

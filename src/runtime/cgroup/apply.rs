@@ -74,7 +74,12 @@ pub fn write_all<'a>(dir: &Path, writes: impl IntoIterator<Item = &'a Write>) ->
             )
         })?;
         if let Err(e) = fs::write(dir.join(&file), &w.value) {
-            bail!("config.json: field linux.resources.{}: writing {:?} to {file}: {e}", w.field, w.value);
+            // The kernel looks the name up in the initial network namespace, whatever the writer's.
+            let why = match (file.as_str(), e.raw_os_error()) {
+                ("net_prio.ifpriomap", Some(libc::ENODEV)) => " (net_prio knows only the host's own interfaces)",
+                _ => "",
+            };
+            bail!("config.json: field linux.resources.{}: writing {:?} to {file}: {e}{why}", w.field, w.value);
         }
     }
     Ok(())

@@ -134,13 +134,13 @@ impl Plan<'_> {
     }
 
     fn memory(&mut self, m: &LinuxMemory) -> Result<(), String> {
-        if set(m.kernel()).is_some() || set(m.kernel_tcp()).is_some() {
-            let field = if set(m.kernel()).is_some() { "memory.kernel" } else { "memory.kernelTCP" };
-            return Err(format!(
-                "field linux.resources.{field}: kernel memory limits are no longer enforced by Linux (5.16 and later)"
-            ));
+        if set(m.kernel()).is_some() {
+            return Err(
+                "field linux.resources.memory.kernel: kernel memory limits are no longer enforced by Linux (5.16 and later)"
+                    .into(),
+            );
         }
-        let any = [m.limit(), m.reservation(), m.swap()].iter().any(|v| set(*v).is_some())
+        let any = [m.limit(), m.reservation(), m.swap(), m.kernel_tcp()].iter().any(|v| set(*v).is_some())
             || m.swappiness().is_some()
             || m.disable_oom_killer() == Some(true);
         if !any {
@@ -167,6 +167,11 @@ impl Plan<'_> {
                 if m.disable_oom_killer() == Some(true) {
                     self.push(Version::V1, "memory", "memory.oom_control", "1".into(), "memory.disableOOMKiller");
                 }
+                // Unlike the kmem limit, v1 still enforces the TCP buffer limit.
+                if let Some(t) = set(m.kernel_tcp()) {
+                    let file = "memory.kmem.tcp.limit_in_bytes";
+                    self.push(Version::V1, "memory", file, t.to_string(), "memory.kernelTCP");
+                }
             }
             Version::V2 => {
                 if m.swappiness().is_some() {
@@ -174,6 +179,9 @@ impl Plan<'_> {
                 }
                 if m.disable_oom_killer() == Some(true) {
                     return Err(Self::no_v2("memory.disableOOMKiller", "switch to disable the OOM killer"));
+                }
+                if set(m.kernel_tcp()).is_some() {
+                    return Err(Self::no_v2("memory.kernelTCP", "TCP buffer limit (TCP memory counts in memory.max)"));
                 }
                 if let Some(l) = set(m.limit()) {
                     self.push(Version::V2, "memory", "memory.max", convert::v2_limit(l), "memory.limit");
@@ -412,6 +420,9 @@ mod tests {
         assert!(plan(&r, &v2).unwrap_err().contains("disableOOMKiller"));
         let r = res(serde_json::json!({"memory": {"kernel": 1048576}}));
         assert!(plan(&r, &v1).unwrap_err().contains("memory.kernel: kernel memory limits"));
+        let r = res(serde_json::json!({"memory": {"kernelTCP": 1048576}}));
+        assert_eq!(files(&plan(&r, &v1).unwrap()), [("memory.kmem.tcp.limit_in_bytes", "1048576")]);
+        assert!(plan(&r, &v2).unwrap_err().contains("memory.kernelTCP: cgroup v2 has no TCP buffer limit"));
         let r = res(serde_json::json!({"memory": {"swappiness": 101}}));
         assert!(plan(&r, &v1).unwrap_err().contains("101 is above the limit, 100"));
     }
