@@ -37,6 +37,7 @@ TEST_PKGS=(
 	etcd-client       # etcdctl: leases written by hand, as flannel's tools do
 	openssl           # a CA and certificates for the etcd TLS test
 	bpftool           # lists the cgroup device program in runtime-tests/devices_bpf.rs
+	musl-tools        # musl-gcc: a musl program under the default seccomp profile (runtime-tests/seccomp.rs)
 )
 BENCH_PKGS=(
 	crun      # a second peer

@@ -68,6 +68,21 @@ const PROBE_C: &str = r#"
 #include <sys/syscall.h>
 #include <unistd.h>
 static void *nothing(void *a) { return a; }
+/* glibc has strerrorname_np, musl does not: the names the checks need. */
+static const char *ename(int e) {
+    static char other[16];
+    switch (e) {
+    case EPERM: return "EPERM";
+    case ENOSYS: return "ENOSYS";
+    case EFAULT: return "EFAULT";
+    case EINVAL: return "EINVAL";
+    case EBADF: return "EBADF";
+    case ENOENT: return "ENOENT";
+    case E2BIG: return "E2BIG";
+    }
+    snprintf(other, sizeof other, "E%d", e);
+    return other;
+}
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *n = argv[i];
@@ -89,28 +104,31 @@ int main(int argc, char **argv) {
             pthread_t t;
             r = pthread_create(&t, NULL, nothing, NULL) == 0 && pthread_join(t, NULL) == 0 ? 0 : -1;
         } else { printf("%s=unknown\n", n); continue; }
-        printf("%s=%s\n", n, r == -1 ? strerrorname_np(errno) : "ok");
+        printf("%s=%s\n", n, r == -1 ? ename(errno) : "ok");
     }
     return 0;
 }
 "#;
 
-/// An image holding /probe (glibc, static) and /probe-dyn (glibc, dynamic,
-/// with the loader and libraries `ldd` names at their own paths).
+/// An image holding /probe (glibc, static), /probe-musl (musl, static) and
+/// /probe-dyn (glibc, dynamic, with the loader and libraries `ldd` names at
+/// their own paths).
 fn probe_image(w: &World) {
     let dir = w.dir.path().join("probe");
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("probe.c");
     std::fs::write(&src, PROBE_C).unwrap();
-    let cc = |out: &str, flags: &[&str]| {
+    let cc = |compiler: &str, out: &str, flags: &[&str]| {
         let bin = dir.join(out);
-        let st = Command::new("cc").args(flags).args(["-O2", "-pthread", "-o"]).arg(&bin).arg(&src).status().unwrap();
-        assert!(st.success(), "building the probe with cc {flags:?}");
+        let st = Command::new(compiler).args(flags).args(["-O2", "-pthread", "-o"]).arg(&bin).arg(&src).status();
+        let st = st.unwrap_or_else(|e| panic!("{compiler}: {e} (hack/install-deps.sh)"));
+        assert!(st.success(), "building the probe with {compiler} {flags:?}");
         bin
     };
     let mut b = tar::Builder::new(Vec::new());
-    b.append_path_with_name(cc("probe", &["-static"]), "probe").unwrap();
-    let dynamic = cc("probe-dyn", &[]);
+    b.append_path_with_name(cc("cc", "probe", &["-static"]), "probe").unwrap();
+    b.append_path_with_name(cc("musl-gcc", "probe-musl", &["-static"]), "probe-musl").unwrap();
+    let dynamic = cc("cc", "probe-dyn", &[]);
     b.append_path_with_name(&dynamic, "probe-dyn").unwrap();
     let ldd = sh(&format!("ldd {}", dynamic.display()));
     // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" and "/lib64/ld-linux-x86-64.so.2 (0x…)"
@@ -163,6 +181,8 @@ fn blocked_calls_get_eperm_and_unconfined_lets_them_through() {
     assert_eq!(got, want);
     // A dynamically linked glibc program: the loader's calls are allowed too.
     assert_eq!(probe(&w, "/probe-dyn", &[]), want);
+    // musl starts, makes threads and fails the same calls the same way.
+    assert_eq!(probe(&w, "/probe-musl", &[]), want);
     // Without the filter the kernel answers each of these with its own error
     // (EFAULT, EINVAL, EBADF...): the arguments were bad, so EPERM above was
     // the filter's. bpf and open_by_handle_at check their capability first,
