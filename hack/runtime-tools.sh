@@ -128,7 +128,7 @@ work="$(mktemp -d /tmp/rcon-runtime-tools.XXXXXX)"
 # private mount namespace (never under the host's /sys/fs/cgroup), so that
 # both runtimes can apply linux.resources.network. It goes with the namespace
 # once the containers' groups are gone.
-if awk '$1 == "net_cls" && $2 == 0 && $4 == 1 { f = 1 } END { exit !f }' /proc/cgroups \
+if awk '$1 == "net_cls" && $4 == 1 { f = 1 } END { exit !f }' /proc/cgroups \
     && ! grep -q ' - cgroup [^ ]* [^ ]*net_cls' /proc/self/mountinfo; then
     mkdir -p "$work/cgroup/net_cls,net_prio"
     mount -t cgroup -o net_cls,net_prio rcon-rt "$work/cgroup/net_cls,net_prio" \
@@ -179,6 +179,13 @@ cleanup() {
         left="$("$work/bin/$rt" list -q 2>/dev/null || true)"
         [[ -z "$left" ]] || echo "runtime-tools.sh: $rt still lists: $left" >&2
     done
+    # The suite's cgroupsPaths (/cgrouptest, testdir/cgrouptest/container):
+    # a runtime whose create failed may leave their groups behind (runc does,
+    # under every hierarchy). Remove the empty ones, deepest first.
+    local mnt
+    while read -r mnt; do
+        find "$mnt/cgrouptest" "$mnt/testdir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done < <(awk '{ split($0, p, " - "); split(p[2], f, " ") } f[1] ~ /^cgroup2?$/ { print $5 }' /proc/self/mountinfo)
     # A container without a mount namespace of its own (linux_ns_itype) mounts
     # /proc, /sys, ... into its bundle in *our* mount namespace: detach whatever
     # is mounted under the work dir before removing it, and never cross into
