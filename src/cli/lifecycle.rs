@@ -155,17 +155,18 @@ fn print_rows(rows: &[engine::Row], format: Format) -> Result<i32> {
         println!("{}", serde_json::to_string(rows)?);
         return Ok(0);
     }
-    println!("{:<14} {:<19} {:<23} {:<13} {:<7} {:<21} COMMAND", "ID", "NAME", "IMAGE", "STATUS", "PID", "CREATED");
+    let head = ["ID", "NAME", "IMAGE", "STATUS", "PID", "CREATED", "COMMAND"];
+    let mut table = vec![head.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
     for r in rows {
         let created = r.created.get(..19).unwrap_or(&r.created).replace('T', " ");
-        let id = engine::names::short_id(&r.id);
+        let id = engine::names::short_id(&r.id).to_string();
         let pid = if r.status == "running" || r.status == "created" { r.pid.to_string() } else { "-".into() };
-        if let Some(b) = &r.broken {
-            println!("{id:<14} {:<19} {:<23} {:<13} {pid:<7} {:<21} {}", "-", "-", "broken", "-", b.cause);
-            continue;
-        }
-        println!("{id:<14} {:<19} {:<23} {:<13} {pid:<7} {created:<21} {}", r.name, r.image, r.status, r.command);
+        table.push(match &r.broken {
+            Some(b) => vec![id, "-".into(), "-".into(), "broken".into(), pid, "-".into(), b.cause.clone()],
+            None => vec![id, r.name.clone(), r.image.clone(), r.status.clone(), pid, created, r.command.clone()],
+        });
     }
+    super::table::print(&[15, 20, 24, 14, 8, 22], &table);
     Ok(0)
 }
 

@@ -17,6 +17,7 @@ mod pod;
 mod run;
 mod service;
 mod spec;
+mod table;
 mod update;
 
 use std::path::PathBuf;

@@ -40,8 +40,8 @@ impl Channel {
     /// whole by one of them in one call, never split or merged.
     pub fn pair() -> Result<(Channel, Channel)> {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-            .context("socketpair")?;
+        let (a, b) =
+            socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).context("socketpair")?;
         Ok((Channel(UnixStream::from(a)), Channel(UnixStream::from(b))))
     }
 
