@@ -130,7 +130,7 @@ fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str, at: TcAttachType) -> Result<
         ebpf.program_mut(prog).with_context(|| format!("the object has no program {prog}"))?.try_into()?;
     p.load().map_err(|e| load_error(prog, e))?;
     match tc::qdisc_add_clsact(iface) {
-        Err(TcError::NetlinkError(e)) if e.to_string().contains("File exists") => {}
+        Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(TcError::AlreadyAttached) | Ok(()) => {}
         Err(e) => return Err(e).with_context(|| format!("adding a clsact qdisc to {iface}")),
     }
