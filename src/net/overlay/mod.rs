@@ -341,6 +341,16 @@ mod tests {
     }
 
     #[test]
+    fn ipip_modes_parse_and_name_the_choices() {
+        for (s, m) in [("auto", IpipMode::Auto), ("kernel", IpipMode::Kernel), ("ebpf", IpipMode::Ebpf)] {
+            assert_eq!(s.parse::<IpipMode>().unwrap(), m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{s}\""));
+        }
+        let err = "bpf".parse::<IpipMode>().unwrap_err().to_string();
+        assert!(err.contains("auto, kernel, ebpf or userspace"), "{err}");
+    }
+
+    #[test]
     fn vtep_mac_is_stable_and_local() {
         let m = vtep_mac_for("192.168.50.2".parse().unwrap()).octets();
         assert_eq!(m, [0x0e, 0x52, 192, 168, 50, 2]);
