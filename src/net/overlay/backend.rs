@@ -64,12 +64,8 @@ pub fn setup(node: &dyn Links, c: &mut Cluster, bridge: &str, data_root: &Path) 
         Backend::Ipip => {
             let (plane, idx) = ipip_plane(node, c, underlay, &mut note)?;
             c.ipip_plane = Some(plane);
-            if plane != IpipMode::Ebpf {
-                // The eBPF plane's device stays unnumbered: the neighbour
-                // entries of the peers' gateways make the routes onlink.
-                node.no_ipv6_addresses(idx)?;
-                node.add_address(idx, c.node_subnet.network(), 32)?;
-            }
+            node.no_ipv6_addresses(idx)?;
+            node.add_address(idx, c.node_subnet.network(), 32)?;
             node.up(idx, None)?;
             if plane == IpipMode::Userspace {
                 ipip_user::write_peers(&peers_file(data_root), &[])?;

@@ -164,7 +164,7 @@ fn load_error(prog: &str, e: ProgramError) -> anyhow::Error {
 /// underlay's filter. Gone is done.
 pub fn teardown(node: &dyn Links, c: &Cluster) -> Result<()> {
     node.delete_by_name(DEV)?;
-    if node.index(&c.underlay)?.is_none() {
+    if node.index(&c.underlay)?.is_none() || in_prog_id(node, c)?.is_none() {
         return Ok(());
     }
     match tc::qdisc_detach_program(&c.underlay, TcAttachType::Ingress, IN_PROG) {
