@@ -85,7 +85,7 @@ static __always_inline struct cfg *config(void)
 	return bpf_map_lookup_elem(&rcon_ipip_cfg, &zero);
 }
 
-SEC("tc")
+SEC("classifier/out")
 int rcon_ipip_out(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
@@ -136,7 +136,7 @@ int rcon_ipip_out(struct __sk_buff *skb)
 	return bpf_redirect_neigh(underlay, NULL, 0, 0);
 }
 
-SEC("tc")
+SEC("classifier/in")
 int rcon_ipip_in(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
