@@ -52,11 +52,15 @@ fn bpf_programs(manifest_dir: &Path) {
             for line in String::from_utf8_lossy(&o.stderr).lines().take(5) {
                 println!("cargo:warning=ipip.bpf.c: {line}");
             }
-            println!("cargo:warning=the eBPF IPIP data plane is not built in (`make deps` installs clang and libbpf-dev)");
+            println!(
+                "cargo:warning=the eBPF IPIP data plane is not built in (`make deps` installs clang and libbpf-dev)"
+            );
         }
         Err(e) => {
             let _ = std::fs::write(&out, b"");
-            println!("cargo:warning={clang}: {e}: the eBPF IPIP data plane is not built in (`make deps` installs clang)");
+            println!(
+                "cargo:warning={clang}: {e}: the eBPF IPIP data plane is not built in (`make deps` installs clang)"
+            );
         }
     }
 }

@@ -503,7 +503,9 @@ const USERSPACE: &[&str] = &["--ipip-mode", "userspace"];
 fn cluster_reset_after_a_killed_init() {
     let c = cluster("ck", 1);
     let w = &c.nodes[0];
-    for (point, mode) in [("cluster:recorded", "userspace"), ("cluster:device", "userspace"), ("cluster:device", "ebpf")] {
+    for (point, mode) in
+        [("cluster:recorded", "userspace"), ("cluster:device", "userspace"), ("cluster:device", "ebpf")]
+    {
         let args = ["cluster", "init", "--cidr", "10.244.0.0/16", "--node-subnet", "10.244.1.0/24"];
         let out = w
             .cmd(&args)

@@ -104,7 +104,8 @@ fn ipip_plane(node: &dyn Links, c: &Cluster, underlay: u32, note: &mut Option<St
     if matches!(c.ipip_mode, IpipMode::Auto | IpipMode::Ebpf) {
         match ipip_ebpf::setup(node, c) {
             Ok(idx) => {
-                *note = (!skipped.is_empty()).then(|| format!("{}: using rcon's eBPF IPIP data plane", skipped.join("; ")));
+                *note =
+                    (!skipped.is_empty()).then(|| format!("{}: using rcon's eBPF IPIP data plane", skipped.join("; ")));
                 return Ok((IpipMode::Ebpf, idx));
             }
             Err(e) if auto => skipped.push(format!("no eBPF IPIP ({e:#})")),
@@ -240,7 +241,10 @@ fn requests(c: &Cluster, dev: u32, peer: &Node) -> Result<Vec<Request>> {
         // entry only spares the kernel an ARP that nothing would answer.
         (Backend::Ipip, Some(IpipMode::Ebpf)) => {
             let gw = peer.subnet.network();
-            vec![Request::set_neighbour(dev, gw, ipip_ebpf::dev_mac(c)), Request::set_route(peer.subnet, Some(gw), dev, true)]
+            vec![
+                Request::set_neighbour(dev, gw, ipip_ebpf::dev_mac(c)),
+                Request::set_route(peer.subnet, Some(gw), dev, true),
+            ]
         }
         (Backend::Ipip, _) => vec![Request::set_route(peer.subnet, Some(peer.underlay_ip), dev, true)],
         (Backend::VxlanL2, _) => bail!("vxlan-l2 peers are programmed one by one"),

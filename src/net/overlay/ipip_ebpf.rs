@@ -199,8 +199,9 @@ fn map_named(ids: &[u32], name: &str) -> Result<Map> {
 /// Make the programs' maps say exactly `peers`: each peer's pod subnet to
 /// its underlay address, and its underlay address as one to take IPIP from.
 pub fn sync(node: &dyn Links, c: &Cluster, peers: &[Node]) -> Result<()> {
-    let id = in_prog_id(node, c)?
-        .with_context(|| format!("the eBPF IPIP program is not attached to {}: run `rcon cluster repair`", c.underlay))?;
+    let id = in_prog_id(node, c)?.with_context(|| {
+        format!("the eBPF IPIP program is not attached to {}: run `rcon cluster repair`", c.underlay)
+    })?;
     let ids = crate::sys::bpf::prog_map_ids(id).context("listing the eBPF IPIP maps")?;
 
     let mut nets: LpmTrie<MapData, u32, u32> = LpmTrie::try_from(map_named(&ids, NETS_MAP)?)?;
@@ -208,11 +209,8 @@ pub fn sync(node: &dyn Links, c: &Cluster, peers: &[Node]) -> Result<()> {
         .iter()
         .map(|p| (Key::new(p.subnet.prefix_len().into(), be(p.subnet.network())), be(p.underlay_ip)))
         .collect();
-    let stale: Vec<Key<u32>> = nets
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| !want.iter().any(|(w, _)| same_key(w, k)))
-        .collect();
+    let stale: Vec<Key<u32>> =
+        nets.keys().filter_map(Result::ok).filter(|k| !want.iter().any(|(w, _)| same_key(w, k))).collect();
     for k in stale {
         nets.remove(&k).context("removing a peer subnet from the eBPF IPIP map")?;
     }
