@@ -199,10 +199,20 @@ fn map_named(ids: &[u32], name: &str) -> Result<Map> {
 /// Make the programs' maps say exactly `peers`: each peer's pod subnet to
 /// its underlay address, and its underlay address as one to take IPIP from.
 pub fn sync(node: &dyn Links, c: &Cluster, peers: &[Node]) -> Result<()> {
-    let id = in_prog_id(node, c)?.with_context(|| {
-        format!("the eBPF IPIP program is not attached to {}: run `rcon cluster repair`", c.underlay)
-    })?;
-    let ids = crate::sys::bpf::prog_map_ids(id).context("listing the eBPF IPIP maps")?;
+    let repair =
+        || format!("the eBPF IPIP programs are not attached to {} and {DEV}: run `rcon cluster repair`", c.underlay);
+    let inbound = in_prog_id(node, c)?.with_context(repair)?;
+    // The kernel lists a program's maps only if it uses them: the
+    // subnets are the egress program's, the peers the ingress one's.
+    let dev = node.require(DEV)?;
+    let outbound = Netlink::current()?
+        .bpf_filters(dev, false)?
+        .into_iter()
+        .find(|(name, _)| name == OUT_PROG)
+        .map(|(_, id)| id)
+        .with_context(repair)?;
+    let mut ids = crate::sys::bpf::prog_map_ids(inbound).context("listing the eBPF IPIP maps")?;
+    ids.extend(crate::sys::bpf::prog_map_ids(outbound).context("listing the eBPF IPIP maps")?);
 
     let mut nets: LpmTrie<MapData, u32, u32> = LpmTrie::try_from(map_named(&ids, NETS_MAP)?)?;
     let want: Vec<(Key<u32>, u32)> = peers
