@@ -1,4 +1,5 @@
-//! Build script: the git commit that `rcon --version` prints.
+//! Build script: the git commit that `rcon --version` prints, and the eBPF
+//! IPIP programs (`bpf_programs`).
 //!
 //! `RCON_GIT_COMMIT` is `git rev-parse --short HEAD` of the repository this
 //! crate is the top of, or "unknown" when it is built outside git (a source
@@ -21,6 +22,47 @@ fn main() {
         _ => from_git(&manifest_dir).unwrap_or_else(|| "unknown".to_string()),
     };
     println!("cargo:rustc-env=RCON_GIT_COMMIT={commit}");
+    bpf_programs(&manifest_dir);
+}
+
+/// The eBPF IPIP data plane's object, compiled by clang -target bpf into
+/// OUT_DIR/ipip.bpf.o (src/net/overlay/ipip_ebpf.rs embeds it). Without
+/// clang, or the headers of libbpf-dev and linux-libc-dev, the object is
+/// left empty and rcon says so when `--ipip-mode ebpf` is asked for; the
+/// rest of rcon builds as before. `RCON_CLANG` names another clang.
+fn bpf_programs(manifest_dir: &Path) {
+    let src = manifest_dir.join("src/net/overlay/ipip_ebpf/ipip.bpf.c");
+    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-env-changed=RCON_CLANG");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("ipip.bpf.o");
+    let clang = std::env::var("RCON_CLANG").unwrap_or_else(|_| "clang".into());
+    // -target bpf does not search the multiarch directory that holds asm/types.h.
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
+    let multiarch = format!("/usr/include/{}-linux-gnu", if arch == "x86" { "i386" } else { &arch });
+    let res = Command::new(&clang)
+        .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf", "-I", &multiarch, "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .output();
+    match res {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            let _ = std::fs::write(&out, b"");
+            for line in String::from_utf8_lossy(&o.stderr).lines().take(5) {
+                println!("cargo:warning=ipip.bpf.c: {line}");
+            }
+            println!(
+                "cargo:warning=the eBPF IPIP data plane is not built in (`make deps` installs clang and libbpf-dev)"
+            );
+        }
+        Err(e) => {
+            let _ = std::fs::write(&out, b"");
+            println!(
+                "cargo:warning={clang}: {e}: the eBPF IPIP data plane is not built in (`make deps` installs clang)"
+            );
+        }
+    }
 }
 
 /// `git -C DIR ARGS…`'s trimmed stdout, if git ran and succeeded.

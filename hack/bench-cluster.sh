@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throughput and latency of rcon's cross-host pod networks, pod to pod across
-# two nodes, for each backend (host-gw, vxlan, vxlan-l2, userspace ipip
-# batched and unbatched), each beside the underlay itself (node to node)
+# two nodes, for each backend (host-gw, vxlan, vxlan-l2, eBPF ipip, userspace
+# ipip batched and unbatched), each beside the underlay itself (node to node)
 # measured in the same world, the runs taking turns; the kernel's VXLAN alone,
 # made by hand between the nodes (vxlan-bare), for reference; when Debian's kernel can be
 # booted under qemu, the kernel's ipip against that VM's own underlay
@@ -16,7 +16,7 @@
 #   hack/bench-cluster.sh --quick      one 3 s iperf3 run and 500 round trips
 #                                      per path; writes only the cache file
 #                                      unless BENCH_OUT is set
-#   BENCH_CLUSTER_PATHS="host-gw vxlan vxlan-l2 vxlan-bare ipip-user ipip-user-b1 ipip-wire"
+#   BENCH_CLUSTER_PATHS="host-gw vxlan vxlan-l2 vxlan-bare ipip-ebpf ipip-user ipip-user-b1 ipip-wire"
 #   BENCH_CLUSTER_RUNS=3               iperf3 runs per path (median reported)
 #   BENCH_CLUSTER_SECS=5               seconds per run (plus 1 s omitted)
 #   BENCH_CLUSTER_RR=2000              TCP request/response round trips per path
@@ -61,7 +61,7 @@ RR_PORT=7777  # the round-trip server
 . "$repo/hack/lib/benchworld.sh"
 
 bench_start bench-cluster "$@"
-PATHS=${BENCH_CLUSTER_PATHS:-host-gw vxlan vxlan-l2 vxlan-bare ipip-user ipip-user-b1 ipip-wire}
+PATHS=${BENCH_CLUSTER_PATHS:-host-gw vxlan vxlan-l2 vxlan-bare ipip-ebpf ipip-user ipip-user-b1 ipip-wire}
 RUNS=${BENCH_CLUSTER_RUNS:-$([[ -n $quick ]] && echo 1 || echo 3)}
 SECS=${BENCH_CLUSTER_SECS:-$([[ -n $quick ]] && echo 3 || echo 5)}
 RR=${BENCH_CLUSTER_RR:-$([[ -n $quick ]] && echo 500 || echo 2000)}
@@ -82,8 +82,8 @@ if ! [[ $RR_CPU =~ ^[0-9]+$ ]]; then
 	exit 2
 fi
 for p in $PATHS; do
-	case $p in host-gw | vxlan | vxlan-l2 | vxlan-bare | ipip-user | ipip-user-b1 | ipip-wire) ;; *)
-		echo "bench-cluster: unknown path '$p' in BENCH_CLUSTER_PATHS (host-gw vxlan vxlan-l2 vxlan-bare ipip-user ipip-user-b1 ipip-wire)" >&2
+	case $p in host-gw | vxlan | vxlan-l2 | vxlan-bare | ipip-ebpf | ipip-user | ipip-user-b1 | ipip-wire) ;; *)
+		echo "bench-cluster: unknown path '$p' in BENCH_CLUSTER_PATHS (host-gw vxlan vxlan-l2 vxlan-bare ipip-ebpf ipip-user ipip-user-b1 ipip-wire)" >&2
 		exit 2
 		;;
 	esac
@@ -298,6 +298,7 @@ path_env() { [[ $1 != ipip-user-b1 ]] || echo RCON_IPIP_BATCH=1; }
 path_args() {
 	case $1 in
 	host-gw | vxlan | vxlan-l2) echo "--backend $1" ;;
+	ipip-ebpf) echo "--backend ipip --ipip-mode ebpf" ;;
 	ipip-user | ipip-user-b1) echo "--backend ipip --ipip-mode userspace" ;;
 	# Nodes as in the other worlds (their nftables too), with no daemon
 	# taking the probe's packets.
@@ -490,6 +491,7 @@ label() {
 	vxlan) echo 'vxlan' ;;
 	vxlan-l2) echo 'vxlan-l2' ;;
 	vxlan-bare) echo "the kernel's VXLAN alone, by hand, node to node (no pods, no rcon)" ;;
+	ipip-ebpf) echo 'ipip, eBPF (tc programs, `--ipip-mode ebpf`)' ;;
 	ipip-user) echo 'ipip, userspace (batched)' ;;
 	ipip-user-b1) echo 'ipip, userspace unbatched (`RCON_IPIP_BATCH=1`, flannel-UDP style)' ;;
 	ipip-wire-1) echo "ipip's raw-socket wire alone (no TUN, no TCP), 1 sending thread" ;;
@@ -580,6 +582,15 @@ verdicts() {
 	done
 	if has vxlan-bare; then
 		echo "- for reference, the kernel's VXLAN alone, by hand between the two nodes with no pod path: $(rel vxlan-bare-pods vxlan-bare-underlay)× of its underlay's throughput with CPUs shared, $(rel vxlan-bare-pods-split vxlan-bare-underlay-split)× with one CPU per node; $(x "$(med "$RAW/vxlan-bare-pods.us")" "$(med "$RAW/vxlan-bare-underlay.us")")× of its round-trip time."
+	fi
+	if has ipip-ebpf && has vxlan; then
+		for m in '' -split; do
+			u=$(rel "ipip-ebpf-pods$m" "ipip-ebpf-underlay$m") w=$(rel "vxlan-pods$m" "vxlan-underlay$m")
+			r=$(x "$u" "$w")
+			[[ -n $r ]] || continue
+			v=$(awk -v r="$r" 'BEGIN {print (r >= 0.9 ? "met" : "not met")}')
+			echo "- eBPF ipip at least 0.9× kernel VXLAN's throughput$([[ -z $m ]] && echo ', CPUs shared' || echo ', one CPU per node'): **$v** (${r}× of vxlan: ${u}× of its underlay against vxlan's ${w}×)."
+		done
 	fi
 	if has ipip-user && has vxlan; then
 		# Each path against its own world's underlay, so that a slower

@@ -36,8 +36,11 @@ TEST_PKGS=(
 	etcd-server       # the etcd that runtime-tests/etcd.rs starts inside its own namespace
 	etcd-client       # etcdctl: leases written by hand, as flannel's tools do
 	openssl           # a CA and certificates for the etcd TLS test
-	bpftool           # lists the cgroup device program in runtime-tests/devices_bpf.rs
+	bpftool           # lists the cgroup device program in runtime-tests/devices_bpf.rs, and the eBPF IPIP plane's
 	musl-tools        # musl-gcc: a musl program under the default seccomp profile (runtime-tests/seccomp.rs)
+	clang             # compiles the eBPF IPIP programs (build.rs: clang -target bpf; build time)
+	libbpf-dev        # their bpf_helpers.h (build time)
+	linux-libc-dev    # their linux/bpf.h and friends (build time)
 )
 BENCH_PKGS=(
 	crun      # a second peer

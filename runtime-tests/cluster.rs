@@ -100,7 +100,7 @@ fn routed_pair(tag: &str) -> Cluster {
 
 impl Cluster {
     /// `cluster init` on every node, then every node declares every other.
-    fn init(&self, backend: &str, extra: &[&str]) {
+    pub(crate) fn init(&self, backend: &str, extra: &[&str]) {
         for (i, w) in self.nodes.iter().enumerate() {
             let sub = node_subnet(i);
             let mut args =
@@ -116,7 +116,7 @@ impl Cluster {
         }
     }
 
-    fn add_peer(&self, on: usize, peer: usize) {
+    pub(crate) fn add_peer(&self, on: usize, peer: usize) {
         let (name, ip, sub) = (format!("n{peer}"), &self.ips[peer], node_subnet(peer));
         self.nodes[on].ok(&["node", "add", &name, "--underlay-ip", ip, "--subnet", &sub]);
     }
@@ -162,10 +162,16 @@ impl Cluster {
 
     /// Start a capture of `filter` on the underlay bridge; returns the file it writes.
     pub(crate) fn capture(&mut self, filter: &str) -> std::path::PathBuf {
+        let ns = self.underlay.clone();
+        self.capture_on(&ns, "ul", filter)
+    }
+
+    /// Start a capture of `filter` on `iface` of namespace `ns`; returns the file it writes.
+    pub(crate) fn capture_on(&mut self, ns: &str, iface: &str, filter: &str) -> std::path::PathBuf {
         let file = self.nodes[0].dir.path().join(format!("cap{}.txt", self.captures.len()));
         let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.underlay))
-            .args(["tcpdump", "-l", "-nn", "-v", "-i", "ul"])
+            .arg(format!("--net=/var/run/netns/{ns}"))
+            .args(["tcpdump", "-l", "-nn", "-v", "-i", iface])
             // Decode UDP as VXLAN whatever the port (tcpdump knows 4789 only).
             .args(if filter.starts_with("udp") { &["-T", "vxlan"][..] } else { &[][..] })
             .arg(filter)
@@ -238,12 +244,31 @@ fn peer_removal(c: &Cluster, backend: &str) {
 }
 
 fn backend_between_two_nodes(backend: &str, mtu: u32, filter: &str, want: &[&str]) {
-    let mut c = cluster(&format!("c{}", &backend[..2].replace('-', "")), 2);
-    c.init(backend, &[]);
+    let c = carries_everything(&format!("c{}", &backend[..2].replace('-', "")), backend, &[], mtu, filter, want);
+    reset_leaves_nothing(&c, backend);
+}
+
+/// Two nodes on `backend` (with `extra` init flags) carry every exchange,
+/// show `want` on the wire, and forget a removed peer.
+pub(crate) fn carries_everything(
+    tag: &str,
+    backend: &str,
+    extra: &[&str],
+    mtu: u32,
+    filter: &str,
+    want: &[&str],
+) -> Cluster {
+    let mut c = cluster(tag, 2);
+    c.init(backend, extra);
     exchanges(&mut c, backend, mtu);
     wire_check(&mut c, backend, filter, want);
     peer_removal(&c, backend);
     c.nodes[0].ok(&["rm", "-f", "srv"]);
+    c
+}
+
+/// `cluster reset` on both nodes leaves no link and no pod route.
+pub(crate) fn reset_leaves_nothing(c: &Cluster, backend: &str) {
     c.reset();
     for i in 0..2 {
         let links = c.node_sh(i, "ip -o link | cut -d: -f2 | cut -d@ -f1 | sort");
@@ -456,33 +481,44 @@ fn ports_and_services_across_nodes() {
     c.nodes[0].ok(&["service", "rm", "web"]);
 }
 
-/// ipip on this kernel (no ipip link type): `auto` falls back to rcon's
-/// userspace data plane, says so, and carries everything the kernel's would.
+/// What an IPIP ping from node 1's pod to node 0's looks like on the wire.
+pub(crate) const IPIP_WIRE: [&str; 4] =
+    ["192.168.77.2 > 192.168.77.1: ", "proto IPIP (4)", "10.244.2.", "> 10.244.1.2: ICMP echo request"];
+
+/// ipip on this kernel (no ipip link type) with rcon's userspace data
+/// plane: it carries everything the kernel's would.
 #[test]
 fn ipip_userspace_between_two_nodes() {
-    backend_between_two_nodes(
-        "ipip",
-        1480,
-        "ip proto 4",
-        &["192.168.77.2 > 192.168.77.1: ", "proto IPIP (4)", "10.244.2.", "> 10.244.1.2: ICMP echo request"],
-    );
+    let c = carries_everything("cip", "ipip", USERSPACE, 1480, "ip proto 4", &IPIP_WIRE);
+    reset_leaves_nothing(&c, "ipip");
 }
 
+const USERSPACE: &[&str] = &["--ipip-mode", "userspace"];
+
 /// `kill -9` of rcon during `cluster init`, before and after the device (and
-/// the userspace IPIP daemon) exist: `cluster reset` removes everything,
-/// daemon included, and the node can init again.
+/// the userspace IPIP daemon, or the eBPF programs) exist: `cluster reset`
+/// removes everything, daemon and tc filter included, and the node can
+/// init again.
 #[test]
 fn cluster_reset_after_a_killed_init() {
     let c = cluster("ck", 1);
     let w = &c.nodes[0];
-    for point in ["cluster:recorded", "cluster:device"] {
+    for (point, mode) in
+        [("cluster:recorded", "userspace"), ("cluster:device", "userspace"), ("cluster:device", "ebpf")]
+    {
         let args = ["cluster", "init", "--cidr", "10.244.0.0/16", "--node-subnet", "10.244.1.0/24"];
-        let out =
-            w.cmd(&args).args(["--backend", "ipip", "--underlay", "u0"]).env("RCON_FAULT", point).output().unwrap();
+        let out = w
+            .cmd(&args)
+            .args(["--backend", "ipip", "--ipip-mode", mode, "--underlay", "u0"])
+            .env("RCON_FAULT", point)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), None, "{point}: rcon should have been killed");
         w.ok(&["cluster", "reset", "-f"]);
         let links = c.node_sh(0, "ip -o link | cut -d: -f2 | cut -d@ -f1 | sort");
         assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["lo", "u0"], "{point}: links left");
+        let filters = c.node_sh(0, "tc filter show dev u0 ingress");
+        assert_eq!(filters.trim(), "", "{point} {mode}: a tc filter was left on the underlay");
         let peers = w.data_root.join("cluster/ipip-peers.json");
         let daemons = sh(&format!("pgrep -f 'ipip[d] .*--peers {}' || true", peers.display()));
         assert_eq!(daemons.trim(), "", "{point}: an ipipd daemon was left");
@@ -510,7 +546,7 @@ fn cluster_reset_after_a_killed_init() {
 #[test]
 fn ipip_user_passes_a_smaller_path_mtu_on_to_the_pods() {
     let c = routed_pair("pm");
-    c.init("ipip", &[]);
+    c.init("ipip", USERSPACE);
     let ip = c.server(0);
     let digest = c.nodes[0].ok(&["logs", "srv"]).split_whitespace().next().unwrap().to_string();
     // busybox nc's -w bounds the connect only: a stalled stream is cut by timeout.
@@ -531,7 +567,7 @@ fn ipip_user_passes_a_smaller_path_mtu_on_to_the_pods() {
 /// connect fails with "No route to host" at once instead of timing out.
 #[test]
 fn ipip_user_tells_pods_when_a_peer_node_is_down() {
-    let (c, ip) = two_nodes_and_a_sleeper("pd", "ipip");
+    let (c, ip) = two_nodes_and_a_sleeper("pd", "ipip", USERSPACE);
     assert!(c.reaches(1, &ip), "no ping before node 0 went down");
     c.node_sh(0, "ip link set u0 down");
     c.node_sh(1, "ip neigh flush dev u0");
@@ -540,9 +576,9 @@ fn ipip_user_tells_pods_when_a_peer_node_is_down() {
 }
 
 /// Two nodes on `backend`, and a sleeping container on node 0, whose address is returned.
-fn two_nodes_and_a_sleeper(tag: &str, backend: &str) -> (Cluster, String) {
+pub(crate) fn two_nodes_and_a_sleeper(tag: &str, backend: &str, extra: &[&str]) -> (Cluster, String) {
     let c = cluster(tag, 2);
-    c.init(backend, &[]);
+    c.init(backend, extra);
     let ip = c.sleeper(0);
     (c, ip)
 }
@@ -553,7 +589,7 @@ fn two_nodes_and_a_sleeper(tag: &str, backend: &str) -> (Cluster, String) {
 /// pods reach each other again. Nothing lost, nothing done.
 #[test]
 fn cluster_repair_brings_back_what_was_lost() {
-    let (c, ip) = two_nodes_and_a_sleeper("cr", "ipip");
+    let (c, ip) = two_nodes_and_a_sleeper("cr", "ipip", USERSPACE);
     let ping = || c.reaches(1, &ip);
     assert!(ping(), "no ping before anything was lost");
     let repair = || c.nodes[1].ok(&["cluster", "repair"]).trim().to_string();
@@ -593,7 +629,7 @@ fn cluster_repair_brings_back_what_was_lost() {
 /// the pods share one L2 subnet again.
 #[test]
 fn vxlan_l2_repair_after_the_bridge_is_lost() {
-    let (c, ip) = two_nodes_and_a_sleeper("cl", "vxlan-l2");
+    let (c, ip) = two_nodes_and_a_sleeper("cl", "vxlan-l2", &[]);
     let ping = || c.reaches(1, &ip);
     assert!(ping(), "no ping before the bridge was lost");
     c.node_sh(0, "ip link del rcon-cluster");

@@ -18,6 +18,7 @@ mod foreign;
 mod gcrace;
 mod hooks;
 mod images;
+mod ipip_ebpf;
 mod ipip_user;
 mod killsweep;
 mod lifecycle;

@@ -69,6 +69,14 @@ fn cluster_ipip_kernel_and_userspace_in_qemu() {
     );
 }
 
+/// The eBPF IPIP plane (node b) against the kernel's ipip device (node a)
+/// in Debian's 6.1 kernel: the programs load and attach there, and ping,
+/// DF pings, 1 MB TCP both ways and the wire match (hack/qemu/scenarios/cluster-ipip-ebpf.sh).
+#[test]
+fn cluster_ipip_ebpf_talks_to_kernel_ipip_in_qemu() {
+    assert_scenario("cluster-ipip-ebpf.sh", &["cluster-ipip-ebpf: kernel-ebpf ok"]);
+}
+
 /// The userspace plane receiving what the kernel's sends over a veth with
 /// its offloads on (unfinished inner checksums, GSO packets): TCP both ways.
 #[test]

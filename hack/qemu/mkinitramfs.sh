@@ -63,11 +63,13 @@ done
 # br_netfilter mirrors the dev machines, whose kernel has it built in with
 # bridge-nf-call-iptables=1. nft_meta_bridge carries `meta` (iifname) in the
 # bridge family, which the anti-spoofing table uses (firewall/guard.rs).
+# sch_ingress (clsact) and cls_bpf carry the eBPF IPIP plane's tc programs.
 modules=(
 	veth bridge br_netfilter macvlan tun
 	ipip vxlan
 	nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_numgen nft_fib_ipv4
 	nft_meta_bridge nf_conntrack_netlink
+	sch_ingress cls_bpf
 )
 read -ra extra_mods <<<"${RCON_QEMU_MODULES:-}"
 modules+=("${extra_mods[@]}")

@@ -144,7 +144,7 @@ pub enum ClusterCmd {
         /// The node's network, for `run --network` and `pod create --network`.
         #[arg(long, default_value = overlay::DEFAULT_NETWORK)]
         network: String,
-        /// ipip only: kernel, userspace, or auto (the kernel's when it has ipip, else userspace).
+        /// ipip only: kernel, ebpf, userspace, or auto (the kernel's when it has ipip, else ebpf, else userspace).
         #[arg(long, default_value = "auto")]
         ipip_mode: IpipMode,
     },

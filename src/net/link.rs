@@ -135,6 +135,44 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// The tc BPF filters on link `index`'s clsact ingress (or egress) hook:
+    /// each one's program name and id. A link without clsact has none.
+    pub fn bpf_filters(&self, index: u32, ingress: bool) -> Result<Vec<(String, u32)>> {
+        use rtnetlink::packet_route::tc::{TcAttribute, TcFilterBpfOption, TcOption};
+        let req = self.handle.traffic_filter(index as i32).get();
+        let req = if ingress { req.ingress() } else { req.egress() };
+        let msgs: Vec<_> = match self.rt.block_on(req.execute().try_collect::<Vec<_>>()) {
+            Err(e) => {
+                let e = nl(e);
+                return match error::errno(&e) {
+                    Some(libc::EINVAL | libc::ENOENT) => Ok(Vec::new()),
+                    _ => Err(e).with_context(|| format!("listing the tc filters of link {index}")),
+                };
+            }
+            Ok(m) => m,
+        };
+        let mut out = Vec::new();
+        for m in msgs {
+            let (mut name, mut id) = (None, None);
+            for a in &m.attributes {
+                let TcAttribute::Options(opts) = a else { continue };
+                for o in opts {
+                    match o {
+                        TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = Some(n.clone()),
+                        TcOption::Bpf(TcFilterBpfOption::ProgId(i)) => id = Some(*i),
+                        _ => {}
+                    }
+                }
+            }
+            if let (Some(n), Some(i)) = (name, id) {
+                out.push((n, i));
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Links for Netlink {
     fn in_netns(&self, ns: &File) -> Result<Box<dyn Links>> {
         Ok(Box::new(Netlink::in_netns(ns)?))

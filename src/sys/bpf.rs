@@ -1,6 +1,8 @@
 //! The bpf(2) calls a cgroup device program needs: load one, attach it to a
 //! cgroup v2 directory, and find and detach the ones already there. Raw
 //! instructions go in; what they mean is the caller's (runtime/device_prog.rs).
+//! Also the ids of the maps a loaded program uses (the eBPF IPIP plane finds
+//! its maps through the program its tc filter holds).
 //!
 //! Hand-encoded `bpf_attr` prefixes: the kernel takes an attr shorter than its
 //! own union and reads the rest as zero, so each command passes only the
@@ -26,6 +28,7 @@ const BPF_PROG_ATTACH: libc::c_int = 8;
 const BPF_PROG_DETACH: libc::c_int = 9;
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
 const BPF_PROG_QUERY: libc::c_int = 16;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
@@ -86,6 +89,32 @@ struct GetFd {
     prog_id: u32,
     next_id: u32,
     open_flags: u32,
+}
+
+/// BPF_OBJ_GET_INFO_BY_FD's part.
+#[repr(C)]
+#[derive(Default)]
+struct GetInfo {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `struct bpf_prog_info` up to map_ids: the kernel fills only what fits.
+#[repr(C)]
+#[derive(Default)]
+struct ProgInfo {
+    prog_type: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
 }
 
 /// bpf(cmd, attr): the raw return value (an fd or 0), or the errno.
@@ -160,6 +189,22 @@ pub fn device_prog_ids(dir: &File) -> io::Result<Vec<u32>> {
     bpf(BPF_PROG_QUERY, &mut attr)?;
     // A program detached between the two calls shortens the list.
     ids.truncate(attr.prog_cnt as usize);
+    Ok(ids)
+}
+
+/// The ids of the maps that the program with id `id` uses.
+pub fn prog_map_ids(id: u32) -> io::Result<Vec<u32>> {
+    let mut get = GetFd { prog_id: id, ..Default::default() };
+    let prog = owned(bpf(BPF_PROG_GET_FD_BY_ID, &mut get)?);
+    let mut ids = vec![0u32; 64];
+    let mut info = ProgInfo { nr_map_ids: ids.len() as u32, map_ids: ids.as_mut_ptr() as u64, ..Default::default() };
+    let mut attr = GetInfo {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<ProgInfo>() as u32,
+        info: &mut info as *mut ProgInfo as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    ids.truncate((info.nr_map_ids as usize).min(ids.len()));
     Ok(ids)
 }
 

@@ -46,17 +46,6 @@ counter() { # counter NODE DEV rx|tx: bytes (GSO makes packets count 64 KB as on
 		END { print (w == "rx" ? rx : tx) + 0 }'
 }
 
-# pings FROM TO_IP WHAT: a ping, then DF pings of 1400 bytes and of the full
-# ipip MTU (1480: busybox ping sets DF) must answer.
-pings() {
-	in_pod "$1" ping -c 2 -w 10 "$2" >/dev/null || fail "$3: no ping $1 -> $2"
-	for size in 1372 $((1480 - 28)); do
-		in_pod "$1" ping -c 1 -w 10 -s "$size" "$2" >/dev/null ||
-			fail "$3: a $((size + 28))-byte DF ping $1 -> $2 did not answer"
-	done
-	step "$3: ping, DF 1400 and 1480 bytes $1 -> $2 ok"
-}
-
 step "rcon $(rcon --version 2>&1)"
 
 step "underlay: veth u0 between nodea (192.168.50.1) and nodeb (192.168.50.2)"

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # Helpers shared by the two-node scenarios (cluster-ipip.sh,
-# cluster-ipip-offload.sh, bench-ipip-kernel.sh). mkinitramfs.sh puts this
+# cluster-ipip-offload.sh, cluster-ipip-ebpf.sh, bench-ipip-kernel.sh). mkinitramfs.sh puts this
 # file in the VM as /scenario-lib.sh; a scenario sets SCENARIO (its name, the
 # prefix of its console lines) and sources it:
 #
@@ -90,7 +90,7 @@ underlay() {
 	$IP -n nodeb link set u0 up
 }
 
-# init NODE SUBNET MODE: cluster init on NODE, ipip in MODE (kernel|userspace).
+# init NODE SUBNET MODE: cluster init on NODE, ipip in MODE (kernel|ebpf|userspace).
 init() {
 	out=$(rcon_in "$1" cluster init --cidr 10.244.0.0/16 --node-subnet "$2" --backend ipip \
 		--underlay u0 --ipip-mode "$3" 2>&1) || fail "cluster init --ipip-mode $3 on $1: $out"
@@ -127,6 +127,17 @@ node_up() {
 	*) fail "node_up: no node $1" ;;
 	esac
 	pod "$1"
+}
+
+# pings FROM TO_IP WHAT: a ping, then DF pings of 1400 bytes and of the full
+# ipip MTU (1480: busybox ping sets DF) must answer.
+pings() {
+	in_pod "$1" ping -c 2 -w 10 "$2" >/dev/null || fail "$3: no ping $1 -> $2"
+	for size in 1372 $((1480 - 28)); do
+		in_pod "$1" ping -c 1 -w 10 -s "$size" "$2" >/dev/null ||
+			fail "$3: a $((size + 28))-byte DF ping $1 -> $2 did not answer"
+	done
+	step "$3: ping, DF 1400 and 1480 bytes $1 -> $2 ok"
 }
 
 # tcp SERVER CLIENT [WHAT]: 1 MB from SERVER's pod to CLIENT's over TCP, by md5.

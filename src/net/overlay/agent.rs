@@ -72,7 +72,7 @@ fn apply(
     }
     LeasePeers::new(&ctx.data_root).save(have)?;
     let all: Vec<Node> = have.values().cloned().collect();
-    backend::sync_daemon(c, &all, &ctx.data_root)?;
+    backend::sync_plane(node, c, &all, &ctx.data_root)?;
     Ok(lines)
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
-use super::{ipip_user, vtep_mac_of, Backend, Cluster, IpipMode, Node};
+use super::{ipip_ebpf, ipip_user, vtep_mac_of, Backend, Cluster, IpipMode, Node};
 use crate::error::{self, Kind};
 use crate::net::links::{Links, Request, Vxlan};
 use crate::net::macaddr::Mac;
@@ -25,6 +25,7 @@ pub fn device(c: &Cluster) -> Option<String> {
         (Backend::HostGw, _) => None,
         (Backend::Vxlan | Backend::VxlanL2, _) => Some(vxlan_name(c.vni)),
         (Backend::Ipip, Some(IpipMode::Userspace)) => Some(TUN_DEV.into()),
+        (Backend::Ipip, Some(IpipMode::Ebpf)) => Some(ipip_ebpf::DEV.into()),
         (Backend::Ipip, _) => Some(IPIP_DEV.into()),
     }
 }
@@ -61,39 +62,12 @@ pub fn setup(node: &dyn Links, c: &mut Cluster, bridge: &str, data_root: &Path) 
             }
         }
         Backend::Ipip => {
-            let kernel = match c.ipip_mode {
-                IpipMode::Userspace => None,
-                _ => match node.create_ipip(IPIP_DEV, c.underlay_ip, underlay, c.mtu) {
-                    Ok(idx) => Some(idx),
-                    Err(e) if lacks_link_type(&e) && c.ipip_mode == IpipMode::Auto => {
-                        note = Some(
-                            "this kernel has no ipip link type (ipip.ko): using rcon's userspace IPIP data plane"
-                                .to_string(),
-                        );
-                        None
-                    }
-                    Err(e) if lacks_link_type(&e) => bail!(
-                        "--ipip-mode kernel: this kernel has no ipip link type (ipip.ko is not loaded); \
-                         use --ipip-mode auto or userspace"
-                    ),
-                    Err(e) => return Err(e),
-                },
-            };
-            let idx = match kernel {
-                Some(idx) => {
-                    c.ipip_plane = Some(IpipMode::Kernel);
-                    idx
-                }
-                None => {
-                    c.ipip_plane = Some(IpipMode::Userspace);
-                    ipip_user::create_tun(TUN_DEV, c.mtu)?;
-                    node.require(TUN_DEV)?
-                }
-            };
+            let (plane, idx) = ipip_plane(node, c, underlay, &mut note)?;
+            c.ipip_plane = Some(plane);
             node.no_ipv6_addresses(idx)?;
             node.add_address(idx, c.node_subnet.network(), 32)?;
             node.up(idx, None)?;
-            if c.ipip_plane == Some(IpipMode::Userspace) {
+            if plane == IpipMode::Userspace {
                 ipip_user::write_peers(&peers_file(data_root), &[])?;
                 c.daemon = Some(ipip_user::start(&ipip_user::Config {
                     tun: TUN_DEV.into(),
@@ -105,6 +79,44 @@ pub fn setup(node: &dyn Links, c: &mut Cluster, bridge: &str, data_root: &Path) 
         }
     }
     Ok(note)
+}
+
+/// Make the device of the IPIP data plane that `c.ipip_mode` asks for;
+/// `auto` tries the kernel's ipip, then eBPF, then userspace, and says in
+/// `note` why it passed over the ones it did. Returns the plane and its
+/// device's index.
+fn ipip_plane(node: &dyn Links, c: &Cluster, underlay: u32, note: &mut Option<String>) -> Result<(IpipMode, u32)> {
+    let auto = c.ipip_mode == IpipMode::Auto;
+    let mut skipped = Vec::new();
+    if matches!(c.ipip_mode, IpipMode::Auto | IpipMode::Kernel) {
+        match node.create_ipip(IPIP_DEV, c.underlay_ip, underlay, c.mtu) {
+            Ok(idx) => return Ok((IpipMode::Kernel, idx)),
+            Err(e) if lacks_link_type(&e) && auto => {
+                skipped.push("this kernel has no ipip link type (ipip.ko)".to_string())
+            }
+            Err(e) if lacks_link_type(&e) => bail!(
+                "--ipip-mode kernel: this kernel has no ipip link type (ipip.ko is not loaded); \
+                 use --ipip-mode auto, ebpf or userspace"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    if matches!(c.ipip_mode, IpipMode::Auto | IpipMode::Ebpf) {
+        match ipip_ebpf::setup(node, c) {
+            Ok(idx) => {
+                *note =
+                    (!skipped.is_empty()).then(|| format!("{}: using rcon's eBPF IPIP data plane", skipped.join("; ")));
+                return Ok((IpipMode::Ebpf, idx));
+            }
+            Err(e) if auto => skipped.push(format!("no eBPF IPIP ({e:#})")),
+            Err(e) => return Err(e.context("--ipip-mode ebpf")),
+        }
+    }
+    if !skipped.is_empty() {
+        *note = Some(format!("{}: using rcon's userspace IPIP data plane", skipped.join("; ")));
+    }
+    ipip_user::create_tun(TUN_DEV, c.mtu)?;
+    Ok((IpipMode::Userspace, node.require(TUN_DEV)?))
 }
 
 /// The kernel's answer to a link kind it does not know (rtnl_newlink finds
@@ -133,6 +145,16 @@ pub fn teardown(node: &dyn Links, c: &Cluster, data_root: &Path) -> Result<()> {
     };
     for dev in devices {
         node.delete_by_name(&dev)?;
+    }
+    // The eBPF plane also has a filter on the underlay: removed when it is
+    // the plane in use, or when a crash left its device unrecorded.
+    let ebpf = match c.ipip_plane {
+        Some(IpipMode::Ebpf) => true,
+        None => c.backend == Backend::Ipip && node.index(ipip_ebpf::DEV)?.is_some(),
+        Some(_) => false,
+    };
+    if ebpf {
+        ipip_ebpf::teardown(node, c)?;
     }
     let _ = std::fs::remove_file(peers_file(data_root));
     Ok(())
@@ -215,6 +237,15 @@ fn requests(c: &Cluster, dev: u32, peer: &Node) -> Result<Vec<Request>> {
             ]
         }
         (Backend::Ipip, Some(IpipMode::Userspace)) => vec![Request::set_route(peer.subnet, None, dev, false)],
+        // The egress program ignores the Ethernet header: the gateway's
+        // entry only spares the kernel an ARP that nothing would answer.
+        (Backend::Ipip, Some(IpipMode::Ebpf)) => {
+            let gw = peer.subnet.network();
+            vec![
+                Request::set_neighbour(dev, gw, ipip_ebpf::dev_mac(c)),
+                Request::set_route(peer.subnet, Some(gw), dev, true),
+            ]
+        }
         (Backend::Ipip, _) => vec![Request::set_route(peer.subnet, Some(peer.underlay_ip), dev, true)],
         (Backend::VxlanL2, _) => bail!("vxlan-l2 peers are programmed one by one"),
     })
@@ -236,12 +267,20 @@ pub fn unprogram(node: &dyn Links, c: &Cluster, peer: &Node) -> Result<()> {
             node.del_fdb(dev, vtep_mac_of(peer), peer.underlay_ip).with_context(ctx)?;
             node.del_neighbour(dev, peer.subnet.network()).with_context(ctx)
         }
+        (Backend::Ipip, Some(dev)) if c.ipip_plane == Some(IpipMode::Ebpf) => {
+            node.del_route(peer.subnet).with_context(ctx)?;
+            node.del_neighbour(dev, peer.subnet.network()).with_context(ctx)
+        }
         _ => node.del_route(peer.subnet).with_context(ctx),
     }
 }
 
-/// Tell the userspace IPIP daemon the current peers.
-pub fn sync_daemon(c: &Cluster, peers: &[Node], data_root: &Path) -> Result<()> {
+/// Tell the IPIP data plane the current peers: the eBPF programs' maps,
+/// or the userspace daemon's peers file.
+pub fn sync_plane(node: &dyn Links, c: &Cluster, peers: &[Node], data_root: &Path) -> Result<()> {
+    if c.backend == Backend::Ipip && c.ipip_plane == Some(IpipMode::Ebpf) {
+        return ipip_ebpf::sync(node, c, peers);
+    }
     let Some(d) = c.daemon else { return Ok(()) };
     let list: Vec<ipip_user::Peer> =
         peers.iter().map(|n| ipip_user::Peer { subnet: n.subnet, underlay_ip: n.underlay_ip }).collect();

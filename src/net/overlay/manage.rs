@@ -255,7 +255,12 @@ pub fn repair_with(ctx: &Context, k: &Kernel) -> Result<Vec<String>> {
         _ => None,
     };
     let stopped = c.daemon.is_some_and(|d| !d.alive());
-    if missing.is_some() || stopped {
+    // The eBPF plane's underlay filter, removed by someone else.
+    let detached = missing.is_none()
+        && c.backend == Backend::Ipip
+        && c.ipip_plane == Some(IpipMode::Ebpf)
+        && !super::ipip_ebpf::attached(node, &c)?;
+    if missing.is_some() || stopped || detached {
         backend::teardown(node, &c, &ctx.data_root)?;
         (c.daemon, c.ipip_plane) = (None, None);
         super::save(&ctx.data_root, &c)?;
@@ -263,6 +268,7 @@ pub fn repair_with(ctx: &Context, k: &Kernel) -> Result<Vec<String>> {
         super::save(&ctx.data_root, &c)?;
         done.push(match missing {
             Some(d) => format!("recreated device {d}"),
+            None if detached => "re-attached the eBPF IPIP programs".into(),
             None => "restarted the userspace IPIP daemon".into(),
         });
     } else if let (true, Backend::VxlanL2, Some(dev)) = (bridge_made, c.backend, backend::device(&c)) {
@@ -274,7 +280,7 @@ pub fn repair_with(ctx: &Context, k: &Kernel) -> Result<Vec<String>> {
     for p in &all {
         backend::program(node, &c, p)?;
     }
-    backend::sync_daemon(&c, &all, &ctx.data_root)?;
+    backend::sync_plane(node, &c, &all, &ctx.data_root)?;
     Ok(done)
 }
 
@@ -352,7 +358,7 @@ pub fn add_node_with(ctx: &Context, k: &Kernel, n: &Node) -> Result<()> {
         let mut now = all.clone();
         now.retain(|o| o.name != n.name);
         now.push(n.clone());
-        backend::sync_daemon(&c, &now, &ctx.data_root)
+        backend::sync_plane(node, &c, &now, &ctx.data_root)
     });
     if let Err(e) = res {
         let _ = backend::unprogram(node, &c, n);
@@ -378,9 +384,10 @@ pub fn remove_node_with(ctx: &Context, k: &Kernel, name: &str) -> Result<()> {
         store.get(name)?;
         bail!("node {name:?} does not exist");
     };
-    backend::unprogram(k.links()?, &c, n)?;
+    let node = k.links()?;
+    backend::unprogram(node, &c, n)?;
     let rest: Vec<Node> = all.iter().filter(|o| o.name != name).cloned().collect();
-    backend::sync_daemon(&c, &rest, &ctx.data_root)?;
+    backend::sync_plane(node, &c, &rest, &ctx.data_root)?;
     Peers::remove(&store, name)
 }
 

@@ -11,8 +11,9 @@
 //! - `vxlan-l2`: the VXLAN device is a port of the node's bridge, so that all
 //!   nodes share one L2 subnet; per peer a head-end replication FDB entry;
 //! - `ipip`: the kernel's ipip device with onlink routes via each peer's
-//!   underlay address, or, on a kernel without ipip, rcon's userspace IPIP
-//!   data plane (a TUN device and a raw socket: `ipip_user`).
+//!   underlay address, or, on a kernel without ipip, rcon's tc eBPF IPIP
+//!   data plane (`ipip_ebpf`), or its userspace one (a TUN device and a raw
+//!   socket: `ipip_user`).
 //!
 //! This node's settings are `<data-root>/cluster/cluster.json`. The peers
 //! come from one of two sources behind the `Peers` trait: files under
@@ -25,6 +26,7 @@ pub mod apply;
 pub mod backend;
 pub mod etcd;
 pub mod flannel;
+pub mod ipip_ebpf;
 pub mod ipip_user;
 mod manage;
 pub mod member;
@@ -101,6 +103,8 @@ pub enum IpipMode {
     #[default]
     Auto,
     Kernel,
+    /// tc eBPF programs (ipip_ebpf): kernel speed without ipip.ko.
+    Ebpf,
     Userspace,
 }
 
@@ -110,8 +114,9 @@ impl std::str::FromStr for IpipMode {
         Ok(match s {
             "auto" => IpipMode::Auto,
             "kernel" => IpipMode::Kernel,
+            "ebpf" => IpipMode::Ebpf,
             "userspace" => IpipMode::Userspace,
-            _ => bail!("unknown --ipip-mode {s:?}: use auto, kernel or userspace"),
+            _ => bail!("unknown --ipip-mode {s:?}: use auto, kernel, ebpf or userspace"),
         })
     }
 }
@@ -140,7 +145,7 @@ pub struct Cluster {
     pub vtep_mac: Mac,
     #[serde(default)]
     pub ipip_mode: IpipMode,
-    /// The IPIP data plane in use (`kernel` or `userspace`), ipip only.
+    /// The IPIP data plane in use (`kernel`, `ebpf` or `userspace`), ipip only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipip_plane: Option<IpipMode>,
     /// The userspace IPIP supervisor.
@@ -333,6 +338,16 @@ mod tests {
         assert!("gre".parse::<Backend>().is_err());
         assert_eq!(Backend::Vxlan.overhead(), 50);
         assert_eq!(Backend::Ipip.overhead(), 20);
+    }
+
+    #[test]
+    fn ipip_modes_parse_and_name_the_choices() {
+        for (s, m) in [("auto", IpipMode::Auto), ("kernel", IpipMode::Kernel), ("ebpf", IpipMode::Ebpf)] {
+            assert_eq!(s.parse::<IpipMode>().unwrap(), m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{s}\""));
+        }
+        let err = "bpf".parse::<IpipMode>().unwrap_err().to_string();
+        assert!(err.contains("auto, kernel, ebpf or userspace"), "{err}");
     }
 
     #[test]

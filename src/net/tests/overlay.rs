@@ -53,6 +53,9 @@ fn node(c: &mut Cluster, data_root: &std::path::Path) -> (FakeLinks, Ns) {
     if c.ipip_plane == Some(IpipMode::Userspace) {
         // Its TUN device and daemon are ipip_user's, not the links'.
         links.seed_link("rcon-tun", "tun", None);
+    } else if c.ipip_plane == Some(IpipMode::Ebpf) {
+        // Its veth comes with programs that only a kernel loads (runtime-tests/ipip_ebpf.rs).
+        links.seed_link("rcon-ebpf", "veth", None);
     } else {
         backend::setup(&links, c, "rcon-pods", data_root).unwrap();
     }
@@ -84,6 +87,12 @@ fn with_peers(links: &FakeLinks, c: &Cluster, base: &Ns, peers: &[Node]) -> Ns {
             (Backend::Ipip, Some(IpipMode::Userspace)) => {
                 want.routes.insert(p.subnet, (None, dev("rcon-tun"), false));
             }
+            // The peer's gateway resolves to rcon-ebpf's own MAC (its egress program ignores it).
+            (Backend::Ipip, Some(IpipMode::Ebpf)) => {
+                let d = dev("rcon-ebpf");
+                want.routes.insert(p.subnet, (Some(gw), d, true));
+                want.neighbours.insert((d, gw), vtep_mac_for(UNDERLAY_IP));
+            }
             (Backend::Ipip, _) => {
                 want.routes.insert(p.subnet, (Some(p.underlay_ip), dev("rcon-ipip"), true));
             }
@@ -99,6 +108,7 @@ fn each_backend_programs_exactly_its_peers_entries_and_removes_exactly_one_peers
         (Backend::Vxlan, None),
         (Backend::VxlanL2, None),
         (Backend::Ipip, Some(IpipMode::Kernel)),
+        (Backend::Ipip, Some(IpipMode::Ebpf)),
         (Backend::Ipip, Some(IpipMode::Userspace)),
     ];
     let (n2, n3) = (peer(2), peer(3));
@@ -126,7 +136,7 @@ fn each_backend_programs_exactly_its_peers_entries_and_removes_exactly_one_peers
 
         // Teardown removes the device, and the kernel takes the entries on it along (host-gw has none: its
         // routes are on the underlay, and `cluster reset` unprograms each peer first).
-        if plane != Some(IpipMode::Userspace) {
+        if !matches!(plane, Some(IpipMode::Userspace | IpipMode::Ebpf)) {
             if b != Backend::HostGw {
                 backend::program_all(&links, &c, std::slice::from_ref(&n2));
             }

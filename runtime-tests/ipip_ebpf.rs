@@ -1,0 +1,134 @@
+//! IPIP through tc eBPF (`--ipip-mode ebpf`, and what `auto` picks on this
+//! kernel without ipip.ko) with real packets, in the worlds of cluster.rs:
+//! two nodes carry every exchange (ping, DF pings up to the MTU of 1480, a
+//! 1 MB stream byte for byte) with RFC 2003 on the wire; `reset` leaves no
+//! tc filter, program or map; a packet too big for the tunnel gets
+//! "fragmentation needed"; IPIP from an address that is no peer is dropped
+//! while a peer's passes; `cluster repair` re-attaches what was removed.
+
+use crate::cluster::{self, carries_everything, reset_leaves_nothing, two_nodes_and_a_sleeper, IPIP_WIRE};
+use crate::common::{sh, wait_until};
+
+/// The program ids of node `i`'s filters: the underlay's ingress and rcon-ebpf's egress.
+fn prog_ids(c: &cluster::Cluster, i: usize) -> Vec<String> {
+    let out = c.node_sh(i, "tc filter show dev u0 ingress; tc filter show dev rcon-ebpf egress");
+    let ids: Vec<String> = out
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "id")
+        .map(|w| w[1].to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "node {i}: want two rcon filters: {out}");
+    ids
+}
+
+/// The ids of the maps program `id` uses (bpftool's "map_ids 1,2,3").
+fn map_ids(id: &str) -> Vec<String> {
+    let out = sh(&format!("bpftool prog show id {id}"));
+    let list = out.split_whitespace().skip_while(|w| *w != "map_ids").nth(1).unwrap_or_default();
+    list.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// `auto` on this kernel picks eBPF, which carries everything the kernel's
+/// ipip would, with the same wire; `reset` frees every program and map.
+#[test]
+fn ipip_ebpf_between_two_nodes() {
+    let c = carries_everything("eb", "ipip", &[], 1480, "ip proto 4", &IPIP_WIRE);
+    let inspect: serde_json::Value = serde_json::from_str(&c.nodes[0].ok(&["cluster", "inspect"])).unwrap();
+    assert_eq!(inspect["ipip_plane"], "ebpf", "auto without ipip.ko: {inspect}");
+    let progs: Vec<String> = (0..2).flat_map(|i| prog_ids(&c, i)).collect();
+    let maps: Vec<String> = progs.iter().flat_map(|p| map_ids(p)).collect();
+    assert!(maps.len() >= 6, "each node's programs use three maps: {maps:?}");
+    reset_leaves_nothing(&c, "ipip");
+    for i in 0..2 {
+        let filters = c.node_sh(i, "tc filter show dev u0 ingress");
+        assert_eq!(filters.trim(), "", "node {i}: reset left a filter on the underlay");
+    }
+    for p in &progs {
+        let out = sh(&format!("bpftool prog show id {p} 2>&1 || true"));
+        assert!(!out.contains("rcon_ipip"), "reset left program {p}: {out}");
+    }
+    for m in &maps {
+        let out = sh(&format!("bpftool map show id {m} 2>&1 || true"));
+        assert!(!out.contains("rcon_ipip"), "reset left map {m}: {out}");
+    }
+}
+
+/// Path MTU, strangers, and repair, on two nodes in eBPF mode:
+/// - a host behind node 1 (MTU 1500) sends a 1500-byte DF ping to node
+///   0's pod: node 1 answers "fragmentation needed" with the tunnel's 1480;
+/// - an IPIP packet to node 0 from an underlay address that is no peer is
+///   dropped, while the same packet from node 1 reaches node 0's bridge;
+/// - `cluster repair` re-attaches a removed underlay filter and makes a
+///   deleted rcon-ebpf again, with its peers, and pods talk again.
+#[test]
+fn ipip_ebpf_path_mtu_strangers_and_repair() {
+    let (mut c, ip) = two_nodes_and_a_sleeper("ep", "ipip", &["--ipip-mode", "ebpf"]);
+    assert!(c.reaches(1, &ip), "no ping between the nodes' pods");
+    let (n0, n1) = (c.nodes[0].node.clone().unwrap(), c.nodes[1].node.clone().unwrap());
+
+    // A host behind node 1, on a link with MTU 1500.
+    let host = format!("{}h", c.nodes[0].name);
+    c.nodes[0].add_system_netns(&host);
+    sh(&format!(
+        "ip link add x0 netns {host} type veth peer name xo netns {n1} && \
+         ip -n {n1} addr add 10.99.0.1/24 dev xo && ip -n {n1} link set xo up && \
+         ip -n {host} addr add 10.99.0.2/24 dev x0 && ip -n {host} link set x0 up && \
+         ip -n {host} route add 10.244.0.0/16 via 10.99.0.1"
+    ));
+    let icmp = c.capture_on(&host, "x0", "icmp");
+    // busybox ping sets DF; 1472 bytes of data make a 1500-byte packet.
+    let _ = sh(&format!("nsenter --net=/var/run/netns/{host} busybox ping -c1 -W2 -s 1472 {ip} || true"));
+    wait_until("node 1's fragmentation needed with the tunnel's MTU", || {
+        std::fs::read_to_string(&icmp).unwrap_or_default().contains("need to frag (mtu 1480)")
+    });
+
+    // A stranger on the underlay, and node 1, each send one IPIP packet to node 0.
+    let stranger = format!("{}s", c.nodes[0].name);
+    c.nodes[0].add_system_netns(&stranger);
+    cluster::plug(&c.underlay, &stranger, "p9", "192.168.77.9");
+    let bridge = c.capture_on(&n0, "rcon-cluster", "icmp");
+    let send = |ns: &str, src: &str| {
+        sh(&format!("nsenter --net=/var/run/netns/{ns} python3 -c '{SEND_IPIP}' {src} {ip} 192.168.77.1"));
+    };
+    send(&stranger, "10.244.9.9");
+    send(&n1, "10.244.2.99");
+    // The peer's packet was sent after the stranger's, on the same path.
+    wait_until("the peer's IPIP packet on node 0's bridge", || {
+        std::fs::read_to_string(&bridge).unwrap_or_default().contains(&format!("10.244.2.99 > {ip}: ICMP echo request"))
+    });
+    let seen = std::fs::read_to_string(&bridge).unwrap();
+    assert!(!seen.contains("10.244.9.9"), "IPIP from a stranger reached the pods: {seen}");
+
+    // Repair: the underlay's filter, then the device.
+    let repair = || c.nodes[1].ok(&["cluster", "repair"]).trim().to_string();
+    assert_eq!(repair(), "", "a repair with nothing lost did something");
+    c.node_sh(1, "tc filter del dev u0 ingress");
+    assert!(!c.reaches(1, &ip), "a ping passed without node 1's ingress program");
+    assert_eq!(repair(), "re-attached the eBPF IPIP programs");
+    assert!(c.reaches(1, &ip), "no ping after the programs came back");
+    c.node_sh(1, "ip link del rcon-ebpf");
+    assert!(!c.reaches(1, &ip), "a ping passed without rcon-ebpf");
+    assert_eq!(repair(), "recreated device rcon-ebpf");
+    assert!(c.reaches(1, &ip), "no ping after rcon-ebpf came back");
+    c.nodes[0].ok(&["rm", "-f", "srv"]);
+}
+
+/// One IPIP packet: argv = inner source, inner destination, outer
+/// destination; the kernel writes the outer header (a raw socket of
+/// protocol 4), the script the inner ICMP echo request.
+const SEND_IPIP: &str = r#"
+import socket, struct, sys
+src, dst, outer = sys.argv[1:4]
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    return ~(s + (s >> 16)) & 0xffff
+icmp = struct.pack("!BBHHH", 8, 0, 0, 0x4242, 1) + b"rcon" * 8
+icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
+                 socket.inet_aton(src), socket.inet_aton(dst))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+socket.socket(socket.AF_INET, socket.SOCK_RAW, 4).sendto(ip + icmp, (outer, 0))
+"#;
