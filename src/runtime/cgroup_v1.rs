@@ -52,11 +52,17 @@ pub fn groups(spec: &Spec, plan: &[Write]) -> Vec<Group> {
     out
 }
 
-/// Where each group goes on this host, under its hierarchy's mount.
-pub fn paths(spec: &Spec, id: &str, host: &Host, plan: &[Write]) -> Vec<(Group, PathBuf, PathBuf)> {
+/// Where each group goes on this host, under its hierarchy's mount; the
+/// `join` controllers get a group with nothing to write if they have none.
+pub fn paths(spec: &Spec, id: &str, host: &Host, plan: &[Write], join: &[String]) -> Vec<(Group, PathBuf, PathBuf)> {
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    groups(spec, plan)
-        .into_iter()
+    let mut all = groups(spec, plan);
+    for c in join {
+        if !all.iter().any(|g| g.controller == *c) {
+            all.push(Group { controller: c.clone(), writes: Vec::new() });
+        }
+    }
+    all.into_iter()
         .filter_map(|g| {
             let mount = host.v1_mount(&g.controller)?.to_path_buf();
             let path = cgroup::path_for(&mount, id, cgroups_path.as_deref());
