@@ -103,4 +103,29 @@ mod tests {
         let plan = super::super::cgroup::resources::plan(r, &|_| Some(Version::V2)).unwrap();
         assert_eq!(groups(&s, &plan).len(), 1);
     }
+
+    #[test]
+    fn a_pod_member_joins_the_pods_hierarchies() {
+        let mut s = spec(serde_json::json!({"pids": {"limit": 64}}));
+        let mut linux = s.linux().clone().unwrap();
+        linux.set_cgroups_path(Some("/rcon/pod-p/c1".into()));
+        s.set_linux(Some(linux));
+        let r = s.linux().as_ref().unwrap().resources().clone().unwrap();
+        let plan = super::super::cgroup::resources::plan(&r, &|_| Some(Version::V1)).unwrap();
+        let host = Host {
+            v1: vec![
+                (vec!["memory".into()], PathBuf::from("/cg/memory")),
+                (vec!["pids".into()], PathBuf::from("/cg/pids")),
+            ],
+            ..Default::default()
+        };
+        let got = paths(&s, "c1", &host, &plan, &["memory".into(), "pids".into()]);
+        let dirs: Vec<(&str, usize, &Path)> =
+            got.iter().map(|(g, _, p)| (g.controller.as_str(), g.writes.len(), p.as_path())).collect();
+        // pids keeps its limit; memory is joined with nothing to write.
+        assert_eq!(
+            dirs,
+            [("pids", 1, Path::new("/cg/pids/rcon/pod-p/c1")), ("memory", 0, Path::new("/cg/memory/rcon/pod-p/c1"))]
+        );
+    }
 }

@@ -78,8 +78,7 @@ pub fn plan(pod_id: &str, flags: &Flags) -> Result<(Cgroup, Plan)> {
     confine::set_resources(&mut r, &c);
     let r: LinuxResources = serde_json::from_value(r)?;
     let rel = rel_path(pod_id);
-    let plan =
-        Plan::probe(&rel, &r).map_err(|e| anyhow!("pod create: {}", e.trim_start_matches("field ")))?;
+    let plan = Plan::probe(&rel, &r).map_err(|e| anyhow!("pod create: {}", e.trim_start_matches("field ")))?;
     let cg = Cgroup {
         cgroup_path: rel,
         cgroup_dirs: plan.dirs(),
@@ -91,7 +90,8 @@ pub fn plan(pod_id: &str, flags: &Flags) -> Result<(Cgroup, Plan)> {
 
 /// Make the groups; a limit the kernel refuses is named as pod create's.
 pub fn make(plan: &Plan) -> Result<()> {
-    plan.make().map_err(|e| anyhow!("{}", format!("{e:#}").replace("config.json: field linux.resources.", "pod create: ")))
+    plan.make()
+        .map_err(|e| anyhow!("{}", format!("{e:#}").replace("config.json: field linux.resources.", "pod create: ")))
 }
 
 /// Members find their pod's group through the pod annotation.

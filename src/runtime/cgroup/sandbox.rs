@@ -100,7 +100,8 @@ impl Plan {
 pub fn join_pause(dirs: &[PathBuf], pid: i32) -> Result<()> {
     for d in dirs {
         let procs = d.join(PAUSE).join("cgroup.procs");
-        fs::write(&procs, pid.to_string()).with_context(|| format!("moving the pause process into {}", procs.display()))?;
+        fs::write(&procs, pid.to_string())
+            .with_context(|| format!("moving the pause process into {}", procs.display()))?;
     }
     Ok(())
 }
@@ -215,7 +216,8 @@ mod tests {
             v2: Some(PathBuf::from("/cg")),
             v2_controllers: vec!["memory".into(), "pids".into(), "cpu".into()],
         };
-        let r = resources(serde_json::json!({"memory": {"limit": 67108864}, "cpu": {"quota": 50000, "period": 100000}}));
+        let r =
+            resources(serde_json::json!({"memory": {"limit": 67108864}, "cpu": {"quota": 50000, "period": 100000}}));
         let plan = Plan::new(Path::new("rcon/pod-p2"), &r, &host).unwrap();
         assert_eq!(plan.dirs(), [PathBuf::from("/cg/rcon/pod-p2")]);
         assert!(plan.controllers().is_empty());
