@@ -34,7 +34,7 @@ pub enum PodCmd {
         share: Vec<String>,
         /// Limits for the pod as a whole (its cgroup), as `rcon run` takes them.
         #[command(flatten)]
-        limits: ResourceArgs,
+        limits: Box<ResourceArgs>,
     },
     /// List pods with their status, address and containers.
     Ls,
@@ -68,7 +68,7 @@ pub fn pod(ctx: &Context, cmd: PodCmd) -> Result<i32> {
                 ports: publish,
                 hostname,
                 share_pid: !share.is_empty(),
-                limits: limits.into_flags(),
+                limits: (*limits).into_flags(),
             };
             println!("{}", pod::create(ctx, &req)?.id);
         }
