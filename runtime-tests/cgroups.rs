@@ -21,7 +21,7 @@ fn p(b: &Path) -> &str {
 const HOG: &str = "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}";
 
 /// Every cgroup mount (v1 hierarchies and cgroup2) of this host.
-fn cgroup_mounts() -> Vec<PathBuf> {
+pub(crate) fn cgroup_mounts() -> Vec<PathBuf> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()

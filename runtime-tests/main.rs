@@ -25,6 +25,7 @@ mod lifecycle;
 mod namespaces;
 mod netns;
 mod network;
+mod podcgroups;
 mod pods;
 mod ports;
 mod qemu;

@@ -44,7 +44,7 @@ fn pause_reaps_orphans_and_ends_on_term() {
 }
 
 /// A pod's record as `pod inspect` prints it.
-fn inspect(w: &World, pod: &str) -> Value {
+pub(crate) fn inspect(w: &World, pod: &str) -> Value {
     serde_json::from_str(&w.ok(&["pod", "inspect", pod])).unwrap()
 }
 

@@ -121,6 +121,7 @@ fn cgroup_v2_devices_and_limits_in_qemu() {
             "cgroup-v2: pids.max 16, memory.max 32 MiB, cpu.max 50000 100000, cpu.weight 39 (shares 1024)",
             "cgroup-v2: a fork loop stops at the pids limit",
             "cgroup-v2: the hog was OOM-killed: exit 137",
+            "cgroup-v2: pod: memory.max 48 MiB, pids.max 24, pause in pod/pause, the member nested and OOM-killed: exit 137",
             "cgroup-v2: ok",
         ],
     );

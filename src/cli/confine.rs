@@ -4,26 +4,34 @@
 use clap::Args;
 use rcon::engine::confine::Flags;
 
+/// The cgroup limits, shared by `rcon run` and `rcon pod create` (whose
+/// pod-wide limits parse and fail the same way).
 #[derive(Args, Debug, Default)]
-pub struct ConfineArgs {
+pub struct ResourceArgs {
     /// Memory limit: bytes, or with a unit b, k, m, g (docker's; at least 6m).
     #[arg(long, short = 'm', value_name = "SIZE")]
     pub memory: Option<String>,
     /// Memory plus swap (docker's meaning), -1 for unlimited; needs --memory.
     #[arg(long, value_name = "SIZE")]
     pub memory_swap: Option<String>,
-    /// CPUs the container may use (a CFS quota over a 100 ms period).
+    /// How many CPUs' time to use (a CFS quota over a 100 ms period).
     #[arg(long, value_name = "N")]
     pub cpus: Option<String>,
     /// Relative CPU weight (2-262144; docker's default is 1024).
     #[arg(long, short = 'c', value_name = "N")]
     pub cpu_shares: Option<u64>,
-    /// The CPUs the container may run on (0-3,5).
+    /// The CPUs to run on (0-3,5).
     #[arg(long, value_name = "LIST")]
     pub cpuset_cpus: Option<String>,
     /// Most processes and threads at once; 0 or -1 for unlimited.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ConfineArgs {
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core …; -1 unlimited).
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     pub ulimit: Vec<String>,
@@ -58,12 +66,12 @@ impl ConfineArgs {
     /// The first flag given (a bundle's config.json decides these instead).
     pub fn first(&self) -> Option<&'static str> {
         let set = [
-            ("--memory", self.memory.is_some()),
-            ("--memory-swap", self.memory_swap.is_some()),
-            ("--cpus", self.cpus.is_some()),
-            ("--cpu-shares", self.cpu_shares.is_some()),
-            ("--cpuset-cpus", self.cpuset_cpus.is_some()),
-            ("--pids-limit", self.pids_limit.is_some()),
+            ("--memory", self.resources.memory.is_some()),
+            ("--memory-swap", self.resources.memory_swap.is_some()),
+            ("--cpus", self.resources.cpus.is_some()),
+            ("--cpu-shares", self.resources.cpu_shares.is_some()),
+            ("--cpuset-cpus", self.resources.cpuset_cpus.is_some()),
+            ("--pids-limit", self.resources.pids_limit.is_some()),
             ("--ulimit", !self.ulimit.is_empty()),
             ("--device", !self.device.is_empty()),
             ("--cap-add", !self.cap_add.is_empty()),
@@ -79,12 +87,6 @@ impl ConfineArgs {
 
     pub fn into_flags(self) -> Flags {
         Flags {
-            memory: self.memory,
-            memory_swap: self.memory_swap,
-            cpus: self.cpus,
-            cpu_shares: self.cpu_shares,
-            cpuset_cpus: self.cpuset_cpus,
-            pids_limit: self.pids_limit,
             ulimits: self.ulimit,
             devices: self.device,
             cap_add: self.cap_add,
@@ -94,6 +96,22 @@ impl ConfineArgs {
             tmpfs: self.tmpfs,
             volumes: self.volume,
             mounts: self.mount,
+            ..self.resources.into_flags()
+        }
+    }
+}
+
+impl ResourceArgs {
+    /// The limits alone, every other flag unset.
+    pub fn into_flags(self) -> Flags {
+        Flags {
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            cpus: self.cpus,
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus,
+            pids_limit: self.pids_limit,
+            ..Flags::default()
         }
     }
 }

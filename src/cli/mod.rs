@@ -150,6 +150,7 @@ enum Command {
 /// Parse, run, and turn any error into one line on stderr and a non-zero code.
 pub fn main() -> i32 {
     rcon::engine::install_network_hook();
+    rcon::engine::install_pod_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => e.exit(),

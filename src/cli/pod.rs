@@ -7,9 +7,11 @@ use clap::Subcommand;
 use rcon::engine::pod::{self, Request};
 use rcon::Context;
 
+use super::confine::ResourceArgs;
+
 #[derive(Subcommand, Debug)]
 pub enum PodCmd {
-    /// Create a pod: a netns under NETNS_DIR, a pause process, one network attachment.
+    /// Create a pod: a cgroup, a netns under NETNS_DIR, a pause process, one network attachment.
     Create {
         /// The pod's name (default: the first 12 hex digits of its id); also its netns name.
         #[arg(long)]
@@ -30,6 +32,9 @@ pub enum PodCmd {
         /// Namespaces shared beyond net, ipc and uts: only `pid` (the pause process is its pid 1).
         #[arg(long, value_parser = ["pid"])]
         share: Vec<String>,
+        /// Limits for the pod as a whole (its cgroup), as `rcon run` takes them.
+        #[command(flatten)]
+        limits: Box<ResourceArgs>,
     },
     /// List pods with their status, address and containers.
     Ls,
@@ -43,7 +48,7 @@ pub enum PodCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Remove pods: containers, pause process, network, netns.
+    /// Remove pods: containers, pause process, network, netns, cgroup.
     Rm {
         /// Also when containers are running: they are stopped and removed.
         #[arg(long, short = 'f')]
@@ -55,8 +60,16 @@ pub enum PodCmd {
 
 pub fn pod(ctx: &Context, cmd: PodCmd) -> Result<i32> {
     match cmd {
-        PodCmd::Create { name, network, ip, publish, hostname, share } => {
-            let req = Request { name, network, ip, ports: publish, hostname, share_pid: !share.is_empty() };
+        PodCmd::Create { name, network, ip, publish, hostname, share, limits } => {
+            let req = Request {
+                name,
+                network,
+                ip,
+                ports: publish,
+                hostname,
+                share_pid: !share.is_empty(),
+                limits: (*limits).into_flags(),
+            };
             println!("{}", pod::create(ctx, &req)?.id);
         }
         PodCmd::Ls => {

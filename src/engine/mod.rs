@@ -8,6 +8,7 @@ mod manage;
 mod monitor;
 mod network_hook;
 pub use network_hook::install_network_hook;
+pub use pod::install_pod_hook;
 pub mod names;
 pub mod pause;
 pub mod pod;

@@ -4,9 +4,16 @@
 //! pod. Containers join by namespace path, so the pod keeps its address and
 //! ports while they come and go.
 //!
-//! Crash safety is by order: the record (naming its creator) is written
-//! before the netns, the pause process and the attachment, and removed after
-//! them; `gc` finishes the removal of a pod whose creator died.
+//! The pod has a cgroup of its own (pod/limits.rs, with `--memory`, `--cpus`
+//! and the other limits of `rcon run`): the pause process lives in it, and
+//! each member container's groups nest inside it.
+//!
+//! Crash safety is by order: the record (naming its creator and its cgroup
+//! dirs) is written before the cgroup, the netns, the pause process and the
+//! attachment, and removed after them; `gc` finishes the removal of a pod
+//! whose creator died.
+
+mod limits;
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -28,6 +35,8 @@ use crate::store::{self, Named, Records};
 use crate::sys::spawn;
 use crate::Context;
 
+pub use limits::{install_pod_hook, Cgroup, Limits};
+
 /// The annotation that puts a container in a pod (its name or id).
 pub const POD: &str = "rcon.pod";
 
@@ -40,6 +49,8 @@ pub struct Request {
     pub ports: Vec<String>,
     pub hostname: Option<String>,
     pub share_pid: bool,
+    /// `--memory`, `--cpus` and the other limits, as `rcon run` takes them.
+    pub limits: super::confine::Flags,
 }
 
 /// A pod's record (`<data-root>/pods/<name>.json`).
@@ -65,6 +76,9 @@ pub struct Pod {
     /// Set by `pod stop`: a pause process that is gone was stopped, not lost.
     #[serde(default)]
     pub stopped: bool,
+    /// The pod's cgroup and its limits (none in a record from before pods had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Cgroup>,
 }
 
 impl Named for Pod {
@@ -167,6 +181,7 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
         store::validate_id("network name", n).with_context(|| format!("--network {n:?}"))?;
         manage::check_network(ctx, n)?;
     }
+    let (cgroup, plan) = limits::plan(&id, &req.limits)?;
     let pods = store(ctx);
     let mut pod = {
         let _lock = pods.lock()?;
@@ -188,25 +203,36 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
             pause: None,
             creator: Some(Creator::me()),
             stopped: false,
+            cgroup: Some(cgroup),
         };
         pods.save(&pod)?;
         pod
     };
     store::fault("pod:recorded");
-    if let Err(e) = build(ctx, &mut pod, req.ip, ports) {
+    if let Err(e) = build(ctx, &mut pod, &plan, req.ip, ports) {
         let _ = teardown(ctx, &pod);
         return Err(e);
     }
     Ok(pod)
 }
 
-/// The kernel side of a recorded pod: netns, pause process, network.
-fn build(ctx: &Context, pod: &mut Pod, ip: Option<std::net::Ipv4Addr>, ports: Vec<PortSpec>) -> Result<()> {
+/// The kernel side of a recorded pod: cgroup, netns, pause process, network.
+fn build(
+    ctx: &Context,
+    pod: &mut Pod,
+    plan: &crate::runtime::pod_cgroup::Plan,
+    ip: Option<std::net::Ipv4Addr>,
+    ports: Vec<PortSpec>,
+) -> Result<()> {
     let pods = store(ctx);
+    limits::make(plan)?;
+    store::fault("pod:cgroup");
     netns::add(&ctx.netns_dir, &pod.name)?;
     store::fault("pod:netns");
-    pod.pause = Some(spawn_pause(&pod.netns, &pod.hostname, pod.share_pid)?);
+    let pause = spawn_pause(&pod.netns, &pod.hostname, pod.share_pid)?;
+    pod.pause = Some(pause);
     pods.save(pod)?;
+    crate::runtime::pod_cgroup::join_pause(&plan.dirs(), pause.pid)?;
     store::fault("pod:paused");
     if let Some(network) = &pod.network {
         manage::attach(
@@ -282,6 +308,9 @@ fn teardown(ctx: &Context, pod: &Pod) -> Result<()> {
     manage::detach_owner(ctx, &pod.id, None)?;
     if pod.netns.symlink_metadata().is_ok() {
         netns::delete(&ctx.netns_dir, &pod.name)?;
+    }
+    if let Some(c) = &pod.cgroup {
+        crate::runtime::pod_cgroup::remove(&c.cgroup_dirs)?;
     }
     store(ctx).remove(&pod.name)
 }

@@ -12,6 +12,7 @@ pub mod apply;
 mod convert;
 pub mod host;
 pub mod resources;
+pub mod sandbox;
 pub mod stats;
 
 use std::fs;
@@ -46,12 +47,13 @@ pub fn plan(r: &LinuxResources, host: &Host) -> Result<Vec<Write>> {
 }
 
 impl Setup {
-    pub fn new(spec: &Spec, id: &str) -> Result<Setup> {
+    /// `join`: v1 controllers to join even with nothing to write (a pod's).
+    pub fn new(spec: &Spec, id: &str, join: &[String]) -> Result<Setup> {
         let host = Host::probe();
         let writes = resources_of(spec).map(|r| plan(r, &host)).transpose()?.unwrap_or_default();
         let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
         let v2_dir = host.v2.as_ref().map(|m| path_for(m, id, cgroups_path.as_deref()));
-        let v1 = super::cgroup_v1::paths(spec, id, &host, &writes);
+        let v1 = super::cgroup_v1::paths(spec, id, &host, &writes, join);
         let v2_writes = writes.into_iter().filter(|w| w.version == Version::V2).collect();
         Ok(Setup { v2_dir, v2_mount: host.v2, v2_writes, v1 })
     }

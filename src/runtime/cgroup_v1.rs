@@ -52,11 +52,17 @@ pub fn groups(spec: &Spec, plan: &[Write]) -> Vec<Group> {
     out
 }
 
-/// Where each group goes on this host, under its hierarchy's mount.
-pub fn paths(spec: &Spec, id: &str, host: &Host, plan: &[Write]) -> Vec<(Group, PathBuf, PathBuf)> {
+/// Where each group goes on this host, under its hierarchy's mount; the
+/// `join` controllers get a group with nothing to write if they have none.
+pub fn paths(spec: &Spec, id: &str, host: &Host, plan: &[Write], join: &[String]) -> Vec<(Group, PathBuf, PathBuf)> {
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    groups(spec, plan)
-        .into_iter()
+    let mut all = groups(spec, plan);
+    for c in join {
+        if !all.iter().any(|g| g.controller == *c) {
+            all.push(Group { controller: c.clone(), writes: Vec::new() });
+        }
+    }
+    all.into_iter()
         .filter_map(|g| {
             let mount = host.v1_mount(&g.controller)?.to_path_buf();
             let path = cgroup::path_for(&mount, id, cgroups_path.as_deref());
@@ -105,5 +111,30 @@ mod tests {
         // v2 writes go to the cgroup2 dir, not to a v1 group.
         let plan = super::super::cgroup::resources::plan(r, &|_| Some(Version::V2)).unwrap();
         assert_eq!(groups(&s, &plan).len(), 1);
+    }
+
+    #[test]
+    fn a_pod_member_joins_the_pods_hierarchies() {
+        let mut s = spec(serde_json::json!({"pids": {"limit": 64}}));
+        let mut linux = s.linux().clone().unwrap();
+        linux.set_cgroups_path(Some("/rcon/pod-p/c1".into()));
+        s.set_linux(Some(linux));
+        let r = s.linux().as_ref().unwrap().resources().clone().unwrap();
+        let plan = super::super::cgroup::resources::plan(&r, &|_| Some(Version::V1)).unwrap();
+        let host = Host {
+            v1: vec![
+                (vec!["memory".into()], PathBuf::from("/cg/memory")),
+                (vec!["pids".into()], PathBuf::from("/cg/pids")),
+            ],
+            ..Default::default()
+        };
+        let got = paths(&s, "c1", &host, &plan, &["memory".into(), "pids".into()]);
+        let dirs: Vec<(&str, usize, &Path)> =
+            got.iter().map(|(g, _, p)| (g.controller.as_str(), g.writes.len(), p.as_path())).collect();
+        // pids keeps its limit; memory is joined with nothing to write.
+        assert_eq!(
+            dirs,
+            [("pids", 1, Path::new("/cg/pids/rcon/pod-p/c1")), ("memory", 0, Path::new("/cg/memory/rcon/pod-p/c1"))]
+        );
     }
 }

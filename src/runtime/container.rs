@@ -126,7 +126,7 @@ fn remove_half_made_dirs(ctx: &Context) -> Result<Vec<String>> {
 /// overrides --console-socket (run uses an internal pair for its own pty).
 pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixStream>) -> Result<State> {
     let dir = dir_of(ctx, id)?;
-    let bundle = spec::load_bundle(&o.bundle)?;
+    let mut bundle = spec::load_bundle(&o.bundle)?;
     tracing::debug!(id, "bundle loaded and validated");
     let process = bundle.spec.process().as_ref();
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
@@ -151,7 +151,9 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         .mode(0o711)
         .create(&ctx.root)
         .with_context(|| format!("--root {}", ctx.root.display()))?;
-    let mut groups = cgroup::Setup::new(&bundle.spec, id)?;
+    // A pod member nests in its pod's groups (cgroup/sandbox.rs).
+    let pod_controllers = cgroup::sandbox::place(ctx, id, &mut bundle.spec)?;
+    let mut groups = cgroup::Setup::new(&bundle.spec, id, &pod_controllers)?;
     let cgroup_dir = groups.v2_dir.clone();
     // Device rules go through either v1's devices group or a v2 program.
     let device_prog = device_prog::plan(&bundle.spec, cgroup_dir.as_deref())?;

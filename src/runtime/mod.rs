@@ -35,6 +35,7 @@ pub use console::recv_fd;
 pub use container::Collected;
 pub use state::{State, Status};
 
+pub use cgroup::sandbox as pod_cgroup;
 pub use device_prog::PREFER_BPF as DEVICES_PREFER_BPF;
 
 /// Whether this host can apply `linux.resources.devices` (what

@@ -12,7 +12,11 @@
 #   - deleting the container removes its cgroup dir (and the program with it);
 #   - limits: pids, memory and cpu in the container's v2 group (runc's
 #     conversions), controllers enabled on the way down from the root; a
-#     fork loop stops at the pids limit; a memory hog is OOM-killed (137).
+#     fork loop stops at the pids limit; a memory hog is OOM-killed (137);
+#   - a pod (`pod create --memory 48m --pids-limit 24`): its limits in
+#     rcon/pod-<id>, the pause process in its `pause` child, an OCI member
+#     (rcon.pod annotation) nested in it, and the hog, with no limit of its
+#     own, OOM-killed by the pod's; `pod rm` removes the pod's group.
 set -u
 SCENARIO=cgroup-v2
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -119,6 +123,30 @@ rcon run --bundle /tmp/hog hog >/tmp/run-hog.out 2>&1 </dev/null
 code=$?
 [ "$code" = 137 ] || fail "the hog exited $code, want 137: $(cat /tmp/run-hog.out)"
 step "the hog was OOM-killed: exit 137"
+
+step "a pod's cgroup on v2: its limits bind a member with none of its own"
+pod=$(rcon pod create --name p --network none --memory 48m --pids-limit 24 2>&1) || fail "pod create: $pod"
+PCG=$CG/rcon/pod-$pod
+for want in memory.max=50331648 pids.max=24; do
+	got=$(cat "$PCG/${want%%=*}" 2>&1)
+	[ "$got" = "${want#*=}" ] || fail "pod ${want%%=*} is $got, want ${want#*=}"
+done
+# cgroup files show size 0: read it.
+[ -n "$(cat "$PCG/pause/cgroup.procs")" ] || fail "no pause process in $PCG/pause"
+# The hog again, with no limit of its own: only the pod's 48 MiB holds it.
+cp -a /tmp/hog /tmp/member
+sed -i 's|"memory": {"limit": 33554432}|"pids": {"limit": 100}|; s|"ociVersion": "1.2.0",|"ociVersion": "1.2.0", "annotations": {"rcon.pod": "p"},|' /tmp/member/config.json
+grep -q rcon.pod /tmp/member/config.json || fail "the member's config was not written"
+rcon create --bundle /tmp/member member >/tmp/run-member.out 2>&1 </dev/null || fail "create member: $(cat /tmp/run-member.out)"
+[ -d "$PCG/member" ] || fail "the member's cgroup is not $PCG/member: $(find "$CG/rcon" -maxdepth 2 -type d)"
+rcon delete --force member >/dev/null 2>&1
+rcon run --bundle /tmp/member member >/tmp/run-member.out 2>&1 </dev/null
+code=$?
+[ "$code" = 137 ] || fail "the pod's hog exited $code, want 137: $(cat /tmp/run-member.out)"
+step "pod: memory.max 48 MiB, pids.max 24, pause in pod/pause, the member nested and OOM-killed: exit 137"
+out=$(rcon pod rm -f p 2>&1) || fail "pod rm: $out"
+[ ! -d "$PCG" ] || fail "$PCG left after pod rm"
+
 left=$(find "$CG/rcon" -mindepth 1 -maxdepth 1 -type d 2>/dev/null)
 [ -z "$left" ] || fail "container cgroups left: $left"
 step "ok"

@@ -208,7 +208,7 @@ pub fn capabilities(c: &Confinement, default: &[&str], all: &[String]) -> Vec<St
 
 /// Edit the config: `default_caps` is what `rcon run` gives without flags.
 pub fn apply(v: &mut Value, c: &Confinement, default_caps: &[&str]) -> Result<()> {
-    apply_resources(v, c);
+    set_resources(&mut v["linux"]["resources"], c);
     let caps = capabilities(c, default_caps, &all_caps());
     for set in ["bounding", "effective", "permitted"] {
         v["process"]["capabilities"][set] = json!(caps);
@@ -257,8 +257,9 @@ pub fn device_rules(c: &Confinement) -> Value {
     Value::Array(devices::default_rules().into_iter().chain(c.devices.iter().map(Device::rule)).collect())
 }
 
-fn apply_resources(v: &mut Value, c: &Confinement) {
-    let r = &mut v["linux"]["resources"];
+/// The limits into `r`, an OCI `linux.resources` object (a container's, or
+/// the one a pod's cgroup is made from).
+pub fn set_resources(r: &mut Value, c: &Confinement) {
     if let Some(m) = c.memory {
         r["memory"]["limit"] = json!(m);
     }
