@@ -449,3 +449,76 @@ fn chain_with_bandwidth_firewall_tuning() {
     assert!(!w.sh_in(&node, "iptables -S CNI-FORWARD || true").contains(&ip));
     assert_eq!((held(&w, "cnibw"), rcon_links(&w).len()), ((0, 0), 0));
 }
+
+/// podman 4.3 with its CNI backend, a conflist whose first plugin is rcon
+/// (then tuning), and rcon as its OCI runtime, all inside the world's node
+/// namespace: a container gets its address from rcon, another reaches it,
+/// and its published port (rcon's nftables maps) answers from the internet namespace.
+#[test]
+fn podman_runs_on_an_rcon_cni_network() {
+    let nw = net_world("cpod", "nftables");
+    let node = nw.node().to_string();
+    let d = nw.w.dir.path();
+    let cni = Cni::new(&nw.w);
+    let confdir = d.join("cni-conf");
+    std::fs::create_dir_all(&confdir).unwrap();
+    let list = json!({"cniVersion": "1.0.0", "name": "rconnet", "plugins": [
+        {"type": "rcon", "subnet": "10.89.3.0/24", "capabilities": {"portMappings": true},
+         "dataRoot": nw.w.data_root, "runRoot": nw.w.root},
+        {"type": "tuning"}]});
+    std::fs::write(confdir.join("rconnet.conflist"), serde_json::to_vec_pretty(&list).unwrap()).unwrap();
+    let conf = d.join("containers.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\", \"{REFERENCE_PLUGINS}\"]\nnetwork_config_dir = \"{}\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            cni.dirs[0].display(),
+            confdir.display()
+        ),
+    )
+    .unwrap();
+    let podman = |args: &str| -> std::process::Output {
+        let cmd = format!(
+            "nsenter --net=/var/run/netns/{node} podman --root {root} --runroot {run} --tmpdir {tmp} --runtime {rcon} --cgroup-manager cgroupfs {args}",
+            root = d.join("podroot").display(),
+            run = d.join("podrun").display(),
+            tmp = d.join("podtmp").display(),
+            rcon = crate::common::rcon_bin(),
+        );
+        Command::new("sh").arg("-c").arg(&cmd).env("CONTAINERS_CONF", &conf).output().unwrap()
+    };
+    let ulimits = "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024";
+    // podman writes mount points into a rootfs: one copy per container.
+    for r in ["srv", "cli"] {
+        crate::common::sh(&format!("cp -a {} {}", crate::common::busybox_rootfs().display(), d.join(r).display()));
+    }
+    let srv = podman(&format!(
+        "run -d --name srv --network rconnet -p 8090:80 {ulimits} --rootfs {} sh -c 'nc -ll -p 80 -e echo from-podman'",
+        d.join("srv").display()
+    ));
+    let result = std::panic::catch_unwind(|| {
+        assert!(srv.status.success(), "podman run -d: {}", String::from_utf8_lossy(&srv.stderr));
+        let v: Value = serde_json::from_str(&nw.w.ok(&["network", "inspect", "rconnet"])).unwrap();
+        let ep = &v["endpoints"][0];
+        assert!(ep["owner"].as_str().unwrap().starts_with("cni:"), "{ep}");
+        let ip = ep["ip"].as_str().unwrap().to_string();
+        // The published port answers from outside the node (a liveness wait for nc to listen).
+        wait_until("the published port", || fetch(&nw.inet, UPLINK_NODE, 8090) == "from-podman");
+        let cli = podman(&format!(
+            "run --rm --network rconnet {ulimits} --rootfs {} sh -c 'ip -4 -o addr show eth0; nc -w 3 {ip} 80'",
+            d.join("cli").display()
+        ));
+        let out = String::from_utf8_lossy(&cli.stdout);
+        assert!(cli.status.success(), "podman run: {out}{}", String::from_utf8_lossy(&cli.stderr));
+        assert!(out.contains("inet 10.89.3."), "no address from rcon: {out}");
+        assert!(out.contains("from-podman"), "the client did not reach the server: {out}");
+        let rm = podman("rm -f -t 0 srv");
+        assert!(rm.status.success(), "podman rm: {}", String::from_utf8_lossy(&rm.stderr));
+        assert_eq!(held(&nw.w, "rconnet"), (0, 0));
+    });
+    let reset = podman("system reset --force");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(reset.status.success(), "podman system reset: {}", String::from_utf8_lossy(&reset.stderr));
+}
