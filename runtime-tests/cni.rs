@@ -243,7 +243,10 @@ fn bridge_add_check_del() {
     assert_eq!(r1["cniVersion"], "1.1.0");
     let idx = r1["ips"][0]["interface"].as_u64().unwrap() as usize;
     let inner = &r1["interfaces"][idx];
-    assert_eq!((inner["name"].as_str(), inner["sandbox"].as_str()), (Some("eth0"), Some(&*format!("/var/run/netns/{c1}"))));
+    assert_eq!(
+        (inner["name"].as_str(), inner["sandbox"].as_str()),
+        (Some("eth0"), Some(&*format!("/var/run/netns/{c1}")))
+    );
     assert_eq!(r1["ips"][0]["gateway"], "10.88.1.1");
     assert_eq!(r1["routes"], json!([{"dst": "0.0.0.0/0", "gw": "10.88.1.1"}]));
     let ip1 = address(&r1);
@@ -331,7 +334,12 @@ fn errors_are_the_spec_error_result() {
         ("no such ipam plugin", cni.run("ADD", "ctr1", &c1, &with("ipam", json!({"type": "nope"}))), 7),
         (
             "bad port",
-            cni.run("ADD", "ctr1", &c1, &with("runtimeConfig", json!({"portMappings": [{"hostPort": 0, "containerPort": 80}]}))),
+            cni.run(
+                "ADD",
+                "ctr1",
+                &c1,
+                &with("runtimeConfig", json!({"portMappings": [{"hostPort": 0, "containerPort": 80}]})),
+            ),
             7,
         ),
         ("not a netns", cni.run("ADD", "ctr1", "/etc/hostname", &good), 8),

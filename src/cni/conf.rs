@@ -66,9 +66,7 @@ fn parsed<T: std::str::FromStr>(conf: &NetConf, key: &str) -> Result<Option<T>, 
 where
     T::Err: std::fmt::Display,
 {
-    str_key(conf, key)?
-        .map(|s| s.parse::<T>().map_err(|e| invalid(format!("field {key}: {s:?}: {e}"))))
-        .transpose()
+    str_key(conf, key)?.map(|s| s.parse::<T>().map_err(|e| invalid(format!("field {key}: {s:?}: {e}")))).transpose()
 }
 
 /// The subnet a delegated IPAM configuration hands addresses from
@@ -153,9 +151,10 @@ pub fn settings(conf: &NetConf, env: impl Fn(&str) -> Option<String>) -> Result<
 fn ports(conf: &NetConf) -> Result<Vec<PortSpec>, Error> {
     let Some(rc) = &conf.runtime_config else { return Ok(Vec::new()) };
     let port = |i: usize, what: &str, p: u32| -> Result<u16, Error> {
-        u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
-            invalid(format!("runtimeConfig.portMappings[{i}].{what}: {p} is not a port (1-65535)"))
-        })
+        u16::try_from(p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid(format!("runtimeConfig.portMappings[{i}].{what}: {p} is not a port (1-65535)")))
     };
     let mut out = Vec::new();
     for (i, m) in rc.port_mappings.iter().enumerate() {
@@ -212,8 +211,11 @@ mod tests {
 
     #[test]
     fn the_cluster_network_is_never_made_here() {
-        let s = settings(&conf(serde_json::json!({"cniVersion":"1.0.0","name":"k8s","type":"rcon","driver":"cluster"})), no_env)
-            .unwrap();
+        let s = settings(
+            &conf(serde_json::json!({"cniVersion":"1.0.0","name":"k8s","type":"rcon","driver":"cluster"})),
+            no_env,
+        )
+        .unwrap();
         assert_eq!(s.network, "cluster");
         assert!(s.create.is_none());
     }
@@ -229,7 +231,8 @@ mod tests {
 
     #[test]
     fn port_mappings_become_port_specs() {
-        let c = conf(serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"rcon","runtimeConfig":{"portMappings":[
+        let c =
+            conf(serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"rcon","runtimeConfig":{"portMappings":[
             {"hostPort":8080,"containerPort":80,"protocol":"tcp"},
             {"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}]}}));
         let p = settings(&c, no_env).unwrap().ports;
@@ -245,8 +248,14 @@ mod tests {
             (serde_json::json!({"subnet":"10.0.0.0/33"}), "field subnet"),
             (serde_json::json!({"icc":"yes"}), "field icc"),
             (serde_json::json!({"mtu":"big"}), "field mtu"),
-            (serde_json::json!({"runtimeConfig":{"portMappings":[{"hostPort":70000,"containerPort":80}]}}), "hostPort: 70000"),
-            (serde_json::json!({"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]}}), "hostIP"),
+            (
+                serde_json::json!({"runtimeConfig":{"portMappings":[{"hostPort":70000,"containerPort":80}]}}),
+                "hostPort: 70000",
+            ),
+            (
+                serde_json::json!({"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]}}),
+                "hostIP",
+            ),
         ] {
             let mut base = serde_json::json!({"cniVersion":"1.0.0","name":"n","type":"rcon"});
             base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());

@@ -50,8 +50,8 @@ fn failure(prog: &Path, stdout: &[u8], stderr: &[u8]) -> Error {
 
 /// The first IPv4 address of an ADD result.
 pub fn address(stdout: &[u8]) -> Result<std::net::Ipv4Addr, Error> {
-    let r: CNIResultWithVersion = serde_json::from_slice(stdout)
-        .map_err(|e| Error::FailedToDecode(format!("the ipam plugin's result: {e}")))?;
+    let r: CNIResultWithVersion =
+        serde_json::from_slice(stdout).map_err(|e| Error::FailedToDecode(format!("the ipam plugin's result: {e}")))?;
     r.result()
         .ips
         .iter()

@@ -224,12 +224,8 @@ impl Cni for RconCni {
         let conf = args.config();
         let s = conf::settings(conf, env)?;
         let ctx = context(&s)?;
-        let valid: HashSet<(&str, &str)> = conf
-            .valid_attachments
-            .iter()
-            .flatten()
-            .map(|a| (a.container_id.as_str(), a.ifname.as_str()))
-            .collect();
+        let valid: HashSet<(&str, &str)> =
+            conf.valid_attachments.iter().flatten().map(|a| (a.container_id.as_str(), a.ifname.as_str())).collect();
         attachment::retain(&ctx, &s.network, conf::OWNER_PREFIX, |cid, ifname| valid.contains(&(cid, ifname)))
             .map_err(failed)?;
         // What an ADD killed half-way left without a record: leases, veths, rules.
