@@ -16,7 +16,7 @@ MANDIR ?= $(TARGET_DIR)/man
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: all deps bench-deps build rcon bundle qemu test test-unit test-root sweep demo man bench lint clean
+.PHONY: all deps bench-deps build install rcon bundle qemu test test-unit test-root sweep demo man bench lint clean
 
 all: build
 
@@ -31,6 +31,13 @@ build:
 	$(CARGO) build --release
 	$(CARGO) build --release --example ipip_wire
 	$(CARGO) test --release --no-run --test runtime
+
+# rcon, and the CNI plugin where runtimes look for plugins (docs/CNI.md).
+PREFIX ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
+install:
+	install -D -m 0755 $(TARGET_DIR)/release/rcon $(DESTDIR)$(PREFIX)/bin/rcon
+	install -D -m 0755 $(TARGET_DIR)/release/rcon-cni $(DESTDIR)$(CNI_BIN_DIR)/rcon
 
 # The rcon binary alone (no test binary, no example): what the demo and the
 # man pages need.

@@ -7,6 +7,7 @@ mod antispoof;
 mod badinput;
 mod cgroups;
 mod cluster;
+mod cni;
 mod common;
 mod console;
 mod devices_bpf;

@@ -24,6 +24,8 @@ const LEVELS: &[(&str, u8)] = &[
     ("net", 2),
     ("image", 2),
     ("engine", 3),
+    // The CNI plugin: over net, beside engine (it never runs containers).
+    ("cni", 3),
 ];
 
 /// Edges still to be cut (issue 19), each with why it is there. The test

@@ -9,6 +9,7 @@
 // Every `unsafe` says why it is sound, and every `pub unsafe fn` documents its contract.
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+pub mod cni;
 pub mod context;
 pub mod engine;
 pub mod error;

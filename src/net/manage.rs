@@ -376,7 +376,7 @@ fn published(ep: &Endpoint) -> Option<firewall::Published<'_>> {
 /// Undo one endpoint: published ports, interfaces, claims, lease, record (in that order).
 /// The record loses its ports before the rules go, so that a restore of the
 /// firewall meanwhile does not put them back (see `heal`).
-fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Result<()> {
+pub(super) fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Result<()> {
     if let Some(p) = published(ep) {
         let eps = endpoints(ctx);
         if eps.recorded(ep) {
@@ -424,7 +424,7 @@ pub fn detach_with(ctx: &Context, k: &Kernel, network: &str, netns: &Path, ifnam
 
 /// The records of a detach, all of them: one that cannot be read names the
 /// lease, claims and veth to undo, so the detach stops before it starts.
-fn readable(l: crate::store::Listing<Endpoint>) -> Result<Vec<Endpoint>> {
+pub(super) fn readable(l: crate::store::Listing<Endpoint>) -> Result<Vec<Endpoint>> {
     match l.broken.first() {
         Some(b) => Err(b.error()),
         None => Ok(l.good),
@@ -453,7 +453,7 @@ pub fn detach_owner_with(ctx: &Context, k: &Kernel, owner: &str, network: Option
 }
 
 /// Heal the firewall before endpoints with published ports are detached.
-fn ensure_for(ctx: &Context, k: &Kernel, eps: &[Endpoint]) -> Result<()> {
+pub(super) fn ensure_for(ctx: &Context, k: &Kernel, eps: &[Endpoint]) -> Result<()> {
     if eps.iter().any(|e| !e.ports.is_empty()) {
         heal::ensure_all(ctx, k.firewalls.as_ref())?;
     }

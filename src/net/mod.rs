@@ -1,5 +1,6 @@
 //! The network subsystem: a library of its own (docs/ARCHITECTURE.md).
 
+pub mod attachment;
 pub mod driver;
 pub mod endpoint;
 pub mod firewall;
