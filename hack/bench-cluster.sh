@@ -572,6 +572,19 @@ verdicts() {
 	}
 	# rel NAME UNDERLAY: NAME's throughput ÷ that of the underlay files UNDERLAY.
 	rel() { x "$(med "$RAW/$1.gbps")" "$(med "$RAW/$2.gbps")"; }
+	# against_vxlan PATH GOAL TEXT: PATH's share of its underlay against
+	# vxlan's share of its own, with CPUs shared and one CPU per node. Each
+	# path against its own world's underlay, so that a slower minute of the
+	# machine in one world does not tilt the comparison.
+	against_vxlan() {
+		for m in '' -split; do
+			u=$(rel "$1-pods$m" "$1-underlay$m") w=$(rel "vxlan-pods$m" "vxlan-underlay$m")
+			r=$(x "$u" "$w")
+			[[ -n $r ]] || continue
+			v=$(awk -v r="$r" -v g="$2" 'BEGIN {print (r >= g ? "met" : "not met")}')
+			echo "- $3$([[ -z $m ]] && echo ', CPUs shared' || echo ', one CPU per node'): **$v** (${r}× of vxlan: ${u}× of its underlay against vxlan's ${w}×)."
+		done
+	}
 	for m in '' -split; do
 		for p in host-gw vxlan; do
 			if has "$p"; then within "$p" gbps throughput ge "$m" "$([[ -z $m ]] && echo ', CPUs shared' || echo ', one CPU per node')"; fi
@@ -584,24 +597,10 @@ verdicts() {
 		echo "- for reference, the kernel's VXLAN alone, by hand between the two nodes with no pod path: $(rel vxlan-bare-pods vxlan-bare-underlay)× of its underlay's throughput with CPUs shared, $(rel vxlan-bare-pods-split vxlan-bare-underlay-split)× with one CPU per node; $(x "$(med "$RAW/vxlan-bare-pods.us")" "$(med "$RAW/vxlan-bare-underlay.us")")× of its round-trip time."
 	fi
 	if has ipip-ebpf && has vxlan; then
-		for m in '' -split; do
-			u=$(rel "ipip-ebpf-pods$m" "ipip-ebpf-underlay$m") w=$(rel "vxlan-pods$m" "vxlan-underlay$m")
-			r=$(x "$u" "$w")
-			[[ -n $r ]] || continue
-			v=$(awk -v r="$r" 'BEGIN {print (r >= 0.9 ? "met" : "not met")}')
-			echo "- eBPF ipip at least 0.9× kernel VXLAN's throughput$([[ -z $m ]] && echo ', CPUs shared' || echo ', one CPU per node'): **$v** (${r}× of vxlan: ${u}× of its underlay against vxlan's ${w}×)."
-		done
+		against_vxlan ipip-ebpf 0.9 "eBPF ipip at least 0.9× kernel VXLAN's throughput"
 	fi
 	if has ipip-user && has vxlan; then
-		# Each path against its own world's underlay, so that a slower
-		# minute of the machine in one world does not tilt the comparison.
-		for m in '' -split; do
-			u=$(rel "ipip-user-pods$m" "ipip-user-underlay$m") w=$(rel "vxlan-pods$m" "vxlan-underlay$m")
-			r=$(x "$u" "$w")
-			[[ -n $r ]] || continue
-			v=$(awk -v r="$r" 'BEGIN {print (r >= 0.5 ? "met" : "not met")}')
-			echo "- userspace ipip at least half of kernel VXLAN's throughput$([[ -z $m ]] && echo ', CPUs shared' || echo ', one CPU per node'): **$v** (${r}× of vxlan: ${u}× of its underlay against vxlan's ${w}×)."
-		done
+		against_vxlan ipip-user 0.5 "userspace ipip at least half of kernel VXLAN's throughput"
 		if has ipip-user-b1; then
 			u=$(med "$RAW/ipip-user-pods.gbps") b1=$(med "$RAW/ipip-user-b1-pods.gbps")
 			r=$(x "$u" "$b1")
