@@ -81,6 +81,12 @@ impl NetWorld {
         args.extend_from_slice(flags);
         args.extend(["busybox", "nc", "-ll", "-p", "7000", "-e", "echo", &reply]);
         self.w.ok(&args);
+        // `run -d` returns once nc runs, not once it listens: a connection
+        // made at once could meet a closed port.
+        wait_until(&format!("{name} listening on 7000"), || {
+            let out = self.w.rcon(&["exec", name, "netstat", "-ltn"]);
+            String::from_utf8_lossy(&out.stdout).contains(":7000 ")
+        });
         ip_of(&self.w, name)
     }
 
