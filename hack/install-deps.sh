@@ -33,6 +33,7 @@ TEST_PKGS=(
 	podman          # podman --runtime rcon in runtime-tests/foreign.rs
 	containernetworking-plugins # podman's CNI network there (also a bench peer)
 	protobuf-compiler # protoc: the etcd-client crate compiles etcd's gRPC API (build time)
+	libprotobuf-dev   # the well-known types protoc imports there (google/protobuf/descriptor.proto), a Recommends we do not get
 	etcd-server       # the etcd that runtime-tests/etcd.rs starts inside its own namespace
 	etcd-client       # etcdctl: leases written by hand, as flannel's tools do
 	openssl           # a CA and certificates for the etcd TLS test
