@@ -79,19 +79,7 @@ impl Setup {
 
 /// Where the host has cgroup2 mounted (pure v2 or hybrid layout).
 pub fn host_mount() -> Option<PathBuf> {
-    find_mount(|fstype, _| fstype == "cgroup2")
-}
-
-/// The first mount point whose filesystem type and super options (from
-/// /proc/self/mountinfo) satisfy `want`.
-pub fn find_mount(want: impl Fn(&str, &str) -> bool) -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let mut r = right.split(' ');
-        let (fstype, super_opts) = (r.next()?, r.nth(1)?);
-        want(fstype, super_opts).then(|| left.split(' ').nth(4).map(PathBuf::from))?
-    })
+    Host::probe().v2
 }
 
 /// Open each group's directory (for clone3 or cgroup.procs).

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use oci_spec::runtime::Spec;
 
 use super::cgroup::{self, apply, resources::Version, resources::Write, Host};
@@ -16,7 +16,7 @@ use super::devices;
 
 /// Where v1 controller `name` is mounted, if it is.
 pub fn controller(name: &str) -> Option<PathBuf> {
-    cgroup::find_mount(|fstype, opts| fstype == "cgroup" && opts.split(',').any(|o| o == name))
+    Host::probe().v1_mount(name).map(Path::to_path_buf)
 }
 
 /// One group: its controller, and the writes that configure it.
@@ -69,15 +69,6 @@ pub fn paths(spec: &Spec, id: &str, host: &Host, plan: &[Write], join: &[String]
             Some((g, mount, path))
         })
         .collect()
-}
-
-/// Move process `pid` into each group.
-pub fn join(pid: i32, dirs: &[PathBuf]) -> Result<()> {
-    for dir in dirs {
-        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
-            .with_context(|| format!("moving the init into cgroup {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 /// Make the group and write its settings.

@@ -22,7 +22,7 @@ use super::launch::{self, Namespaces};
 use super::spec::{self, ns_flag};
 use super::state::{self, State, Status, START_SOCKET};
 use super::sync::Msg;
-use super::{cgroup, cgroup_v1, device_prog, process, procs, rootfs, CreateOptions};
+use super::{cgroup, device_prog, process, procs, rootfs, CreateOptions};
 use crate::store::{Broken, Listing, Read as Record};
 use crate::{store, Context};
 
@@ -78,16 +78,19 @@ impl Drop for Undo {
     }
 }
 
-/// Make `<root>/<id>` with `st` already inside: written in a dir named
-/// after its creator (`.new-PID-START-create`), then renamed without
-/// replacing, which is also the atomic duplicate-id check. So gc never sees
-/// a container dir without its state, and removes a `.new-` dir whose
-/// creator is gone (`remove_half_made_dirs`).
-fn make_dir(dir: &Path, st: &State) -> Result<()> {
+/// Make `<root>/<id>` with `st` and the spec copy already inside: written in
+/// a dir named after its creator (`.new-PID-START-create`), then renamed
+/// without replacing, which is also the atomic duplicate-id check. So gc
+/// never sees a container dir without its state, and removes a `.new-` dir
+/// whose creator is gone (`remove_half_made_dirs`). No one reads the `.new-`
+/// dir, so its files are written in place: four metadata operations in all.
+fn make_dir(dir: &Path, st: &State, spec: &Spec) -> Result<()> {
     let creator = st.creator.unwrap_or_else(state::Creator::me);
     let tmp = dir.with_file_name(creator.new_dir_name("create"));
     fs::DirBuilder::new().mode(0o711).create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let renamed = st.save(&tmp).and_then(|()| {
+    let written = store::write_new_json(&tmp.join(state::STATE_FILE), st)
+        .and_then(|()| store::write_new_json(&tmp.join(SPEC_COPY), spec));
+    let renamed = written.and_then(|()| {
         nix::fcntl::renameat2(
             nix::fcntl::AT_FDCWD,
             &tmp,
@@ -183,7 +186,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
     };
     // Recorded before made, so that gc finds them after a crash: the dir
     // appears with this state inside.
-    make_dir(&dir, &st)?;
+    make_dir(&dir, &st, &bundle.spec)?;
     let mut undo = Undo {
         dir: dir.clone(),
         pid: None,
@@ -202,7 +205,6 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         }
     }
     groups.apply()?;
-    store::write_json(&dir.join(SPEC_COPY), &bundle.spec)?;
     let dir_fd = File::open(&dir)?;
     let start = UnixListener::bind(short_path(&dir_fd, START_SOCKET)).context("binding start socket")?;
     let new = spec::namespaces(&bundle.spec)
@@ -218,28 +220,20 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         start,
     };
     let cgroup = undo.cgroup.as_deref().map(cgroup::open_dir).transpose()?;
-    // The v1 groups are joined from here, below, not by the intermediate.
-    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup, v1_cgroups: Vec::new() };
+    let v1_cgroups = cgroup::open_dirs(&st.v1_cgroups)?;
+    let ns = Namespaces { join, new, id_maps: spec::id_maps(&bundle.spec), cgroup, v1_cgroups };
     let (pid, mut chan) = launch::spawn(ns, move |chan| init::run(cfg, chan))?;
     tracing::debug!(id, pid, "init forked in its namespaces");
     undo.pid = Some(pid);
     st.pid = pid;
     st.pid_start_time = state::proc_start_time(pid).map(|(t, _)| t).unwrap_or(0);
-    // The first v1 join of a process waits for an RCU grace period. Made
-    // here, it overlaps the init's mounts and this state write. The init
-    // runs nothing of the user's, and forks nothing, before the hooks
-    // message that rcon answers only after the join.
-    let (joined, saved) = std::thread::scope(|s| {
-        let join = s.spawn(|| cgroup_v1::join(pid, &st.v1_cgroups));
-        let saved = st.save(&dir);
-        (join.join().unwrap_or_else(|_| Err(anyhow::anyhow!("joining the v1 cgroups panicked"))), saved)
-    });
-    saved?;
+    // The pid is saved with `created`, below, not now: until then the init
+    // waits on rcon's messages and dies with rcon, and the container's
+    // cgroup holds it for gc, so the record needs no pid yet.
     match chan.expect("mount setup")? {
         Msg::Hooks => {}
         other => bail!("container init: unexpected {other:?}"),
     }
-    joined?;
     tracing::debug!(id, "mounts in place");
     let json = st.oci_json();
     // rcon's own networks (the rcon.network annotation) come first, so the

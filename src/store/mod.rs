@@ -49,6 +49,17 @@ fn write_file(path: &Path, data: &[u8], durable: bool) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Write a new file that no one reads yet: one inside a dir that is not yet
+/// renamed into place (a create's `.new-` dir). One metadata operation,
+/// where `write_atomic` takes two; a crash mid-write leaves a torn file only
+/// in a dir that gc removes whole.
+pub fn write_new_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let data = serde_json::to_vec_pretty(value)?;
+    let write =
+        || -> std::io::Result<()> { OpenOptions::new().write(true).create_new(true).open(path)?.write_all(&data) };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
 /// Serialize `value` as pretty JSON and write it atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let data = serde_json::to_vec_pretty(value)?;
