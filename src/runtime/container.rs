@@ -125,9 +125,56 @@ fn remove_half_made_dirs(ctx: &Context) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// How a created init learns that it may exec the user's process.
+#[derive(Clone, Copy, PartialEq)]
+enum Gate {
+    /// `rcon start`, from any process, through start.sock (runc's exec fifo).
+    Socket,
+    /// The creating rcon itself, at once, over the setup channel (`run`).
+    Channel,
+}
+
+/// A created container, with what `run` needs to start it in the same process.
+struct Made {
+    state: State,
+    spec: Spec,
+    chan: super::sync::Channel,
+}
+
 /// Create the container; its init waits on the start socket. `console`
 /// overrides --console-socket (run uses an internal pair for its own pty).
 pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixStream>) -> Result<State> {
+    make(ctx, id, o, console, Gate::Socket).map(|m| m.state)
+}
+
+/// create + start in one process (`run`): the init is told to start over the
+/// setup channel, so no start socket is made and no state is read back.
+/// The container reads `running` from the moment it is created. Returns the
+/// state and whether the process has a terminal.
+pub fn create_started(
+    ctx: &Context,
+    id: &str,
+    o: &CreateOptions,
+    console: Option<UnixStream>,
+) -> Result<(State, bool)> {
+    let Made { mut state, spec, mut chan } = make(ctx, id, o, console, Gate::Channel)?;
+    let started = chan.send(&Msg::Start).and_then(|()| match chan.recv()? {
+        // The init's end is close-on-exec: EOF is the exec.
+        None => Ok(()),
+        Some(Msg::Error { msg }) => Err(anyhow::anyhow!("container {id:?}: {msg}")),
+        Some(other) => Err(anyhow::anyhow!("container init: unexpected {other:?}")),
+    });
+    if let Err(e) = started {
+        let _ = delete(ctx, id, true);
+        return Err(e);
+    }
+    state.status = Status::Running;
+    hooks::run_warn(&spec, Kind::Poststart, &state.oci_json());
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    Ok((state, terminal))
+}
+
+fn make(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixStream>, gate: Gate) -> Result<Made> {
     let dir = dir_of(ctx, id)?;
     let mut bundle = spec::load_bundle(&o.bundle)?;
     tracing::debug!(id, "bundle loaded and validated");
@@ -205,8 +252,13 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         }
     }
     groups.apply()?;
-    let dir_fd = File::open(&dir)?;
-    let start = UnixListener::bind(short_path(&dir_fd, START_SOCKET)).context("binding start socket")?;
+    let start = match gate {
+        Gate::Socket => {
+            let dir_fd = File::open(&dir)?;
+            Some(UnixListener::bind(short_path(&dir_fd, START_SOCKET)).context("binding start socket")?)
+        }
+        Gate::Channel => None,
+    };
     let new = spec::namespaces(&bundle.spec)
         .iter()
         .filter(|n| n.path().is_none())
@@ -266,7 +318,7 @@ pub fn create(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixSt
         tracing::warn!("{w}");
     }
     tracing::debug!(id, "created: rootfs pivoted, init waits for start");
-    Ok(st)
+    Ok(Made { state: st, spec: bundle.spec, chan })
 }
 
 /// Refuse groups that nest with another container's (deleting the outer

@@ -21,7 +21,9 @@ pub struct InitConfig {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub console: Option<UnixStream>,
-    pub start: UnixListener,
+    /// Where `rcon start` connects; none when rcon sends `Start` over the
+    /// channel instead (`run`).
+    pub start: Option<UnixListener>,
 }
 
 pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
@@ -55,7 +57,15 @@ pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
     drop(cfg.console);
     chan.send(&Msg::Created)?;
 
-    let mut conn = wait_for_start(&cfg.start)?;
+    // An error after this point goes back on the start connection, or, when
+    // started over the channel, on the channel (launch sends what we return).
+    let mut conn = match &cfg.start {
+        Some(listener) => Some(wait_for_start(listener)?),
+        None => match chan.expect("start")? {
+            Msg::Start => None,
+            other => bail!("unexpected {other:?}"),
+        },
+    };
     drop(cfg.start);
     let result = (|| -> Result<Infallible> {
         let Some((proc_, exec)) = ready else {
@@ -66,7 +76,9 @@ pub fn run(cfg: InitConfig, chan: &mut Channel) -> Result<Infallible> {
         process::exec(&exec, cfg.preserve_fds as i32)
     })();
     let err = result.unwrap_err();
-    let _ = conn.write_all(format!("{err:#}").as_bytes());
+    if let Some(conn) = &mut conn {
+        let _ = conn.write_all(format!("{err:#}").as_bytes());
+    }
     Err(err)
 }
 

@@ -184,18 +184,17 @@ fn create_and_start(
     if foreground {
         supervise::prepare()?;
     }
-    let st = container::create(ctx, id, o, theirs)?;
-    let terminal = container::load_spec(&ctx.container_dir(id))
-        .ok()
-        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false);
+    let (st, terminal) = container::create_started(ctx, id, o, theirs)?;
+    // The init sent the pty's master before it reported created; it waits in the socket.
     let pty = match (&ours, terminal) {
-        (Some(s), true) => Some(console::recv_fd(s)?),
+        (Some(s), true) => match console::recv_fd(s) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                let _ = container::delete(ctx, id, true);
+                return Err(e);
+            }
+        },
         _ => None,
     };
-    if let Err(e) = container::start(ctx, id) {
-        let _ = container::delete(ctx, id, true);
-        return Err(e);
-    }
     Ok((st, pty))
 }

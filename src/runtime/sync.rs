@@ -25,6 +25,8 @@ pub enum Msg {
     HooksDone { state: String },
     /// The init is ready and waits for `start`.
     Created,
+    /// Start now (`run`, which made no start socket).
+    Start,
     /// Setup failed; the message names the cause.
     Error { msg: String },
 }
