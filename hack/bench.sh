@@ -86,6 +86,7 @@ wrap runc-limits "$(runtime_body "$(command -v runc)" "$WORLD/runc" "$limits_bun
 "$RCON" image import "$repo/hack/.cache/busybox-oci" busybox >/dev/null
 wrap rcon-image "$RCON run --rm --net none busybox true >/dev/null"
 wrap true "/bin/true"
+wrap rcon-version "$RCON --version >/dev/null"
 
 declare -A label=(
 	[rcon]="rcon run"
@@ -96,6 +97,7 @@ declare -A label=(
 	[runc-limits]="runc run, 64 MB and 100 pids"
 	[rcon-image]="rcon run --rm --net none busybox true"
 	[true]="/bin/true"
+	[rcon-version]="rcon --version"
 )
 
 # cgroup layout, described for the report; "hybrid" is what crun refuses.
@@ -179,7 +181,43 @@ bench_set host "$image_json" rcon-image runc || true
 
 bench_set host "$limits_json" rcon-limits runc-limits rcon runc || true
 
-bench_set host "$main_json" rcon runc crun unshare true
+bench_set host "$main_json" rcon runc crun unshare rcon-version true
+
+# phases BUNDLE: where one `rcon run` spends its time, from the timestamps of
+# its --debug lines: the median of each step over $RUNS runs, as a table.
+phases() {
+	local i log=$CACHE/phases.log
+	: >"$log"
+	for ((i = 0; i < RUNS; i++)); do
+		"$RCON" --debug run --bundle "$1" "phase$$-$i" 2>&1 >/dev/null | grep ' debug ' >>"$log" || true
+	done
+	python3 - "$log" <<-'PY'
+		import re, statistics, sys
+		from datetime import datetime
+		runs, order = {}, []
+		for line in open(sys.argv[1]):
+		    m = re.match(r'(\S+) debug (.*?)(?: id=(\S+).*)?$', line.strip())
+		    if not m:
+		        continue
+		    t = datetime.fromisoformat(m.group(1)[:26].rstrip('Z'))
+		    step = m.group(2).split(':')[0]
+		    if step == 'command line parsed':
+		        runs.setdefault('cur', []).clear()
+		    runs.setdefault('cur', []).append((step, t))
+		    if step == 'deleted':
+		        for (a, ta), (b, tb) in zip(runs['cur'], runs['cur'][1:]):
+		            key = (a, b)
+		            if key not in runs:
+		                runs[key] = []
+		                order.append(key)
+		            runs[key].append((tb - ta).total_seconds() * 1000)
+		print('| from | to | median ms |')
+		print('|---|---|---:|')
+		for a, b in order:
+		    print(f'| {a} | {b} | {statistics.median(runs[(a, b)]):.2f} |')
+	PY
+}
+phase_table=$(phases "$limits_bundle" 2>&1) || phase_table="_The phases could not be measured: ${phase_table}_"
 main_refused=$(for r in "${!refused[@]}"; do printf '%s\t%s\n' "$r" "${refused[$r]}"; done | sort)
 
 # crun refuses a hybrid layout outright; to still have a crun figure, time the
@@ -308,6 +346,17 @@ tmp=$OUT.new
 	else
 		echo "_Not measured: ${refused[rcon-limits]:-${refused[runc-limits]:-the rows failed}}_"
 	fi
+	cat <<-EOF
+
+		### Phases of one \`rcon run\` with limits
+
+		The median time between the \`--debug\` lines of $RUNS \`rcon --debug run\`
+		calls of the bundle with limits, one after another, right after the
+		hyperfine runs. Starting the binary, before the first line, is the
+		\`rcon --version\` row above less \`/bin/true\`.
+
+	EOF
+	printf '%s\n' "$phase_table"
 	cat <<-EOF
 
 		## From image to exit: \`rcon run --rm busybox true\`

@@ -169,6 +169,8 @@ pub fn main() -> i32 {
         eprintln!("rcon: {e:#}");
         return 1;
     }
+    // The first timestamp of `--debug`: the bench's phase table starts here.
+    tracing::debug!("command line parsed");
     let firewall = match cli.firewall_backend {
         Some(b) => b,
         None => match rcon::context::configured_firewall(&cli.data_root) {
