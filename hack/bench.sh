@@ -114,16 +114,24 @@ cgroup_layout() {
 }
 
 # In "hidden" mode a command runs in a private mount namespace in which the
-# cgroup2 mount of a hybrid layout is unmounted: the host's mounts are untouched.
+# cgroup2 mount of a hybrid layout is unmounted; in "tmpfs" mode, in one where
+# the runtimes' state roots are fresh tmpfs mounts, as /run is on most hosts
+# (here it is ext4). The host's mounts are untouched either way.
 in_mode() { # in_mode MODE CMD...
 	local mode=$1
 	shift
-	if [[ $mode == hidden ]]; then
+	case $mode in
+	hidden)
 		unshare -m --propagation private sh -c \
 			'mountpoint -q /sys/fs/cgroup/unified && umount /sys/fs/cgroup/unified; exec "$@"' sh "$@"
-	else
-		"$@"
-	fi
+		;;
+	tmpfs)
+		unshare -m --propagation private sh -c \
+			'for d in "$RCON_ROOT" "$0"; do mount -t tmpfs -o mode=0711 rcon-bench "$d" || exit 1; done; exec "$@"' \
+			"$WORLD/runc" "$@"
+		;;
+	*) "$@" ;;
+	esac
 }
 
 declare -A refused=() # row -> the error of its trial run
@@ -175,11 +183,14 @@ main_json=$CACHE/lifecycle.json
 hidden_json=$CACHE/lifecycle-cgroup2-hidden.json
 image_json=$CACHE/image-to-exit.json
 limits_json=$CACHE/lifecycle-limits.json
-rm -f "$main_json" "$hidden_json" "$image_json" "$limits_json"
+tmpfs_json=$CACHE/lifecycle-tmpfs.json
+rm -f "$main_json" "$hidden_json" "$image_json" "$limits_json" "$tmpfs_json"
 
 bench_set host "$image_json" rcon-image runc || true
 
 bench_set host "$limits_json" rcon-limits runc-limits rcon runc || true
+mkdir -p "$WORLD/runc"
+bench_set tmpfs "$tmpfs_json" rcon-limits runc-limits rcon runc || true
 
 bench_set host "$main_json" rcon runc crun unshare rcon-version true
 
@@ -345,6 +356,20 @@ tmp=$OUT.new
 		table "$limits_json" "${label[runc-limits]}"
 	else
 		echo "_Not measured: ${refused[rcon-limits]:-${refused[runc-limits]:-the rows failed}}_"
+	fi
+	if [[ -f $tmpfs_json ]]; then
+		cat <<-EOF
+
+			### Same, with the state roots on tmpfs
+
+			On most hosts /run, where runc and rcon keep their state, is a tmpfs;
+			on this machine it is ext4, where each create, rename or unlink is a
+			journal operation. The four rows again, in a second hyperfine run,
+			inside a private mount namespace in which both runtimes' state roots
+			are fresh tmpfs mounts.
+
+		EOF
+		table "$tmpfs_json" "${label[runc-limits]}"
 	fi
 	cat <<-EOF
 

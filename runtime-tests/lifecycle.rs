@@ -265,12 +265,12 @@ fn list_and_ps_show_the_container() {
     assert_eq!(me["pid"], pid);
 
     let mut pids: Vec<i32> = Vec::new();
-    wait_until("ps to list the child", || {
+    // The child is listed from its fork on, but is `sleep` only once it has exec'd.
+    wait_until("ps to list the child running sleep", || {
         pids = serde_json::from_str(&w.ok(&["ps", "--format", "json", &id])).unwrap();
-        pids.len() >= 2
+        pids.len() >= 2 && pids[1..].iter().any(|&c| cmdline(c) == "sleep 1001")
     });
     assert_eq!(pids[0], pid, "ps lists the init first: {pids:?}");
-    assert!(pids[1..].iter().any(|&c| cmdline(c) == "sleep 1001"), "no child in {pids:?}");
 
     w.ok(&["delete", "--force", &id]);
     for c in pids {
