@@ -72,7 +72,13 @@ impl Nft {
                 (a.output_set_flags)(ctx, OUTPUT_JSON);
             }
             let rc = if buffered { (a.run_cmd)(ctx, cmd.as_ptr()) } else { -1 };
-            let text = |p: *const c_char| if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() };
+            let text = |p: *const c_char| {
+                if p.is_null() {
+                    String::new()
+                } else {
+                    CStr::from_ptr(p).to_string_lossy().into_owned()
+                }
+            };
             let out = text((a.output_buffer)(ctx));
             let err = text((a.error_buffer)(ctx));
             (a.ctx_free)(ctx);

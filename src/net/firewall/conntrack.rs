@@ -28,9 +28,7 @@ const IPPROTO_UDP: u8 = 17;
 /// (and host address, when the mapping has one).
 pub(crate) fn flush_udp(mappings: &[Mapping]) -> Result<()> {
     let stale = |dst: Ipv4Addr, port: u16| {
-        mappings
-            .iter()
-            .any(|m| m.proto == Proto::Udp && m.host_port == port && m.host_ip.is_none_or(|h| h == dst))
+        mappings.iter().any(|m| m.proto == Proto::Udp && m.host_port == port && m.host_ip.is_none_or(|h| h == dst))
     };
     let mut sock = match nfnl::Socket::open() {
         Ok(s) => s,

@@ -27,8 +27,8 @@
 mod conntrack;
 pub mod guard;
 pub mod iptables;
-pub mod nft;
 mod nflist;
+pub mod nft;
 pub mod nftables;
 
 use std::collections::BTreeSet;
