@@ -100,25 +100,48 @@ fn load() -> Option<Nft> {
     if handle.is_null() {
         return None;
     }
-    let sym = |n: &CStr| -> Option<*mut c_void> {
-        // SAFETY: a live handle and a NUL-terminated symbol name.
-        let p = unsafe { libc::dlsym(handle, n.as_ptr()) };
-        (!p.is_null()).then_some(p)
-    };
-    // SAFETY: each symbol is transmuted to the C signature libnftables.h declares for it.
+    // SAFETY: each field's type is the C signature libnftables.h declares for the symbol named.
     unsafe {
         Some(Nft {
             api: Api {
-                ctx_new: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_new")?),
-                ctx_free: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_free")?),
-                buffer_output: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_buffer_output")?),
-                buffer_error: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_buffer_error")?),
-                output_set_flags: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_output_set_flags")?),
-                run_cmd: std::mem::transmute::<*mut c_void, _>(sym(c"nft_run_cmd_from_buffer")?),
-                output_buffer: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_get_output_buffer")?),
-                error_buffer: std::mem::transmute::<*mut c_void, _>(sym(c"nft_ctx_get_error_buffer")?),
+                ctx_new: sym(handle, c"nft_ctx_new")?,
+                ctx_free: sym(handle, c"nft_ctx_free")?,
+                buffer_output: sym(handle, c"nft_ctx_buffer_output")?,
+                buffer_error: sym(handle, c"nft_ctx_buffer_error")?,
+                output_set_flags: sym(handle, c"nft_ctx_output_set_flags")?,
+                run_cmd: sym(handle, c"nft_run_cmd_from_buffer")?,
+                output_buffer: sym(handle, c"nft_ctx_get_output_buffer")?,
+                error_buffer: sym(handle, c"nft_ctx_get_error_buffer")?,
             },
             lock: Mutex::new(()),
         })
+    }
+}
+
+/// Symbol `name` of the library `handle` as a function pointer of type `F`.
+///
+/// # Safety
+/// `F` must be a function pointer type matching the C declaration of `name`.
+unsafe fn sym<F: Copy>(handle: *mut c_void, name: &CStr) -> Option<F> {
+    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+    // SAFETY: a live handle (never closed) and a NUL-terminated symbol name.
+    let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
+    // SAFETY: F is a function pointer of the symbol's own signature (the caller's contract), the same size
+    // as the data pointer dlsym returns for it.
+    (!p.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refusals come back as the library's error text (a parse error needs no privilege).
+    #[test]
+    fn refusals_carry_the_library_error() {
+        let Some(nft) = Nft::open() else { return }; // no libnftables here: the fallback's case
+        let err = nft.run("frobnicate table ip rcon", false).unwrap_err().0;
+        assert!(err.contains("syntax error"), "{err}");
+        let err = nft.run("list tables\0", false).unwrap_err().0;
+        assert!(err.contains("NUL"), "{err}");
     }
 }
