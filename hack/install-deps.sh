@@ -18,7 +18,8 @@ TEST_PKGS=(
 	skopeo          # pushes the busybox image to the test registry (runtime-tests/images.rs)
 	docker-registry # a registry the pull test starts inside its own netns
 	tmux            # drives `rcon run -it` the way a person types (runtime-tests/dockerrun.rs)
-	nftables        # libnftables1: rcon drives the default firewall backend and the anti-spoofing table through it; nft for checks in tests
+	libnftables1    # rcon drives the default firewall backend and the anti-spoofing table through it, in-process (dlopen)
+	nftables        # nft: rule checks in tests, and rcon's fallback where libnftables is missing
 	iptables        # the second firewall backend
 	conntrack       # conntrack checks in tests (rcon flushes stale UDP entries over netlink itself)
 	strace          # runtime-tests/hotpath.rs: no child process on the hot path
