@@ -78,6 +78,22 @@ fn the_hot_path_spawns_nothing() {
     assert!(!rules.contains("8088") && !rules.contains("8089"), "detach left its ports: {rules}");
     assert_eq!(guards(&nw), 0, "detach left its anti-spoofing element");
 
+    // The fallback: without the library (here: told not to use it) rcon runs `nft`, and says so.
+    let (trace, wrapper) = strace(&nw.w);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let out =
+        nw.w.wrapped(&wrapper, &["network", "attach", "--netns", &path, "hot"])
+            .env("RCON_NFT_PROGRAM", "1")
+            .output()
+            .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("running the nft program instead of libnftables (RCON_NFT_PROGRAM=1)"), "{err}");
+    let spawned = others(&trace, rcon_bin());
+    assert!(spawned.iter().any(|p| p.ends_with("/nft")), "the fallback ran no nft: {spawned:?}");
+    assert!(guards(&nw) > 0, "the fallback added no anti-spoofing element");
+    only_rcon(&nw, &["network", "detach", "--netns", &path, "hot"]);
+
     // connect and disconnect a running container.
     nw.w.ok(&["network", "create", "--subnet", "10.72.0.0/24", "cold"]);
     nw.w.ok(&["run", "-d", "--name", "app", "--network", "cold", "busybox", "sleep", "1000"]);
