@@ -167,6 +167,6 @@ section=$CACHE/cni.md
 			fi
 		done
 	done
-	echo "The goal (issue 21) is rcon at most 0.3× the reference. rcon-cni's time does not grow with the attachments (the reference's does: host-local and the bridge plugin's iptables work). Most of it is one \`nft\` run per ADD and one per DEL, which add and remove the container's anti-spoofing elements (docs/SECURITY.md), as \`rcon network attach\`/\`detach\` do; on a loaded machine each such process costs tens of ms (an strace of one ADD and one DEL here showed \`nft\` as the largest part)."
+	echo "The goal (issue 21) is rcon at most 0.3× the reference. rcon-cni's time does not grow with the attachments (the reference's does: host-local and the bridge plugin's iptables work). The anti-spoofing element each ADD adds and each DEL removes (docs/SECURITY.md), as \`rcon network attach\`/\`detach\` do, is one libnftables call in-process: ADD and DEL execute no program (runtime-tests/hotpath.rs). Until issue 22 each was an \`nft\` run, the largest part of an ADD or a DEL under load."
 } >"$section.new"
 bench_section_out bench-cni "$section"

@@ -18,9 +18,11 @@ TEST_PKGS=(
 	skopeo          # pushes the busybox image to the test registry (runtime-tests/images.rs)
 	docker-registry # a registry the pull test starts inside its own netns
 	tmux            # drives `rcon run -it` the way a person types (runtime-tests/dockerrun.rs)
-	nftables        # nft: the default firewall backend, both backends' anti-spoofing table, rule checks in tests
+	libnftables1    # rcon drives the default firewall backend and the anti-spoofing table through it, in-process (dlopen)
+	nftables        # nft: rule checks in tests, and rcon's fallback where libnftables is missing
 	iptables        # the second firewall backend
-	conntrack       # flushing stale UDP conntrack entries, and checks in tests
+	conntrack       # conntrack checks in tests (rcon flushes stale UDP entries over netlink itself)
+	strace          # runtime-tests/hotpath.rs: no child process on the hot path
 	python3         # a UDP echo server in runtime-tests/ports.rs, spoofed frames in antispoof.rs, bench-ports' connect client
 	runc            # another runtime wired by `rcon network hook` (examples/network-bundle)
 	qemu-system-x86 # boots Debian's stock kernel for the kernel ipip tests (hack/qemu/)

@@ -32,6 +32,8 @@ pub(crate) struct Cni<'a> {
     pub(crate) dirs: Vec<PathBuf>,
     /// Extra environment (RCON_FAULT).
     pub(crate) env: Vec<(String, String)>,
+    /// A program and its flags that run the plugin (strace in runtime-tests/hotpath.rs).
+    pub(crate) wrap: Vec<String>,
 }
 
 impl<'a> Cni<'a> {
@@ -39,7 +41,7 @@ impl<'a> Cni<'a> {
         let bin = w.dir.path().join("cni-bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rcon-cni"), bin.join("rcon")).unwrap();
-        Cni { w, dirs: vec![bin, PathBuf::from(REFERENCE_PLUGINS)], env: Vec::new() }
+        Cni { w, dirs: vec![bin, PathBuf::from(REFERENCE_PLUGINS)], env: Vec::new(), wrap: Vec::new() }
     }
 
     fn path(&self) -> String {
@@ -49,7 +51,14 @@ impl<'a> Cni<'a> {
     /// Run plugin `conf.type` for `cmd` with `vars` (CNI_* names without the prefix) and `stdin`.
     pub(crate) fn raw(&self, cmd: Option<&str>, vars: &[(&str, &str)], plugin: &str, stdin: &[u8]) -> Run {
         let prog = self.dirs.iter().map(|d| d.join(plugin)).find(|p| p.exists()).expect("plugin in CNI_PATH");
-        let mut c = Command::new(prog);
+        let mut c = match self.wrap.split_first() {
+            Some((wrapper, flags)) => {
+                let mut c = Command::new(wrapper);
+                c.args(flags).arg(prog);
+                c
+            }
+            None => Command::new(prog),
+        };
         c.env_clear()
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_PATH", self.path())

@@ -18,6 +18,7 @@ mod firewall;
 mod foreign;
 mod gcrace;
 mod hooks;
+mod hotpath;
 mod images;
 mod ipip_ebpf;
 mod ipip_user;

@@ -134,7 +134,19 @@ impl World {
 
     /// A `Command` for rcon with this world's roots in the environment.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(rcon_bin());
+        self.wrapped(&[], args)
+    }
+
+    /// [`World::cmd`] with rcon run by `wrapper` (a program and its flags, e.g. strace's).
+    pub fn wrapped(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((prog, flags)) => {
+                let mut c = Command::new(prog);
+                c.args(flags).arg(rcon_bin());
+                c
+            }
+            None => Command::new(rcon_bin()),
+        };
         c.args(args)
             .env("RCON_ROOT", &self.root)
             .env("RCON_NETNS_DIR", self.rcon_netns_dir())

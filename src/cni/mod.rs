@@ -208,7 +208,9 @@ impl Cni for RconCni {
             FirewallBackend::Nftables => "nft",
             FirewallBackend::Iptables => "iptables-restore",
         };
-        if !on_path(tool) {
+        // nftables is driven in-process through libnftables when it is there.
+        let in_process = ctx.firewall == FirewallBackend::Nftables && firewall::nft::in_process();
+        if !in_process && !on_path(tool) {
             return Err(unavailable(format!("the {} firewall needs {tool}, which is not on PATH", ctx.firewall)));
         }
         if let Some(t) = &s.ipam {

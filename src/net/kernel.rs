@@ -19,7 +19,8 @@ pub trait Firewalls {
     fn flush_udp_conntrack(&self, mappings: &[super::ports::Mapping]) -> Result<()>;
 }
 
-/// The real backends: `nft` and `iptables-restore`, in the calling thread's namespace.
+/// The real backends (libnftables in-process, `iptables-restore`) and conntrack over netlink, in the
+/// calling thread's namespace.
 pub struct RealFirewalls;
 
 impl Firewalls for RealFirewalls {

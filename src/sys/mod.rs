@@ -4,6 +4,8 @@
 
 pub mod bpf;
 pub mod iface;
+pub mod nfnl;
+pub mod nftlib;
 pub mod ns;
 pub mod pidfd;
 pub mod proc;

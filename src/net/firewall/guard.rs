@@ -37,7 +37,7 @@ use anyhow::{Context as _, Result};
 use serde_json::Value;
 
 use super::nflist::{self, FAMILY_BRIDGE};
-use super::{run, Guard, Want};
+use super::{Guard, Want};
 
 const TABLE: &str = "bridge rcon";
 const ALLOW: &str = "allow";
@@ -79,7 +79,7 @@ pub(crate) fn glance() -> Result<Live> {
 pub(crate) fn live() -> Result<Live> {
     let mut l = glance()?;
     if l.exists {
-        l.elems = parse_elems(&run("nft", &["-j", "list", "table", "bridge", "rcon"], None)?)?;
+        l.elems = parse_elems(&super::nft::list_json("table bridge rcon")?)?;
     }
     Ok(l)
 }

@@ -6,8 +6,9 @@
 //! the network is created and removed when it goes; attaching a container
 //! adds nothing. rcon keeps everything in its own table (nftables) or its own
 //! `RCON-*` chains (iptables) and never touches a rule it did not make. Each
-//! change is one batch fed to one `nft -f -` or `iptables-restore --noflush`
-//! spawn, so the kernel applies it atomically (iptables: per table).
+//! change is one batch, applied atomically by the kernel (iptables: per
+//! table): nft script text run in-process by libnftables (`nft`), or fed to
+//! an `iptables-restore --noflush` child, the one backend that still spawns.
 //!
 //! The kernel is the record: a backend reads the live ruleset back (`nft -j
 //! list table`, `iptables-save`) to find what a network owns. Every object
@@ -19,13 +20,15 @@
 //! namespace sees the same nsfs inode, so the lock is scoped to exactly the
 //! ruleset it guards and needs no path on disk.
 //!
-//! Both backends run `nft`/`iptables-restore` as children, which inherit the
-//! calling thread's network namespace: call from a thread that is in the
-//! namespace to configure.
+//! Everything acts on the calling thread's network namespace (libnftables'
+//! and the conntrack socket are opened there, and an `iptables-restore` child
+//! inherits it): call from a thread that is in the namespace to configure.
 
+mod conntrack;
 pub mod guard;
 pub mod iptables;
 mod nflist;
+pub mod nft;
 pub mod nftables;
 
 use std::collections::BTreeSet;
@@ -270,7 +273,7 @@ impl<R: Ruleset> Firewall for R {
             if batch.is_empty() {
                 return Ok(());
             }
-            run("nft", &["-f", "-"], Some(&batch)).map(drop)
+            nft::apply(&batch)
         };
         base().with_context(|| format!("firewall (anti-spoofing): adding network {}", net.name))
     }
@@ -341,7 +344,7 @@ impl<R: Ruleset> Firewall for R {
         // frames. The caller heals a missing table from the records instead.
         let add = || -> Result<()> {
             let _lock = lock_netns()?;
-            run("nft", &["-f", "-"], Some(&guard::render_add(g))).map(drop)
+            nft::apply(&guard::render_add(g))
         };
         add().with_context(|| format!("firewall (anti-spoofing): guarding port {} of {}", g.port, g.owner))
     }
@@ -352,7 +355,7 @@ impl<R: Ruleset> Firewall for R {
             if !guard::glance()?.exists {
                 return Ok(()); // no table, no element
             }
-            run("nft", &["-f", "-"], Some(&guard::render_remove(g))).map(drop)
+            nft::apply(&guard::render_remove(g))
         };
         remove().with_context(|| format!("firewall (anti-spoofing): unguarding port {} of {}", g.port, g.owner))
     }
@@ -396,7 +399,7 @@ impl<R: Ruleset> Firewall for R {
                     }
                     let batch = guard::render_restore(&guards, &want);
                     if found.is_some() && !batch.is_empty() {
-                        run("nft", &["-f", "-"], Some(&batch))?;
+                        nft::apply(&batch)?;
                     }
                 }
                 Ok(found.is_some().then(|| R::render_restore(live, &want)))
@@ -411,7 +414,7 @@ fn guarded(what: &str, render: impl FnOnce(&guard::Live) -> Result<Option<String
     let change = || -> Result<()> {
         let _lock = lock_netns()?;
         match render(&guard::live()?)? {
-            Some(batch) => run("nft", &["-f", "-"], Some(&batch)).map(drop),
+            Some(batch) => nft::apply(&batch),
             None => Ok(()),
         }
     };
@@ -421,41 +424,13 @@ fn guarded(what: &str, render: impl FnOnce(&guard::Live) -> Result<Option<String
 /// Flush the conntrack entries of UDP mappings: a flow the kernel tracked
 /// before a mapping existed (or while another one did) would keep its old
 /// translation for as long as packets keep coming. TCP and SCTP flows end.
-/// One listing, then one delete per stale flow found (usually none), not
-/// one `conntrack` per mapping: a published range of 1000 ports would have
-/// cost 1000 spawns.
+/// One listing, then one delete per stale flow found (usually none), over
+/// netlink in-process (`conntrack`).
 pub fn flush_udp_conntrack(mappings: &[crate::net::ports::Mapping]) -> Result<()> {
-    use crate::net::ports::Proto;
-    if !mappings.iter().any(|m| m.proto == Proto::Udp) {
+    if !mappings.iter().any(|m| m.proto == crate::net::ports::Proto::Udp) {
         return Ok(());
     }
-    let listing = match run("conntrack", &["-L", "-p", "udp"], None) {
-        Err(e) if e.downcast_ref::<spawn::Error>().is_some_and(spawn::Error::program_missing) => return Err(e),
-        Err(_) => return Ok(()), // nothing tracked, or no conntrack in this kernel
-        Ok(out) => out,
-    };
-    let stale: std::collections::BTreeSet<(String, u16)> = listing
-        .lines()
-        .filter_map(original_udp_dst)
-        .filter(|(ip, port)| {
-            mappings.iter().any(|m| {
-                m.proto == Proto::Udp && m.host_port == *port && m.host_ip.is_none_or(|h| h.to_string() == *ip)
-            })
-        })
-        .collect();
-    for (ip, port) in stale {
-        let port = port.to_string();
-        // Deleting nothing (gone meanwhile) is not a failure.
-        let _ = run("conntrack", &["-D", "-p", "udp", "--orig-dst", &ip, "--orig-port-dst", &port], None);
-    }
-    Ok(())
-}
-
-/// The original direction's destination of a `conntrack -L` line: its first
-/// `dst=` and `dport=`.
-fn original_udp_dst(line: &str) -> Option<(String, u16)> {
-    let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key));
-    Some((field("dst=")?.to_string(), field("dport=")?.parse().ok()?))
+    conntrack::flush_udp(mappings)
 }
 
 /// The backend's implementation of [`Firewall`].
@@ -528,19 +503,20 @@ pub(crate) fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<Stri
     }
     let out = spawn::run(&mut cmd, input.map(str::as_bytes), Keep::BOTH, None)?;
     if !out.status.success() {
-        bail!("{shown}: {}", one_line(&String::from_utf8_lossy(&out.stderr), out.status));
+        bail!("{shown}: {}", one_line(&String::from_utf8_lossy(&out.stderr), &format!("failed ({})", out.status)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A tool's stderr on one line: no blank lines, no `^^^` markers, no "Try --help" advice.
-fn one_line(stderr: &str, status: std::process::ExitStatus) -> String {
+/// A tool's stderr on one line: no blank lines, no `^^^` markers, no "Try --help" advice; `empty` when it
+/// said nothing.
+fn one_line(stderr: &str, empty: &str) -> String {
     let parts: Vec<&str> = stderr
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == '~' || c == ' ') && !l.starts_with("Try `"))
         .collect();
-    let mut s = if parts.is_empty() { format!("failed ({status})") } else { parts.join("; ") };
+    let mut s = if parts.is_empty() { empty.to_string() } else { parts.join("; ") };
     if s.len() > 600 {
         let mut cut = 600;
         while !s.is_char_boundary(cut) {
@@ -602,18 +578,10 @@ mod tests {
     }
 
     #[test]
-    fn conntrack_lines_give_the_original_destination() {
-        let line = "udp      17 28 src=203.0.113.1 dst=203.0.113.2 sport=41001 dport=9090 src=10.20.0.2 dst=203.0.113.1 sport=9000 dport=41001 mark=0 use=1";
-        assert_eq!(original_udp_dst(line), Some(("203.0.113.2".to_string(), 9090)));
-        assert_eq!(original_udp_dst("conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown."), None);
-    }
-
-    #[test]
     fn stderr_on_one_line() {
-        use std::os::unix::process::ExitStatusExt;
         let nft = "/dev/stdin:3:1-5: Error: Could not process rule: No such file or directory\n\
                    add element ip rcon x { 1.2.3.0/24 }\n                              ^^^^^\n";
-        let s = one_line(nft, std::process::ExitStatus::from_raw(256));
+        let s = one_line(nft, "failed");
         assert_eq!(
             s,
             "/dev/stdin:3:1-5: Error: Could not process rule: No such file or directory; \
@@ -621,8 +589,8 @@ mod tests {
         );
         let ipt = "iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist\nError occurred at line: 3\n\
                    Try `iptables-restore -h' or 'iptables-restore --help' for more information.\n";
-        let s = one_line(ipt, std::process::ExitStatus::from_raw(512));
+        let s = one_line(ipt, "failed");
         assert_eq!(s, "iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist; Error occurred at line: 3");
-        assert!(one_line("", std::process::ExitStatus::from_raw(256)).starts_with("failed"));
+        assert_eq!(one_line("", "failed (exit status: 1)"), "failed (exit status: 1)");
     }
 }

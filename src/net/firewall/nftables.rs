@@ -74,7 +74,7 @@ use anyhow::Result;
 use ipnet::Ipv4Net;
 
 pub(crate) use self::live::Live;
-use super::{chain_suffix, run, NetRules, Published, SvcRules, Want};
+use super::{chain_suffix, NetRules, Published, SvcRules, Want};
 
 /// The nftables implementation of [`Firewall`].
 pub struct Nftables;
@@ -136,9 +136,9 @@ fn svc_chain(name: &str) -> String {
 /// Every set and map of the layout.
 const SETS: [&str; 9] = [SUBNETS, FWD_SRC, FWD_DST, NAT_SRC, PUB_ANY, PUB_ADDR, HAIRPIN, SVC_VIPS, SVC_SELF];
 
-/// `nft ARGS` parsed; a missing table reads as an empty one.
-fn list(args: &[&str]) -> Result<Live> {
-    match run("nft", args, None) {
+/// `nft -j list WHAT` parsed; a missing table reads as an empty one.
+fn list(what: &str) -> Result<Live> {
+    match super::nft::list_json(what) {
         Ok(out) => Live::parse(&out),
         // The table does not exist (yet, or any more).
         Err(e) if e.to_string().contains("No such file or directory") => Ok(Live::default()),
@@ -151,7 +151,7 @@ impl super::Ruleset for Nftables {
     const NAME: &'static str = "nftables";
 
     fn live(&self) -> Result<Live> {
-        list(&["-j", "list", "table", "ip", "rcon"])
+        list("table ip rcon")
     }
 
     fn glance(&self) -> Result<Live> {
@@ -175,7 +175,7 @@ impl super::Ruleset for Nftables {
     }
 
     fn apply(&self, batch: &str) -> Result<()> {
-        run("nft", &["-f", "-"], Some(batch)).map(drop)
+        super::nft::apply(batch)
     }
 
     fn render_ports(p: &Published, add: bool) -> String {
