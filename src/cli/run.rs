@@ -63,6 +63,21 @@ pub struct RunArgs {
     /// shares it). The pod owns the address, the ports and the hostname.
     #[arg(long)]
     pub pod: Option<String>,
+    /// Another name the network's resolver answers with this container's address.
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
+    /// A nameserver for the container's resolv.conf (instead of the network's resolver).
+    #[arg(long = "dns")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// A search domain for its resolv.conf ("." for none).
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// An option for its resolv.conf (as ndots:2).
+    #[arg(long = "dns-option")]
+    pub dns_option: Vec<String>,
+    /// A line NAME:IP for its /etc/hosts.
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// The cgroup namespace: private (the default: a new one rooted at the
     /// container's own cgroup) or host (rcon's, showing the whole tree).
     #[arg(long, value_enum)]
@@ -130,6 +145,9 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         rm: a.rm,
         interactive: a.interactive,
         pod: a.pod,
+        aliases: a.network_alias,
+        dns: rcon::net::dns::resolv::Flags { servers: a.dns, search: a.dns_search, options: a.dns_option },
+        add_hosts: a.add_host,
     };
     let (id, code) = engine::run(ctx, &req)?;
     if a.detach {
