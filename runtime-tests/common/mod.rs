@@ -215,6 +215,7 @@ impl Drop for World {
         for id in self.containers() {
             let _ = self.cmd(&["delete", "--force", &id]).output();
         }
+        stop_resolver(&self.root);
         for name in &self.system_netns {
             let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
         }
@@ -233,6 +234,29 @@ impl Drop for World {
             }
         }
         while nix::mount::umount2(&self.netns_dir, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    }
+}
+
+/// The pid of the world's DNS resolver (`<root>/dns/daemon.json`), when one is recorded.
+pub fn resolver_pid(root: &Path) -> Option<i32> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("dns/daemon.json")).ok()?).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+/// End a resolver the test left running (a test that failed midway): TERM to the recorded
+/// supervisor, which ends its worker, when that pid is still an `rcon dns`.
+fn stop_resolver(root: &Path) {
+    let Some(pid) = resolver_pid(root) else { return };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if cmdline.split(|b| *b == 0).any(|a| a == b"dns") {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        // Not wait_until: a panic in a drop that runs while unwinding would abort the suite.
+        for _ in 0..250 {
+            if !pid_alive(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
