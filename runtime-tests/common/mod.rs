@@ -83,6 +83,8 @@ pub struct World {
     pub node: Option<String>,
     /// rcon's netns dir is /var/run/netns itself (`World::use_system_netns_dir`).
     pub system_netns_dir: bool,
+    /// More environment for every rcon call (`RCON_RESOLV_CONF` …).
+    pub env: Vec<(String, String)>,
 }
 
 impl World {
@@ -93,7 +95,17 @@ impl World {
         let root = dir.path().join("run");
         let netns_dir = dir.path().join("netns");
         let data_root = dir.path().join("lib");
-        World { name, dir, root, netns_dir, data_root, system_netns: Vec::new(), node: None, system_netns_dir: false }
+        World {
+            name,
+            dir,
+            root,
+            netns_dir,
+            data_root,
+            system_netns: Vec::new(),
+            node: None,
+            system_netns_dir: false,
+            env: Vec::new(),
+        }
     }
 
     /// A world whose rcon runs inside a fresh "node" namespace (TESTING.md):
@@ -139,6 +151,7 @@ impl World {
             .env("RCON_ROOT", &self.root)
             .env("RCON_NETNS_DIR", self.rcon_netns_dir())
             .env("RCON_DATA_ROOT", &self.data_root)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         if let Some(node) = &self.node {
             let ns = std::fs::File::open(format!("/var/run/netns/{node}")).expect("opening the node netns");

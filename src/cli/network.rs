@@ -153,6 +153,9 @@ pub struct AttachArgs {
     /// Publish a port of this namespace on the node, as `rcon run -p`.
     #[arg(long = "publish", short = 'p')]
     publish: Vec<String>,
+    /// A name the network's resolver answers with this interface's address.
+    #[arg(long = "network-alias")]
+    network_alias: Vec<String>,
     network: String,
 }
 
@@ -219,18 +222,15 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
         NetworkCmd::Connect(a) => {
             let (id, pid) = running(ctx, &a.container)?;
             let name = engine::names::name_of(&runtime::state(ctx, &id)?).to_string();
-            if manage::resolver_of(ctx, &a.network)?.is_some() {
-                for n in std::iter::once(&name).chain(&a.network_alias) {
-                    rcon::net::dns::resolv::check_label("name", n, &a.network)?;
-                }
-            }
+            let names: Vec<String> = std::iter::once(name).chain(a.network_alias).collect();
+            check_names(ctx, &a.network, &names)?;
             let req = AttachRequest {
                 network: a.network,
                 netns: manage::netns_of_pid(pid),
                 ip: a.ip,
                 mac: a.mac.as_deref().map(Mac::for_interface).transpose()?,
                 owner: Some(id),
-                names: std::iter::once(name).chain(a.network_alias).collect(),
+                names,
                 ..Default::default()
             };
             manage::attach(ctx, &req)?;
@@ -250,14 +250,23 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
                 mac: a.mac.as_deref().map(Mac::for_interface).transpose()?,
                 owner: None,
                 ports: a.publish.iter().map(|p| p.parse()).collect::<Result<_>>()?,
-                names: Vec::new(),
+                names: a.network_alias,
             };
+            check_names(ctx, &req.network, &req.names)?;
             println!("{}", serde_json::to_string(&manage::attach(ctx, &req)?)?);
         }
         NetworkCmd::Detach { netns, ifname, network } => manage::detach(ctx, &network, &netns, ifname.as_deref())?,
         NetworkCmd::Hook { stage } => hook(ctx, stage.as_deref())?,
     }
     Ok(0)
+}
+
+/// Names for the resolver must be DNS labels on a network with DNS on.
+fn check_names(ctx: &Context, network: &str, names: &[String]) -> Result<()> {
+    if manage::resolver_of(ctx, network)?.is_some() {
+        names.iter().try_for_each(|n| rcon::net::dns::resolv::check_label("name", n, network))?;
+    }
+    Ok(())
 }
 
 /// The id and init pid of a running container.
