@@ -14,9 +14,12 @@ use crate::network::{ip_of, net_world, NetWorld, UPLINK_INET};
 /// What dnsmasq answers for every name under outside.test.
 const OUTSIDE_IP: &str = "198.51.100.7";
 
-/// `nslookup NAME` from a throwaway container on `net`: its output.
+/// `nslookup NAME.` from a throwaway container on `net`: its output. The dot, because busybox's
+/// nslookup tries a bare name only with the search domains appended (getaddrinfo, as `nc web`
+/// below shows, asks the name itself first under `ndots:0`). An address is asked as it is (PTR).
 fn lookup(nw: &NetWorld, net: &str, name: &str) -> String {
-    nw.client(net, &format!("nslookup {name} 2>&1")).1
+    let dot = if name.parse::<std::net::Ipv4Addr>().is_ok() { "" } else { "." };
+    nw.client(net, &format!("nslookup {name}{dot} 2>&1")).1
 }
 
 /// The address `name` resolves to on `net`, if it resolves.
@@ -157,8 +160,22 @@ fn bad_names_and_the_container_files() {
 
     // The flags land in the files.
     let files = nw.w.ok(&[
-        "run", "--rm", "--network", "named", "--dns", "10.44.0.99", "--dns-search", "ex.test", "--dns-option",
-        "timeout:2", "--add-host", "db.local:10.9.9.9", "busybox", "cat", "/etc/resolv.conf", "/etc/hosts",
+        "run",
+        "--rm",
+        "--network",
+        "named",
+        "--dns",
+        "10.44.0.99",
+        "--dns-search",
+        "ex.test",
+        "--dns-option",
+        "timeout:2",
+        "--add-host",
+        "db.local:10.9.9.9",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+        "/etc/hosts",
     ]);
     assert!(files.starts_with("nameserver 10.44.0.99\nsearch ex.test\noptions timeout:2 ndots:0\n"), "{files}");
     assert!(files.contains("10.9.9.9\tdb.local\n"), "{files}");

@@ -340,7 +340,12 @@ fn detach_stdin() -> Result<()> {
 
 /// /etc/hosts (with the `--add-host` lines), /etc/hostname and /etc/resolv.conf for the container,
 /// kept in its data dir and bind-mounted.
-fn write_etc_files(dir: &Path, hostname: &str, more_hosts: &str, resolv_conf: &str) -> Result<Vec<(PathBuf, &'static str)>> {
+fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    more_hosts: &str,
+    resolv_conf: &str,
+) -> Result<Vec<(PathBuf, &'static str)>> {
     let hosts = dir.join("hosts");
     fs::write(
         &hosts,

@@ -253,7 +253,9 @@ pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> 
     }
     let dns = match (req.driver, req.dns) {
         (Driver::Bridge, d) => d.unwrap_or(req.name != DEFAULT_NETWORK),
-        (_, Some(true)) => bail!("--dns applies to the bridge driver only (the {} driver has no gateway of its own)", req.driver),
+        (_, Some(true)) => {
+            bail!("--dns applies to the bridge driver only (the {} driver has no gateway of its own)", req.driver)
+        }
         (_, _) => false,
     };
     let mtu = req.mtu.unwrap_or(default_mtu);

@@ -60,9 +60,9 @@ pub fn requests(ann: &HashMap<String, String>, owner: &str, pid: i32) -> Result<
         .get(IP)
         .map(|s| s.parse::<Ipv4Addr>().with_context(|| format!("annotation {IP}: {s:?} is not an IPv4 address")))
         .transpose()?;
-    let names: Vec<String> = ann.get(DNS_NAMES).map_or_else(Vec::new, |n| {
-        n.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect()
-    });
+    let names: Vec<String> = ann
+        .get(DNS_NAMES)
+        .map_or_else(Vec::new, |n| n.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect());
     let mac = ann.get(MAC).map(|s| Mac::for_interface(s).with_context(|| format!("annotation {MAC}"))).transpose()?;
     Ok(nets
         .split(',')

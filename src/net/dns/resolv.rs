@@ -163,7 +163,10 @@ mod tests {
         );
         assert_eq!(container("nameserver 127.0.0.53\n", Mode::NoDns, &f), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
         let gw = Mode::Resolver("10.1.0.1".parse().unwrap());
-        assert_eq!(container("nameserver 1.1.1.1\nsearch a.b\n", gw, &f), "nameserver 10.1.0.1\nsearch a.b\noptions ndots:0\n");
+        assert_eq!(
+            container("nameserver 1.1.1.1\nsearch a.b\n", gw, &f),
+            "nameserver 10.1.0.1\nsearch a.b\noptions ndots:0\n"
+        );
         let f = Flags {
             servers: vec!["9.9.9.9".parse().unwrap()],
             search: vec!["x.y".into()],
@@ -171,7 +174,10 @@ mod tests {
         };
         assert_eq!(container(HOST, gw, &f), "nameserver 9.9.9.9\nsearch x.y\noptions timeout:1 ndots:0\n");
         let none = Flags { search: vec![".".into()], ..Default::default() };
-        assert_eq!(container(HOST, Mode::Host, &none), "nameserver 127.0.0.53\nnameserver 10.0.0.2\noptions edns0 ndots:2\n");
+        assert_eq!(
+            container(HOST, Mode::Host, &none),
+            "nameserver 127.0.0.53\nnameserver 10.0.0.2\noptions edns0 ndots:2\n"
+        );
     }
 
     #[test]

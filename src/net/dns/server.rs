@@ -81,7 +81,12 @@ pub fn run(control: &Path, data_root: &Path, let_go_of_stdio: impl FnOnce() -> R
 
 /// Read the records, swap the table in, and listen on new gateways (stop on gone ones). `strict`: a
 /// gateway that cannot be listened on is an error (the first load); later it is tried again next time.
-fn reload(data_root: &Path, shared: &Arc<Shared>, listeners: &mut HashMap<Ipv4Addr, Listener>, strict: bool) -> Result<()> {
+fn reload(
+    data_root: &Path,
+    shared: &Arc<Shared>,
+    listeners: &mut HashMap<Ipv4Addr, Listener>,
+    strict: bool,
+) -> Result<()> {
     let nets = network::store(data_root).list()?;
     let eps = endpoint::Store::new(data_root).all()?;
     let svcs = service_store::store(data_root).list()?;
