@@ -250,9 +250,9 @@ impl Drop for World {
     }
 }
 
-/// The pid of the world's DNS resolver (`<root>/dns/daemon.json`), when one is recorded.
+/// The pid of the world's DNS resolver (`<root>/.dns/daemon.json`), when one is recorded.
 pub fn resolver_pid(root: &Path) -> Option<i32> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("dns/daemon.json")).ok()?).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join(".dns/daemon.json")).ok()?).ok()?;
     v["pid"].as_i64().map(|p| p as i32)
 }
 

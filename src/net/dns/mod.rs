@@ -2,8 +2,8 @@
 //! a supervisor and its worker, sys/supervise.rs), listening on the gateway
 //! of every bridge network with DNS on. It is started when a DNS network
 //! first needs it and stopped when none does; its pid is recorded under the
-//! state root (`<root>/dns/daemon.json`) so that gc finds it after a crash.
-//! Writers tell it about changes through `<root>/dns/control.sock`: a
+//! state root (`<root>/.dns/daemon.json`) so that gc finds it after a crash.
+//! Writers tell it about changes through `<root>/.dns/control.sock`: a
 //! connection alone is the message, so the attach path makes no file.
 
 pub mod answer;
@@ -22,8 +22,9 @@ use crate::Context;
 
 const WHAT: &str = "rcon dns";
 
+/// Under the state root, hidden as the engine's `.names`: no container id starts with a dot.
 fn dir(ctx: &Context) -> PathBuf {
-    ctx.root.join("dns")
+    ctx.root.join(".dns")
 }
 
 fn record(ctx: &Context) -> PathBuf {
@@ -84,6 +85,9 @@ pub fn changed(ctx: &Context, wait: bool) -> Result<()> {
 /// told to reload when it runs and is needed, stopped when none needs it. Returns what it did.
 pub fn sync(ctx: &Context) -> Result<Option<&'static str>> {
     let d = dir(ctx);
+    if !d.exists() && !needed(ctx)? {
+        return Ok(None);
+    }
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     let _lock = crate::store::lock(&d.join("lock"))?;
     let needed = needed(ctx)?;
