@@ -107,7 +107,7 @@ bench_need_rcon dns
 bench_pin_rcon
 
 run_one() { # run_one TOOL
-	local tool=$1 dir=$WORLD/$1 node=$PREFIX-$$-$1
+	local tool=$1 dir=$WORLD/run-$1 node=$PREFIX-$$-$1
 	mkdir -p "$dir"
 	ip netns add "$node"
 	netns_baseline "$node"
