@@ -168,6 +168,11 @@ section=$CACHE/dns.md
 	r=$(qps "$RAW/rcon.throughput")
 	echo "rcon ÷ aardvark, queries per second: $(ratio "$r" "$a") (the goal, issue 21: at least 2×, and a p99 under 1 ms)."
 	for tool in aardvark rcon; do
+		slow=$(awk '$1 > 1000 {n++} END {printf "%.1f", 100 * n / (NR ? NR : 1)}' "$RAW/$tool.latency.us")
+		echo "- $tool: $slow% of the queries of the latency run took over 1 ms."
+	done
+	echo "The load average above is the whole machine's: other work on its $(nproc) cores shows in the latency tail."
+	for tool in aardvark rcon; do
 		grep -q '^check=ok' "$RAW/$tool.info" || echo "- $tool: the check query (c$NAMES) got no NOERROR answer."
 	done
 } >"$section.new"

@@ -25,6 +25,10 @@ use crate::net::{endpoint, network, service_store};
 
 /// Forwarded queries in flight (a thread each); more get SERVFAIL at once.
 const MAX_FORWARDS: usize = 256;
+/// UDP serving threads per gateway, at most.
+const MAX_UDP_THREADS: usize = 4;
+/// The UDP receive buffer: some thousands of queries.
+const UDP_RCVBUF: usize = 4 << 20;
 /// A TCP client that says nothing for this long is let go.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -126,13 +130,20 @@ fn bound(gw: Ipv4Addr, ty: SockType) -> Result<OwnedFd> {
 }
 
 fn listen(gw: Ipv4Addr, shared: &Arc<Shared>) -> Result<Listener> {
-    let udp = UdpSocket::from(bound(gw, SockType::Datagram)?);
+    let udp_fd = bound(gw, SockType::Datagram)?;
+    // Room for a burst while the one serving thread is off the CPU: a full buffer drops queries.
+    // Best effort (SO_RCVBUFFORCE needs CAP_NET_ADMIN, which rcon has).
+    let _ = socket::setsockopt(&udp_fd, sockopt::RcvBufForce, &UDP_RCVBUF);
+    let udp = UdpSocket::from(udp_fd);
     let tcp_fd = bound(gw, SockType::Stream)?;
     socket::listen(&tcp_fd, Backlog::new(128).expect("a valid backlog")).context("listen")?;
     let tcp = TcpListener::from(tcp_fd);
     let stop = Arc::new(AtomicBool::new(false));
-    let (u, s, st) = (udp.try_clone()?, shared.clone(), stop.clone());
-    std::thread::spawn(move || serve_udp(u, gw, s, st));
+    // One blocking loop per core on the same socket: a loop that is off the CPU holds up no query.
+    for _ in 0..std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_UDP_THREADS) {
+        let (u, s, st) = (udp.try_clone()?, shared.clone(), stop.clone());
+        std::thread::spawn(move || serve_udp(u, gw, s, st));
+    }
     let (t, s, st) = (tcp.try_clone()?, shared.clone(), stop.clone());
     std::thread::spawn(move || serve_tcp(t, gw, s, st));
     Ok(Listener { stop, udp, tcp })
