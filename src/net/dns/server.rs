@@ -58,6 +58,13 @@ impl Listener {
 /// Serve until killed. `control` is the socket writers poke; the first table and every listener must
 /// come up (their error is ours), then "ready" goes to stdout and `let_go_of_stdio` detaches us.
 pub fn run(control: &Path, data_root: &Path, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result<i32> {
+    // The supervisor blocks the signals it waits for; a TERM to us must end us at once.
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .context("sigprocmask")?;
     let shared = Arc::new(Shared::default());
     let _ = std::fs::remove_file(control);
     let ctl = UnixListener::bind(control).with_context(|| format!("binding {}", control.display()))?;
