@@ -44,12 +44,15 @@ TEST_PKGS=(
 	clang             # compiles the eBPF IPIP programs (build.rs: clang -target bpf; build time)
 	libbpf-dev        # their bpf_helpers.h (build time)
 	linux-libc-dev    # their linux/bpf.h and friends (build time)
+	dnsmasq-base      # the upstream DNS server runtime-tests/dns.rs starts in its "outside" namespace
 )
 BENCH_PKGS=(
 	crun      # a second peer
 	hyperfine # the timer
 	netavark # network setup peer (Podman's)
 	iperf3                      # cluster backends' throughput (hack/bench-cluster.sh; also copied into the qemu image)
+	dnsperf      # the load generator of hack/bench-dns.sh
+	aardvark-dns # the DNS peer there (Podman's resolver)
 )
 
 want=("${TEST_PKGS[@]}")

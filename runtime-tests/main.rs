@@ -11,6 +11,7 @@ mod cni;
 mod common;
 mod console;
 mod devices_bpf;
+mod dns;
 mod dockerrun;
 mod etcd;
 mod examples;

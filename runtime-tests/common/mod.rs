@@ -83,6 +83,8 @@ pub struct World {
     pub node: Option<String>,
     /// rcon's netns dir is /var/run/netns itself (`World::use_system_netns_dir`).
     pub system_netns_dir: bool,
+    /// More environment for every rcon call (`RCON_RESOLV_CONF` …).
+    pub env: Vec<(String, String)>,
 }
 
 impl World {
@@ -93,7 +95,17 @@ impl World {
         let root = dir.path().join("run");
         let netns_dir = dir.path().join("netns");
         let data_root = dir.path().join("lib");
-        World { name, dir, root, netns_dir, data_root, system_netns: Vec::new(), node: None, system_netns_dir: false }
+        World {
+            name,
+            dir,
+            root,
+            netns_dir,
+            data_root,
+            system_netns: Vec::new(),
+            node: None,
+            system_netns_dir: false,
+            env: Vec::new(),
+        }
     }
 
     /// A world whose rcon runs inside a fresh "node" namespace (TESTING.md):
@@ -151,6 +163,7 @@ impl World {
             .env("RCON_ROOT", &self.root)
             .env("RCON_NETNS_DIR", self.rcon_netns_dir())
             .env("RCON_DATA_ROOT", &self.data_root)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         if let Some(node) = &self.node {
             let ns = std::fs::File::open(format!("/var/run/netns/{node}")).expect("opening the node netns");
@@ -227,6 +240,7 @@ impl Drop for World {
         for id in self.containers() {
             let _ = self.cmd(&["delete", "--force", &id]).output();
         }
+        stop_resolver(&self.root);
         for name in &self.system_netns {
             let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
         }
@@ -245,6 +259,29 @@ impl Drop for World {
             }
         }
         while nix::mount::umount2(&self.netns_dir, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    }
+}
+
+/// The pid of the world's DNS resolver (`<root>/.dns/daemon.json`), when one is recorded.
+pub fn resolver_pid(root: &Path) -> Option<i32> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join(".dns/daemon.json")).ok()?).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+/// End a resolver the test left running (a test that failed midway): TERM to the recorded
+/// supervisor, which ends its worker, when that pid is still an `rcon dns`.
+fn stop_resolver(root: &Path) {
+    let Some(pid) = resolver_pid(root) else { return };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if cmdline.split(|b| *b == 0).any(|a| a == b"dns") {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        // Not wait_until: a panic in a drop that runs while unwinding would abort the suite.
+        for _ in 0..250 {
+            if !pid_alive(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

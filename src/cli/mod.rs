@@ -145,6 +145,8 @@ enum Command {
     /// The userspace IPIP data plane of a cluster's ipip backend.
     #[command(hide = true)]
     Ipipd(overlay::IpipdArgs),
+    /// The node's resolver for container names (docs/DNS.md); rcon starts and stops it itself.
+    Dns(network::DnsDaemonArgs),
 }
 
 /// Parse, run, and turn any error into one line on stderr and a non-zero code.
@@ -254,6 +256,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Firewall(c) => firewall::firewall(ctx, c),
         Command::Pause => rcon::engine::pause::run(),
         Command::Ipipd(a) => overlay::ipipd(a),
+        Command::Dns(a) => rcon::net::dns::main(ctx, a.worker),
         Command::Completion(a) => completion::completion(a),
         Command::Man(a) => completion::man(a),
     }

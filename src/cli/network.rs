@@ -24,6 +24,8 @@ pub enum NetworkCmd {
     Ls(LsArgs),
     /// Print a network and its endpoints as JSON.
     Inspect { name: String },
+    /// Turn rcon's resolver on or off for a network.
+    Update(UpdateArgs),
     /// Remove networks; with endpoints only with --force.
     Rm {
         #[arg(long, short = 'f')]
@@ -81,6 +83,40 @@ pub struct CreateArgs {
     /// port passes only its container's own MAC, ARP for its own address and IPv4 from it.
     #[arg(long)]
     allow_spoofing: bool,
+    #[command(flatten)]
+    dns: DnsArgs,
+    name: String,
+}
+
+/// DNS on or off: on by default for user bridge networks, off for the default `bridge`.
+#[derive(Args, Debug)]
+pub struct DnsArgs {
+    /// Serve container names on the gateway (rcon's resolver, docs/DNS.md).
+    #[arg(long, conflicts_with = "disable_dns")]
+    dns: bool,
+    /// No resolver on this network: containers get the host's nameservers.
+    #[arg(long)]
+    disable_dns: bool,
+}
+
+impl DnsArgs {
+    fn choice(&self) -> Option<bool> {
+        (self.dns || self.disable_dns).then_some(self.dns)
+    }
+}
+
+/// `rcon dns`: the supervisor, which keeps the resolver (its worker) running.
+#[derive(Args, Debug)]
+pub struct DnsDaemonArgs {
+    /// Be the resolver itself (the supervisor starts it so).
+    #[arg(long, hide = true)]
+    pub worker: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    dns: DnsArgs,
     name: String,
 }
 
@@ -94,6 +130,9 @@ pub struct LsArgs {
 pub struct ConnectArgs {
     #[arg(long)]
     ip: Option<Ipv4Addr>,
+    /// Another name the network's resolver answers with the container's address.
+    #[arg(long = "network-alias")]
+    network_alias: Vec<String>,
     #[arg(long)]
     mac: Option<String>,
     network: String,
@@ -114,6 +153,9 @@ pub struct AttachArgs {
     /// Publish a port of this namespace on the node, as `rcon run -p`.
     #[arg(long = "publish", short = 'p')]
     publish: Vec<String>,
+    /// A name the network's resolver answers with this interface's address.
+    #[arg(long = "network-alias")]
+    network_alias: Vec<String>,
     network: String,
 }
 
@@ -130,9 +172,14 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
             req.icc = a.icc;
             req.masquerade = a.masquerade;
             req.allow_spoofing = a.allow_spoofing;
+            req.dns = a.dns.choice();
             req.firewall = ctx.firewall;
             let net = manage::create_network(ctx, &req)?;
             println!("{}", net.name);
+        }
+        NetworkCmd::Update(a) => {
+            let Some(dns) = a.dns.choice() else { bail!("network update: give --dns or --disable-dns") };
+            println!("{}", manage::update_network(ctx, &a.name, dns)?.name);
         }
         NetworkCmd::Ls(a) => {
             let all = manage::scan_networks(ctx)?;
@@ -174,12 +221,16 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
         }
         NetworkCmd::Connect(a) => {
             let (id, pid) = running(ctx, &a.container)?;
+            let name = engine::names::name_of(&runtime::state(ctx, &id)?).to_string();
+            let names: Vec<String> = std::iter::once(name).chain(a.network_alias).collect();
+            check_names(ctx, &a.network, &names)?;
             let req = AttachRequest {
                 network: a.network,
                 netns: manage::netns_of_pid(pid),
                 ip: a.ip,
                 mac: a.mac.as_deref().map(Mac::for_interface).transpose()?,
                 owner: Some(id),
+                names,
                 ..Default::default()
             };
             manage::attach(ctx, &req)?;
@@ -199,13 +250,23 @@ pub fn network(ctx: &Context, cmd: NetworkCmd) -> Result<i32> {
                 mac: a.mac.as_deref().map(Mac::for_interface).transpose()?,
                 owner: None,
                 ports: a.publish.iter().map(|p| p.parse()).collect::<Result<_>>()?,
+                names: a.network_alias,
             };
+            check_names(ctx, &req.network, &req.names)?;
             println!("{}", serde_json::to_string(&manage::attach(ctx, &req)?)?);
         }
         NetworkCmd::Detach { netns, ifname, network } => manage::detach(ctx, &network, &netns, ifname.as_deref())?,
         NetworkCmd::Hook { stage } => hook(ctx, stage.as_deref())?,
     }
     Ok(0)
+}
+
+/// Names for the resolver must be DNS labels on a network with DNS on.
+fn check_names(ctx: &Context, network: &str, names: &[String]) -> Result<()> {
+    if manage::resolver_of(ctx, network)?.is_some() {
+        names.iter().try_for_each(|n| rcon::net::dns::resolv::check_label("name", n, network))?;
+    }
+    Ok(())
 }
 
 /// The id and init pid of a running container.

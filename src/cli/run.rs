@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// shares it). The pod owns the address, the ports and the hostname.
     #[arg(long)]
     pub pod: Option<String>,
+    /// `--network-alias`, `--dns`, `--dns-search`, `--dns-option`, `--add-host` (boxed, as `confine`).
+    #[command(flatten)]
+    pub names: Box<NameArgs>,
     /// The cgroup namespace: private (the default: a new one rooted at the
     /// container's own cgroup) or host (rcon's, showing the whole tree).
     #[arg(long, value_enum)]
@@ -77,6 +80,41 @@ pub struct RunArgs {
     /// With --bundle: the container id. Otherwise: IMAGE [CMD [ARG...]].
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// The container's names and resolver files (docs/DNS.md).
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// Another name the network's resolver answers with this container's address.
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
+    /// A nameserver for the container's resolv.conf (instead of the network's resolver).
+    #[arg(long = "dns")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// A search domain for its resolv.conf ("." for none).
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// An option for its resolv.conf (as ndots:2).
+    #[arg(long = "dns-option")]
+    pub dns_option: Vec<String>,
+    /// A line NAME:IP for its /etc/hosts.
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+}
+
+impl NameArgs {
+    /// The first flag given, for the refusal with `--bundle`.
+    fn first(&self) -> Option<&'static str> {
+        [
+            ("--network-alias", self.network_alias.is_empty()),
+            ("--dns", self.dns.is_empty()),
+            ("--dns-search", self.dns_search.is_empty()),
+            ("--dns-option", self.dns_option.is_empty()),
+            ("--add-host", self.add_host.is_empty()),
+        ]
+        .into_iter()
+        .find_map(|(flag, unset)| (!unset).then_some(flag))
+    }
 }
 
 /// docker's `--cgroupns` values.
@@ -98,7 +136,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         if a.cgroupns.is_some() {
             bail!("--cgroupns is for images: a bundle's config.json chooses (a \"cgroup\" entry in linux.namespaces)");
         }
-        if let Some(flag) = a.confine.first() {
+        if let Some(flag) = a.confine.first().or(a.names.first()) {
             bail!("{flag} is for images: a bundle's config.json sets it");
         }
         return runtime::run(ctx, id, &a.oci.options(), a.detach);
@@ -130,6 +168,13 @@ pub fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         rm: a.rm,
         interactive: a.interactive,
         pod: a.pod,
+        aliases: a.names.network_alias,
+        dns: rcon::net::dns::resolv::Flags {
+            servers: a.names.dns,
+            search: a.names.dns_search,
+            options: a.names.dns_option,
+        },
+        add_hosts: a.names.add_host,
     };
     let (id, code) = engine::run(ctx, &req)?;
     if a.detach {

@@ -120,6 +120,8 @@ pub fn settings(conf: &NetConf, env: impl Fn(&str) -> Option<String>) -> Result<
         req.subnet = subnet;
         req.gateway = parsed::<Ipv4Addr>(conf, "gateway")?;
         req.bridge = str_key(conf, "bridge")?.map(str::to_string);
+        // The runtime brings its own DNS (podman's aardvark, a dnsname plugin): no rcon resolver.
+        req.dns = Some(false);
         req.mtu = match conf.custom.get("mtu") {
             None | Some(Value::Null) => None,
             Some(v) => Some(

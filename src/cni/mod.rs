@@ -148,6 +148,7 @@ impl Cni for RconCni {
             mac: None,
             owner: Some(owner),
             ports: s.ports.clone(),
+            names: Vec::new(),
         };
         let ep = match manage::attach(&ctx, &req) {
             Ok(ep) => ep,

@@ -93,6 +93,7 @@ mod tests {
             mac: Mac([2, 0, 0, 0, 0, 1]),
             gateway: Some(gw),
             ports: Vec::new(),
+            names: Vec::new(),
         }
     }
 

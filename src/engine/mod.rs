@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use crate::image::{self, Store};
+use crate::net::dns::resolv;
 use crate::runtime::{self, CreateOptions, Status};
 use crate::Context;
 pub use gc::{gc, removable as gc_removable, Report as GcReport};
@@ -51,6 +52,12 @@ pub struct RunRequest {
     pub interactive: bool,
     /// `--pod`: join this pod's namespaces instead of getting a network.
     pub pod: Option<String>,
+    /// `--network-alias`: more names for the resolver to answer with the container's address.
+    pub aliases: Vec<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`: the container's resolv.conf.
+    pub dns: crate::net::dns::resolv::Flags,
+    /// `--add-host NAME:IP`: lines for its /etc/hosts.
+    pub add_hosts: Vec<String>,
 }
 
 /// Names the engine keeps under the state root (ids start with a letter or
@@ -212,6 +219,23 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     if let Some(n) = &network {
         crate::net::manage::check_network(ctx, n)?;
     }
+    if network.is_none() && !req.aliases.is_empty() {
+        bail!("--network-alias needs a network (--network NAME)");
+    }
+    let hosts: String = req.add_hosts.iter().map(|h| resolv::host_line(h)).collect::<Result<_>>()?;
+    let attached = pod.as_ref().map_or(network.clone(), |p| p.network.clone());
+    let resolver = attached.as_deref().map(|n| crate::net::manage::resolver_of(ctx, n)).transpose()?.flatten();
+    if let (Some(_), Some(n)) = (resolver, &attached) {
+        if let Some(name) = &req.name {
+            resolv::check_label("--name", name, n)?;
+        }
+        req.aliases.iter().try_for_each(|a| resolv::check_label("--network-alias", a, n))?;
+    }
+    let mode = match (resolver, &attached, &net) {
+        (Some(gw), _, _) => resolv::Mode::Resolver(gw),
+        (None, Some(_), _) | (None, None, Net::Path(_)) => resolv::Mode::NoDns,
+        (None, None, _) => resolv::Mode::Host,
+    };
     if req.detach && req.o.tty {
         bail!("-d with -t needs attach, which rcon does not have yet: drop -t");
     }
@@ -231,7 +255,8 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     };
     let joins: Vec<(&'static str, PathBuf)> =
         pod.iter().flat_map(|p| p.namespaces()).filter(|(t, _)| *t != "network").collect();
-    let etc = write_etc_files(&dir, &hostname, &net)?;
+    let resolv_conf = resolv::container(&resolv::host_text(), mode, &req.dns);
+    let etc = write_etc_files(&dir, &hostname, &hosts, &resolv_conf)?;
     let etc_refs: Vec<(PathBuf, &str)> = etc.iter().map(|(p, d)| (p.clone(), *d)).collect();
     let spec = spec::build(&spec::Build {
         img: &img.config,
@@ -248,7 +273,8 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     if let Some(n) = &network {
         // The runtime wires it at create, as for any bundle with these annotations.
         let mut ann = spec.annotations().clone().unwrap_or_default();
-        crate::net::wire::annotate(&mut ann, n, req.ip, req.mac, &ports);
+        let names: Vec<String> = std::iter::once(name.clone()).chain(req.aliases.iter().cloned()).collect();
+        crate::net::wire::annotate(&mut ann, n, req.ip, req.mac, &ports, &names);
         spec.set_annotations(Some(ann));
     }
     if let Some(p) = &pod {
@@ -312,23 +338,22 @@ fn detach_stdin() -> Result<()> {
     Ok(())
 }
 
-/// /etc/hosts and /etc/hostname for the container (and the host's
-/// resolv.conf with --net host), kept in its data dir and bind-mounted.
-fn write_etc_files(dir: &std::path::Path, hostname: &str, net: &Net) -> Result<Vec<(PathBuf, &'static str)>> {
+/// /etc/hosts (with the `--add-host` lines), /etc/hostname and /etc/resolv.conf for the container,
+/// kept in its data dir and bind-mounted.
+fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    more_hosts: &str,
+    resolv_conf: &str,
+) -> Result<Vec<(PathBuf, &'static str)>> {
     let hosts = dir.join("hosts");
     fs::write(
         &hosts,
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n{more_hosts}"),
     )?;
     let hn = dir.join("hostname");
     fs::write(&hn, format!("{hostname}\n"))?;
-    let mut out = vec![(hosts, "/etc/hosts"), (hn, "/etc/hostname")];
-    if *net == Net::Host {
-        if let Ok(r) = fs::read("/etc/resolv.conf") {
-            let p = dir.join("resolv.conf");
-            fs::write(&p, r)?;
-            out.push((p, "/etc/resolv.conf"));
-        }
-    }
-    Ok(out)
+    let rc = dir.join("resolv.conf");
+    fs::write(&rc, resolv_conf)?;
+    Ok(vec![(hosts, "/etc/hosts"), (hn, "/etc/hostname"), (rc, "/etc/resolv.conf")])
 }

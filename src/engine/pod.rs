@@ -180,6 +180,9 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
     if let Some(n) = &network {
         store::validate_id("network name", n).with_context(|| format!("--network {n:?}"))?;
         manage::check_network(ctx, n)?;
+        if manage::resolver_of(ctx, n)?.is_some() {
+            crate::net::dns::resolv::check_label("pod name", &name, n)?;
+        }
     }
     let (cgroup, plan) = limits::plan(&id, &req.limits)?;
     let pods = store(ctx);
@@ -243,6 +246,8 @@ fn build(
                 ip,
                 owner: Some(pod.id.clone()),
                 ports,
+                // The resolver answers the pod's name with its address, which all its members share.
+                names: vec![pod.name.clone()],
                 ..Default::default()
             },
         )?;

@@ -38,6 +38,10 @@ pub struct Endpoint {
     /// Host ports published to this interface's address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<super::ports::Mapping>,
+    /// The names rcon's resolver answers with this address on this network (the container's name
+    /// and `--network-alias`es, a pod's name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 impl Endpoint {
@@ -304,6 +308,7 @@ mod tests {
             mac: "02:00:00:00:00:01".parse().unwrap(),
             gateway: None,
             ports: Vec::new(),
+            names: Vec::new(),
         };
         st.save(&ep("a", Some("c1"), "1:1", "k1")).unwrap();
         st.save(&ep("b", Some("c1"), "1:1", "k2")).unwrap();

@@ -33,23 +33,58 @@ impl Firewalls for RealFirewalls {
     }
 }
 
+/// rcon's resolver (docs/DNS.md), told of the records it serves from.
+pub trait Resolver {
+    /// An endpoint or service changed; with `wait`, return once the resolver serves the change.
+    fn changed(&self, ctx: &crate::Context, wait: bool) -> Result<()>;
+    /// A network's DNS came or went: start, reload or stop the resolver; returns what it did.
+    fn sync(&self, ctx: &crate::Context) -> Result<Option<&'static str>>;
+}
+
+/// The real one: `rcon dns`.
+pub struct RealResolver;
+
+impl Resolver for RealResolver {
+    fn changed(&self, ctx: &crate::Context, wait: bool) -> Result<()> {
+        super::dns::changed(ctx, wait)
+    }
+
+    fn sync(&self, ctx: &crate::Context) -> Result<Option<&'static str>> {
+        super::dns::sync(ctx)
+    }
+}
+
+/// None at all: unit tests over fakes start no daemon.
+pub struct NoResolver;
+
+impl Resolver for NoResolver {
+    fn changed(&self, _: &crate::Context, _: bool) -> Result<()> {
+        Ok(())
+    }
+
+    fn sync(&self, _: &crate::Context) -> Result<Option<&'static str>> {
+        Ok(None)
+    }
+}
+
 /// The node's links and firewalls. The real links are opened on first use
 /// (a netlink socket and its runtime), so a command that needs none, such as
 /// the delete of a container without a network, pays nothing for them.
 pub struct Kernel {
     links: OnceCell<Box<dyn Links>>,
     pub firewalls: Box<dyn Firewalls>,
+    pub resolver: Box<dyn Resolver>,
 }
 
 impl Kernel {
     /// The real ones, in the calling thread's network namespace.
     pub fn real() -> Kernel {
-        Kernel { links: OnceCell::new(), firewalls: Box::new(RealFirewalls) }
+        Kernel { links: OnceCell::new(), firewalls: Box::new(RealFirewalls), resolver: Box::new(RealResolver) }
     }
 
-    /// Given ones (a test's fakes).
+    /// Given ones (a test's fakes), and no resolver.
     pub fn with(links: Box<dyn Links>, firewalls: Box<dyn Firewalls>) -> Kernel {
-        Kernel { links: OnceCell::from(links), firewalls }
+        Kernel { links: OnceCell::from(links), firewalls, resolver: Box::new(NoResolver) }
     }
 
     /// The node's links (for `real`, a socket in the calling thread's namespace).

@@ -18,7 +18,7 @@ use super::links::Links;
 use super::macaddr::Mac;
 use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
 use super::ports::PortSpec;
-use super::{driver, forwarding, heal};
+use super::{dns, driver, forwarding, heal};
 use crate::store::Broken;
 use crate::Context;
 
@@ -67,7 +67,11 @@ fn create_locked(ctx: &Context, k: &Kernel, store: &network::Store, req: &Reques
     }
     store.save(&net)?;
     crate::store::fault("network:recorded");
-    if let Err(e) = install(ctx, k, &net) {
+    let dns = || match dns::table::serves(&net) {
+        Some(_) => k.resolver.sync(ctx).map(drop),
+        None => Ok(()),
+    };
+    if let Err(e) = install(ctx, k, &net).and_then(|()| dns()) {
         let _ = uninstall(ctx, k, &net);
         let _ = store.remove(&net.name);
         return Err(e);
@@ -204,7 +208,41 @@ pub fn remove_network_with(ctx: &Context, k: &Kernel, name: &str, force: bool) -
     }
     uninstall(ctx, k, &net)?;
     Ipam::new(&ctx.data_root).drop_network(name)?;
-    store.remove(name)
+    store.remove(name)?;
+    if net.dns {
+        // The last DNS network takes the resolver with it.
+        k.resolver.sync(ctx)?;
+    }
+    Ok(())
+}
+
+/// `network update --dns/--disable-dns`: turn the resolver on or off for a bridge network (the
+/// default `bridge` too, made first if need be). Containers that run keep their resolv.conf.
+pub fn update_network(ctx: &Context, name: &str, dns: bool) -> Result<Network> {
+    let k = Kernel::real();
+    network_with(ctx, &k, name)?;
+    let store = networks(ctx);
+    let _lock = store.lock()?;
+    let old = store.get(name)?;
+    if dns && old.driver != Driver::Bridge {
+        bail!("--dns applies to the bridge driver only (network {name} is {})", old.driver);
+    }
+    let net = Network { dns, ..old.clone() };
+    store.save(&net)?;
+    if let Err(e) = k.resolver.sync(ctx) {
+        store.save(&old)?;
+        let _ = k.resolver.sync(ctx);
+        return Err(e);
+    }
+    Ok(net)
+}
+
+/// The resolver's address on `network` when it has DNS on (a default `bridge` not made yet has not).
+pub fn resolver_of(ctx: &Context, network: &str) -> Result<Option<Ipv4Addr>> {
+    if network == DEFAULT_NETWORK && !networks(ctx).exists(network) {
+        return Ok(None);
+    }
+    Ok(dns::table::serves(&networks(ctx).get(network)?))
 }
 
 /// What attach needs besides the network.
@@ -219,6 +257,8 @@ pub struct AttachRequest {
     pub owner: Option<String>,
     /// Host ports to publish to this interface (`-p`).
     pub ports: Vec<PortSpec>,
+    /// The names the resolver answers for this interface (when the network has DNS on).
+    pub names: Vec<String>,
 }
 
 /// Attach a namespace to a network. All or nothing.
@@ -286,6 +326,7 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         mac,
         gateway: net.gateway,
         ports: Vec::new(),
+        names: req.names.clone(),
     };
     let others: Vec<Endpoint> = match net.driver {
         Driver::Veth => eps.on_network(&net.name)?.into_iter().filter(|e| e.key != key).collect(),
@@ -339,6 +380,9 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         }
         publish(ctx, k, &net, &ep)?;
         crate::store::fault("attach:wired");
+        if dns::table::serves(&net).is_some() {
+            k.resolver.changed(ctx, false)?;
+        }
         Ok(())
     })();
     if let Err(e) = res {
@@ -395,10 +439,17 @@ pub(super) fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Resul
     Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(ep.mac))?;
     endpoints(ctx).remove(ep)?;
     // Last, after the record: a firewall restore meanwhile re-adds what the records name.
-    match networks(ctx).get(&ep.network) {
-        Ok(net) => heal::guard(&net, ep).map_or(Ok(()), |g| k.firewall(net.firewall).remove_guard(&g)),
+    let net = networks(ctx).get(&ep.network);
+    let res = match &net {
+        Ok(net) => heal::guard(net, ep).map_or(Ok(()), |g| k.firewall(net.firewall).remove_guard(&g)),
         Err(_) => k.firewall(Backend::default()).remove_guard_of(&ep.key),
+    };
+    if net.as_ref().is_ok_and(|n| dns::table::serves(n).is_some()) && !ep.names.is_empty() {
+        // Waited for: the name must be gone when the detach returns. A resolver that cannot be told
+        // answers from the records when it comes back, which no longer name it.
+        let _ = k.resolver.changed(ctx, true);
     }
+    res
 }
 
 /// Detach `netns` from `network` (one interface, or all of them on that network).
@@ -613,6 +664,9 @@ pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcRepo
             forwarding::release(node, &ctx.data_root, &n)?;
             report.rules.push(format!("{b}:{n}"));
         }
+    }
+    if let Some(what) = k.resolver.sync(ctx)? {
+        report.rules.push(format!("dns resolver {what}"));
     }
     Ok(report)
 }

@@ -1,6 +1,7 @@
 //! The network subsystem: a library of its own (docs/ARCHITECTURE.md).
 
 pub mod attachment;
+pub mod dns;
 pub mod driver;
 pub mod endpoint;
 pub mod firewall;

@@ -79,6 +79,10 @@ pub struct Network {
     /// record from before the flag reads as protected.
     #[serde(default)]
     pub allow_spoofing: bool,
+    /// rcon's resolver answers on the gateway (docs/DNS.md; bridge networks only). A record from
+    /// before DNS reads as off.
+    #[serde(default)]
+    pub dns: bool,
 }
 
 impl Network {
@@ -128,6 +132,8 @@ pub struct Request {
     pub ip_range: Option<Ipv4Net>,
     pub cluster: Option<Ipv4Net>,
     pub allow_spoofing: bool,
+    /// `--dns` / `--disable-dns`; unset: on for user bridge networks, off for the default `bridge`.
+    pub dns: Option<bool>,
 }
 
 impl Request {
@@ -245,6 +251,13 @@ pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> 
     if req.allow_spoofing && req.driver != Driver::Bridge {
         bail!("--allow-spoofing applies to the bridge driver only (the {} driver has no shared segment)", req.driver);
     }
+    let dns = match (req.driver, req.dns) {
+        (Driver::Bridge, d) => d.unwrap_or(req.name != DEFAULT_NETWORK),
+        (_, Some(true)) => {
+            bail!("--dns applies to the bridge driver only (the {} driver has no gateway of its own)", req.driver)
+        }
+        (_, _) => false,
+    };
     let mtu = req.mtu.unwrap_or(default_mtu);
     if !(576..=65535).contains(&mtu) {
         bail!("--mtu {mtu}: use 576 to 65535");
@@ -264,6 +277,7 @@ pub fn resolve(req: &Request, taken: &[(String, Ipv4Net)], default_mtu: u32) -> 
         ip_range: req.ip_range,
         cluster: req.cluster,
         allow_spoofing: req.allow_spoofing,
+        dns,
     })
 }
 

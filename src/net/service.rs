@@ -90,7 +90,10 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
             let _ = b.release(&lease_owner(name));
         }
     }
-    res.map(|()| svc)
+    res?;
+    // Its name answers on every DNS network.
+    super::dns::changed(ctx, false)?;
+    Ok(svc)
 }
 
 /// Refuse a VIP that an interface holds (an address of the node, a
@@ -143,7 +146,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     for net in ipam.networks()? {
         ipam.release(&net, &lease_owner(name), None)?;
     }
-    Ok(())
+    super::dns::changed(ctx, true)
 }
 
 /// Change one service's backends, under the lock, and restate its rules.

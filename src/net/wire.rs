@@ -1,6 +1,7 @@
 //! Networks for containers, driven by the OCI state alone: the annotations
 //! `rcon.network` (comma-separated network names), `rcon.ip`, `rcon.mac`
-//! and `rcon.ports` (comma-separated `-p` specs; all for the first network). `create` calls this once the container's netns
+//! `rcon.ports` (comma-separated `-p` specs; all for the first network) and `rcon.dns-names` (the
+//! resolver's names for the container, on every network). `create` calls this once the container's netns
 //! exists, `delete` once its processes are gone, and `rcon network hook`
 //! does the same from a createRuntime/poststop hook of any runtime.
 
@@ -19,6 +20,8 @@ pub const NETWORK: &str = "rcon.network";
 pub const IP: &str = "rcon.ip";
 pub const MAC: &str = "rcon.mac";
 pub const PORTS: &str = "rcon.ports";
+/// The names rcon's resolver answers for the container (comma-separated: its name, then aliases).
+pub const DNS_NAMES: &str = "rcon.dns-names";
 
 /// Write what `requests` reads: the annotations for `network`, with an
 /// address, a MAC and published ports (`rcon run --network N --ip A --mac M -p P`).
@@ -28,8 +31,12 @@ pub fn annotate(
     ip: Option<Ipv4Addr>,
     mac: Option<Mac>,
     ports: &[String],
+    names: &[String],
 ) {
     ann.insert(NETWORK.into(), network.into());
+    if !names.is_empty() {
+        ann.insert(DNS_NAMES.into(), names.join(","));
+    }
     if !ports.is_empty() {
         ann.insert(PORTS.into(), ports.join(","));
     }
@@ -53,6 +60,9 @@ pub fn requests(ann: &HashMap<String, String>, owner: &str, pid: i32) -> Result<
         .get(IP)
         .map(|s| s.parse::<Ipv4Addr>().with_context(|| format!("annotation {IP}: {s:?} is not an IPv4 address")))
         .transpose()?;
+    let names: Vec<String> = ann
+        .get(DNS_NAMES)
+        .map_or_else(Vec::new, |n| n.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect());
     let mac = ann.get(MAC).map(|s| Mac::for_interface(s).with_context(|| format!("annotation {MAC}"))).transpose()?;
     Ok(nets
         .split(',')
@@ -67,6 +77,7 @@ pub fn requests(ann: &HashMap<String, String>, owner: &str, pid: i32) -> Result<
             mac: mac.filter(|_| i == 0),
             owner: Some(owner.to_string()),
             ports: if i == 0 { ports.clone() } else { Vec::new() },
+            names: names.clone(),
         })
         .collect())
 }

@@ -11,5 +11,6 @@ pub mod pidfd;
 pub mod proc;
 pub mod rawsock;
 pub mod spawn;
+pub mod supervise;
 pub mod time;
 pub mod tun;

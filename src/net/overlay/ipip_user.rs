@@ -4,18 +4,15 @@
 //! outer options, TTL and DF taken from the inner packet), so a node with
 //! the kernel's ipip and one with this daemon talk to each other.
 //!
-//! `rcon ipipd` runs as two processes: a supervisor (started detached by
-//! `start`) and the worker it keeps alive, which moves the packets (see
+//! `rcon ipipd` runs as two processes: a supervisor (sys/supervise.rs, started
+//! detached by `start`) and the worker it keeps alive, which moves the packets (see
 //! worker.rs for the data plane and its batching, offload.rs for the TUN
 //! offloads: TSO super-packets cut in userspace, GSO writes to the TUN,
 //! icmp.rs for its ICMP answers: packets too big for the path, peers that
 //! cannot be reached). probe.rs measures the raw-socket wire alone.
 
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
@@ -23,14 +20,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::sys::proc::{self, Creator};
-use crate::sys::spawn;
+use crate::sys::proc::Creator;
+use crate::sys::supervise;
 
 mod icmp;
 mod offload;
 pub mod probe;
 mod sock;
-mod supervisor;
 mod table;
 mod tun;
 mod worker;
@@ -69,21 +65,26 @@ pub fn write_peers(path: &std::path::Path, peers: &[Peer]) -> Result<()> {
     crate::store::write_json(path, &peers)
 }
 
-/// Start the supervised daemon, detached from the caller (its own session,
-/// stdio on /dev/null), in the caller's network namespace; returns the
-/// supervisor once the data plane is up.
+/// The `rcon ipipd` arguments that start this configuration (the supervisor's; its worker's add
+/// `--worker`).
+fn args(cfg: &Config) -> Vec<String> {
+    vec![
+        "ipipd".into(),
+        "--tun".into(),
+        cfg.tun.clone(),
+        "--local".into(),
+        cfg.local.to_string(),
+        "--peers".into(),
+        cfg.peers_file.display().to_string(),
+        "--queues".into(),
+        cfg.queues.to_string(),
+    ]
+}
+
+/// Start the supervised daemon (sys/supervise.rs), detached from the caller, in the caller's network
+/// namespace; returns the supervisor once the data plane is up.
 pub fn start(cfg: &Config) -> Result<Creator> {
-    let mut cmd = spawn::rcon_self(supervisor::args(cfg));
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()?;
-            Ok(())
-        });
-    }
-    let (_, pid) = spawn::start_resident(&mut cmd, "rcon ipipd", spawn::READY_TIMEOUT, |l| l.parse::<i32>().ok())?;
-    let start = proc::proc_start_time(pid).map(|(t, _)| t).context("rcon ipipd exited at once")?;
-    Ok(Creator { pid, start })
+    supervise::start(args(cfg), "rcon ipipd")
 }
 
 /// Make the daemon re-read its peers file.
@@ -96,31 +97,16 @@ pub fn reload(daemon: Creator) -> Result<()> {
 
 /// Stop the supervisor and its worker: TERM, then KILL; returns once it is gone.
 pub fn stop(daemon: Creator) -> Result<()> {
-    if !spawn::stop(daemon, Duration::from_secs(5)) {
-        bail!("rcon ipipd (pid {}) did not stop", daemon.pid);
-    }
-    Ok(())
+    supervise::stop(daemon, "rcon ipipd")
 }
 
 /// `rcon ipipd …` (hidden): the supervisor, or with `worker` the data plane itself.
 pub fn main(cfg: &Config, worker: bool) -> Result<i32> {
     if worker {
-        worker::run(cfg, stdio_to_null)
+        worker::run(cfg, supervise::stdio_to_null)
     } else {
-        supervisor::run(cfg, stdio_to_null)
+        let mut a = args(cfg);
+        a.push("--worker".into());
+        supervise::run(|| supervise::spawn_worker(&a, "the ipipd worker"))
     }
-}
-
-/// Point stdin, stdout and stderr at /dev/null: whoever started us may read
-/// our pipes until they close.
-fn stdio_to_null() -> Result<()> {
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("/dev/null")?;
-    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
-        // SAFETY: no memory is passed; fds 0-2 are stdio, which nothing in this process owns as an
-        // OwnedFd, so pointing them at another open file breaks no owner.
-        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(std::io::Error::last_os_error()).context("dup2 onto stdio");
-        }
-    }
-    Ok(())
 }

@@ -1,20 +1,21 @@
-//! `rcon ipipd` without `--worker`: keeps one worker running. A worker that
-//! dies is started again after a backoff (100 ms, doubling to 1 s, back to
-//! 100 ms once a worker has lived for a while); SIGHUP is passed on to the
+//! Resident rcon daemons as two processes (the userspace IPIP daemon, the DNS
+//! resolver): a detached supervisor, and the worker it keeps alive. A worker
+//! that dies is started again after a backoff (100 ms, doubling to 1 s, back
+//! to 100 ms once a worker has lived for a while); SIGHUP is passed on to the
 //! worker; TERM or INT stop the worker and end the supervisor with 0.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt as _;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::Config;
-use crate::sys::proc::Creator;
-use crate::sys::spawn;
+use super::proc::{self, Creator};
+use super::spawn;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -22,27 +23,35 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const HEALTHY: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// The `rcon ipipd` arguments that start this configuration.
-pub fn args(cfg: &Config) -> Vec<String> {
-    vec![
-        "ipipd".into(),
-        "--tun".into(),
-        cfg.tun.clone(),
-        "--local".into(),
-        cfg.local.to_string(),
-        "--peers".into(),
-        cfg.peers_file.display().to_string(),
-        "--queues".into(),
-        cfg.queues.to_string(),
-    ]
+/// Start `rcon ARGS` (a supervisor, which runs [`run`]) detached from the caller: its own session,
+/// stdio on /dev/null once ready, in the caller's network namespace. It prints its pid when its first
+/// worker is ready; returns it, named `what` in errors.
+pub fn start(args: Vec<String>, what: &str) -> Result<Creator> {
+    let mut cmd = spawn::rcon_self(args);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+    let (_, pid) = spawn::start_resident(&mut cmd, what, spawn::READY_TIMEOUT, |l| l.parse::<i32>().ok())?;
+    let start = proc::proc_start_time(pid).map(|(t, _)| t).with_context(|| format!("{what} exited at once"))?;
+    Ok(Creator { pid, start })
 }
 
-/// Start a worker and wait until it says "ready"; its error otherwise.
-/// It dies with us (PDEATHSIG), so a supervisor killed by KILL leaves no
-/// data plane behind.
-fn spawn_worker(cfg: &Config) -> Result<Child> {
-    let mut cmd = spawn::rcon_self(args(cfg));
-    cmd.arg("--worker");
+/// Stop a supervisor and its worker: TERM, then KILL; returns once it is gone.
+pub fn stop(daemon: Creator, what: &str) -> Result<()> {
+    if !spawn::stop(daemon, Duration::from_secs(5)) {
+        bail!("{what} (pid {}) did not stop", daemon.pid);
+    }
+    Ok(())
+}
+
+/// Start the worker `rcon ARGS` and wait until it says "ready"; its error otherwise. It dies with us
+/// (PDEATHSIG), so a supervisor killed by KILL leaves no worker behind.
+pub fn spawn_worker(args: &[String], what: &str) -> Result<Child> {
+    let mut cmd: Command = spawn::rcon_self(args);
     // SAFETY: prctl is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -52,8 +61,7 @@ fn spawn_worker(cfg: &Config) -> Result<Child> {
             Ok(())
         });
     }
-    let (child, ()) =
-        spawn::start_resident(&mut cmd, "the ipipd worker", spawn::READY_TIMEOUT, |l| (l == "ready").then_some(()))?;
+    let (child, ()) = spawn::start_resident(&mut cmd, what, spawn::READY_TIMEOUT, |l| (l == "ready").then_some(()))?;
     Ok(child)
 }
 
@@ -62,9 +70,9 @@ fn end_worker(child: &Child) {
     spawn::stop(Creator { pid: child.id() as i32, start: 0 }, STOP_GRACE);
 }
 
-/// Run until TERM or INT. The first worker must start (its error is ours);
-/// then our pid goes to stdout and `let_go_of_stdio` detaches us.
-pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result<i32> {
+/// Run until TERM or INT, keeping one worker from `spawn` alive. The first worker must start (its error
+/// is ours); then our pid goes to stdout and stdio is let go of.
+pub fn run(mut spawn: impl FnMut() -> Result<Child>) -> Result<i32> {
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);
@@ -74,10 +82,10 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
     // in the child.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).context("sigprocmask")?;
     let _ = std::env::set_current_dir("/");
-    let mut worker = Some(spawn_worker(cfg)?);
+    let mut worker = Some(spawn()?);
     println!("{}", std::process::id());
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    let_go_of_stdio()?;
+    stdio_to_null()?;
     let mut started = Instant::now();
     let mut backoff = BACKOFF_MIN;
     let mut restart_at: Option<Instant> = None;
@@ -113,7 +121,7 @@ pub fn run(cfg: &Config, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result
         if restart_at.is_some_and(|t| Instant::now() >= t) {
             restart_at = None;
             started = Instant::now();
-            match spawn_worker(cfg) {
+            match spawn() {
                 Ok(w) => worker = Some(w),
                 Err(_) => {
                     restart_at = Some(Instant::now() + backoff);
@@ -136,4 +144,18 @@ fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
         return None;
     }
     Signal::try_from(r).ok()
+}
+
+/// Point stdin, stdout and stderr at /dev/null: whoever started us may read
+/// our pipes until they close (a worker calls this once it said "ready").
+pub fn stdio_to_null() -> Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("/dev/null")?;
+    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // SAFETY: no memory is passed; fds 0-2 are stdio, which nothing in this process owns as an
+        // OwnedFd, so pointing them at another open file breaks no owner.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("dup2 onto stdio");
+        }
+    }
+    Ok(())
 }
