@@ -270,7 +270,7 @@ pub fn resolver_pid(root: &Path) -> Option<i32> {
 
 /// End a resolver the test left running (a test that failed midway): TERM to the recorded
 /// supervisor, which ends its worker, when that pid is still an `rcon dns`.
-fn stop_resolver(root: &Path) {
+pub fn stop_resolver(root: &Path) {
     let Some(pid) = resolver_pid(root) else { return };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     if cmdline.split(|b| *b == 0).any(|a| a == b"dns") {

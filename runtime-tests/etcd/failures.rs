@@ -165,6 +165,9 @@ fn a_reinstalled_node_gets_its_subnet_back() {
     let old_lease = e.inspect(0)["store"]["lease"].as_i64().unwrap();
     let w = &e.c.nodes[0];
     e.c.node_sh(0, "ip link del rcon-cluster && ip link del rcon-vx1");
+    // A reinstall is a reboot too: the old install's processes (its DNS resolver, still bound to the
+    // gateway's address) are gone with its links.
+    crate::common::stop_resolver(&w.root);
     for d in [&w.data_root, &w.root] {
         std::fs::remove_dir_all(d).unwrap();
     }
