@@ -167,12 +167,18 @@ impl Store {
         fs::create_dir_all(p.parent().unwrap()).context("creating the endpoint store")?;
         let target = Path::new("../..").join(&ep.network).join(format!("{}.json", ep.key));
         for dir in self.index_dirs(ep) {
-            fs::create_dir_all(&dir).context("creating the endpoint index")?;
-            match std::os::unix::fs::symlink(&target, dir.join(Self::link_name(ep))) {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                    return Err(e).context("indexing the endpoint record")
+            // gc's `sweep_index` removes an index dir the moment it is empty,
+            // which may fall between our mkdir and our link: make it again.
+            let mut tries = 0;
+            loop {
+                fs::create_dir_all(&dir).context("creating the endpoint index")?;
+                match std::os::unix::fs::symlink(&target, dir.join(Self::link_name(ep))) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => tries += 1,
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(e).context("indexing the endpoint record")
+                    }
+                    _ => break,
                 }
-                _ => {}
             }
         }
         crate::store::write_json(&p, ep)
