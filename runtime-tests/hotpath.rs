@@ -140,3 +140,27 @@ fn cni_add_and_del_spawn_nothing() {
     }
     cni.ok("DEL", "first", &first, &conf(8093));
 }
+
+/// Whether the node has the holder of released nftables sockets (sys/linger.rs): its abstract
+/// unix socket, which only processes in the node's network namespace see.
+fn holder_listens(nw: &NetWorld) -> bool {
+    nw.w.sh_in(nw.node(), "cat /proc/net/unix").contains("@rcon-nfnl-holder")
+}
+
+/// A command's nftables sockets go to a holder in the node's namespace instead of being released
+/// by the command (a release can wait ~15 ms for the kernel after a deletion); the holder forks, is
+/// found by the next command, and exits by itself once idle: no process is left behind.
+#[test]
+fn nftables_sockets_go_to_a_holder_that_then_exits() {
+    let mut nw = net_world("nh", "nftables");
+    nw.w.ok(&["network", "create", "--subnet", SUBNET, "held"]);
+    let ns = unique("nh");
+    nw.w.add_system_netns(&ns);
+    let path = format!("/var/run/netns/{ns}");
+    crate::common::wait_until("no holder before", || !holder_listens(&nw));
+    nw.w.ok(&["network", "attach", "--netns", &path, "held"]);
+    nw.w.ok(&["network", "detach", "--netns", &path, "held"]);
+    assert!(holder_listens(&nw), "no holder took the sockets of attach and detach");
+    assert_eq!(guards(&nw), 0, "detach left its anti-spoofing element");
+    crate::common::wait_until("the idle holder exits", || !holder_listens(&nw));
+}

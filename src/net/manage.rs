@@ -269,6 +269,7 @@ pub fn attach(ctx: &Context, req: &AttachRequest) -> Result<Endpoint> {
 /// [`attach`] on these links and firewalls.
 pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<Endpoint> {
     let net = network_with(ctx, k, &req.network)?;
+    tracing::debug!(network = %net.name, "attach: network ready");
     if !req.ports.is_empty() {
         if net.internal {
             bail!("network {} is internal: it publishes no ports", net.name);
@@ -336,6 +337,7 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         bail!("network {}: the veth driver joins exactly two ends, and both are attached", net.name);
     }
     let node = k.links()?;
+    tracing::debug!("attach: namespace checked, interface named");
     let res = (|| {
         // The lease, then the record (gc's way back to everything), then the
         // kernel. The lease book stays locked until the record names the
@@ -361,6 +363,7 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         }
         eps.save(&ep)?;
         drop((claims, book));
+        tracing::debug!(ip = ?ep.ip, "attach: leased and recorded");
         crate::store::fault("attach:recorded");
         // Before the port exists, so that its first frame is checked.
         if let Some(g) = heal::guard(&net, &ep) {
@@ -372,17 +375,20 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
                 }
             }
         }
+        tracing::debug!("attach: guarded");
         crate::store::fault("attach:guarded");
         // A bridge that had to be made again (node rebooted, crash during
         // create) comes back with its forwarding and rules.
         if driver::attach(node, inner.as_ref(), &ns, &net, &ep, &others)? {
             enable_rules(ctx, k, &net)?;
         }
+        tracing::debug!("attach: wired");
         publish(ctx, k, &net, &ep)?;
         crate::store::fault("attach:wired");
         if dns::table::serves(&net).is_some() {
             k.resolver.changed(ctx, false)?;
         }
+        tracing::debug!("attach: published, resolver told");
         Ok(())
     })();
     if let Err(e) = res {
@@ -432,18 +438,22 @@ pub(super) fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Resul
         k.firewalls.flush_udp_conntrack(&ep.ports)?;
     }
     super::service::drop_endpoint(ctx, k.firewalls.as_ref(), &ep.key)?;
+    tracing::debug!(key = %ep.key, "detach: ports and services dropped");
     driver::detach(k.links()?, ep)?;
+    tracing::debug!("detach: links going");
     if !ep.ports.is_empty() {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
     }
     Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(ep.mac))?;
     endpoints(ctx).remove(ep)?;
+    tracing::debug!("detach: lease and record gone");
     // Last, after the record: a firewall restore meanwhile re-adds what the records name.
     let net = networks(ctx).get(&ep.network);
     let res = match &net {
         Ok(net) => heal::guard(net, ep).map_or(Ok(()), |g| k.firewall(net.firewall).remove_guard(&g)),
         Err(_) => k.firewall(Backend::default()).remove_guard_of(&ep.key),
     };
+    tracing::debug!("detach: guard removed");
     if net.as_ref().is_ok_and(|n| dns::table::serves(n).is_some()) && !ep.names.is_empty() {
         // Waited for: the name must be gone when the detach returns. A resolver that cannot be told
         // answers from the records when it comes back, which no longer name it.
@@ -469,7 +479,9 @@ pub fn detach_with(ctx: &Context, k: &Kernel, network: &str, netns: &Path, ifnam
     if mine.is_empty() {
         bail!("{} is not attached to network {network}", netns.display());
     }
+    tracing::debug!("detach: records read");
     ensure_for(ctx, k, &mine)?;
+    tracing::debug!("detach: firewall checked");
     mine.iter().try_for_each(|ep| detach_endpoint(ctx, k, ep))
 }
 

@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod iface;
+pub mod linger;
 pub mod nfnl;
 pub mod nftlib;
 pub mod ns;

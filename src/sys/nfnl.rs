@@ -29,6 +29,15 @@ pub struct Socket {
     seq: u32,
 }
 
+/// A socket that sent something is bound, and its release may wait for nf_tables (sys::linger).
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if self.seq > 0 {
+            super::linger::hand_off(&[self.fd.as_raw_fd()]);
+        }
+    }
+}
+
 impl Socket {
     pub fn open() -> io::Result<Socket> {
         let fd = socket::socket(

@@ -81,6 +81,8 @@ impl Nft {
             };
             let out = text((a.output_buffer)(ctx));
             let err = text((a.error_buffer)(ctx));
+            // Its socket's release could wait for the kernel to free what some commit deleted.
+            super::linger::hand_off_all();
             (a.ctx_free)(ctx);
             match (buffered, rc) {
                 (false, _) => Err(Refused("libnftables: cannot buffer its output".into())),
