@@ -78,11 +78,12 @@ fn the_hot_path_spawns_nothing() {
     assert!(!rules.contains("8088") && !rules.contains("8089"), "detach left its ports: {rules}");
     assert_eq!(guards(&nw), 0, "detach left its anti-spoofing element");
 
-    // The fallback: without the library (here: told not to use it) rcon runs `nft`, and says so.
+    // The fallback: without the library (here: told not to use it) rcon runs `nft` for its ports
+    // (the anti-spoofing element goes over netlink either way), and says so.
     let (trace, wrapper) = strace(&nw.w);
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let out =
-        nw.w.wrapped(&wrapper, &["network", "attach", "--netns", &path, "hot"])
+        nw.w.wrapped(&wrapper, &["network", "attach", "--netns", &path, "-p", "8090:80", "hot"])
             .env("RCON_NFT_PROGRAM", "1")
             .output()
             .unwrap();
@@ -92,6 +93,7 @@ fn the_hot_path_spawns_nothing() {
     let spawned = others(&trace, rcon_bin());
     assert!(spawned.iter().any(|p| p.ends_with("/nft")), "the fallback ran no nft: {spawned:?}");
     assert!(guards(&nw) > 0, "the fallback added no anti-spoofing element");
+    assert!(ruleset(&nw).contains("8090"), "the fallback published nothing");
     only_rcon(&nw, &["network", "detach", "--netns", &path, "hot"]);
 
     // connect and disconnect a running container.

@@ -94,6 +94,51 @@ impl Socket {
     }
 }
 
+/// nfnetlink's batch delimiters (NFNL_MSG_BATCH_BEGIN and _END).
+const BATCH_BEGIN: u16 = 0x10;
+const BATCH_END: u16 = 0x11;
+
+impl Socket {
+    /// One change to subsystem `subsys` (nftables: 10) as a batch of its own, committed atomically,
+    /// and its acknowledgement; a kernel error comes back as its errno (the batch is then undone).
+    pub fn commit(&mut self, subsys: u8, msg: u8, family: u8, body: &[u8]) -> io::Result<()> {
+        let mut req = Vec::with_capacity(3 * (HDR + NFGEN) + body.len());
+        let mut push = |req: &mut Vec<u8>, typ: u16, flags: u16, family: u8, res: u16, body: &[u8]| {
+            self.seq += 1;
+            req.extend_from_slice(&((HDR + NFGEN + body.len()) as u32).to_ne_bytes());
+            req.extend_from_slice(&typ.to_ne_bytes());
+            req.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+            req.extend_from_slice(&self.seq.to_ne_bytes());
+            req.extend_from_slice(&0u32.to_ne_bytes());
+            req.extend_from_slice(&[family, 0]);
+            req.extend_from_slice(&res.to_be_bytes());
+            req.extend_from_slice(body);
+            self.seq
+        };
+        push(&mut req, BATCH_BEGIN, 0, 0, u16::from(subsys), &[]);
+        let seq = push(&mut req, (u16::from(subsys) << 8) | u16::from(msg), NLM_F_ACK, family, 0, body);
+        push(&mut req, BATCH_END, 0, 0, u16::from(subsys), &[]);
+        socket::sendto(self.fd.as_raw_fd(), &req, &NetlinkAddr::new(0, 0), MsgFlags::empty())?;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+            let mut at = 0;
+            while at + HDR + 4 <= n {
+                let word = |i: usize| u32::from_ne_bytes(buf[at + i..at + i + 4].try_into().unwrap());
+                let (mlen, mtype) = (word(0) as usize, u16::from_ne_bytes([buf[at + 4], buf[at + 5]]));
+                if mlen < HDR || at + mlen > n {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "a truncated netlink message"));
+                }
+                if mtype == NLMSG_ERROR && word(8) == seq {
+                    let errno = word(HDR) as i32;
+                    return if errno == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-errno)) };
+                }
+                at += mlen.next_multiple_of(4);
+            }
+        }
+    }
+}
+
 /// Append attribute `typ` holding `payload`, padded to 4 bytes.
 pub fn put(buf: &mut Vec<u8>, typ: u16, payload: &[u8]) {
     buf.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());

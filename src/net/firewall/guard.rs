@@ -119,6 +119,30 @@ fn element(g: &Guard) -> (&'static str, String) {
     }
 }
 
+/// The set and the key bytes of `g`'s element, as the kernel stores them (see nfset).
+fn element_key(g: &Guard) -> Result<(&'static str, Vec<u8>)> {
+    let mut key = super::nfset::ifname_field(&g.port).to_vec();
+    let Some((mac, ip)) = &g.from else { return Ok((FREE, key)) };
+    let octets: Vec<u8> = mac.split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+    anyhow::ensure!(octets.len() == 6, "{mac:?} is not a MAC address");
+    key.extend_from_slice(&octets);
+    key.extend_from_slice(&[0, 0]); // a field is padded to 4 bytes
+    key.extend_from_slice(&ip.octets());
+    Ok((ALLOW, key))
+}
+
+/// Add `g`'s element (one netlink message; present already: nothing changes).
+pub(crate) fn add(g: &Guard) -> Result<()> {
+    let (set, key) = element_key(g)?;
+    Ok(super::nfset::add(FAMILY_BRIDGE, "rcon", set, &key, &g.owner)?)
+}
+
+/// Delete `g`'s element; not there (nor the table): nothing to do.
+pub(crate) fn remove(g: &Guard) -> Result<()> {
+    let (set, key) = element_key(g)?;
+    Ok(super::nfset::delete(FAMILY_BRIDGE, "rcon", set, &key)?)
+}
+
 /// The batch that makes the table's base whole (`live`: what is there), keeping its elements.
 pub(crate) fn render_base(live: &Live) -> String {
     let mut b = String::new();
@@ -140,12 +164,6 @@ pub(crate) fn render_base(live: &Live) -> String {
 pub(crate) fn render_add(g: &Guard) -> String {
     let (set, key) = element(g);
     format!("add element {TABLE} {set} {{ {key} comment \"{}\" }}\n", g.owner)
-}
-
-/// The batch that deletes `g`'s element, present or not (adding what exists changes nothing).
-pub(crate) fn render_remove(g: &Guard) -> String {
-    let (set, key) = element(g);
-    format!("add element {TABLE} {set} {{ {key} }}\ndelete element {TABLE} {set} {{ {key} }}\n")
 }
 
 /// The batch that deletes every element of `owner`; None: it has none.
@@ -206,13 +224,16 @@ mod tests {
             render_add(&g),
             "add element bridge rcon allow { \"rv0123456789\" . 02:42:0a:01:00:02 . 10.1.0.2 comment \"k1\" }\n"
         );
-        assert_eq!(
-            render_remove(&g),
-            "add element bridge rcon allow { \"rv0123456789\" . 02:42:0a:01:00:02 . 10.1.0.2 }\n\
-             delete element bridge rcon allow { \"rv0123456789\" . 02:42:0a:01:00:02 . 10.1.0.2 }\n"
-        );
+        // The same element as netlink carries it: port (16 bytes), MAC padded to 8, address.
+        let (set, key) = element_key(&g).unwrap();
+        assert_eq!(set, ALLOW);
+        assert_eq!(&key[..12], b"rv0123456789");
+        assert_eq!(key[12..16], [0; 4]);
+        assert_eq!(key[16..], [2, 0x42, 10, 1, 0, 2, 0, 0, 10, 1, 0, 2]);
         let free = guard("k2", "rvaaaaaaaaaa", None);
         assert_eq!(render_add(&free), "add element bridge rcon free { \"rvaaaaaaaaaa\" comment \"k2\" }\n");
+        assert_eq!(element_key(&free).unwrap(), (FREE, super::super::nfset::ifname_field("rvaaaaaaaaaa").to_vec()));
+        assert!(element_key(&guard("k3", "rv1", Some(("02:42", "10.1.0.2")))).is_err());
     }
 
     #[test]

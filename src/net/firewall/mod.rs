@@ -28,6 +28,7 @@ mod conntrack;
 pub mod guard;
 pub mod iptables;
 mod nflist;
+mod nfset;
 pub mod nft;
 pub mod nftables;
 
@@ -344,7 +345,7 @@ impl<R: Ruleset> Firewall for R {
         // frames. The caller heals a missing table from the records instead.
         let add = || -> Result<()> {
             let _lock = lock_netns()?;
-            nft::apply(&guard::render_add(g))
+            guard::add(g)
         };
         add().with_context(|| format!("firewall (anti-spoofing): guarding port {} of {}", g.port, g.owner))
     }
@@ -352,10 +353,7 @@ impl<R: Ruleset> Firewall for R {
     fn remove_guard(&self, g: &Guard) -> Result<()> {
         let remove = || -> Result<()> {
             let _lock = lock_netns()?;
-            if !guard::glance()?.exists {
-                return Ok(()); // no table, no element
-            }
-            nft::apply(&guard::render_remove(g))
+            guard::remove(g)
         };
         remove().with_context(|| format!("firewall (anti-spoofing): unguarding port {} of {}", g.port, g.owner))
     }
