@@ -89,21 +89,30 @@ pub fn mac_for(key: &str) -> Mac {
     Mac([0x02, b(0), b(1), b(2), b(3), b(4)])
 }
 
-/// Records are stored by network, `<data-root>/endpoints/<network>/<key>.json`,
-/// and indexed by namespace and by owner with symlinks to them:
-/// `endpoints/.netns/<ns tag>/<network>.<key>` and
-/// `endpoints/.owner/<owner tag>/<network>.<key>`. So finding a namespace's or a
-/// container's endpoints reads a directory of a few entries, and attach and
-/// delete stay as fast at 1000 endpoints as at 10. The links are made before
-/// the record and removed after it: a record is always reachable from its
-/// indexes, and a dangling link (a crash in between) is skipped, then swept by gc.
+/// Records are stored by network, one file each, named by what finds them:
+/// `<data-root>/endpoints/<network>/<key>.<netns tag>.<owner tag>.json`
+/// (`-` for no owner). Finding a namespace's or a container's endpoints
+/// lists the network directories (a few, of one short entry per endpoint)
+/// and reads only the files whose name matches, so the lookups need no
+/// index: an attach makes one file (one create and one write), where links
+/// in two index directories, their directories and a renamed temporary file
+/// took five to seven file creations before.
+///
+/// The first write of a record is in place: made and filled in one write,
+/// under the network's lease book. A crash in between leaves an empty file,
+/// which reads as broken; gc, holding the book, removes such a file when
+/// the kernel has no veth it names (see `manage::gc_with`). Later writes (a detach taking the ports off)
+/// replace the file atomically. Records named `<key>.json` (an older
+/// layout) are read as well, and their index links swept.
 pub struct Store {
     dir: PathBuf,
 }
 
-/// The two indexes, by the directory names under `endpoints/`.
+/// The index directories of the older layout, swept by gc.
 const BY_NETNS: &str = ".netns";
 const BY_OWNER: &str = ".owner";
+/// The owner tag of an endpoint without owner.
+const NO_OWNER: &str = "-";
 
 fn owner_tag(owner: &str) -> String {
     super::short_hash(&format!("owner/{owner}"))[..16].to_string()
@@ -127,6 +136,12 @@ impl Filter<'_> {
             && self.owner.is_none_or(|o| ep.owner.as_deref() == Some(o))
             && self.netns_id.is_none_or(|n| ep.netns_id == n)
     }
+
+    /// Whether a record file named `<key>.<netns tag>.<owner tag>` may match (an untagged one may).
+    fn may_match(&self, tags: Option<(&str, &str)>) -> bool {
+        let Some((ns, owner)) = tags else { return true };
+        self.netns_id.is_none_or(|n| netns_tag(n) == ns) && self.owner.is_none_or(|o| owner_tag(o) == owner)
+    }
 }
 
 /// The names in `dir` (none when it does not exist), dot files (temporaries) left out.
@@ -135,112 +150,102 @@ fn names(dir: &Path) -> Vec<String> {
     rd.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect()
 }
 
+/// A record file's name without `.json`: the key, and the two tags when it has them.
+fn parse_name(stem: &str) -> (&str, Option<(&str, &str)>) {
+    let mut parts = stem.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(key), Some(ns), Some(owner)) => (key, Some((ns, owner))),
+        _ => (stem, None),
+    }
+}
+
 impl Store {
     pub fn new(data_root: &Path) -> Store {
         Store { dir: data_root.join("endpoints") }
     }
 
     fn path(&self, ep: &Endpoint) -> PathBuf {
+        let owner = ep.owner.as_deref().map_or_else(|| NO_OWNER.to_string(), owner_tag);
+        self.dir.join(&ep.network).join(format!("{}.{}.{owner}.json", ep.key, netns_tag(&ep.netns_id)))
+    }
+
+    /// Where the older layout kept `ep`.
+    fn legacy_path(&self, ep: &Endpoint) -> PathBuf {
         self.dir.join(&ep.network).join(format!("{}.json", ep.key))
     }
 
     /// `ep` has a record (an attach that failed early has none yet).
     pub fn recorded(&self, ep: &Endpoint) -> bool {
-        self.path(ep).exists()
-    }
-
-    /// The index directories that hold a link to `ep`.
-    fn index_dirs(&self, ep: &Endpoint) -> Vec<PathBuf> {
-        let mut dirs = vec![self.dir.join(BY_NETNS).join(netns_tag(&ep.netns_id))];
-        if let Some(o) = &ep.owner {
-            dirs.push(self.dir.join(BY_OWNER).join(owner_tag(o)));
-        }
-        dirs
-    }
-
-    fn link_name(ep: &Endpoint) -> String {
-        format!("{}.{}", ep.network, ep.key)
+        self.path(ep).exists() || self.legacy_path(ep).exists()
     }
 
     pub fn save(&self, ep: &Endpoint) -> Result<()> {
         let p = self.path(ep);
-        fs::create_dir_all(p.parent().unwrap()).context("creating the endpoint store")?;
-        let target = Path::new("../..").join(&ep.network).join(format!("{}.json", ep.key));
-        for dir in self.index_dirs(ep) {
-            // gc's `sweep_index` removes an index dir the moment it is empty,
-            // which may fall between our mkdir and our link: make it again.
-            let mut tries = 0;
-            loop {
-                fs::create_dir_all(&dir).context("creating the endpoint index")?;
-                match std::os::unix::fs::symlink(&target, dir.join(Self::link_name(ep))) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => tries += 1,
-                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                        return Err(e).context("indexing the endpoint record")
-                    }
-                    _ => break,
-                }
+        let data = serde_json::to_vec_pretty(ep)?;
+        let new = fs::OpenOptions::new().write(true).create_new(true).open(&p);
+        let new = match new {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(p.parent().unwrap()).context("creating the endpoint store")?;
+                fs::OpenOptions::new().write(true).create_new(true).open(&p)
             }
+            r => r,
+        };
+        match new {
+            Ok(mut f) => {
+                crate::store::fault("endpoint:created");
+                std::io::Write::write_all(&mut f, &data).with_context(|| format!("writing {}", p.display()))?;
+            }
+            // There already: replaced whole, so a reader never sees half of it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => crate::store::write_atomic(&p, &data)?,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
         }
-        crate::store::write_json(&p, ep)
+        match fs::remove_file(self.legacy_path(ep)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).context("removing the older endpoint record"),
+            _ => Ok(()),
+        }
     }
 
     pub fn remove(&self, ep: &Endpoint) -> Result<()> {
-        let gone = |r: std::io::Result<()>| match r {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-        gone(fs::remove_file(self.path(ep))).context("removing the endpoint record")?;
-        for dir in self.index_dirs(ep) {
-            gone(fs::remove_file(dir.join(Self::link_name(ep)))).context("removing the endpoint index")?;
-            // The last link out takes the directory along (not empty: fine).
-            let _ = fs::remove_dir(&dir);
+        for p in [self.path(ep), self.legacy_path(ep)] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).context("removing the endpoint record")
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
 
-    /// The records that match `f`, sorted by address. By namespace or owner
-    /// through an index; by network from that network's directory. Records
-    /// that cannot be read are left out (see `scan`).
+    /// The records that match `f`, sorted by address. Records that cannot
+    /// be read are left out (see `scan`).
     pub fn find(&self, f: Filter) -> Result<Vec<Endpoint>> {
         Ok(self.scan(f)?.good)
     }
 
-    /// `find`, with the records that match as far as their path tells and
-    /// cannot be read (named `<network>/<key>`, at their record's path).
+    /// `find`, with the records that match as far as their file name tells
+    /// and cannot be read (named `<network>/<key>`, at their record's path).
     pub fn scan(&self, f: Filter) -> Result<Listing<Endpoint>> {
-        // (network, key) of each candidate, from its index link or its path.
-        let files: Vec<(String, String)> = if let Some(dir) = f
-            .netns_id
-            .map(|n| self.dir.join(BY_NETNS).join(netns_tag(n)))
-            .or_else(|| f.owner.map(|o| self.dir.join(BY_OWNER).join(owner_tag(o))))
-        {
-            names(&dir)
-                .iter()
-                .filter_map(|n| n.rsplit_once('.'))
-                .filter(|(net, _)| f.network.is_none_or(|want| want == *net))
-                .map(|(net, key)| (net.to_string(), key.to_string()))
-                .collect()
-        } else {
-            let nets = match f.network {
-                Some(n) => vec![n.to_string()],
-                None => names(&self.dir),
-            };
-            nets.iter()
-                .flat_map(|n| {
-                    let keys = names(&self.dir.join(n));
-                    keys.into_iter().filter_map(move |k| Some((n.clone(), k.strip_suffix(".json")?.to_string())))
-                })
-                .collect()
+        let nets = match f.network {
+            Some(n) => vec![n.to_string()],
+            None => names(&self.dir),
         };
         let mut out = Listing::default();
-        for (net, key) in files {
-            let p = self.dir.join(&net).join(format!("{key}.json"));
-            match crate::store::read_record::<Endpoint>(&p) {
-                Read::Good(ep) if f.matches(&ep) => out.good.push(ep),
-                Read::Good(_) => {}
-                Read::Bad(cause) => out.broken.push(Broken::new("endpoint", format!("{net}/{key}"), &p, cause)),
-                // Being removed, or an index link left dangling by a crash: skipped.
-                Read::Gone => {}
+        for net in nets {
+            for file in names(&self.dir.join(&net)) {
+                let Some(stem) = file.strip_suffix(".json") else { continue };
+                let (key, tags) = parse_name(stem);
+                if !f.may_match(tags) {
+                    continue;
+                }
+                let p = self.dir.join(&net).join(&file);
+                match crate::store::read_record::<Endpoint>(&p) {
+                    Read::Good(ep) if f.matches(&ep) => out.good.push(ep),
+                    Read::Good(_) => {}
+                    Read::Bad(cause) => out.broken.push(Broken::new("endpoint", format!("{net}/{key}"), &p, cause)),
+                    // Being removed.
+                    Read::Gone => {}
+                }
             }
         }
         out.good.sort_by_key(|e| e.ip);
@@ -260,10 +265,9 @@ impl Store {
         self.scan(Filter { network, ..Default::default() })
     }
 
-    /// Remove index links whose record is gone (a crash between the two) and
-    /// empty index directories. Returns how many links went. Only links older
-    /// than `min_age`: a save makes its links microseconds before its record,
-    /// and a young dangling link may be one of those.
+    /// Remove the index links of the older layout whose record is gone, and
+    /// their empty directories. Returns how many links went. Only links older
+    /// than `min_age`, as that layout's save made its links before its record.
     pub fn sweep_index(&self, min_age: std::time::Duration) -> usize {
         let mut swept = 0;
         for index in [BY_NETNS, BY_OWNER] {
@@ -272,18 +276,29 @@ impl Store {
                 let dir = root.join(&tag);
                 for link in names(&dir) {
                     let p = dir.join(&link);
-                    let old = fs::symlink_metadata(&p)
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t.elapsed().is_ok_and(|a| a >= min_age));
-                    if old && !p.exists() && fs::remove_file(&p).is_ok() {
+                    if old_enough(&p, min_age) && !p.exists() && fs::remove_file(&p).is_ok() {
                         swept += 1;
                     }
                 }
                 let _ = fs::remove_dir(&dir);
             }
+            let _ = fs::remove_dir(&root);
         }
         swept
     }
+
+    /// Remove a record left empty by a crash between its creation and its
+    /// write, if it is still empty. The caller holds the network's lease book,
+    /// under which every record is made, so no save is in progress.
+    pub fn remove_unborn(&self, broken: &Broken) -> bool {
+        let p = &broken.path;
+        fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0) && fs::remove_file(p).is_ok()
+    }
+}
+
+/// Whether `p` was last changed at least `min_age` ago.
+fn old_enough(p: &Path, min_age: std::time::Duration) -> bool {
+    fs::symlink_metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a >= min_age))
 }
 
 #[cfg(test)]
@@ -327,17 +342,45 @@ mod tests {
         assert!(st.find(f(Some("c2"), None)).unwrap().is_empty());
         st.remove(&ep("a", None, "1:2", "k3")).unwrap();
         assert_eq!(st.all().unwrap().len(), 2);
-        assert!(!dir.path().join("endpoints/.netns").join(netns_tag("1:2")).exists());
+        // One file per record, and nothing else.
+        let files: Vec<String> = names(&dir.path().join("endpoints/a"));
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(!dir.path().join("endpoints/.netns").exists() && !dir.path().join("endpoints/.owner").exists());
 
-        // A crash after the links, before the record: skipped, then swept.
+        // Saved again (the ports taken off): replaced, still one file.
+        let mut e1 = ep("a", Some("c1"), "1:1", "k1");
+        e1.names = vec!["web".into()];
+        st.save(&e1).unwrap();
+        assert_eq!(st.find(f(Some("c1"), None)).unwrap().iter().find(|e| e.key == "k1").unwrap().names, ["web"]);
+        assert_eq!(names(&dir.path().join("endpoints/a")).len(), 1);
+
+        // A crash between the record's creation and its write: an empty file, broken, found by its
+        // tags, removed as unborn once old enough.
         let half = ep("a", Some("c3"), "1:3", "k4");
-        st.save(&half).unwrap();
+        fs::write(st.path(&half), "").unwrap();
+        let scan = st.scan(Filter { owner: Some("c3"), ..Default::default() }).unwrap();
+        assert!(scan.good.is_empty());
+        assert_eq!(broken_key(&scan.broken[0]), "k4");
+        assert!(st.remove_unborn(&scan.broken[0]));
+        fs::write(st.path(&half), "{").unwrap();
+        let torn = st.scan(Filter { owner: Some("c3"), ..Default::default() }).unwrap().broken;
+        assert!(!st.remove_unborn(&torn[0]), "a torn record is not unborn");
         fs::remove_file(st.path(&half)).unwrap();
-        assert!(st.find(f(Some("c3"), None)).unwrap().is_empty());
-        assert_eq!(st.sweep_index(std::time::Duration::from_secs(60)), 0);
-        assert_eq!(st.sweep_index(std::time::Duration::ZERO), 2);
-        assert!(!dir.path().join("endpoints/.owner").join(owner_tag("c3")).exists());
         assert_eq!(st.all().unwrap().len(), 2);
+
+        // The older layout: an untagged record is still found (and replaced by a save), and its
+        // dangling index links are swept.
+        let old = ep("b", Some("c9"), "1:9", "k9");
+        fs::write(st.legacy_path(&old), serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(st.find(f(Some("c9"), None)).unwrap().len(), 1);
+        assert!(st.recorded(&old));
+        st.save(&old).unwrap();
+        assert!(!st.legacy_path(&old).exists() && st.path(&old).exists());
+        let idx = dir.path().join("endpoints/.netns/abc");
+        fs::create_dir_all(&idx).unwrap();
+        std::os::unix::fs::symlink("../../b/gone.json", idx.join("b.gone")).unwrap();
+        assert_eq!(st.sweep_index(std::time::Duration::ZERO), 1);
+        assert!(!dir.path().join("endpoints/.netns").exists());
     }
 
     #[test]

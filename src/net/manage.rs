@@ -591,6 +591,17 @@ pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcRepo
         // Records are read under the book's lock: an attach holds it from its
         // lease until its record is saved.
         let book = ipam.open(&net)?;
+        // A record left empty by a crash between its creation and its write (made under the book, so
+        // none is in progress now): nothing was made after it, and its lease goes below. One whose
+        // veth exists is damaged rather than unborn, and stays.
+        for b in eps.scan_all(Some(&net))?.broken {
+            let key = endpoint::broken_key(&b);
+            let wired =
+                [false, true].into_iter().any(|p| node.index(&endpoint::host_ifname(key, p)).ok().flatten().is_some());
+            if !wired && eps.remove_unborn(&b) {
+                report.endpoints.push(b.name.clone());
+            }
+        }
         let mut keys = endpoint_keys(&eps, Some(&net), |_| true, &mut report)?;
         // A service's VIP lease: kept while the service is, its record readable or not (read under the
         // book's lock too, which `service create` holds until it is saved).
