@@ -1,10 +1,11 @@
 //! rcon's etcd cluster mode (docs/CLUSTER.md) against a real etcd that each
 //! test starts in its own world: nodes lease subnets and their agents
 //! program peers; a hand-made flannel node shares the store; etcd and the
-//! agents fail (failures.rs); bad input changes nothing (badinput.rs); TLS
-//! with client certificates.
+//! agents fail (failures.rs); bad input changes nothing (badinput.rs); names
+//! resolve across nodes (dns.rs); TLS with client certificates.
 
 mod badinput;
+mod dns;
 mod failures;
 mod flannel;
 mod store;

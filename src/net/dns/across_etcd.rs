@@ -211,7 +211,10 @@ impl Published {
             None => Etcd::connect(at).and_then(|mut e| e.revoke(lease)),
         };
         if let Err(e) = res {
-            say(&format!("this node's names stay in etcd until their lease expires (in at most {}s): {e:#}", TTL.as_secs()));
+            say(&format!(
+                "this node's names stay in etcd until their lease expires (in at most {}s): {e:#}",
+                TTL.as_secs()
+            ));
         }
     }
 }

@@ -170,13 +170,16 @@ pub(super) fn build(ctx: &Context, k: &Kernel, mut c: Cluster) -> Result<(Cluste
 
 /// The node's network: its subnet, or (vxlan-l2) the whole range, of which
 /// it hands out only its own subnet. Traffic within the range is not
-/// masqueraded.
+/// masqueraded. DNS is on.
 fn network_request(ctx: &Context, c: &Cluster) -> Request {
     let mut r = Request::new(&c.network);
     r.driver = Driver::Bridge;
     r.mtu = Some(c.mtu);
     r.firewall = ctx.firewall;
     r.cluster = Some(c.cidr);
+    // Pods find each other by name, across nodes too in the etcd mode (docs/DNS.md), whatever the
+    // network is called (a network named `bridge` would have it off by default).
+    r.dns = Some(true);
     if c.backend == Backend::VxlanL2 {
         r.subnet = Some(c.cidr);
         r.ip_range = Some(c.node_subnet);
@@ -215,7 +218,7 @@ pub(super) fn undo(ctx: &Context, k: &Kernel, c: &Cluster, force: bool) -> Resul
     }
     backend::teardown(node, c, &ctx.data_root)?;
     if let Some(m) = &c.store {
-        super::member::leave(m);
+        super::member::leave(m, &c.lease_name());
         super::LeasePeers::new(&ctx.data_root).remove_file()?;
     }
     std::fs::remove_file(super::config_path(&ctx.data_root)).or_else(|e| match e.kind() {
