@@ -2,9 +2,10 @@
 //! whose resolvers publish their cluster network's names under
 //! `<prefix>/rcon/dns/` and watch each other's.
 
+use super::failures::running;
+use super::key_of;
 use super::store::PREFIX;
-use super::world::{etcd_cluster, EtcdCluster, CONFIG};
-use super::{key_of, wait_meshed};
+use super::world::EtcdCluster;
 use crate::common::{resolver_pid, wait_until};
 use crate::dns::{addresses_in, nslookup};
 use crate::network::{ip_of, server_on};
@@ -69,13 +70,7 @@ fn worker_of(e: &EtcdCluster, i: usize) -> i32 {
 /// leaves no key of the node.
 #[test]
 fn names_resolve_across_nodes() {
-    let mut e = etcd_cluster("en", 2, false);
-    e.put_config(CONFIG);
-    e.init(0, &[]);
-    e.init(1, &[]);
-    e.start_agent(0, &[]);
-    e.start_agent(1, &[]);
-    wait_meshed(&e, &[0, 1]);
+    let mut e = running("en", 2, &[]);
     let inspect = e.c.nodes[0].ok(&["network", "inspect", "cluster"]);
     assert!(inspect.contains("\"dns\": true"), "the cluster network has DNS: {inspect}");
 

@@ -321,3 +321,25 @@ fn watch(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_publisher_takes_the_latest_record_and_a_stop_first() {
+        let (tx, rx) = mpsc::channel();
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert!(matches!(next_msgs(&rx, soon), Ok(None)), "nothing came: time to renew");
+        tx.send(Msg::Publish(b"1".to_vec())).unwrap();
+        tx.send(Msg::Publish(b"2".to_vec())).unwrap();
+        assert_eq!(next_msgs(&rx, soon).ok(), Some(Some(b"2".to_vec())));
+        let (ack, _done) = mpsc::channel();
+        tx.send(Msg::Stop(ack)).unwrap();
+        tx.send(Msg::Publish(b"3".to_vec())).unwrap();
+        assert!(matches!(next_msgs(&rx, soon), Err(Some(_))));
+        drop(tx);
+        assert_eq!(next_msgs(&rx, soon).ok(), Some(Some(b"3".to_vec())), "what came after the stop is left");
+        assert!(matches!(next_msgs(&rx, soon), Err(None)), "the worker is gone");
+    }
+}
