@@ -66,8 +66,9 @@ fn worker_of(e: &EtcdCluster, i: usize) -> i32 {
 /// resolves and a malformed one is skipped with a line in the log. A name
 /// removed on node 0 goes from node 1 once the watch brings it; a killed
 /// resolver publishes again; etcd away: the names last seen still answer,
-/// and one added meanwhile arrives when etcd is back. `cluster reset`
-/// leaves no key of the node.
+/// and one added meanwhile arrives when etcd is back. A resolver that
+/// stops withdraws its names, and `cluster reset` leaves no key of the
+/// node.
 #[test]
 fn names_resolve_across_nodes() {
     let mut e = running("en", 2, &[]);
@@ -104,11 +105,12 @@ fn names_resolve_across_nodes() {
 
     // Another tool's record resolves; a malformed one is skipped with a line, and nothing breaks.
     let worker = worker_of(&e, 1);
-    e.ctl(&["put", &format!("{PREFIX}/rcon/dns/10.244.250.0-24"), r#"{"names":{"other":["10.244.250.7"]}}"#]);
-    e.ctl(&["put", &format!("{PREFIX}/rcon/dns/10.244.251.0-24"), "garbage"]);
-    wait_resolves(&e, 1, "other", &["10.244.250.7"]);
+    // (Keys named apart from any lease name: the nodes' subnets are picked at random.)
+    e.ctl(&["put", &format!("{PREFIX}/rcon/dns/tool-a"), r#"{"names":{"other":["192.0.2.7"]}}"#]);
+    e.ctl(&["put", &format!("{PREFIX}/rcon/dns/tool-b"), "garbage"]);
+    wait_resolves(&e, 1, "other", &["192.0.2.7"]);
     wait_until("the skipped record in node 1's log", || {
-        resolver_log(&e, 1).contains("skipped 10.244.251.0-24: not a names record")
+        resolver_log(&e, 1).contains("skipped tool-b: not a names record")
     });
     assert_eq!(worker_of(&e, 1), worker, "node 1's resolver restarted: {}", resolver_log(&e, 1));
     assert_eq!(resolves_on(&e, 1, "web"), [web.as_str()]);
@@ -138,6 +140,15 @@ fn names_resolve_across_nodes() {
     let said = |what: &str| log.lines().any(|l| l.contains(what));
     assert!(said("publishing the names of network cluster at /coreos.com/network/rcon/dns/"), "{log}");
     assert!(said("retrying with backoff") && said("etcd answers again"), "{log}");
+
+    // A resolver that stops withdraws its names before the command returns (not at the TTL).
+    let key1 = names_key(&e, 1);
+    assert!(names_at(&e, &key1).is_some_and(|v| v["names"]["twin"].is_array()));
+    e.c.nodes[1].ok(&["network", "update", "--disable-dns", "cluster"]);
+    assert_eq!(resolver_pid(&e.c.nodes[1].root), None, "node 1's resolver runs on");
+    assert_eq!(names_at(&e, &key1), None, "node 1's names stayed after its resolver stopped");
+    e.c.nodes[1].ok(&["network", "update", "--dns", "cluster"]);
+    wait_until("node 1's names back", || names_at(&e, &key1).is_some_and(|v| v["names"]["twin"].is_array()));
 
     // Node 0 leaves: its key is gone and node 1 forgets its names.
     for (i, name) in [(0, "late"), (0, "twin"), (1, "twin")] {
