@@ -409,4 +409,29 @@ mod tests {
         let typo = check_range(cidr, "10.244.3.1/24".parse().unwrap(), "--subnet").unwrap_err();
         assert!(typo.to_string().contains("did you mean 10.244.3.0/24"), "{typo}");
     }
+
+    #[test]
+    fn the_cluster_network_has_dns_whatever_its_name() {
+        let ctx = Context {
+            root: "/nonexistent/run".into(),
+            netns_dir: "/nonexistent/netns".into(),
+            data_root: "/nonexistent/data".into(),
+            firewall: crate::net::firewall::Backend::Nftables,
+        };
+        for (name, backend) in [("cluster", Backend::Vxlan), ("bridge", Backend::VxlanL2)] {
+            let req = InitRequest {
+                cidr: "10.244.0.0/16".parse().unwrap(),
+                node_subnet: "10.244.3.0/24".parse().unwrap(),
+                backend,
+                vni: 1,
+                port: 8472,
+                underlay: None,
+                network: name.into(),
+                ipip_mode: IpipMode::Auto,
+            };
+            let ul = Underlay { name: "u0".into(), ip: "192.168.77.1".parse().unwrap(), mtu: 1500 };
+            let net = crate::net::network::resolve(&network_request(&ctx, &new_cluster(&req, ul)), &[], 1500).unwrap();
+            assert!(net.dns, "{name}: no DNS");
+        }
+    }
 }
