@@ -21,7 +21,7 @@ fn lookup_on(e: &EtcdCluster, i: usize, name: &str) -> String {
 }
 
 /// Wait until `name` resolves on node `i` to exactly `want` (in any order).
-fn wait_resolves(e: &EtcdCluster, i: usize, name: &str, want: &[&str]) {
+pub(super) fn wait_resolves(e: &EtcdCluster, i: usize, name: &str, want: &[&str]) {
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
     let mut last = Vec::new();
