@@ -35,7 +35,8 @@ const UDP_RCVBUF: usize = 4 << 20;
 /// A TCP client that says nothing for this long is let go.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// On TERM, how long the names this node published may take to be withdrawn before we exit.
-const STOP_WAIT: Duration = Duration::from_secs(1);
+/// Under the supervisor's 2 s grace before its KILL.
+const STOP_WAIT: Duration = Duration::from_millis(1500);
 
 #[derive(Default)]
 struct Shared {
