@@ -14,19 +14,28 @@ use crate::network::{ip_of, net_world, NetWorld, UPLINK_INET};
 /// What dnsmasq answers for every name under outside.test.
 const OUTSIDE_IP: &str = "198.51.100.7";
 
-/// `nslookup NAME.` from a throwaway container on `net`: its output. The dot, because busybox's
-/// nslookup tries a bare name only with the search domains appended (getaddrinfo, as `nc web`
-/// below shows, asks the name itself first under `ndots:0`). An address is asked as it is (PTR).
-fn lookup(nw: &NetWorld, net: &str, name: &str) -> String {
+/// The script that asks for `name`: `nslookup NAME.`, with the dot because busybox's nslookup
+/// tries a bare name only with the search domains appended (getaddrinfo, as `nc web` below shows,
+/// asks the name itself first under `ndots:0`). An address is asked as it is (PTR).
+pub(crate) fn nslookup(name: &str) -> String {
     let dot = if name.parse::<std::net::Ipv4Addr>().is_ok() { "" } else { "." };
-    nw.client(net, &format!("nslookup {name}{dot} 2>&1")).1
+    format!("nslookup {name}{dot} 2>&1")
+}
+
+/// [`nslookup`] from a throwaway container on `net`: its output.
+fn lookup(nw: &NetWorld, net: &str, name: &str) -> String {
+    nw.client(net, &nslookup(name)).1
+}
+
+/// The addresses nslookup's output `out` gives for `name` (none: it did not resolve).
+pub(crate) fn addresses_in(out: &str, name: &str) -> Vec<String> {
+    let Some((_, after)) = out.split_once(&format!("Name:\t{name}")) else { return Vec::new() };
+    after.lines().filter_map(|l| l.strip_prefix("Address: ")).map(|a| a.trim().to_string()).collect()
 }
 
 /// The address `name` resolves to on `net`, if it resolves.
 fn resolves(nw: &NetWorld, net: &str, name: &str) -> Option<String> {
-    let out = lookup(nw, net, name);
-    let after = out.split_once(&format!("Name:\t{name}"))?.1;
-    Some(after.lines().find_map(|l| l.strip_prefix("Address: "))?.trim().to_string())
+    addresses_in(&lookup(nw, net, name), name).into_iter().next()
 }
 
 /// The resolver's worker: the supervisor's one child.

@@ -1,10 +1,11 @@
 //! rcon's etcd cluster mode (docs/CLUSTER.md) against a real etcd that each
 //! test starts in its own world: nodes lease subnets and their agents
 //! program peers; a hand-made flannel node shares the store; etcd and the
-//! agents fail (failures.rs); bad input changes nothing (badinput.rs); TLS
-//! with client certificates.
+//! agents fail (failures.rs); bad input changes nothing (badinput.rs); names
+//! resolve across nodes (dns.rs); TLS with client certificates.
 
 mod badinput;
+mod dns;
 mod failures;
 mod flannel;
 mod store;
@@ -153,7 +154,7 @@ fn flannel_node_and_rcon_pods_reach_each_other() {
 /// etcd with client certificates: init (with `--etcd-*file`), `config get`
 /// (from the environment) and the agents (with what init recorded) work;
 /// a client without a certificate is refused with one clear line and
-/// leaves nothing behind.
+/// leaves nothing behind. Names resolve across nodes over TLS too.
 #[test]
 fn tls_with_client_certificates() {
     let mut e = etcd_cluster("et", 2, true);
@@ -197,6 +198,8 @@ fn tls_with_client_certificates() {
     wait_meshed(&e, &[0, 1]);
     let ip = e.c.sleeper(0);
     assert!(e.c.reaches(1, &ip), "node 1's pod -> node 0's pod");
+    // The resolvers reach etcd over TLS too, with what init recorded.
+    dns::wait_resolves(&e, 1, "srv", &[&ip]);
     e.c.nodes[0].ok(&["rm", "-f", "srv"]);
     assert!(unclear.is_empty(), "a refused client certificate, told as something else: {unclear:?}");
 }

@@ -76,18 +76,7 @@ impl NetWorld {
 
     /// The same, with more `run` flags (`-p …`); returns its address.
     pub(crate) fn server_with(&self, name: &str, net: &str, flags: &[&str]) -> String {
-        let reply = format!("from-{name}");
-        let mut args = vec!["run", "-d", "--name", name, "--network", net];
-        args.extend_from_slice(flags);
-        args.extend(["busybox", "nc", "-ll", "-p", "7000", "-e", "echo", &reply]);
-        self.w.ok(&args);
-        // `run -d` returns once nc runs, not once it listens: a connection
-        // made at once could meet a closed port.
-        wait_until(&format!("{name} listening on 7000"), || {
-            let out = self.w.rcon(&["exec", name, "netstat", "-ltn"]);
-            String::from_utf8_lossy(&out.stdout).contains(":7000 ")
-        });
-        ip_of(&self.w, name)
+        server_on(&self.w, name, net, flags)
     }
 
     /// Run a command in a throwaway container on `net`; (exit code, stdout).
@@ -111,6 +100,23 @@ pub(crate) fn assert_no_rules(nw: &NetWorld, backend: &str) {
 }
 
 /// The container's first address, without the prefix length.
+/// A detached container on `w`'s network `net` (with more `run` flags) answering TCP on 7000 with
+/// `from-NAME`; returns its address.
+pub(crate) fn server_on(w: &World, name: &str, net: &str, flags: &[&str]) -> String {
+    let reply = format!("from-{name}");
+    let mut args = vec!["run", "-d", "--name", name, "--network", net];
+    args.extend_from_slice(flags);
+    args.extend(["busybox", "nc", "-ll", "-p", "7000", "-e", "echo", &reply]);
+    w.ok(&args);
+    // `run -d` returns once nc runs, not once it listens: a connection
+    // made at once could meet a closed port.
+    wait_until(&format!("{name} listening on 7000"), || {
+        let out = w.rcon(&["exec", name, "netstat", "-ltn"]);
+        String::from_utf8_lossy(&out.stdout).contains(":7000 ")
+    });
+    ip_of(w, name)
+}
+
 pub(crate) fn ip_of(w: &World, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", name])).unwrap();
     v["networks"][0]["ip"].as_str().unwrap().split('/').next().unwrap().to_string()

@@ -12,7 +12,7 @@ use super::{key, key_of, wait_meshed};
 
 /// `n` nodes with the default config, each inited (with `extra`) and
 /// running its agent, meshed.
-fn running(tag: &str, n: usize, extra: &[&str]) -> EtcdCluster {
+pub(super) fn running(tag: &str, n: usize, extra: &[&str]) -> EtcdCluster {
     let mut e = etcd_cluster(tag, n, false);
     e.put_config(CONFIG);
     for i in 0..n {

@@ -1,9 +1,11 @@
 //! The network subsystem: a library of its own (docs/ARCHITECTURE.md).
 
 pub mod attachment;
+pub mod cluster;
 pub mod dns;
 pub mod driver;
 pub mod endpoint;
+pub mod etcd;
 pub mod firewall;
 pub mod forwarding;
 pub mod heal;

@@ -149,11 +149,28 @@ fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
 /// Point stdin, stdout and stderr at /dev/null: whoever started us may read
 /// our pipes until they close (a worker calls this once it said "ready").
 pub fn stdio_to_null() -> Result<()> {
+    stdio_to(None)
+}
+
+/// stdin from /dev/null, stdout and stderr appended to `log` (made if need be): a daemon's lines.
+pub fn stdio_to_log(log: &std::path::Path) -> Result<()> {
+    stdio_to(Some(log))
+}
+
+fn stdio_to(log: Option<&std::path::Path>) -> Result<()> {
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("/dev/null")?;
-    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+    let out = match log {
+        Some(p) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .with_context(|| format!("opening {}", p.display()))?,
+        None => null.try_clone().context("/dev/null")?,
+    };
+    for (fd, to) in [(libc::STDIN_FILENO, &null), (libc::STDOUT_FILENO, &out), (libc::STDERR_FILENO, &out)] {
         // SAFETY: no memory is passed; fds 0-2 are stdio, which nothing in this process owns as an
         // OwnedFd, so pointing them at another open file breaks no owner.
-        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+        if unsafe { libc::dup2(to.as_raw_fd(), fd) } < 0 {
             return Err(std::io::Error::last_os_error()).context("dup2 onto stdio");
         }
     }

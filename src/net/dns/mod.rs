@@ -6,6 +6,8 @@
 //! Writers tell it about changes through `<root>/.dns/control.sock`: a
 //! connection alone is the message, so the attach path makes no file.
 
+pub mod across;
+mod across_etcd;
 pub mod answer;
 mod forward;
 pub mod resolv;
@@ -35,6 +37,11 @@ fn control(ctx: &Context) -> PathBuf {
     dir(ctx).join("control.sock")
 }
 
+/// The worker's stdout and stderr: what it has to say once it runs (the names across nodes).
+pub fn log(ctx: &Context) -> PathBuf {
+    dir(ctx).join("log")
+}
+
 /// `rcon dns`'s arguments: the roots it serves, then `--worker` for the worker.
 fn args(ctx: &Context, worker: bool) -> Vec<String> {
     let mut a = vec![
@@ -53,7 +60,7 @@ fn args(ctx: &Context, worker: bool) -> Vec<String> {
 /// `rcon dns`: the supervisor (what rcon starts), or with `worker` the resolver itself.
 pub fn main(ctx: &Context, worker: bool) -> Result<i32> {
     if worker {
-        server::run(&control(ctx), &ctx.data_root, supervise::stdio_to_null)
+        server::run(&control(ctx), &ctx.data_root, || supervise::stdio_to_log(&log(ctx)))
     } else {
         let a = args(ctx, true);
         supervise::run(|| supervise::spawn_worker(&a, "the dns worker"))

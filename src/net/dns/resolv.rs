@@ -126,12 +126,16 @@ pub fn host_line(spec: &str) -> Result<String> {
 
 /// Whether `name` is a DNS label rcon can answer for: letters, digits and '-', 1 to 63 bytes, not
 /// starting or ending with '-'.
-pub fn check_label(what: &str, name: &str, network: &str) -> Result<()> {
-    let ok = (1..=63).contains(&name.len())
+pub fn is_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !name.starts_with('-')
-        && !name.ends_with('-');
-    if !ok {
+        && !name.ends_with('-')
+}
+
+/// [`is_label`], or the error that says what a name on `network` must be.
+pub fn check_label(what: &str, name: &str, network: &str) -> Result<()> {
+    if !is_label(name) {
         bail!(
             "{what} {name:?} is not a DNS name, which network {network} (DNS on) needs: \
              letters, digits and '-', at most 63 (or a network with --disable-dns)"

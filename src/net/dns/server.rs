@@ -3,7 +3,8 @@
 //! thread, and a control socket whose every connection means "the records
 //! changed". The table is rebuilt from the records off the hot path and
 //! swapped in whole; a serving thread notices the new generation on its
-//! next query.
+//! next query. In the etcd cluster mode the cluster network's table also
+//! holds the other nodes' names (across_etcd).
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -12,12 +13,14 @@ use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn};
 
+use super::across::Record;
+use super::across_etcd::{self, Across};
 use super::answer::{self, Reply};
 use super::table::{self, NetTable, Table};
 use super::{forward, resolv};
@@ -31,6 +34,9 @@ const MAX_UDP_THREADS: usize = 4;
 const UDP_RCVBUF: usize = 4 << 20;
 /// A TCP client that says nothing for this long is let go.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// On TERM, how long the names this node published may take to be withdrawn before we exit.
+/// Under the supervisor's 2 s grace before its KILL.
+const STOP_WAIT: Duration = Duration::from_millis(1500);
 
 #[derive(Default)]
 struct Shared {
@@ -58,21 +64,19 @@ impl Listener {
 /// Serve until killed. `control` is the socket writers poke; the first table and every listener must
 /// come up (their error is ours), then "ready" goes to stdout and `let_go_of_stdio` detaches us.
 pub fn run(control: &Path, data_root: &Path, let_go_of_stdio: impl FnOnce() -> Result<()>) -> Result<i32> {
-    // The supervisor blocks the signals it waits for; a TERM to us must end us at once.
-    nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    )
-    .context("sigprocmask")?;
+    let across = Arc::new(Mutex::new(None));
+    on_term(across.clone())?;
     let shared = Arc::new(Shared::default());
     let _ = std::fs::remove_file(control);
     let ctl = UnixListener::bind(control).with_context(|| format!("binding {}", control.display()))?;
     let mut listeners = HashMap::new();
-    reload(data_root, &shared, &mut listeners, true)?;
+    let w = Worker { data_root, control, shared: &shared, across: &across };
+    w.reload(&mut listeners, true)?;
     println!("ready");
     let _ = std::io::stdout().flush();
     let_go_of_stdio()?;
+    // Now with the log as stderr: the names across nodes, which the first load left out.
+    let _ = w.reload(&mut listeners, false);
     loop {
         let Ok((first, _)) = ctl.accept() else { continue };
         // Every poke waiting now is answered by one rebuild, begun after they all came.
@@ -83,26 +87,67 @@ pub fn run(control: &Path, data_root: &Path, let_go_of_stdio: impl FnOnce() -> R
         }
         ctl.set_nonblocking(false)?;
         // A failed rebuild keeps the table that was.
-        let _ = reload(data_root, &shared, &mut listeners, false);
+        let _ = w.reload(&mut listeners, false);
         for mut c in waiting {
             let _ = c.write_all(b"k");
         }
     }
 }
 
-/// Read the records, swap the table in, and listen on new gateways (stop on gone ones). `strict`: a
-/// gateway that cannot be listened on is an error (the first load); later it is tried again next time.
-fn reload(
-    data_root: &Path,
-    shared: &Arc<Shared>,
-    listeners: &mut HashMap<Ipv4Addr, Listener>,
-    strict: bool,
-) -> Result<()> {
-    let nets = network::store(data_root).list()?;
-    let eps = endpoint::Store::new(data_root).all()?;
-    let svcs = service_store::store(data_root).list()?;
-    let upstreams = resolv::upstreams(&resolv::parse(&resolv::host_text()));
-    let table = Arc::new(Table { nets: table::build(&nets, &eps, &svcs), upstreams });
+/// TERM and INT are taken by a thread of their own, so that the names this node published go with the
+/// resolver: it withdraws them (for at most STOP_WAIT) and exits. Without them it exits at once. The
+/// supervisor blocks other signals it waits for; those are unblocked here.
+fn on_term(across: Arc<Mutex<Option<Across>>>) -> Result<()> {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    // Every thread started from now on inherits the mask, so only the waiting thread takes them.
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&set), None).context("sigprocmask")?;
+    std::thread::spawn(move || {
+        let _ = set.wait();
+        if let Some(a) = across.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            a.stop(STOP_WAIT);
+        }
+        std::process::exit(0);
+    });
+    Ok(())
+}
+
+/// What a reload reads and writes.
+struct Worker<'a> {
+    data_root: &'a Path,
+    control: &'a Path,
+    shared: &'a Arc<Shared>,
+    across: &'a Mutex<Option<Across>>,
+}
+
+impl Worker<'_> {
+    /// Read the records, swap the table in, and listen on new gateways (stop on gone ones). `strict`:
+    /// a gateway that cannot be listened on is an error (the first load, which also leaves etcd
+    /// out: its lines go to the log, which is not stderr yet); later it is tried again.
+    fn reload(&self, listeners: &mut HashMap<Ipv4Addr, Listener>, strict: bool) -> Result<()> {
+        let nets = network::store(self.data_root).list()?;
+        let eps = endpoint::Store::new(self.data_root).all()?;
+        let svcs = service_store::store(self.data_root).list()?;
+        let upstreams = resolv::upstreams(&resolv::parse(&resolv::host_text()));
+        let mut tables = table::build(&nets, &eps, &svcs);
+        // This node's names on the cluster network go to etcd; the other nodes' come into its table.
+        let want = if strict { None } else { across_etcd::target(self.data_root, &nets) };
+        let mine = |t: &across_etcd::Target| Record::of(table::names_on(&t.network, &eps));
+        if let Some((t, remote)) = across_etcd::sync(self.across, want, self.control, mine) {
+            let gw = nets.iter().find(|n| n.name == t.network).and_then(table::serves);
+            if let Some(net) = gw.and_then(|gw| tables.get_mut(&gw)) {
+                remote.merge_into(Arc::make_mut(net));
+            }
+        }
+        swap(self.shared, listeners, Table { nets: tables, upstreams }, strict)
+    }
+}
+
+/// Swap `table` in, and listen on new gateways (stop on gone ones).
+fn swap(shared: &Arc<Shared>, listeners: &mut HashMap<Ipv4Addr, Listener>, table: Table, strict: bool) -> Result<()> {
+    let table = Arc::new(table);
     *shared.table.write().unwrap_or_else(|e| e.into_inner()) = table.clone();
     shared.generation.fetch_add(1, Ordering::AcqRel);
     listeners.retain(|gw, l| {

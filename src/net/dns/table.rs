@@ -14,7 +14,7 @@ use crate::net::network::{Driver, Network};
 use crate::net::service_store::Service;
 
 /// One network's view: only what is on it.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct NetTable {
     pub subnet: Option<Ipv4Net>,
     /// Lowercase names without the trailing dot.
@@ -23,7 +23,7 @@ pub struct NetTable {
 }
 
 impl NetTable {
-    fn add(&mut self, name: &str, ip: Ipv4Addr) {
+    pub(super) fn add(&mut self, name: &str, ip: Ipv4Addr) {
         let name = name.to_ascii_lowercase();
         let ips = self.names.entry(name.clone()).or_default();
         if !ips.contains(&ip) {
@@ -62,10 +62,8 @@ pub fn build(networks: &[Network], endpoints: &[Endpoint], services: &[Service])
     for net in networks {
         let Some(gw) = serves(net) else { continue };
         let mut t = NetTable { subnet: Some(net.subnet), ..Default::default() };
-        for ep in endpoints.iter().filter(|e| e.network == net.name) {
-            if let Some(ip) = ep.ip {
-                ep.names.iter().for_each(|n| t.add(n, ip));
-            }
+        for (name, ip) in names_on(&net.name, endpoints) {
+            t.add(name, ip);
         }
         for s in services {
             t.add(&s.name, s.vip.ip);
@@ -73,6 +71,15 @@ pub fn build(networks: &[Network], endpoints: &[Endpoint], services: &[Service])
         out.insert(gw, Arc::new(t));
     }
     out
+}
+
+/// The names of the endpoints on network `name`, with their addresses, as the endpoints list them.
+pub fn names_on<'a>(name: &'a str, endpoints: &'a [Endpoint]) -> impl Iterator<Item = (&'a str, Ipv4Addr)> + 'a {
+    endpoints
+        .iter()
+        .filter(move |e| e.network == name)
+        .filter_map(|e| Some((e, e.ip?)))
+        .flat_map(|(e, ip)| e.names.iter().map(move |n| (n.as_str(), ip)))
 }
 
 #[cfg(test)]

@@ -150,10 +150,7 @@ pub struct BackendData {
     pub vtep_mac: Option<String>,
 }
 
-/// The key name of a subnet: `10.244.52.0-24`.
-pub fn key_name(s: Ipv4Net) -> String {
-    format!("{}-{}", s.network(), s.prefix_len())
-}
+pub use crate::net::cluster::key_name;
 
 /// The subnet of a key name.
 pub fn parse_key_name(name: &str) -> Option<Ipv4Net> {

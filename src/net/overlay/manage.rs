@@ -170,13 +170,16 @@ pub(super) fn build(ctx: &Context, k: &Kernel, mut c: Cluster) -> Result<(Cluste
 
 /// The node's network: its subnet, or (vxlan-l2) the whole range, of which
 /// it hands out only its own subnet. Traffic within the range is not
-/// masqueraded.
+/// masqueraded. DNS is on.
 fn network_request(ctx: &Context, c: &Cluster) -> Request {
     let mut r = Request::new(&c.network);
     r.driver = Driver::Bridge;
     r.mtu = Some(c.mtu);
     r.firewall = ctx.firewall;
     r.cluster = Some(c.cidr);
+    // Pods find each other by name, across nodes too in the etcd mode (docs/DNS.md), whatever the
+    // network is called (a network named `bridge` would have it off by default).
+    r.dns = Some(true);
     if c.backend == Backend::VxlanL2 {
         r.subnet = Some(c.cidr);
         r.ip_range = Some(c.node_subnet);
@@ -215,7 +218,7 @@ pub(super) fn undo(ctx: &Context, k: &Kernel, c: &Cluster, force: bool) -> Resul
     }
     backend::teardown(node, c, &ctx.data_root)?;
     if let Some(m) = &c.store {
-        super::member::leave(m);
+        super::member::leave(m, &c.lease_name());
         super::LeasePeers::new(&ctx.data_root).remove_file()?;
     }
     std::fs::remove_file(super::config_path(&ctx.data_root)).or_else(|e| match e.kind() {
@@ -405,5 +408,30 @@ mod tests {
         assert!(check_range(cidr, cidr, "--subnet").is_err());
         let typo = check_range(cidr, "10.244.3.1/24".parse().unwrap(), "--subnet").unwrap_err();
         assert!(typo.to_string().contains("did you mean 10.244.3.0/24"), "{typo}");
+    }
+
+    #[test]
+    fn the_cluster_network_has_dns_whatever_its_name() {
+        let ctx = Context {
+            root: "/nonexistent/run".into(),
+            netns_dir: "/nonexistent/netns".into(),
+            data_root: "/nonexistent/data".into(),
+            firewall: crate::net::firewall::Backend::Nftables,
+        };
+        for (name, backend) in [("cluster", Backend::Vxlan), ("bridge", Backend::VxlanL2)] {
+            let req = InitRequest {
+                cidr: "10.244.0.0/16".parse().unwrap(),
+                node_subnet: "10.244.3.0/24".parse().unwrap(),
+                backend,
+                vni: 1,
+                port: 8472,
+                underlay: None,
+                network: name.into(),
+                ipip_mode: IpipMode::Auto,
+            };
+            let ul = Underlay { name: "u0".into(), ip: "192.168.77.1".parse().unwrap(), mtu: 1500 };
+            let net = crate::net::network::resolve(&network_request(&ctx, &new_cluster(&req, ul)), &[], 1500).unwrap();
+            assert!(net.dns, "{name}: no DNS");
+        }
     }
 }

@@ -201,10 +201,15 @@ fn write_subnet_env(c: &Cluster, path: &std::path::Path) -> Result<()> {
 }
 
 /// Leave the store (reset): revoke this node's lease, which deletes its
-/// key, so that every agent drops this node. An unreachable etcd is only
-/// a warning: the lease then expires by itself.
-pub fn leave(m: &Membership) {
-    let res = Etcd::connect(&m.at).and_then(|mut e| e.revoke(m.lease));
+/// key, so that every agent drops this node, and delete the key of its
+/// names (the resolver revokes that key's own lease when it stops; this
+/// also covers a resolver that was killed). An unreachable etcd is only a
+/// warning: the leases then expire by themselves.
+pub fn leave(m: &Membership, lease_name: &str) {
+    let res = Etcd::connect(&m.at).and_then(|mut e| {
+        e.delete_key(&m.at.dns_key(lease_name))?;
+        e.revoke(m.lease)
+    });
     if let Err(e) = res {
         eprintln!(
             "rcon: warning: this node's lease stays in etcd until it expires (in at most {}s): {e:#}",

@@ -1,4 +1,5 @@
-//! The etcd store of the cluster's subnet leases: a blocking face over the
+//! The etcd store of the cluster mode (flannel's subnet leases, and the
+//! names each node's resolver publishes): a blocking face over the
 //! etcd-client crate. Like `Netlink`, each `Etcd` has its own
 //! current-thread tokio runtime, so that callers stay synchronous and never
 //! run netlink inside it. Every call is bounded by a timeout, so an etcd
@@ -52,6 +53,17 @@ impl Endpoint {
 
     pub fn lease_key(&self, name: &str) -> String {
         format!("{}{name}", self.subnets_prefix())
+    }
+
+    /// rcon's own part of the prefix, where flannel never looks: the names each node's resolver
+    /// publishes, one key per node (docs/DNS.md "Across nodes").
+    pub fn dns_prefix(&self) -> String {
+        format!("{}/rcon/dns/", self.prefix)
+    }
+
+    /// The names key of the node whose lease is `lease_name` (`10.244.1.0-24`).
+    pub fn dns_key(&self, lease_name: &str) -> String {
+        format!("{}{lease_name}", self.dns_prefix())
     }
 
     fn tls(&self) -> Result<Option<TlsOptions>> {
@@ -177,10 +189,22 @@ impl Etcd {
         Ok(())
     }
 
+    /// Put `key` attached to `lease`: it goes when the lease does.
+    pub fn put_leased(&mut self, key: &str, value: Vec<u8>, lease: i64) -> Result<()> {
+        let k = key.to_string();
+        let opts = PutOptions::new().with_lease(lease);
+        self.call(&format!("writing {key}"), |mut c| async move { c.put(k, value, Some(opts)).await })?;
+        Ok(())
+    }
+
     /// Every lease key, and the store's revision at the time.
     pub fn list(&mut self) -> Result<(i64, Vec<Entry>)> {
-        let prefix = self.at.subnets_prefix();
-        let p = prefix.clone();
+        self.list_under(&self.at.subnets_prefix())
+    }
+
+    /// Every key under `prefix` (named by what follows it), and the store's revision at the time.
+    pub fn list_under(&mut self, prefix: &str) -> Result<(i64, Vec<Entry>)> {
+        let p = prefix.to_string();
         let r = self.call(&format!("listing {prefix}"), |mut c| async move {
             c.get(p, Some(GetOptions::new().with_prefix())).await
         })?;
@@ -189,7 +213,7 @@ impl Etcd {
             .kvs()
             .iter()
             .filter_map(|kv| {
-                let name = kv.key_str().ok()?.strip_prefix(&prefix)?.to_string();
+                let name = kv.key_str().ok()?.strip_prefix(prefix)?.to_string();
                 Some(Entry { name, value: kv.value().to_vec(), lease: kv.lease(), mod_revision: kv.mod_revision() })
             })
             .collect();
@@ -253,14 +277,23 @@ impl Etcd {
 
     /// Delete a lease key; false when there was none.
     pub fn delete(&mut self, name: &str) -> Result<bool> {
-        let key = self.at.lease_key(name);
-        let k = key.clone();
+        self.delete_key(&self.at.lease_key(name))
+    }
+
+    /// Delete `key`; false when there was none.
+    pub fn delete_key(&mut self, key: &str) -> Result<bool> {
+        let k = key.to_string();
         Ok(self.call(&format!("deleting {key}"), |mut c| async move { c.delete(k, None).await })?.deleted() > 0)
     }
 
     /// Watch the lease keys from `revision` on.
     pub fn watch(&mut self, revision: i64) -> Result<WatchStream> {
-        let prefix = self.at.subnets_prefix();
+        self.watch_under(&self.at.subnets_prefix(), revision)
+    }
+
+    /// Watch the keys under `prefix` from `revision` on.
+    pub fn watch_under(&mut self, prefix: &str, revision: i64) -> Result<WatchStream> {
+        let prefix = prefix.to_string();
         let opts = WatchOptions::new().with_prefix().with_start_revision(revision);
         self.call(&format!("watching {prefix}"), |mut c| async move { c.watch(prefix, Some(opts)).await })
     }
@@ -268,7 +301,11 @@ impl Etcd {
     /// The next changes of a watch, or Timeout at `deadline`. An error when
     /// the watch broke or was cancelled (compacted): list again.
     pub fn next(&mut self, w: &mut WatchStream, deadline: Instant) -> Result<Watched> {
-        let prefix = self.at.subnets_prefix();
+        self.next_under(w, &self.at.subnets_prefix(), deadline)
+    }
+
+    /// [`Etcd::next`] of a watch of the keys under `prefix`.
+    pub fn next_under(&mut self, w: &mut WatchStream, prefix: &str, deadline: Instant) -> Result<Watched> {
         let shown = self.at.shown();
         self.rt.block_on(async {
             loop {
@@ -282,7 +319,7 @@ impl Etcd {
                 if msg.canceled() {
                     bail!("etcd at {shown}: the watch was cancelled ({})", msg.cancel_reason());
                 }
-                let mut changes = changes_of(&msg, &prefix);
+                let mut changes = changes_of(&msg, prefix);
                 // What else has arrived already joins this batch: a burst of
                 // puts is then programmed and recorded once, not per put.
                 // A message taken here is gone from the stream, so an end
@@ -290,7 +327,7 @@ impl Etcd {
                 // again, which also covers this batch), never swallowed.
                 while let Some(more) = w.message().now_or_never() {
                     match more {
-                        Ok(Some(m)) if !m.canceled() => changes.extend(changes_of(&m, &prefix)),
+                        Ok(Some(m)) if !m.canceled() => changes.extend(changes_of(&m, prefix)),
                         Ok(Some(m)) => bail!("etcd at {shown}: the watch was cancelled ({})", m.cancel_reason()),
                         Ok(None) => bail!("etcd at {shown}: the watch ended"),
                         Err(e) => bail!("etcd at {shown}: the watch broke: {}", cause(&e.into())),
