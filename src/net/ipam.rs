@@ -6,9 +6,13 @@
 //! - `10.88.0.5 -> OWNER`: the lease itself. Making it is the allocation: the
 //!   kernel refuses a second symlink of that name, so an address can never be
 //!   handed out twice, even by processes that ignore the lock.
-//! - `owner:OWNER -> 10.88.0.5`: the way back from an owner to its address,
-//!   so allocate (idempotent per owner) and release never scan.
-//! - `last`: a file holding where next-fit resumes.
+//! - `last`: a file holding where next-fit resumes, rewritten in place.
+//!
+//! So an allocation makes one directory entry, the one file creation of a
+//! lease. Release goes by the address, which the caller's record holds
+//! (an owner alone is found by listing: gc and `service rm`, off the hot
+//! path). `owner:OWNER -> ADDRESS` links, which an older layout made as the
+//! way back, are still read and removed.
 //!
 //! Every change is one atomic syscall on a small entry, so the cost of an
 //! allocation does not grow with the number of leases (a whole-book JSON file
@@ -94,14 +98,18 @@ impl Ipam {
         self.open(net)?.allocate(subnet, gateway, owner, want)
     }
 
-    /// Release whatever `owner` holds on `net`, and its MAC when given.
+    /// Release what `owner` holds on `net`: `ip` when the caller knows it (one
+    /// lookup), else whatever it holds (a listing); and its MAC when given.
     /// Idempotent (no lease, no directory: Ok).
-    pub fn release(&self, net: &str, owner: &str, mac: Option<Mac>) -> Result<()> {
+    pub fn release(&self, net: &str, owner: &str, ip: Option<Ipv4Addr>, mac: Option<Mac>) -> Result<()> {
         if !self.net_dir(net)?.exists() {
             return Ok(()); // don't make the directory just to find nothing
         }
         let book = self.open(net)?;
-        book.release(owner)?;
+        match ip {
+            Some(ip) => book.release_address(&Lease { ip, owner: owner.to_string() })?,
+            None => book.release(owner)?,
+        }
         mac.map_or(Ok(()), |m| book.release_mac(&m.to_string(), owner))
     }
 
@@ -137,8 +145,10 @@ impl Ipam {
 }
 
 impl Book {
-    /// An address in `subnet` for `owner` (idempotent per owner; `want` asks for a
-    /// static address). Dynamic allocation is next-fit, as CNI host-local does, so
+    /// An address in `subnet` for `owner`; `want` asks for a static address
+    /// (which `owner` may hold already: then it is just returned). Asked again
+    /// without `want`, an owner gets another address: callers ask once (attach
+    /// refuses an interface attached already). Dynamic allocation is next-fit, as CNI host-local does, so
     /// that a just-released address is not reused while stale ARP entries may still
     /// point at it.
     pub fn allocate(
@@ -152,11 +162,8 @@ impl Book {
         if owner.is_empty() || owner.contains(['/', '\0']) || owner.len() > 200 {
             bail!("network {net}: invalid lease owner {owner:?}");
         }
-        if let Some(ip) = self.held_by(owner)? {
-            match want {
-                Some(w) if w != ip => bail!("network {net}: {owner} already holds {ip}, not {w}"),
-                _ => return Ok(ip),
-            }
+        if let Some(w) = want.filter(|w| self.read_link(&w.to_string()).ok().flatten().as_deref() == Some(owner)) {
+            return Ok(w);
         }
         let subnet = subnet.trunc();
         let (first, last) = usable(&subnet);
@@ -212,35 +219,20 @@ impl Book {
                 a
             }
         };
-        // Way back last: held_by() ignores one that its lease does not confirm.
-        let back = self.dir.join(format!("{OWNER}{owner}"));
-        let link = || symlink(ip.to_string(), &back);
-        match link() {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                // A stale one (held_by said so): replace it.
-                self.remove(&format!("{OWNER}{owner}"))?;
-                link()
-            }
-            r => r,
-        }
-        .with_context(|| format!("making {}", back.display()))?;
         Ok(ip)
     }
 
-    /// Release whatever `owner` holds. Idempotent.
+    /// Release whatever `owner` holds (a listing). Idempotent.
     pub fn release(&self, owner: &str) -> Result<()> {
-        let back = format!("{OWNER}{owner}");
-        if let Some(ip) = self.read_link(&back)? {
-            if self.read_link(&ip)?.as_deref() == Some(owner) {
-                self.remove(&ip)?;
-            }
-            self.remove(&back)?;
+        for lease in self.leases()?.good.into_iter().filter(|l| l.owner == owner) {
+            self.release_address(&lease)?;
         }
-        Ok(())
+        // An older layout's way back.
+        self.remove(&format!("{OWNER}{owner}"))
     }
 
-    /// Release one lease by its address (gc: the owner's way back may be missing
-    /// after a crash between the two links).
+    /// Release one lease by its address, if `lease.owner` holds it (and the
+    /// older layout's way back to it).
     pub fn release_address(&self, lease: &Lease) -> Result<()> {
         let ip = lease.ip.to_string();
         if self.read_link(&ip)?.as_deref() == Some(lease.owner.as_str()) {
@@ -255,13 +247,6 @@ impl Book {
 
     pub fn leases(&self) -> Result<Listing<Lease>> {
         leases_in(&self.dir)
-    }
-
-    /// The address `owner` holds, when its lease and its way back agree.
-    fn held_by(&self, owner: &str) -> Result<Option<Ipv4Addr>> {
-        let Some(ip) = self.read_link(&format!("{OWNER}{owner}"))? else { return Ok(None) };
-        let agrees = self.read_link(&ip)?.as_deref() == Some(owner);
-        Ok(ip.parse().ok().filter(|_| agrees))
     }
 
     /// Make the lease `ip -> owner`; false when somebody holds `ip` already.
@@ -421,9 +406,17 @@ mod tests {
         let ipam = Ipam::new(d.path());
         let (s, gw) = (n("10.1.0.0/24"), Some(a("10.1.0.1")));
         let ip = ipam.allocate("n", s, gw, "c1", None).unwrap();
-        assert_eq!(ipam.allocate("n", s, gw, "c1", None).unwrap(), ip);
         assert_eq!(ipam.allocate("n", s, gw, "c1", Some(ip)).unwrap(), ip);
-        assert!(ipam.allocate("n", s, gw, "c1", Some(a("10.1.0.50"))).is_err());
+        // One directory entry per lease, and nothing else but the next-fit hint.
+        let mut entries: Vec<String> = fs::read_dir(d.path().join("ipam/n"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        entries.sort();
+        assert_eq!(entries, [ip.to_string(), LAST.to_string()]);
+        ipam.release("n", "c1", Some(ip), None).unwrap();
+        assert!(ipam.leases("n").unwrap().good.is_empty());
+        let ip = ipam.allocate("n", s, gw, "c1", Some(ip)).unwrap();
 
         let err = |want: &str| ipam.allocate("n", s, gw, "c2", Some(a(want))).unwrap_err().to_string();
         assert!(err("10.2.0.5").contains("outside"), "{}", err("10.2.0.5"));
@@ -445,9 +438,9 @@ mod tests {
         let gw = Some(a("10.2.0.1"));
         let first = ipam.allocate("n", s, gw, "c0", None).unwrap();
         assert_eq!(first, a("10.2.0.2"));
-        ipam.release("n", "c0", None).unwrap();
-        ipam.release("n", "c0", None).unwrap();
-        ipam.release("none", "c0", None).unwrap();
+        ipam.release("n", "c0", None, None).unwrap();
+        ipam.release("n", "c0", None, None).unwrap();
+        ipam.release("none", "c0", None, None).unwrap();
         assert_eq!(ipam.allocate("n", s, gw, "c1", None).unwrap(), a("10.2.0.3"));
 
         // A fresh instance sees the leases and the next-fit position.
@@ -479,7 +472,7 @@ mod tests {
         assert_eq!(got.len(), 253);
         // One hole far from where next-fit resumes: found by listing, not by
         // 253 blind tries.
-        ipam.release("n", "c100", None).unwrap();
+        ipam.release("n", "c100", None, None).unwrap();
         assert_eq!(ipam.allocate("n", s, gw, "late", None).unwrap(), got[100]);
 
         // A crash between the lease and its way back: the owner link is

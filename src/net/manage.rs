@@ -350,8 +350,16 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         if req.mac.is_none() && net.cluster.is_some() {
             ep.mac = Mac::from_ip(ip);
         }
-        // Every endpoint's MAC is reserved, so a --mac never repeats a derived one either.
-        if let Some(holder) = book.take_mac(ep.mac, &key)? {
+        // A --mac is reserved (a link in the book) and must repeat no endpoint's derived MAC; a derived
+        // one (from the key, or the address on a cluster network) only has to miss the reserved ones.
+        let holder = match req.mac {
+            Some(_) => book.take_mac(ep.mac, &key)?.or_else(|| {
+                let eps = eps.on_network(&net.name).ok()?;
+                eps.into_iter().find(|e| e.mac == ep.mac && e.key != key).map(|e| e.key)
+            }),
+            None => book.mac_holder(ep.mac, &key)?,
+        };
+        if let Some(holder) = holder {
             let who = eps.on_network(&net.name)?.into_iter().find(|e| e.key == holder);
             let who = who.map_or(holder, |e| e.owner.unwrap_or_else(|| e.netns.display().to_string()));
             bail!("--mac {}: network {} has this address already, on {who}", ep.mac, net.name);
@@ -444,7 +452,7 @@ pub(super) fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Resul
     if !ep.ports.is_empty() {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
     }
-    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, Some(ep.mac))?;
+    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, ep.ip, Some(ep.mac))?;
     endpoints(ctx).remove(ep)?;
     tracing::debug!("detach: lease and record gone");
     // Last, after the record: a firewall restore meanwhile re-adds what the records name.

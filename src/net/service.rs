@@ -144,7 +144,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     RealFirewalls.open(svc.firewall).remove_service(name, &all_backends(&store, None)?)?;
     let ipam = Ipam::new(&ctx.data_root);
     for net in ipam.networks()? {
-        ipam.release(&net, &lease_owner(name), None)?;
+        ipam.release(&net, &lease_owner(name), Some(svc.vip.ip), None)?;
     }
     super::dns::changed(ctx, true)
 }

@@ -1,9 +1,13 @@
 //! MAC reservations, kept in the network's lease book beside the addresses:
 //! `mac:02:42:0a:00:00:05 -> OWNER`. Two interfaces with one MAC on one
-//! layer-2 network steal each other's frames, so attach takes the MAC as it
-//! takes the address: making the link is the reservation, and the kernel
-//! refuses a second one, so of two attaches racing for one MAC exactly one
-//! wins. A MAC on another network is another book, and fine.
+//! layer-2 network steal each other's frames. A MAC given with `--mac` is
+//! reserved: making the link is the reservation, and the kernel refuses a
+//! second one, so of two attaches racing for one MAC exactly one wins.
+//! Derived MACs are not: one made from the endpoint's key (or its address,
+//! on cluster networks) is unique without it, so attach only checks that no
+//! reservation holds it, and a `--mac` is checked against the network's
+//! endpoints (under the book's lock, which every attach holds). A MAC on
+//! another network is another book, and fine.
 
 use super::*;
 
@@ -31,6 +35,11 @@ impl Book {
             }
             Err(e) => Err(e).with_context(|| format!("making {}", p.display())),
         }
+    }
+
+    /// Who other than `owner` holds a reservation of `mac` (one lookup, nothing made).
+    pub fn mac_holder(&self, mac: Mac, owner: &str) -> Result<Option<String>> {
+        Ok(self.read_link(&format!("{MAC}{mac}"))?.filter(|h| h != owner))
     }
 
     /// Give `mac` back, if `owner` holds it. Idempotent. `mac` is as the
@@ -70,6 +79,8 @@ mod tests {
         assert_eq!(a.take_mac(m, "k1").unwrap(), None);
         assert_eq!(a.take_mac(m, "k1").unwrap(), None, "idempotent for its holder");
         assert_eq!(a.take_mac(m, "k2").unwrap().as_deref(), Some("k1"));
+        assert_eq!(a.mac_holder(m, "k2").unwrap().as_deref(), Some("k1"));
+        assert_eq!(a.mac_holder(m, "k1").unwrap(), None, "its holder may use it");
         assert_eq!(b.take_mac(m, "k2").unwrap(), None, "another network is another book");
         // Neither the MACs nor anything else show up as address leases.
         assert!(a.leases().unwrap().good.is_empty());
