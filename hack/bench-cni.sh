@@ -167,6 +167,6 @@ section=$CACHE/cni.md
 			fi
 		done
 	done
-	echo "The goal (issue 21) is rcon at most 0.3× the reference. rcon-cni's time does not grow with the attachments (the reference's does: host-local and the bridge plugin's iptables work). The anti-spoofing element each ADD adds and each DEL removes (docs/SECURITY.md), as \`rcon network attach\`/\`detach\` do, is one libnftables call in-process: ADD and DEL execute no program (runtime-tests/hotpath.rs). Until issue 22 each was an \`nft\` run, the largest part of an ADD or a DEL under load."
+	echo "The goal (issue 21) is rcon at most 0.3× the reference. rcon-cni's time does not grow with the attachments (the reference's does: host-local and the bridge plugin's iptables work). The anti-spoofing element each ADD adds and each DEL removes (docs/SECURITY.md), as \`rcon network attach\`/\`detach\` do, is one nfnetlink message (issue 22; it was an \`nft\` run, then a libnftables call), and no command waits for the kernel to free what a DEL deleted (sys/linger.rs): ADD and DEL execute no program (runtime-tests/hotpath.rs)."
 } >"$section.new"
 bench_section_out bench-cni "$section"
