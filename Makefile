@@ -94,10 +94,13 @@ man: rcon
 bench: bench-deps deps build bundle
 	hack/bench.sh
 	hack/bench-net.sh
+	hack/bench-attach-phases.sh
 	hack/bench-ports.sh
 	hack/bench-pods.sh
 	hack/bench-cluster.sh
 	hack/bench-etcd.sh
+	hack/bench-cni.sh
+	hack/bench-dns.sh
 
 # shellcheck is optional here (not in the deps lists): skip with a note.
 lint:

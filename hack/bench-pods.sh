@@ -142,7 +142,8 @@ leftovers() {
 rcon_env() {
 	export RCON_ROOT=$DIR/rcon/run RCON_DATA_ROOT=$DIR/rcon/lib RCON_NETNS_DIR=$DIR/rcon/netns
 	mkdir -p "$RCON_ROOT" "$RCON_DATA_ROOT" "$RCON_NETNS_DIR"
-	call "rcon network create" "$RCON" network create --subnet "$SUBNET" "$NET"
+	# DNS off, as in netavark's options.
+	call "rcon network create" "$RCON" network create --disable-dns --subnet "$SUBNET" "$NET"
 	call "rcon network attach of the keeper" "$RCON" network attach --netns "$DIR/cns/keeper1" "$NET"
 }
 rcon_finish() {

@@ -246,9 +246,10 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- the report ------------------------------------------------------------------
 # The network, pod, cluster and etcd sections belong to hack/bench-net.sh,
 # hack/bench-ports.sh, hack/bench-pods.sh, hack/bench-cluster.sh and
-# hack/bench-etcd.sh, hack/bench-cni.sh and hack/bench-dns.sh: carry them over as they are.
+# hack/bench-etcd.sh, hack/bench-cni.sh, hack/bench-dns.sh and hack/bench-attach-phases.sh: carry them
+# over as they are.
 carried=()
-for owner in bench-net bench-ports bench-pods bench-cluster bench-etcd bench-cni bench-dns; do
+for owner in bench-net bench-attach-phases bench-ports bench-pods bench-cluster bench-etcd bench-cni bench-dns; do
 	sec=$(md_section_get "$OUT" "$owner")
 	if [[ -n $sec ]]; then carried+=("$sec"); fi
 done
@@ -281,8 +282,9 @@ tmp=$OUT.new
 		[hack/bench-pods.sh](../hack/bench-pods.sh), the cross-host section by
 		[hack/bench-cluster.sh](../hack/bench-cluster.sh), the etcd section by
 		[hack/bench-etcd.sh](../hack/bench-etcd.sh), the CNI section by
-		[hack/bench-cni.sh](../hack/bench-cni.sh) and the DNS section by
-		[hack/bench-dns.sh](../hack/bench-dns.sh).
+		[hack/bench-cni.sh](../hack/bench-cni.sh), the DNS section by
+		[hack/bench-dns.sh](../hack/bench-dns.sh) and the phases of an attach by
+		[hack/bench-attach-phases.sh](../hack/bench-attach-phases.sh).
 
 		- date: $(date -u '+%Y-%m-%d %H:%M UTC')
 		- kernel: $(uname -r)

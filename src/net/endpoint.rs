@@ -137,11 +137,17 @@ impl Filter<'_> {
             && self.netns_id.is_none_or(|n| ep.netns_id == n)
     }
 
-    /// Whether a record file named `<key>.<netns tag>.<owner tag>` may match (an untagged one may).
-    fn may_match(&self, tags: Option<(&str, &str)>) -> bool {
-        let Some((ns, owner)) = tags else { return true };
-        self.netns_id.is_none_or(|n| netns_tag(n) == ns) && self.owner.is_none_or(|o| owner_tag(o) == owner)
+    /// The tags a record's file name must carry (computed once per scan: a hash each).
+    fn tags(&self) -> (Option<String>, Option<String>) {
+        (self.netns_id.map(netns_tag), self.owner.map(owner_tag))
     }
+}
+
+/// Whether a record file named `<key>.<netns tag>.<owner tag>` may match the wanted tags (an untagged
+/// one may).
+fn may_match(want: &(Option<String>, Option<String>), tags: Option<(&str, &str)>) -> bool {
+    let Some((ns, owner)) = tags else { return true };
+    want.0.as_deref().is_none_or(|n| n == ns) && want.1.as_deref().is_none_or(|o| o == owner)
 }
 
 /// The names in `dir` (none when it does not exist), dot files (temporaries) left out.
@@ -230,12 +236,13 @@ impl Store {
             Some(n) => vec![n.to_string()],
             None => names(&self.dir),
         };
+        let want = f.tags();
         let mut out = Listing::default();
         for net in nets {
             for file in names(&self.dir.join(&net)) {
                 let Some(stem) = file.strip_suffix(".json") else { continue };
                 let (key, tags) = parse_name(stem);
-                if !f.may_match(tags) {
+                if !may_match(&want, tags) {
                     continue;
                 }
                 let p = self.dir.join(&net).join(&file);
