@@ -24,7 +24,8 @@ fn node_view(nw: &NetWorld) -> (String, String, Vec<String>) {
     let node = nw.node();
     let links = nw
         .w
-        .sh_in(node, "ip -o addr show | awk '{print $2, $4}' | sort; ip -o link show | awk -F': ' '{print $2}' | sort");
+        // Link-local IPv6 addresses are the kernel's, added a moment after a bridge's first port is up.
+        .sh_in(node, "ip -o addr show | awk '$4 !~ /^fe80:/ {print $2, $4}' | sort; ip -o link show | awk -F': ' '{print $2}' | sort");
     let rules = nw.w.sh_in(node, "nft list ruleset 2>/dev/null || true");
     let mut ids = nw.w.containers();
     ids.sort();
