@@ -60,13 +60,18 @@ fn guards(nw: &NetWorld) -> usize {
     nw.w.sh_in(nw.node(), "nft -j list set bridge rcon allow").matches("\"elem\"").count()
 }
 
+/// A node (nftables) with the bridge network `net` on SUBNET, and a named namespace to attach: its path.
+fn node_with_netns(prefix: &str, net: &str) -> (NetWorld, String) {
+    let mut nw = net_world(prefix, "nftables");
+    nw.w.ok(&["network", "create", "--subnet", SUBNET, net]);
+    let ns = unique(prefix);
+    nw.w.add_system_netns(&ns);
+    (nw, format!("/var/run/netns/{ns}"))
+}
+
 #[test]
 fn the_hot_path_spawns_nothing() {
-    let mut nw = net_world("hp", "nftables");
-    nw.w.ok(&["network", "create", "--subnet", SUBNET, "hot"]);
-    let ns = unique("hp");
-    nw.w.add_system_netns(&ns);
-    let path = format!("/var/run/netns/{ns}");
+    let (nw, path) = node_with_netns("hp", "hot");
 
     // attach with anti-spoofing and both protocols published, then detach.
     only_rcon(&nw, &["network", "attach", "--netns", &path, "-p", "8088:80", "-p", "8089:53/udp", "hot"]);
@@ -154,11 +159,7 @@ fn holder_listens(nw: &NetWorld) -> bool {
 /// found by the next command, and exits by itself once idle: no process is left behind.
 #[test]
 fn nftables_sockets_go_to_a_holder_that_then_exits() {
-    let mut nw = net_world("nh", "nftables");
-    nw.w.ok(&["network", "create", "--subnet", SUBNET, "held"]);
-    let ns = unique("nh");
-    nw.w.add_system_netns(&ns);
-    let path = format!("/var/run/netns/{ns}");
+    let (nw, path) = node_with_netns("nh", "held");
     crate::common::wait_until("no holder before", || !holder_listens(&nw));
     nw.w.ok(&["network", "attach", "--netns", &path, "held"]);
     nw.w.ok(&["network", "detach", "--netns", &path, "held"]);
