@@ -240,6 +240,9 @@ impl Drop for World {
         for id in self.containers() {
             let _ = self.cmd(&["delete", "--force", &id]).output();
         }
+        // What a test that failed midway left half-made (a pod whose creator was killed, with its
+        // cgroups): later tests look at the whole machine's pod groups.
+        let _ = self.cmd(&["gc"]).output();
         stop_resolver(&self.root);
         for name in &self.system_netns {
             let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();

@@ -6,13 +6,26 @@
 use anyhow::{Context as _, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use nix::unistd::ForkResult;
+use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use crate::sys::cgroup_fork;
+
+/// The pod's groups the pause process goes in: it is born there (see
+/// sys/cgroup_fork.rs), rather than moved in afterwards.
+#[derive(Debug, Default, Clone)]
+pub struct Groups {
+    pub v2: Option<PathBuf>,
+    pub v1: Vec<PathBuf>,
+}
 
 /// Run the pause loop until TERM or INT; returns the exit status. Its pid
-/// (as the caller's namespace sees it) goes to stdout once it is ready.
-pub fn run() -> Result<i32> {
+/// (as the caller's namespace sees it) goes to stdout once it is ready and
+/// in `groups`.
+pub fn run(groups: &Groups) -> Result<i32> {
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
         set.add(s);
@@ -23,22 +36,30 @@ pub fn run() -> Result<i32> {
     // Not holding any directory or terminal of whoever started it.
     let _ = std::env::set_current_dir("/");
     let _ = nix::unistd::setsid();
-    let pid = match in_new_pid_namespace()? {
-        // Started after unshare(CLONE_NEWPID): our child is the namespace's
-        // pid 1, and that is the pause process; we only report it.
+    // After unshare(CLONE_NEWPID) our child is the namespace's pid 1, and
+    // that is the pause process; with groups, the child is born in them. In
+    // both cases we only report the child and go.
+    if in_new_pid_namespace()? || groups.v2.is_some() || !groups.v1.is_empty() {
+        let open = |p: &PathBuf| File::open(p).with_context(|| format!("opening cgroup {}", p.display()));
+        let v2 = groups.v2.as_ref().map(open).transpose()?;
+        // The v1 groups by this (single) thread first: the child inherits them.
+        for d in &groups.v1 {
+            cgroup_fork::join_v1(&open(d)?)?;
+        }
         // SAFETY: the pause process is single-threaded (it starts no thread or runtime), so the child's
         // copy of our memory holds no lock another thread had taken.
-        true => match unsafe { fork() }.context("fork")? {
-            ForkResult::Parent { child } => {
+        match unsafe { cgroup_fork::fork_into(v2.as_ref()) }? {
+            (ForkResult::Parent { child }, born_in) => {
+                if let (Some(dir), false) = (&v2, born_in) {
+                    cgroup_fork::move_into_v2(dir, child)?;
+                }
                 println!("{child}");
                 return Ok(0);
             }
-            ForkResult::Child => None,
-        },
-        false => Some(std::process::id()),
-    };
-    if let Some(pid) = pid {
-        println!("{pid}");
+            (ForkResult::Child, _) => {}
+        }
+    } else {
+        println!("{}", std::process::id());
     }
     let _ = std::io::stdout().flush();
     let_go_of_stdio()?;

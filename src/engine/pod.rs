@@ -232,10 +232,9 @@ fn build(
     store::fault("pod:cgroup");
     netns::add(&ctx.netns_dir, &pod.name)?;
     store::fault("pod:netns");
-    let pause = spawn_pause(&pod.netns, &pod.hostname, pod.share_pid)?;
+    let pause = spawn_pause(&pod.netns, &pod.hostname, pod.share_pid, plan)?;
     pod.pause = Some(pause);
     pods.save(pod)?;
-    crate::runtime::pod_cgroup::join_pause(&plan.dirs(), pause.pid)?;
     store::fault("pod:paused");
     if let Some(network) = &pod.network {
         manage::attach(
@@ -259,15 +258,27 @@ fn build(
 
 /// Start `rcon pause` in the pod's netns with new ipc and uts namespaces (and
 /// a new pid namespace, of which it becomes pid 1). It reports its pid on
-/// stdout once it is ready, then lets go of rcon's pipes.
-fn spawn_pause(netns: &Path, hostname: &str, share_pid: bool) -> Result<Creator> {
+/// stdout once it is ready, then lets go of rcon's pipes. It is born in the
+/// pod's `pause` groups: its starter forks it there and goes.
+fn spawn_pause(
+    netns: &Path,
+    hostname: &str,
+    share_pid: bool,
+    plan: &crate::runtime::pod_cgroup::Plan,
+) -> Result<Creator> {
     let ns = File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
     let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
     if share_pid {
         flags |= CloneFlags::CLONE_NEWPID;
     }
     let hostname = hostname.to_string();
-    let mut cmd = spawn::rcon_self(["pause"]);
+    let (v2, v1) = crate::runtime::pod_cgroup::pause_dirs(plan);
+    let mut args: Vec<std::ffi::OsString> = vec!["pause".into()];
+    for (flag, dir) in v2.iter().map(|d| ("--cgroup2", d)).chain(v1.iter().map(|d| ("--cgroup-v1", d))) {
+        args.extend([flag.into(), dir.into()]);
+    }
+    let starter_goes = share_pid || args.len() > 1;
+    let mut cmd = spawn::rcon_self(args);
     // SAFETY: between fork and exec only async-signal-safe calls, no allocation.
     unsafe {
         cmd.pre_exec(move || {
@@ -279,8 +290,8 @@ fn spawn_pause(netns: &Path, hostname: &str, share_pid: bool) -> Result<Creator>
     }
     let (mut child, pid) =
         spawn::start_resident(&mut cmd, "the pause process", spawn::READY_TIMEOUT, |l| l.parse::<i32>().ok())?;
-    if share_pid {
-        // The one that forked the pid 1 of the new namespace, done.
+    if starter_goes {
+        // The one that forked the pause (in the new pid namespace, or in its groups), done.
         let _ = child.wait();
     }
     let start = state::proc_start_time(pid).map(|(t, _)| t).context("the pause process exited at once")?;

@@ -6,14 +6,15 @@
 
 use std::convert::Infallible;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use anyhow::{Context as _, Result};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult};
 
 use super::sync::{Channel, Msg};
+use crate::sys::cgroup_fork::{fork_joined, Forked, Groups};
 
 /// Namespaces to join (type flag + open file) and to create.
 pub struct Namespaces {
@@ -28,79 +29,6 @@ pub struct Namespaces {
     pub v1_cgroups: Vec<File>,
 }
 
-/// linux/sched.h; libc's constant is an overflowing c_int.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// clone3's argument block (linux/sched.h, CLONE_ARGS_SIZE_VER2).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-/// fork(), but born inside `cgroup` when one is given. clone3 with
-/// CLONE_INTO_CGROUP skips the migration that a write to cgroup.procs costs
-/// (it waits for an RCU grace period: about 4 ms here, a third of a run).
-/// Returns whether the child is already in the cgroup.
-fn fork_into(cgroup: Option<&File>) -> Result<(ForkResult, bool)> {
-    if let Some(dir) = cgroup {
-        let args = CloneArgs {
-            flags: CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: dir.as_raw_fd() as u64,
-            ..Default::default()
-        };
-        // SAFETY: no CLONE_VM and no stack: the child runs on a copy of our
-        // memory, exactly as after fork(), and we are single-threaded.
-        let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-        match r {
-            0 => return Ok((ForkResult::Child, true)),
-            pid if pid > 0 => return Ok((ForkResult::Parent { child: Pid::from_raw(pid as i32) }, true)),
-            // An older kernel (ENOSYS) or a cgroup that refuses: fork, then join.
-            _ => {}
-        }
-    }
-    // SAFETY: rcon is single-threaded here (see the module comment), so the child's copy of our memory
-    // holds no lock another thread had taken.
-    Ok((unsafe { fork() }.context("fork")?, false))
-}
-
-/// The slow way into a cgroup v2 dir, for when clone3 could not be used.
-fn join_cgroup(dir: &File) -> Result<()> {
-    move_self(dir, "cgroup.procs")
-}
-
-/// Into a cgroup v1 group, by this thread alone: the intermediate is
-/// single-threaded, so its one thread is the whole process. Moving the
-/// writer's own thread ("0" to `tasks`) is the one migration that skips the
-/// kernel's global threadgroup lock, and so its RCU grace period: a write
-/// to cgroup.procs took up to 14 ms here, this one never more than 0.2 ms.
-fn join_v1_group(dir: &File) -> Result<()> {
-    move_self(dir, "tasks")
-}
-
-fn move_self(dir: &File, file: &str) -> Result<()> {
-    let f = nix::fcntl::openat(
-        dir,
-        file,
-        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .with_context(|| format!("opening {file}"))?;
-    nix::unistd::write(&f, b"0").context("joining the container's cgroup")?;
-    Ok(())
-}
-
 /// Fork the two stages; `child` runs in the final process and only returns
 /// on error (which is sent to rcon before the process exits).
 pub fn spawn<F>(ns: Namespaces, child: F) -> Result<(i32, Channel)>
@@ -108,15 +36,12 @@ where
     F: FnOnce(&mut Channel) -> Result<Infallible>,
 {
     let (mut parent, mut kid) = Channel::pair()?;
-    let (forked, in_cgroup) = fork_into(ns.cgroup.as_ref())?;
-    match forked {
-        ForkResult::Child => {
+    let groups = Groups { v2: ns.cgroup.as_ref(), v1: &ns.v1_cgroups };
+    // SAFETY: rcon is single-threaded here (see the module comment), so the child's copy of our memory
+    // holds no lock another thread had taken.
+    match unsafe { fork_joined(&groups) }? {
+        Forked::Child(joined) => {
             drop(parent);
-            let joined = match (&ns.cgroup, in_cgroup) {
-                (Some(dir), false) => join_cgroup(dir),
-                _ => Ok(()),
-            }
-            .and_then(|()| ns.v1_cgroups.iter().try_for_each(join_v1_group));
             let code = match joined.and_then(|()| intermediate(&ns, &mut kid, child)) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -128,7 +53,7 @@ where
             // atexit handlers (and no buffered output) runs a second time.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child: mid } => {
+        Forked::Parent(mid) => {
             drop(kid);
             let maps = ns.id_maps.clone();
             drop(ns);

@@ -3,6 +3,7 @@
 //! it uses none of them.
 
 pub mod bpf;
+pub mod cgroup_fork;
 pub mod iface;
 pub mod linger;
 pub mod nfnl;

@@ -96,14 +96,10 @@ impl Plan {
     }
 }
 
-/// Move `pid` (the pause process) into the `pause` child of each dir.
-pub fn join_pause(dirs: &[PathBuf], pid: i32) -> Result<()> {
-    for d in dirs {
-        let procs = d.join(PAUSE).join("cgroup.procs");
-        fs::write(&procs, pid.to_string())
-            .with_context(|| format!("moving the pause process into {}", procs.display()))?;
-    }
-    Ok(())
+/// The `pause` child of the pod's groups, where the pause process is born:
+/// the cgroup2 one, and the v1 ones.
+pub fn pause_dirs(plan: &Plan) -> (Option<PathBuf>, Vec<PathBuf>) {
+    (plan.v2.as_ref().map(|d| d.join(PAUSE)), plan.v1.iter().map(|g| g.2.join(PAUSE)).collect())
 }
 
 /// Remove each dir with everything below it, innermost first, killing
