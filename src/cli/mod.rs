@@ -70,17 +70,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the pause process is born (rcon passes the pod's groups).
-#[derive(clap::Args, Debug)]
-struct PauseArgs {
-    /// The pod's cgroup2 group for the pause process.
-    #[arg(long)]
-    cgroup2: Option<std::path::PathBuf>,
-    /// The pod's v1 groups for the pause process.
-    #[arg(long)]
-    cgroup_v1: Vec<std::path::PathBuf>,
-}
-
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a container from a bundle; its process waits for `start`.
@@ -152,7 +141,7 @@ enum Command {
     Man(completion::ManArgs),
     /// The pod sandbox's pause process: holds namespaces, reaps orphans, ends on TERM/INT.
     #[command(hide = true)]
-    Pause(PauseArgs),
+    Pause,
     /// The userspace IPIP data plane of a cluster's ipip backend.
     #[command(hide = true)]
     Ipipd(overlay::IpipdArgs),
@@ -265,7 +254,7 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Port { name } => network::port(ctx, &name),
         Command::Gc(a) => network::gc(ctx, a),
         Command::Firewall(c) => firewall::firewall(ctx, c),
-        Command::Pause(a) => rcon::engine::pause::run(&rcon::engine::pause::Groups { v2: a.cgroup2, v1: a.cgroup_v1 }),
+        Command::Pause => rcon::engine::pause::run(),
         Command::Ipipd(a) => overlay::ipipd(a),
         Command::Dns(a) => rcon::net::dns::main(ctx, a.worker),
         Command::Completion(a) => completion::completion(a),

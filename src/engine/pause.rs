@@ -7,25 +7,23 @@ use anyhow::{Context as _, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::ForkResult;
-use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 
-use crate::sys::cgroup_fork;
+use crate::sys::{cgroup_fork, fdpass};
 
-/// The pod's groups the pause process goes in: it is born there (see
-/// sys/cgroup_fork.rs), rather than moved in afterwards.
-#[derive(Debug, Default, Clone)]
-pub struct Groups {
-    pub v2: Option<PathBuf>,
-    pub v1: Vec<PathBuf>,
-}
+/// The pod's groups the pause process is born in (see sys/cgroup_fork.rs)
+/// rather than moved to afterwards: open dirs that rcon passes down as
+/// inherited fds, named by these variables (`3` and `4,5`), so the pause's
+/// command line stays `rcon pause` and shows no host path to the pod.
+pub const V2_FD_VAR: &str = "RCON_PAUSE_CGROUP2_FD";
+pub const V1_FDS_VAR: &str = "RCON_PAUSE_CGROUP_V1_FDS";
 
 /// Run the pause loop until TERM or INT; returns the exit status. Its pid
 /// (as the caller's namespace sees it) goes to stdout once it is ready and
-/// in `groups`.
-pub fn run(groups: &Groups) -> Result<i32> {
+/// in its groups.
+pub fn run() -> Result<i32> {
+    let (v2, v1) = (fdpass::take(V2_FD_VAR)?.pop(), fdpass::take(V1_FDS_VAR)?);
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
         set.add(s);
@@ -39,12 +37,10 @@ pub fn run(groups: &Groups) -> Result<i32> {
     // After unshare(CLONE_NEWPID) our child is the namespace's pid 1, and
     // that is the pause process; with groups, the child is born in them. In
     // both cases we only report the child and go.
-    if in_new_pid_namespace()? || groups.v2.is_some() || !groups.v1.is_empty() {
-        let open = |p: &PathBuf| File::open(p).with_context(|| format!("opening cgroup {}", p.display()));
-        let v2 = groups.v2.as_ref().map(open).transpose()?;
+    if in_new_pid_namespace()? || v2.is_some() || !v1.is_empty() {
         // The v1 groups by this (single) thread first: the child inherits them.
-        for d in &groups.v1 {
-            cgroup_fork::join_v1(&open(d)?)?;
+        for d in &v1 {
+            cgroup_fork::join_v1(d)?;
         }
         // SAFETY: the pause process is single-threaded (it starts no thread or runtime), so the child's
         // copy of our memory holds no lock another thread had taken.
@@ -56,7 +52,7 @@ pub fn run(groups: &Groups) -> Result<i32> {
                 println!("{child}");
                 return Ok(0);
             }
-            (ForkResult::Child, _) => {}
+            (ForkResult::Child, _) => drop((v2, v1)),
         }
     } else {
         println!("{}", std::process::id());

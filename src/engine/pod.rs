@@ -26,13 +26,14 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use super::pause;
 use crate::net::endpoint::Endpoint;
 use crate::net::manage::{self, AttachRequest};
 use crate::net::{netns, ports::PortSpec};
 use crate::runtime;
 use crate::runtime::state::{self, Creator};
 use crate::store::{self, Named, Records};
-use crate::sys::spawn;
+use crate::sys::{fdpass, spawn};
 use crate::Context;
 
 pub use limits::{install_pod_hook, Cgroup, Limits};
@@ -273,12 +274,10 @@ fn spawn_pause(
     }
     let hostname = hostname.to_string();
     let (v2, v1) = crate::runtime::pod_cgroup::pause_dirs(plan);
-    let mut args: Vec<std::ffi::OsString> = vec!["pause".into()];
-    for (flag, dir) in v2.iter().map(|d| ("--cgroup2", d)).chain(v1.iter().map(|d| ("--cgroup-v1", d))) {
-        args.extend([flag.into(), dir.into()]);
-    }
-    let starter_goes = share_pid || args.len() > 1;
-    let mut cmd = spawn::rcon_self(args);
+    let open = |d: &PathBuf| File::open(d).with_context(|| format!("opening cgroup {}", d.display()));
+    let (v2, v1) = (v2.as_ref().map(open).transpose()?, v1.iter().map(open).collect::<Result<Vec<_>>>()?);
+    let mut cmd = spawn::rcon_self(["pause"]);
+    let starter_goes = share_pid || v2.is_some() || !v1.is_empty();
     // SAFETY: between fork and exec only async-signal-safe calls, no allocation.
     unsafe {
         cmd.pre_exec(move || {
@@ -288,6 +287,9 @@ fn spawn_pause(
             Ok(())
         });
     }
+    // Last: its dup2s onto fds 3.. may replace `ns`, which the closure above has used by then.
+    let v1_refs: Vec<&File> = v1.iter().collect();
+    fdpass::pass(&mut cmd, &[(pause::V2_FD_VAR, &v2.iter().collect::<Vec<_>>()), (pause::V1_FDS_VAR, &v1_refs)])?;
     let (mut child, pid) =
         spawn::start_resident(&mut cmd, "the pause process", spawn::READY_TIMEOUT, |l| l.parse::<i32>().ok())?;
     if starter_goes {

@@ -83,7 +83,7 @@ fn nfnl_fds() -> Vec<i32> {
 fn hold() -> ! {
     let max = open_max();
     for fd in 0..max {
-        if is_open(fd) && !is_nfnl(fd) {
+        if super::fdpass::is_open(fd) && !is_nfnl(fd) {
             // SAFETY: the fork's copies of the caller's fds are this child's to close; the child uses
             // none of them afterwards.
             unsafe { libc::close(fd) };
@@ -91,7 +91,7 @@ fn hold() -> ! {
     }
     let _ = nix::unistd::setsid();
     let Ok(l) = listener() else {
-        let mine: Vec<i32> = (0..max).filter(|&fd| is_open(fd)).collect();
+        let mine: Vec<i32> = (0..max).filter(|&fd| super::fdpass::is_open(fd)).collect();
         let _ = send(&mine);
         exit()
     };
@@ -134,11 +134,6 @@ fn exit() -> ! {
 fn open_max() -> i32 {
     // SAFETY: sysconf takes an integer name and returns an integer.
     (unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }).clamp(64, 4096) as i32
-}
-
-fn is_open(fd: i32) -> bool {
-    // SAFETY: F_GETFD on any number only tells whether it is an open fd.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
 /// Whether `fd` is a NETLINK_NETFILTER socket.

@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod cgroup_fork;
+pub mod fdpass;
 pub mod iface;
 pub mod linger;
 pub mod nfnl;
