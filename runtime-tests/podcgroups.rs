@@ -114,6 +114,14 @@ fn pids_limit_counts_every_container_of_the_pod() {
     let id = pod_id(&w, "pids");
     let pids = with_file(&pod_dirs(&w, "pids"), "pids.max");
     assert_eq!(read(&pids, "pids.max"), "30");
+    // The pause process was born in the pod's `pause` groups: cgroup2's and the pids hierarchy's.
+    let pause = inspect(&w, "pids")["pause"]["pid"].as_i64().unwrap();
+    let groups = std::fs::read_to_string(format!("/proc/{pause}/cgroup")).unwrap();
+    let want = format!("/rcon/pod-{id}/pause");
+    for hierarchy in ["0::", ":pids:"] {
+        let line = groups.lines().find(|l| l.contains(hierarchy)).unwrap_or_else(|| panic!("{hierarchy}: {groups}"));
+        assert!(line.ends_with(&want), "the pause is not in its group: {line}");
+    }
     w.ok(&[
         "run",
         "-d",
