@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{mountinfo_lines, pid_alive, rcon_bin, require_root, sh, wait_pid_gone, wait_until, World};
+use crate::common::{
+    mountinfo_lines, pid_alive, rcon_bin, require_root, resolver_pid, sh, wait_pid_gone, wait_until, World,
+};
 use crate::network::{lease_count, net_world, NetWorld, UPLINK_INET, UPLINK_NODE};
 use crate::ports::{port_rules, tcp_from};
 
@@ -363,4 +365,52 @@ fn pod_without_network_flag_gets_the_default_bridge_and_publishes() {
     let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
     assert_eq!(names, vec!["lo"], "{links}");
     nw.w.ok(&["pod", "rm", &bare]);
+}
+
+/// The fds of a process, by number.
+fn open_fds(pid: i32) -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// A caller's inherited fd (a shell's `flock` lock, say) does not live on in
+/// the processes rcon leaves running: the pause, the resolver and its worker
+/// have stdio only, so the caller's lock is free once rcon returns.
+#[test]
+fn resident_children_keep_no_fd_of_their_caller() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let nw = net_world("pf", "nftables");
+    nw.w.ok(&["network", "create", "--subnet", "10.43.0.0/24", "named"]);
+    let held = std::fs::File::create(nw.w.root.join("held")).unwrap();
+    let fd = held.as_raw_fd();
+    let mut cmd = nw.w.cmd(&["pod", "create", "--name", "fdp", "--network", "named"]);
+    // SAFETY: dup2 in the forked child, on an fd the parent keeps open: async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || match libc::dup2(fd, 9) {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pause = inspect(&nw.w, "fdp")["pause"]["pid"].as_i64().unwrap() as i32;
+    let resolver = resolver_pid(&nw.w.root).expect("the network's resolver");
+    let worker: i32 = sh(&format!("pgrep -P {resolver}")).trim().parse().expect("the resolver's worker");
+    let held_path = nw.w.root.join("held");
+    for (what, pid) in [("the pause", pause), ("the resolver", resolver), ("its worker", worker)] {
+        let holds = open_fds(pid)
+            .into_iter()
+            .filter(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l == held_path))
+            .collect::<Vec<_>>();
+        assert_eq!(holds, Vec::<i32>::new(), "{what} (pid {pid}) holds the caller's file at these fds");
+    }
+    // The pause has stdio only.
+    assert_eq!(open_fds(pause), vec![0, 1, 2]);
+    nw.w.ok(&["pod", "rm", "fdp"]);
 }

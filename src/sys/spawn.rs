@@ -228,10 +228,23 @@ fn ready(fds: [(Option<BorrowedFd<'_>>, PollFlags); 3], left: PollTimeout) -> io
 /// emulation; it only bounds a child that hangs.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// This very binary (`/proc/self/exe`) as `rcon ARGS`.
+/// This very binary (`/proc/self/exe`) as `rcon ARGS`: the processes rcon
+/// leaves running (the pause, the daemons). They keep none of the fds rcon
+/// was started with beyond stdio: a caller's `flock` lock or a pipe it reads
+/// to its end would otherwise live as long as they do.
 pub fn rcon_self<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("rcon").args(args);
+    // SAFETY: close_range takes integers and, with CLOSE_RANGE_CLOEXEC, closes nothing before the exec
+    // (std's own exec-error pipe keeps working); async-signal-safe, no allocation.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     cmd
 }
 
