@@ -16,12 +16,14 @@
 //!     }
 //!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
 //!         ct status dnat ip saddr . ip daddr @hairpin masquerade   # a container reaching its own port
-//!         ct status dnat ip saddr . ip daddr @svc_self masquerade  # a backend landing on itself via a VIP
+//!         ct status dnat ip saddr . ip daddr . th dport . ct original ip daddr . meta l4proto @svc_self masquerade
+//!                                                                    # a backend landing on itself via a VIP
 //!         ct status dnat ip saddr 127.0.0.0/8 masquerade           # the node via 127.0.0.1
 //!         ip saddr vmap @nat_src
 //!     }
 //!     map svc_vips { type ipv4_addr . inet_proto . inet_service : verdict; }   # VIP . tcp . 80 : goto svc-NAME
-//!     set svc_self { type ipv4_addr . ipv4_addr; }   # B . B for each service backend B
+//!     set svc_self { type ipv4_addr . ipv4_addr . inet_service . ipv4_addr . inet_proto; }
+//!                                   # B . B . PORT . VIP . tcp for each backend B:PORT of a service VIP:…/tcp
 //!     chain pub_pre { type nat hook prerouting priority dstnat; policy accept;
 //!         ip daddr . meta l4proto . th dport vmap @svc_vips
 //!         fib daddr type local jump pub_dnat
@@ -44,6 +46,15 @@
 //! seen by these hooks through br_netfilter, so a neighbour reaching a container by the node's address and
 //! port gets its replies un-NATed without masquerade; only a container reaching itself (the reply would
 //! never leave it) and the node's own 127.0.0.1 are masqueraded.
+//!
+//! A service is its chain, one `svc_vips` element and one `svc_self` element per backend, all of which
+//! its record names: a change of one service renders its batch from its record before and after (and
+//! those of the few services on the same VIP address, whose `svc_self` elements may be the same), reads
+//! nothing back and touches nothing else, so it costs the same at 10 services as at 10,000. Each
+//! deletion in it is preceded by an add of the same object, which makes the batch hold whether the
+//! object was there or not. The `svc_self` key carries the VIP address, so that a pair `B . B` needed by
+//! two services never goes with one of them; only gc, which knows a service by its name alone, reads
+//! the table for what that service owns (the element comments).
 //!
 //! A packet finds its network's chain with one lookup in an interval map, however many networks there are, and
 //! adding or removing a network touches only its own map elements and chains. Every element carries the
@@ -68,13 +79,12 @@ mod restore;
 mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use ipnet::Ipv4Net;
 
 pub(crate) use self::live::Live;
-use super::{chain_suffix, NetRules, Published, SvcRules, Want};
+use super::{chain_suffix, NetRules, Published, SvcChange, SvcRules, Want};
 
 /// The nftables implementation of [`Firewall`].
 pub struct Nftables;
@@ -105,7 +115,7 @@ const BASE_RULES: [(&str, &[&str]); 6] = [
         "postrouting",
         &[
             "ct status dnat ip saddr . ip daddr @hairpin masquerade",
-            "ct status dnat ip saddr . ip daddr @svc_self masquerade",
+            "ct status dnat ip saddr . ip daddr . th dport . ct original ip daddr . meta l4proto @svc_self masquerade",
             "ct status dnat ip saddr 127.0.0.0/8 masquerade",
             "ip saddr vmap @nat_src",
         ],
@@ -122,7 +132,7 @@ const BASE_RULES: [(&str, &[&str]); 6] = [
     ),
 ];
 /// Names the layout version of the base rules; change it whenever `BASE_RULES` changes.
-const BASE_TAG: &str = "rcon base 3";
+const BASE_TAG: &str = "rcon base 4";
 const PUB_ANY: &str = "pub_any";
 const PUB_ADDR: &str = "pub_addr";
 const HAIRPIN: &str = "hairpin";
@@ -190,8 +200,12 @@ impl super::Ruleset for Nftables {
         published::render_remove_ports_of(live, owner)
     }
 
-    fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, all: &[Ipv4Addr]) -> String {
-        services::render_service(live, name, svc, all)
+    fn service_reads_live(c: &SvcChange) -> bool {
+        c.old.is_none() && c.new.is_none()
+    }
+
+    fn render_service(live: Option<&Live>, c: &SvcChange) -> String {
+        services::render_service(live, c)
     }
 
     fn service_names(live: &Live) -> BTreeSet<&str> {

@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::live::PortElem;
 use super::networks::{base_intact, render_add};
 use super::published::render_ports;
 use super::services::render_service;
-use super::{nat_chain, out_chain, svc_chain, Live, Want, BASE_RULES, BASE_TAG, SETS, SVC_SELF, TABLE};
+use super::{nat_chain, out_chain, svc_chain, Live, SvcChange, Want, BASE_RULES, BASE_TAG, SETS, TABLE};
 
 /// The first thing of `want` that `live` lacks: the table, a base chain or its rules, a set, a network's
 /// or a service's chains and their rules. Elements are not checked, so that the check reads a terse
@@ -39,11 +38,8 @@ pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
             ));
         }
     }
-    for svc in &want.services {
-        if rules(&svc_chain(&svc.name)) != 1 {
-            return Some(format!("service {}: its rules are missing", svc.name));
-        }
-    }
+    // Services are not checked one by one: that would read every service record on every command. A
+    // ruleset that lost the table, a base chain or the service maps is caught above.
     None
 }
 
@@ -75,14 +71,8 @@ pub(crate) fn render_restore(want: &Want) -> String {
     for p in want.published() {
         b.push_str(&render_ports(&p, true));
     }
-    let all = want.all_backends();
     for svc in want.service_rules() {
-        b.push_str(&render_service(&live, svc.name, Some(&svc), &all));
-        // The hairpin set is whole after the first service.
-        let pairs = all.iter().map(|ip| PortElem { set: SVC_SELF.into(), key: format!("{ip} . {ip}"), owner: None });
-        if live.svc.is_empty() {
-            live.svc.extend(pairs);
-        }
+        b.push_str(&render_service(None, &SvcChange { name: svc.name, old: None, new: Some(svc), peers: &[] }));
     }
     b
 }
@@ -132,7 +122,12 @@ mod tests {
             assert!(got.contains(line), "missing {line:?} in\n{got}");
         }
         assert!(!got.contains("nat-b"), "an internal network masquerades:\n{got}");
-        assert_eq!(got.matches("add element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 }").count(), 1, "{got}");
+        for svc in ["web", "api"] {
+            let vip = if svc == "web" { "10.96.0.1" } else { "10.96.0.2" };
+            let pair =
+                format!("add element ip rcon svc_self {{ 10.1.0.2 . 10.1.0.2 . 80 . {vip} . tcp comment \"{svc}\" }}");
+            assert_eq!(got.matches(&pair).count(), 1, "{got}");
+        }
         // No network: the table just goes.
         assert_eq!(render_restore(&Want::default()), "add table ip rcon\ndelete table ip rcon\n");
     }
@@ -177,9 +172,12 @@ mod tests {
         let mut l = intact();
         l.rules.remove("nat-a");
         assert_eq!(damage(&l, &w).unwrap(), "network a: its chain nat-a lost its rules");
+        // A service's own chain is not checked (see `damage`); the maps are.
         let mut l = intact();
         l.rules.remove("svc-web");
-        assert_eq!(damage(&l, &w).unwrap(), "service web: its rules are missing");
+        assert_eq!(damage(&l, &w), None);
+        l.sets.remove("svc_vips");
+        assert_eq!(damage(&l, &w).unwrap(), "set svc_vips of table ip rcon is missing");
         // Elements are not read (a terse listing has none).
         let mut l = intact();
         l.elems.clear();
