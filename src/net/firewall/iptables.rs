@@ -183,13 +183,8 @@ impl super::Ruleset for Iptables {
         published::render_remove_ports_of(live, owner)
     }
 
-    /// iptables-restore reads the whole table into its cache anyway: the batch is rendered from it.
-    fn service_reads_live(_: &SvcChange) -> bool {
-        true
-    }
-
-    fn render_service(live: Option<&Live>, c: &SvcChange) -> String {
-        services::render_service(live.unwrap_or(&Live::default()), c.name, c.new.as_ref())
+    fn render_service(live: &Live, c: &SvcChange, _whole: bool) -> String {
+        services::render_service(live, c.name, c.new.as_ref())
     }
 
     fn service_names(live: &Live) -> BTreeSet<&str> {

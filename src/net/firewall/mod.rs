@@ -220,11 +220,13 @@ pub(crate) trait Ruleset {
     fn port_owners(live: &Self::Live) -> std::collections::BTreeSet<&str>;
     /// None: `owner` has no entries.
     fn render_remove_ports_of(live: &Self::Live, owner: &str) -> Option<String>;
-    /// Whether [`Ruleset::render_service`] needs the live ruleset for `c`.
-    fn service_reads_live(c: &SvcChange) -> bool;
-    /// The batch that makes service `c.name` what `c.new` says, replacing what it had; `live` is given
-    /// when [`Ruleset::service_reads_live`] says so.
-    fn render_service(live: Option<&Self::Live>, c: &SvcChange) -> String;
+    /// Whether a service change is rendered from [`Ruleset::glance`] and the records first, before the
+    /// whole listing (which it then reads only when that batch fails).
+    const SERVICE_GLANCE: bool = false;
+    /// The batch that makes service `c.name` what `c.new` says, replacing what it had. `whole`: `live`
+    /// is the whole listing, and what the service has is read off it rather than taken from `c.old`;
+    /// else it is a glance.
+    fn render_service(live: &Self::Live, c: &SvcChange, whole: bool) -> String;
     fn service_names(live: &Self::Live) -> std::collections::BTreeSet<&str>;
     /// The first thing `want` needs that `live` lacks, or None.
     fn damage(live: &Self::Live, want: &Want) -> Option<String>;
@@ -328,15 +330,16 @@ impl<R: Ruleset> Firewall for R {
     fn change_service(&self, c: &SvcChange) -> Result<()> {
         let what = || format!("{} service {}", if c.new.is_some() { "setting" } else { "removing" }, c.name);
         check_name("service name", c.name).with_context(|| format!("firewall ({}): {}", R::NAME, what()))?;
-        if R::service_reads_live(c) {
-            return relisted(self, what, |live| Ok(Some(R::render_service(Some(live), c))));
-        }
-        // Under the lock, though nothing is read back: see `add_ports`.
-        let blind = || -> Result<()> {
+        let change = || -> Result<()> {
             let _lock = lock_netns()?;
-            self.apply(&R::render_service(None, c))
+            // gc knows a service by its name alone: only the whole listing says what it has.
+            let known = c.old.is_some() || c.new.is_some();
+            if R::SERVICE_GLANCE && known && self.apply(&R::render_service(&self.glance()?, c, false)).is_ok() {
+                return Ok(());
+            }
+            self.apply(&R::render_service(&self.live()?, c, true))
         };
-        blind().with_context(|| format!("firewall ({}): {}", R::NAME, what()))
+        change().with_context(|| format!("firewall ({}): {}", R::NAME, what()))
     }
 
     fn services(&self) -> Result<Vec<String>> {

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use super::networks::{base_intact, render_add};
 use super::published::render_ports;
-use super::services::render_service;
-use super::{nat_chain, out_chain, svc_chain, Live, SvcChange, Want, BASE_RULES, BASE_TAG, SETS, TABLE};
+use super::services::{need_chains, render_service};
+use super::{lb_chain, nat_chain, out_chain, slot, Live, SvcChange, Want, BASE_RULES, BASE_TAG, SETS, TABLE};
 
 /// The first thing of `want` that `live` lacks: the table, a base chain or its rules, a set, a network's
 /// or a service's chains and their rules. Elements are not checked, so that the check reads a terse
@@ -56,9 +56,17 @@ pub(crate) fn render_restore(want: &Want) -> String {
         let masq = n.masquerade && !n.internal;
         std::iter::once(out_chain(&n.name)).chain(masq.then(|| nat_chain(&n.name)))
     });
-    for chain in own_chains.chain(want.services.iter().map(|s| svc_chain(&s.name))) {
+    // The shared service chains in use (and their slots'), declared with the others; their rules and
+    // the slot maps after the base maps.
+    let lb: std::collections::BTreeSet<_> = want.services.iter().map(|s| (s.lb, s.backends.len())).collect();
+    let slots = lb.iter().map(|(_, k)| *k).max().unwrap_or(0);
+    let svc_chains = (0..slots).map(|i| slot(i).1).chain(lb.iter().map(|(l, k)| lb_chain(*l, *k).0));
+    for chain in own_chains {
         let _ = writeln!(b, "add chain {TABLE} {chain}");
         live.chains.insert(chain);
+    }
+    for chain in svc_chains {
+        let _ = writeln!(b, "add chain {TABLE} {chain}");
     }
     for net in &want.networks {
         b.push_str(&render_add(&live, net));
@@ -71,8 +79,13 @@ pub(crate) fn render_restore(want: &Want) -> String {
     for p in want.published() {
         b.push_str(&render_ports(&p, true));
     }
+    for (l, k) in &lb {
+        need_chains(&mut b, &live.chains, *l, *k);
+        live.chains.extend((0..*k).map(|i| slot(i).1).chain([lb_chain(*l, *k).0]));
+    }
     for svc in want.service_rules() {
-        b.push_str(&render_service(None, &SvcChange { name: svc.name, old: None, new: Some(svc), peers: &[] }));
+        let c = SvcChange { name: svc.name, old: None, new: Some(svc), peers: &[] };
+        b.push_str(&render_service(&live, &c, false));
     }
     b
 }
@@ -117,7 +130,9 @@ mod tests {
             "add element ip rcon fwd_dst { 10.2.0.0/24 comment \"b\" : drop }",
             "add element ip rcon nat_src { 10.1.0.0/24 comment \"a\" : jump nat-a }",
             "add element ip rcon pub_any { tcp . 8080 comment \"k1\" : 10.1.0.2 . 80 }",
-            "add element ip rcon svc_vips { 10.96.0.2 . tcp . 80 comment \"api\" : goto svc-api }",
+            "add element ip rcon svc_vips { 10.96.0.2 . tcp . 80 comment \"api\" : goto svc-random-1 }",
+            "add rule ip rcon svc-random-1 numgen random mod 1 vmap { 0 : goto svc-slot-0 }",
+            "add rule ip rcon svc-slot-0 dnat ip to ip daddr . meta l4proto . th dport map @svc_dst_0",
         ] {
             assert!(got.contains(line), "missing {line:?} in\n{got}");
         }
@@ -151,9 +166,6 @@ mod tests {
                 l.elems.push(Elem { set: set.into(), key: n.subnet, owner: Some(n.name.clone()) });
             }
         }
-        for s in &w.services {
-            l.rules.insert(svc_chain(&s.name), vec![None]);
-        }
         l
     }
 
@@ -172,10 +184,8 @@ mod tests {
         let mut l = intact();
         l.rules.remove("nat-a");
         assert_eq!(damage(&l, &w).unwrap(), "network a: its chain nat-a lost its rules");
-        // A service's own chain is not checked (see `damage`); the maps are.
+        // Services are not checked one by one (see `damage`); their maps are.
         let mut l = intact();
-        l.rules.remove("svc-web");
-        assert_eq!(damage(&l, &w), None);
         l.sets.remove("svc_vips");
         assert_eq!(damage(&l, &w).unwrap(), "set svc_vips of table ip rcon is missing");
         // Elements are not read (a terse listing has none).

@@ -1,13 +1,13 @@
-//! Services: a VIP element of `svc_vips` that jumps to the service's chain, which DNATs to one backend
-//! by numgen, and a `svc_self` element per backend, for the masquerade of a backend landing on itself.
+//! Services, as elements only: the VIP in `svc_vips` (its verdict: the shared chain for the service's
+//! number of backends and spreading), one `svc_dst_I` element for its backend I and one `svc_self`
+//! element per backend, for the masquerade of a backend landing on itself.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::{svc_chain, Live, SvcChange, SvcRules, SVC_SELF, SVC_VIPS, TABLE};
-use crate::net::service_types::Lb;
+use super::{lb_chain, slot, Live, SvcChange, SvcRules, SVC_SELF, SVC_VIPS, TABLE};
 
-/// The service maps, declared with the table and again with each service batch (declaring is idempotent).
+/// The service maps made with the table, declared again with each service batch (declaring is idempotent).
 pub(super) fn declare_service_sets(b: &mut String) {
     let _ = writeln!(b, "add map {TABLE} {SVC_VIPS} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}");
     let _ = writeln!(
@@ -16,72 +16,93 @@ pub(super) fn declare_service_sets(b: &mut String) {
     );
 }
 
-/// `svc`'s key in `svc_vips`, as nft lists it back.
-fn vip_key(svc: &SvcRules) -> String {
-    format!("{} . {} . {}", svc.vip.ip, svc.vip.proto, svc.vip.port)
+/// Backend slot `i`'s map.
+fn declare_slot(b: &mut String, i: usize) {
+    let map = slot(i).0;
+    let _ = writeln!(
+        b,
+        "add map {TABLE} {map} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}"
+    );
 }
+
+/// The chains a service with `k` backends spread by `lb` needs and `have` lacks (its slots', then its
+/// own, each with its rule), after the slot maps they use: the batch that makes them the first time.
+pub(super) fn need_chains(b: &mut String, have: &BTreeSet<String>, lb: crate::net::service_types::Lb, k: usize) {
+    for i in 0..k {
+        declare_slot(b, i);
+    }
+    let (chain, rule) = lb_chain(lb, k);
+    if have.contains(&chain) {
+        return;
+    }
+    for (_, slot_chain, slot_rule) in (0..k).map(slot).filter(|(_, c, _)| !have.contains(c)) {
+        let _ = writeln!(b, "add chain {TABLE} {slot_chain}\nadd rule {TABLE} {slot_chain} {slot_rule}");
+    }
+    let _ = writeln!(b, "add chain {TABLE} {chain}\nadd rule {TABLE} {chain} {rule}");
+}
+
+/// One element: its set, its key as nft lists it back, and its value (a set's element has none).
+type Elem = (String, String, Option<String>);
 
 /// `svc`'s keys in `svc_self`: `B . B . PORT . VIP . proto` for each backend B:PORT (what the postrouting
 /// rule reads after the DNAT: source, destination, destination port, original destination, protocol).
-pub(super) fn self_keys(svc: &SvcRules) -> BTreeSet<String> {
+fn self_keys(svc: &SvcRules) -> BTreeSet<String> {
     let v = svc.vip;
     svc.backends.iter().map(|(ip, port)| format!("{ip} . {ip} . {port} . {} . {}", v.ip, v.proto)).collect()
 }
 
-/// The batch that makes service `c.name` what `c.new` says: its chain (DNAT to one backend, by numgen),
-/// its VIP element, its `svc_self` elements; whatever `c.old` had that `c.new` (or a peer on the same
-/// VIP address) does not keep goes. `live`: read when the old state is unknown (gc), for the elements
-/// whose comment names the service. Every delete follows an add of the same object, so the batch holds
-/// whether the object was there or not (a crash half-way, a hand edit): nothing needs reading first.
-pub(crate) fn render_service(live: Option<&Live>, c: &SvcChange) -> String {
-    let chain = svc_chain(c.name);
+/// Every element of `svc`.
+fn elements(svc: &SvcRules) -> Vec<Elem> {
+    let v = svc.vip;
+    let vip = format!("{} . {} . {}", v.ip, v.proto, v.port);
+    let (chain, _) = lb_chain(svc.lb, svc.backends.len());
+    let mut out = vec![(SVC_VIPS.to_string(), vip.clone(), Some(format!("goto {chain}")))];
+    for (i, (ip, port)) in svc.backends.iter().enumerate() {
+        out.push((slot(i).0, vip.clone(), Some(format!("{ip} . {port}"))));
+    }
+    out.extend(self_keys(svc).into_iter().map(|k| (SVC_SELF.to_string(), k, None)));
+    out
+}
+
+/// The batch that makes service `c.name` what `c.new` says: the shared chains it needs (made when `live`
+/// lacks them) and its elements; whatever it had that it keeps not (and no peer on its VIP address
+/// shares) goes. What it had: `c.old`, each element deleted after an add of the same element, so that
+/// the batch holds whether the element was there or not; or, `whole`, what `live` (the whole listing)
+/// holds under its name or under its new VIP (a leftover of a crash).
+pub(crate) fn render_service(live: &Live, c: &SvcChange, whole: bool) -> String {
     let mut b = String::new();
     declare_service_sets(&mut b);
-    // The chain first: the VIP elements' verdicts name it.
-    let _ = writeln!(b, "add chain {TABLE} {chain}");
-    let owned = |set: &'static str| {
-        live.into_iter().flat_map(|l| &l.svc).filter(move |e| e.set == set && e.owner.as_deref() == Some(c.name))
-    };
-    let new_vip = c.new.as_ref().map(vip_key);
-    let old_vips: BTreeSet<String> =
-        c.old.as_ref().map(vip_key).into_iter().chain(owned(SVC_VIPS).map(|e| e.key.clone())).collect();
-    for k in old_vips.iter().filter(|k| Some(*k) != new_vip.as_ref()) {
-        let _ = writeln!(b, "add element {TABLE} {SVC_VIPS} {{ {k} : goto {chain} }}");
-        let _ = writeln!(b, "delete element {TABLE} {SVC_VIPS} {{ {k} }}");
+    let new: Vec<Elem> = c.new.as_ref().map(elements).unwrap_or_default();
+    if let Some(s) = &c.new {
+        need_chains(&mut b, &live.chains, s.lb, s.backends.len());
     }
     let keep: BTreeSet<String> = c.new.iter().chain(c.peers).flat_map(self_keys).collect();
-    let had: BTreeSet<String> =
-        c.old.iter().flat_map(self_keys).chain(owned(SVC_SELF).map(|e| e.key.clone())).collect();
-    for k in had.difference(&keep) {
-        let _ = writeln!(b, "add element {TABLE} {SVC_SELF} {{ {k} }}\ndelete element {TABLE} {SVC_SELF} {{ {k} }}");
-    }
-    let _ = writeln!(b, "flush chain {TABLE} {chain}");
-    let Some(s) = c.new else {
-        let _ = writeln!(b, "delete chain {TABLE} {chain}");
-        return b;
-    };
-    let n = s.backends.len();
-    if n == 0 {
-        let _ = writeln!(b, "add rule {TABLE} {chain} reject");
+    let had: Vec<Elem> = if whole {
+        let vip = new.first().map(|e| e.1.as_str());
+        live.svc
+            .iter()
+            .filter(|e| e.owner.as_deref() == Some(c.name) || (e.set != SVC_SELF && Some(e.key.as_str()) == vip))
+            .map(|e| (e.set.clone(), e.key.clone(), None))
+            .collect()
     } else {
-        let gen = match s.lb {
-            Lb::Roundrobin => "inc",
-            Lb::Random => "random",
-        };
-        let targets: Vec<String> =
-            s.backends.iter().enumerate().map(|(i, (ip, port))| format!("{i} : {ip} . {port}")).collect();
-        // A port in a DNAT target needs the protocol matched first.
-        let _ = writeln!(
-            b,
-            "add rule {TABLE} {chain} meta l4proto {} dnat ip to numgen {gen} mod {n} map {{ {} }}",
-            s.vip.proto,
-            targets.join(", ")
-        );
+        c.old.as_ref().map(elements).unwrap_or_default()
+    };
+    for (set, key, value) in &had {
+        if (set == SVC_SELF && keep.contains(key))
+            || (!whole && new.contains(&(set.clone(), key.clone(), value.clone())))
+        {
+            continue;
+        }
+        if !whole {
+            let value = value.as_deref().map(|v| format!(" : {v}")).unwrap_or_default();
+            let _ = writeln!(b, "add element {TABLE} {set} {{ {key}{value} }}");
+        }
+        let _ = writeln!(b, "delete element {TABLE} {set} {{ {key} }}");
     }
     let name = c.name;
-    let _ = writeln!(b, "add element {TABLE} {SVC_VIPS} {{ {} comment \"{name}\" : goto {chain} }}", vip_key(&s));
-    for k in self_keys(&s) {
-        let _ = writeln!(b, "add element {TABLE} {SVC_SELF} {{ {k} comment \"{name}\" }}");
+    for (set, key, value) in &new {
+        let value = value.as_deref().map(|v| format!(" : {v}")).unwrap_or_default();
+        let _ = writeln!(b, "add element {TABLE} {set} {{ {key} comment \"{name}\"{value} }}");
     }
     b
 }
@@ -91,6 +112,7 @@ mod tests {
     use super::super::fixtures::live;
     use super::super::live::PortElem;
     use super::*;
+    use crate::net::service_types::Lb;
 
     fn web(backends: &[(std::net::Ipv4Addr, u16)]) -> SvcRules<'_> {
         SvcRules { name: "web", vip: "10.96.0.1:80".parse().unwrap(), lb: Lb::Roundrobin, backends }
@@ -100,77 +122,108 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The batch without the declarations of maps and sets.
+    fn body(b: &str) -> String {
+        b.lines().filter(|l| !l.starts_with("add map") && !l.starts_with("add set")).map(|l| format!("{l}\n")).collect()
+    }
+
+    /// A live table where the chains of services with `k` backends spread round robin are made.
+    fn with_chains(k: usize) -> Live {
+        let mut l = live();
+        l.chains.insert(lb_chain(Lb::Roundrobin, k).0);
+        l.chains.extend((0..k).map(|i| slot(i).1));
+        l
+    }
+
     #[test]
-    fn a_new_service_is_its_chain_its_vip_and_its_backends_own_pairs() {
+    fn a_new_service_is_elements_and_the_shared_chain_once() {
         let backends = [(ip("10.1.0.2"), 80), (ip("10.1.0.3"), 80)];
         let c = SvcChange { name: "web", old: None, new: Some(web(&backends)), peers: &[] };
-        let got = render_service(None, &c);
         let want = "\
-add chain ip rcon svc-web
-flush chain ip rcon svc-web
-add rule ip rcon svc-web meta l4proto tcp dnat ip to numgen inc mod 2 map { 0 : 10.1.0.2 . 80, 1 : 10.1.0.3 . 80 }
-add element ip rcon svc_vips { 10.96.0.1 . tcp . 80 comment \"web\" : goto svc-web }
+add chain ip rcon svc-slot-0
+add rule ip rcon svc-slot-0 dnat ip to ip daddr . meta l4proto . th dport map @svc_dst_0
+add chain ip rcon svc-slot-1
+add rule ip rcon svc-slot-1 dnat ip to ip daddr . meta l4proto . th dport map @svc_dst_1
+add chain ip rcon svc-roundrobin-2
+add rule ip rcon svc-roundrobin-2 numgen inc mod 2 vmap { 0 : goto svc-slot-0, 1 : goto svc-slot-1 }
+add element ip rcon svc_vips { 10.96.0.1 . tcp . 80 comment \"web\" : goto svc-roundrobin-2 }
+add element ip rcon svc_dst_0 { 10.96.0.1 . tcp . 80 comment \"web\" : 10.1.0.2 . 80 }
+add element ip rcon svc_dst_1 { 10.96.0.1 . tcp . 80 comment \"web\" : 10.1.0.3 . 80 }
 add element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp comment \"web\" }
 add element ip rcon svc_self { 10.1.0.3 . 10.1.0.3 . 80 . 10.96.0.1 . tcp comment \"web\" }
 ";
-        assert!(got.ends_with(want), "{got}");
-        assert!(!got.contains("delete"), "{got}");
+        let got = render_service(&live(), &c, false);
+        assert_eq!(body(&got), want);
+        let slot_map =
+            "add map ip rcon svc_dst_1 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }";
+        assert!(got.find(slot_map) < got.find("add chain"), "a slot's map after its chain:\n{got}");
+        // The chains are there already: elements only.
+        assert!(!render_service(&with_chains(2), &c, false).contains("chain"));
         let empty = SvcChange { new: Some(web(&[])), ..c };
-        assert!(render_service(None, &empty).contains("add rule ip rcon svc-web reject"));
+        let got = render_service(&live(), &empty, false);
+        assert!(got.contains("add rule ip rcon svc-none reject\n") && got.contains(": goto svc-none }"), "{got}");
     }
 
     #[test]
     fn a_change_drops_what_the_old_record_had_and_no_peer_needs() {
         let (b1, b2, b3) = ((ip("10.1.0.2"), 80), (ip("10.1.0.3"), 80), (ip("10.1.0.4"), 80));
-        let old = [b1, b2];
-        let new = [b1, b3];
-        // A service on the same VIP address, another port, with b2 too.
+        let (old, new) = ([b1, b2], [b1, b3]);
+        let l = with_chains(2);
+        let c = SvcChange { name: "web", old: Some(web(&old)), new: Some(web(&new)), peers: &[] };
+        let got = body(&render_service(&l, &c, false));
+        let gone = "10.1.0.3 . 10.1.0.3 . 80 . 10.96.0.1 . tcp";
+        for line in [
+            format!("add element ip rcon svc_self {{ {gone} }}\ndelete element ip rcon svc_self {{ {gone} }}\n"),
+            "add element ip rcon svc_dst_1 { 10.96.0.1 . tcp . 80 : 10.1.0.3 . 80 }\n\
+             delete element ip rcon svc_dst_1 { 10.96.0.1 . tcp . 80 }\n"
+                .to_string(),
+            "add element ip rcon svc_dst_1 { 10.96.0.1 . tcp . 80 comment \"web\" : 10.1.0.4 . 80 }\n".to_string(),
+        ] {
+            assert!(got.contains(&line), "missing {line:?} in\n{got}");
+        }
+        assert_eq!(got.matches("delete").count(), 2, "the VIP and slot 0 stay:\n{got}");
+        // A service on the same VIP address, another port, with b2 too, keeps the pair; one on another
+        // address does not.
         let peer_backends = [b2];
         let peer = SvcRules { name: "api", vip: "10.96.0.1:8080".parse().unwrap(), ..web(&peer_backends) };
-        let c = SvcChange { name: "web", old: Some(web(&old)), new: Some(web(&new)), peers: &[] };
-        let got = render_service(None, &c);
-        let gone = "10.1.0.3 . 10.1.0.3 . 80 . 10.96.0.1 . tcp";
-        assert!(
-            got.contains(&format!(
-                "add element ip rcon svc_self {{ {gone} }}\ndelete element ip rcon svc_self {{ {gone} }}\n"
-            )),
-            "{got}"
-        );
-        assert!(!got.contains("delete element ip rcon svc_vips"), "the VIP stays: {got}");
-        assert_eq!(got.matches("delete").count(), 1, "{got}");
-        // The peer keeps the pair; and the key tells services on different addresses apart.
-        let shared = render_service(None, &SvcChange { peers: &[peer], ..c });
-        assert!(!shared.contains("delete"), "{shared}");
+        let shared = render_service(&l, &SvcChange { peers: &[peer], ..c }, false);
+        assert!(!shared.contains("delete element ip rcon svc_self"), "{shared}");
         let other = SvcRules { vip: "10.96.0.2:80".parse().unwrap(), ..peer };
-        assert!(render_service(None, &SvcChange { peers: &[other], ..c }).contains("delete element"));
+        assert!(
+            render_service(&l, &SvcChange { peers: &[other], ..c }, false).contains("delete element ip rcon svc_self")
+        );
     }
 
     #[test]
-    fn removal_adds_before_it_deletes_so_it_holds_when_things_are_gone() {
+    fn removal_adds_before_it_deletes_or_reads_the_whole_listing() {
         let backends = [(ip("10.1.0.2"), 80)];
         let c = SvcChange { name: "web", old: Some(web(&backends)), new: None, peers: &[] };
         let want = "\
-add chain ip rcon svc-web
-add element ip rcon svc_vips { 10.96.0.1 . tcp . 80 : goto svc-web }
+add element ip rcon svc_vips { 10.96.0.1 . tcp . 80 : goto svc-roundrobin-1 }
 delete element ip rcon svc_vips { 10.96.0.1 . tcp . 80 }
+add element ip rcon svc_dst_0 { 10.96.0.1 . tcp . 80 : 10.1.0.2 . 80 }
+delete element ip rcon svc_dst_0 { 10.96.0.1 . tcp . 80 }
 add element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp }
 delete element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp }
-flush chain ip rcon svc-web
-delete chain ip rcon svc-web
 ";
-        assert!(render_service(None, &c).ends_with(want));
-        // gc knows the name alone: what the table's comments give to it goes.
+        assert_eq!(body(&render_service(&with_chains(1), &c, false)), want);
+        // The whole listing: what its comments give to the service goes, and only that.
         let mut with = live();
-        with.chains.insert("svc-web".into());
         let elem = |set: &str, key: &str, owner: &str| PortElem {
             set: set.into(),
             key: key.into(),
             owner: Some(owner.into()),
         };
         with.svc.push(elem(SVC_VIPS, "10.96.0.1 . tcp . 80", "web"));
+        with.svc.push(elem("svc_dst_0", "10.96.0.1 . tcp . 80", "web"));
         with.svc.push(elem(SVC_SELF, "10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp", "web"));
         with.svc.push(elem(SVC_SELF, "10.1.0.9 . 10.1.0.9 . 80 . 10.96.0.3 . tcp", "api"));
-        let gc = render_service(Some(&with), &SvcChange { old: None, ..c });
-        assert!(gc.ends_with(want), "{gc}");
+        let gc = body(&render_service(&with, &SvcChange { old: None, ..c }, true));
+        assert_eq!(
+            gc,
+            "delete element ip rcon svc_vips { 10.96.0.1 . tcp . 80 }\n\
+             delete element ip rcon svc_dst_0 { 10.96.0.1 . tcp . 80 }\n\
+             delete element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp }\n"
+        );
     }
 }
