@@ -49,9 +49,10 @@ PROBE_PORT=8080    # the last of them: host port 8080 to the server's port 80
 SERVER_PORT=80
 INSERT_PORT0=10000 # the timed inserts: host ports 10001, 10002, ... to port 80
 # Host ports 20000 to 20000+PER_ADDR-1 on each address: clear of the probe's
-# and the inserts' ports and of the ephemeral range (32768 and up). The first
-# PER_ADDR-1 mappings are on any address (pub_any), the next ones on the
-# node's addresses ADDR_NET.1, .2, ... (pub_addr), which the node's lo holds.
+# and the inserts' ports and of the ephemeral range (32768 and up). The
+# mappings in place are on the node's addresses ADDR_NET.1, .2, ...
+# (pub_addr), PER_ADDR each, which the node's lo holds; the probe and the
+# inserts on any address (pub_any), which takes a port on every address.
 PER_ADDR=12000
 ADDR_NET=198.18.0
 # The most mappings a tool is run with, and why: the others are left out of
@@ -110,11 +111,12 @@ cni_prepare() {
 }
 cni_join() {
 	CNI_COMMAND=ADD CNI_CONTAINERID=$1 CNI_NETNS=$DIR/cns/$1 "$CNI_DIR/bridge" <"$DIR/cni/bridge.json" >"$DIR/cni/$1.result"
-	jq -cn --arg name "$NET" --argjson first "$2" --argjson last "$3" --argjson ctr "$4" \
+	jq -cn --arg name "$NET" --argjson first "$2" --argjson last "$3" --argjson ctr "$4" --arg ip "${5:-}" \
 		--slurpfile prev "$DIR/cni/$1.result" '{
 			cniVersion: "1.0.0", name: $name, type: "portmap", capabilities: {portMappings: true},
 			runtimeConfig: {portMappings: [range($first; $last + 1) as $p
-				| {hostPort: $p, containerPort: ($ctr + $p - $first), protocol: "tcp"}]},
+				| {hostPort: $p, containerPort: ($ctr + $p - $first), protocol: "tcp"}
+				+ (if $ip == "" then {} else {hostIP: $ip} end)]},
 			prevResult: $prev[0]}' >"$DIR/cni/$1.portmap"
 }
 cni_publish() { CNI_COMMAND=ADD CNI_CONTAINERID=$1 CNI_NETNS=$DIR/cns/$1 "$CNI_DIR/portmap" <"$DIR/cni/$1.portmap"; }
@@ -185,7 +187,7 @@ inner() {
 	echo "prepare_us=$((${t1//[.,]/} - ${t0//[.,]/}))" >>"$DIR/info"
 
 	# The N mappings in place: N-1 in containers of up to CHUNK ports each
-	# (mapping m on address m / PER_ADDR, see PER_ADDR), then the probed
+	# (mapping m on address m / PER_ADDR + 1, see PER_ADDR), then the probed
 	# container's one, so that its DNAT rule comes last.
 	local m=0 n_last a ip
 	t0=$EPOCHREALTIME
@@ -195,8 +197,7 @@ inner() {
 		n_last=$((m + CHUNK - 1))
 		((n_last <= N - 2)) || n_last=$((N - 2))
 		((n_last < (a + 1) * PER_ADDR)) || n_last=$(((a + 1) * PER_ADDR - 1))
-		first=$((HOST_PORT0 + m % PER_ADDR)) last=$((HOST_PORT0 + n_last % PER_ADDR)) ip=''
-		((a == 0)) || ip=$ADDR_NET.$a
+		first=$((HOST_PORT0 + m % PER_ADDR)) last=$((HOST_PORT0 + n_last % PER_ADDR)) ip=$ADDR_NET.$((a + 1))
 		call "join of r$j" "${KIND}_join" "r$j" "$first" "$last" "$first" "$ip"
 		call "publishing ${ip:+$ip:}$first-$last on r$j" "${KIND}_publish" "r$j"
 		names+=("r$j")
@@ -360,7 +361,7 @@ run_one() {
 	ip netns add "$node"
 	netns_baseline "$node"
 	ip -n "$node" link set lo up
-	for ((k = 1; k <= (n - 2) / PER_ADDR; k++)); do ip -n "$node" addr add "$ADDR_NET.$k/32" dev lo; done
+	for ((k = 1; k <= (n - 2) / PER_ADDR + 1; k++)); do ip -n "$node" addr add "$ADDR_NET.$k/32" dev lo; done
 	chunks=$(((n - 1 + CHUNK - 1) / CHUNK + (n - 2) / PER_ADDR))
 	make_containers "$dir/cns" "$chunks" r
 	make_containers "$dir/cns" 1 s
@@ -608,7 +609,7 @@ if [[ " ${tools[*]} " == *" cni "* ]]; then
 	cni_left=$(runinfo cni "$(runs cni "$n_hi" && echo "$n_hi" || echo "${CAP[cni]}")" rules_left)
 fi
 ranges_hi=$(((n_hi - 1 + CHUNK - 1) / CHUNK))
-addrs_hi=$(((n_hi - 2) / PER_ADDR))
+addrs_hi=$(((n_hi - 2) / PER_ADDR + 1))
 
 section=$CACHE/ports.md
 {
@@ -626,9 +627,9 @@ section=$CACHE/ports.md
 		connections through one of them from outside the node.
 
 		- **rcon-nftables**: \`rcon network create --subnet $SUBNET bench\`,
-		  then \`rcon network attach --netns NETNS -p HOST:CTR bench\`: a map
-		  element in \`pub_any\` per mapping (and one \`hairpin\` element per
-		  container).
+		  then \`rcon network attach --netns NETNS -p [IP:]HOST:CTR bench\`: a
+		  map element in \`pub_addr\` (or \`pub_any\`) per mapping (and one
+		  \`hairpin\` element per container).
 		- **rcon-iptables**: the same with \`rcon --firewall-backend iptables
 		  network create\`: a DNAT rule per mapping, reached from the
 		  \`RCON-PORTS\` chain, and hairpin MASQUERADE rules in
@@ -649,10 +650,11 @@ section=$CACHE/ports.md
 		$ranges_hi such container(s) for N = $n_hi), then one container
 		publishing $PROBE_PORT→$SERVER_PORT, the probed one, added last. A
 		node address takes at most $PER_ADDR mappings (host ports
-		$HOST_PORT0 and up, clear of the ephemeral range): the first
-		$((PER_ADDR - 1)) are published on any address (\`pub_any\`), the
-		rest on addresses of the node's \`lo\`, $ADDR_NET.1 and up (\`-p
-		IP:A-B:A-B\`, \`pub_addr\`; $addrs_hi address(es) for N = $n_hi). Then $INSERTS
+		$HOST_PORT0 and up, clear of the ephemeral range), so the N−1 are
+		published on addresses of the node's \`lo\`, $ADDR_NET.1 and up (\`-p
+		IP:A-B:A-B\`, rcon's \`pub_addr\` map, or portmap's \`hostIP\`;
+		$addrs_hi address(es) for N = $n_hi); the probe and the inserts on any
+		address (\`pub_any\`). Then $INSERTS
 		containers publish one port each, timed one by one (\`\$EPOCHREALTIME\`
 		around the process). For rcon, whose \`attach -p\` also makes the
 		container's veth and address, each is followed by an \`attach\` without

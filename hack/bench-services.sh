@@ -103,6 +103,8 @@ rcon_build() {
 # KUBE-POSTROUTING masquerades what carries mark 0x4000. A change is one
 # `iptables-restore --noflush` that writes KUBE-SERVICES whole and the
 # changed service's chains only (kube-proxy's partial sync).
+# PROB[k]: 1/k as kube-proxy prints it (10 decimals), computed once.
+mapfile -t PROB < <(awk -v n=$BACKENDS 'BEGIN {print 0; for (k = 1; k <= n; k++) printf "%.10f\n", 1 / k}')
 kube_svc() { printf 'KUBE-SVC-%016d' "$1"; }
 kube_sep() { printf 'KUBE-SEP-%014d%02d' "$1" "$2"; }
 # kube_chains ID VIP EP...: the nat lines of service ID's chains.
@@ -119,7 +121,7 @@ kube_chains() {
 	for ep in "$@"; do
 		sep=$(kube_sep "$id" "$j")
 		if ((n - j > 1)); then
-			echo "-A $svc -m comment --comment \"bench/s$id:http -> $ep:$((PORT0 + j))\" -m statistic --mode random --probability $(awk -v k=$((n - j)) 'BEGIN {printf "%.10f", 1 / k}') -j $sep"
+			echo "-A $svc -m comment --comment \"bench/s$id:http -> $ep:$((PORT0 + j))\" -m statistic --mode random --probability ${PROB[n - j]} -j $sep"
 		else
 			echo "-A $svc -m comment --comment \"bench/s$id:http -> $ep:$((PORT0 + j))\" -j $sep"
 		fi

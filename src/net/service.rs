@@ -108,8 +108,14 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
     // the record names the service, so gc never takes its leases for orphans.
     let res = idx
         .add(&svc)
-        .and_then(|()| apply(&store, &idx, &RealFirewalls, name, None, Some(&svc)))
-        .and_then(|()| store.save(&svc));
+        .and_then(|()| {
+            crate::store::fault("service:indexed");
+            apply(&store, &idx, &RealFirewalls, name, None, Some(&svc))
+        })
+        .and_then(|()| {
+            crate::store::fault("service:applied");
+            store.save(&svc)
+        });
     if res.is_err() {
         for b in &books {
             let _ = b.release(&lease_owner(name));
@@ -176,6 +182,7 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     let idx = Index::open(&store, &ctx.data_root)?;
     // The record first: rules without a record are gc's to remove, by the service's name.
     store.remove(name)?;
+    crate::store::fault("service:unrecorded");
     apply(&store, &idx, &RealFirewalls, name, Some(&svc), None)?;
     idx.forget(&svc)?;
     let ipam = Ipam::new(&ctx.data_root);

@@ -17,7 +17,13 @@ fn member(key: &str, last: u8) -> Member {
 }
 
 fn service(name: &str, vip: &str, backends: Vec<Member>) -> Service {
-    Service { name: name.into(), vip: vip.parse().unwrap(), lb: Default::default(), firewall: Backend::Nftables, backends }
+    Service {
+        name: name.into(),
+        vip: vip.parse().unwrap(),
+        lb: Default::default(),
+        firewall: Backend::Nftables,
+        backends,
+    }
 }
 
 /// web (k1, k2), api (k2), ext (an address backend), saved with their index entries.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::networks::{base_intact, render_add};
 use super::published::render_ports;
-use super::services::{need_chains, render_service};
+use super::services::{declare_slot, render_service};
 use super::{lb_chain, nat_chain, out_chain, slot, Live, SvcChange, Want, BASE_RULES, BASE_TAG, SETS, TABLE};
 
 /// The first thing of `want` that `live` lacks: the table, a base chain or its rules, a set, a network's
@@ -67,6 +67,7 @@ pub(crate) fn render_restore(want: &Want) -> String {
     }
     for chain in svc_chains {
         let _ = writeln!(b, "add chain {TABLE} {chain}");
+        live.chains.insert(chain);
     }
     for net in &want.networks {
         b.push_str(&render_add(&live, net));
@@ -79,9 +80,12 @@ pub(crate) fn render_restore(want: &Want) -> String {
     for p in want.published() {
         b.push_str(&render_ports(&p, true));
     }
-    for (l, k) in &lb {
-        need_chains(&mut b, &live.chains, *l, *k);
-        live.chains.extend((0..*k).map(|i| slot(i).1).chain([lb_chain(*l, *k).0]));
+    for (map, chain, rule) in (0..slots).map(slot) {
+        declare_slot(&mut b, &map);
+        let _ = writeln!(b, "add rule {TABLE} {chain} {rule}");
+    }
+    for (chain, rule) in lb.iter().map(|(l, k)| lb_chain(*l, *k)) {
+        let _ = writeln!(b, "add rule {TABLE} {chain} {rule}");
     }
     for svc in want.service_rules() {
         let c = SvcChange { name: svc.name, old: None, new: Some(svc), peers: &[] };

@@ -16,9 +16,8 @@ pub(super) fn declare_service_sets(b: &mut String) {
     );
 }
 
-/// Backend slot `i`'s map.
-fn declare_slot(b: &mut String, i: usize) {
-    let map = slot(i).0;
+/// A backend slot's map.
+pub(super) fn declare_slot(b: &mut String, map: &str) {
     let _ = writeln!(
         b,
         "add map {TABLE} {map} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}"
@@ -27,9 +26,9 @@ fn declare_slot(b: &mut String, i: usize) {
 
 /// The chains a service with `k` backends spread by `lb` needs and `have` lacks (its slots', then its
 /// own, each with its rule), after the slot maps they use: the batch that makes them the first time.
-pub(super) fn need_chains(b: &mut String, have: &BTreeSet<String>, lb: crate::net::service_types::Lb, k: usize) {
+fn need_chains(b: &mut String, have: &BTreeSet<String>, lb: crate::net::service_types::Lb, k: usize) {
     for i in 0..k {
-        declare_slot(b, i);
+        declare_slot(b, &slot(i).0);
     }
     let (chain, rule) = lb_chain(lb, k);
     if have.contains(&chain) {
