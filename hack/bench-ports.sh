@@ -594,6 +594,9 @@ seen_notes() {
 	for tool in "${!skipped[@]}"; do
 		echo "- ${name[$tool]}: not measured: ${skipped[$tool]}."
 	done
+	if [[ " $TOOLS " != *" cni "* ]]; then
+		echo "- CNI portmap: not in this run (BENCH_PORTS_TOOLS); when it is, it stops at ${CAP[cni]} mappings: ${CAP_WHY[cni]}."
+	fi
 	for tool in "${tools[@]}"; do
 		if ! runs "$tool" "$n_hi"; then
 			echo "- ${name[$tool]}: run up to ${CAP[$tool]} mappings only: ${CAP_WHY[$tool]}."
