@@ -88,7 +88,7 @@ declare -A spec=()
 rcon_prepare() {
 	export RCON_ROOT=$DIR/rcon/run RCON_DATA_ROOT=$DIR/rcon/lib RCON_NETNS_DIR=$DIR/rcon/netns
 	mkdir -p "$RCON_ROOT" "$RCON_DATA_ROOT" "$RCON_NETNS_DIR"
-	"$RCON" --firewall-backend "$BACKEND" network create --subnet "$SUBNET" "$NET"
+	"$RCON" --firewall-backend "$BACKEND" network create --disable-dns --subnet "$SUBNET" "$NET"
 }
 # rcon publishes as part of attach: join only notes the -p.
 rcon_join() {
