@@ -629,7 +629,7 @@ section=$CACHE/ports.md
 		already has N published ports (DNAT mappings), and opening TCP
 		connections through one of them from outside the node.
 
-		- **rcon-nftables**: \`rcon network create --subnet $SUBNET bench\`,
+		- **rcon-nftables**: \`rcon network create --disable-dns --subnet $SUBNET bench\`,
 		  then \`rcon network attach --netns NETNS -p [IP:]HOST:CTR bench\`: a
 		  map element in \`pub_addr\` (or \`pub_any\`) per mapping (and one
 		  \`hairpin\` element per container).
