@@ -58,12 +58,14 @@ vip_of() { echo "10.96.$(($1 / 250)).$(($1 % 250 + 1))"; }
 backend_of() { echo "10.88.$(($1 / 250 + 1)).$(($1 % 250 + 1))"; }
 
 # --- inside a node -------------------------------------------------------------
-# `bench-services.sh __inner TOOL N DIR INET K M B`: build N services (N-1
-# fillers, then the probed one), time M connects B times, then K creates and
-# K removes. Writes DIR/{create,rm}.us, DIR/connect-bB.ns and DIR/info.
+# `bench-services.sh __inner PHASE TOOL N DIR INET K M B`, PHASE one of: build
+# (N services: N-1 fillers, then the probed one; DIR/info), connect (M
+# timed connects: DIR/connect-bB.ns), changes (K creates, then K removes:
+# DIR/{create,rm}.us). The world stays between the phases, so that the
+# connect batches of the fewest and the most services can alternate.
 
+rcon_env() { export RCON_ROOT=$DIR/rcon/run RCON_DATA_ROOT=$DIR/rcon/lib RCON_NETNS_DIR=$DIR/rcon/netns; }
 rcon_prepare() {
-	export RCON_ROOT=$DIR/rcon/run RCON_DATA_ROOT=$DIR/rcon/lib RCON_NETNS_DIR=$DIR/rcon/netns
 	mkdir -p "$RCON_ROOT" "$RCON_DATA_ROOT" "$RCON_NETNS_DIR"
 	"$RCON" --firewall-backend "$BACKEND" network create --disable-dns --subnet "$SUBNET" "$NET" >/dev/null
 	"$RCON" network attach --netns "$DIR/cns/s1" "$NET" | jq -r '.ip' >"$DIR/s1.ip"
@@ -228,14 +230,19 @@ probe_position() {
 }
 
 inner() {
-	TOOL=$1 N=$2 DIR=$3 INET=$4 K=$5 M=$6 B=$7
+	local phase=$1
+	TOOL=$2 N=$3 DIR=$4 INET=$5 K=$6 M=$7 B=$8
 	case $TOOL in
 	rcon-nftables) KIND=rcon BACKEND=nftables ;;
 	rcon-iptables) KIND=rcon BACKEND=iptables ;;
 	kube-iptables) KIND=kube BACKEND=iptables ;;
 	esac
-	local i t0 t1 s1 b pos ports=()
-	local -a cr=() rm=()
+	rcon_env
+	"inner_$phase"
+}
+
+inner_build() {
+	local i t0 t1 s1 pos ports=()
 	: >"$DIR/info"
 	"${KIND}_prepare" >"$DIR/out" 2>"$DIR/err" || fail prepare $?
 	s1=$(<"$DIR/s1.ip")
@@ -252,15 +259,20 @@ inner() {
 		echo "vips=${pos#*/}" "probe_rule=$pos"
 		;;
 	esac | tr ' ' '\n' >>"$DIR/info"
-	if [[ $INET != - ]]; then
-		for ((i = 1; i <= B; i++)); do
-			nsenter --net="$NETNS_RUN/$INET" "$PYTHON" "$CLIENT_PY" "$PROBE_VIP" 80 "$M" "$WARM" "$DIR/connect-b$i.ns" \
-				2>"$DIR/err" || fail "connecting to $PROBE_VIP:80 from the internet netns" $?
-		done
-	fi
+}
+
+inner_connect() {
+	nsenter --net="$NETNS_RUN/$INET" "$PYTHON" "$CLIENT_PY" "$PROBE_VIP" 80 "$M" "$WARM" "$DIR/connect-b$B.ns" \
+		2>"$DIR/err" || fail "connecting to $PROBE_VIP:80 from the internet netns" $?
+}
+
+inner_changes() {
+	local i t0 t1 b
+	local -a cr=() rm=()
 	for ((i = 1; i <= K; i++)); do
 		b=$(backend_of $((60000 + i)))
 		t0=$EPOCHREALTIME
+		# shellcheck disable=SC2046 # BACKENDS words
 		"${KIND}_create" "t$i" "10.99.0.$i" $(printf "$b %.0s" $(seq $BACKENDS)) >"$DIR/out" 2>"$DIR/err" || fail "creating t$i" $?
 		t1=$EPOCHREALTIME
 		cr+=($((${t1//[.,]/} - ${t0//[.,]/})))
@@ -341,43 +353,52 @@ world_stop_procs() {
 bench_world_up
 bench_pin_rcon
 
-# run_one TOOL N: a fresh node, internet netns and probed container; the
-# timed loops run inside the node.
-run_one() {
-	local tool=$1 n=$2 dir=$WORLD/$1-$2 node=$PREFIX-$$-$1-$2 inet=- k
+# world_up TOOL N: a fresh node, internet netns (when connects are timed)
+# and probed container, with its server.
+world_up() {
+	local tool=$1 n=$2 dir=$WORLD/$1-$2 node=$PREFIX-$$-$1-$2 k
 	mkdir -p "$dir"
 	ip netns add "$node"
 	netns_baseline "$node"
 	ip -n "$node" link set lo up
 	make_containers "$dir/cns" 1 s
-	if has_connects "$tool" "$n"; then
-		inet=$node-inet
-		ip netns add "$inet"
-		netns_baseline "$inet"
-		ip -n "$inet" link set lo up
-		ip -n "$node" link add up0 type veth peer name up1 netns "$inet"
-		ip -n "$node" addr add "$UPLINK_NODE/24" dev up0
-		ip -n "$node" link set up0 up
-		ip -n "$node" route add default via "$UPLINK_INET"
-		ip -n "$inet" addr add "$UPLINK_INET/24" dev up1
-		ip -n "$inet" link set up1 up
-		ip -n "$inet" route add "$PROBE_VIP/32" via "$UPLINK_NODE"
-		nsenter --net="$dir/cns/s1" "$PYTHON" "$SERVER_PY" "$dir/server.ready" "$PORT0" $((PORT0 + BACKENDS - 1)) &
-		echo $! >"$dir/server.pid"
-		for ((k = 0; k < 50; k++)); do
-			[[ -e $dir/server.ready ]] && break
-			sleep 0.1
-		done
-		[[ -e $dir/server.ready ]] || {
-			echo "bench-services: the server in $dir/cns/s1 did not start" >&2
-			exit 1
-		}
-	fi
-	echo "bench-services: $tool, $n services$([[ $inet != - ]] && echo ", $BATCHES × $CONNECTS connects")..."
-	bench_inner "$node" "$tool" "$n" "$dir" "$inet" "$CHANGES" "$CONNECTS" "$BATCHES" || {
-		echo "bench-services: $tool with $n services failed; no figures written" >&2
+	has_connects "$tool" "$n" || return 0
+	local inet=$node-inet
+	ip netns add "$inet"
+	netns_baseline "$inet"
+	ip -n "$inet" link set lo up
+	ip -n "$node" link add up0 type veth peer name up1 netns "$inet"
+	ip -n "$node" addr add "$UPLINK_NODE/24" dev up0
+	ip -n "$node" link set up0 up
+	ip -n "$node" route add default via "$UPLINK_INET"
+	ip -n "$inet" addr add "$UPLINK_INET/24" dev up1
+	ip -n "$inet" link set up1 up
+	ip -n "$inet" route add "$PROBE_VIP/32" via "$UPLINK_NODE"
+	nsenter --net="$dir/cns/s1" "$PYTHON" "$SERVER_PY" "$dir/server.ready" "$PORT0" $((PORT0 + BACKENDS - 1)) &
+	echo $! >"$dir/server.pid"
+	for ((k = 0; k < 50; k++)); do
+		[[ -e $dir/server.ready ]] && break
+		sleep 0.1
+	done
+	[[ -e $dir/server.ready ]] || {
+		echo "bench-services: the server in $dir/cns/s1 did not start" >&2
 		exit 1
 	}
+}
+
+# phase PHASE TOOL N [BATCH]: one phase of the inner run in TOOL's node for N.
+phase() {
+	local node=$PREFIX-$$-$2-$3 inet=-
+	if has_connects "$2" "$3"; then inet=$node-inet; fi
+	bench_inner "$node" "$1" "$2" "$3" "$WORLD/$2-$3" "$inet" "$CHANGES" "$CONNECTS" "${4:-0}" || {
+		echo "bench-services: $2 with $3 services: $1 failed; no figures written" >&2
+		exit 1
+	}
+}
+
+# world_down TOOL N: its figures to $RAW, and the world gone.
+world_down() {
+	local tool=$1 n=$2 dir=$WORLD/$1-$2 node=$PREFIX-$$-$1-$2 f
 	if [[ -f $dir/server.pid ]]; then
 		kill "$(<"$dir/server.pid")" 2>/dev/null || true
 		wait "$(<"$dir/server.pid")" 2>/dev/null || true
@@ -393,7 +414,7 @@ run_one() {
 	unmount_below "$dir"
 	rm -rf --one-file-system "$dir"
 	ip netns delete "$node"
-	if [[ $inet != - ]]; then ip netns delete "$inet"; fi
+	if [[ -e $NETNS_RUN/$node-inet ]]; then ip netns delete "$node-inet"; fi
 	sleep 2
 }
 
@@ -401,10 +422,37 @@ bench_runs_begin
 rm -f "$RAW"/*.us "$RAW"/*.ns "$RAW"/*.info
 summary=$WORLD/summary.tsv
 : >"$summary"
+# Worlds without connects one after the other; those with connects (the
+# fewest and the most services of each tool) are all built first, and their
+# connect batches alternate, so that a drift of the machine spreads over
+# both rather than favouring one.
+connected=()
 for n in $COUNTS; do
 	for tool in "${tools[@]}"; do
-		if runs "$tool" "$n"; then run_one "$tool" "$n"; fi
+		runs "$tool" "$n" || continue
+		echo "bench-services: $tool, $n services: building..."
+		world_up "$tool" "$n"
+		phase build "$tool" "$n"
+		if has_connects "$tool" "$n"; then
+			connected+=("$tool $n")
+		else
+			phase changes "$tool" "$n"
+			world_down "$tool" "$n"
+		fi
 	done
+done
+for ((b = 1; b <= BATCHES; b++)); do
+	for w in "${connected[@]}"; do
+		echo "bench-services: ${w% *}, ${w#* } services: $CONNECTS connects (batch $b)..."
+		# shellcheck disable=SC2086 # tool and count
+		phase connect $w "$b"
+	done
+done
+for w in "${connected[@]}"; do
+	# shellcheck disable=SC2086
+	phase changes $w
+	# shellcheck disable=SC2086
+	world_down $w
 done
 for n in $COUNTS; do
 	for tool in "${tools[@]}"; do
@@ -546,7 +594,8 @@ section=$CACHE/services.md
 		the last a new connection walks past. A client in an "internet"
 		namespace behind the node's uplink then makes $BATCHES batches of
 		$CONNECTS connects to the VIP (after $WARM untimed), timing \`connect()\`
-		alone, with the fewest and with the most services. Last, $CHANGES
+		alone, with the fewest and with the most services: both worlds are
+		built first and their batches alternate. Last, $CHANGES
 		services are created one by one and removed one by one, each call timed
 		(\`\$EPOCHREALTIME\` around the process). Raw times:
 		\`hack/.cache/bench/services/\`.
@@ -565,7 +614,8 @@ section=$CACHE/services.md
 		most; with rcon's nftables layout it is three lookups: the VIP in a
 		map, a slot by \`numgen\`, the slot's backend in a map. The fewest and
 		the most services are different worlds made minutes apart: compare
-		ratios, and expect a few % of drift (the batches show the spread).
+		ratios; the batches alternate between the two worlds, so that a drift
+		of the machine falls on both (each batch's median shows the spread).
 
 	EOF
 	connect_table
