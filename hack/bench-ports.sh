@@ -66,10 +66,10 @@ UPLINK_NODE=203.0.113.2
 UPLINK_INET=203.0.113.1
 WARM=20 # connects made before the timed ones (ARP, route and socket caches)
 
-# The server in the probed container and the client in the internet netns:
-# hack/lib/listen_server.py and connect_client.py (which say why they work
-# as they do). CONNECTS ≤ 4000: the server's backlog holds every connection.
-SERVER_PY=$repo/hack/lib/listen_server.py
+# The server in the probed container (server_up) and the client in the
+# internet netns: hack/lib/listen_server.py and connect_client.py (which say
+# why they work as they do). CONNECTS ≤ 4000: the server's backlog holds
+# every connection.
 CLIENT_PY=$repo/hack/lib/connect_client.py
 
 # --- inside a node: building the mappings, the timed calls ------------------
@@ -305,12 +305,9 @@ need_tool() { # need_tool TOOL: true when it can run, else note why not
 	cni) [[ -x $CNI_DIR/bridge && -x $CNI_DIR/host-local && -x $CNI_DIR/portmap ]] ||
 		skipped[cni]="$CNI_DIR/bridge, host-local or portmap not found (hack/install-deps.sh --bench)" ;;
 	rcon-*)
-		if [[ ! -x $RCON ]]; then
-			skipped[$1]="rcon binary not found at $RCON (make build)"
-		elif ! "$RCON" network attach --help 2>/dev/null | grep -q -- --publish; then
+		need_rcon_client "$1"
+		if [[ -z ${skipped[$1]:-} ]] && ! "$RCON" network attach --help 2>/dev/null | grep -q -- --publish; then
 			skipped[$1]="rcon network attach -p not available in this build ($RCON)"
-		elif [[ ! -x $PYTHON ]]; then
-			skipped[$1]="$PYTHON not found, for the connect client (hack/install-deps.sh --bench)"
 		fi
 		;;
 	esac
@@ -318,7 +315,8 @@ need_tool() { # need_tool TOOL: true when it can run, else note why not
 }
 pick_tools
 # Connects: on the rcon backends, with the fewest and with the most mappings.
-read -r n_lo n_hi < <(tr ' ' '\n' <<<"$COUNTS" | grep . | sort -n | sed -n '1p;$p' | paste -sd' ')
+# shellcheck disable=SC2086 # one count a word
+read -r n_lo n_hi < <(count_range $COUNTS)
 n_hi=${n_hi:-$n_lo}
 
 # --- the bench world and its cleanup ------------------------------------------
@@ -327,19 +325,9 @@ n_hi=${n_hi:-$n_lo}
 PREFIX=rcon-bports
 WORLD=/tmp/$PREFIX-$$
 
-# world_stop_procs PID: end the servers run PID started (checked by their
-# command line, which names the world's dir, before the kill).
-world_stop_procs() {
-	local f p
-	for f in "/tmp/$PREFIX-$1"/*/server.pid; do
-		[[ -f $f ]] || continue
-		p=$(<"$f")
-		if [[ $p =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "/tmp/$PREFIX-$1/"; then
-			kill "$p" 2>/dev/null || true
-		fi
-	done
-}
-
+# The servers left running in a world (uplink_up, server_up, stop_servers:
+# hack/lib/benchworld.sh).
+world_stop_procs() { stop_servers "$1"; }
 bench_world_up
 # Every call of the run uses one copy of the binary, whatever a rebuild does
 # to target/ meanwhile.
@@ -368,31 +356,11 @@ run_one() {
 	make_containers "$dir/cns" "$inserts" p
 	if [[ $tool == rcon-* ]]; then make_containers "$dir/cns" "$inserts" q; fi
 	if has_connects "$tool" "$n"; then
-		# The internet: a netns behind the node's uplink (made in the node by
-		# `ip -n`, its peer moved to the internet netns), and the node's
-		# default route through it, as runtime-tests/network.rs net_world.
 		inet=$node-inet
-		ip netns add "$inet"
-		netns_baseline "$inet"
-		ip -n "$inet" link set lo up
-		ip -n "$node" link add up0 type veth peer name up1 netns "$inet"
-		ip -n "$node" addr add "$UPLINK_NODE/24" dev up0
-		ip -n "$node" link set up0 up
-		ip -n "$node" route add default via "$UPLINK_INET"
-		ip -n "$inet" addr add "$UPLINK_INET/24" dev up1
-		ip -n "$inet" link set up1 up
+		uplink_up "$node" "$inet"
 		# The server listens before the container is attached: the port is
 		# published on a netns whose listener is already there.
-		nsenter --net="$dir/cns/s1" "$PYTHON" "$SERVER_PY" "$dir/server.ready" "$SERVER_PORT" &
-		echo $! >"$dir/server.pid"
-		for ((k = 0; k < 50; k++)); do
-			[[ -e $dir/server.ready ]] && break
-			sleep 0.1
-		done
-		[[ -e $dir/server.ready ]] || {
-			echo "bench-ports: the server in $dir/cns/s1 did not start" >&2
-			exit 1
-		}
+		server_up "$dir" "$dir/cns/s1" "$SERVER_PORT"
 	fi
 	if [[ $inet == - ]]; then
 		echo "bench-ports: $tool, $n mappings..."
@@ -452,13 +420,8 @@ for n in $COUNTS; do
 		if has_connects "$tool" "$n"; then
 			cat "$RAW/$tool-$n-connect-r"*.ns >"$RAW/$tool-$n-connect.ns"
 		fi
-		for what in insert bare connect $(seq -f 'connect-r%g' 1 "$ROUNDS"); do
-			f=$RAW/$tool-$n-$what.us
-			[[ $what != connect* ]] || f=$RAW/$tool-$n-$what.ns
-			[[ -f $f ]] || continue
-			read -r med p99 < <(median_p99 "$f")
-			printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$n" "$what" "$med" "$p99" >>"$summary"
-		done
+		# shellcheck disable=SC2046 # one round a word
+		summarize "$tool" "$n" insert bare connect $(seq -f 'connect-r%g' 1 "$ROUNDS")
 	done
 done
 bench_runs_end

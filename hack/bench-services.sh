@@ -43,7 +43,6 @@ PROBE_VIP=10.100.0.1 # the probed service, added last: VIP:80
 UPLINK_NODE=203.0.113.2
 UPLINK_INET=203.0.113.1
 WARM=20
-SERVER_PY=$repo/hack/lib/listen_server.py
 CLIENT_PY=$repo/hack/lib/connect_client.py
 # The most services a tool is run with, and why.
 declare -A CAP=([rcon-iptables]=100 [kube-iptables]=1000)
@@ -321,34 +320,22 @@ bench_need ip nsenter unshare nft iptables iptables-save iptables-restore jq
 declare -A skipped=()
 need_tool() {
 	case $1 in
-	rcon-nftables | rcon-iptables | kube-iptables)
-		if [[ ! -x $RCON ]]; then
-			skipped[$1]="rcon binary not found at $RCON (make build)"
-		elif [[ ! -x $PYTHON ]]; then
-			skipped[$1]="$PYTHON not found, for the connect client (hack/install-deps.sh --bench)"
-		fi
-		;;
+	rcon-nftables | rcon-iptables | kube-iptables) need_rcon_client "$1" ;;
 	*) skipped[$1]="unknown tool (rcon-nftables, rcon-iptables, kube-iptables)" ;;
 	esac
 	[[ -z ${skipped[$1]:-} ]]
 }
 pick_tools
-read -r n_lo n_hi < <(tr ' ' '\n' <<<"$COUNTS" | grep . | sort -n | sed -n '1p;$p' | paste -sd' ')
+# shellcheck disable=SC2086 # one count a word
+read -r n_lo n_hi < <(count_range $COUNTS)
 n_hi=${n_hi:-$n_lo}
 runs() { (($2 <= ${CAP[$1]:-$2})); }
 # Connects at the smallest count and the largest each tool runs.
 has_connects() { runs "$1" "$2" && (($2 == n_lo || $2 == n_hi || $2 == ${CAP[$1]:-0})); }
 
-world_stop_procs() {
-	local f p
-	for f in "/tmp/$PREFIX-$1"/*/server.pid; do
-		[[ -f $f ]] || continue
-		p=$(<"$f")
-		if [[ $p =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "/tmp/$PREFIX-$1/"; then
-			kill "$p" 2>/dev/null || true
-		fi
-	done
-}
+# The servers left running in a world (uplink_up, server_up, stop_servers:
+# hack/lib/benchworld.sh).
+world_stop_procs() { stop_servers "$1"; }
 
 bench_world_up
 bench_pin_rcon
@@ -356,34 +343,16 @@ bench_pin_rcon
 # world_up TOOL N: a fresh node, internet netns (when connects are timed)
 # and probed container, with its server.
 world_up() {
-	local tool=$1 n=$2 dir=$WORLD/$1-$2 node=$PREFIX-$$-$1-$2 k
+	local tool=$1 n=$2 dir=$WORLD/$1-$2 node=$PREFIX-$$-$1-$2
 	mkdir -p "$dir"
 	ip netns add "$node"
 	netns_baseline "$node"
 	ip -n "$node" link set lo up
 	make_containers "$dir/cns" 1 s
 	has_connects "$tool" "$n" || return 0
-	local inet=$node-inet
-	ip netns add "$inet"
-	netns_baseline "$inet"
-	ip -n "$inet" link set lo up
-	ip -n "$node" link add up0 type veth peer name up1 netns "$inet"
-	ip -n "$node" addr add "$UPLINK_NODE/24" dev up0
-	ip -n "$node" link set up0 up
-	ip -n "$node" route add default via "$UPLINK_INET"
-	ip -n "$inet" addr add "$UPLINK_INET/24" dev up1
-	ip -n "$inet" link set up1 up
-	ip -n "$inet" route add "$PROBE_VIP/32" via "$UPLINK_NODE"
-	nsenter --net="$dir/cns/s1" "$PYTHON" "$SERVER_PY" "$dir/server.ready" "$PORT0" $((PORT0 + BACKENDS - 1)) &
-	echo $! >"$dir/server.pid"
-	for ((k = 0; k < 50; k++)); do
-		[[ -e $dir/server.ready ]] && break
-		sleep 0.1
-	done
-	[[ -e $dir/server.ready ]] || {
-		echo "bench-services: the server in $dir/cns/s1 did not start" >&2
-		exit 1
-	}
+	uplink_up "$node" "$node-inet"
+	ip -n "$node-inet" route add "$PROBE_VIP/32" via "$UPLINK_NODE"
+	server_up "$dir" "$dir/cns/s1" "$PORT0" $((PORT0 + BACKENDS - 1))
 }
 
 # phase PHASE TOOL N [BATCH]: one phase of the inner run in TOOL's node for N.
@@ -456,13 +425,8 @@ for w in "${connected[@]}"; do
 done
 for n in $COUNTS; do
 	for tool in "${tools[@]}"; do
-		for what in create rm connect connect-b1 connect-b2 connect-b3 connect-b4; do
-			f=$RAW/$tool-$n-$what.us
-			[[ $what != connect* ]] || f=$RAW/$tool-$n-$what.ns
-			[[ -f $f ]] || continue
-			read -r med p99 < <(median_p99 "$f")
-			printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$n" "$what" "$med" "$p99" >>"$summary"
-		done
+		# shellcheck disable=SC2046 # one batch a word
+		summarize "$tool" "$n" create rm connect $(seq -f 'connect-b%g' 1 "$BATCHES")
 	done
 done
 bench_runs_end
