@@ -96,6 +96,7 @@ bench: bench-deps deps build bundle
 	hack/bench-net.sh
 	hack/bench-attach-phases.sh
 	hack/bench-ports.sh
+	hack/bench-services.sh
 	hack/bench-pods.sh
 	hack/bench-cluster.sh
 	hack/bench-etcd.sh

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Time publishing one more container port (a DNAT mapping) on a node that
-# already has 10, 1000 and 10000 of them, with rcon (nftables and iptables
-# backends) and the CNI portmap plugin; and time TCP connects through a
-# published port with the fewest and the most mappings in place, on both rcon
-# backends. Writes a section of docs/PERFORMANCE.md.
+# already has 10, 10,000 and 100,000 of them, with rcon (nftables and
+# iptables backends) and the CNI portmap plugin (the last two up to 10,000:
+# see CAP below); and time TCP connects through a published port with the
+# fewest and the most mappings in place, on both rcon backends. Writes a
+# section of docs/PERFORMANCE.md.
 #
 #   hack/bench-ports.sh                 (make bench installs deps and builds first)
 #   hack/bench-ports.sh --quick         10, 100 and 1000 mappings, fewer samples;
 #                                       writes only the cache unless BENCH_OUT is set
-#   BENCH_PORTS_COUNTS="10 1000 10000"  mappings in place before the timed inserts
+#   BENCH_PORTS_COUNTS="10 10000 100000"  mappings in place before the timed inserts
 #   BENCH_PORTS_TOOLS="rcon-nftables rcon-iptables cni"   which tools, in this order
 #   BENCH_PORTS_INSERTS=20              timed inserts per (tool, count)
 #   BENCH_PORTS_CONNECTS=2000           timed connects per (rcon backend, count)
@@ -47,49 +48,29 @@ HOST_PORT0=20000   # the mappings already in place: 20000, 20001, ... (host = co
 PROBE_PORT=8080    # the last of them: host port 8080 to the server's port 80
 SERVER_PORT=80
 INSERT_PORT0=10000 # the timed inserts: host ports 10001, 10002, ... to port 80
+# Host ports 20000 to 20000+PER_ADDR-1 on each address: clear of the probe's
+# and the inserts' ports and of the ephemeral range (32768 and up). The
+# mappings in place are on the node's addresses ADDR_NET.1, .2, ...
+# (pub_addr), PER_ADDR each, which the node's lo holds; the probe and the
+# inserts on any address (pub_any), which takes a port on every address.
+PER_ADDR=12000
+ADDR_NET=198.18.0
+# The most mappings a tool is run with, and why: the others are left out of
+# the larger counts (the tables show "—").
+declare -A CAP=([cni]=10000 [rcon-iptables]=10000)
+declare -A CAP_WHY=(
+	[cni]="the portmap plugin took 392 s to build 10,000 mappings here (an iptables call per rule, and the whole nat table listed four times per ADD)"
+	[rcon-iptables]="iptables-save, which every iptables-backend command reads for its damage check, takes 47 s with 100,000 DNAT rules here"
+)
 UPLINK_NODE=203.0.113.2
 UPLINK_INET=203.0.113.1
 WARM=20 # connects made before the timed ones (ARP, route and socket caches)
 
-# The server in the probed container: a listener that never accepts. The
-# kernel completes the handshake, which is all connect() waits for; a server
-# that accepts is woken by each connection from inside the client's connect()
-# (a cross-CPU wake-up, ~10 µs on this VM, or not, as the server happens to
-# sleep or run), which made the figures bimodal. The backlog holds every
-# connection of a run (reset by the client, never accepted): CONNECTS ≤ 4000.
-SERVER_PY='
-import socket, sys, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(4096)
-open(sys.argv[2], "w").close()
-while True:
-    time.sleep(3600)
-'
-# The client in the internet netns: HOST PORT COUNT WARM OUT. Times connect()
-# alone (SYN out to SYN-ACK back, through the node's DNAT), in nanoseconds.
-# It ends each connection with a reset (SO_LINGER 0), so that thousands of
-# TIME_WAIT sockets do not pile up in the way of the kernel's search for a
-# free source port, which connect() does.
-CLIENT_PY='
-import socket, struct, sys, time
-host, port, n, warm, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-linger0 = struct.pack("ii", 1, 0)
-ns = []
-for i in range(warm + n):
-    c = socket.socket()
-    c.settimeout(5)
-    t0 = time.perf_counter_ns()
-    c.connect((host, port))
-    t1 = time.perf_counter_ns()
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger0)
-    c.close()
-    if i >= warm:
-        ns.append(t1 - t0)
-with open(out, "w") as f:
-    f.write("".join("%d\n" % v for v in ns))
-'
+# The server in the probed container (server_up) and the client in the
+# internet netns: hack/lib/listen_server.py and connect_client.py (which say
+# why they work as they do). CONNECTS ≤ 4000: the server's backlog holds
+# every connection.
+CLIENT_PY=$repo/hack/lib/connect_client.py
 
 # --- inside a node: building the mappings, the timed calls ------------------
 # Runs as `bench-ports.sh __inner TOOL N DIR INET K M CHUNK` under nsenter
@@ -107,11 +88,12 @@ declare -A spec=()
 rcon_prepare() {
 	export RCON_ROOT=$DIR/rcon/run RCON_DATA_ROOT=$DIR/rcon/lib RCON_NETNS_DIR=$DIR/rcon/netns
 	mkdir -p "$RCON_ROOT" "$RCON_DATA_ROOT" "$RCON_NETNS_DIR"
-	"$RCON" --firewall-backend "$BACKEND" network create --subnet "$SUBNET" "$NET"
+	"$RCON" --firewall-backend "$BACKEND" network create --disable-dns --subnet "$SUBNET" "$NET"
 }
 # rcon publishes as part of attach: join only notes the -p.
 rcon_join() {
-	if (($2 == $3)); then spec[$1]=$2:$4/tcp; else spec[$1]=$2-$3:$4-$(($4 + $3 - $2))/tcp; fi
+	local ip=${5:+$5:}
+	if (($2 == $3)); then spec[$1]=$ip$2:$4/tcp; else spec[$1]=$ip$2-$3:$4-$(($4 + $3 - $2))/tcp; fi
 }
 rcon_publish() { "$RCON" network attach --netns "$DIR/cns/$1" -p "${spec[$1]}" "$NET"; }
 rcon_bare() { "$RCON" network attach --netns "$DIR/cns/$1" "$NET"; }
@@ -129,11 +111,12 @@ cni_prepare() {
 }
 cni_join() {
 	CNI_COMMAND=ADD CNI_CONTAINERID=$1 CNI_NETNS=$DIR/cns/$1 "$CNI_DIR/bridge" <"$DIR/cni/bridge.json" >"$DIR/cni/$1.result"
-	jq -cn --arg name "$NET" --argjson first "$2" --argjson last "$3" --argjson ctr "$4" \
+	jq -cn --arg name "$NET" --argjson first "$2" --argjson last "$3" --argjson ctr "$4" --arg ip "${5:-}" \
 		--slurpfile prev "$DIR/cni/$1.result" '{
 			cniVersion: "1.0.0", name: $name, type: "portmap", capabilities: {portMappings: true},
 			runtimeConfig: {portMappings: [range($first; $last + 1) as $p
-				| {hostPort: $p, containerPort: ($ctr + $p - $first), protocol: "tcp"}]},
+				| {hostPort: $p, containerPort: ($ctr + $p - $first), protocol: "tcp"}
+				+ (if $ip == "" then {} else {hostIP: $ip} end)]},
 			prevResult: $prev[0]}' >"$DIR/cni/$1.portmap"
 }
 cni_publish() { CNI_COMMAND=ADD CNI_CONTAINERID=$1 CNI_NETNS=$DIR/cns/$1 "$CNI_DIR/portmap" <"$DIR/cni/$1.portmap"; }
@@ -203,16 +186,22 @@ inner() {
 	t1=$EPOCHREALTIME
 	echo "prepare_us=$((${t1//[.,]/} - ${t0//[.,]/}))" >>"$DIR/info"
 
-	# The N mappings in place: N-1 in containers of up to CHUNK ports each,
-	# then the probed container's one, so that its DNAT rule comes last.
+	# The N mappings in place: N-1 in containers of up to CHUNK ports each
+	# (mapping m on address m / PER_ADDR + 1, see PER_ADDR), then the probed
+	# container's one, so that its DNAT rule comes last.
+	local m=0 n_last a ip
 	t0=$EPOCHREALTIME
-	for ((first = HOST_PORT0; first <= HOST_PORT0 + N - 2; first += CHUNK)); do
+	while ((m <= N - 2)); do
 		j=$((j + 1))
-		last=$((first + CHUNK - 1))
-		((last <= HOST_PORT0 + N - 2)) || last=$((HOST_PORT0 + N - 2))
-		call "join of r$j" "${KIND}_join" "r$j" "$first" "$last" "$first"
-		call "publishing $first-$last on r$j" "${KIND}_publish" "r$j"
+		a=$((m / PER_ADDR))
+		n_last=$((m + CHUNK - 1))
+		((n_last <= N - 2)) || n_last=$((N - 2))
+		((n_last < (a + 1) * PER_ADDR)) || n_last=$(((a + 1) * PER_ADDR - 1))
+		first=$((HOST_PORT0 + m % PER_ADDR)) last=$((HOST_PORT0 + n_last % PER_ADDR)) ip=$ADDR_NET.$((a + 1))
+		call "join of r$j" "${KIND}_join" "r$j" "$first" "$last" "$first" "$ip"
+		call "publishing ${ip:+$ip:}$first-$last on r$j" "${KIND}_publish" "r$j"
 		names+=("r$j")
+		m=$((n_last + 1))
 	done
 	call "join of s1" "${KIND}_join" s1 "$PROBE_PORT" "$PROBE_PORT" "$SERVER_PORT"
 	call "publishing $PROBE_PORT on s1" "${KIND}_publish" s1
@@ -227,7 +216,7 @@ inner() {
 	# Connects from the internet netns to the node's uplink address.
 	if [[ $INET != - ]]; then
 		if [[ $BACKEND == iptables ]]; then echo "probe_rule=$(probe_position)" >>"$DIR/info"; fi
-		nsenter --net="$NETNS_RUN/$INET" "$PYTHON" -c "$CLIENT_PY" "$UPLINK_NODE" "$PROBE_PORT" "$M" "$WARM" \
+		nsenter --net="$NETNS_RUN/$INET" "$PYTHON" "$CLIENT_PY" "$UPLINK_NODE" "$PROBE_PORT" "$M" "$WARM" \
 			"$DIR/connect.ns" 2>"$DIR/err" || fail "connecting to $UPLINK_NODE:$PROBE_PORT from the internet netns" $?
 	fi
 
@@ -277,7 +266,7 @@ bench_dispatch "$@"
 # --- outside: worlds, runs, report -------------------------------------------
 
 bench_start bench-ports "$@"
-COUNTS=${BENCH_PORTS_COUNTS:-$([[ -n $quick ]] && echo "10 100 1000" || echo "10 1000 10000")}
+COUNTS=${BENCH_PORTS_COUNTS:-$([[ -n $quick ]] && echo "10 100 1000" || echo "10 10000 100000")}
 TOOLS=${BENCH_PORTS_TOOLS:-rcon-nftables rcon-iptables cni}
 INSERTS=${BENCH_PORTS_INSERTS:-$([[ -n $quick ]] && echo 6 || echo 20)}
 CONNECTS=${BENCH_PORTS_CONNECTS:-$([[ -n $quick ]] && echo 300 || echo 2000)}
@@ -288,10 +277,9 @@ CACHE=$repo/hack/.cache/bench
 RAW=$CACHE/ports
 BENCH_TAG=bench-ports
 
-# Host ports 20000 up to 20000+N-2 must stay clear of the probe's and the
-# inserts' ports and of the ephemeral range (32768 and up).
+# At most 250 addresses of PER_ADDR mappings (see PER_ADDR).
 # shellcheck disable=SC2086 # one count a word
-check_counts bench-ports BENCH_PORTS_COUNTS 12000 "" $COUNTS
+check_counts bench-ports BENCH_PORTS_COUNTS 3000000 "" $COUNTS
 for v in "$INSERTS" "$CONNECTS" "$ROUNDS" "$CHUNK"; do
 	[[ $v =~ ^[1-9][0-9]*$ ]] || {
 		echo "bench-ports: BENCH_PORTS_INSERTS, _CONNECTS, _ROUNDS and _CHUNK take a positive number, not '$v'" >&2
@@ -317,12 +305,9 @@ need_tool() { # need_tool TOOL: true when it can run, else note why not
 	cni) [[ -x $CNI_DIR/bridge && -x $CNI_DIR/host-local && -x $CNI_DIR/portmap ]] ||
 		skipped[cni]="$CNI_DIR/bridge, host-local or portmap not found (hack/install-deps.sh --bench)" ;;
 	rcon-*)
-		if [[ ! -x $RCON ]]; then
-			skipped[$1]="rcon binary not found at $RCON (make build)"
-		elif ! "$RCON" network attach --help 2>/dev/null | grep -q -- --publish; then
+		need_rcon_client "$1"
+		if [[ -z ${skipped[$1]:-} ]] && ! "$RCON" network attach --help 2>/dev/null | grep -q -- --publish; then
 			skipped[$1]="rcon network attach -p not available in this build ($RCON)"
-		elif [[ ! -x $PYTHON ]]; then
-			skipped[$1]="$PYTHON not found, for the connect client (hack/install-deps.sh --bench)"
 		fi
 		;;
 	esac
@@ -330,7 +315,8 @@ need_tool() { # need_tool TOOL: true when it can run, else note why not
 }
 pick_tools
 # Connects: on the rcon backends, with the fewest and with the most mappings.
-read -r n_lo n_hi < <(tr ' ' '\n' <<<"$COUNTS" | grep . | sort -n | sed -n '1p;$p' | paste -sd' ')
+# shellcheck disable=SC2086 # one count a word
+read -r n_lo n_hi < <(count_range $COUNTS)
 n_hi=${n_hi:-$n_lo}
 
 # --- the bench world and its cleanup ------------------------------------------
@@ -339,26 +325,18 @@ n_hi=${n_hi:-$n_lo}
 PREFIX=rcon-bports
 WORLD=/tmp/$PREFIX-$$
 
-# world_stop_procs PID: end the servers run PID started (checked by their
-# command line, which names the world's dir, before the kill).
-world_stop_procs() {
-	local f p
-	for f in "/tmp/$PREFIX-$1"/*/server.pid; do
-		[[ -f $f ]] || continue
-		p=$(<"$f")
-		if [[ $p =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "/tmp/$PREFIX-$1/"; then
-			kill "$p" 2>/dev/null || true
-		fi
-	done
-}
-
+# The servers left running in a world (uplink_up, server_up, stop_servers:
+# hack/lib/benchworld.sh).
+world_stop_procs() { stop_servers "$1"; }
 bench_world_up
 # Every call of the run uses one copy of the binary, whatever a rebuild does
 # to target/ meanwhile.
 bench_pin_rcon
 
+# runs TOOL N: is the tool run with N mappings (see CAP)?
+runs() { (($2 <= ${CAP[$1]:-$2})); }
 # has_connects TOOL N: are connects timed for this pair?
-has_connects() { [[ $1 == rcon-* ]] && (($2 == n_lo || $2 == n_hi)); }
+has_connects() { [[ $1 == rcon-* ]] && runs "$1" "$2" && (($2 == n_lo || $2 == n_hi || $2 == ${CAP[$1]:-0})); }
 
 # run_one TOOL N ROUND: a fresh node (and internet netns when connects are
 # timed) and fresh containers; the timed loops run inside the node. Round 1
@@ -371,37 +349,18 @@ run_one() {
 	ip netns add "$node"
 	netns_baseline "$node"
 	ip -n "$node" link set lo up
-	chunks=$(((n - 1 + CHUNK - 1) / CHUNK))
+	for ((k = 1; k <= (n - 2) / PER_ADDR + 1; k++)); do ip -n "$node" addr add "$ADDR_NET.$k/32" dev lo; done
+	chunks=$(((n - 1 + CHUNK - 1) / CHUNK + (n - 2) / PER_ADDR))
 	make_containers "$dir/cns" "$chunks" r
 	make_containers "$dir/cns" 1 s
 	make_containers "$dir/cns" "$inserts" p
 	if [[ $tool == rcon-* ]]; then make_containers "$dir/cns" "$inserts" q; fi
 	if has_connects "$tool" "$n"; then
-		# The internet: a netns behind the node's uplink (made in the node by
-		# `ip -n`, its peer moved to the internet netns), and the node's
-		# default route through it, as runtime-tests/network.rs net_world.
 		inet=$node-inet
-		ip netns add "$inet"
-		netns_baseline "$inet"
-		ip -n "$inet" link set lo up
-		ip -n "$node" link add up0 type veth peer name up1 netns "$inet"
-		ip -n "$node" addr add "$UPLINK_NODE/24" dev up0
-		ip -n "$node" link set up0 up
-		ip -n "$node" route add default via "$UPLINK_INET"
-		ip -n "$inet" addr add "$UPLINK_INET/24" dev up1
-		ip -n "$inet" link set up1 up
+		uplink_up "$node" "$inet"
 		# The server listens before the container is attached: the port is
 		# published on a netns whose listener is already there.
-		nsenter --net="$dir/cns/s1" "$PYTHON" -c "$SERVER_PY" "$SERVER_PORT" "$dir/server.ready" &
-		echo $! >"$dir/server.pid"
-		for ((k = 0; k < 50; k++)); do
-			[[ -e $dir/server.ready ]] && break
-			sleep 0.1
-		done
-		[[ -e $dir/server.ready ]] || {
-			echo "bench-ports: the server in $dir/cns/s1 did not start" >&2
-			exit 1
-		}
+		server_up "$dir" "$dir/cns/s1" "$SERVER_PORT"
 	fi
 	if [[ $inet == - ]]; then
 		echo "bench-ports: $tool, $n mappings..."
@@ -443,14 +402,14 @@ summary=$WORLD/summary.tsv # tool, n, what (insert, bare, connect, connect-rR), 
 rm -f "$RAW"/*.us "$RAW"/*.ns "$RAW"/*.info
 for n in $COUNTS; do
 	for tool in "${tools[@]}"; do
-		run_one "$tool" "$n" 1
+		if runs "$tool" "$n"; then run_one "$tool" "$n" 1; fi
 	done
 done
 # Connect rounds 2.. alternate the fewest and the most mappings, so that a
 # drift of the machine over the bench spreads over both rather than
 # favouring one (round 1 ran them minutes apart).
 for ((round = 2; round <= ROUNDS; round++)); do
-	for n in $(printf '%s\n' "$n_lo" "$n_hi" | uniq); do
+	for n in $COUNTS; do
 		for tool in "${tools[@]}"; do
 			if has_connects "$tool" "$n"; then run_one "$tool" "$n" "$round"; fi
 		done
@@ -461,13 +420,8 @@ for n in $COUNTS; do
 		if has_connects "$tool" "$n"; then
 			cat "$RAW/$tool-$n-connect-r"*.ns >"$RAW/$tool-$n-connect.ns"
 		fi
-		for what in insert bare connect $(seq -f 'connect-r%g' 1 "$ROUNDS"); do
-			f=$RAW/$tool-$n-$what.us
-			[[ $what != connect* ]] || f=$RAW/$tool-$n-$what.ns
-			[[ -f $f ]] || continue
-			read -r med p99 < <(median_p99 "$f")
-			printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$n" "$what" "$med" "$p99" >>"$summary"
-		done
+		# shellcheck disable=SC2046 # one round a word
+		summarize "$tool" "$n" insert bare connect $(seq -f 'connect-r%g' 1 "$ROUNDS")
 	done
 done
 bench_runs_end
@@ -475,7 +429,7 @@ bench_runs_end
 # --- the report ---------------------------------------------------------------
 declare -A name=([rcon-nftables]="rcon-nftables" [rcon-iptables]="rcon-iptables" [cni]="CNI portmap")
 runinfo() { # runinfo TOOL N KEY
-	sed -n "s/^$3=//p" "$RAW/$1-$2.info"
+	sed -n "s/^$3=//p" "$RAW/$1-$2.info" 2>/dev/null
 }
 # fig TOOL N WHAT COLUMN (median or p99): the figure, or nothing
 fig() {
@@ -493,6 +447,7 @@ insert_table() {
 	local n tool m p b c m0 c0
 	for n in $COUNTS; do
 		for tool in "${tools[@]}"; do
+			runs "$tool" "$n" || continue
 			m=$(fig "$tool" "$n" insert median) p=$(fig "$tool" "$n" insert p99)
 			b=$(fig "$tool" "$n" bare median) c=$(diff_us "$m" "$b")
 			m0=$(fig "$tool" "$n_lo" insert median)
@@ -534,6 +489,7 @@ context_table() {
 	local n tool left
 	for n in $COUNTS; do
 		for tool in "${tools[@]}"; do
+			runs "$tool" "$n" || continue
 			left=$(runinfo "$tool" "$n" tables_left)
 			printf '| %s | %s | %s | %s | %s | %s | %s | %s / %s / %s |\n' "$n" "${name[$tool]}" \
 				"$(runinfo "$tool" "$n" build_containers)" \
@@ -550,18 +506,23 @@ context_table() {
 goal_lines() {
 	local tool m0 m1 line=''
 	[[ $n_hi != "$n_lo" ]] || return 0
+	local hi
 	for tool in "${tools[@]}"; do
-		m0=$(fig "$tool" "$n_lo" insert median) m1=$(fig "$tool" "$n_hi" insert median)
-		line+="${line:+, }${name[$tool]} $(ratio "$m1" "$m0")"
+		hi=$n_hi
+		runs "$tool" "$hi" || hi=${CAP[$tool]}
+		m0=$(fig "$tool" "$n_lo" insert median) m1=$(fig "$tool" "$hi" insert median)
+		line+="${line:+, }${name[$tool]} $(ratio "$m1" "$m0") (at $hi)"
 	done
-	echo "- One more mapping with $n_hi in place, against $n_lo (medians): $line."
+	echo "- One more mapping with the most in place, against $n_lo (medians): $line."
 	for tool in rcon-nftables rcon-iptables; do
-		m0=$(fig "$tool" "$n_lo" connect median) m1=$(fig "$tool" "$n_hi" connect median)
+		hi=$n_hi
+		runs "$tool" "$hi" || hi=${CAP[$tool]}
+		m0=$(fig "$tool" "$n_lo" connect median) m1=$(fig "$tool" "$hi" connect median)
 		[[ -n $m0 && -n $m1 ]] || continue
 		if [[ $tool == rcon-nftables ]]; then
-			echo "- $tool: connect median with $n_hi mappings $(ratio "$m1" "$m0") the one with $n_lo (goal ≤ 1.1×: $(awk -v a="$m1" -v b="$m0" 'BEGIN {print a <= 1.1 * b ? "met" : "not met"}'))."
+			echo "- $tool: connect median with $hi mappings $(ratio "$m1" "$m0") the one with $n_lo (goal ≤ 1.1×: $(awk -v a="$m1" -v b="$m0" 'BEGIN {print a <= 1.1 * b ? "met" : "not met"}'))."
 		else
-			echo "- $tool: connect median with $n_hi mappings $(ratio "$m1" "$m0") the one with $n_lo."
+			echo "- $tool: connect median with $hi mappings $(ratio "$m1" "$m0") the one with $n_lo."
 		fi
 	done
 }
@@ -571,6 +532,7 @@ seen_notes() {
 	local n tool want got f
 	for n in $COUNTS; do
 		for tool in "${tools[@]}"; do
+			runs "$tool" "$n" || continue
 			got=$(runinfo "$tool" "$n" mappings_built)
 			if [[ $got != "$n" ]]; then
 				echo "- ${name[$tool]} with $n mappings: $got found in the firewall after building them (expected $n)."
@@ -595,6 +557,14 @@ seen_notes() {
 	for tool in "${!skipped[@]}"; do
 		echo "- ${name[$tool]}: not measured: ${skipped[$tool]}."
 	done
+	if [[ " $TOOLS " != *" cni "* ]]; then
+		echo "- CNI portmap: not in this run (BENCH_PORTS_TOOLS); when it is, it stops at ${CAP[cni]} mappings: ${CAP_WHY[cni]}."
+	fi
+	for tool in "${tools[@]}"; do
+		if ! runs "$tool" "$n_hi"; then
+			echo "- ${name[$tool]}: run up to ${CAP[$tool]} mappings only: ${CAP_WHY[$tool]}."
+		fi
+	done
 }
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -602,9 +572,10 @@ cni_ver=$(dpkg-query -W -f='${Version}' containernetworking-plugins 2>/dev/null 
 py_ver=$("$PYTHON" --version 2>&1 || echo "python3 unknown")
 cni_left=''
 if [[ " ${tools[*]} " == *" cni "* ]]; then
-	cni_left=$(runinfo cni "$n_hi" rules_left)
+	cni_left=$(runinfo cni "$(runs cni "$n_hi" && echo "$n_hi" || echo "${CAP[cni]}")" rules_left)
 fi
 ranges_hi=$(((n_hi - 1 + CHUNK - 1) / CHUNK))
+addrs_hi=$(((n_hi - 2) / PER_ADDR + 1))
 
 section=$CACHE/ports.md
 {
@@ -621,10 +592,10 @@ section=$CACHE/ports.md
 		already has N published ports (DNAT mappings), and opening TCP
 		connections through one of them from outside the node.
 
-		- **rcon-nftables**: \`rcon network create --subnet $SUBNET bench\`,
-		  then \`rcon network attach --netns NETNS -p HOST:CTR bench\`: a map
-		  element in \`pub_any\` per mapping (and one \`hairpin\` element per
-		  container).
+		- **rcon-nftables**: \`rcon network create --disable-dns --subnet $SUBNET bench\`,
+		  then \`rcon network attach --netns NETNS -p [IP:]HOST:CTR bench\`: a
+		  map element in \`pub_addr\` (or \`pub_any\`) per mapping (and one
+		  \`hairpin\` element per container).
 		- **rcon-iptables**: the same with \`rcon --firewall-backend iptables
 		  network create\`: a DNAT rule per mapping, reached from the
 		  \`RCON-PORTS\` chain, and hairpin MASQUERADE rules in
@@ -643,7 +614,13 @@ section=$CACHE/ports.md
 		of them by containers publishing a range of up to $CHUNK ports each
 		(\`-p A-B:A-B\`, or one portmap ADD with that many \`portMappings\`;
 		$ranges_hi such container(s) for N = $n_hi), then one container
-		publishing $PROBE_PORT→$SERVER_PORT, the probed one, added last. Then $INSERTS
+		publishing $PROBE_PORT→$SERVER_PORT, the probed one, added last. A
+		node address takes at most $PER_ADDR mappings (host ports
+		$HOST_PORT0 and up, clear of the ephemeral range), so the N−1 are
+		published on addresses of the node's \`lo\`, $ADDR_NET.1 and up (\`-p
+		IP:A-B:A-B\`, rcon's \`pub_addr\` map, or portmap's \`hostIP\`;
+		$addrs_hi address(es) for N = $n_hi); the probe and the inserts on any
+		address (\`pub_any\`). Then $INSERTS
 		containers publish one port each, timed one by one (\`\$EPOCHREALTIME\`
 		around the process). For rcon, whose \`attach -p\` also makes the
 		container's veth and address, each is followed by an \`attach\` without

@@ -114,3 +114,66 @@ fn services_nftables() {
 fn services_iptables() {
     services("iptables");
 }
+
+/// The files (and links) below `dir`, by path: what a directory of entries holds.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path());
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Two services on one VIP address (ports 80 and 81) with the same backend:
+/// removing one leaves the other whole, the masquerade of the backend
+/// landing on itself included (their `svc_self` entries are the same pair).
+#[test]
+fn services_sharing_an_address_and_a_backend() {
+    let nw = net_world("vs", "nftables");
+    nw.w.ok(&["network", "create", "--subnet", "10.31.0.0/24", "svc"]);
+    nw.server("b1", "svc");
+    create(&nw, "one", 80, &["b1:7000"]);
+    create(&nw, "two", 81, &["b1:7000"]);
+    nw.w.ok(&["service", "rm", "one"]);
+    // b1 reaches the VIP's port 81 and lands on itself: it needs the masquerade.
+    let own = nw.w.ok(&["exec", "b1", "sh", "-c", &connects(3, 81)]);
+    assert_eq!(own.lines().collect::<Vec<_>>(), ["from-b1"; 3], "{own}");
+    let (_, out) = nw.client("svc", &connects(2, 80));
+    assert_eq!(out.trim(), "", "the removed service still answers: {out}");
+    nw.w.ok(&["service", "rm", "two"]);
+    assert_eq!(rules(&nw, "nftables").trim(), "", "service rules left");
+}
+
+/// `service create` and `service rm` killed (SIGKILL) at each point: `rcon
+/// gc` removes the rules and index entries no record backs, and the service
+/// can be made again on the same VIP and answers.
+#[test]
+fn services_after_a_crash() {
+    let nw = net_world("vk", "nftables");
+    nw.w.ok(&["network", "create", "--subnet", "10.32.0.0/24", "svc"]);
+    nw.server("b1", "svc");
+    let index = nw.w.data_root.join("services/index");
+    for point in ["service:indexed", "service:applied", "service:unrecorded"] {
+        let vip = format!("{VIP}:80");
+        let mut args = vec!["service", "create", "web", "--vip", &vip, "--backend", "b1:7000"];
+        if point == "service:unrecorded" {
+            nw.w.ok(&args);
+            args = vec!["service", "rm", "web"];
+        }
+        let out = nw.w.cmd(&args).env("RCON_FAULT", point).output().unwrap();
+        assert_eq!(out.status.code(), None, "{point}: rcon should have been killed");
+        nw.w.ok(&["gc"]);
+        assert_eq!(rules(&nw, "nftables").trim(), "", "{point}: rules left after gc");
+        assert_eq!(files_under(&index), Vec::<String>::new(), "{point}: index entries left after gc");
+        create(&nw, "web", 80, &["b1:7000"]);
+        assert_eq!(from_client(&nw, 2), ["from-b1"; 2], "{point}");
+        nw.w.ok(&["service", "rm", "web"]);
+    }
+}

@@ -310,3 +310,80 @@ pick_tools() {
 		exit 1
 	}
 }
+
+# uplink_up NODE INET: the "internet" netns INET behind a veth uplink of the
+# node netns NODE (made in the node by `ip -n`, its peer moved to INET):
+# $UPLINK_NODE on the node's up0, $UPLINK_INET on INET's up1, and the node's
+# default route through it, as runtime-tests/network.rs net_world.
+uplink_up() {
+	local node=$1 inet=$2
+	ip netns add "$inet"
+	netns_baseline "$inet"
+	ip -n "$inet" link set lo up
+	ip -n "$node" link add up0 type veth peer name up1 netns "$inet"
+	ip -n "$node" addr add "$UPLINK_NODE/24" dev up0
+	ip -n "$node" link set up0 up
+	ip -n "$node" route add default via "$UPLINK_INET"
+	ip -n "$inet" addr add "$UPLINK_INET/24" dev up1
+	ip -n "$inet" link set up1 up
+}
+
+# server_up DIR NETNS PORT [LAST]: hack/lib/listen_server.py listening on
+# PORT (to LAST) in the netns file NETNS, in the background; its pid in
+# DIR/server.pid (stop_servers ends it). Returns once it listens.
+server_up() {
+	local dir=$1 k
+	nsenter --net="$2" "$PYTHON" "$(dirname "${BASH_SOURCE[0]}")/listen_server.py" "$dir/server.ready" "${@:3}" &
+	echo $! >"$dir/server.pid"
+	for ((k = 0; k < 50; k++)); do
+		[[ -e $dir/server.ready ]] && return 0
+		sleep 0.1
+	done
+	echo "$BENCH_TAG: the server in $2 did not start" >&2
+	exit 1
+}
+
+# stop_servers PID: end the servers run PID started (server_up), checked by
+# their command line, which names the world's dir, before the kill. A
+# script that uses server_up defines world_stop_procs with it.
+stop_servers() {
+	local f p
+	for f in "/tmp/$PREFIX-$1"/*/server.pid; do
+		[[ -f $f ]] || continue
+		p=$(<"$f")
+		if [[ $p =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "/tmp/$PREFIX-$1/"; then
+			kill "$p" 2>/dev/null || true
+		fi
+	done
+}
+
+# count_range COUNT...: "SMALLEST LARGEST" of the counts (one word or more).
+count_range() {
+	tr ' ' '\n' <<<"$*" | grep . | sort -n | sed -n '1p;$p' | paste -sd' '
+}
+
+# need_rcon_client TOOL: note in skipped[TOOL] why a tool that runs rcon and
+# the connect client cannot run ($RCON or $PYTHON missing).
+# shellcheck disable=SC2154 # skipped belongs to the calling script
+need_rcon_client() {
+	if [[ ! -x $RCON ]]; then
+		skipped[$1]="rcon binary not found at $RCON (make build)"
+	elif [[ ! -x $PYTHON ]]; then
+		skipped[$1]="$PYTHON not found, for the connect client (hack/install-deps.sh --bench)"
+	fi
+}
+
+# summarize TOOL N WHAT...: for each WHAT with a raw file ($RAW/TOOL-N-WHAT.us,
+# or .ns for connect*), a line "TOOL N WHAT MEDIAN P99" (tabs) to $summary.
+# shellcheck disable=SC2154 # RAW and summary belong to the calling script
+summarize() {
+	local tool=$1 n=$2 what f med p99
+	shift 2
+	for what in "$@"; do
+		f=$RAW/$tool-$n-$what.us
+		[[ $what != connect* ]] || f=$RAW/$tool-$n-$what.ns
+		[[ -f $f ]] || continue
+		read -r med p99 < <(median_p99 "$f")
+		printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$n" "$what" "$med" "$p99" >>"$summary"
+	done
+}

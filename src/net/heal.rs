@@ -28,7 +28,9 @@ use crate::Context;
 /// (they are many, and the check does not look at them), and what can be read.
 fn want(ctx: &Context, backend: Backend, full: bool) -> Result<Want> {
     let nets = network::store(&ctx.data_root).scan()?;
-    let svcs = service_store::store(&ctx.data_root).scan()?;
+    // The check leaves the services out: reading every record on every command would make each
+    // command cost more with each service (see `Ruleset::damage`).
+    let svcs = if full { service_store::store(&ctx.data_root).scan()? } else { Default::default() };
     let eps = if full { endpoint::Store::new(&ctx.data_root).scan_all(None)? } else { Default::default() };
     if let Some(b) = nets.broken.iter().chain(&svcs.broken).chain(&eps.broken).next().filter(|_| full) {
         bail!("{b}; rcon's rules are not rebuilt without it (repair it, or remove it with `rcon gc --remove-broken`)");

@@ -119,6 +119,17 @@ impl Ipam {
         leases_in(&self.net_dir(net)?)
     }
 
+    /// Who holds `ip` on `net` (none, or no such book: None). One lookup, no lock: a lease appears
+    /// and disappears whole.
+    pub fn holder(&self, net: &str, ip: Ipv4Addr) -> Result<Option<String>> {
+        let p = self.net_dir(net)?.join(ip.to_string());
+        match fs::read_link(&p) {
+            Ok(t) => Ok(Some(t.to_string_lossy().into_owned())),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidInput) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        }
+    }
+
     /// Every network that has a lease directory (for gc).
     pub fn networks(&self) -> Result<Vec<String>> {
         let mut nets: Vec<String> = list(&self.dir)?

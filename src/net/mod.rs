@@ -21,6 +21,7 @@ pub mod network;
 pub mod overlay;
 pub mod ports;
 pub mod service;
+pub mod service_index;
 pub mod service_store;
 pub mod service_types;
 #[cfg(test)]

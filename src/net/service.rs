@@ -13,9 +13,10 @@ use anyhow::{bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
 use super::endpoint::{self, Filter};
-use super::firewall::{self, Backend, SvcRules};
+use super::firewall::{self, Backend, SvcChange, SvcRules};
 use super::ipam::{Book, Ipam};
 use super::kernel::{Firewalls, RealFirewalls};
+use super::service_index::Index;
 use super::service_store::{address_key, lease_owner, store, Member, Service, Store};
 use super::service_types::{Lb, Vip};
 use super::{heal, network};
@@ -44,25 +45,44 @@ pub fn member_at(ctx: &Context, cluster: Option<Ipv4Net>, ip: Ipv4Addr, port: u1
     Ok(Member { container: String::new(), name: ip.to_string(), endpoint: key, ip, port })
 }
 
-/// Restate `svc`'s rules, with every service's backends for the hairpin set.
-fn apply(store: &Store, fw: &dyn Firewalls, svc: &Service) -> Result<()> {
-    let backends: Vec<(Ipv4Addr, u16)> = svc.backends.iter().map(|m| (m.ip, m.port)).collect();
-    let rules = SvcRules { name: &svc.name, vip: svc.vip, lb: svc.lb, backends: &backends };
-    fw.open(svc.firewall).set_service(&rules, &all_backends(store, Some(svc))?)
+/// A service's backends as the firewall takes them.
+fn targets(svc: &Service) -> Vec<(Ipv4Addr, u16)> {
+    svc.backends.iter().map(|m| (m.ip, m.port)).collect()
 }
 
-/// Every backend address of every service, `changed` in place of its record.
-fn all_backends(store: &Store, changed: Option<&Service>) -> Result<Vec<Ipv4Addr>> {
-    let mut all: Vec<Ipv4Addr> = store
-        .list()?
+fn rules<'a>(svc: &'a Service, targets: &'a [(Ipv4Addr, u16)]) -> SvcRules<'a> {
+    SvcRules { name: &svc.name, vip: svc.vip, lb: svc.lb, backends: targets }
+}
+
+/// Take service `name`'s rules from `old` to `new` (None: none) in one batch, keeping what the other
+/// services on its VIP address share with it. Reads only their records: the cost does not grow with
+/// the number of services.
+fn apply(
+    store: &Store,
+    idx: &Index,
+    fw: &dyn Firewalls,
+    name: &str,
+    old: Option<&Service>,
+    new: Option<&Service>,
+) -> Result<()> {
+    let Some(any) = new.or(old) else { return Ok(()) };
+    let mut ips: Vec<Ipv4Addr> = old.iter().chain(&new).map(|s| s.vip.ip).collect();
+    ips.dedup();
+    let peers: Vec<Service> = ips
         .iter()
-        .filter(|s| changed.is_none_or(|c| c.name != s.name))
-        .chain(changed)
-        .flat_map(|s| s.backends.iter().map(|m| m.ip))
+        .flat_map(|ip| idx.on_address(*ip, name).into_iter().map(move |n| (*ip, n)))
+        .filter_map(|(ip, n)| store.get(&n).ok().filter(|s| s.vip.ip == ip && s.firewall == any.firewall))
         .collect();
-    all.sort();
-    all.dedup();
-    Ok(all)
+    let peer_targets: Vec<_> = peers.iter().map(targets).collect();
+    let peer_rules: Vec<SvcRules> = peers.iter().zip(&peer_targets).map(|(s, t)| rules(s, t)).collect();
+    let (old_t, new_t) = (old.map(targets), new.map(targets));
+    let c = SvcChange {
+        name,
+        old: old.zip(old_t.as_deref()).map(|(s, t)| rules(s, t)),
+        new: new.zip(new_t.as_deref()).map(|(s, t)| rules(s, t)),
+        peers: &peer_rules,
+    };
+    fw.open(any.firewall).change_service(&c)
 }
 
 pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb) -> Result<Service> {
@@ -77,18 +97,30 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
     if store.exists(name) {
         bail!("service {name:?} exists already");
     }
-    if let Some(other) = store.list()?.into_iter().find(|s| s.vip == vip) {
-        bail!("{vip} is the address of service {:?} already", other.name);
+    let idx = Index::open(&store, &ctx.data_root)?;
+    // The index may name a service that is gone or moved: its record says.
+    if let Some(other) = idx.vip_holder(&vip).filter(|o| store.get(o).is_ok_and(|s| s.vip == vip)) {
+        bail!("{vip} is the address of service {other:?} already");
     }
     let svc = Service { name: name.to_string(), vip, lb, firewall: ctx.firewall, backends };
     let books = claim_vip(ctx, name, vip.ip)?;
-    // Rules first: a failure leaves no record. The books stay locked until
+    // Index and rules first: a failure leaves no record. The books stay locked until
     // the record names the service, so gc never takes its leases for orphans.
-    let res = apply(&store, &RealFirewalls, &svc).and_then(|()| store.save(&svc));
-    for b in &books {
-        if res.is_err() {
+    let res = idx
+        .add(&svc)
+        .and_then(|()| {
+            crate::store::fault("service:indexed");
+            apply(&store, &idx, &RealFirewalls, name, None, Some(&svc))
+        })
+        .and_then(|()| {
+            crate::store::fault("service:applied");
+            store.save(&svc)
+        });
+    if res.is_err() {
+        for b in &books {
             let _ = b.release(&lease_owner(name));
         }
+        let _ = idx.forget(&svc);
     }
     res?;
     // Its name answers on every DNS network.
@@ -109,13 +141,20 @@ fn claim_vip(ctx: &Context, name: &str, ip: Ipv4Addr) -> Result<Vec<Book>> {
     if let Some((link, _)) = kernel.links()?.all_ipv4_addresses()?.into_iter().find(|(_, a)| *a == ip) {
         bail!("--vip {ip}: the node's {link} holds that address");
     }
-    if let Some(ep) = endpoint::Store::new(&ctx.data_root).all()?.into_iter().find(|e| e.ip == Some(ip)) {
-        let who = ep.owner.unwrap_or_else(|| ep.netns.display().to_string());
-        bail!("--vip {ip}: container {who} holds that address ({} on network {})", ep.ifname, ep.network);
-    }
     let ipam = Ipam::new(&ctx.data_root);
-    let mut books = Vec::new();
+    // A container's address is leased in its network's book: one lookup per network that holds the
+    // VIP, where a scan of every endpoint record would grow with the containers. Only a refusal
+    // looks for the endpoint, to name it.
     let owner = lease_owner(name);
+    for net in nets.iter().filter(|n| n.subnet.contains(&ip)) {
+        if ipam.holder(&net.name, ip)?.is_some_and(|h| h != owner && !h.starts_with("svc:")) {
+            if let Some(ep) = endpoint::Store::new(&ctx.data_root).all()?.into_iter().find(|e| e.ip == Some(ip)) {
+                let who = ep.owner.unwrap_or_else(|| ep.netns.display().to_string());
+                bail!("--vip {ip}: container {who} holds that address ({} on network {})", ep.ifname, ep.network);
+            }
+        }
+    }
+    let mut books = Vec::new();
     let res = (|| {
         for net in &nets {
             if net.pool().contains(&ip) {
@@ -140,8 +179,12 @@ pub fn remove(ctx: &Context, name: &str) -> Result<()> {
     heal::ensure(ctx, store.get(name)?.firewall)?;
     let _lock = store.lock()?;
     let svc = store.get(name)?;
+    let idx = Index::open(&store, &ctx.data_root)?;
+    // The record first: rules without a record are gc's to remove, by the service's name.
     store.remove(name)?;
-    RealFirewalls.open(svc.firewall).remove_service(name, &all_backends(&store, None)?)?;
+    crate::store::fault("service:unrecorded");
+    apply(&store, &idx, &RealFirewalls, name, Some(&svc), None)?;
+    idx.forget(&svc)?;
     let ipam = Ipam::new(&ctx.data_root);
     for net in ipam.networks()? {
         ipam.release(&net, &lease_owner(name), Some(svc.vip.ip), None)?;
@@ -154,44 +197,83 @@ pub fn change(ctx: &Context, name: &str, edit: impl FnOnce(&mut Service) -> Resu
     let store = store(&ctx.data_root);
     heal::ensure(ctx, store.get(name)?.firewall)?;
     let _lock = store.lock()?;
-    let mut svc = store.get(name)?;
+    let old = store.get(name)?;
+    let mut svc = old.clone();
     edit(&mut svc)?;
-    apply(&store, &RealFirewalls, &svc)?;
-    store.save(&svc)?;
+    let idx = Index::open(&store, &ctx.data_root)?;
+    save_change(&store, &idx, &RealFirewalls, &old, &svc)?;
     Ok(svc)
 }
 
-/// An endpoint went: it leaves every service it was a backend of.
+/// Index, rules, record, and the index entries of the endpoints `old` had and `svc` has not: in
+/// that order, so that the index never says less than the record.
+fn save_change(store: &Store, idx: &Index, fw: &dyn Firewalls, old: &Service, svc: &Service) -> Result<()> {
+    idx.add(svc)?;
+    apply(store, idx, fw, &svc.name, Some(old), Some(svc))?;
+    store.save(svc)?;
+    for m in old.backends.iter().filter(|m| !svc.backends.iter().any(|b| b.endpoint == m.endpoint)) {
+        idx.drop_backend(&svc.name, &m.endpoint)?;
+    }
+    Ok(())
+}
+
+/// An endpoint went: it leaves every service it was a backend of. The index names those services
+/// (one lookup when there are none), so a detach costs the same at 10 services as at 10,000.
 pub fn drop_endpoint(ctx: &Context, fw: &dyn Firewalls, key: &str) -> Result<()> {
     let store = store(&ctx.data_root);
     if !store.any_dir() {
         return Ok(());
     }
+    let idx = Index::at(&ctx.data_root);
+    if idx.built() && !idx.may_back(key) {
+        return Ok(());
+    }
     let _lock = store.lock()?;
-    for mut svc in store.list()? {
-        if svc.backends.iter().any(|m| m.endpoint == key) {
-            svc.backends.retain(|m| m.endpoint != key);
-            apply(&store, fw, &svc)?;
-            store.save(&svc)?;
+    let idx = Index::open(&store, &ctx.data_root)?;
+    for name in idx.backed_by(key) {
+        let old = match store.get(&name) {
+            Ok(old) => old,
+            // Gone: so is its entry. Unreadable: it keeps it, for when it is repaired.
+            Err(_) if !store.exists(&name) => {
+                idx.drop_backend(&name, key)?;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let mut svc = old.clone();
+        svc.backends.retain(|m| m.endpoint != key);
+        if svc.backends.len() == old.backends.len() {
+            idx.drop_backend(&name, key)?;
+        } else {
+            save_change(&store, &idx, fw, &old, &svc)?;
         }
     }
     Ok(())
 }
 
-/// gc: rules of services that have no record any more. Returns their names.
+/// gc: rules of services that have no record any more, and index entries no record backs. Returns
+/// the names of those services.
 pub fn gc(ctx: &Context, fw: &dyn Firewalls, backends: &[Backend]) -> Result<Vec<String>> {
     let store = store(&ctx.data_root);
     let _lock = store.lock()?;
     // A service whose record cannot be read keeps its rules.
     let known = store.names();
+    // What a service without a record owns is read off the live ruleset by its name; every other
+    // service keeps what it shares with it.
+    let all = store.list()?;
+    let all_targets: Vec<_> = all.iter().map(targets).collect();
+    let peers: Vec<SvcRules> = all.iter().zip(&all_targets).map(|(s, t)| rules(s, t)).collect();
     let mut removed = Vec::new();
     for b in backends {
         let fw = fw.open(*b);
         let Ok(names) = fw.services() else { continue };
         for n in names.into_iter().filter(|n| !known.contains(n)) {
-            fw.remove_service(&n, &all_backends(&store, None)?)?;
+            fw.change_service(&SvcChange { name: &n, old: None, new: None, peers: &peers })?;
             removed.push(format!("{b}:service {n}"));
         }
+    }
+    if store.any_dir() {
+        Index::open(&store, &ctx.data_root)?.sweep(&store)?;
     }
     Ok(removed)
 }

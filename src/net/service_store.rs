@@ -4,7 +4,7 @@
 //! them; `service` changes them), so neither needs the other.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +35,13 @@ pub struct Service {
 /// The services on disk: `<data-root>/services/<name>.json`.
 pub type Store = crate::store::Records<Service>;
 
+/// `<data-root>/services`: the records, and their index (`service_index`).
+pub fn dir(data_root: &Path) -> PathBuf {
+    data_root.join("services")
+}
+
 pub fn store(data_root: &Path) -> Store {
-    Store::new(data_root.join("services"), "service")
+    Store::new(dir(data_root), "service")
 }
 
 impl crate::store::Named for Service {

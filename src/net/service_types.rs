@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::ports::Proto;
 
 /// How new connections are spread over a service's backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lb {
     #[default]

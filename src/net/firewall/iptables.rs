@@ -46,13 +46,12 @@ mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use ipnet::Ipv4Net;
 
 pub(crate) use self::live::Live;
-use super::{chain_suffix, run, NetRules, Published, SvcRules, Want};
+use super::{chain_suffix, run, NetRules, Published, SvcChange, SvcRules, Want};
 
 /// The iptables implementation of [`Firewall`].
 pub struct Iptables;
@@ -184,8 +183,8 @@ impl super::Ruleset for Iptables {
         published::render_remove_ports_of(live, owner)
     }
 
-    fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, all: &[Ipv4Addr]) -> String {
-        services::render_service(live, name, svc, all)
+    fn render_service(live: &Live, c: &SvcChange, _whole: bool) -> String {
+        services::render_service(live, c.name, c.new.as_ref())
     }
 
     fn service_names(live: &Live) -> BTreeSet<&str> {

@@ -98,6 +98,20 @@ pub struct SvcRules<'a> {
     pub backends: &'a [(std::net::Ipv4Addr, u16)],
 }
 
+/// One change of one service: what it had, what it gets, and its neighbours on its VIP address.
+#[derive(Debug, Clone, Copy)]
+pub struct SvcChange<'a> {
+    pub name: &'a str,
+    /// Its rules as last recorded (None: a new service, or, with `new` None too, one whose record is
+    /// gone: then the live ruleset is read for what it owns).
+    pub old: Option<SvcRules<'a>>,
+    /// Its rules from now on (None: it goes).
+    pub new: Option<SvcRules<'a>>,
+    /// The other services on the same VIP address: the masquerade entries of a backend landing on
+    /// itself are keyed on that address, and those the neighbours need stay.
+    pub peers: &'a [SvcRules<'a>],
+}
+
 /// Everything rcon's records say the firewall of one backend must hold: the
 /// input of a restore (`rcon firewall reload`, or a command that finds the
 /// table damaged). Owned, as it is read from the records under the lock.
@@ -130,14 +144,6 @@ impl Want {
     pub(crate) fn service_rules(&self) -> impl Iterator<Item = SvcRules<'_>> {
         self.services.iter().map(|s| SvcRules { name: &s.name, vip: s.vip, lb: s.lb, backends: &s.backends })
     }
-
-    /// Every backend address of every service (the service hairpin set).
-    pub(crate) fn all_backends(&self) -> Vec<std::net::Ipv4Addr> {
-        let mut all: Vec<_> = self.services.iter().flat_map(|s| s.backends.iter().map(|b| b.0)).collect();
-        all.sort();
-        all.dedup();
-        all
-    }
 }
 
 pub trait Firewall {
@@ -161,12 +167,11 @@ pub trait Firewall {
     fn port_owners(&self) -> Result<Vec<String>>;
     /// Remove every port entry of `owner` that the live ruleset holds.
     fn remove_ports_of(&self, owner: &str) -> Result<()>;
-    /// Install or restate one service (its VIP entry and its load-spreading DNAT) in one atomic batch.
-    /// `all_backends`: every backend address of every service after this change, whose flows to
-    /// themselves through a VIP are masqueraded.
-    fn set_service(&self, svc: &SvcRules, all_backends: &[std::net::Ipv4Addr]) -> Result<()>;
-    /// Remove one service's rules (absent: Ok); `all_backends` as for `set_service`, without it.
-    fn remove_service(&self, name: &str, all_backends: &[std::net::Ipv4Addr]) -> Result<()>;
+    /// Install, restate or remove one service (its VIP entry, its load-spreading DNAT and the masquerade
+    /// of a backend landing on itself) in one atomic batch. Idempotent: what is already there (or gone)
+    /// is no error. With nftables its cost does not grow with the other services: the batch is
+    /// rendered from `c` alone, unless `c` knows neither what the service had nor what it gets (gc).
+    fn change_service(&self, c: &SvcChange) -> Result<()>;
     /// Names of the services that have rules (gc).
     fn services(&self) -> Result<Vec<String>>;
     /// Let container port `g.port` send only from its own MAC and address (or anything, for a network
@@ -215,13 +220,13 @@ pub(crate) trait Ruleset {
     fn port_owners(live: &Self::Live) -> std::collections::BTreeSet<&str>;
     /// None: `owner` has no entries.
     fn render_remove_ports_of(live: &Self::Live, owner: &str) -> Option<String>;
-    /// The batch that restates (`Some`) or removes (`None`) service `name`, replacing what it had.
-    fn render_service(
-        live: &Self::Live,
-        name: &str,
-        svc: Option<&SvcRules>,
-        all_backends: &[std::net::Ipv4Addr],
-    ) -> String;
+    /// Whether a service change is rendered from [`Ruleset::glance`] and the records first, before the
+    /// whole listing (which it then reads only when that batch fails).
+    const SERVICE_GLANCE: bool = false;
+    /// The batch that makes service `c.name` what `c.new` says, replacing what it had. `whole`: `live`
+    /// is the whole listing, and what the service has is read off it rather than taken from `c.old`;
+    /// else it is a glance.
+    fn render_service(live: &Self::Live, c: &SvcChange, whole: bool) -> String;
     fn service_names(live: &Self::Live) -> std::collections::BTreeSet<&str>;
     /// The first thing `want` needs that `live` lacks, or None.
     fn damage(live: &Self::Live, want: &Want) -> Option<String>;
@@ -322,18 +327,19 @@ impl<R: Ruleset> Firewall for R {
         relisted(self, || format!("unpublishing ports of {owner}"), |live| Ok(R::render_remove_ports_of(live, owner)))
     }
 
-    fn set_service(&self, svc: &SvcRules, all: &[std::net::Ipv4Addr]) -> Result<()> {
-        check_name("service name", svc.name)
-            .with_context(|| format!("firewall ({}): service {}", R::NAME, svc.name))?;
-        relisted(
-            self,
-            || format!("service {}", svc.name),
-            |live| Ok(Some(R::render_service(live, svc.name, Some(svc), all))),
-        )
-    }
-
-    fn remove_service(&self, name: &str, all: &[std::net::Ipv4Addr]) -> Result<()> {
-        relisted(self, || format!("removing service {name}"), |live| Ok(Some(R::render_service(live, name, None, all))))
+    fn change_service(&self, c: &SvcChange) -> Result<()> {
+        let what = || format!("{} service {}", if c.new.is_some() { "setting" } else { "removing" }, c.name);
+        check_name("service name", c.name).with_context(|| format!("firewall ({}): {}", R::NAME, what()))?;
+        let change = || -> Result<()> {
+            let _lock = lock_netns()?;
+            // gc knows a service by its name alone: only the whole listing says what it has.
+            let known = c.old.is_some() || c.new.is_some();
+            if R::SERVICE_GLANCE && known && self.apply(&R::render_service(&self.glance()?, c, false)).is_ok() {
+                return Ok(());
+            }
+            self.apply(&R::render_service(&self.live()?, c, true))
+        };
+        change().with_context(|| format!("firewall ({}): {}", R::NAME, what()))
     }
 
     fn services(&self) -> Result<Vec<String>> {

@@ -16,18 +16,25 @@
 //!     }
 //!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
 //!         ct status dnat ip saddr . ip daddr @hairpin masquerade   # a container reaching its own port
-//!         ct status dnat ip saddr . ip daddr @svc_self masquerade  # a backend landing on itself via a VIP
+//!         ct status dnat ip saddr . ip daddr . th dport . ct original ip daddr . meta l4proto @svc_self masquerade
+//!                                                                    # a backend landing on itself via a VIP
 //!         ct status dnat ip saddr 127.0.0.0/8 masquerade           # the node via 127.0.0.1
 //!         ip saddr vmap @nat_src
 //!     }
-//!     map svc_vips { type ipv4_addr . inet_proto . inet_service : verdict; }   # VIP . tcp . 80 : goto svc-NAME
-//!     set svc_self { type ipv4_addr . ipv4_addr; }   # B . B for each service backend B
+//!     map svc_vips { type ipv4_addr . inet_proto . inet_service : verdict; }   # VIP . tcp . 80 : goto svc-random-2
+//!     map svc_dst_0 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }  # VIP . tcp . 80 : B1 . 8080
+//!     map svc_dst_1 { … }                             # VIP . tcp . 80 : B2 . 8080 (one map per backend slot in use)
+//!     set svc_self { type ipv4_addr . ipv4_addr . inet_service . ipv4_addr . inet_proto; }
+//!                                   # B . B . PORT . VIP . tcp for each backend B:PORT of a service VIP:…/tcp
 //!     chain pub_pre { type nat hook prerouting priority dstnat; policy accept;
 //!         ip daddr . meta l4proto . th dport vmap @svc_vips
 //!         fib daddr type local jump pub_dnat
 //!     }
 //!     chain pub_out { type nat hook output priority -100; policy accept; (the same two rules) }
-//!     chain svc-NAME { dnat ip to numgen inc mod 2 map { 0 : B1 . 80, 1 : B2 . 80 } }   # or numgen random
+//!     chain svc-random-2 { numgen random mod 2 vmap { 0 : goto svc-slot-0, 1 : goto svc-slot-1 } }
+//!     chain svc-roundrobin-2 { (the same with numgen inc) }      # one per spreading and number of backends in use
+//!     chain svc-slot-0 { dnat ip to ip daddr . meta l4proto . th dport map @svc_dst_0 }   # one per slot in use
+//!     chain svc-none { reject }                                   # a service without backends
 //!     chain pub_dnat {
 //!         dnat ip to ip daddr . meta l4proto . th dport map @pub_addr
 //!         dnat ip to meta l4proto . th dport map @pub_any
@@ -44,6 +51,24 @@
 //! seen by these hooks through br_netfilter, so a neighbour reaching a container by the node's address and
 //! port gets its replies un-NATed without masquerade; only a container reaching itself (the reply would
 //! never leave it) and the node's own 127.0.0.1 are masqueraded.
+//!
+//! A service is elements only: one in `svc_vips` (its VIP, whose verdict picks the shared chain for its
+//! number of backends and its spreading), one in `svc_dst_I` for its backend I, one in
+//! `svc_self` per backend, each with the service's name as its comment. A change of one service renders
+//! its batch from its record before and after (and those of the few services on the same VIP address,
+//! whose `svc_self` elements may be the same) and a glance at the table's chains, reads no element and
+//! touches nothing else, so it costs the same at 10 services as at 10,000. A chain or an anonymous map per
+//! service, as before, made every nft batch slower with each service: libnftables lists every chain and
+//! set of the table into its cache before it applies anything (a published port too), and the kernel
+//! walks every chain a verdict can reach when a batch adds a jump. Each deletion in a service batch is
+//! preceded by an add of the same element, which makes the batch hold whether the element was there or
+//! not; a batch that fails anyway (the records and the table disagree: a crash, a hand edit) is rendered
+//! again from the whole listing. A connection to a VIP takes three lookups (`svc_vips`, the slot's
+//! verdict, `svc_dst_I`) at 10 services as at 10,000. (One map keyed on `numgen . VIP . proto . port`
+//! would do with two, but nft 1.0.6 cannot add a rule for a `typeof` map holding `th dport` once the map
+//! exists.) Round robin's counter belongs to the shared chain: each service's connections
+//! still take its backends in turn, but two services of the same size that take connections at once
+//! share one sequence.
 //!
 //! A packet finds its network's chain with one lookup in an interval map, however many networks there are, and
 //! adding or removing a network touches only its own map elements and chains. Every element carries the
@@ -68,13 +93,13 @@ mod restore;
 mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use ipnet::Ipv4Net;
 
 pub(crate) use self::live::Live;
-use super::{chain_suffix, NetRules, Published, SvcRules, Want};
+use super::{chain_suffix, NetRules, Published, SvcChange, SvcRules, Want};
+use crate::net::service_types::Lb;
 
 /// The nftables implementation of [`Firewall`].
 pub struct Nftables;
@@ -105,7 +130,7 @@ const BASE_RULES: [(&str, &[&str]); 6] = [
         "postrouting",
         &[
             "ct status dnat ip saddr . ip daddr @hairpin masquerade",
-            "ct status dnat ip saddr . ip daddr @svc_self masquerade",
+            "ct status dnat ip saddr . ip daddr . th dport . ct original ip daddr . meta l4proto @svc_self masquerade",
             "ct status dnat ip saddr 127.0.0.0/8 masquerade",
             "ip saddr vmap @nat_src",
         ],
@@ -122,18 +147,40 @@ const BASE_RULES: [(&str, &[&str]); 6] = [
     ),
 ];
 /// Names the layout version of the base rules; change it whenever `BASE_RULES` changes.
-const BASE_TAG: &str = "rcon base 3";
+const BASE_TAG: &str = "rcon base 4";
 const PUB_ANY: &str = "pub_any";
 const PUB_ADDR: &str = "pub_addr";
 const HAIRPIN: &str = "hairpin";
 const SVC_VIPS: &str = "svc_vips";
 const SVC_SELF: &str = "svc_self";
 
-fn svc_chain(name: &str) -> String {
-    format!("svc{}", chain_suffix(name, MAX_BARE))
+/// The maps of backend slot i, `svc_dst_0`, `svc_dst_1`, ...: VIP . proto . port : backend . port.
+const SVC_DST: &str = "svc_dst_";
+
+/// The map, chain and rule of backend slot `i`: the chain DNATs to the slot's backend of the VIP.
+/// Made the first time a service has that many backends, kept until the table is restored.
+fn slot(i: usize) -> (String, String, String) {
+    let map = format!("{SVC_DST}{i}");
+    let rule = format!("dnat ip to ip daddr . meta l4proto . th dport map @{map}");
+    (map, format!("svc-slot-{i}"), rule)
 }
 
-/// Every set and map of the layout.
+/// The chain that sends a new connection to one of a service's `k` backend slots, spread by `lb` (no
+/// backend: reject), and its one rule. Shared by every service with `k` backends and that spreading, and
+/// made the first time one needs it: a service is then elements only, never a chain or a rule of its own.
+fn lb_chain(lb: Lb, k: usize) -> (String, String) {
+    let gen = match lb {
+        Lb::Roundrobin => "inc",
+        Lb::Random => "random",
+    };
+    if k == 0 {
+        return ("svc-none".to_string(), "reject".to_string());
+    }
+    let slots: Vec<String> = (0..k).map(|i| format!("{i} : goto {}", slot(i).1)).collect();
+    (format!("svc-{lb}-{k}"), format!("numgen {gen} mod {k} vmap {{ {} }}", slots.join(", ")))
+}
+
+/// Every set and map of the layout that is made with the table.
 const SETS: [&str; 9] = [SUBNETS, FWD_SRC, FWD_DST, NAT_SRC, PUB_ANY, PUB_ADDR, HAIRPIN, SVC_VIPS, SVC_SELF];
 
 /// `nft -j list WHAT` parsed; a missing table reads as an empty one.
@@ -190,8 +237,10 @@ impl super::Ruleset for Nftables {
         published::render_remove_ports_of(live, owner)
     }
 
-    fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, all: &[Ipv4Addr]) -> String {
-        services::render_service(live, name, svc, all)
+    const SERVICE_GLANCE: bool = true;
+
+    fn render_service(live: &Live, c: &SvcChange, whole: bool) -> String {
+        services::render_service(live, c, whole)
     }
 
     fn service_names(live: &Live) -> BTreeSet<&str> {

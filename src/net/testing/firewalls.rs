@@ -9,7 +9,7 @@ use std::rc::Rc;
 use anyhow::Result;
 
 use super::Shared;
-use crate::net::firewall::{Backend, Firewall, Guard, NetRules, Published, SvcRules, Want};
+use crate::net::firewall::{Backend, Firewall, Guard, NetRules, Published, SvcChange, Want};
 use crate::net::kernel::Firewalls;
 use crate::net::ports::Mapping;
 
@@ -123,15 +123,17 @@ impl Firewall for FakeFirewall {
         Ok(())
     }
 
-    fn set_service(&self, svc: &SvcRules, _all: &[Ipv4Addr]) -> Result<()> {
-        self.step("set_service", svc.name)?;
-        self.with(|r| r.services.insert(svc.name.to_string(), svc.backends.to_vec()));
-        Ok(())
-    }
-
-    fn remove_service(&self, name: &str, _all: &[Ipv4Addr]) -> Result<()> {
-        self.step("remove_service", name)?;
-        self.with(|r| r.services.remove(name));
+    fn change_service(&self, c: &SvcChange) -> Result<()> {
+        match &c.new {
+            Some(svc) => {
+                self.step("set_service", c.name)?;
+                self.with(|r| r.services.insert(c.name.to_string(), svc.backends.to_vec()));
+            }
+            None => {
+                self.step("remove_service", c.name)?;
+                self.with(|r| r.services.remove(c.name));
+            }
+        }
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 mod attach;
 mod overlay;
+mod services;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,16 +2,14 @@
 //! backend (`statistic`, as kube-proxy does), and the masquerade of a backend landing on itself.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 
 use super::{svc_chain, Live, SvcRules, POSTROUTING, SERVICES, SVC_TAG};
 use crate::net::service_types::Lb;
 
 /// The input that restates (or, `svc` None, removes) service `name`: a jump from RCON-SERVICES for its VIP
 /// to a chain of its own that DNATs to one backend (statistic nth or random, as kube-proxy does), and the
-/// masquerade of a backend whose flow through the VIP lands on itself. `_all` is for the nftables
-/// backend's shared set: here each service carries its own masquerade rules.
-pub(crate) fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>, _all: &[Ipv4Addr]) -> String {
+/// masquerade of a backend whose flow through the VIP lands on itself (each service carries its own).
+pub(crate) fn render_service(live: &Live, name: &str, svc: Option<&SvcRules>) -> String {
     let chain = svc_chain(name);
     let tag = format!("{SVC_TAG}{name}");
     let mut b = String::from("*nat\n");
@@ -69,11 +67,11 @@ mod tests {
 -A RCON-SERVICES -d 10.96.0.1/32 -p tcp --dport 80 -m comment --comment svc:web -j RCON-S-web
 COMMIT
 ";
-        assert_eq!(render_service(&Live::default(), "web", Some(&svc), &[]), want);
+        assert_eq!(render_service(&Live::default(), "web", Some(&svc)), want);
         // Random: each rule takes its share of what the ones before left.
         let three = [backends[0], backends[1], ("10.1.0.4".parse().unwrap(), 80)];
         let random = SvcRules { lb: Lb::Random, backends: &three, ..svc };
-        let got = render_service(&Live::default(), "web", Some(&random), &[]);
+        let got = render_service(&Live::default(), "web", Some(&random));
         assert!(got.contains("--mode random --probability 0.33333333 -j DNAT --to-destination 10.1.0.2:80"), "{got}");
         assert!(got.contains("--mode random --probability 0.50000000 -j DNAT --to-destination 10.1.0.3:8080"), "{got}");
         assert!(got.contains("-A RCON-S-web -p tcp -j DNAT --to-destination 10.1.0.4:80"), "{got}");
@@ -90,7 +88,7 @@ COMMIT
              COMMIT\n",
         )
         .unwrap();
-        let gone = render_service(&l, "web", None, &[]);
+        let gone = render_service(&l, "web", None);
         assert_eq!(
             gone,
             "*nat\n\
@@ -100,7 +98,7 @@ COMMIT
         );
         // Restated without backends: the old rules go, the chain is declared (flushed) and keeps its jump.
         let empty = SvcRules { name: "web", vip: "10.96.0.1:80".parse().unwrap(), lb: Lb::Random, backends: &[] };
-        let again = render_service(&l, "web", Some(&empty), &[]);
+        let again = render_service(&l, "web", Some(&empty));
         assert!(again.starts_with("*nat\n-D RCON-SERVICES ") && again.contains(":RCON-S-web - [0:0]\n"), "{again}");
         assert!(
             !again.contains("-X RCON-S-web") && !again.contains("DNAT --to") && !again.contains("svc:api"),

@@ -142,21 +142,21 @@ add map ip rcon pub_any { type inet_proto . inet_service : ipv4_addr . inet_serv
 add map ip rcon pub_addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
 add set ip rcon hairpin { type ipv4_addr . ipv4_addr; }
 add map ip rcon svc_vips { type ipv4_addr . inet_proto . inet_service : verdict; }
-add set ip rcon svc_self { type ipv4_addr . ipv4_addr; }
-add rule ip rcon forward ct status dnat accept comment \"rcon base 3\"
-add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 3\"
-add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 3\"
-add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade comment \"rcon base 3\"
-add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @svc_self masquerade comment \"rcon base 3\"
-add rule ip rcon postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment \"rcon base 3\"
-add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 3\"
-add rule ip rcon replies ct state established,related accept comment \"rcon base 3\"
-add rule ip rcon pub_pre ip daddr . meta l4proto . th dport vmap @svc_vips comment \"rcon base 3\"
-add rule ip rcon pub_pre fib daddr type local jump pub_dnat comment \"rcon base 3\"
-add rule ip rcon pub_out ip daddr . meta l4proto . th dport vmap @svc_vips comment \"rcon base 3\"
-add rule ip rcon pub_out fib daddr type local jump pub_dnat comment \"rcon base 3\"
-add rule ip rcon pub_dnat dnat ip to ip daddr . meta l4proto . th dport map @pub_addr comment \"rcon base 3\"
-add rule ip rcon pub_dnat dnat ip to meta l4proto . th dport map @pub_any comment \"rcon base 3\"
+add set ip rcon svc_self { type ipv4_addr . ipv4_addr . inet_service . ipv4_addr . inet_proto; }
+add rule ip rcon forward ct status dnat accept comment \"rcon base 4\"
+add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 4\"
+add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 4\"
+add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade comment \"rcon base 4\"
+add rule ip rcon postrouting ct status dnat ip saddr . ip daddr . th dport . ct original ip daddr . meta l4proto @svc_self masquerade comment \"rcon base 4\"
+add rule ip rcon postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment \"rcon base 4\"
+add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 4\"
+add rule ip rcon replies ct state established,related accept comment \"rcon base 4\"
+add rule ip rcon pub_pre ip daddr . meta l4proto . th dport vmap @svc_vips comment \"rcon base 4\"
+add rule ip rcon pub_pre fib daddr type local jump pub_dnat comment \"rcon base 4\"
+add rule ip rcon pub_out ip daddr . meta l4proto . th dport vmap @svc_vips comment \"rcon base 4\"
+add rule ip rcon pub_out fib daddr type local jump pub_dnat comment \"rcon base 4\"
+add rule ip rcon pub_dnat dnat ip to ip daddr . meta l4proto . th dport map @pub_addr comment \"rcon base 4\"
+add rule ip rcon pub_dnat dnat ip to meta l4proto . th dport map @pub_any comment \"rcon base 4\"
 add rule ip rcon out-web ip daddr 10.88.0.0/16 accept
 add rule ip rcon out-web ip daddr @subnets drop
 add rule ip rcon out-web accept

@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::live::PortElem;
 use super::networks::{base_intact, render_add};
 use super::published::render_ports;
-use super::services::render_service;
-use super::{nat_chain, out_chain, svc_chain, Live, Want, BASE_RULES, BASE_TAG, SETS, SVC_SELF, TABLE};
+use super::services::{declare_slot, render_service};
+use super::{lb_chain, nat_chain, out_chain, slot, Live, SvcChange, Want, BASE_RULES, BASE_TAG, SETS, TABLE};
 
 /// The first thing of `want` that `live` lacks: the table, a base chain or its rules, a set, a network's
 /// or a service's chains and their rules. Elements are not checked, so that the check reads a terse
@@ -39,11 +38,8 @@ pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
             ));
         }
     }
-    for svc in &want.services {
-        if rules(&svc_chain(&svc.name)) != 1 {
-            return Some(format!("service {}: its rules are missing", svc.name));
-        }
-    }
+    // Services are not checked one by one: that would read every service record on every command. A
+    // ruleset that lost the table, a base chain or the service maps is caught above.
     None
 }
 
@@ -60,7 +56,16 @@ pub(crate) fn render_restore(want: &Want) -> String {
         let masq = n.masquerade && !n.internal;
         std::iter::once(out_chain(&n.name)).chain(masq.then(|| nat_chain(&n.name)))
     });
-    for chain in own_chains.chain(want.services.iter().map(|s| svc_chain(&s.name))) {
+    // The shared service chains in use (and their slots'), declared with the others; their rules and
+    // the slot maps after the base maps.
+    let lb: std::collections::BTreeSet<_> = want.services.iter().map(|s| (s.lb, s.backends.len())).collect();
+    let slots = lb.iter().map(|(_, k)| *k).max().unwrap_or(0);
+    let svc_chains = (0..slots).map(|i| slot(i).1).chain(lb.iter().map(|(l, k)| lb_chain(*l, *k).0));
+    for chain in own_chains {
+        let _ = writeln!(b, "add chain {TABLE} {chain}");
+        live.chains.insert(chain);
+    }
+    for chain in svc_chains {
         let _ = writeln!(b, "add chain {TABLE} {chain}");
         live.chains.insert(chain);
     }
@@ -75,14 +80,16 @@ pub(crate) fn render_restore(want: &Want) -> String {
     for p in want.published() {
         b.push_str(&render_ports(&p, true));
     }
-    let all = want.all_backends();
+    for (map, chain, rule) in (0..slots).map(slot) {
+        declare_slot(&mut b, &map);
+        let _ = writeln!(b, "add rule {TABLE} {chain} {rule}");
+    }
+    for (chain, rule) in lb.iter().map(|(l, k)| lb_chain(*l, *k)) {
+        let _ = writeln!(b, "add rule {TABLE} {chain} {rule}");
+    }
     for svc in want.service_rules() {
-        b.push_str(&render_service(&live, svc.name, Some(&svc), &all));
-        // The hairpin set is whole after the first service.
-        let pairs = all.iter().map(|ip| PortElem { set: SVC_SELF.into(), key: format!("{ip} . {ip}"), owner: None });
-        if live.svc.is_empty() {
-            live.svc.extend(pairs);
-        }
+        let c = SvcChange { name: svc.name, old: None, new: Some(svc), peers: &[] };
+        b.push_str(&render_service(&live, &c, false));
     }
     b
 }
@@ -127,12 +134,19 @@ mod tests {
             "add element ip rcon fwd_dst { 10.2.0.0/24 comment \"b\" : drop }",
             "add element ip rcon nat_src { 10.1.0.0/24 comment \"a\" : jump nat-a }",
             "add element ip rcon pub_any { tcp . 8080 comment \"k1\" : 10.1.0.2 . 80 }",
-            "add element ip rcon svc_vips { 10.96.0.2 . tcp . 80 comment \"api\" : goto svc-api }",
+            "add element ip rcon svc_vips { 10.96.0.2 . tcp . 80 comment \"api\" : goto svc-random-1 }",
+            "add rule ip rcon svc-random-1 numgen random mod 1 vmap { 0 : goto svc-slot-0 }",
+            "add rule ip rcon svc-slot-0 dnat ip to ip daddr . meta l4proto . th dport map @svc_dst_0",
         ] {
             assert!(got.contains(line), "missing {line:?} in\n{got}");
         }
         assert!(!got.contains("nat-b"), "an internal network masquerades:\n{got}");
-        assert_eq!(got.matches("add element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 }").count(), 1, "{got}");
+        for svc in ["web", "api"] {
+            let vip = if svc == "web" { "10.96.0.1" } else { "10.96.0.2" };
+            let pair =
+                format!("add element ip rcon svc_self {{ 10.1.0.2 . 10.1.0.2 . 80 . {vip} . tcp comment \"{svc}\" }}");
+            assert_eq!(got.matches(&pair).count(), 1, "{got}");
+        }
         // No network: the table just goes.
         assert_eq!(render_restore(&Want::default()), "add table ip rcon\ndelete table ip rcon\n");
     }
@@ -156,9 +170,6 @@ mod tests {
                 l.elems.push(Elem { set: set.into(), key: n.subnet, owner: Some(n.name.clone()) });
             }
         }
-        for s in &w.services {
-            l.rules.insert(svc_chain(&s.name), vec![None]);
-        }
         l
     }
 
@@ -177,9 +188,10 @@ mod tests {
         let mut l = intact();
         l.rules.remove("nat-a");
         assert_eq!(damage(&l, &w).unwrap(), "network a: its chain nat-a lost its rules");
+        // Services are not checked one by one (see `damage`); their maps are.
         let mut l = intact();
-        l.rules.remove("svc-web");
-        assert_eq!(damage(&l, &w).unwrap(), "service web: its rules are missing");
+        l.sets.remove("svc_vips");
+        assert_eq!(damage(&l, &w).unwrap(), "set svc_vips of table ip rcon is missing");
         // Elements are not read (a terse listing has none).
         let mut l = intact();
         l.elems.clear();
