@@ -207,3 +207,19 @@ fn bad_names_and_the_container_files() {
     nw.w.ok(&["gc"]);
     assert!(resolver_pid(&nw.w.root).is_none());
 }
+
+/// A state root removed by hand, with no rcon left to stop its resolver: the
+/// resolver (supervisor and worker) ends by itself within seconds, rather
+/// than holding its listeners for ever.
+#[test]
+fn resolver_ends_when_its_state_root_is_removed() {
+    let nw = net_world("dg", "nftables");
+    nw.w.ok(&["network", "create", "--subnet", "10.44.0.0/24", "named"]);
+    nw.w.ok(&["run", "-d", "--name", "web", "--network", "named", "busybox", "sleep", "1000"]);
+    let sup = resolver_pid(&nw.w.root).expect("a recorded resolver");
+    let worker = worker_pid(sup).expect("a worker");
+    nw.w.ok(&["rm", "-f", "web"]);
+    std::fs::remove_dir_all(&nw.w.root).unwrap();
+    wait_pid_gone(sup);
+    wait_pid_gone(worker);
+}

@@ -6,6 +6,7 @@
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt as _;
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A worker that lived this long was healthy: the next restart is quick again.
 const HEALTHY: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How often a supervisor looks for its anchor (see `run`).
+const ANCHOR_CHECK: Duration = Duration::from_secs(5);
 
 /// Start `rcon ARGS` (a supervisor, which runs [`run`]) detached from the caller: its own session,
 /// stdio on /dev/null once ready, in the caller's network namespace. It prints its pid when its first
@@ -71,8 +74,10 @@ fn end_worker(child: &Child) {
 }
 
 /// Run until TERM or INT, keeping one worker from `spawn` alive. The first worker must start (its error
-/// is ours); then our pid goes to stdout and stdio is let go of.
-pub fn run(mut spawn: impl FnMut() -> Result<Child>) -> Result<i32> {
+/// is ours); then our pid goes to stdout and stdio is let go of. `anchor` is a path of the state the
+/// daemon serves: once it is gone (a state root removed by hand, with no rcon left to stop us), the
+/// worker is ended and so is the supervisor, rather than serving nothing for ever.
+pub fn run(anchor: &Path, mut spawn: impl FnMut() -> Result<Child>) -> Result<i32> {
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);
@@ -89,9 +94,10 @@ pub fn run(mut spawn: impl FnMut() -> Result<Child>) -> Result<i32> {
     let mut started = Instant::now();
     let mut backoff = BACKOFF_MIN;
     let mut restart_at: Option<Instant> = None;
+    let mut anchor_at = Instant::now() + ANCHOR_CHECK;
     loop {
-        let wait = restart_at.map(|t| t.saturating_duration_since(Instant::now()));
-        match next_signal(&set, wait) {
+        let wake = restart_at.map_or(anchor_at, |t| t.min(anchor_at));
+        match next_signal(&set, Some(wake.saturating_duration_since(Instant::now()))) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
                 if let Some(w) = &worker {
                     end_worker(w);
@@ -117,6 +123,15 @@ pub fn run(mut spawn: impl FnMut() -> Result<Child>) -> Result<i32> {
                 }
             }
             None => {}
+        }
+        if Instant::now() >= anchor_at {
+            anchor_at = Instant::now() + ANCHOR_CHECK;
+            if anchor.symlink_metadata().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+                if let Some(w) = &worker {
+                    end_worker(w);
+                }
+                return Ok(0);
+            }
         }
         if restart_at.is_some_and(|t| Instant::now() >= t) {
             restart_at = None;

@@ -63,7 +63,7 @@ pub fn main(ctx: &Context, worker: bool) -> Result<i32> {
         server::run(&control(ctx), &ctx.data_root, || supervise::stdio_to_log(&log(ctx)))
     } else {
         let a = args(ctx, true);
-        supervise::run(|| supervise::spawn_worker(&a, "the dns worker"))
+        supervise::run(&ctx.root, || supervise::spawn_worker(&a, "the dns worker"))
     }
 }
 

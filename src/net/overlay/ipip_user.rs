@@ -107,6 +107,6 @@ pub fn main(cfg: &Config, worker: bool) -> Result<i32> {
     } else {
         let mut a = args(cfg);
         a.push("--worker".into());
-        supervise::run(|| supervise::spawn_worker(&a, "the ipipd worker"))
+        supervise::run(&cfg.peers_file, || supervise::spawn_worker(&a, "the ipipd worker"))
     }
 }

@@ -156,8 +156,13 @@ int rcon_ipip_in(struct __sk_buff *skb)
 	__u8 mac[6];
 	__builtin_memcpy(mac, c->dev_mac, sizeof(mac));
 
-	if (bpf_skb_adjust_room(skb, -OUTER_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_DECAP_L3_IPV4) &&
-	    bpf_skb_adjust_room(skb, -OUTER_LEN, BPF_ADJ_ROOM_MAC, 0))
+	// FIXED_GSO: a GSO packet (a veth underlay carries them whole) keeps
+	// its segment size. Without it the kernel grows the size by the 20
+	// bytes taken off, and each segment of the inner packet no longer fits
+	// the pods' MTU when it is forwarded: every bulk TCP packet was dropped.
+	if (bpf_skb_adjust_room(skb, -OUTER_LEN, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO) &&
+	    bpf_skb_adjust_room(skb, -OUTER_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
 		return TC_ACT_SHOT;
 	if (bpf_skb_store_bytes(skb, 0, mac, sizeof(mac), 0))
 		return TC_ACT_SHOT;
