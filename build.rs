@@ -1,5 +1,5 @@
-//! Build script: the git commit that `rcon --version` prints, the eBPF
-//! IPIP programs (`bpf_programs`), and how the binaries are linked
+//! Build script: the git commit that `rcon --version` prints, the tc
+//! eBPF programs (`bpf_programs`), and how the binaries are linked
 //! (`position_dependent_binaries`).
 //!
 //! `RCON_GIT_COMMIT` is `git rev-parse --short HEAD` of the repository this
@@ -42,32 +42,41 @@ fn position_dependent_binaries() {
     }
 }
 
-/// The eBPF IPIP data plane's object, compiled by clang -target bpf into
-/// OUT_DIR/ipip.bpf.o (src/net/overlay/ipip_ebpf.rs embeds it). Without
-/// clang, or the headers of libbpf-dev and linux-libc-dev, the object is
-/// left empty and rcon says so when `--ipip-mode ebpf` is asked for; the
+/// The tc programs, each compiled by clang -target bpf into OUT_DIR: the
+/// eBPF IPIP data plane (src/net/overlay/ipip_ebpf.rs embeds ipip.bpf.o) and
+/// the bridge shortcut it uses (src/net/shortcut.rs, shortcut.bpf.o).
+/// Without clang, or the headers of libbpf-dev and linux-libc-dev, an object
+/// is left empty and rcon says so when `--ipip-mode ebpf` is asked for; the
 /// rest of rcon builds as before. `RCON_CLANG` names another clang.
 fn bpf_programs(manifest_dir: &Path) {
-    let src = manifest_dir.join("src/net/overlay/ipip_ebpf/ipip.bpf.c");
-    println!("cargo:rerun-if-changed={}", src.display());
     println!("cargo:rerun-if-env-changed=RCON_CLANG");
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("ipip.bpf.o");
+    for (src, obj) in
+        [("src/net/overlay/ipip_ebpf/ipip.bpf.c", "ipip.bpf.o"), ("src/net/shortcut.bpf.c", "shortcut.bpf.o")]
+    {
+        bpf_object(&manifest_dir.join(src), obj);
+    }
+}
+
+fn bpf_object(src: &Path, obj: &str) {
+    println!("cargo:rerun-if-changed={}", src.display());
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join(obj);
     let clang = std::env::var("RCON_CLANG").unwrap_or_else(|_| "clang".into());
     // -target bpf does not search the multiarch directory that holds asm/types.h.
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
     let multiarch = format!("/usr/include/{}-linux-gnu", if arch == "x86" { "i386" } else { &arch });
     let res = Command::new(&clang)
         .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf", "-I", &multiarch, "-c"])
-        .arg(&src)
+        .arg(src)
         .arg("-o")
         .arg(&out)
         .output();
+    let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match res {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
             let _ = std::fs::write(&out, b"");
             for line in String::from_utf8_lossy(&o.stderr).lines().take(5) {
-                println!("cargo:warning=ipip.bpf.c: {line}");
+                println!("cargo:warning={name}: {line}");
             }
             println!(
                 "cargo:warning=the eBPF IPIP data plane is not built in (`make deps` installs clang and libbpf-dev)"

@@ -4,7 +4,9 @@
 //! 1 MB stream byte for byte) with RFC 2003 on the wire; `reset` leaves no
 //! tc filter, program or map; a packet too big for the tunnel gets
 //! "fragmentation needed"; IPIP from an address that is no peer is dropped
-//! while a peer's passes; `cluster repair` re-attaches what was removed.
+//! while a peer's passes; `cluster repair` re-attaches what was removed;
+//! bulk TCP reaches the pod in whole GSO packets through the bridge's
+//! shortcut, which attach and detach keep in step.
 
 use crate::cluster::{self, carries_everything, reset_leaves_nothing, two_nodes_and_a_sleeper, IPIP_WIRE};
 use crate::common::{sh, wait_until};
@@ -113,6 +115,68 @@ fn ipip_ebpf_path_mtu_strangers_and_repair() {
     assert_eq!(repair(), "recreated device rcon-ebpf");
     assert!(c.reaches(1, &ip), "no ping after rcon-ebpf came back");
     c.nodes[0].ok(&["rm", "-f", "srv"]);
+}
+
+/// The entries of the shortcut on node `i`'s cluster bridge (bpftool's JSON
+/// map dump), or None when the bridge has no shortcut.
+fn shortcut_entries(c: &cluster::Cluster, i: usize) -> Option<Vec<serde_json::Value>> {
+    let out = c.node_sh(i, "tc filter show dev rcon-cluster egress");
+    let id = out.split_whitespace().collect::<Vec<_>>().windows(2).find(|w| w[0] == "id").map(|w| w[1].to_string())?;
+    let map = map_ids(&id).pop().expect("the shortcut program has a map");
+    serde_json::from_str(&sh(&format!("bpftool -j map dump id {map}"))).unwrap()
+}
+
+/// A decapsulated packet keeps the kernel's tunnel marks, so the cluster
+/// bridge would cut each bulk TCP packet into MTU-sized ones in software.
+/// The bridge's shortcut hands them to the pod's port whole:
+/// - a 4 MB upload from node 1's pod to node 0's arrives byte for byte,
+///   and the capture on the pod's port sees packets far over the MTU;
+/// - without the shortcut, the same upload arrives cut (no such packet);
+///   `cluster repair` puts it back with the pod's entry;
+/// - the entry goes when the pod does.
+#[test]
+fn ipip_ebpf_bulk_tcp_reaches_the_pod_whole() {
+    let mut c = cluster::cluster("eg", 2);
+    c.init("ipip", &["--ipip-mode", "ebpf"]);
+    let script = "nc -ll -p 7002 -e sh -c 'md5sum > /proc/1/fd/1'";
+    c.nodes[0].ok(&["run", "-d", "--name", "srv", "--network", "cluster", "busybox", "sh", "-c", script]);
+    let ip = crate::network::ip_of(&c.nodes[0], "srv");
+    let entries = shortcut_entries(&c, 0).expect("node 0's cluster bridge has no shortcut");
+    let want_key = u32::from_ne_bytes(ip.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    assert!(entries.iter().any(|e| e["formatted"]["key"] == want_key), "no shortcut entry for {ip}: {entries:?}");
+    let port = c.node_sh(0, "ip -o link show master rcon-cluster | awk -F': ' '{print $2}' | cut -d@ -f1");
+    let port = port.trim().to_string();
+
+    let seen = upload(&mut c, &port, &ip, 1);
+    assert!(seen.contains(" > "), "no packet over 3000 bytes reached the pod's port {port}");
+
+    c.node_sh(0, "tc filter del dev rcon-cluster egress");
+    let seen = upload(&mut c, &port, &ip, 2);
+    assert!(!seen.contains(" > "), "without the shortcut, packets over the MTU reached the pod: {seen}");
+    assert_eq!(c.nodes[0].ok(&["cluster", "repair"]).trim(), "re-attached the eBPF IPIP programs");
+    let entries = shortcut_entries(&c, 0).expect("repair left the bridge without its shortcut");
+    assert!(entries.iter().any(|e| e["formatted"]["key"] == want_key), "repair did not refill {ip}: {entries:?}");
+    assert!(upload(&mut c, &port, &ip, 3).contains(" > "), "after repair, no packet over 3000 bytes reached the pod");
+
+    c.nodes[0].ok(&["rm", "-f", "srv"]);
+    let entries = shortcut_entries(&c, 0).expect("the bridge lost its shortcut");
+    assert!(entries.is_empty(), "the pod went but its entry stayed: {entries:?}");
+}
+
+/// Upload a fresh 4 MB blob from a pod on node 1 to `ip:7002` on node 0,
+/// and wait for the server to log its digest; returns the capture, on node
+/// 0's bridge port `port` meanwhile, of the stream's packets over 3000 bytes.
+fn upload(c: &mut cluster::Cluster, port: &str, ip: &str, round: usize) -> String {
+    let n0 = c.nodes[0].node.clone().unwrap();
+    let big = c.capture_on(&n0, port, "tcp port 7002 and greater 3000");
+    let send = format!("dd if=/dev/urandom of=/b bs=1024 count=4096 2>/dev/null; md5sum < /b; nc -w 5 {ip} 7002 < /b");
+    let (ok, out) = c.client(1, &send);
+    assert!(ok, "round {round}: the upload failed: {out}");
+    let digest = out.split_whitespace().next().unwrap().to_string();
+    wait_until("the server's digest", || c.nodes[0].ok(&["logs", "srv"]).contains(&digest));
+    // The capture's last lines, once the digest proved the stream done.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::read_to_string(&big).unwrap()
 }
 
 /// One IPIP packet: argv = inner source, inner destination, outer

@@ -178,6 +178,10 @@ impl Links for Netlink {
         Ok(Box::new(Netlink::in_netns(ns)?))
     }
 
+    fn tc_programs(&self, index: u32, ingress: bool) -> Result<Vec<(String, u32)>> {
+        self.bpf_filters(index, ingress)
+    }
+
     fn index(&self, name: &str) -> Result<Option<u32>> {
         Ok(self.link_by_name(name)?.map(|m| m.header.index))
     }

@@ -101,6 +101,9 @@ pub trait Links {
     fn all_ipv4_addresses(&self) -> Result<Vec<(String, Ipv4Addr)>>;
     /// The IPv4 routes of the main table.
     fn routes(&self) -> Result<Vec<Route>>;
+    /// The tc BPF filters on link `index`'s clsact ingress (or egress) hook: each one's program
+    /// name and id. None on a link without clsact, nor in a fake world (no program runs there).
+    fn tc_programs(&self, index: u32, ingress: bool) -> Result<Vec<(String, u32)>>;
 
     /// A sysctl under `/proc/sys/net/` of this namespace (`ipv4/ip_forward`).
     fn sysctl(&self, key: &str) -> Result<String>;

@@ -18,7 +18,7 @@ use super::links::Links;
 use super::macaddr::Mac;
 use super::network::{self, Driver, Network, Request, DEFAULT_NETWORK};
 use super::ports::PortSpec;
-use super::{dns, driver, forwarding, heal};
+use super::{dns, driver, forwarding, heal, shortcut};
 use crate::store::Broken;
 use crate::Context;
 
@@ -390,6 +390,9 @@ pub fn attach_with(ctx: &Context, k: &Kernel, req: &AttachRequest) -> Result<End
         if driver::attach(node, inner.as_ref(), &ns, &net, &ep, &others)? {
             enable_rules(ctx, k, &net)?;
         }
+        if let Some((bridge, e)) = on_shortcut(&net, &ep) {
+            shortcut::add(node, bridge, &e)?;
+        }
         tracing::debug!("attach: wired");
         publish(ctx, k, &net, &ep)?;
         crate::store::fault("attach:wired");
@@ -426,6 +429,25 @@ fn publish(ctx: &Context, k: &Kernel, net: &Network, ep: &Endpoint) -> Result<()
     k.firewalls.flush_udp_conntrack(&ep.ports)
 }
 
+/// A cluster network's bridge may have the shortcut (net::shortcut, put there by the eBPF IPIP
+/// plane): the bridge and the endpoint's entry.
+fn on_shortcut<'a>(net: &'a Network, ep: &'a Endpoint) -> Option<(&'a str, shortcut::Endpoint<'a>)> {
+    let (Some(_), Driver::Bridge, Some(bridge), Some(ip)) = (net.cluster, net.driver, net.bridge.as_deref(), ep.ip)
+    else {
+        return None;
+    };
+    Some((bridge, shortcut::Endpoint { ip, mac: ep.mac, port: &ep.host_ifname }))
+}
+
+/// Make the shortcut of `net`'s bridge, when it has one, name exactly the network's endpoints
+/// (`cluster repair`: a program loaded again starts empty).
+pub fn refill_shortcut(ctx: &Context, k: &Kernel, net: &Network) -> Result<()> {
+    let Some(bridge) = net.bridge.as_deref() else { return Ok(()) };
+    let eps = endpoints(ctx).on_network(&net.name)?;
+    let entries: Vec<shortcut::Endpoint> = eps.iter().filter_map(|e| on_shortcut(net, e).map(|(_, s)| s)).collect();
+    shortcut::refill(k.links()?, bridge, &entries)
+}
+
 fn published(ep: &Endpoint) -> Option<firewall::Published<'_>> {
     let ip = ep.ip.filter(|_| !ep.ports.is_empty())?;
     Some(firewall::Published { owner: &ep.key, ip, mappings: &ep.ports })
@@ -447,6 +469,11 @@ pub(super) fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Resul
     }
     super::service::drop_endpoint(ctx, k.firewalls.as_ref(), &ep.key)?;
     tracing::debug!(key = %ep.key, "detach: ports and services dropped");
+    let net = networks(ctx).get(&ep.network);
+    // Before the address is free for another endpoint.
+    if let Some((bridge, e)) = net.as_ref().ok().and_then(|n| on_shortcut(n, ep)) {
+        shortcut::remove(k.links()?, bridge, e.ip)?;
+    }
     driver::detach(k.links()?, ep)?;
     tracing::debug!("detach: links going");
     if !ep.ports.is_empty() {
@@ -456,7 +483,6 @@ pub(super) fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Resul
     endpoints(ctx).remove(ep)?;
     tracing::debug!("detach: lease and record gone");
     // Last, after the record: a firewall restore meanwhile re-adds what the records name.
-    let net = networks(ctx).get(&ep.network);
     let res = match &net {
         Ok(net) => heal::guard(net, ep).map_or(Ok(()), |g| k.firewall(net.firewall).remove_guard(&g)),
         Err(_) => k.firewall(Backend::default()).remove_guard_of(&ep.key),

@@ -24,6 +24,8 @@ pub mod service;
 pub mod service_index;
 pub mod service_store;
 pub mod service_types;
+pub mod shortcut;
+pub mod tc_bpf;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]

@@ -290,6 +290,10 @@ impl Links for FakeLinks {
         Ok(Some(1500))
     }
 
+    fn tc_programs(&self, _index: u32, _ingress: bool) -> Result<Vec<(String, u32)>> {
+        Ok(Vec::new())
+    }
+
     fn create_bridge(&self, name: &str, mac: Mac, _mtu: u32) -> Result<u32> {
         let idx = self.create("create_bridge", name, "bridge", Some(mac))?;
         self.link(idx, |l| l.up = true)?;

@@ -62,7 +62,7 @@ pub fn setup(node: &dyn Links, c: &mut Cluster, bridge: &str, data_root: &Path) 
             }
         }
         Backend::Ipip => {
-            let (plane, idx) = ipip_plane(node, c, underlay, &mut note)?;
+            let (plane, idx) = ipip_plane(node, c, underlay, bridge, &mut note)?;
             c.ipip_plane = Some(plane);
             node.no_ipv6_addresses(idx)?;
             node.add_address(idx, c.node_subnet.network(), 32)?;
@@ -85,7 +85,13 @@ pub fn setup(node: &dyn Links, c: &mut Cluster, bridge: &str, data_root: &Path) 
 /// `auto` tries the kernel's ipip, then eBPF, then userspace, and says in
 /// `note` why it passed over the ones it did. Returns the plane and its
 /// device's index.
-fn ipip_plane(node: &dyn Links, c: &Cluster, underlay: u32, note: &mut Option<String>) -> Result<(IpipMode, u32)> {
+fn ipip_plane(
+    node: &dyn Links,
+    c: &Cluster,
+    underlay: u32,
+    bridge: &str,
+    note: &mut Option<String>,
+) -> Result<(IpipMode, u32)> {
     let auto = c.ipip_mode == IpipMode::Auto;
     let mut skipped = Vec::new();
     if matches!(c.ipip_mode, IpipMode::Auto | IpipMode::Kernel) {
@@ -102,7 +108,7 @@ fn ipip_plane(node: &dyn Links, c: &Cluster, underlay: u32, note: &mut Option<St
         }
     }
     if matches!(c.ipip_mode, IpipMode::Auto | IpipMode::Ebpf) {
-        match ipip_ebpf::setup(node, c) {
+        match ipip_ebpf::setup(node, c, bridge) {
             Ok(idx) => {
                 *note =
                     (!skipped.is_empty()).then(|| format!("{}: using rcon's eBPF IPIP data plane", skipped.join("; ")));

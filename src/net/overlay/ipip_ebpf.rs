@@ -11,6 +11,10 @@
 //! out of the underlay; the underlay's ingress program decapsulates what its
 //! peers send and hands it to `rcon-ebpf` as if that device received it.
 //!
+//! Decapsulated packets keep the kernel's tunnel marks, which would make
+//! the cluster bridge cut every GSO packet in software: the bridge's
+//! shortcut (net::shortcut) hands them to the pod's port whole instead.
+//!
 //! Nothing is pinned: each program is held by its tc filter and the maps by
 //! the programs. Deleting `rcon-ebpf` and the underlay's filter (teardown)
 //! frees it all; a later rcon finds the maps through the program that the
@@ -20,15 +24,16 @@ use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context as _, Result};
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap as BpfHash, Map, MapData, MapInfo};
-use aya::programs::tc::{self, NlOptions, SchedClassifier, TcAttachOptions, TcError, TcHandle};
-use aya::programs::{ProgramError, TcAttachType};
-use aya::{Ebpf, EbpfLoader};
+use aya::maps::{Array, HashMap as BpfHash, MapData};
+use aya::programs::TcAttachType;
+use aya::EbpfLoader;
 
 use super::{Cluster, Node};
 use crate::net::link::Netlink;
 use crate::net::links::{Links, Veth};
 use crate::net::macaddr::Mac;
+use crate::net::shortcut;
+use crate::net::tc_bpf::{self, attach, map_named};
 
 /// The device the routes to peers point at (the tunnel device's place).
 pub const DEV: &str = "rcon-ebpf";
@@ -39,9 +44,6 @@ const IN_PROG: &str = "rcon_ipip_in";
 const CFG_MAP: &str = "rcon_ipip_cfg";
 const NETS_MAP: &str = "rcon_ipip_nets";
 const PEERS_MAP: &str = "rcon_ipip_peers";
-/// The tc priority and handle of rcon's filters ("rc"): ours to find and delete.
-const PRIORITY: u16 = 0x7263;
-const HANDLE: TcHandle = TcHandle::new(0, 1);
 
 /// The programs' object; empty when rcon was built without clang.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipip.bpf.o"));
@@ -78,9 +80,10 @@ pub fn built_in() -> bool {
     !OBJECT.is_empty()
 }
 
-/// Make `rcon-ebpf`, load the programs and attach them; returns the
-/// device's index. On failure, what was made is removed again.
-pub fn setup(node: &dyn Links, c: &Cluster) -> Result<u32> {
+/// Make `rcon-ebpf`, load the programs and attach them, and put the
+/// shortcut on the cluster network's `bridge`; returns the device's index.
+/// On failure, what was made is removed again.
+pub fn setup(node: &dyn Links, c: &Cluster, bridge: &str) -> Result<u32> {
     if !built_in() {
         bail!("this rcon was built without clang, so it has no eBPF IPIP data plane (`make deps` installs clang)");
     }
@@ -100,6 +103,7 @@ pub fn setup(node: &dyn Links, c: &Cluster) -> Result<u32> {
         node.no_ipv6_addresses(peer)?;
         node.up(peer, None)?;
         load_and_attach(node, c, idx)?;
+        shortcut::enable(node, bridge)?;
         Ok(idx)
     })();
     if res.is_err() {
@@ -123,43 +127,6 @@ fn load_and_attach(node: &dyn Links, c: &Cluster, dev: u32) -> Result<()> {
     attach(&mut ebpf, IN_PROG, &c.underlay, TcAttachType::Ingress)
 }
 
-/// Load program `prog` and attach it to `iface`'s clsact hook `at`, where
-/// it stays after `ebpf` is dropped (its filter holds it).
-fn attach(ebpf: &mut Ebpf, prog: &str, iface: &str, at: TcAttachType) -> Result<()> {
-    let p: &mut SchedClassifier =
-        ebpf.program_mut(prog).with_context(|| format!("the object has no program {prog}"))?.try_into()?;
-    p.load().map_err(|e| load_error(prog, e))?;
-    match tc::qdisc_add_clsact(iface) {
-        Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-        Err(TcError::AlreadyAttached) | Ok(()) => {}
-        Err(e) => return Err(e).with_context(|| format!("adding a clsact qdisc to {iface}")),
-    }
-    // Netlink, not a TCX link: a TCX link dies with its descriptor unless
-    // pinned, and kernels before 6.6 (Debian 12's) have none.
-    let opts = NlOptions { priority: PRIORITY, handle: HANDLE, classid: None };
-    let id = p
-        .attach_with_options(iface, at, TcAttachOptions::Netlink(opts))
-        .with_context(|| format!("attaching {prog} to {iface}"))?;
-    let link = p.take_link(id)?;
-    // Dropping the link would delete the filter; it is only the filter's
-    // address (ifindex, priority, handle), so forgetting it leaks nothing.
-    std::mem::forget(link);
-    Ok(())
-}
-
-/// A refused load in one line: the errno and the verifier's last words.
-fn load_error(prog: &str, e: ProgramError) -> anyhow::Error {
-    match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
-            let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).rev().take(2).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            anyhow::anyhow!("loading {prog}: {io_error} (verifier: {})", tail.join("; "))
-        }
-        e => anyhow::anyhow!("loading {prog}: {e}"),
-    }
-}
-
 /// Remove `rcon-ebpf` (its filter and program go with it) and the
 /// underlay's filter. Gone is done.
 pub fn teardown(node: &dyn Links, c: &Cluster) -> Result<()> {
@@ -167,33 +134,19 @@ pub fn teardown(node: &dyn Links, c: &Cluster) -> Result<()> {
     if node.index(&c.underlay)?.is_none() || in_prog_id(node, c)?.is_none() {
         return Ok(());
     }
-    match tc::qdisc_detach_program(&c.underlay, TcAttachType::Ingress, IN_PROG) {
-        Err(TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        r => r.with_context(|| format!("detaching {IN_PROG} from {}", c.underlay)),
-    }
+    tc_bpf::detach(&c.underlay, TcAttachType::Ingress, IN_PROG)
 }
 
-/// Whether the underlay's ingress program is attached (repair re-attaches
-/// it when someone removed it).
-pub fn attached(node: &dyn Links, c: &Cluster) -> Result<bool> {
-    Ok(in_prog_id(node, c)?.is_some())
+/// Whether the underlay's ingress program and the bridge's shortcut are
+/// attached (repair re-attaches them when someone removed one).
+pub fn attached(node: &dyn Links, c: &Cluster, bridge: &str) -> Result<bool> {
+    Ok(in_prog_id(node, c)?.is_some() && shortcut::enabled(node, bridge)?)
 }
 
 fn in_prog_id(node: &dyn Links, c: &Cluster) -> Result<Option<u32>> {
     let idx = node.require(&c.underlay)?;
     let filters = Netlink::current()?.bpf_filters(idx, true)?;
     Ok(filters.into_iter().find(|(name, _)| name == IN_PROG).map(|(_, id)| id))
-}
-
-/// A map of the attached programs, by name.
-fn map_named(ids: &[u32], name: &str) -> Result<Map> {
-    for &id in ids {
-        let info = MapInfo::from_id(id).with_context(|| format!("reading map {id}"))?;
-        if info.name_as_str() == Some(name) {
-            return Ok(Map::from_map_data(MapData::from_id(id)?)?);
-        }
-    }
-    bail!("the eBPF IPIP program has no map {name}")
 }
 
 /// Make the programs' maps say exactly `peers`: each peer's pod subnet to

@@ -262,7 +262,7 @@ pub fn repair_with(ctx: &Context, k: &Kernel) -> Result<Vec<String>> {
     let detached = missing.is_none()
         && c.backend == Backend::Ipip
         && c.ipip_plane == Some(IpipMode::Ebpf)
-        && !super::ipip_ebpf::attached(node, &c)?;
+        && !super::ipip_ebpf::attached(node, &c, &bridge)?;
     if missing.is_some() || stopped || detached {
         backend::teardown(node, &c, &ctx.data_root)?;
         (c.daemon, c.ipip_plane) = (None, None);
@@ -284,6 +284,9 @@ pub fn repair_with(ctx: &Context, k: &Kernel) -> Result<Vec<String>> {
         backend::program(node, &c, p)?;
     }
     backend::sync_plane(node, &c, &all, &ctx.data_root)?;
+    if c.ipip_plane == Some(IpipMode::Ebpf) {
+        netmanage::refill_shortcut(ctx, k, &net)?;
+    }
     Ok(done)
 }
 
