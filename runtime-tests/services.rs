@@ -177,3 +177,27 @@ fn services_after_a_crash() {
         nw.w.ok(&["service", "rm", "web"]);
     }
 }
+
+/// A container's removal killed (SIGKILL) between its endpoint's record and the services: the
+/// backend stays until `rcon gc` drops it, and then gets no more traffic.
+#[test]
+fn a_backend_after_a_crashed_detach() {
+    let nw = net_world("vd", "nftables");
+    nw.w.ok(&["network", "create", "--subnet", "10.36.0.0/24", "svc"]);
+    nw.server("b1", "svc");
+    nw.server("b2", "svc");
+    create(&nw, "web", 80, &["b1:7000", "b2:7000"]);
+    let out = nw.w.cmd(&["rm", "-f", "b2"]).env("RCON_FAULT", "detach:unrecorded").output().unwrap();
+    assert_eq!(out.status.code(), None, "rcon should have been killed");
+    let backends = || {
+        let v: serde_json::Value = serde_json::from_str(&nw.w.ok(&["service", "inspect", "web"])).unwrap();
+        v["backends"].as_array().unwrap().len()
+    };
+    assert_eq!(backends(), 2, "killed before the services");
+    let gc = nw.w.ok(&["gc"]);
+    assert!(gc.contains("service backends of endpoint"), "{gc}");
+    assert_eq!(backends(), 1);
+    assert!(from_client(&nw, 4).iter().all(|a| a == "from-b1"));
+    nw.w.ok(&["service", "rm", "web"]);
+    assert_eq!(rules(&nw, "nftables").trim(), "", "service rules left");
+}

@@ -453,8 +453,8 @@ fn published(ep: &Endpoint) -> Option<firewall::Published<'_>> {
     Some(firewall::Published { owner: &ep.key, ip, mappings: &ep.ports })
 }
 
-/// Undo one endpoint: published ports, interfaces, claims, lease, record (in that order).
-/// The record loses its ports before the rules go, so that a restore of the
+/// Undo one endpoint: published ports, interfaces, claims, record, service backends, lease (in that
+/// order). The record loses its ports before the rules go, so that a restore of the
 /// firewall meanwhile does not put them back (see `heal`).
 pub(super) fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Result<()> {
     if let Some(p) = published(ep) {
@@ -467,21 +467,26 @@ pub(super) fn detach_endpoint(ctx: &Context, k: &Kernel, ep: &Endpoint) -> Resul
         k.firewall(backend).remove_ports(&p)?;
         k.firewalls.flush_udp_conntrack(&ep.ports)?;
     }
-    super::service::drop_endpoint(ctx, k.firewalls.as_ref(), &ep.key)?;
-    tracing::debug!(key = %ep.key, "detach: ports and services dropped");
     let net = networks(ctx).get(&ep.network);
     // Before the address is free for another endpoint.
     if let Some((bridge, e)) = net.as_ref().ok().and_then(|n| on_shortcut(n, ep)) {
         shortcut::remove(k.links()?, bridge, e.ip)?;
     }
     driver::detach(k.links()?, ep)?;
-    tracing::debug!("detach: links going");
+    tracing::debug!(key = %ep.key, "detach: ports dropped, links going");
     if !ep.ports.is_empty() {
         Claims::open(&ctx.data_root)?.release(&ep.key, &ep.ports)?;
     }
-    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, ep.ip, Some(ep.mac))?;
     endpoints(ctx).remove(ep)?;
-    tracing::debug!("detach: lease and record gone");
+    crate::store::fault("detach:unrecorded");
+    // The services after the record: drop_endpoint looks at their index without their lock, and a
+    // `service create` or `add-backend` that resolved this endpoint checks its record again after
+    // writing its index entry (service::commit). So either that check finds the record gone, or the
+    // entry is there when drop_endpoint looks. Killed in between, gc drops the backends.
+    super::service::drop_endpoint(ctx, k.firewalls.as_ref(), &ep.key)?;
+    // The address last: leased while a service still sends to it, it goes to no other container.
+    Ipam::new(&ctx.data_root).release(&ep.network, &ep.key, ep.ip, Some(ep.mac))?;
+    tracing::debug!("detach: record, services and lease gone");
     // Last, after the record: a firewall restore meanwhile re-adds what the records name.
     let res = match &net {
         Ok(net) => heal::guard(net, ep).map_or(Ok(()), |g| k.firewall(net.firewall).remove_guard(&g)),
@@ -620,6 +625,9 @@ pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcRepo
             report.endpoints.push(format!("{}/{}", ep.network, ep.key));
         }
     }
+    // Before the leases: the address of a backend whose endpoint record is gone stays leased until
+    // no service sends to it (see detach_endpoint).
+    report.rules.extend(super::service::gc(ctx, k.firewalls.as_ref(), backends)?);
     let ipam = Ipam::new(&ctx.data_root);
     for net in ipam.networks()? {
         // Records are read under the book's lock: an attach holds it from its
@@ -658,7 +666,6 @@ pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcRepo
         }
     }
     report.index_links = eps.sweep_index(std::time::Duration::from_secs(60));
-    report.rules.extend(super::service::gc(ctx, k.firewalls.as_ref(), backends)?);
     report.broken(super::service_store::store(&ctx.data_root).scan()?.broken);
     // The kernel's objects are listed before the records are read: attach
     // saves an endpoint's record before it makes the veth and the port

@@ -7,6 +7,7 @@
 //! whenever its backends change. A backend is an endpoint: when the endpoint
 //! goes (its container is removed), it leaves every service it was in.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context as _, Result};
@@ -106,16 +107,8 @@ pub fn create(ctx: &Context, name: &str, vip: Vip, backends: Vec<Member>, lb: Lb
     let books = claim_vip(ctx, name, vip.ip)?;
     // Index and rules first: a failure leaves no record. The books stay locked until
     // the record names the service, so gc never takes its leases for orphans.
-    let res = idx
-        .add(&svc)
-        .and_then(|()| {
-            crate::store::fault("service:indexed");
-            apply(&store, &idx, &RealFirewalls, name, None, Some(&svc))
-        })
-        .and_then(|()| {
-            crate::store::fault("service:applied");
-            store.save(&svc)
-        });
+    let eps = endpoint::Store::new(&ctx.data_root);
+    let res = commit(&store, &idx, &eps, &RealFirewalls, None, &svc);
     if res.is_err() {
         for b in &books {
             let _ = b.release(&lease_owner(name));
@@ -201,24 +194,66 @@ pub fn change(ctx: &Context, name: &str, edit: impl FnOnce(&mut Service) -> Resu
     let mut svc = old.clone();
     edit(&mut svc)?;
     let idx = Index::open(&store, &ctx.data_root)?;
-    save_change(&store, &idx, &RealFirewalls, &old, &svc)?;
+    commit(&store, &idx, &endpoint::Store::new(&ctx.data_root), &RealFirewalls, Some(&old), &svc)?;
     Ok(svc)
 }
 
-/// Index, rules, record, and the index entries of the endpoints `old` had and `svc` has not: in
-/// that order, so that the index never says less than the record.
-fn save_change(store: &Store, idx: &Index, fw: &dyn Firewalls, old: &Service, svc: &Service) -> Result<()> {
+/// The container backends `svc` has and `old` (None: a service being made) has not.
+fn added<'a>(old: Option<&'a Service>, svc: &'a Service) -> impl Iterator<Item = &'a Member> {
+    let had = move |m: &Member| old.is_some_and(|o| o.backends.iter().any(|b| b.endpoint == m.endpoint));
+    svc.backends.iter().filter(move |m| !m.container.is_empty() && !had(m))
+}
+
+/// Save service `svc` (a change of `old`, or new): index, rules, record, and the index entries of
+/// the endpoints `old` had and `svc` has not. In that order, so that the index never says less than
+/// the record. Call it holding the store's lock.
+///
+/// The endpoints it adds were resolved before that lock, and a detach looks at the index without
+/// it: it removes the endpoint's record first, then looks. So once the entries are written, the
+/// records are checked again: a record still there means the detach has yet to look, and will find
+/// the entry (and wait for this lock); one gone means the detach may have looked already, and the
+/// change fails as if the endpoint had been missing from the start, leaving things as they were.
+pub(crate) fn commit(
+    store: &Store,
+    idx: &Index,
+    eps: &endpoint::Store,
+    fw: &dyn Firewalls,
+    old: Option<&Service>,
+    svc: &Service,
+) -> Result<()> {
     idx.add(svc)?;
-    apply(store, idx, fw, &svc.name, Some(old), Some(svc))?;
+    crate::store::fault("service:indexed");
+    if let Some(m) = added(old, svc).find(|m| !recorded(eps, m)) {
+        for m in added(old, svc) {
+            idx.drop_backend(&svc.name, &m.endpoint)?;
+        }
+        bail!(
+            "container {:?} has no interface on an rcon network to serve from (its endpoint {} was just detached)",
+            m.name,
+            m.endpoint
+        );
+    }
+    apply(store, idx, fw, &svc.name, old, Some(svc))?;
+    crate::store::fault("service:applied");
     store.save(svc)?;
-    for m in old.backends.iter().filter(|m| !svc.backends.iter().any(|b| b.endpoint == m.endpoint)) {
+    for m in old.iter().flat_map(|o| &o.backends).filter(|m| !svc.backends.iter().any(|b| b.endpoint == m.endpoint)) {
         idx.drop_backend(&svc.name, &m.endpoint)?;
     }
     Ok(())
 }
 
+/// Whether container backend `m`'s endpoint still has its record.
+fn recorded(eps: &endpoint::Store, m: &Member) -> bool {
+    // An error reading the records counts as gone: the change fails, and can be tried again.
+    eps.find(Filter { owner: Some(&m.container), ..Default::default() })
+        .is_ok_and(|found| found.iter().any(|e| e.key == m.endpoint))
+}
+
 /// An endpoint went: it leaves every service it was a backend of. The index names those services
 /// (one lookup when there are none), so a detach costs the same at 10 services as at 10,000.
+/// Call it after the endpoint's record is removed: a service change that adds the endpoint
+/// meanwhile checks that record after writing its index entry (see [`commit`]), which is what makes
+/// the lookup without the lock safe.
 pub fn drop_endpoint(ctx: &Context, fw: &dyn Firewalls, key: &str) -> Result<()> {
     let store = store(&ctx.data_root);
     if !store.any_dir() {
@@ -230,6 +265,11 @@ pub fn drop_endpoint(ctx: &Context, fw: &dyn Firewalls, key: &str) -> Result<()>
     }
     let _lock = store.lock()?;
     let idx = Index::open(&store, &ctx.data_root)?;
+    drop_locked(&store, &idx, &endpoint::Store::new(&ctx.data_root), fw, key)
+}
+
+/// [`drop_endpoint`], holding the store's lock.
+fn drop_locked(store: &Store, idx: &Index, eps: &endpoint::Store, fw: &dyn Firewalls, key: &str) -> Result<()> {
     for name in idx.backed_by(key) {
         let old = match store.get(&name) {
             Ok(old) => old,
@@ -245,17 +285,21 @@ pub fn drop_endpoint(ctx: &Context, fw: &dyn Firewalls, key: &str) -> Result<()>
         if svc.backends.len() == old.backends.len() {
             idx.drop_backend(&name, key)?;
         } else {
-            save_change(&store, &idx, fw, &old, &svc)?;
+            commit(store, idx, eps, fw, Some(&old), &svc)?;
         }
     }
     Ok(())
 }
 
-/// gc: rules of services that have no record any more, and index entries no record backs. Returns
-/// the names of those services.
+/// gc: backends whose endpoint has no record, rules of services that have no record any more, and
+/// index entries no record backs. Returns what went.
 pub fn gc(ctx: &Context, fw: &dyn Firewalls, backends: &[Backend]) -> Result<Vec<String>> {
     let store = store(&ctx.data_root);
     let _lock = store.lock()?;
+    let mut removed = Vec::new();
+    if store.any_dir() {
+        removed = drop_unrecorded(ctx, &store, fw)?;
+    }
     // A service whose record cannot be read keeps its rules.
     let known = store.names();
     // What a service without a record owns is read off the live ruleset by its name; every other
@@ -263,7 +307,6 @@ pub fn gc(ctx: &Context, fw: &dyn Firewalls, backends: &[Backend]) -> Result<Vec
     let all = store.list()?;
     let all_targets: Vec<_> = all.iter().map(targets).collect();
     let peers: Vec<SvcRules> = all.iter().zip(&all_targets).map(|(s, t)| rules(s, t)).collect();
-    let mut removed = Vec::new();
     for b in backends {
         let fw = fw.open(*b);
         let Ok(names) = fw.services() else { continue };
@@ -276,4 +319,26 @@ pub fn gc(ctx: &Context, fw: &dyn Firewalls, backends: &[Backend]) -> Result<Vec
         Index::open(&store, &ctx.data_root)?.sweep(&store)?;
     }
     Ok(removed)
+}
+
+/// The backends whose endpoint record is gone: a detach killed between its record and its
+/// [`drop_endpoint`]. Holding the store's lock.
+fn drop_unrecorded(ctx: &Context, store: &Store, fw: &dyn Firewalls) -> Result<Vec<String>> {
+    let idx = Index::open(store, &ctx.data_root)?;
+    let keys = idx.backend_keys();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The records are read after the index: an entry there was written, under this lock, by a change
+    // that found its endpoint's record, so a record missing now went since (a broken one stays).
+    let eps = endpoint::Store::new(&ctx.data_root);
+    let scan = eps.scan_all(None)?;
+    let live: HashSet<&str> =
+        scan.good.iter().map(|e| e.key.as_str()).chain(scan.broken.iter().map(endpoint::broken_key)).collect();
+    let mut dropped = Vec::new();
+    for key in keys.into_iter().filter(|k| !live.contains(&k.as_str())) {
+        drop_locked(store, &idx, &eps, fw, &key)?;
+        dropped.push(format!("service backends of endpoint {key}"));
+    }
+    Ok(dropped)
 }

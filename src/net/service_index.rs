@@ -118,6 +118,11 @@ impl Index {
         names
     }
 
+    /// The endpoints that some service may have as a backend.
+    pub fn backend_keys(&self) -> Vec<String> {
+        dirs(&self.root.join(BACKEND)).iter().filter_map(|d| d.file_name()?.to_str().map(String::from)).collect()
+    }
+
     /// The entries `svc` needs: its VIP (replacing a stale entry of a service whose record is gone)
     /// and one per container endpoint among its backends. Before its record is saved; idempotent.
     pub fn add(&self, svc: &Service) -> Result<()> {

@@ -152,10 +152,52 @@ pub fn validate_id(kind: &str, id: &str) -> Result<()> {
 
 /// Crash injection for the fault tests: with RCON_FAULT=POINT in the
 /// environment, the process SIGKILLs itself when it reaches POINT, exactly
-/// like a `kill -9` landing there. A no-op otherwise.
+/// like a `kill -9` landing there. A no-op otherwise. Unit tests run code
+/// there instead ([`at_fault`]), to play what another process does meanwhile.
 pub fn fault(point: &str) {
+    #[cfg(test)]
+    meanwhile::run(point);
     if std::env::var("RCON_FAULT").is_ok_and(|v| v == point) {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Run `f` each time this thread reaches fault point `point`, until the guard is dropped.
+#[cfg(test)]
+pub fn at_fault(point: &str, f: impl FnMut() + 'static) -> meanwhile::Guard {
+    meanwhile::HOOK.with(|h| *h.borrow_mut() = Some((point.to_string(), Box::new(f))));
+    meanwhile::Guard
+}
+
+#[cfg(test)]
+pub mod meanwhile {
+    use std::cell::RefCell;
+
+    type Hook = (String, Box<dyn FnMut()>);
+
+    thread_local! {
+        // Per thread: the tests that run in parallel do not see each other's.
+        pub(super) static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Removes the hook when dropped.
+    pub struct Guard;
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            HOOK.with(|h| h.borrow_mut().take());
+        }
+    }
+
+    pub(super) fn run(point: &str) {
+        // Taken out while it runs, so that it may reach fault points itself.
+        let Some((p, mut f)) = HOOK.with(|h| h.borrow_mut().take()) else { return };
+        if p == point {
+            f();
+        }
+        HOOK.with(|h| {
+            h.borrow_mut().get_or_insert((p, f));
+        });
     }
 }
 

@@ -216,6 +216,49 @@ fn detach_removes_rules_then_the_veth_then_lease_and_record() {
     }
 }
 
+/// The record goes before the detach looks at the services' index without their lock (a service
+/// change adding the endpoint checks the record after writing its entry, see `service::commit`),
+/// and the lease after the services no longer send to the address.
+#[test]
+fn detach_removes_the_record_then_the_service_backends_then_the_lease() {
+    use crate::net::service_store::{self, Member, Service};
+    let w = World::new();
+    w.network("n1", Driver::Bridge);
+    let ep = w.attach("n1", "").unwrap();
+    let store = service_store::store(&w.ctx.data_root);
+    let m =
+        Member { container: "c1".into(), name: "c1".into(), endpoint: ep.key.clone(), ip: ep.ip.unwrap(), port: 80 };
+    let web = Service {
+        name: "web".into(),
+        vip: "10.96.0.1:80".parse().unwrap(),
+        lb: Default::default(),
+        firewall: crate::net::firewall::Backend::Nftables,
+        backends: vec![m],
+    };
+    {
+        let _lock = store.lock().unwrap();
+        let idx = crate::net::service_index::Index::open(&store, &w.ctx.data_root).unwrap();
+        let eps = endpoint::Store::new(&w.ctx.data_root);
+        crate::net::service::commit(&store, &idx, &eps, &w.fw, None, &web).unwrap();
+    }
+    let seen = std::rc::Rc::new(std::cell::Cell::new(false));
+    let _hook = crate::store::at_fault("detach:unrecorded", {
+        let (ctx, ep, seen) = (w.ctx.clone(), ep.clone(), seen.clone());
+        move || {
+            assert!(!recorded(&ctx, &ep) && leased(&ctx, &ep), "the record goes first, the lease stays");
+            assert_eq!(
+                service_store::store(&ctx.data_root).get("web").unwrap().backends.len(),
+                1,
+                "the services come after the record"
+            );
+            seen.set(true);
+        }
+    });
+    w.detach("n1").unwrap();
+    assert!(seen.get());
+    assert!(store.get("web").unwrap().backends.is_empty() && !leased(&w.ctx, &ep));
+}
+
 /// An endpoint record whose namespace is gone (its file names another).
 fn orphan(w: &World, ep: &Endpoint, gone: &Path) {
     let dead = Endpoint { netns: gone.to_path_buf(), ..ep.clone() };

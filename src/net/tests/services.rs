@@ -5,8 +5,9 @@
 use std::net::Ipv4Addr;
 
 use super::context;
+use crate::net::endpoint::{self, Endpoint};
 use crate::net::firewall::Backend;
-use crate::net::service::drop_endpoint;
+use crate::net::service::{self, commit, drop_endpoint};
 use crate::net::service_index::Index;
 use crate::net::service_store::{self, Member, Service};
 use crate::net::testing::kernel;
@@ -103,4 +104,117 @@ fn gc_sweeps_the_entries_no_record_backs() {
     assert!(!idx.may_back("k1"));
     assert!(idx.on_address("10.96.0.1".parse().unwrap(), "web").is_empty());
     assert_eq!(idx.sweep(&store).unwrap(), 0);
+}
+
+/// The record of test member `key`'s endpoint (container `c-KEY`).
+fn endpoint(key: &str, last: u8) -> Endpoint {
+    let m = member(key, last);
+    Endpoint {
+        network: "n1".into(),
+        key: m.endpoint,
+        netns: "/x".into(),
+        netns_id: format!("1:{last}"),
+        owner: Some(m.container),
+        ifname: "eth0".into(),
+        host_ifname: endpoint::host_ifname(key, false),
+        ip: Some(m.ip),
+        prefix: 24,
+        mac: endpoint::mac_for(key),
+        gateway: None,
+        ports: Vec::new(),
+        names: Vec::new(),
+    }
+}
+
+/// `service create web` (`old`: None) or a change of `old` to `svc`, committed the way the commands
+/// do, under the lock; while it runs, endpoint `gone` is detached at fault point `at`: its record goes,
+/// then the detach looks at the index (where the old code could look too early: before the entry).
+fn commit_while_detached(
+    ctx: &crate::Context,
+    fw: &crate::net::testing::FakeFirewalls,
+    old: Option<&Service>,
+    svc: &Service,
+    gone: &str,
+    at: &str,
+) -> anyhow::Result<()> {
+    let store = service_store::store(&ctx.data_root);
+    let eps = endpoint::Store::new(&ctx.data_root);
+    let rec = eps.find(Default::default()).unwrap().into_iter().find(|e| e.key == gone).unwrap();
+    let detached = std::rc::Rc::new(std::cell::Cell::new(false));
+    let _hook = crate::store::at_fault(at, {
+        let (eps, detached) = (endpoint::Store::new(&ctx.data_root), detached.clone());
+        move || {
+            eps.remove(&rec).unwrap();
+            detached.set(true);
+        }
+    });
+    let res = {
+        let _lock = store.lock().unwrap();
+        let idx = Index::open(&store, &ctx.data_root).unwrap();
+        commit(&store, &idx, &eps, fw, old, svc)
+    };
+    assert!(detached.get(), "fault point {at} not reached");
+    // The rest of the detach, after the lock is free.
+    drop_endpoint(ctx, fw, gone).unwrap();
+    res
+}
+
+/// A detach of a backend's endpoint while a create or an add-backend that resolved it writes its
+/// index entry: the record goes before the change checks it again (the change fails, naming the
+/// endpoint, and leaves things as they were), or after (the detach finds the entry and drops the
+/// backend). Either way no service is left sending to the gone endpoint.
+#[test]
+fn a_backend_detached_while_it_is_added_is_not_kept() {
+    let (_d, ctx) = context();
+    let (_k, _links, fw) = kernel();
+    let eps = endpoint::Store::new(&ctx.data_root);
+    for (key, last) in [("k1", 2), ("k2", 3)] {
+        eps.save(&endpoint(key, last)).unwrap();
+    }
+    let store = service_store::store(&ctx.data_root);
+    let idx = Index::at(&ctx.data_root);
+
+    // Create: k2's record goes after its entry is written and before it is checked.
+    let web = service("web", "10.96.0.1:80", vec![member("k1", 2), member("k2", 3)]);
+    let err = commit_while_detached(&ctx, &fw, None, &web, "k2", "service:indexed").unwrap_err().to_string();
+    assert!(err.contains("endpoint k2 was just detached") && !err.contains('\n'), "{err}");
+    assert!(!store.exists("web"), "a service kept a backend whose endpoint is gone");
+    assert!(!idx.may_back("k1") && !idx.may_back("k2"), "index entries of a create that failed");
+    assert_eq!(fw.snapshot(), Default::default(), "rules of a create that failed");
+
+    // Create again, k2's record going after the check: the detach finds the entry and drops k2.
+    eps.save(&endpoint("k2", 3)).unwrap();
+    commit_while_detached(&ctx, &fw, None, &web, "k2", "service:applied").unwrap();
+    assert_eq!(backends(&ctx, "web"), ["k1"]);
+    assert!(idx.may_back("k1") && !idx.may_back("k2"));
+    assert_eq!(fw.snapshot()["nftables"].services["web"], [("10.1.0.2".parse().unwrap(), 80)]);
+
+    // Add-backend: web (k1) gets k3, whose record goes before the check: web stays as it was.
+    eps.save(&endpoint("k3", 4)).unwrap();
+    let (old, rules) = (store.get("web").unwrap(), fw.snapshot());
+    let mut more = old.clone();
+    more.backends.push(member("k3", 4));
+    let err = commit_while_detached(&ctx, &fw, Some(&old), &more, "k3", "service:indexed").unwrap_err();
+    assert!(err.to_string().contains("endpoint k3 was just detached"), "{err}");
+    assert_eq!(store.get("web").unwrap(), old);
+    assert!(idx.may_back("k1") && !idx.may_back("k3"));
+    assert_eq!(fw.snapshot(), rules);
+}
+
+/// A detach killed between its endpoint's record and the services: gc drops the backends whose
+/// endpoint has no record, and keeps those whose record is there.
+#[test]
+fn gc_drops_the_backends_whose_endpoint_record_is_gone() {
+    let (_d, ctx) = context();
+    three(&ctx, true);
+    let (_k, _links, fw) = kernel();
+    endpoint::Store::new(&ctx.data_root).save(&endpoint("k1", 2)).unwrap();
+    let removed = service::gc(&ctx, &fw, &[Backend::Nftables]).unwrap();
+    assert_eq!(removed, ["service backends of endpoint k2"]);
+    assert_eq!(backends(&ctx, "web"), ["k1"]);
+    assert!(backends(&ctx, "api").is_empty());
+    assert_eq!(backends(&ctx, "ext"), ["addr:10.2.0.9"]);
+    let idx = Index::at(&ctx.data_root);
+    assert!(idx.may_back("k1") && !idx.may_back("k2"));
+    assert!(service::gc(&ctx, &fw, &[Backend::Nftables]).unwrap().is_empty());
 }
