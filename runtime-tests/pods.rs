@@ -232,8 +232,16 @@ fn gc_after_killed_pod_create_leaves_nothing() {
     let nw = net_world("pg", "nftables");
     nw.w.ok(&["network", "create", "--subnet", "10.33.0.0/24", "crashpod"]);
     let before = footprint(&nw, "crashpod", &nw.w.netns_dir);
-    let points =
-        ["pod:recorded", "pod:netns", "pod:paused", "attach:leased", "attach:recorded", "attach:wired", "pod:attached"];
+    let points = [
+        "pod:created",
+        "pod:recorded",
+        "pod:netns",
+        "pod:paused",
+        "attach:leased",
+        "attach:recorded",
+        "attach:wired",
+        "pod:attached",
+    ];
     for point in points {
         let out =
             nw.w.cmd(&["pod", "create", "--name", "half", "--network", "crashpod", "-p", "8083:7000"])

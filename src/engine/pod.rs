@@ -209,7 +209,7 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
             stopped: false,
             cgroup: Some(cgroup),
         };
-        pods.save(&pod)?;
+        pods.create(&pod)?;
         pod
     };
     store::fault("pod:recorded");
@@ -233,9 +233,10 @@ fn build(
     store::fault("pod:cgroup");
     netns::add(&ctx.netns_dir, &pod.name)?;
     store::fault("pod:netns");
-    let pause = spawn_pause(&pod.netns, &pod.hostname, pod.share_pid, plan)?;
-    pod.pause = Some(pause);
-    pods.save(pod)?;
+    // Recorded with the rest at the end, not now (two metadata operations, as much as the netns
+    // costs): a crash before then leaves a record without it, whose teardown kills whatever is in
+    // the pod's netns, this pause among them.
+    pod.pause = Some(spawn_pause(&pod.netns, &pod.hostname, pod.share_pid, plan)?);
     store::fault("pod:paused");
     if let Some(network) = &pod.network {
         manage::attach(
@@ -441,8 +442,10 @@ pub fn endpoints_of_container(ctx: &Context, st: &runtime::State) -> Result<Vec<
 
 /// Finish removing the pods whose creator died half-way; returns their names.
 pub fn gc(ctx: &Context) -> Result<Vec<String>> {
-    let mut removed = Vec::new();
-    for pod in store(ctx).list()? {
+    let pods = store(ctx);
+    // A create killed between its record's creation and its write made nothing after it.
+    let mut removed = if pods.any_dir() { pods.lock().and_then(|_lock| pods.remove_empty())? } else { Vec::new() };
+    for pod in pods.list()? {
         if pod.creator.is_some_and(|c| !c.alive()) {
             teardown(ctx, &pod)?;
             removed.push(pod.name);

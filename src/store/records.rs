@@ -97,6 +97,37 @@ impl<T: Named + Serialize + DeserializeOwned> Records<T> {
         names
     }
 
+    /// Save a record that does not exist yet, for a caller that holds the lock and looked: one
+    /// metadata operation, where `save` takes two (a temporary and its rename). The record is
+    /// written with one write, so a crash leaves it whole or, killed between its creation and that
+    /// write (fault point `KIND:created`), empty, which [`Records::remove_empty`] recognises.
+    pub fn create(&self, record: &T) -> Result<()> {
+        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        let p = self.path(record.name());
+        let data = serde_json::to_vec_pretty(record)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .with_context(|| format!("creating {}", p.display()))?;
+        super::fault(&format!("{}:created", self.kind));
+        std::io::Write::write_all(&mut f, &data).with_context(|| format!("writing {}", p.display()))
+    }
+
+    /// Remove the records left empty by a `create` killed before its write; returns their names.
+    /// The caller holds the lock, which the create held from before its file existed until after
+    /// its write, so an empty record seen under it belongs to no one.
+    pub fn remove_empty(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for name in self.names() {
+            if fs::metadata(self.path(&name)).is_ok_and(|m| m.len() == 0) {
+                self.remove(&name)?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn save(&self, record: &T) -> Result<()> {
         fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         super::write_json(&self.path(record.name()), record)
@@ -131,6 +162,20 @@ mod tests {
         fn name(&self) -> &str {
             &self.name
         }
+    }
+
+    #[test]
+    fn create_refuses_an_existing_record_and_gc_takes_only_empty_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let st: Records<Net> = Records::new(d.path().to_path_buf(), "network");
+        let net = |n: &str| Net { name: n.into(), subnet: "10.0.0.0/24".into() };
+        st.create(&net("a")).unwrap();
+        assert_eq!(st.get("a").unwrap(), net("a"));
+        assert!(st.create(&net("a")).is_err(), "a second create of the same record");
+        // A create killed between its file's creation and its write.
+        fs::write(d.path().join("b.json"), b"").unwrap();
+        assert_eq!(st.remove_empty().unwrap(), ["b"]);
+        assert_eq!(st.names(), ["a"]);
     }
 
     #[test]
