@@ -771,8 +771,8 @@ section=$CACHE/cluster.md
 		  trip (the daemons' reader and writer on both nodes), and in this
 		  VM each wake-up of a sleeping thread costs tens of µs. Spinning a
 		  while before sleeping was tried and did not help.
-		- Userspace ipip is about a quarter to a third of vxlan in both
-		  models, short of the half the goal asks (hack/bench-ipip.sh, one
+		- Userspace ipip is a small fraction of vxlan in both
+		  models (the verdicts above give this run's share), short of the half the goal asks (hack/bench-ipip.sh, one
 		  stream between two bare namespaces, agrees). Its TUN device has the kernel's
 		  offloads on: one read takes up to 64 KB of TCP, which rcon ipipd
 		  cuts into 1480-byte segments and sends with one \`sendmmsg\`, and
