@@ -421,4 +421,28 @@ fn resident_children_keep_no_fd_of_their_caller() {
     // The pause has stdio only.
     assert_eq!(open_fds(pause), vec![0, 1, 2]);
     nw.w.ok(&["pod", "rm", "fdp"]);
+
+    // `run -d`'s monitor stays without an exec: neither it nor the container keeps the file.
+    let mut cmd = nw.w.cmd(&["run", "-d", "--name", "fdc", "--network", "named", "busybox", "sleep", "1000"]);
+    // SAFETY: as above.
+    unsafe {
+        cmd.pre_exec(move || match libc::dup2(fd, 9) {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&nw.w.ok(&["inspect", "fdc"])).unwrap();
+    let sleeper = v["pid"].as_i64().unwrap() as i32;
+    let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap();
+    let monitor: i32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    for (what, pid) in [("run -d's monitor", monitor), ("the container", sleeper)] {
+        let holds = open_fds(pid)
+            .into_iter()
+            .filter(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l == held_path))
+            .collect::<Vec<_>>();
+        assert_eq!(holds, Vec::<i32>::new(), "{what} (pid {pid}) holds the caller's file at these fds");
+    }
+    nw.w.ok(&["rm", "-f", "fdc"]);
 }

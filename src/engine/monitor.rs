@@ -24,6 +24,8 @@ pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             drop(rx);
+            // `run -d` passes the container no fd of its own (no --preserve-fds here).
+            let _ = crate::sys::spawn::close_inherited();
             let _ = nix::unistd::setsid();
             let null = fs::File::open("/dev/null").ok();
             // SAFETY: no memory is passed; fds 0-2 are stdio, which nothing in this process owns as an

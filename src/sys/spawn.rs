@@ -248,6 +248,27 @@ pub fn rcon_self<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command 
     cmd
 }
 
+/// Close every fd above stdio that this process did not open itself, for one that stays resident
+/// without an exec (the `run -d` monitor), so that it keeps none of its caller's fds (a `flock` lock,
+/// a pipe read to its end) for the container's lifetime, nor hands them to the container. Those are
+/// the fds without close-on-exec: an fd can only have come through an exec without it, while Rust
+/// opens every file of its own with O_CLOEXEC.
+pub fn close_inherited() -> io::Result<()> {
+    let inherited: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| fd > 2)
+        // SAFETY: F_GETFD only reads the flags of an fd number; a closed one (the listing's own) fails.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } == 0)
+        .collect();
+    for fd in inherited {
+        // SAFETY: no object of this process owns these fds (they came with the exec, and everything it
+        // opened since has close-on-exec), so closing them leaves no owner with a dangling fd.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
 /// Start `cmd`, a child meant to stay, and read its first line of stdout within `timeout`; `ready` turns
 /// the line (trimmed) into what the caller wants. Its stdin is /dev/null and both outputs are piped; the
 /// child lets go of them once ready. No line, another line, or none in time is an error naming `what`
