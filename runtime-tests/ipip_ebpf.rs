@@ -130,7 +130,7 @@ fn shortcut_entries(c: &cluster::Cluster, i: usize) -> Option<Vec<serde_json::Va
 /// bridge would cut each bulk TCP packet into MTU-sized ones in software.
 /// The bridge's shortcut hands them to the pod's port whole:
 /// - a 4 MB upload from node 1's pod to node 0's arrives byte for byte,
-///   and the capture on the pod's port sees packets far over the MTU;
+///   and the capture on the pod's port sees packets over the MTU;
 /// - without the shortcut, the same upload arrives cut (no such packet);
 ///   `cluster repair` puts it back with the pod's entry;
 /// - the entry goes when the pod does.
@@ -147,16 +147,17 @@ fn ipip_ebpf_bulk_tcp_reaches_the_pod_whole() {
     let port = c.node_sh(0, "ip -o link show master rcon-cluster | awk -F': ' '{print $2}' | cut -d@ -f1");
     let port = port.trim().to_string();
 
-    let seen = upload(&mut c, &port, &ip, 1);
-    assert!(seen.contains(" > "), "no packet over 3000 bytes reached the pod's port {port}");
+    let largest = upload(&mut c, &port, &ip, 1);
+    assert!(largest > 1480, "only packets of {largest} bytes or less reached the pod's port {port}");
 
     c.node_sh(0, "tc filter del dev rcon-cluster egress");
-    let seen = upload(&mut c, &port, &ip, 2);
-    assert!(!seen.contains(" > "), "without the shortcut, packets over the MTU reached the pod: {seen}");
+    let largest = upload(&mut c, &port, &ip, 2);
+    assert!(largest <= 1480, "without the shortcut, a {largest}-byte packet reached the pod");
     assert_eq!(c.nodes[0].ok(&["cluster", "repair"]).trim(), "re-attached the eBPF IPIP programs");
     let entries = shortcut_entries(&c, 0).expect("repair left the bridge without its shortcut");
     assert!(entries.iter().any(|e| e["formatted"]["key"] == want_key), "repair did not refill {ip}: {entries:?}");
-    assert!(upload(&mut c, &port, &ip, 3).contains(" > "), "after repair, no packet over 3000 bytes reached the pod");
+    let largest = upload(&mut c, &port, &ip, 3);
+    assert!(largest > 1480, "after repair, only packets of {largest} bytes or less reached the pod");
 
     c.nodes[0].ok(&["rm", "-f", "srv"]);
     let entries = shortcut_entries(&c, 0).expect("the bridge lost its shortcut");
@@ -164,19 +165,24 @@ fn ipip_ebpf_bulk_tcp_reaches_the_pod_whole() {
 }
 
 /// Upload a fresh 4 MB blob from a pod on node 1 to `ip:7002` on node 0,
-/// and wait for the server to log its digest; returns the capture, on node
-/// 0's bridge port `port` meanwhile, of the stream's packets over 3000 bytes.
-fn upload(c: &mut cluster::Cluster, port: &str, ip: &str, round: usize) -> String {
+/// and wait for the server to log its digest; returns the largest packet
+/// (its IP length) that node 0's bridge port `port` carried to the pod
+/// meanwhile. A packet over the pod MTU (1480) is a GSO packet that was
+/// never cut: TCP sends at least two segments in one whenever it can.
+fn upload(c: &mut cluster::Cluster, port: &str, ip: &str, round: usize) -> usize {
     let n0 = c.nodes[0].node.clone().unwrap();
-    let big = c.capture_on(&n0, port, "tcp port 7002 and greater 3000");
+    // The packets over the MTU, and the client's FIN, which comes after all the data: once the
+    // capture shows it, tcpdump has printed every packet before it.
+    let cap = c.capture_on(&n0, port, "tcp dst port 7002 and (greater 1600 or tcp[tcpflags] & tcp-fin != 0)");
     let send = format!("dd if=/dev/urandom of=/b bs=1024 count=4096 2>/dev/null; md5sum < /b; nc -w 5 {ip} 7002 < /b");
     let (ok, out) = c.client(1, &send);
     assert!(ok, "round {round}: the upload failed: {out}");
     let digest = out.split_whitespace().next().unwrap().to_string();
     wait_until("the server's digest", || c.nodes[0].ok(&["logs", "srv"]).contains(&digest));
-    // The capture's last lines, once the digest proved the stream done.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    std::fs::read_to_string(&big).unwrap()
+    wait_until("the client's FIN in the capture", || std::fs::read_to_string(&cap).unwrap().contains("Flags [F"));
+    // `tcpdump -v` prints each packet's IP header as "(tos …, length N)".
+    let seen = std::fs::read_to_string(&cap).unwrap();
+    seen.split("length ").skip(1).filter_map(|t| t.split(')').next()?.parse().ok()).max().unwrap_or(0)
 }
 
 /// One IPIP packet: argv = inner source, inner destination, outer
