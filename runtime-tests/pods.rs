@@ -386,18 +386,12 @@ fn open_fds(pid: i32) -> Vec<i32> {
     fds
 }
 
-/// A caller's inherited fd (a shell's `flock` lock, say) does not live on in
-/// the processes rcon leaves running: the pause, the resolver and its worker
-/// have stdio only, so the caller's lock is free once rcon returns.
-#[test]
-fn resident_children_keep_no_fd_of_their_caller() {
+/// Run rcon `args` in `w` with `held` open at fd 9, as a caller's inherited fd; it must succeed.
+fn run_holding(w: &World, args: &[&str], held: &std::fs::File) {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let nw = net_world("pf", "nftables");
-    nw.w.ok(&["network", "create", "--subnet", "10.43.0.0/24", "named"]);
-    let held = std::fs::File::create(nw.w.root.join("held")).unwrap();
     let fd = held.as_raw_fd();
-    let mut cmd = nw.w.cmd(&["pod", "create", "--name", "fdp", "--network", "named"]);
+    let mut cmd = w.cmd(args);
     // SAFETY: dup2 in the forked child, on an fd the parent keeps open: async-signal-safe.
     unsafe {
         cmd.pre_exec(move || match libc::dup2(fd, 9) {
@@ -407,42 +401,44 @@ fn resident_children_keep_no_fd_of_their_caller() {
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let pause = inspect(&nw.w, "fdp")["pause"]["pid"].as_i64().unwrap() as i32;
-    let resolver = resolver_pid(&nw.w.root).expect("the network's resolver");
-    let worker: i32 = sh(&format!("pgrep -P {resolver}")).trim().parse().expect("the resolver's worker");
-    let held_path = nw.w.root.join("held");
-    for (what, pid) in [("the pause", pause), ("the resolver", resolver), ("its worker", worker)] {
+}
+
+/// None of `procs` (what, pid) has the file `path` open.
+fn none_holds(procs: &[(&str, i32)], path: &Path) {
+    for &(what, pid) in procs {
         let holds = open_fds(pid)
             .into_iter()
-            .filter(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l == held_path))
+            .filter(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l == path))
             .collect::<Vec<_>>();
         assert_eq!(holds, Vec::<i32>::new(), "{what} (pid {pid}) holds the caller's file at these fds");
     }
+}
+
+/// A caller's inherited fd (a shell's `flock` lock, say) does not live on in
+/// the processes rcon leaves running: the pause, the resolver and its worker
+/// have stdio only, and neither `run -d`'s monitor nor its container keeps
+/// it, so the caller's lock is free once rcon returns.
+#[test]
+fn resident_children_keep_no_fd_of_their_caller() {
+    let nw = net_world("pf", "nftables");
+    nw.w.ok(&["network", "create", "--subnet", "10.43.0.0/24", "named"]);
+    let held_path = nw.w.root.join("held");
+    let held = std::fs::File::create(&held_path).unwrap();
+    run_holding(&nw.w, &["pod", "create", "--name", "fdp", "--network", "named"], &held);
+    let pause = inspect(&nw.w, "fdp")["pause"]["pid"].as_i64().unwrap() as i32;
+    let resolver = resolver_pid(&nw.w.root).expect("the network's resolver");
+    let worker: i32 = sh(&format!("pgrep -P {resolver}")).trim().parse().expect("the resolver's worker");
+    none_holds(&[("the pause", pause), ("the resolver", resolver), ("its worker", worker)], &held_path);
     // The pause has stdio only.
     assert_eq!(open_fds(pause), vec![0, 1, 2]);
     nw.w.ok(&["pod", "rm", "fdp"]);
 
     // `run -d`'s monitor stays without an exec: neither it nor the container keeps the file.
-    let mut cmd = nw.w.cmd(&["run", "-d", "--name", "fdc", "--network", "named", "busybox", "sleep", "1000"]);
-    // SAFETY: as above.
-    unsafe {
-        cmd.pre_exec(move || match libc::dup2(fd, 9) {
-            -1 => Err(std::io::Error::last_os_error()),
-            _ => Ok(()),
-        });
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_holding(&nw.w, &["run", "-d", "--name", "fdc", "--network", "named", "busybox", "sleep", "1000"], &held);
     let v: serde_json::Value = serde_json::from_str(&nw.w.ok(&["inspect", "fdc"])).unwrap();
     let sleeper = v["pid"].as_i64().unwrap() as i32;
     let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap();
     let monitor: i32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    for (what, pid) in [("run -d's monitor", monitor), ("the container", sleeper)] {
-        let holds = open_fds(pid)
-            .into_iter()
-            .filter(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l == held_path))
-            .collect::<Vec<_>>();
-        assert_eq!(holds, Vec::<i32>::new(), "{what} (pid {pid}) holds the caller's file at these fds");
-    }
+    none_holds(&[("run -d's monitor", monitor), ("the container", sleeper)], &held_path);
     nw.w.ok(&["rm", "-f", "fdc"]);
 }
