@@ -252,7 +252,7 @@ inner_build() {
 	t1=$EPOCHREALTIME
 	echo "build_us=$((${t1//[.,]/} - ${t0//[.,]/}))" >>"$DIR/info"
 	case $TOOL in
-	rcon-nftables) echo "vips=$(nft -j list map ip rcon svc_vips | jq '[.nftables[].map.elem // [] | length] | add')" ;;
+	rcon-nftables) echo "vips=$(nft -j list set ip rcon svc_all | jq '[.nftables[].set.elem // [] | length] | add')" ;;
 	rcon-iptables | kube-iptables)
 		pos=$(probe_position "${KIND^^}-SERVICES")
 		echo "vips=${pos#*/}" "probe_rule=$pos"
@@ -527,8 +527,8 @@ section=$CACHE/services.md
 
 		- **rcon-nftables**: \`rcon service create NAME --vip VIP:80
 		  --backend IP:PORT\` ×$BACKENDS, \`rcon service rm NAME\`: elements of
-		  rcon's maps (\`svc_vips\`, \`svc_dst_I\`, \`svc_self\`), see
-		  docs/ARCHITECTURE.md.
+		  rcon's sets and maps (\`svc_all\`, the set of the service's
+		  shared chain, \`svc_dst_I\`, \`svc_self\`), see docs/ARCHITECTURE.md.
 		- **rcon-iptables**: the same with \`rcon --firewall-backend iptables\`:
 		  a jump per service from \`RCON-SERVICES\` to a chain of
 		  \`statistic\` DNAT rules; one \`iptables-restore --noflush\` per change.

@@ -25,7 +25,10 @@ fn rules(nw: &NetWorld, backend: &str) -> String {
     match backend {
         "nftables" => nw.w.sh_in(
             nw.node(),
-            "nft list map ip rcon svc_vips 2>/dev/null | grep comment; nft list set ip rcon svc_self 2>/dev/null | grep elements; nft list chains ip rcon 2>/dev/null | grep 'chain svc'; true",
+            // Every element of a service set or map (`svc_all`, `svc-random-2`, `svc_dst_0`, `svc_self`);
+            // the shared chains stay by design. No table prints nothing, and jq fails on anything else.
+            "nft -j list table ip rcon 2>/dev/null | jq -c '.nftables[] | (.set // .map // empty) \
+             | select(.name | startswith(\"svc\")) | .name as $n | (.elem // [])[] | [$n, .]'",
         ),
         _ => nw.w.sh_in(nw.node(), "iptables-save -t nat | grep -e 'svc:' -e ':RCON-S-' || true"),
     }

@@ -21,16 +21,20 @@
 //!         ct status dnat ip saddr 127.0.0.0/8 masquerade           # the node via 127.0.0.1
 //!         ip saddr vmap @nat_src
 //!     }
-//!     map svc_vips { type ipv4_addr . inet_proto . inet_service : verdict; }   # VIP . tcp . 80 : goto svc-random-2
+//!     set svc_all { type ipv4_addr . inet_proto . inet_service; }     # every service's VIP . tcp . 80
+//!     set svc-random-2 { type ipv4_addr . inet_proto . inet_service; }  # the VIPs of services with 2 backends,
+//!                                     # spread at random (one set per chain below that a service uses)
 //!     map svc_dst_0 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }  # VIP . tcp . 80 : B1 . 8080
 //!     map svc_dst_1 { … }                             # VIP . tcp . 80 : B2 . 8080 (one map per backend slot in use)
 //!     set svc_self { type ipv4_addr . ipv4_addr . inet_service . ipv4_addr . inet_proto; }
 //!                                   # B . B . PORT . VIP . tcp for each backend B:PORT of a service VIP:…/tcp
 //!     chain pub_pre { type nat hook prerouting priority dstnat; policy accept;
-//!         ip daddr . meta l4proto . th dport vmap @svc_vips
+//!         ip daddr . meta l4proto . th dport @svc_all jump svc_pick
 //!         fib daddr type local jump pub_dnat
 //!     }
 //!     chain pub_out { type nat hook output priority -100; policy accept; (the same two rules) }
+//!     chain svc_pick { ip daddr . meta l4proto . th dport @svc-random-2 goto svc-random-2  # one rule per set above
+//!     }
 //!     chain svc-random-2 { numgen random mod 2 vmap { 0 : goto svc-slot-0, 1 : goto svc-slot-1 } }
 //!     chain svc-roundrobin-2 { (the same with numgen inc) }      # one per spreading and number of backends in use
 //!     chain svc-slot-0 { dnat ip to ip daddr . meta l4proto . th dport map @svc_dst_0 }   # one per slot in use
@@ -52,8 +56,8 @@
 //! port gets its replies un-NATed without masquerade; only a container reaching itself (the reply would
 //! never leave it) and the node's own 127.0.0.1 are masqueraded.
 //!
-//! A service is elements only: one in `svc_vips` (its VIP, whose verdict picks the shared chain for its
-//! number of backends and its spreading), one in `svc_dst_I` for its backend I, one in
+//! A service is elements only: its VIP in `svc_all` and in the set named after the shared chain for its
+//! number of backends and its spreading, one element in `svc_dst_I` for its backend I, one in
 //! `svc_self` per backend, each with the service's name as its comment. A change of one service renders
 //! its batch from its record before and after (and those of the few services on the same VIP address,
 //! whose `svc_self` elements may be the same) and a glance at the table's chains, reads no element and
@@ -63,10 +67,16 @@
 //! walks every chain a verdict can reach when a batch adds a jump. Each deletion in a service batch is
 //! preceded by an add of the same element, which makes the batch hold whether the element was there or
 //! not; a batch that fails anyway (the records and the table disagree: a crash, a hand edit) is rendered
-//! again from the whole listing. A connection to a VIP takes three lookups (`svc_vips`, the slot's
-//! verdict, `svc_dst_I`) at 10 services as at 10,000. (One map keyed on `numgen . VIP . proto . port`
-//! would do with two, but nft 1.0.6 cannot add a rule for a `typeof` map holding `th dport` once the map
-//! exists.) Round robin's counter belongs to the shared chain: each service's connections
+//! again from the whole listing. A connection to a VIP takes `svc_all`, then one lookup per shared
+//! chain in use (a handful: one per spreading and number of backends) until its set is found, then
+//! the slot's verdict and `svc_dst_I`, at 10 services as at 10,000; any other new connection takes
+//! `svc_all` alone. The VIPs are no verdict map (`VIP : goto chain`, as they were): the kernel checks
+//! every chain a batch's new jump can reach, and with a jump per element it walked every service's
+//! element on each create and remove (twice as slow at 10,000 services). A plain set's element
+//! carries no jump; only a service size never used before adds one, its `svc_pick` rule. (One map
+//! keyed on `numgen . VIP . proto . port` would do with fewer lookups, but nft 1.0.6 cannot add a rule
+//! for a `typeof` map holding `th dport` once the map exists; nor can its syntax feed one lookup's
+//! result into the next.) Round robin's counter belongs to the shared chain: each service's connections
 //! still take its backends in turn, but two services of the same size that take connections at once
 //! share one sequence.
 //!
@@ -136,8 +146,8 @@ const BASE_RULES: [(&str, &[&str]); 6] = [
         ],
     ),
     ("replies", &["ct state established,related accept"]),
-    ("pub_pre", &["ip daddr . meta l4proto . th dport vmap @svc_vips", "fib daddr type local jump pub_dnat"]),
-    ("pub_out", &["ip daddr . meta l4proto . th dport vmap @svc_vips", "fib daddr type local jump pub_dnat"]),
+    ("pub_pre", &["ip daddr . meta l4proto . th dport @svc_all jump svc_pick", "fib daddr type local jump pub_dnat"]),
+    ("pub_out", &["ip daddr . meta l4proto . th dport @svc_all jump svc_pick", "fib daddr type local jump pub_dnat"]),
     (
         "pub_dnat",
         &[
@@ -147,11 +157,13 @@ const BASE_RULES: [(&str, &[&str]); 6] = [
     ),
 ];
 /// Names the layout version of the base rules; change it whenever `BASE_RULES` changes.
-const BASE_TAG: &str = "rcon base 4";
+const BASE_TAG: &str = "rcon base 5";
 const PUB_ANY: &str = "pub_any";
 const PUB_ADDR: &str = "pub_addr";
 const HAIRPIN: &str = "hairpin";
-const SVC_VIPS: &str = "svc_vips";
+const SVC_ALL: &str = "svc_all";
+/// The chain that sends a VIP's connection to its service's shared chain: one rule per such chain.
+const SVC_PICK: &str = "svc_pick";
 const SVC_SELF: &str = "svc_self";
 
 /// The maps of backend slot i, `svc_dst_0`, `svc_dst_1`, ...: VIP . proto . port : backend . port.
@@ -180,8 +192,18 @@ fn lb_chain(lb: Lb, k: usize) -> (String, String) {
     (format!("svc-{lb}-{k}"), format!("numgen {gen} mod {k} vmap {{ {} }}", slots.join(", ")))
 }
 
+/// `svc_pick`'s rule for the shared chain `chain`, whose VIPs are the elements of the set of the same name.
+fn pick_rule(chain: &str) -> String {
+    format!("ip daddr . meta l4proto . th dport @{chain} goto {chain}")
+}
+
+/// Whether `chain` is a service's shared chain (`svc-random-2`, `svc-none`; not a slot's).
+fn is_lb_chain(chain: &str) -> bool {
+    chain.starts_with("svc-") && !chain.starts_with("svc-slot-")
+}
+
 /// Every set and map of the layout that is made with the table.
-const SETS: [&str; 9] = [SUBNETS, FWD_SRC, FWD_DST, NAT_SRC, PUB_ANY, PUB_ADDR, HAIRPIN, SVC_VIPS, SVC_SELF];
+const SETS: [&str; 9] = [SUBNETS, FWD_SRC, FWD_DST, NAT_SRC, PUB_ANY, PUB_ADDR, HAIRPIN, SVC_ALL, SVC_SELF];
 
 /// `nft -j list WHAT` parsed; a missing table reads as an empty one.
 fn list(what: &str) -> Result<Live> {
@@ -244,7 +266,7 @@ impl super::Ruleset for Nftables {
     }
 
     fn service_names(live: &Live) -> BTreeSet<&str> {
-        live.svc.iter().filter(|e| e.set == SVC_VIPS).filter_map(|e| e.owner.as_deref()).collect()
+        live.svc.iter().filter(|e| e.set == SVC_ALL).filter_map(|e| e.owner.as_deref()).collect()
     }
 
     fn damage(live: &Live, want: &Want) -> Option<String> {

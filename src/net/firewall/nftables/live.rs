@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-use super::{HAIRPIN, PUB_ADDR, PUB_ANY, SUBNETS, SVC_DST, SVC_SELF, SVC_VIPS};
+use super::{HAIRPIN, PUB_ADDR, PUB_ANY, SUBNETS};
 
 /// What the kernel holds of `table ip rcon`.
 #[derive(Debug, Default, PartialEq)]
@@ -61,7 +61,8 @@ impl Live {
                 for item in set["elem"].as_array().into_iter().flatten() {
                     // A map's element is [key, verdict]; a set's is the key itself.
                     let key = item.as_array().and_then(|kv| kv.first()).unwrap_or(item);
-                    if [PUB_ANY, PUB_ADDR, HAIRPIN, SVC_VIPS, SVC_SELF].contains(&name) || name.starts_with(SVC_DST) {
+                    // Every service set's name starts with `svc` (`svc_all`, `svc_self`, `svc_dst_I`, `svc-random-2`).
+                    if [PUB_ANY, PUB_ADDR, HAIRPIN].contains(&name) || name.starts_with("svc") {
                         if let Some((key, owner)) = parse_concat(key) {
                             let list = if name.starts_with("svc") { &mut live.svc } else { &mut live.ports };
                             list.push(PortElem { set: name.to_string(), key, owner });

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::services::declare_service_sets;
 use super::{
     nat_chain, out_chain, Live, NetRules, BASE_RULES, BASE_TAG, FWD_DST, FWD_SRC, HAIRPIN, NAT_SRC, PUB_ADDR, PUB_ANY,
-    SUBNETS, TABLE,
+    SUBNETS, SVC_PICK, TABLE,
 };
 
 /// The batch that installs the base table (when missing or different) and `net`'s rules, replacing whatever
@@ -26,6 +26,7 @@ pub(crate) fn render_add(live: &Live, net: &NetRules) -> String {
         ("pub_pre", " { type nat hook prerouting priority dstnat; policy accept; }"),
         ("pub_out", " { type nat hook output priority -100; policy accept; }"),
         ("pub_dnat", ""),
+        (SVC_PICK, ""),
         ("replies", ""),
         (&out, ""),
     ];
@@ -131,6 +132,7 @@ add chain ip rcon postrouting { type nat hook postrouting priority srcnat; polic
 add chain ip rcon pub_pre { type nat hook prerouting priority dstnat; policy accept; }
 add chain ip rcon pub_out { type nat hook output priority -100; policy accept; }
 add chain ip rcon pub_dnat
+add chain ip rcon svc_pick
 add chain ip rcon replies
 add chain ip rcon out-web
 add chain ip rcon nat-web
@@ -141,22 +143,22 @@ add map ip rcon nat_src { type ipv4_addr : verdict; flags interval; }
 add map ip rcon pub_any { type inet_proto . inet_service : ipv4_addr . inet_service; }
 add map ip rcon pub_addr { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
 add set ip rcon hairpin { type ipv4_addr . ipv4_addr; }
-add map ip rcon svc_vips { type ipv4_addr . inet_proto . inet_service : verdict; }
+add set ip rcon svc_all { type ipv4_addr . inet_proto . inet_service; }
 add set ip rcon svc_self { type ipv4_addr . ipv4_addr . inet_service . ipv4_addr . inet_proto; }
-add rule ip rcon forward ct status dnat accept comment \"rcon base 4\"
-add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 4\"
-add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 4\"
-add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade comment \"rcon base 4\"
-add rule ip rcon postrouting ct status dnat ip saddr . ip daddr . th dport . ct original ip daddr . meta l4proto @svc_self masquerade comment \"rcon base 4\"
-add rule ip rcon postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment \"rcon base 4\"
-add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 4\"
-add rule ip rcon replies ct state established,related accept comment \"rcon base 4\"
-add rule ip rcon pub_pre ip daddr . meta l4proto . th dport vmap @svc_vips comment \"rcon base 4\"
-add rule ip rcon pub_pre fib daddr type local jump pub_dnat comment \"rcon base 4\"
-add rule ip rcon pub_out ip daddr . meta l4proto . th dport vmap @svc_vips comment \"rcon base 4\"
-add rule ip rcon pub_out fib daddr type local jump pub_dnat comment \"rcon base 4\"
-add rule ip rcon pub_dnat dnat ip to ip daddr . meta l4proto . th dport map @pub_addr comment \"rcon base 4\"
-add rule ip rcon pub_dnat dnat ip to meta l4proto . th dport map @pub_any comment \"rcon base 4\"
+add rule ip rcon forward ct status dnat accept comment \"rcon base 5\"
+add rule ip rcon forward ip saddr vmap @fwd_src comment \"rcon base 5\"
+add rule ip rcon forward ip daddr vmap @fwd_dst comment \"rcon base 5\"
+add rule ip rcon postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade comment \"rcon base 5\"
+add rule ip rcon postrouting ct status dnat ip saddr . ip daddr . th dport . ct original ip daddr . meta l4proto @svc_self masquerade comment \"rcon base 5\"
+add rule ip rcon postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment \"rcon base 5\"
+add rule ip rcon postrouting ip saddr vmap @nat_src comment \"rcon base 5\"
+add rule ip rcon replies ct state established,related accept comment \"rcon base 5\"
+add rule ip rcon pub_pre ip daddr . meta l4proto . th dport @svc_all jump svc_pick comment \"rcon base 5\"
+add rule ip rcon pub_pre fib daddr type local jump pub_dnat comment \"rcon base 5\"
+add rule ip rcon pub_out ip daddr . meta l4proto . th dport @svc_all jump svc_pick comment \"rcon base 5\"
+add rule ip rcon pub_out fib daddr type local jump pub_dnat comment \"rcon base 5\"
+add rule ip rcon pub_dnat dnat ip to ip daddr . meta l4proto . th dport map @pub_addr comment \"rcon base 5\"
+add rule ip rcon pub_dnat dnat ip to meta l4proto . th dport map @pub_any comment \"rcon base 5\"
 add rule ip rcon out-web ip daddr 10.88.0.0/16 accept
 add rule ip rcon out-web ip daddr @subnets drop
 add rule ip rcon out-web accept

@@ -5,8 +5,11 @@ use std::fmt::Write as _;
 
 use super::networks::{base_intact, render_add};
 use super::published::render_ports;
-use super::services::{declare_slot, render_service};
-use super::{lb_chain, nat_chain, out_chain, slot, Live, SvcChange, Want, BASE_RULES, BASE_TAG, SETS, TABLE};
+use super::services::{add_pick, declare_lb_set, declare_slot, render_service};
+use super::{
+    is_lb_chain, lb_chain, nat_chain, out_chain, slot, Live, SvcChange, Want, BASE_RULES, BASE_TAG, SETS, SVC_PICK,
+    TABLE,
+};
 
 /// The first thing of `want` that `live` lacks: the table, a base chain or its rules, a set, a network's
 /// or a service's chains and their rules. Elements are not checked, so that the check reads a terse
@@ -24,6 +27,15 @@ pub(crate) fn damage(live: &Live, want: &Want) -> Option<String> {
         return Some(format!("chain {chain} of table {TABLE} is missing or changed"));
     }
     if let Some(set) = SETS.iter().find(|s| !live.sets.contains(**s)) {
+        return Some(format!("set {set} of table {TABLE} is missing"));
+    }
+    // One `svc_pick` rule and one set per shared service chain: a rule or set lost leaves that chain's
+    // services unreachable.
+    let lb_chains: Vec<&String> = live.chains.iter().filter(|c| is_lb_chain(c)).collect();
+    if !live.chains.contains(SVC_PICK) || live.rules.get(SVC_PICK).map_or(0, Vec::len) != lb_chains.len() {
+        return Some(format!("chain {SVC_PICK} of table {TABLE} is missing or changed"));
+    }
+    if let Some(set) = lb_chains.iter().find(|c| !live.sets.contains(c.as_str())) {
         return Some(format!("set {set} of table {TABLE} is missing"));
     }
     let rules = |chain: &str| live.rules.get(chain).map_or(0, Vec::len);
@@ -72,6 +84,7 @@ pub(crate) fn render_restore(want: &Want) -> String {
     for net in &want.networks {
         b.push_str(&render_add(&live, net));
         // The base is in the batch now: the next network's part adds only its own.
+        live.chains.insert(SVC_PICK.to_string());
         for (chain, rules) in BASE_RULES {
             live.chains.insert(chain.to_string());
             live.rules.insert(chain.to_string(), vec![Some(BASE_TAG.to_string()); rules.len()]);
@@ -86,6 +99,8 @@ pub(crate) fn render_restore(want: &Want) -> String {
     }
     for (chain, rule) in lb.iter().map(|(l, k)| lb_chain(*l, *k)) {
         let _ = writeln!(b, "add rule {TABLE} {chain} {rule}");
+        declare_lb_set(&mut b, &chain);
+        add_pick(&mut b, &chain);
     }
     for svc in want.service_rules() {
         let c = SvcChange { name: svc.name, old: None, new: Some(svc), peers: &[] };
@@ -134,7 +149,9 @@ mod tests {
             "add element ip rcon fwd_dst { 10.2.0.0/24 comment \"b\" : drop }",
             "add element ip rcon nat_src { 10.1.0.0/24 comment \"a\" : jump nat-a }",
             "add element ip rcon pub_any { tcp . 8080 comment \"k1\" : 10.1.0.2 . 80 }",
-            "add element ip rcon svc_vips { 10.96.0.2 . tcp . 80 comment \"api\" : goto svc-random-1 }",
+            "add element ip rcon svc_all { 10.96.0.2 . tcp . 80 comment \"api\" }",
+            "add element ip rcon svc-random-1 { 10.96.0.2 . tcp . 80 comment \"api\" }",
+            "add rule ip rcon svc_pick ip daddr . meta l4proto . th dport @svc-random-1 goto svc-random-1",
             "add rule ip rcon svc-random-1 numgen random mod 1 vmap { 0 : goto svc-slot-0 }",
             "add rule ip rcon svc-slot-0 dnat ip to ip daddr . meta l4proto . th dport map @svc_dst_0",
         ] {
@@ -159,6 +176,7 @@ mod tests {
             l.chains.insert(chain.into());
             l.rules.insert(chain.into(), vec![Some(BASE_TAG.into()); rules.len()]);
         }
+        l.chains.insert(SVC_PICK.into());
         l.sets = SETS.iter().map(|s| s.to_string()).collect();
         for n in &w.networks {
             l.rules.insert(out_chain(&n.name), vec![None; 3]);
@@ -190,8 +208,16 @@ mod tests {
         assert_eq!(damage(&l, &w).unwrap(), "network a: its chain nat-a lost its rules");
         // Services are not checked one by one (see `damage`); their maps are.
         let mut l = intact();
-        l.sets.remove("svc_vips");
-        assert_eq!(damage(&l, &w).unwrap(), "set svc_vips of table ip rcon is missing");
+        l.sets.remove("svc_all");
+        assert_eq!(damage(&l, &w).unwrap(), "set svc_all of table ip rcon is missing");
+        // A shared service chain without its pick rule, or without its set.
+        let mut l = intact();
+        l.chains.insert("svc-random-1".into());
+        assert_eq!(damage(&l, &w).unwrap(), "chain svc_pick of table ip rcon is missing or changed");
+        l.rules.insert(SVC_PICK.into(), vec![None]);
+        assert_eq!(damage(&l, &w).unwrap(), "set svc-random-1 of table ip rcon is missing");
+        l.sets.insert("svc-random-1".into());
+        assert_eq!(damage(&l, &w), None);
         // Elements are not read (a terse listing has none).
         let mut l = intact();
         l.elems.clear();

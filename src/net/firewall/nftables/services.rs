@@ -1,15 +1,17 @@
-//! Services, as elements only: the VIP in `svc_vips` (its verdict: the shared chain for the service's
-//! number of backends and spreading), one `svc_dst_I` element for its backend I and one `svc_self`
-//! element per backend, for the masquerade of a backend landing on itself.
+//! Services, as elements only: the VIP in `svc_all` and in the set of the shared chain for the service's
+//! number of backends and spreading (named as the chain), one `svc_dst_I` element for its backend I and
+//! one `svc_self` element per backend, for the masquerade of a backend landing on itself.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::{lb_chain, slot, Live, SvcChange, SvcRules, SVC_SELF, SVC_VIPS, TABLE};
+use super::{lb_chain, pick_rule, slot, Live, SvcChange, SvcRules, SVC_ALL, SVC_PICK, SVC_SELF, TABLE};
+
+const VIP_TYPE: &str = "ipv4_addr . inet_proto . inet_service";
 
 /// The service maps made with the table, declared again with each service batch (declaring is idempotent).
 pub(super) fn declare_service_sets(b: &mut String) {
-    let _ = writeln!(b, "add map {TABLE} {SVC_VIPS} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}");
+    let _ = writeln!(b, "add set {TABLE} {SVC_ALL} {{ type {VIP_TYPE}; }}");
     let _ = writeln!(
         b,
         "add set {TABLE} {SVC_SELF} {{ type ipv4_addr . ipv4_addr . inet_service . ipv4_addr . inet_proto; }}"
@@ -18,10 +20,17 @@ pub(super) fn declare_service_sets(b: &mut String) {
 
 /// A backend slot's map.
 pub(super) fn declare_slot(b: &mut String, map: &str) {
-    let _ = writeln!(
-        b,
-        "add map {TABLE} {map} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}"
-    );
+    let _ = writeln!(b, "add map {TABLE} {map} {{ type {VIP_TYPE} : ipv4_addr . inet_service; }}");
+}
+
+/// The set of the VIPs whose connections go to shared chain `chain`, named as the chain.
+pub(super) fn declare_lb_set(b: &mut String, chain: &str) {
+    let _ = writeln!(b, "add set {TABLE} {chain} {{ type {VIP_TYPE}; }}");
+}
+
+/// `svc_pick`'s rule for shared chain `chain`: after the chain and its set are in the batch.
+pub(super) fn add_pick(b: &mut String, chain: &str) {
+    let _ = writeln!(b, "add rule {TABLE} {SVC_PICK} {}", pick_rule(chain));
 }
 
 /// The chains a service with `k` backends spread by `lb` needs and `have` lacks (its slots', then its
@@ -31,6 +40,7 @@ fn need_chains(b: &mut String, have: &BTreeSet<String>, lb: crate::net::service_
         declare_slot(b, &slot(i).0);
     }
     let (chain, rule) = lb_chain(lb, k);
+    declare_lb_set(b, &chain);
     if have.contains(&chain) {
         return;
     }
@@ -38,6 +48,7 @@ fn need_chains(b: &mut String, have: &BTreeSet<String>, lb: crate::net::service_
         let _ = writeln!(b, "add chain {TABLE} {slot_chain}\nadd rule {TABLE} {slot_chain} {slot_rule}");
     }
     let _ = writeln!(b, "add chain {TABLE} {chain}\nadd rule {TABLE} {chain} {rule}");
+    add_pick(b, &chain);
 }
 
 /// One element: its set, its key as nft lists it back, and its value (a set's element has none).
@@ -55,7 +66,7 @@ fn elements(svc: &SvcRules) -> Vec<Elem> {
     let v = svc.vip;
     let vip = format!("{} . {} . {}", v.ip, v.proto, v.port);
     let (chain, _) = lb_chain(svc.lb, svc.backends.len());
-    let mut out = vec![(SVC_VIPS.to_string(), vip.clone(), Some(format!("goto {chain}")))];
+    let mut out = vec![(SVC_ALL.to_string(), vip.clone(), None), (chain, vip.clone(), None)];
     for (i, (ip, port)) in svc.backends.iter().enumerate() {
         out.push((slot(i).0, vip.clone(), Some(format!("{ip} . {port}"))));
     }
@@ -145,7 +156,9 @@ add chain ip rcon svc-slot-1
 add rule ip rcon svc-slot-1 dnat ip to ip daddr . meta l4proto . th dport map @svc_dst_1
 add chain ip rcon svc-roundrobin-2
 add rule ip rcon svc-roundrobin-2 numgen inc mod 2 vmap { 0 : goto svc-slot-0, 1 : goto svc-slot-1 }
-add element ip rcon svc_vips { 10.96.0.1 . tcp . 80 comment \"web\" : goto svc-roundrobin-2 }
+add rule ip rcon svc_pick ip daddr . meta l4proto . th dport @svc-roundrobin-2 goto svc-roundrobin-2
+add element ip rcon svc_all { 10.96.0.1 . tcp . 80 comment \"web\" }
+add element ip rcon svc-roundrobin-2 { 10.96.0.1 . tcp . 80 comment \"web\" }
 add element ip rcon svc_dst_0 { 10.96.0.1 . tcp . 80 comment \"web\" : 10.1.0.2 . 80 }
 add element ip rcon svc_dst_1 { 10.96.0.1 . tcp . 80 comment \"web\" : 10.1.0.3 . 80 }
 add element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp comment \"web\" }
@@ -156,11 +169,14 @@ add element ip rcon svc_self { 10.1.0.3 . 10.1.0.3 . 80 . 10.96.0.1 . tcp commen
         let slot_map =
             "add map ip rcon svc_dst_1 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }";
         assert!(got.find(slot_map) < got.find("add chain"), "a slot's map after its chain:\n{got}");
+        let lb_set = "add set ip rcon svc-roundrobin-2 { type ipv4_addr . inet_proto . inet_service; }";
+        assert!(got.find(lb_set) < got.find("add rule ip rcon svc_pick"), "the pick rule before its set:\n{got}");
         // The chains are there already: elements only.
         assert!(!render_service(&with_chains(2), &c, false).contains("chain"));
         let empty = SvcChange { new: Some(web(&[])), ..c };
         let got = render_service(&live(), &empty, false);
-        assert!(got.contains("add rule ip rcon svc-none reject\n") && got.contains(": goto svc-none }"), "{got}");
+        assert!(got.contains("add rule ip rcon svc-none reject\n"), "{got}");
+        assert!(got.contains("add element ip rcon svc-none { 10.96.0.1 . tcp . 80 comment \"web\" }"), "{got}");
     }
 
     #[test]
@@ -180,7 +196,7 @@ add element ip rcon svc_self { 10.1.0.3 . 10.1.0.3 . 80 . 10.96.0.1 . tcp commen
         ] {
             assert!(got.contains(&line), "missing {line:?} in\n{got}");
         }
-        assert_eq!(got.matches("delete").count(), 2, "the VIP and slot 0 stay:\n{got}");
+        assert_eq!(got.matches("delete").count(), 2, "the VIP, its set and slot 0 stay:\n{got}");
         // A service on the same VIP address, another port, with b2 too, keeps the pair; one on another
         // address does not.
         let peer_backends = [b2];
@@ -198,8 +214,10 @@ add element ip rcon svc_self { 10.1.0.3 . 10.1.0.3 . 80 . 10.96.0.1 . tcp commen
         let backends = [(ip("10.1.0.2"), 80)];
         let c = SvcChange { name: "web", old: Some(web(&backends)), new: None, peers: &[] };
         let want = "\
-add element ip rcon svc_vips { 10.96.0.1 . tcp . 80 : goto svc-roundrobin-1 }
-delete element ip rcon svc_vips { 10.96.0.1 . tcp . 80 }
+add element ip rcon svc_all { 10.96.0.1 . tcp . 80 }
+delete element ip rcon svc_all { 10.96.0.1 . tcp . 80 }
+add element ip rcon svc-roundrobin-1 { 10.96.0.1 . tcp . 80 }
+delete element ip rcon svc-roundrobin-1 { 10.96.0.1 . tcp . 80 }
 add element ip rcon svc_dst_0 { 10.96.0.1 . tcp . 80 : 10.1.0.2 . 80 }
 delete element ip rcon svc_dst_0 { 10.96.0.1 . tcp . 80 }
 add element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp }
@@ -213,14 +231,16 @@ delete element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp }
             key: key.into(),
             owner: Some(owner.into()),
         };
-        with.svc.push(elem(SVC_VIPS, "10.96.0.1 . tcp . 80", "web"));
+        with.svc.push(elem(SVC_ALL, "10.96.0.1 . tcp . 80", "web"));
+        with.svc.push(elem("svc-roundrobin-1", "10.96.0.1 . tcp . 80", "web"));
         with.svc.push(elem("svc_dst_0", "10.96.0.1 . tcp . 80", "web"));
         with.svc.push(elem(SVC_SELF, "10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp", "web"));
         with.svc.push(elem(SVC_SELF, "10.1.0.9 . 10.1.0.9 . 80 . 10.96.0.3 . tcp", "api"));
         let gc = body(&render_service(&with, &SvcChange { old: None, ..c }, true));
         assert_eq!(
             gc,
-            "delete element ip rcon svc_vips { 10.96.0.1 . tcp . 80 }\n\
+            "delete element ip rcon svc_all { 10.96.0.1 . tcp . 80 }\n\
+             delete element ip rcon svc-roundrobin-1 { 10.96.0.1 . tcp . 80 }\n\
              delete element ip rcon svc_dst_0 { 10.96.0.1 . tcp . 80 }\n\
              delete element ip rcon svc_self { 10.1.0.2 . 10.1.0.2 . 80 . 10.96.0.1 . tcp }\n"
         );
