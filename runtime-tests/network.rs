@@ -345,13 +345,23 @@ fn gc_after_killed_runs_leaves_nothing() {
     nw.w.ok(&["network", "create", "--subnet", "10.61.0.0/24", "killed"]);
     let links = || nw.w.sh_in(nw.node(), "ip -o link | cut -d: -f2 | sort");
     let before = links();
-    for point in ["run:mounted", "attach:recorded", "attach:leased", "attach:wired"] {
+    let records = || std::fs::read_dir(nw.w.data_root.join("endpoints/killed")).map(|r| r.count()).unwrap_or(0);
+    // Killed between its endpoint record's creation and its write: the user's `rm -f` alone takes the
+    // container with its empty record and its lease (it used to fail on the record).
+    let torn = ["run", "--name", "torn", "--network", "killed", "busybox", "true"];
+    let out = nw.w.cmd(&torn).env("RCON_FAULT", "endpoint:created").output().unwrap();
+    assert_eq!(out.status.code(), None, "rcon should have been killed");
+    assert_eq!(records(), 1, "the killed attach left no record");
+    nw.w.ok(&["rm", "-f", "torn"]);
+    assert_eq!((records(), lease_count(&nw.w, "killed")), (0, 0), "rm -f left the record or the lease");
+    for point in ["run:mounted", "attach:recorded", "attach:leased", "endpoint:created", "attach:wired"] {
         let out =
             nw.w.cmd(&["run", "--network", "killed", "busybox", "true"]).env("RCON_FAULT", point).output().unwrap();
         assert_eq!(out.status.code(), None, "{point}: rcon should have been killed");
     }
     let report = nw.w.ok(&["gc"]);
-    assert_eq!(report.matches("removed container").count(), 4, "{report}");
+    assert_eq!(report.matches("removed container").count(), 5, "{report}");
+    assert_eq!(records(), 0, "gc left an endpoint record");
     assert!(nw.w.containers().iter().all(|c| c.starts_with('.')), "state left: {:?}", nw.w.containers());
     assert_eq!(std::fs::read_dir(nw.w.data_root.join("containers")).map(|r| r.count()).unwrap_or(0), 0);
     assert_eq!(endpoint_count(&nw.w, "killed"), 0);

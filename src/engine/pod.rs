@@ -230,13 +230,16 @@ fn build(
 ) -> Result<()> {
     let pods = store(ctx);
     limits::make(plan)?;
+    tracing::debug!("pod: groups made");
     store::fault("pod:cgroup");
     netns::add(&ctx.netns_dir, &pod.name)?;
+    tracing::debug!("pod: netns made");
     store::fault("pod:netns");
     // Recorded with the rest at the end, not now (two metadata operations, as much as the netns
     // costs): a crash before then leaves a record without it, whose teardown kills whatever is in
     // the pod's netns, this pause among them.
     pod.pause = Some(spawn_pause(&pod.netns, &pod.hostname, pod.share_pid, plan)?);
+    tracing::debug!("pod: pause started");
     store::fault("pod:paused");
     if let Some(network) = &pod.network {
         manage::attach(
@@ -324,13 +327,17 @@ fn teardown(ctx: &Context, pod: &Pod) -> Result<()> {
             }
         }
     }
+    tracing::debug!("pod rm: pause stopped");
     manage::detach_owner(ctx, &pod.id, None)?;
+    tracing::debug!("pod rm: detached");
     if pod.netns.symlink_metadata().is_ok() {
         netns::delete(&ctx.netns_dir, &pod.name)?;
     }
+    tracing::debug!("pod rm: netns deleted");
     if let Some(c) = &pod.cgroup {
         crate::runtime::pod_cgroup::remove(&c.cgroup_dirs)?;
     }
+    tracing::debug!("pod rm: groups removed");
     store(ctx).remove(&pod.name)
 }
 

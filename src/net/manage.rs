@@ -439,7 +439,7 @@ fn on_shortcut<'a>(net: &'a Network, ep: &'a Endpoint) -> Option<(&'a str, short
     Some((bridge, shortcut::Endpoint { ip, mac: ep.mac, port: &ep.host_ifname }))
 }
 
-/// Make the shortcut of `net`'s bridge, when it has one, name exactly the network's endpoints
+/// Make the shortcut of `net`'s bridge, when it has one, name the network's endpoints
 /// (`cluster repair`: a program loaded again starts empty).
 pub fn refill_shortcut(ctx: &Context, k: &Kernel, net: &Network) -> Result<()> {
     let Some(bridge) = net.bridge.as_deref() else { return Ok(()) };
@@ -546,7 +546,24 @@ pub fn detach_owner(ctx: &Context, owner: &str, network: Option<&str>) -> Result
 
 /// [`detach_owner`] on these links and firewalls.
 pub fn detach_owner_with(ctx: &Context, k: &Kernel, owner: &str, network: Option<&str>) -> Result<usize> {
-    let mine = readable(endpoints(ctx).scan(Filter { owner: Some(owner), network, ..Default::default() })?)?;
+    let eps = endpoints(ctx);
+    let filter = Filter { owner: Some(owner), network, ..Default::default() };
+    let mut found = eps.scan(filter)?;
+    if !found.broken.is_empty() {
+        // An attach of this owner killed between its record's creation and its write left it empty:
+        // nothing was made after it, and it goes with the owner, as gc would take it.
+        let ipam = Ipam::new(&ctx.data_root);
+        let nets: std::collections::BTreeSet<&str> =
+            found.broken.iter().filter_map(|b| b.name.split_once('/').map(|(n, _)| n)).collect();
+        for net in nets {
+            let book = ipam.open(net)?;
+            let prefix = format!("{net}/");
+            let here: Vec<&Broken> = found.broken.iter().filter(|b| b.name.starts_with(&prefix)).collect();
+            remove_unborn(&eps, k.links()?, &book, &here)?;
+        }
+        found = eps.scan(filter)?;
+    }
+    let mine = readable(found)?;
     if !mine.is_empty() {
         ensure_for(ctx, k, &mine)?;
         mine.iter().try_for_each(|ep| detach_endpoint(ctx, k, ep))?;
@@ -560,6 +577,32 @@ pub(super) fn ensure_for(ctx: &Context, k: &Kernel, eps: &[Endpoint]) -> Result<
         heal::ensure_all(ctx, k.firewalls.as_ref())?;
     }
     Ok(())
+}
+
+/// Remove the records among `broken` (of `book`'s network) that a crash left empty between their
+/// creation and their write, with their leases: nothing was made after them. Call it holding `book`,
+/// under which every record is made, so none of them is being written. One whose veth exists is
+/// damaged rather than unborn, and stays. Returns the names of those removed.
+fn remove_unborn(
+    eps: &endpoint::Store,
+    node: &dyn Links,
+    book: &super::ipam::Book,
+    broken: &[&Broken],
+) -> Result<Vec<String>> {
+    let mut gone = Vec::new();
+    for b in broken {
+        let key = endpoint::broken_key(b);
+        let wired =
+            [false, true].into_iter().any(|p| node.index(&endpoint::host_ifname(key, p)).ok().flatten().is_some());
+        if !wired && eps.remove_unborn(b) {
+            book.release(key)?;
+            for m in book.macs()?.into_iter().filter(|m| m.owner == key) {
+                book.release_mac(&m.mac, key)?;
+            }
+            gone.push(b.name.clone());
+        }
+    }
+    Ok(gone)
 }
 
 /// What `rcon gc` removed, and the records it could not read.
@@ -633,17 +676,8 @@ pub fn gc_with(ctx: &Context, k: &Kernel, backends: &[Backend]) -> Result<GcRepo
         // Records are read under the book's lock: an attach holds it from its
         // lease until its record is saved.
         let book = ipam.open(&net)?;
-        // A record left empty by a crash between its creation and its write (made under the book, so
-        // none is in progress now): nothing was made after it, and its lease goes below. One whose
-        // veth exists is damaged rather than unborn, and stays.
-        for b in eps.scan_all(Some(&net))?.broken {
-            let key = endpoint::broken_key(&b);
-            let wired =
-                [false, true].into_iter().any(|p| node.index(&endpoint::host_ifname(key, p)).ok().flatten().is_some());
-            if !wired && eps.remove_unborn(&b) {
-                report.endpoints.push(b.name.clone());
-            }
-        }
+        let broken = eps.scan_all(Some(&net))?.broken;
+        report.endpoints.extend(remove_unborn(&eps, node, &book, &broken.iter().collect::<Vec<_>>())?);
         let mut keys = endpoint_keys(&eps, Some(&net), |_| true, &mut report)?;
         // A service's VIP lease: kept while the service is, its record readable or not (read under the
         // book's lock too, which `service create` holds until it is saved).

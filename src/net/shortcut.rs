@@ -138,13 +138,17 @@ pub fn remove(node: &dyn Links, bridge: &str, ip: Ipv4Addr) -> Result<()> {
     }
 }
 
-/// Make the map say exactly `eps` (repair, after the program was loaded again).
+/// Make the map hold `eps` (repair, after the program was loaded again), and drop the entries whose
+/// port is gone. Not every entry `eps` lacks: an attach records its endpoint before it adds the entry,
+/// so one that saved its record after the caller listed them has a live port and an entry this must
+/// keep. Likewise an endpoint of `eps` whose port went meanwhile (a detach in flight) is skipped.
 pub fn refill(node: &dyn Links, bridge: &str, eps: &[Endpoint]) -> Result<()> {
     let Some(mut map) = ports(node, bridge)? else { return Ok(()) };
-    let want: Vec<u32> = eps.iter().map(|e| key(e.ip)).collect();
-    let stale: Vec<u32> = map.keys().filter_map(Result::ok).filter(|k| !want.contains(k)).collect();
-    for k in stale {
-        map.remove(&k).context("removing a stale entry of the bridge shortcut")?;
+    prune(&mut map)?;
+    for ep in eps {
+        if node.index(ep.port)?.is_some() {
+            insert(node, &mut map, ep)?;
+        }
     }
-    eps.iter().try_for_each(|ep| insert(node, &mut map, ep))
+    Ok(())
 }
