@@ -19,30 +19,23 @@ fn zombies_of(pid: u32) -> usize {
     sh(&format!("ps -o stat= --ppid {pid} || true")).lines().filter(|l| l.trim_start().starts_with('Z')).count()
 }
 
+/// The pause of a pod with a pid namespace of its own (a fork of `pod create`, its pid 1) reads
+/// `rcon pause` on its command line, reaps the orphans that land on it, and ends on TERM.
 #[test]
 fn pause_reaps_orphans_and_ends_on_term() {
-    require_root();
-    let mut holder = Command::new("unshare")
-        .args(["--pid", "--fork", "--kill-child", rcon_bin(), "pause"])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let holder_pid = holder.id();
-    let mut pause = 0u32;
-    wait_until("the pause process", || {
-        pause = sh(&format!("pgrep -P {holder_pid} || true")).trim().parse().unwrap_or(0);
-        pause != 0
-    });
+    let nw = net_world("pz", "nftables");
+    nw.w.ok(&["pod", "create", "--name", "reaper", "--share", "pid"]);
+    let pause = inspect(&nw.w, "reaper")["pause"]["pid"].as_i64().unwrap() as u32;
+    assert_eq!(sh(&format!("tr '\\0' ' ' </proc/{pause}/cmdline")).trim(), "rcon pause");
     // Orphans: their parent exits at once, so they land on the pause process.
     sh(&format!("nsenter --target {pause} --pid -- sh -c 'sleep 0.2 & sleep 0.3 & exit 0'"));
     wait_until("the orphans to be adopted and to end", || {
         sh(&format!("ps -o pid= --ppid {pause} || true")).trim().is_empty()
     });
     assert_eq!(zombies_of(pause), 0, "the pause process left zombies");
-    // TERM ends it with status 0, and the holder with it.
     sh(&format!("kill -TERM {pause}"));
-    let status = holder.wait().unwrap();
-    assert!(status.success(), "pause did not end cleanly on TERM: {status}");
+    wait_pid_gone(pause as i32);
+    nw.w.ok(&["pod", "rm", "reaper"]);
 }
 
 /// A pod's record as `pod inspect` prints it.

@@ -139,9 +139,6 @@ enum Command {
     /// Write one man page per command into DIR (`make man`).
     #[command(name = "__man", hide = true)]
     Man(completion::ManArgs),
-    /// The pod sandbox's pause process: holds namespaces, reaps orphans, ends on TERM/INT.
-    #[command(hide = true)]
-    Pause,
     /// The userspace IPIP data plane of a cluster's ipip backend.
     #[command(hide = true)]
     Ipipd(overlay::IpipdArgs),
@@ -254,7 +251,6 @@ fn dispatch(ctx: &Context, cmd: Command) -> anyhow::Result<i32> {
         Command::Port { name } => network::port(ctx, &name),
         Command::Gc(a) => network::gc(ctx, a),
         Command::Firewall(c) => firewall::firewall(ctx, c),
-        Command::Pause => rcon::engine::pause::run(),
         Command::Ipipd(a) => overlay::ipipd(a),
         Command::Dns(a) => rcon::net::dns::main(ctx, a.worker),
         Command::Completion(a) => completion::completion(a),

@@ -15,13 +15,10 @@
 
 mod limits;
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -33,7 +30,7 @@ use crate::net::{netns, ports::PortSpec};
 use crate::runtime;
 use crate::runtime::state::{self, Creator};
 use crate::store::{self, Named, Records};
-use crate::sys::{fdpass, spawn};
+use crate::sys::spawn;
 use crate::Context;
 
 pub use limits::{install_pod_hook, Cgroup, Limits};
@@ -261,47 +258,31 @@ fn build(
     pods.save(pod)
 }
 
-/// Start `rcon pause` in the pod's netns with new ipc and uts namespaces (and
-/// a new pid namespace, of which it becomes pid 1). It reports its pid on
-/// stdout once it is ready, then lets go of rcon's pipes. It is born in the
-/// pod's `pause` groups: its starter forks it there and goes.
+/// Start the pause process (engine/pause.rs) in the pod's netns with new ipc and uts namespaces (and
+/// a new pid namespace, of which it becomes pid 1), born in the pod's `pause` groups.
 fn spawn_pause(
     netns: &Path,
     hostname: &str,
     share_pid: bool,
     plan: &crate::runtime::pod_cgroup::Plan,
 ) -> Result<Creator> {
-    let ns = File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
-    let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
-    if share_pid {
-        flags |= CloneFlags::CLONE_NEWPID;
-    }
-    let hostname = hostname.to_string();
+    let open = |p: &Path, write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(p)
+            .with_context(|| format!("opening {}", p.display()))
+    };
     let (v2, v1) = crate::runtime::pod_cgroup::pause_dirs(plan);
-    let open = |d: &PathBuf| File::open(d).with_context(|| format!("opening cgroup {}", d.display()));
-    let (v2, v1) = (v2.as_ref().map(open).transpose()?, v1.iter().map(open).collect::<Result<Vec<_>>>()?);
-    let mut cmd = spawn::rcon_self(["pause"]);
-    let starter_goes = share_pid || v2.is_some() || !v1.is_empty();
-    // SAFETY: between fork and exec only async-signal-safe calls, no allocation.
-    unsafe {
-        cmd.pre_exec(move || {
-            setns(&ns, CloneFlags::CLONE_NEWNET)?;
-            unshare(flags)?;
-            nix::unistd::sethostname(&hostname)?;
-            Ok(())
-        });
-    }
-    // Last: its dup2s onto fds 3.. may replace `ns`, which the closure above has used by then.
-    let v1_refs: Vec<&File> = v1.iter().collect();
-    fdpass::pass(&mut cmd, &[(pause::V2_FD_VAR, &v2.iter().collect::<Vec<_>>()), (pause::V1_FDS_VAR, &v1_refs)])?;
-    let (mut child, pid) =
-        spawn::start_resident(&mut cmd, "the pause process", spawn::READY_TIMEOUT, |l| l.parse::<i32>().ok())?;
-    if starter_goes {
-        // The one that forked the pause (in the new pid namespace, or in its groups), done.
-        let _ = child.wait();
-    }
-    let start = state::proc_start_time(pid).map(|(t, _)| t).context("the pause process exited at once")?;
-    Ok(Creator { pid, start })
+    let setup = pause::Setup {
+        netns: open(netns, false)?,
+        hostname: std::ffi::CString::new(hostname).context("a hostname with a NUL byte")?,
+        new_pid: share_pid,
+        v2: v2.map(|d| Ok::<_, anyhow::Error>((open(&d, false)?, open(&d.join("cgroup.procs"), true)?))).transpose()?,
+        v1_tasks: v1.iter().map(|d| open(&d.join("tasks"), true)).collect::<Result<_>>()?,
+        argv: pause::argv_area(),
+    };
+    pause::spawn(&setup)
 }
 
 /// Containers (engine or OCI) that carry this pod's annotation.

@@ -71,25 +71,45 @@ pub unsafe fn fork_joined(groups: &Groups) -> Result<Forked> {
 /// # Safety
 /// As for fork(), see `fork_joined`.
 pub unsafe fn fork_into(cgroup: Option<&File>) -> Result<(ForkResult, bool)> {
-    if let Some(dir) = cgroup {
-        let args = CloneArgs {
-            flags: CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: dir.as_raw_fd() as u64,
-            ..Default::default()
-        };
+    // SAFETY: the caller's contract.
+    unsafe { clone_into(0, cgroup) }
+}
+
+/// [`fork_into`] with clone `flags` too (new namespaces: CLONE_NEWPID makes
+/// the child its namespace's pid 1).
+///
+/// # Safety
+/// As for fork(), see `fork_joined`; with `flags`, the child must make only
+/// raw system calls (it may come from clone(2), past libc's fork handlers).
+pub unsafe fn clone_into(flags: u64, cgroup: Option<&File>) -> Result<(ForkResult, bool)> {
+    let clone3 = |flags: u64, cgroup: u64| {
+        let args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, cgroup, ..Default::default() };
         // SAFETY: no CLONE_VM and no stack: the child runs on a copy of our
         // memory, exactly as after fork(); the caller vouches for threads.
-        let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-        match r {
-            0 => return Ok((ForkResult::Child, true)),
-            pid if pid > 0 => return Ok((ForkResult::Parent { child: Pid::from_raw(pid as i32) }, true)),
-            // An older kernel (ENOSYS) or a cgroup that refuses: fork, then join.
-            _ => {}
+        unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) }
+    };
+    let forked = |r: libc::c_long, born_in: bool| match r {
+        0 => Some((ForkResult::Child, born_in)),
+        pid if pid > 0 => Some((ForkResult::Parent { child: Pid::from_raw(pid as i32) }, born_in)),
+        _ => None,
+    };
+    if let Some(dir) = cgroup {
+        // An older kernel (ENOSYS) or a cgroup that refuses: fork, then join.
+        if let Some(r) = forked(clone3(flags | CLONE_INTO_CGROUP, dir.as_raw_fd() as u64), true) {
+            return Ok(r);
         }
     }
-    // SAFETY: the caller's contract (single-threaded, or async-signal-safe child).
-    Ok((unsafe { fork() }.context("fork")?, false))
+    if flags == 0 {
+        // SAFETY: the caller's contract (single-threaded, or async-signal-safe child).
+        return Ok((unsafe { fork() }.context("fork")?, false));
+    }
+    if let Some(r) = forked(clone3(flags, 0), false) {
+        return Ok(r);
+    }
+    // SAFETY: clone(2) without CLONE_VM or a stack is a fork with `flags`; the caller's contract covers
+    // the child (raw calls only).
+    let r = unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0, 0, 0, 0) };
+    forked(r, false).ok_or_else(|| std::io::Error::last_os_error()).context("clone")
 }
 
 /// Move the calling process into the cgroup2 group `dir`.

@@ -70,6 +70,12 @@ fn send(fds: &[i32]) -> nix::Result<()> {
     Ok(())
 }
 
+/// Whether `fd` is an open file descriptor of this process.
+fn is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD on any number only tells whether it is an open fd.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
 /// The netfilter netlink sockets among this process's fds.
 fn nfnl_fds() -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
@@ -83,7 +89,7 @@ fn nfnl_fds() -> Vec<i32> {
 fn hold() -> ! {
     let max = open_max();
     for fd in 0..max {
-        if super::fdpass::is_open(fd) && !is_nfnl(fd) {
+        if is_open(fd) && !is_nfnl(fd) {
             // SAFETY: the fork's copies of the caller's fds are this child's to close; the child uses
             // none of them afterwards.
             unsafe { libc::close(fd) };
@@ -91,7 +97,7 @@ fn hold() -> ! {
     }
     let _ = nix::unistd::setsid();
     let Ok(l) = listener() else {
-        let mine: Vec<i32> = (0..max).filter(|&fd| super::fdpass::is_open(fd)).collect();
+        let mine: Vec<i32> = (0..max).filter(|&fd| is_open(fd)).collect();
         let _ = send(&mine);
         exit()
     };

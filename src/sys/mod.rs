@@ -4,7 +4,6 @@
 
 pub mod bpf;
 pub mod cgroup_fork;
-pub mod fdpass;
 pub mod iface;
 pub mod linger;
 pub mod nfnl;
