@@ -260,3 +260,58 @@ fn kill_9_anywhere_then_gc_leaves_nothing() {
     assert_eq!(nw.w.ok(&["gc"]).trim(), "", "gc touched a live container");
     nw.w.ok(&["rm", "-f", "after"]);
 }
+
+/// The window behind seed 6221079's leftover: `run -d` killed while its
+/// monitor (which outlives it) still makes the container. The monitor is held
+/// at a fault point (RCON_FAULT_STOP): before the container has any state,
+/// whose name annotation is how `rm` finds a container by name, and once it
+/// has one in `creating`. The front rcon is killed there, gc and the user's
+/// `rm -f` run, and the monitor goes on only once that rm has ended or waits
+/// for it (blocked on a lock). Then nothing of the container may be left.
+#[test]
+fn run_d_killed_while_its_monitor_makes_the_container() {
+    let nw = net_world("kw", "nftables");
+    let w = &nw.w;
+    w.ok(&["run", "--rm", "busybox", "true"]);
+    let before = footprint(&nw);
+    for (k, point) in ["monitor:forked", "create:recorded"].into_iter().enumerate() {
+        let n = format!("kw{k}");
+        let run = ["run", "-d", "--name", &n, "-p", "38600:80", "busybox", "httpd", "-f", "-p", "80"];
+        let mut front =
+            w.cmd(&run).env("RCON_FAULT_STOP", point).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut monitor = None;
+        wait_until(&format!("the monitor to stop at {point}"), || {
+            monitor = world_procs(w).iter().filter_map(|p| p.split(' ').next()?.parse().ok()).find(|&p| stopped(p));
+            monitor.is_some()
+        });
+        let _ = front.kill();
+        let _ = front.wait();
+        let mut ids = known_ids(w);
+        w.ok(&["gc"]);
+        let mut rm = w.cmd(&["rm", "-f", &n]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let rm_pid = rm.id() as i32;
+        wait_until("rm -f to end or to wait for the monitor", || {
+            rm.try_wait().unwrap().is_some() || waits_on_a_lock(rm_pid)
+        });
+        let monitor = nix::unistd::Pid::from_raw(monitor.unwrap());
+        nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGCONT).unwrap();
+        let _ = rm.wait();
+        ids.extend(known_ids(w));
+        let what = format!("run -d killed while its monitor was held at {point}");
+        settled(&nw, &before, &what);
+        wait_until(&format!("{what}: its processes to end"), || world_procs(w).is_empty());
+        assert_eq!(cgroups_of(&ids), Vec::<PathBuf>::new(), "{what}: cgroups left");
+    }
+}
+
+/// Whether `pid` is stopped (SIGSTOP).
+fn stopped(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').is_some_and(|i| stat[i + 2..].starts_with('T'))
+}
+
+/// Whether `pid` is blocked in flock(2): /proc/locks lists a waiter as `N: -> FLOCK ... PID ...`.
+fn waits_on_a_lock(pid: i32) -> bool {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    locks.lines().any(|l| l.contains("-> FLOCK") && l.split_whitespace().any(|f| f == pid.to_string()))
+}

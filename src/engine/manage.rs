@@ -113,21 +113,43 @@ fn wait_stopped(ctx: &Context, id: &str, limit: Duration) -> bool {
 /// state, the overlay and its upper dir, the log and the name. A running
 /// container needs `force`. Safe to repeat.
 pub fn remove(ctx: &Context, key: &str, force: bool) -> Result<()> {
-    let id = names::resolve(ctx, key).unwrap_or_else(|_| key.to_string());
-    match runtime::state(ctx, &id) {
+    // Before its state exists, a container is found by name through the
+    // run's name reservation alone.
+    let id = names::resolve(ctx, key).ok().or_else(|| super::reserved_id(ctx, key)).unwrap_or_else(|| key.to_string());
+    // A run (or the monitor of a killed `run -d`) holds its creator record
+    // until the container is recorded as started or undone (rootfs::Creating):
+    // waiting for it here, we then find the container whole, or gone. Without
+    // the wait, an `rm` between a killed `run -d` and its monitor's start
+    // found nothing, or a half-made container, and the monitor then started
+    // it. gc leaves such a container alone meanwhile; the `rm` is what ends it.
+    // Once created it is not waited for: only the start itself is left, and
+    // the monitor of an older rcon holds the record for the container's life.
+    let created = runtime::state(ctx, &id).is_ok_and(|st| st.status != Status::Creating);
+    let _made = if created { None } else { super::rootfs::wait_made(&super::rootfs::container_dir(ctx, &id))? };
+    remove_id(ctx, key, &id, force)
+}
+
+/// The run's own undo of a container it failed to start: it still holds the
+/// creator record, so unlike `remove` it must not wait for it.
+pub(super) fn discard(ctx: &Context, id: &str) -> Result<()> {
+    remove_id(ctx, id, id, true)
+}
+
+fn remove_id(ctx: &Context, key: &str, id: &str, force: bool) -> Result<()> {
+    match runtime::state(ctx, id) {
         Ok(st) => {
             if st.status == Status::Running && !force {
                 bail!("container {key:?} is running: stop it first or use -f");
             }
-            runtime::delete(ctx, &id, true)?;
+            runtime::delete(ctx, id, true)?;
         }
         // A state that cannot be read: its processes and cgroup are found
         // through it, so nothing of the container is removed.
-        Err(e) if ctx.container_dir(&id).join(runtime::state::STATE_FILE).exists() => return Err(e),
-        Err(_) if !super::rootfs::container_dir(ctx, &id).exists() => bail!("no container named {key:?}"),
+        Err(e) if ctx.container_dir(id).join(runtime::state::STATE_FILE).exists() => return Err(e),
+        Err(_) if !super::rootfs::container_dir(ctx, id).exists() => bail!("no container named {key:?}"),
         Err(_) => {}
     }
-    forget(ctx, &id)
+    forget(ctx, id)
 }
 
 /// Drop what the engine keeps for `id` once the runtime state is gone: the

@@ -28,6 +28,7 @@ use crate::net::dns::resolv;
 use crate::runtime::{self, CreateOptions, Status};
 use crate::Context;
 pub use gc::{gc, removable as gc_removable, Report as GcReport};
+use manage::discard;
 pub use manage::{forget, list, logs, remove, stop, Row};
 pub use spec::{CgroupNs, Net, Overrides};
 
@@ -142,6 +143,15 @@ fn reserve_name(ctx: &Context, name: &str, id: &str) -> Result<()> {
     res
 }
 
+/// The container id `name` is reserved for, if a run reserved it.
+fn reserved_id(ctx: &Context, name: &str) -> Option<String> {
+    crate::store::validate_id("container name", name).ok()?;
+    let owner = fs::read_to_string(names_dir(ctx).join(name)).ok()?;
+    let owner = owner.trim();
+    crate::store::validate_id("container", owner).ok()?;
+    Some(owner.to_string())
+}
+
 /// The prefix of a name reservation being written (`.tmp-ID`).
 const NAME_TMP: &str = ".tmp-";
 
@@ -244,9 +254,10 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     // Who is making it: gc leaves a run in progress alone. The data dir
     // comes before the name, so a name whose container has no dir at all
     // is a killed run's, which gc removes.
-    let dir = rootfs::create_dir(ctx, &id, &runtime::state::Creator::me())?;
+    // `creating` is declared before `undo`, so a failed run is undone before
+    // an `rm` waiting for it goes on.
+    let (dir, creating) = rootfs::create_dir(ctx, &id, &runtime::state::Creator::me())?;
     let mut undo = Undo { ctx, id: id.clone(), armed: true };
-    let _creator = rootfs::hold_creator(&dir)?;
     reserve_name(ctx, &name, &id)?;
     let root = rootfs::mount_overlay(&dir, &lower)?;
     let hostname = match &pod {
@@ -286,7 +297,7 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     crate::store::fault("run:mounted");
     let opts = CreateOptions { bundle: dir.clone(), ..Default::default() };
     if req.detach {
-        monitor::start(ctx, &id, &opts, req.rm)?;
+        monitor::start(ctx, &id, &opts, req.rm, creating)?;
         undo.armed = false;
         return Ok((id, 0));
     }
@@ -294,11 +305,15 @@ pub fn run(ctx: &Context, req: &RunRequest) -> Result<(String, i32)> {
     if !req.interactive && !req.o.tty {
         detach_stdin()?;
     }
-    let res = runtime::run_foreground(ctx, &id, &opts, false, |_| {});
+    // The hold on the creator record ends once the container is recorded as
+    // started (an `rm` waiting for it then finds it whole), or after a failed
+    // start is undone.
+    let mut creating = Some(creating);
+    let res = runtime::run_foreground(ctx, &id, &opts, false, |_| drop(creating.take()));
     let code = match res {
         Ok(code) => code,
         Err(e) => {
-            let _ = remove(ctx, &id, true);
+            let _ = discard(ctx, &id);
             return Err(e);
         }
     };

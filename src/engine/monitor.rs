@@ -10,11 +10,13 @@ use std::os::fd::AsRawFd;
 use anyhow::{bail, Context as _, Result};
 use nix::unistd::{fork, ForkResult};
 
+use super::rootfs::Creating;
 use crate::runtime::{self, CreateOptions};
 use crate::Context;
 
 /// Fork the monitor, and return once the container runs (or report why not).
-pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<()> {
+/// The monitor takes over `creating`, the run's hold on the creator record.
+pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool, creating: Creating) -> Result<()> {
     let log = super::log_path(ctx, id);
     fs::create_dir_all(log.parent().unwrap_or(&ctx.root))?;
     let log_file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -39,7 +41,8 @@ pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<
             }
             // Notices would land in the container's log: the waiting command prints them.
             crate::notice::collect();
-            let code = monitor(ctx, id, opts, rm, &mut tx);
+            crate::store::fault("monitor:forked");
+            let code = monitor(ctx, id, opts, rm, &mut tx, creating);
             // SAFETY: _exit takes an integer and ends the monitor at once, so the parent's Drops and
             // atexit handlers, copied by fork, do not run a second time.
             unsafe { libc::_exit(code) }
@@ -60,8 +63,22 @@ pub fn start(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool) -> Result<
     }
 }
 
-fn monitor(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool, tx: &mut std::os::unix::net::UnixStream) -> i32 {
+fn monitor(
+    ctx: &Context,
+    id: &str,
+    opts: &CreateOptions,
+    rm: bool,
+    tx: &mut std::os::unix::net::UnixStream,
+    creating: Creating,
+) -> i32 {
+    // The front rcon may be killed while we make the container, and its
+    // user's `rm` then finds no container by that name yet (no state) or one
+    // half made. So we keep the hold on the creator record, which `rm` waits
+    // for, until the container is recorded as started, or until a failed
+    // start is undone: `rm` then removes it whole, or finds nothing.
+    let mut creating = Some(creating);
     let res = runtime::run_foreground(ctx, id, opts, false, |_| {
+        drop(creating.take());
         let notices: String = crate::notice::take().iter().map(|n| format!("\n{n}")).collect();
         let _ = tx.write_all(format!("ok{notices}").as_bytes());
         let _ = tx.shutdown(std::net::Shutdown::Both);
@@ -76,7 +93,7 @@ fn monitor(ctx: &Context, id: &str, opts: &CreateOptions, rm: bool, tx: &mut std
         }
         Err(e) => {
             let _ = tx.write_all(format!("{e:#}").as_bytes());
-            let _ = super::remove(ctx, id, true);
+            let _ = super::discard(ctx, id);
             1
         }
     }

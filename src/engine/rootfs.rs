@@ -20,31 +20,39 @@ pub fn container_dir(ctx: &Context, id: &str) -> PathBuf {
 /// Make a container's data dir with its creator record already inside:
 /// made under a name that carries the creator (`.new-PID-START-ID`), then
 /// renamed. So gc never sees `<id>` without knowing who is making it, and
-/// reads the creator of a crashed run's leftover from its name.
-pub fn create_dir(ctx: &Context, id: &str, creator: &Creator) -> Result<PathBuf> {
+/// reads the creator of a crashed run's leftover from its name. Returns the
+/// dir and the creator's hold on it (see `Creating`), taken before the rename.
+pub fn create_dir(ctx: &Context, id: &str, creator: &Creator) -> Result<(PathBuf, Creating)> {
     let parent = ctx.data_root.join("containers");
     fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
     let tmp = parent.join(creator.new_dir_name(id));
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     // Not atomic on its own: nothing reads it before the rename below.
     fs::write(tmp.join(CREATOR), serde_json::to_vec(creator)?).context("writing the creator record")?;
+    let creating = Creating::hold(&tmp)?;
     let dir = parent.join(id);
     fs::rename(&tmp, &dir).with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
-    Ok(dir)
+    Ok((dir, creating))
 }
 
-/// A shared flock on the data dir's creator record, taken by the rcon that
-/// makes the container and never released by hand: it lasts while any
-/// process holds the open file, so a `run -d` monitor forked meanwhile keeps
-/// it when that rcon is killed, and gc does not take a container from under
-/// it (the creator's pid alone would say "gone").
-pub fn hold_creator(dir: &Path) -> Result<fs::File> {
-    let f = fs::File::open(dir.join(CREATOR)).context("opening the creator record")?;
-    // SAFETY: flock on an fd we own; no memory is involved.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("locking the creator record");
+/// A shared flock on the data dir's creator record, held from the dir's
+/// creation until the container is recorded as started (or undone by its
+/// maker). It lasts while any process holds the open file (close-on-exec, so
+/// no exec'd child keeps it), so a `run -d` monitor forked meanwhile keeps it
+/// when the front rcon is killed. Two readers: gc does not take a container
+/// from under it (the creator's pid alone would say "gone"), and `rm` waits
+/// for it (`wait_made`).
+pub struct Creating(#[allow(dead_code)] fs::File);
+
+impl Creating {
+    fn hold(dir: &Path) -> Result<Creating> {
+        let f = fs::File::open(dir.join(CREATOR)).context("opening the creator record")?;
+        // SAFETY: flock on an fd we own; no memory is involved.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("locking the creator record");
+        }
+        Ok(Creating(f))
     }
-    Ok(f)
 }
 
 /// Whether a process still holds the data dir's creator record.
@@ -52,6 +60,18 @@ pub fn creator_held(dir: &Path) -> bool {
     let Ok(f) = fs::File::open(dir.join(CREATOR)) else { return false };
     // SAFETY: flock on an fd we own; closing it (drop) releases our probe.
     unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+}
+
+/// Wait until no process holds the data dir's creator record: the run that
+/// makes its container has recorded it as started, undone it, or died. The
+/// lock returned keeps a second remover waiting until this one is done.
+/// None when there is no record: no engine run makes anything there.
+pub fn wait_made(dir: &Path) -> Result<Option<crate::store::Lock>> {
+    match fs::File::open(dir.join(CREATOR)) {
+        Ok(f) => crate::store::lock_file(f).map(Some).context("waiting for the run that makes the container"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context("opening the creator record"),
+    }
 }
 
 /// The prefix of a data dir still being made.
@@ -121,10 +141,15 @@ mod tests {
             firewall: Default::default(),
         };
         let me = Creator::me();
-        let dir = create_dir(&ctx, "c1", &me).unwrap();
+        let (dir, creating) = create_dir(&ctx, "c1", &me).unwrap();
         let back: Creator = serde_json::from_slice(&fs::read(dir.join(CREATOR)).unwrap()).unwrap();
         assert_eq!(back, me);
         let names: Vec<_> = fs::read_dir(dir.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("c1")]);
+        assert!(creator_held(&dir), "the creator's hold");
+        drop(creating);
+        assert!(!creator_held(&dir));
+        assert!(wait_made(&dir).unwrap().is_some());
+        assert!(wait_made(&dir.with_file_name("none")).unwrap().is_none());
     }
 }

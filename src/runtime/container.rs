@@ -234,6 +234,7 @@ fn make(ctx: &Context, id: &str, o: &CreateOptions, console: Option<UnixStream>,
     // Recorded before made, so that gc finds them after a crash: the dir
     // appears with this state inside.
     make_dir(&dir, &st, &bundle.spec)?;
+    store::fault("create:recorded");
     let mut undo = Undo {
         dir: dir.clone(),
         pid: None,

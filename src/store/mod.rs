@@ -152,13 +152,19 @@ pub fn validate_id(kind: &str, id: &str) -> Result<()> {
 
 /// Crash injection for the fault tests: with RCON_FAULT=POINT in the
 /// environment, the process SIGKILLs itself when it reaches POINT, exactly
-/// like a `kill -9` landing there. A no-op otherwise. Unit tests run code
-/// there instead ([`at_fault`]), to play what another process does meanwhile.
+/// like a `kill -9` landing there. With RCON_FAULT_STOP=POINT it stops
+/// itself there (SIGSTOP) instead, so that a root test can act while it is
+/// held at that point (kill its caller, run another command) and then
+/// SIGCONT it. A no-op otherwise. Unit tests run code there instead
+/// ([`at_fault`]), to play what another process does meanwhile.
 pub fn fault(point: &str) {
     #[cfg(test)]
     meanwhile::run(point);
-    if std::env::var("RCON_FAULT").is_ok_and(|v| v == point) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    use nix::sys::signal::{raise, Signal};
+    for (var, sig) in [("RCON_FAULT", Signal::SIGKILL), ("RCON_FAULT_STOP", Signal::SIGSTOP)] {
+        if std::env::var(var).is_ok_and(|v| v == point) {
+            let _ = raise(sig);
+        }
     }
 }
 
