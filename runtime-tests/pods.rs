@@ -4,13 +4,10 @@
 //! create`; bad input; and 100 pods leaking nothing.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{
-    mountinfo_lines, pid_alive, rcon_bin, require_root, resolver_pid, sh, wait_pid_gone, wait_until, World,
-};
+use crate::common::{mountinfo_lines, pid_alive, resolver_pid, sh, wait_pid_gone, wait_until, World};
 use crate::network::{lease_count, net_world, NetWorld, UPLINK_INET, UPLINK_NODE};
 use crate::ports::{port_rules, tcp_from};
 

@@ -121,62 +121,54 @@ fn read_report(f: &mut File, buf: &mut [u8; 8], deadline: Instant) -> Result<usi
 
 /// The pause process, from its birth: set up, let go of the creator's files, then wait for signals.
 fn child(s: &Setup, born_in: bool, null: RawFd, report: RawFd) -> ! {
-    // SAFETY (every block below): raw system calls on memory made before the fork (`s`, statics,
-    // the stack); nothing allocates or locks, and this never returns into the creator's code.
-    let fail = |step: usize| -> ! {
-        let errno = unsafe { *libc::__errno_location() };
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&(step as i32).to_ne_bytes());
-        msg[4..].copy_from_slice(&errno.to_ne_bytes());
-        unsafe {
+    // SAFETY: raw system calls on memory made before the fork (`s`, statics, our stack copy), the
+    // argv strings being this process's own copy; nothing allocates or takes a lock (a fork of a
+    // threaded process must not), and this never returns into the creator's code.
+    unsafe {
+        let fail = |step: usize| -> ! {
+            let mut msg = [0u8; 8];
+            msg[..4].copy_from_slice(&(step as i32).to_ne_bytes());
+            msg[4..].copy_from_slice(&(*libc::__errno_location()).to_ne_bytes());
             libc::write(report, msg.as_ptr().cast(), msg.len());
             libc::_exit(1)
-        }
-    };
-    let signals = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
+        };
+        let mut signals: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut signals);
         for sig in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT] {
-            libc::sigaddset(&mut set, sig);
+            libc::sigaddset(&mut signals, sig);
         }
         // Blocked, then taken one at a time: no handler, no race with a child that exits first.
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    if unsafe { libc::setns(s.netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        fail(0);
-    }
-    let host = s.hostname.as_bytes();
-    if unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) } != 0 {
-        fail(1);
-    }
-    if let (Some((_, procs)), false) = (&s.v2, born_in) {
-        if unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
-            fail(2);
+        libc::sigprocmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut());
+        if libc::setns(s.netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+            fail(0);
         }
-    }
-    // By our one thread: the v1 migration that skips the threadgroup lock (see sys/cgroup_fork.rs).
-    for t in &s.v1_tasks {
-        if unsafe { libc::write(t.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
-            fail(3);
+        let host = s.hostname.as_bytes();
+        if libc::sethostname(host.as_ptr().cast(), host.len()) != 0 {
+            fail(1);
         }
-    }
-    // Our command line is still `rcon pod create …`: write `rcon pause` over its strings, NUL-padded
-    // (setproctitle's way: prctl(PR_SET_MM) needs CAP_SYS_RESOURCE in the first user namespace).
-    if let Some((at, len)) = s.argv.filter(|(_, len)| *len >= CMDLINE.len()) {
-        unsafe {
+        if let (Some((_, procs)), false) = (&s.v2, born_in) {
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                fail(2);
+            }
+        }
+        // By our one thread: the v1 migration that skips the threadgroup lock (see sys/cgroup_fork.rs).
+        for t in &s.v1_tasks {
+            if libc::write(t.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                fail(3);
+            }
+        }
+        // Our command line is still `rcon pod create …`: write `rcon pause` over its strings,
+        // NUL-padded (setproctitle's way: prctl(PR_SET_MM) needs CAP_SYS_RESOURCE in the first user
+        // namespace, which a VM's root may lack).
+        if let Some((at, len)) = s.argv.filter(|(_, len)| *len >= CMDLINE.len()) {
             std::ptr::write_bytes(at as *mut u8, 0, len);
             std::ptr::copy_nonoverlapping(CMDLINE.as_ptr(), at as *mut u8, CMDLINE.len());
         }
-    }
-    unsafe {
         // Not holding any directory, terminal or session of whoever started it.
         libc::chdir(c"/".as_ptr());
-    }
-    if unsafe { libc::setsid() } < 0 {
-        fail(4);
-    }
-    unsafe {
+        if libc::setsid() < 0 {
+            fail(4);
+        }
         for fd in 0..3 {
             libc::dup2(null, fd);
         }

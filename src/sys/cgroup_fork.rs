@@ -109,7 +109,7 @@ pub unsafe fn clone_into(flags: u64, cgroup: Option<&File>) -> Result<(ForkResul
     // SAFETY: clone(2) without CLONE_VM or a stack is a fork with `flags`; the caller's contract covers
     // the child (raw calls only).
     let r = unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0, 0, 0, 0) };
-    forked(r, false).ok_or_else(|| std::io::Error::last_os_error()).context("clone")
+    forked(r, false).ok_or_else(std::io::Error::last_os_error).context("clone")
 }
 
 /// Move the calling process into the cgroup2 group `dir`.
