@@ -84,7 +84,15 @@ pub fn spawn(s: &Setup) -> Result<Creator> {
     drop(report_w);
     let mut report = File::from(report_r);
     let mut got = [0u8; 8];
-    let n = read_report(&mut report, &mut got, Instant::now() + REPORT_TIMEOUT)?;
+    let n = match read_report(&mut report, &mut got, Instant::now() + REPORT_TIMEOUT) {
+        Ok(n) => n,
+        // Not left behind half set up: it is not recorded yet.
+        Err(e) => {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            return Err(e);
+        }
+    };
     if n > 0 {
         let _ = nix::sys::wait::waitpid(child, None);
         let step = STEPS.get(i32::from_ne_bytes(got[..4].try_into()?) as usize).unwrap_or(&"setup");

@@ -26,12 +26,8 @@ pub fn find(ctx: &Context, owner: &str, network: &str, ifname: &str) -> Result<V
 /// (a second DEL, or a DEL after a GC). Returns how many were detached.
 pub fn detach(ctx: &Context, owner: &str, network: &str, ifname: &str) -> Result<usize> {
     let k = Kernel::real();
-    let scan = endpoint::Store::new(&ctx.data_root).scan(Filter {
-        owner: Some(owner),
-        network: Some(network),
-        ..Default::default()
-    })?;
-    let mine: Vec<Endpoint> = manage::readable(scan)?.into_iter().filter(|e| e.ifname == ifname).collect();
+    let filter = Filter { owner: Some(owner), network: Some(network), ..Default::default() };
+    let mine: Vec<Endpoint> = manage::detachable(ctx, &k, filter)?.into_iter().filter(|e| e.ifname == ifname).collect();
     detach_all(ctx, &k, &mine)?;
     Ok(mine.len())
 }

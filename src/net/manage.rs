@@ -511,7 +511,7 @@ pub fn detach_with(ctx: &Context, k: &Kernel, network: &str, netns: &Path, ifnam
     networks(ctx).get(network)?;
     let id = endpoint::ns_identity(netns)?;
     let mine: Vec<Endpoint> =
-        readable(endpoints(ctx).scan(Filter { network: Some(network), netns_id: Some(&id), ..Default::default() })?)?
+        detachable(ctx, k, Filter { network: Some(network), netns_id: Some(&id), ..Default::default() })?
             .into_iter()
             .filter(|e| ifname.is_none_or(|i| i == e.ifname))
             .collect();
@@ -524,12 +524,28 @@ pub fn detach_with(ctx: &Context, k: &Kernel, network: &str, netns: &Path, ifnam
     mine.iter().try_for_each(|ep| detach_endpoint(ctx, k, ep))
 }
 
-/// The records of a detach, all of them: one that cannot be read names the
-/// lease, claims and veth to undo, so the detach stops before it starts.
-pub(super) fn readable(l: crate::store::Listing<Endpoint>) -> Result<Vec<Endpoint>> {
-    match l.broken.first() {
+/// The records of a detach that match `filter`, all of them. One left empty by an attach killed
+/// between the record's creation and its write (nothing was made after it) goes first, with its
+/// leases, as gc would take it; one that cannot be read otherwise names the lease, claims and veth
+/// to undo, so the detach stops before it starts.
+pub(super) fn detachable(ctx: &Context, k: &Kernel, filter: Filter) -> Result<Vec<Endpoint>> {
+    let eps = endpoints(ctx);
+    let mut found = eps.scan(filter)?;
+    if !found.broken.is_empty() {
+        let ipam = Ipam::new(&ctx.data_root);
+        let nets: std::collections::BTreeSet<&str> =
+            found.broken.iter().filter_map(|b| b.name.split_once('/').map(|(n, _)| n)).collect();
+        for net in nets {
+            let book = ipam.open(net)?;
+            let prefix = format!("{net}/");
+            let here: Vec<&Broken> = found.broken.iter().filter(|b| b.name.starts_with(&prefix)).collect();
+            remove_unborn(&eps, k.links()?, &book, &here)?;
+        }
+        found = eps.scan(filter)?;
+    }
+    match found.broken.first() {
         Some(b) => Err(b.error()),
-        None => Ok(l.good),
+        None => Ok(found.good),
     }
 }
 
@@ -546,24 +562,7 @@ pub fn detach_owner(ctx: &Context, owner: &str, network: Option<&str>) -> Result
 
 /// [`detach_owner`] on these links and firewalls.
 pub fn detach_owner_with(ctx: &Context, k: &Kernel, owner: &str, network: Option<&str>) -> Result<usize> {
-    let eps = endpoints(ctx);
-    let filter = Filter { owner: Some(owner), network, ..Default::default() };
-    let mut found = eps.scan(filter)?;
-    if !found.broken.is_empty() {
-        // An attach of this owner killed between its record's creation and its write left it empty:
-        // nothing was made after it, and it goes with the owner, as gc would take it.
-        let ipam = Ipam::new(&ctx.data_root);
-        let nets: std::collections::BTreeSet<&str> =
-            found.broken.iter().filter_map(|b| b.name.split_once('/').map(|(n, _)| n)).collect();
-        for net in nets {
-            let book = ipam.open(net)?;
-            let prefix = format!("{net}/");
-            let here: Vec<&Broken> = found.broken.iter().filter(|b| b.name.starts_with(&prefix)).collect();
-            remove_unborn(&eps, k.links()?, &book, &here)?;
-        }
-        found = eps.scan(filter)?;
-    }
-    let mine = readable(found)?;
+    let mine = detachable(ctx, k, Filter { owner: Some(owner), network, ..Default::default() })?;
     if !mine.is_empty() {
         ensure_for(ctx, k, &mine)?;
         mine.iter().try_for_each(|ep| detach_endpoint(ctx, k, ep))?;
