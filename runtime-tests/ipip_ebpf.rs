@@ -147,7 +147,7 @@ fn ipip_ebpf_bulk_tcp_reaches_the_pod_whole() {
     let port = c.node_sh(0, "ip -o link show master rcon-cluster | awk -F': ' '{print $2}' | cut -d@ -f1");
     let port = port.trim().to_string();
 
-    let largest = upload(&mut c, &port, &ip, 1);
+    let largest = upload_whole(&mut c, &port, &ip, 1);
     assert!(largest > 1480, "only packets of {largest} bytes or less reached the pod's port {port}");
 
     c.node_sh(0, "tc filter del dev rcon-cluster egress");
@@ -156,7 +156,7 @@ fn ipip_ebpf_bulk_tcp_reaches_the_pod_whole() {
     assert_eq!(c.nodes[0].ok(&["cluster", "repair"]).trim(), "re-attached the eBPF IPIP programs");
     let entries = shortcut_entries(&c, 0).expect("repair left the bridge without its shortcut");
     assert!(entries.iter().any(|e| e["formatted"]["key"] == want_key), "repair did not refill {ip}: {entries:?}");
-    let largest = upload(&mut c, &port, &ip, 3);
+    let largest = upload_whole(&mut c, &port, &ip, 3);
     assert!(largest > 1480, "after repair, only packets of {largest} bytes or less reached the pod");
 
     c.nodes[0].ok(&["rm", "-f", "srv"]);
@@ -169,6 +169,20 @@ fn ipip_ebpf_bulk_tcp_reaches_the_pod_whole() {
 /// (its IP length) that node 0's bridge port `port` carried to the pod
 /// meanwhile. A packet over the pod MTU (1480) is a GSO packet that was
 /// never cut: TCP sends at least two segments in one whenever it can.
+/// [`upload`], again (3 tries at most) while no packet over the MTU reached the port: a sender
+/// starved of CPU by the other tests may batch no segments at all. Without the shortcut no try
+/// can pass, as the bridge cuts every packet, so the retries only forgive the sender.
+fn upload_whole(c: &mut cluster::Cluster, port: &str, ip: &str, round: usize) -> usize {
+    let mut largest = 0;
+    for _ in 0..3 {
+        largest = upload(c, port, ip, round);
+        if largest > 1480 {
+            break;
+        }
+    }
+    largest
+}
+
 fn upload(c: &mut cluster::Cluster, port: &str, ip: &str, round: usize) -> usize {
     let n0 = c.nodes[0].node.clone().unwrap();
     // The packets over the MTU, and the client's FIN, which comes after all the data: once the
