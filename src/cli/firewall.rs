@@ -6,6 +6,7 @@ use rcon::net::heal;
 use rcon::Context;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum FirewallCmd {
     /// Replace all of rcon's firewall rules with what its records say (after a firewalld or nftables
     /// restart, `nft flush ruleset`, or a hand edit). One batch per backend.

@@ -8,6 +8,7 @@ use rcon::image::Store;
 use rcon::Context;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum ImageCmd {
     /// Import an OCI image layout (dir or tar) or a `docker save` archive.
     Import {

@@ -13,6 +13,7 @@ mod logging;
 mod netns;
 mod network;
 mod overlay;
+mod parse;
 mod pod;
 mod run;
 mod service;
@@ -71,6 +72,7 @@ pub enum LogFormat {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum Command {
     /// Create a container from a bundle; its process waits for `start`.
     Create(lifecycle::CreateArgs),
@@ -150,7 +152,7 @@ enum Command {
 pub fn main() -> i32 {
     rcon::engine::install_network_hook();
     rcon::engine::install_pod_hook();
-    let cli = match Cli::try_parse() {
+    let cli = match parse::parse(std::env::args_os().collect()) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {

@@ -12,6 +12,7 @@ use rcon::net::netns;
 use rcon::Context;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum NetnsCmd {
     /// Create a named network namespace (a bind mount under --netns-dir).
     Add { name: String },

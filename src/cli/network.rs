@@ -17,6 +17,7 @@ use rcon::{engine, runtime, Context};
 use super::lifecycle::Format;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum NetworkCmd {
     /// Create a network (bridge by default).
     Create(CreateArgs),

@@ -71,6 +71,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum ConfigCmd {
     /// Write the cluster's network config (flannel's JSON) to etcd.
     Set {
@@ -106,6 +107,7 @@ pub enum ConfigCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum ClusterCmd {
     /// Join this node to a cluster: its bridge network on its subnet, and the backend's device.
     Init {
@@ -172,6 +174,7 @@ pub enum ClusterCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum NodeCmd {
     /// Declare a peer node.
     Add {

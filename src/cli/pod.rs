@@ -10,6 +10,7 @@ use rcon::Context;
 use super::confine::ResourceArgs;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum PodCmd {
     /// Create a pod: a cgroup, a netns under NETNS_DIR, a pause process, one network attachment.
     Create {

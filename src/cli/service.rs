@@ -8,6 +8,7 @@ use rcon::net::service_types::{BackendRef, BackendSpec, Lb, Target, Vip};
 use rcon::{engine, Context};
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum ServiceCmd {
     /// Create a service: VIP:PORT DNATed to one of its backends.
     Create {
