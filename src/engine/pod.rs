@@ -184,7 +184,7 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
     }
     let (cgroup, plan) = limits::plan(&id, &req.limits)?;
     let pods = store(ctx);
-    let mut pod = {
+    let (mut pod, made) = {
         let _lock = pods.lock()?;
         if pods.exists(&name) {
             bail!("pod {name:?} already exists");
@@ -206,11 +206,11 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
             stopped: false,
             cgroup: Some(cgroup),
         };
-        pods.create(&pod)?;
-        pod
+        let made = pods.create(&pod)?;
+        (pod, made)
     };
     store::fault("pod:recorded");
-    if let Err(e) = build(ctx, &mut pod, &plan, req.ip, ports) {
+    if let Err(e) = build(ctx, &mut pod, made, &plan, req.ip, ports) {
         let _ = teardown(ctx, &pod);
         return Err(e);
     }
@@ -221,6 +221,7 @@ pub fn create(ctx: &Context, req: &Request) -> Result<Pod> {
 fn build(
     ctx: &Context,
     pod: &mut Pod,
+    made: store::Made,
     plan: &crate::runtime::pod_cgroup::Plan,
     ip: Option<std::net::Ipv4Addr>,
     ports: Vec<PortSpec>,
@@ -255,7 +256,7 @@ fn build(
     }
     store::fault("pod:attached");
     pod.creator = None;
-    pods.save(pod)
+    pods.finish(made, pod)
 }
 
 /// Start the pause process (engine/pause.rs) in the pod's netns with new ipc and uts namespaces (and

@@ -70,7 +70,20 @@ pub enum Read<T> {
 }
 
 /// Read and parse the JSON record at `path`, telling "gone" from "broken".
+/// A record that does not parse is read once more a moment later before it
+/// is called broken: `Records::finish` rewrites one in place, and a read
+/// racing that write can see a mix of the two versions.
 pub fn read_record<T: DeserializeOwned>(path: &Path) -> Read<T> {
+    match read_once(path) {
+        Read::Bad(_) => {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            read_once(path)
+        }
+        r => r,
+    }
+}
+
+fn read_once<T: DeserializeOwned>(path: &Path) -> Read<T> {
     match fs::read(path) {
         Ok(data) => match super::parse_json(&data) {
             Ok(v) => Read::Good(v),

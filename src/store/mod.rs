@@ -7,7 +7,7 @@ mod broken;
 mod records;
 
 pub use broken::{read_record, remove_broken, Broken, Listing, Read};
-pub use records::{Named, Records};
+pub use records::{Made, Named, Records};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
