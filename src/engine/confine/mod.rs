@@ -105,7 +105,14 @@ impl Host {
 }
 
 pub fn parse(f: &Flags) -> Result<Confinement> {
-    parse_on(f, &Host::probe())
+    // Only --memory, --cpus and --cpuset-cpus read the host: a run or pod create without them
+    // skips the probe (a dozen system calls, available_parallelism's cgroup walk among them).
+    let host = if f.memory.is_some() || f.cpus.is_some() || f.cpuset_cpus.is_some() {
+        Host::probe()
+    } else {
+        Host { cpus: 1, online: Vec::new(), swap_limit: false }
+    };
+    parse_on(f, &host)
 }
 
 pub fn parse_on(f: &Flags, host: &Host) -> Result<Confinement> {
