@@ -611,11 +611,11 @@ section=$CACHE/pods.md
 		  own process, so the peer's `ip netns` steps (see the step table)
 		  overstate what Podman pays by about a process start each.
 		- rcon's create is one process: the netns (`unshare` in a thread,
-		  bind mount), its pause (a fork and exec of rcon itself as `rcon
-		  pause`, in new ipc and uts namespaces, which forks the pause
-		  into the pod's cgroups with `clone3(CLONE_INTO_CGROUP)` and is
-		  waited for until it is up; moving it in with a write to
-		  `cgroup.procs` cost 6–13 ms, the kernel's threadgroup lock),
+		  bind mount), its pause (a `clone3` fork of `pod create` itself,
+		  born in new ipc and uts namespaces and in the pod's cgroup2
+		  group with `CLONE_INTO_CGROUP`, no exec, waited for until it is
+		  up; moving it in with a write to `cgroup.procs` cost 6–13 ms,
+		  the kernel's threadgroup lock),
 		  then the same work as `rcon network attach` (veth, address,
 		  routes, one nftables transaction: the attach bench above) and
 		  its state. The peer's pause is a container: `runc run
