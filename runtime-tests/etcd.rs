@@ -138,7 +138,8 @@ fn flannel_node_and_rcon_pods_reach_each_other() {
         let a = e.agent(i);
         a.wait_line(0, &format!("node {i}'s agent to add the flannel node"), |l| l == line);
         let neigh = e.c.node_sh(i, "ip neigh show nud permanent");
-        let entry = |l: &str| l.starts_with("10.244.200.0 dev") && l.contains(&f.mac);
+        let dev = format!("{} dev", f.subnet.trim_end_matches("/24"));
+        let entry = |l: &str| l.starts_with(&dev) && l.contains(&f.mac);
         assert!(neigh.lines().any(entry), "node {i}: no neighbour entry with the flannel node's MAC: {neigh}");
     }
     let ips: Vec<String> = (0..2).map(|i| e.c.sleeper(i)).collect();

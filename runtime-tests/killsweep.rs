@@ -288,6 +288,15 @@ fn run_d_killed_while_its_monitor_makes_the_container() {
         let _ = front.wait();
         let mut ids = known_ids(w);
         w.ok(&["gc"]);
+        if point == "monitor:forked" {
+            // A remover does not hang with a stopped creator: past RCON_CREATE_WAIT it gives up
+            // with one line naming it, and leaves the container to the next rm.
+            let out = w.cmd(&["rm", "-f", &n]).env("RCON_CREATE_WAIT", "0.3").output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let pid = format!("(rcon pid {},", front.id());
+            assert!(!out.status.success(), "rm -f past the wait: {err}");
+            assert!(err.lines().count() == 1 && err.contains(&pid) && err.contains("after 0.3 s"), "{err}");
+        }
         let mut rm = w.cmd(&["rm", "-f", &n]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let rm_pid = rm.id() as i32;
         wait_until("rm -f to end or to wait for the monitor", || {

@@ -97,15 +97,17 @@ fn the_agent_skips_a_lease_that_is_not_json() {
     e.start_agent(0, &[]);
     let before = e.dataplane(0);
     let m = e.agent(0).lines().len();
-    e.ctl(&["put", &format!("{PREFIX}/subnets/10.244.77.0-24"), "not json {"]);
+    let bad = e.free_octet(1, 77);
+    let good = e.free_octet(1, bad.wrapping_add(1));
+    e.ctl(&["put", &format!("{PREFIX}/subnets/10.244.{bad}.0-24"), "not json {"]);
     e.agent(0).wait_line(m, "the agent to skip the bad lease", |l| {
-        l.starts_with(&format!("skipped {PREFIX}/subnets/10.244.77.0-24: "))
-            || l.starts_with("skipped 10.244.77.0-24: ")
+        l.starts_with(&format!("skipped {PREFIX}/subnets/10.244.{bad}.0-24: "))
+            || l.starts_with(&format!("skipped 10.244.{bad}.0-24: "))
     });
     assert!(e.agent(0).alive());
     assert_eq!(e.dataplane(0), before, "a bad lease changed the data plane");
-    e.put_lease("10.244.78.0-24", "192.168.77.8", "0e:00:00:00:00:08", 600);
-    e.agent(0)
-        .wait_line(m, "the agent to add the next lease", |l| l.starts_with("added 10.244.78.0-24 via 192.168.77.8"));
-    assert!(e.has_route(0, "10.244.78.0/24"));
+    e.put_lease(&format!("10.244.{good}.0-24"), "192.168.77.8", "0e:00:00:00:00:08", 600);
+    let added = format!("added 10.244.{good}.0-24 via 192.168.77.8");
+    e.agent(0).wait_line(m, "the agent to add the next lease", |l| l.starts_with(&added));
+    assert!(e.has_route(0, &format!("10.244.{good}.0/24")));
 }

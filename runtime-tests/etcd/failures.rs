@@ -39,12 +39,14 @@ fn etcd_down_traffic_flows_and_the_agents_catch_up() {
     }
     let marks: Vec<usize> = (0..2).map(|i| e.agent(i).lines().len()).collect();
     e.etcd.start();
-    e.put_lease("10.244.99.0-24", "192.168.77.9", "0e:00:00:00:00:99", 600);
+    let o = e.free_octet(2, 99);
+    e.put_lease(&format!("10.244.{o}.0-24"), "192.168.77.9", "0e:00:00:00:00:99", 600);
+    let added = format!("added 10.244.{o}.0-24 via 192.168.77.9");
     for (i, &m) in marks.iter().enumerate() {
         e.agent(i).wait_line(m, &format!("node {i}'s agent to add the lease put after the restart"), |l| {
-            l.starts_with("added 10.244.99.0-24 via 192.168.77.9")
+            l.starts_with(&added)
         });
-        assert!(e.has_route(i, "10.244.99.0/24"), "node {i}: no route for the new lease");
+        assert!(e.has_route(i, &format!("10.244.{o}.0/24")), "node {i}: no route for the new lease");
     }
     assert!(e.c.reaches(1, &ip), "no ping after etcd came back");
     e.c.nodes[0].ok(&["rm", "-f", "srv"]);
@@ -86,12 +88,14 @@ fn deleted_leases_leave_every_node() {
     }
 
     // `node rm SUBNET` on node 1 deletes a lease for every node.
-    e.put_lease("10.244.98.0-24", "192.168.77.8", "0e:00:00:00:00:98", 600);
-    crate::common::wait_until("node 0 to add the lease", || e.has_route(0, "10.244.98.0/24"));
-    e.c.nodes[1].ok(&["node", "rm", "10.244.98.0/24"]);
-    assert!(!e.leases().contains(&"10.244.98.0-24".to_string()), "node rm left the lease");
+    let o = e.free_octet(2, 98);
+    let (key, sub) = (format!("10.244.{o}.0-24"), format!("10.244.{o}.0/24"));
+    e.put_lease(&key, "192.168.77.8", "0e:00:00:00:00:98", 600);
+    crate::common::wait_until("node 0 to add the lease", || e.has_route(0, &sub));
+    e.c.nodes[1].ok(&["node", "rm", &sub]);
+    assert!(!e.leases().contains(&key), "node rm left the lease");
     for i in 0..2 {
-        crate::common::wait_until(&format!("node {i} to drop 10.244.98.0/24"), || !e.has_route(i, "10.244.98.0/24"));
+        crate::common::wait_until(&format!("node {i} to drop {sub}"), || !e.has_route(i, &sub));
     }
 
     // Node 1's own lease deleted: it acquires one again.

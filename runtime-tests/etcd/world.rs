@@ -181,6 +181,14 @@ impl EtcdCluster {
         self.inspect(i)["node_subnet"].as_str().expect("node_subnet in cluster inspect").to_string()
     }
 
+    /// A third octet of 10.244.X.0/24 for a test's own lease, from `want` on, that none of the
+    /// first `n` nodes holds: a node's subnet is picked at random, and a test lease put on it
+    /// would tell that node another node holds its subnet.
+    pub(crate) fn free_octet(&self, n: usize, want: u8) -> u8 {
+        let held: Vec<String> = (0..n).map(|i| self.subnet_of(i)).collect();
+        (want..=255).chain(0..want).find(|o| !held.contains(&format!("10.244.{o}.0/24"))).expect("a free /24")
+    }
+
     /// Node `i`'s kernel state that peers change: routes, permanent
     /// neighbours, FDB (sorted, so that order is no difference).
     pub(crate) fn dataplane(&self, i: usize) -> String {
@@ -219,9 +227,11 @@ impl EtcdCluster {
         ttl["granted-ttl"].as_i64().unwrap()
     }
 
-    /// A hand-made flannel node at 192.168.77.50 with 10.244.200.0/24.
+    /// A hand-made flannel node at 192.168.77.50 with 10.244.200.0/24, or the next /24 that no
+    /// rcon node of the world holds (call it after their inits).
     pub(crate) fn flannel(&mut self) -> Flannel {
         let underlay = self.c.underlay.clone();
-        Flannel::new(&mut self.c.nodes[0], &underlay, "192.168.77.50", "10.244.200.0/24")
+        let subnet = format!("10.244.{}.0/24", self.free_octet(self.c.nodes.len(), 200));
+        Flannel::new(&mut self.c.nodes[0], &underlay, "192.168.77.50", &subnet)
     }
 }

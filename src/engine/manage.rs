@@ -125,7 +125,11 @@ pub fn remove(ctx: &Context, key: &str, force: bool) -> Result<()> {
     // Once created it is not waited for: only the start itself is left, and
     // the monitor of an older rcon holds the record for the container's life.
     let created = runtime::state(ctx, &id).is_ok_and(|st| st.status != Status::Creating);
-    let _made = if created { None } else { super::rootfs::wait_made(&super::rootfs::container_dir(ctx, &id))? };
+    let _made = if created {
+        None
+    } else {
+        super::rootfs::wait_made(&super::rootfs::container_dir(ctx, &id), super::rootfs::create_wait()?)?
+    };
     remove_id(ctx, key, &id, force)
 }
 

@@ -7,7 +7,7 @@ use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::runtime::state::Creator;
@@ -62,15 +62,50 @@ pub fn creator_held(dir: &Path) -> bool {
     unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
 }
 
+/// How long `wait_made` waits by default; `RCON_CREATE_WAIT` (seconds) sets it.
+pub const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Wait until no process holds the data dir's creator record: the run that
 /// makes its container has recorded it as started, undone it, or died. The
 /// lock returned keeps a second remover waiting until this one is done.
-/// None when there is no record: no engine run makes anything there.
-pub fn wait_made(dir: &Path) -> Result<Option<crate::store::Lock>> {
-    match fs::File::open(dir.join(CREATOR)) {
-        Ok(f) => crate::store::lock_file(f).map(Some).context("waiting for the run that makes the container"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).context("opening the creator record"),
+/// None when there is no record: no engine run makes anything there. A run
+/// that holds it longer than `limit` (stopped, or a hook that hangs) is an
+/// error naming it, not a remover that hangs with it.
+pub fn wait_made(dir: &Path, limit: std::time::Duration) -> Result<Option<crate::store::Lock>> {
+    let f = match fs::File::open(dir.join(CREATOR)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("opening the creator record"),
+    };
+    let creator = fs::read(dir.join(CREATOR)).ok().and_then(|b| serde_json::from_slice::<Creator>(&b).ok());
+    // Blocking in flock(2) on a thread, so that the wait shows in /proc/locks as any lock wait
+    // does, and is given up at the limit; a lock got after that is dropped with the channel.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(crate::store::lock_file(f));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(lock) => lock.map(Some).context("waiting for the run that makes the container"),
+        Err(_) => bail!(
+            "the run making this container ({}, or a monitor it forked) still holds it after {} s: \
+             is it stopped? Remove it again once that run is done or killed (RCON_CREATE_WAIT sets \
+             the wait)",
+            creator.map_or("rcon pid unknown".to_string(), |c| format!("rcon pid {}", c.pid)),
+            limit.as_secs_f64()
+        ),
+    }
+}
+
+/// The wait `RCON_CREATE_WAIT` asks for (seconds), else [`CREATE_WAIT`].
+pub fn create_wait() -> Result<std::time::Duration> {
+    match std::env::var("RCON_CREATE_WAIT") {
+        Err(_) => Ok(CREATE_WAIT),
+        Ok(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(std::time::Duration::from_secs_f64)
+            .with_context(|| format!("RCON_CREATE_WAIT={v:?}: seconds to wait, a number such as 30 or 0.5")),
     }
 }
 
@@ -149,7 +184,12 @@ mod tests {
         assert!(creator_held(&dir), "the creator's hold");
         drop(creating);
         assert!(!creator_held(&dir));
-        assert!(wait_made(&dir).unwrap().is_some());
-        assert!(wait_made(&dir.with_file_name("none")).unwrap().is_none());
+        let limit = std::time::Duration::from_millis(200);
+        let held = Creating::hold(&dir).unwrap();
+        let err = wait_made(&dir, limit).err().expect("a held record times out").to_string();
+        assert!(err.contains(&format!("(rcon pid {},", me.pid)) && err.contains("after 0.2 s"), "{err}");
+        drop(held);
+        assert!(wait_made(&dir, limit).unwrap().is_some());
+        assert!(wait_made(&dir.with_file_name("none"), limit).unwrap().is_none());
     }
 }
