@@ -4,6 +4,7 @@
 //! create`; bad input; and 100 pods leaking nothing.
 
 use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -24,6 +25,19 @@ fn pause_reaps_orphans_and_ends_on_term() {
     nw.w.ok(&["pod", "create", "--name", "reaper", "--share", "pid"]);
     let pause = inspect(&nw.w, "reaper")["pause"]["pid"].as_i64().unwrap() as u32;
     assert_eq!(sh(&format!("tr '\\0' ' ' </proc/{pause}/cmdline")).trim(), "rcon pause");
+    // It holds no capability and can gain none, though its creator was root with all of them.
+    let status = std::fs::read_to_string(format!("/proc/{pause}/status")).unwrap();
+    let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or("?").to_string();
+    let zero = "0000000000000000";
+    assert_eq!([field("CapEff:"), field("CapPrm:"), field("CapInh:"), field("NoNewPrivs:")], [zero, zero, zero, "1"]);
+    // Yet a root process without CAP_SYS_PTRACE (a pod member's) cannot reach into it: its
+    // namespace links (the host's mount namespace among them) take ptrace access, which a process
+    // that is not dumpable denies to such a caller. A capability-less dumpable pause would let it.
+    let peek = Command::new("setpriv")
+        .args(["--bounding-set", "-sys_ptrace", "readlink", &format!("/proc/{pause}/ns/mnt")])
+        .output()
+        .unwrap();
+    assert!(!peek.status.success() && peek.stdout.is_empty(), "the pause's ns/mnt was read: {peek:?}");
     // Orphans: their parent exits at once, so they land on the pause process.
     sh(&format!("nsenter --target {pause} --pid -- sh -c 'sleep 0.2 & sleep 0.3 & exit 0'"));
     wait_until("the orphans to be adopted and to end", || {

@@ -53,13 +53,34 @@ pub fn argv_area() -> Option<(usize, usize)> {
 static CMDLINE: &[u8] = b"rcon\0pause\0";
 
 /// The steps that can fail in the child, as it reports them (their index).
-const STEPS: [&str; 5] = [
+const STEPS: [&str; 8] = [
     "joining the pod's network namespace",
     "setting the hostname",
     "joining its cgroup2 group",
     "joining a v1 group",
     "setsid",
+    "setting no_new_privs",
+    "making itself not dumpable",
+    "dropping its capabilities",
 ];
+
+/// capset(2)'s header and data (linux/capability.h; the libc crate has neither).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// _LINUX_CAPABILITY_VERSION_3: 64-bit sets, as two `CapData`.
+const CAP_V3: u32 = 0x2008_0522;
 
 /// How long the creator waits for the pause to report.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -176,6 +197,23 @@ fn child(s: &Setup, born_in: bool, null: RawFd, report: RawFd) -> ! {
         libc::chdir(c"/".as_ptr());
         if libc::setsid() < 0 {
             fail(4);
+        }
+        // What is left (waiting for signals, reaping) needs no privilege: hold none, and gain none
+        // (it never execs, but no_new_privs makes that a rule; the bounding set only bounds an
+        // exec). It lives in the host's mount namespace, where a pod member sharing its pid
+        // namespace must not reach it: its full capabilities kept such a member's ptrace out
+        // (the tracer must hold what the tracee holds); without them, not being dumpable does,
+        // for anyone without CAP_SYS_PTRACE. Made so before the drop, so that it never is both.
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail(5);
+        }
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            fail(6);
+        }
+        let header = CapHeader { version: CAP_V3, pid: 0 };
+        let none = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        if libc::syscall(libc::SYS_capset, &header as *const CapHeader, none.as_ptr()) != 0 {
+            fail(7);
         }
         for fd in 0..3 {
             libc::dup2(null, fd);
