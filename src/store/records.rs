@@ -133,9 +133,15 @@ impl<T: Named + Serialize + DeserializeOwned> Records<T> {
     /// which JSON allows after the value, so what is left of the longer one never shows. A
     /// reader racing the write may see a mix of the two; `read_record` reads again before it
     /// calls a record broken. A larger record is saved as `save` does.
+    /// If another command replaced or removed the record meanwhile (a `pod stop` saves it whole),
+    /// the made file is no longer the record: the final version is saved as `save` does, as it
+    /// was before this shortcut, rather than written into a file no one reads.
     pub fn finish(&self, made: Made, record: &T) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
         let mut data = serde_json::to_vec_pretty(record)?;
-        if data.len() > IN_PLACE_MAX {
+        let ino = |m: std::io::Result<fs::Metadata>| m.ok().map(|m| (m.dev(), m.ino()));
+        let still = ino(made.file.metadata()) == ino(fs::metadata(self.path(record.name())));
+        if data.len() > IN_PLACE_MAX || !still {
             return self.save(record);
         }
         if data.len() < made.len {
@@ -229,6 +235,13 @@ mod tests {
             assert_eq!(st.get("a").unwrap(), last, "{subnet}");
             assert_eq!(ino() == before, subnet.len() < 4000, "in place only within a page: {subnet}");
         }
+        // Replaced meanwhile (another command's save): the final version still lands in the record.
+        let _ = fs::remove_file(&path);
+        let made = st.create(&Net { name: "a".into(), subnet: "1".into() }).unwrap();
+        st.save(&Net { name: "a".into(), subnet: "2".into() }).unwrap();
+        let last = Net { name: "a".into(), subnet: "3".into() };
+        st.finish(made, &last).unwrap();
+        assert_eq!(st.get("a").unwrap(), last);
     }
 
     #[test]
